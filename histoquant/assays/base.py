@@ -1,0 +1,164 @@
+"""What every assay shares: its description for the CLI/GUI and the input plumbing."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ChannelError, HistoquantError, ParamsError, RegionError
+from ..io.image import Image, as_image
+from ..params import AssayParams
+from ..results import AssayResult
+from ..rois import Region, normalize_regions, read_regions
+
+__all__ = ["ChannelRole", "AssaySpec", "get_assay", "available_assays", "resolve_regions",
+           "resolve_channels", "resolve_params", "region_table", "Progress"]
+
+Progress = Callable[[float, str], None]
+"""Progress callback: ``progress(fraction_done, message)`` with the fraction in [0, 1]."""
+
+
+@dataclass(frozen=True)
+class ChannelRole:
+    """A channel an assay reads: its role name, whether it is required, and what it holds."""
+
+    name: str
+    required: bool = True
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class AssaySpec:
+    """How the CLI, the batch runner and the napari plugin see an assay.
+
+    ``run(image, regions=None, params=None, *, channels=None, progress=None) -> AssayResult``
+    """
+
+    name: str
+    title: str
+    params_cls: type[AssayParams]
+    run: Callable[..., AssayResult]
+    channel_roles: tuple[ChannelRole, ...] = ()
+    rgb: bool = False
+    default_auto_region: str | None = None
+
+
+def available_assays() -> dict[str, AssaySpec]:
+    """Every assay module under ``histoquant.assays`` that defines ``SPEC``, by name."""
+    from .. import assays as pkg
+
+    out: dict[str, AssaySpec] = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("_") or info.name == "base":
+            continue
+        module = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        spec = getattr(module, "SPEC", None)
+        if isinstance(spec, AssaySpec):
+            out[spec.name] = spec
+    return dict(sorted(out.items()))
+
+
+def get_assay(name: str) -> AssaySpec:
+    """The assay called ``name`` (``motor-neurons``, ``evans-blue``, ...)."""
+    assays = available_assays()
+    key = name.replace("_", "-")
+    if key not in assays:
+        raise HistoquantError(f"unknown assay {name!r}; available: {', '.join(assays)}")
+    return assays[key]
+
+
+def resolve_params(params_cls: type[AssayParams], params: Any) -> AssayParams:
+    """Accept None (defaults), a params object, a mapping, or a JSON/YAML file path."""
+    if params is None:
+        return params_cls()
+    if isinstance(params, params_cls):
+        return params
+    if isinstance(params, Mapping):
+        return params_cls.from_dict(dict(params))
+    if isinstance(params, (str, Path)):
+        return params_cls.from_file(params)
+    raise ParamsError(f"params must be a {params_cls.__name__}, a dict or a file path, "
+                      f"not {type(params).__name__}")
+
+
+def resolve_channels(image: Image, roles: tuple[ChannelRole, ...],
+                     channels: Mapping[str, str | int] | None) -> dict[str, int]:
+    """Map each channel role to a channel index of ``image``.
+
+    Roles not named in ``channels`` fall back to a channel of the same name in the image
+    (case-insensitive). A required role left unresolved raises ChannelError.
+    """
+    channels = dict(channels or {})
+    known = {r.name for r in roles}
+    unknown = sorted(set(channels) - known)
+    if unknown:
+        raise ChannelError(
+            f"{image.source}: unknown channel role(s) {', '.join(unknown)}; this assay reads "
+            f"{', '.join(r.name for r in roles)}"
+        )
+    out: dict[str, int] = {}
+    lowered = [c.lower() for c in image.channel_names]
+    for role in roles:
+        if role.name in channels and channels[role.name] is not None:
+            out[role.name] = image.channel_index(channels[role.name])
+        elif role.name.lower() in lowered:
+            out[role.name] = lowered.index(role.name.lower())
+        elif role.required:
+            if image.n_channels == 1 and sum(r.required for r in roles) == 1:
+                out[role.name] = 0
+                continue
+            raise ChannelError(
+                f"{image.source}: which channel holds {role.name!r} ({role.help})? The image "
+                f"has {image._channel_list()}. Give it with --channel {role.name}=NAME|INDEX "
+                f"or channels={{'{role.name}': ...}}."
+            )
+    return out
+
+
+def resolve_regions(image: Image, regions: Any, auto_region: str | None = None,
+                    ) -> dict[str, np.ndarray]:
+    """Turn the ``regions`` argument of an assay into ``{name: bool mask}`` at image size.
+
+    ``None`` measures the whole image as region ``"image"``; ``"auto"`` runs
+    :mod:`histoquant.anatomy` and keeps the regions the assay measures in; a path reads an
+    ImageJ RoiSet or GeoJSON file; anything :func:`histoquant.rois.normalize_regions` takes is
+    accepted as well.
+    """
+    shape = image.shape_yx
+    if isinstance(regions, str) and regions == "auto":
+        try:
+            from ..anatomy import auto_regions
+        except ImportError as exc:
+            raise RegionError("regions='auto' needs histoquant.anatomy, which is missing") \
+                from exc
+        return auto_regions(image, auto_region)
+    if isinstance(regions, (str, Path)):
+        regions = read_regions(regions)
+    if isinstance(regions, Region):
+        regions = [regions]
+    return normalize_regions(regions, shape)
+
+
+def region_table(image_name: str, masks: Mapping[str, np.ndarray],
+                 pixel_size_um: float) -> pd.DataFrame:
+    """One row per region with ``image``, ``region`` and ``region_area_mm2``."""
+    px_mm2 = (pixel_size_um / 1000.0) ** 2
+    return pd.DataFrame({
+        "image": [image_name] * len(masks),
+        "region": list(masks),
+        "region_area_mm2": [float(m.sum()) * px_mm2 for m in masks.values()],
+    })
+
+
+def prepare_image(image: Image | np.ndarray, pixel_size_um: float | None = None) -> Image:
+    """Wrap arrays, apply a pixel-size override, and require a known pixel size."""
+    image = as_image(image, pixel_size_um)
+    image.require_pixel_size()
+    return image

@@ -1,0 +1,120 @@
+"""Command line: ``histoquant ASSAY IMAGE... -o OUTDIR`` and ``histoquant batch FOLDER``.
+
+Every assay subcommand has the same shape::
+
+    histoquant ASSAY IMAGE... [--pixel-size UM] [--regions FILE|auto] [--params FILE]
+                              [--channel ROLE=NAME|INDEX ...] -o OUTDIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .assays.base import AssaySpec, available_assays
+from .errors import HistoquantError
+from .io import is_image_file
+
+__all__ = ["main", "build_parser"]
+
+
+def _channel_arg(text: str) -> tuple[str, str | int]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--channel takes ROLE=NAME|INDEX, got {text!r}")
+    role, value = text.split("=", 1)
+    return role.strip(), int(value) if value.strip().isdigit() else value.strip()
+
+
+def _add_common(p: argparse.ArgumentParser, spec: AssaySpec | None) -> None:
+    p.add_argument("-o", "--outdir", required=True, type=Path, help="output folder")
+    p.add_argument("--pixel-size", type=float, metavar="UM", dest="pixel_size_um",
+                   help="pixel size in µm (overrides the file's)")
+    p.add_argument("--regions", metavar="FILE|auto",
+                   help="ImageJ RoiSet .zip/.roi or QuPath .geojson; 'auto' finds them")
+    p.add_argument("--params", metavar="FILE", help="JSON or YAML file of assay parameters")
+    roles = ", ".join(r.name for r in spec.channel_roles) if spec else "see each assay"
+    p.add_argument("--channel", action="append", type=_channel_arg, default=[],
+                   metavar="ROLE=NAME|INDEX", help=f"channel for a role ({roles})")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one subcommand per assay plus ``batch``."""
+    parser = argparse.ArgumentParser(
+        prog="histoquant",
+        description="Measure spinal cord sections: motor neurons, Evans Blue, vessels, GFP+ "
+                    "cells. Writes summary.csv, objects.csv, labels/, qc/ and run.json.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"histoquant {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, spec in available_assays().items():
+        p = sub.add_parser(name, help=spec.title, description=spec.title)
+        p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+        _add_common(p, spec)
+        p.set_defaults(spec=spec)
+    b = sub.add_parser("batch", help="run assays over every image in a folder",
+                       description="Run assays over every image in a folder. Without --assay, "
+                                   "a study.yaml in the folder says which assay reads which "
+                                   "files.")
+    b.add_argument("folder", type=Path)
+    b.add_argument("--assay", action="append", default=[], help="assay name (repeatable)")
+    b.add_argument("-c", "--config", type=Path, help="study YAML (default FOLDER/study.yaml)")
+    _add_common(b, None)
+    return parser
+
+
+class _Progress:
+    def __init__(self, quiet: bool, label: str):
+        self.quiet, self.label = quiet, label
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        if not self.quiet:
+            width = 30
+            filled = int(width * done / max(total, 1))
+            print(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+                  f"{message[:60]:<60}", end="\n" if done == total else "", file=sys.stderr,
+                  flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``histoquant`` command; returns the exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    channels = dict(args.channel)
+    try:
+        if args.command == "batch":
+            from .batch import run_batch
+
+            ok = run_batch(args.folder, args.outdir, assays=args.assay, config=args.config,
+                           params=args.params, pixel_size_um=args.pixel_size_um,
+                           regions=args.regions, channels=channels,
+                           progress=_Progress(args.quiet, "batch"))
+        else:
+            from .runner import run_files
+
+            missing = [str(p) for p in args.images if not p.exists()]
+            if missing:
+                parser.error(f"no such file: {', '.join(missing)}")
+            not_images = [str(p) for p in args.images if not is_image_file(p)]
+            if not_images:
+                parser.error(f"not an image file histoquant reads: {', '.join(not_images)}")
+            report = run_files(args.spec, args.images, args.outdir, params=args.params,
+                               pixel_size_um=args.pixel_size_um, regions=args.regions,
+                               channels=channels, progress=_Progress(args.quiet, args.command))
+            ok = report.ok
+            if not args.quiet:
+                print(f"{len(report.results)} image(s) measured, {len(report.errors)} failed; "
+                      f"results in {report.outdir}", file=sys.stderr)
+    except HistoquantError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

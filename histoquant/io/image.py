@@ -1,0 +1,295 @@
+"""The image object every assay takes: pixels, axes, channel names and pixel size."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ChannelError, EmptyImageError, PixelSizeError
+
+__all__ = ["Image", "as_image", "ChannelSpec"]
+
+log = logging.getLogger(__name__)
+
+ChannelSpec = "str | int"
+
+_VALID_AXES = ("YX", "YXC", "ZYX", "ZYXC")
+
+
+@dataclass
+class Image:
+    """A microscope image with its physical pixel size.
+
+    Parameters
+    ----------
+    data : array_like
+        Pixel values with axes ``axes``. A NumPy array, or a lazy array (zarr, dask) for large
+        files: only the parts an assay asks for are read.
+    axes : {"YX", "YXC", "ZYX", "ZYXC"}
+        Axis order of ``data``. Channels are always last.
+    pixel_size_um : float or None
+        Edge length of one pixel in micrometres (X and Y are equal; anisotropic pixels are
+        refused by the readers). ``None`` when the file does not say and the caller did not give
+        one.
+    channel_names : tuple of str
+        One name per channel (``("R", "G", "B")`` for brightfield RGB).
+    rgb : bool
+        True for a brightfield colour image (three 8/16-bit channels meant as red, green, blue).
+    z_step_um : float or None
+        Distance between Z planes in micrometres, when known.
+    path : Path or None
+        File the image was read from.
+    metadata : dict
+        Anything else the reader found worth keeping (format, original axes, bit depth).
+    """
+
+    data: Any
+    axes: str = "YX"
+    pixel_size_um: float | None = None
+    channel_names: tuple[str, ...] = ()
+    rgb: bool = False
+    z_step_um: float | None = None
+    path: Path | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.axes not in _VALID_AXES:
+            raise ValueError(f"axes must be one of {_VALID_AXES}, not {self.axes!r}")
+        if len(self.data.shape) != len(self.axes):
+            raise ValueError(
+                f"data has {len(self.data.shape)} dimensions but axes {self.axes!r} names "
+                f"{len(self.axes)}"
+            )
+        if self.pixel_size_um is not None:
+            self.pixel_size_um = _check_pixel_size(self.pixel_size_um, self.source)
+        n = self.n_channels
+        if not self.channel_names:
+            self.channel_names = ("R", "G", "B") if self.rgb and n == 3 else tuple(
+                f"C{i}" for i in range(n)
+            )
+        if len(self.channel_names) != n:
+            raise ValueError(
+                f"{len(self.channel_names)} channel names given for {n} channels"
+            )
+        self.channel_names = tuple(str(c) for c in self.channel_names)
+
+    @property
+    def source(self) -> str:
+        """Name used in messages: the file path, or ``"<array>"``."""
+        return str(self.path) if self.path is not None else "<array>"
+
+    @property
+    def name(self) -> str:
+        """Image name for tables: the file stem, or ``metadata['name']``, or ``"image"``."""
+        if "name" in self.metadata:
+            return str(self.metadata["name"])
+        if self.path is not None:
+            return _stem(self.path)
+        return "image"
+
+    @property
+    def n_channels(self) -> int:
+        """Number of channels (1 for a single-channel image)."""
+        return int(self.data.shape[-1]) if self.axes.endswith("C") else 1
+
+    @property
+    def shape_yx(self) -> tuple[int, int]:
+        """Height and width in pixels."""
+        i = self.axes.index("Y")
+        return int(self.data.shape[i]), int(self.data.shape[i + 1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.data.dtype)
+
+    def with_pixel_size(self, pixel_size_um: float | None) -> Image:
+        """Return a copy with ``pixel_size_um`` replaced (logged when it overrides the file)."""
+        if pixel_size_um is None:
+            return self
+        pixel_size_um = _check_pixel_size(pixel_size_um, self.source)
+        if self.pixel_size_um is not None and not np.isclose(
+            self.pixel_size_um, pixel_size_um, rtol=1e-3
+        ):
+            log.warning(
+                "%s: pixel size %.4g µm given overrides %.4g µm from the file",
+                self.source,
+                pixel_size_um,
+                self.pixel_size_um,
+            )
+        return replace(self, pixel_size_um=pixel_size_um)
+
+    def require_pixel_size(self) -> float:
+        """Return the pixel size in µm, or raise :class:`PixelSizeError` saying how to give it."""
+        if self.pixel_size_um is None:
+            raise PixelSizeError(
+                f"{self.source}: the pixel size is unknown (the file has no OME PhysicalSize or "
+                "calibrated resolution tags). Give it with --pixel-size UM on the command line, "
+                "pixel_size_um=... in Python, a 'pixel_size_um' column in the sample sheet, or "
+                "the layer scale in napari."
+            )
+        return self.pixel_size_um
+
+    def channel_index(self, spec: str | int) -> int:
+        """Index of a channel given by name (case-insensitive) or integer index."""
+        n = self.n_channels
+        if isinstance(spec, (int, np.integer)) or (isinstance(spec, str) and spec.isdigit()):
+            i = int(spec)
+            if not 0 <= i < n:
+                raise ChannelError(
+                    f"{self.source}: channel index {i} is out of range; the image has {n} "
+                    f"channel(s): {self._channel_list()}"
+                )
+            return i
+        lowered = [c.lower() for c in self.channel_names]
+        if str(spec).lower() in lowered:
+            return lowered.index(str(spec).lower())
+        raise ChannelError(
+            f"{self.source}: no channel named {spec!r}; the image has {self._channel_list()}. "
+            "Name a channel by one of these names or by its index (0-based)."
+        )
+
+    def _channel_list(self) -> str:
+        return ", ".join(f"{i}={c}" for i, c in enumerate(self.channel_names))
+
+    def channel(self, spec: str | int, projection: str = "max") -> np.ndarray:
+        """Return one channel as a 2D float32 array, projecting Z when there is one.
+
+        Parameters
+        ----------
+        spec : str or int
+            Channel name or index.
+        projection : {"max", "mean", "sum"}
+            How a Z-stack is reduced to 2D.
+        """
+        i = self.channel_index(spec)
+        arr = self.data[..., i] if self.axes.endswith("C") else self.data
+        arr = np.asarray(arr)
+        if "Z" in self.axes:
+            arr = _project(arr, projection)
+        return check_finite(arr.astype(np.float32, copy=False), self.source)
+
+    def plane(self, projection: str = "max") -> np.ndarray:
+        """Return the image as a 2D (Y, X) or (Y, X, C) NumPy array, projecting Z."""
+        arr = np.asarray(self.data)
+        if "Z" in self.axes:
+            arr = _project(arr, projection)
+        return arr
+
+    def require_rgb(self) -> np.ndarray:
+        """Return the (Y, X, 3) RGB array of a brightfield image or raise ChannelError."""
+        if self.n_channels != 3:
+            raise ChannelError(
+                f"{self.source}: a brightfield RGB image is needed, but this image has "
+                f"{self.n_channels} channel(s) ({self._channel_list()}). Export the slide as "
+                "RGB colour, not grayscale or a single channel."
+            )
+        return self.plane()
+
+    def max_value(self) -> float:
+        """Largest value the pixel type can hold (1.0 for float images)."""
+        return dtype_max(self.dtype)
+
+
+def dtype_max(dtype: np.dtype) -> float:
+    """Saturation value of an image dtype: 255, 4095 is not assumed, 65535, or 1.0 for floats."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return 1.0
+    if np.issubdtype(dtype, np.integer):
+        return float(np.iinfo(dtype).max)
+    return 1.0
+
+
+def check_finite(arr: np.ndarray, source: str = "<array>") -> np.ndarray:
+    """Raise EmptyImageError when a float array holds NaN or infinite values."""
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise EmptyImageError(
+            f"{source}: {bad} pixel(s) are NaN or infinite. Fill or mask them before analysis "
+            "(for example replace NaN with the background value)."
+        )
+    return arr
+
+
+def check_not_empty(arr: np.ndarray, source: str = "<array>") -> None:
+    """Raise EmptyImageError for an image with no pixels or a single constant value."""
+    if arr.size == 0:
+        raise EmptyImageError(f"{source}: the image has no pixels (shape {arr.shape}).")
+    lo, hi = float(np.min(arr)), float(np.max(arr))
+    if lo == hi:
+        raise EmptyImageError(
+            f"{source}: the image is blank (every pixel is {lo:g}); there is nothing to measure. "
+            "Check the exposure and that the right file or channel was chosen."
+        )
+
+
+def _project(arr: np.ndarray, projection: str) -> np.ndarray:
+    if projection == "max":
+        return arr.max(axis=0)
+    if projection == "mean":
+        return arr.mean(axis=0)
+    if projection == "sum":
+        return arr.sum(axis=0)
+    raise ValueError(f"projection must be 'max', 'mean' or 'sum', not {projection!r}")
+
+
+def _check_pixel_size(value: float, source: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise PixelSizeError(f"{source}: pixel size {value!r} is not a number") from None
+    if not np.isfinite(value) or value <= 0:
+        raise PixelSizeError(f"{source}: pixel size must be a positive number of µm, not {value}")
+    if value > 1000:
+        raise PixelSizeError(
+            f"{source}: a pixel size of {value} µm is implausible for a microscope image; "
+            "the value is expected in µm per pixel (not pixels per µm or nm)."
+        )
+    return value
+
+
+def _stem(path: Path) -> str:
+    name = Path(path).name
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def as_image(
+    image: Image | np.ndarray,
+    pixel_size_um: float | None = None,
+    *,
+    rgb: bool | None = None,
+    channel_names: tuple[str, ...] | None = None,
+) -> Image:
+    """Wrap an array as an :class:`Image`, or apply a pixel-size override to an Image.
+
+    A 2D array is one channel; a 3D array is (Y, X, C) — RGB when it has 3 channels of an
+    integer type unless ``rgb=False``.
+    """
+    if isinstance(image, Image):
+        return image.with_pixel_size(pixel_size_um)
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        axes = "YX"
+    elif arr.ndim == 3:
+        axes = "YXC"
+    else:
+        raise ChannelError(
+            f"an array of shape {arr.shape} is ambiguous; wrap it in histoquant.Image with "
+            "explicit axes (YX, YXC, ZYX or ZYXC)"
+        )
+    if rgb is None:
+        rgb = axes == "YXC" and arr.shape[-1] == 3 and channel_names is None
+    return Image(
+        arr,
+        axes=axes,
+        pixel_size_um=pixel_size_um,
+        channel_names=tuple(channel_names or ()),
+        rgb=bool(rgb),
+    )

@@ -1,0 +1,294 @@
+"""Readers: TIFF, OME-TIFF, ImageJ TIFF, JPEG/PNG and OME-Zarr into :class:`Image`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ImageReadError, PixelSizeError
+from .image import Image
+from .pixel_size import length_to_um, resolution_to_um
+
+__all__ = ["read_image", "IMAGE_SUFFIXES", "is_image_file"]
+
+log = logging.getLogger(__name__)
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".btf", ".svs")
+PLAIN_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+ZARR_SUFFIXES = (".zarr", ".ome.zarr")
+IMAGE_SUFFIXES = TIFF_SUFFIXES + PLAIN_SUFFIXES + ZARR_SUFFIXES
+
+# Files whose decoded pixels exceed this are opened lazily (zarr store over the TIFF tiles).
+LAZY_BYTES = 2 * 1024**3
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True when ``path`` has a suffix :func:`read_image` understands."""
+    name = Path(path).name.lower()
+    return name.endswith(IMAGE_SUFFIXES)
+
+
+def read_image(
+    path: str | Path,
+    pixel_size_um: float | None = None,
+    *,
+    channel_names: list[str] | tuple[str, ...] | None = None,
+) -> Image:
+    """Read an image file with its pixel size.
+
+    Parameters
+    ----------
+    path : str or Path
+        TIFF (plain, ImageJ, OME), JPEG, PNG, or an OME-Zarr folder.
+    pixel_size_um : float, optional
+        Pixel size in µm. Overrides the file's value (a disagreement is logged).
+    channel_names : sequence of str, optional
+        Channel names, overriding the file's.
+
+    Returns
+    -------
+    Image
+
+    Raises
+    ------
+    ImageReadError
+        When the file is missing, not an image, corrupt or truncated.
+    PixelSizeError
+        When the file's pixels are anisotropic and no pixel size is given.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file or folder")
+    name = path.name.lower()
+    try:
+        if name.endswith(ZARR_SUFFIXES) or ((path.is_dir() and (path / ".zattrs").exists())
+                                              or (path / "zarr.json").exists()):
+            image = _read_zarr(path)
+        elif name.endswith(TIFF_SUFFIXES):
+            image = _read_tiff(path)
+        elif name.endswith(PLAIN_SUFFIXES):
+            image = _read_plain(path)
+        else:
+            raise ImageReadError(
+                f"{path}: unknown image format {path.suffix!r}; histoquant reads "
+                f"{', '.join(IMAGE_SUFFIXES)}"
+            )
+    except (ImageReadError, PixelSizeError):
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(
+            f"{path}: could not be read as an image ({type(exc).__name__}: {exc}). The file "
+            "may be corrupt or truncated; re-export or re-copy it."
+        ) from exc
+    if channel_names is not None:
+        if len(channel_names) != image.n_channels:
+            raise ImageReadError(
+                f"{path}: {len(channel_names)} channel names given but the image has "
+                f"{image.n_channels} channel(s)"
+            )
+        image.channel_names = tuple(str(c) for c in channel_names)
+    if image.data.size == 0:
+        raise ImageReadError(f"{path}: the image has no pixels (shape {image.data.shape})")
+    return image.with_pixel_size(pixel_size_um) if pixel_size_um is not None else image
+
+
+def _isotropic(sx: float | None, sy: float | None, path: Path) -> float | None:
+    if sx is None and sy is None:
+        return None
+    if sx is None or sy is None:
+        return sx if sx is not None else sy
+    if not np.isclose(sx, sy, rtol=0.01):
+        raise PixelSizeError(
+            f"{path}: pixels are anisotropic (X {sx:.4g} µm, Y {sy:.4g} µm). histoquant "
+            "measures in square pixels: resample the image to square pixels, or give "
+            "--pixel-size to override if the metadata is wrong."
+        )
+    return float(sx)
+
+
+def _to_channels_last(arr: Any, axes: str) -> tuple[Any, str]:
+    """Squeeze singleton T/Q/I axes and move channels last; returns (array, axes)."""
+    axes = axes.upper().replace("S", "C")
+    arr_axes = list(axes)
+    shape = list(arr.shape)
+    # Drop singleton axes we do not use; a non-singleton extra axis becomes Z.
+    keep = []
+    for ax, n in zip(arr_axes, shape):
+        keep.append(not (ax in "TQIRE" and n == 1))
+    index = tuple(slice(None) if k else 0 for k in keep)
+    if not all(keep):
+        arr = arr[index]
+    arr_axes = [a for a, k in zip(arr_axes, keep) if k]
+    arr_axes = ["Z" if a in "TQIRE" else a for a in arr_axes]
+    if arr_axes.count("Z") > 1:
+        raise ImageReadError(f"more than one stack axis in {''.join(axes)}: not supported")
+    if arr_axes.count("C") > 1:
+        # RGB samples inside channels (C, S): fold into one channel axis is ambiguous
+        raise ImageReadError(f"both channel and sample axes in {axes}: not supported")
+    order = [a for a in ("Z", "Y", "X", "C") if a in arr_axes]
+    if set(arr_axes) - set(order):
+        raise ImageReadError(f"unsupported axes {axes}")
+    perm = [arr_axes.index(a) for a in order]
+    if perm != list(range(len(perm))):
+        arr = np.transpose(np.asarray(arr), perm)
+    return arr, "".join(order)
+
+
+def _read_tiff(path: Path) -> Image:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        axes = series.axes
+        nbytes = int(np.prod(series.shape)) * series.dtype.itemsize
+        page = series.pages[0] if series.pages else tif.pages[0]
+        if nbytes > LAZY_BYTES:
+            import zarr
+
+            store = series.aszarr(level=0)
+            arr = zarr.open(store, mode="r")
+        else:
+            arr = series.asarray()
+        pixel_size, z_step, names = _tiff_calibration(tif, page, path)
+        photometric = getattr(page, "photometric", None)
+        metadata = {
+            "format": "ome-tiff" if tif.is_ome else ("imagej-tiff" if tif.is_imagej else "tiff"),
+            "original_axes": axes,
+            "levels": len(series.levels),
+        }
+    arr, axes = _to_channels_last(arr, axes)
+    n_channels = arr.shape[-1] if axes.endswith("C") else 1
+    rgb = bool(
+        n_channels == 3
+        and (photometric == tifffile.PHOTOMETRIC.RGB or "S" in metadata["original_axes"])
+    )
+    if names and len(names) != n_channels:
+        names = ()
+    return Image(arr, axes=axes, pixel_size_um=pixel_size, channel_names=tuple(names or ()),
+                 rgb=rgb, z_step_um=z_step, path=path, metadata=metadata)
+
+
+def _tiff_calibration(tif, page, path: Path) -> tuple[float | None, float | None, tuple]:
+    import tifffile
+
+    names: tuple = ()
+    if tif.is_ome and tif.ome_metadata:
+        try:
+            meta = tifffile.xml2dict(tif.ome_metadata)
+            img = meta["OME"]["Image"]
+            img = img[0] if isinstance(img, list) else img
+            pix = img["Pixels"]
+
+            def _len(key):
+                if key not in pix:
+                    return None
+                return length_to_um(float(pix[key]), pix.get(key + "Unit", "µm"))
+
+            sx, sy, sz = _len("PhysicalSizeX"), _len("PhysicalSizeY"), _len("PhysicalSizeZ")
+            ch = pix.get("Channel")
+            if ch is not None:
+                ch = ch if isinstance(ch, list) else [ch]
+                names = tuple(c.get("Name", f"C{i}") for i, c in enumerate(ch))
+            return _isotropic(sx, sy, path), sz, names
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("%s: unreadable OME metadata (%s); trying resolution tags", path, exc)
+    z_step = None
+    unit = None
+    if tif.is_imagej:
+        ij = tif.imagej_metadata or {}
+        unit = ij.get("unit")
+        if unit in (None, "", "pixel", "pixels"):
+            unit = None
+        if ij.get("spacing") and unit:
+            z_step = length_to_um(float(ij["spacing"]), unit)
+        labels = ij.get("Labels")
+        if isinstance(labels, (list, tuple)) and labels:
+            names = tuple(str(s) for s in labels)
+    tags = page.tags
+    if "XResolution" not in tags:
+        return None, z_step, names
+    if unit is None:
+        res_unit = tags["ResolutionUnit"].value if "ResolutionUnit" in tags else 2
+        unit = {2: "inch", 3: "cm"}.get(int(res_unit))
+        if unit is None:
+            return None, z_step, names
+
+    def _res(tag):
+        if tag not in tags:
+            return None
+        num, den = tags[tag].value
+        return resolution_to_um(num / den if den else 0.0, unit)
+
+    return _isotropic(_res("XResolution"), _res("YResolution"), path), z_step, names
+
+
+def _read_plain(path: Path) -> Image:
+    from PIL import Image as PILImage
+
+    with PILImage.open(path) as im:
+        im.load()
+        dpi = im.info.get("dpi")
+        mode = im.mode
+        if mode in ("P", "PA", "CMYK", "YCbCr", "LA", "RGBA"):
+            im = im.convert("RGB")
+            mode = "RGB"
+        arr = np.asarray(im)
+    if arr.ndim == 3:
+        arr = arr[..., :3]
+    pixel_size = None
+    if dpi:
+        pixel_size = _isotropic(resolution_to_um(float(dpi[0]), "inch"),
+                                resolution_to_um(float(dpi[1]), "inch"), path)
+    axes = "YXC" if arr.ndim == 3 else "YX"
+    return Image(arr, axes=axes, pixel_size_um=pixel_size, rgb=arr.ndim == 3, path=path,
+                 metadata={"format": path.suffix.lower().lstrip(".")})
+
+
+def _read_zarr(path: Path) -> Image:
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    attrs = dict(group.attrs)
+    ome = attrs.get("ome", attrs)
+    multiscales = ome.get("multiscales")
+    if not multiscales:
+        raise ImageReadError(f"{path}: a zarr folder without OME-NGFF 'multiscales' metadata")
+    ms = multiscales[0]
+    axes_meta = ms.get("axes", [])
+    axes = "".join((a["name"] if isinstance(a, dict) else a).upper() for a in axes_meta)
+    units = [a.get("unit") if isinstance(a, dict) else None for a in axes_meta]
+    dataset = ms["datasets"][0]
+    arr = group[dataset["path"]]
+    scale = None
+    for tr in dataset.get("coordinateTransformations", []):
+        if tr.get("type") == "scale":
+            scale = tr["scale"]
+    sx = sy = sz = None
+    if scale is not None:
+        def _axis(name):
+            if name not in axes:
+                return None
+            i = axes.index(name)
+            return length_to_um(float(scale[i]), units[i] or "µm") if units[i] else None
+
+        sx, sy, sz = _axis("X"), _axis("Y"), _axis("Z")
+    names: tuple = ()
+    omero = ome.get("omero") or attrs.get("omero")
+    if omero and "channels" in omero:
+        names = tuple(c.get("label", f"C{i}") for i, c in enumerate(omero["channels"]))
+    nbytes = int(np.prod(arr.shape)) * arr.dtype.itemsize
+    data = arr if nbytes > LAZY_BYTES else arr[...]
+    data, axes = _to_channels_last(data, axes)
+    n_channels = data.shape[-1] if axes.endswith("C") else 1
+    if names and len(names) != n_channels:
+        names = ()
+    return Image(data, axes=axes, pixel_size_um=_isotropic(sx, sy, path), channel_names=names,
+                 rgb=bool(attrs.get("histoquant", {}).get("rgb", False)), z_step_um=sz,
+                 path=path, metadata={"format": "ome-zarr", "levels": len(ms["datasets"]),
+                                      "multiscales": json.loads(json.dumps(ms))})

@@ -1,0 +1,132 @@
+"""Writing results in the common output layout, every file atomically.
+
+::
+
+    OUTDIR/summary.csv         one row per image × region
+    OUTDIR/objects.csv         one row per object
+    OUTDIR/errors.csv          one row per image that failed (only when one did)
+    OUTDIR/labels/<stem>.tif   label image of every object, or the mask of an area assay
+    OUTDIR/qc/<stem>.png       QC overlay
+    OUTDIR/run.json            parameters, versions, inputs
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .io.writers import atomic_path
+from .results import AssayResult, order_columns, versions
+
+__all__ = ["write_csv", "write_label_image", "write_png", "write_result_files",
+           "write_tables", "write_run_json", "file_sha256"]
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table as UTF-8 CSV with one header row, atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        order_columns(df).to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n")
+    return path
+
+
+def write_label_image(labels: np.ndarray, path: str | Path,
+                      pixel_size_um: float | None = None) -> Path:
+    """Write a label image or mask as a compressed ImageJ TIFF with its calibration."""
+    import tifffile
+
+    arr = np.asarray(labels)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.max(initial=0) < 65536:
+        arr = arr.astype(np.uint16, copy=False)
+    else:
+        arr = arr.astype(np.float32)  # ImageJ opens 8/16-bit and float, not 32-bit integers
+    kwargs: dict[str, Any] = {"compression": "zlib", "imagej": True, "metadata": {"axes": "YX"}}
+    if pixel_size_um:
+        kwargs["resolution"] = (1 / pixel_size_um, 1 / pixel_size_um)
+        kwargs["metadata"]["unit"] = "um"
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, arr, **kwargs)
+    return path
+
+
+def write_png(rgb: np.ndarray, path: str | Path) -> Path:
+    """Write an RGB uint8 array as PNG, atomically."""
+    from PIL import Image as PILImage
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        PILImage.fromarray(np.ascontiguousarray(rgb)).save(tmp, format="PNG")
+    return path
+
+
+def write_result_files(result: AssayResult, outdir: str | Path) -> None:
+    """Write a result's label image and QC overlay under ``outdir/labels`` and ``outdir/qc``."""
+    outdir = Path(outdir)
+    if result.labels is not None:
+        write_label_image(result.labels, outdir / "labels" / f"{result.image}.tif",
+                          result.pixel_size_um)
+    if result.qc is not None:
+        write_png(result.qc, outdir / "qc" / f"{result.image}.png")
+
+
+def write_tables(results: Iterable[AssayResult], outdir: str | Path,
+                 errors: list[dict[str, str]] | None = None) -> dict[str, pd.DataFrame]:
+    """Concatenate results into ``summary.csv`` and ``objects.csv`` (and ``errors.csv``)."""
+    outdir = Path(outdir)
+    results = list(results)
+    summary = pd.concat([r.summary for r in results], ignore_index=True) if results \
+        else pd.DataFrame()
+    objects = pd.concat([r.objects for r in results if len(r.objects)], ignore_index=True) \
+        if any(len(r.objects) for r in results) else pd.DataFrame(
+            columns=results[0].objects.columns if results else ["image"])
+    write_csv(summary, outdir / "summary.csv")
+    write_csv(objects, outdir / "objects.csv")
+    tables = {"summary": summary, "objects": objects}
+    err_path = outdir / "errors.csv"
+    if errors:
+        tables["errors"] = pd.DataFrame(errors)
+        write_csv(tables["errors"], err_path)
+    elif err_path.exists():
+        err_path.unlink()
+    return tables
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file (or of every file inside a folder, in sorted order)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        with open(f, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()
+
+
+def write_run_json(outdir: str | Path, *, assay: str, params: dict[str, Any],
+                   inputs: Iterable[str | Path], extra: dict[str, Any] | None = None) -> Path:
+    """Record how a run was made: assay, parameters, versions, input files with hashes."""
+    inputs = [Path(p) for p in inputs]
+    record = {
+        "assay": assay,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "params": params,
+        "versions": versions(),
+        "inputs": [{"path": str(p), "sha256": file_sha256(p) if p.exists() else None}
+                   for p in inputs],
+        **(extra or {}),
+    }
+    path = Path(outdir) / "run.json"
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    return path

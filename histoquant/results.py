@@ -1,0 +1,83 @@
+"""What an assay returns, and the common columns of its tables."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["AssayResult", "versions", "ID_COLUMNS", "order_columns"]
+
+ID_COLUMNS = ("image", "animal", "group", "level", "section", "region")
+
+
+def versions() -> dict[str, str]:
+    """Versions of histoquant and the libraries whose behaviour shapes the numbers."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("histoquant", "numpy", "scipy", "scikit-image", "pandas", "tifffile", "zarr",
+                 "roifile", "skan", "cellpose", "torch"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def order_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Identifier columns first (image, animal, group, level, section, region), rest as is."""
+    first = [c for c in ID_COLUMNS if c in df.columns]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+@dataclass
+class AssayResult:
+    """The result of one assay on one image.
+
+    Attributes
+    ----------
+    assay : str
+        Assay name (``motor-neurons``, ``evans-blue``, ...).
+    image : str
+        Image name (file stem) used in the tables.
+    objects : DataFrame
+        One row per detected object: ``image``, ``region``, ``label``, centroid in µm,
+        measurements with units in the column names, ``class``.
+    summary : DataFrame
+        One row per image × region: counts, areas, densities, fractions.
+    labels : ndarray or None
+        Label image of every detected object (0 = background), or a mask for area assays.
+    masks : dict of str to ndarray
+        Named masks the assay used (regions, positive area, vessels...).
+    qc : ndarray or None
+        QC overlay, RGB uint8.
+    params : dict
+        The parameters used.
+    pixel_size_um : float or None
+        Pixel size the measurement used.
+    warnings : list of str
+        Problems worth a look that did not stop the measurement (saturation, low score).
+    extra : dict
+        Assay-specific tables or values (profiles, thresholds).
+    """
+
+    assay: str
+    image: str
+    objects: pd.DataFrame
+    summary: pd.DataFrame
+    labels: np.ndarray | None = None
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    qc: np.ndarray | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    pixel_size_um: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=versions)
+
+    def __post_init__(self) -> None:
+        self.objects = order_columns(self.objects)
+        self.summary = order_columns(self.summary)

@@ -1,0 +1,210 @@
+"""Named regions in image coordinates and the one way histoquant rasterises them.
+
+Coordinates
+-----------
+Polygon vertices are ``(row, col)`` in pixels, with the centre of pixel ``(r, c)`` at
+``(r, c)`` — the convention of scikit-image and napari. A pixel belongs to a polygon when its
+centre lies inside it. ImageJ and QuPath put pixel corners on integers; their readers and
+writers in this package shift by half a pixel so that a region drawn in either program covers
+the same pixels here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import RegionError
+
+__all__ = ["Region", "Polygon", "rasterize", "normalize_regions", "mask_to_polygons",
+           "IMAGE_REGION"]
+
+IMAGE_REGION = "image"
+
+
+@dataclass
+class Polygon:
+    """A polygon with optional holes; vertices are (N, 2) arrays of (row, col)."""
+
+    exterior: np.ndarray
+    holes: list[np.ndarray] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.exterior = _as_vertices(self.exterior)
+        self.holes = [_as_vertices(h) for h in self.holes]
+
+
+def _as_vertices(v) -> np.ndarray:
+    v = np.asarray(v, dtype=float)
+    if v.ndim != 2 or v.shape[1] != 2 or len(v) < 3:
+        raise RegionError(f"a polygon needs at least 3 (row, col) vertices, got shape {v.shape}")
+    if not np.isfinite(v).all():
+        raise RegionError("polygon vertices must be finite numbers")
+    return v
+
+
+@dataclass
+class Region:
+    """A named region given as polygons, a mask, or both.
+
+    Parameters
+    ----------
+    name : str
+        Region name (``grey_matter``, ``ventral_horn_left``, or anything the user drew).
+    polygons : list of Polygon
+        Outline(s) in (row, col) pixel coordinates.
+    mask : ndarray of bool, optional
+        Full-resolution mask; when given it is used as is.
+    properties : dict
+        Extra information carried along (colour, classification, section index).
+    """
+
+    name: str
+    polygons: list[Polygon] = field(default_factory=list)
+    mask: np.ndarray | None = None
+    properties: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise RegionError(f"a region needs a non-empty name, got {self.name!r}")
+        self.polygons = [p if isinstance(p, Polygon) else Polygon(p) for p in self.polygons]
+        if self.mask is None and not self.polygons:
+            raise RegionError(f"region {self.name!r} has neither polygons nor a mask")
+        if self.mask is not None:
+            self.mask = np.asarray(self.mask).astype(bool, copy=False)
+            if self.mask.ndim != 2:
+                raise RegionError(f"region {self.name!r}: mask must be 2D")
+
+    def to_mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """Rasterise to a boolean mask of ``shape`` (Y, X)."""
+        if self.mask is not None:
+            if self.mask.shape != tuple(shape):
+                raise RegionError(
+                    f"region {self.name!r}: mask shape {self.mask.shape} does not match the "
+                    f"image shape {tuple(shape)}"
+                )
+            return self.mask
+        return rasterize(self.polygons, shape)
+
+    def to_polygons(self) -> list[Polygon]:
+        """Outlines of the region (traced from the mask when no polygons are stored)."""
+        if self.polygons:
+            return self.polygons
+        return mask_to_polygons(self.mask)
+
+
+def rasterize(polygons: Iterable[Polygon], shape: tuple[int, int]) -> np.ndarray:
+    """Boolean mask of the pixels whose centres lie inside any polygon (holes excluded)."""
+    from skimage.draw import polygon as draw_polygon
+
+    mask = np.zeros(shape, dtype=bool)
+    for poly in polygons:
+        part = np.zeros(shape, dtype=bool)
+        rr, cc = draw_polygon(poly.exterior[:, 0], poly.exterior[:, 1], shape=shape)
+        part[rr, cc] = True
+        for hole in poly.holes:
+            rr, cc = draw_polygon(hole[:, 0], hole[:, 1], shape=shape)
+            part[rr, cc] = False
+        mask |= part
+    return mask
+
+
+def mask_to_polygons(mask: np.ndarray, tolerance_px: float = 0.0) -> list[Polygon]:
+    """Trace the outlines of a mask as polygons (holes assigned to their enclosing outline).
+
+    The outline runs along pixel edges, half a pixel outside the centres of boundary pixels,
+    so that :func:`rasterize` gives the mask back.
+    """
+    from skimage.measure import find_contours, label, regionprops
+
+    mask = np.asarray(mask, dtype=bool)
+    out: list[Polygon] = []
+    lab = label(mask, connectivity=1)
+    for prop in regionprops(lab):
+        r0, c0, _r1, _c1 = prop.bbox
+        sub = np.pad(prop.image, 1)
+        contours = find_contours(sub.astype(np.uint8), 0.5)
+        if not contours:
+            continue
+        offset = np.array([r0 - 1, c0 - 1], dtype=float)
+        contours = [_pixel_edge_contour(c) + offset for c in contours]
+        if tolerance_px > 0:
+            from skimage.measure import approximate_polygon
+
+            contours = [approximate_polygon(c, tolerance_px) for c in contours]
+        contours = [c for c in contours if len(c) >= 3]
+        if not contours:
+            continue
+        areas = [abs(_signed_area(c)) for c in contours]
+        outer = int(np.argmax(areas))
+        holes = [c for i, c in enumerate(contours) if i != outer]
+        out.append(Polygon(contours[outer], holes))
+    return out
+
+
+def _pixel_edge_contour(c: np.ndarray) -> np.ndarray:
+    # A contour at level 0.5 runs half a pixel outside boundary pixel centres, except at
+    # convex corners where it cuts diagonally through the centre-to-centre midpoint; growing
+    # it by a hair keeps those boundary pixels inside when rasterised by centre.
+    centre = c.mean(axis=0)
+    d = c - centre
+    norm = np.linalg.norm(d, axis=1, keepdims=True)
+    norm[norm == 0] = 1
+    return c + 1e-3 * d / norm
+
+
+def _signed_area(c: np.ndarray) -> float:
+    y, x = c[:, 0], c[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
+
+
+def normalize_regions(
+    regions: Mapping[str, object] | Iterable[Region] | np.ndarray | None,
+    shape: tuple[int, int],
+) -> dict[str, np.ndarray]:
+    """Turn any accepted region description into ``{name: bool mask}``.
+
+    Accepted: ``None`` (the whole image as region ``"image"``), a list of :class:`Region`,
+    a mapping name → Region / mask / polygon vertices, or a label image (each label a region
+    named ``region_<label>``).
+    """
+    shape = tuple(int(s) for s in shape)
+    if regions is None:
+        return {IMAGE_REGION: np.ones(shape, dtype=bool)}
+    if isinstance(regions, np.ndarray):
+        if regions.shape != shape:
+            raise RegionError(f"region label image shape {regions.shape} != image {shape}")
+        out = {f"region_{int(v)}": regions == v for v in np.unique(regions) if v != 0}
+        if not out:
+            raise RegionError("the region label image is empty")
+        return out
+    items: list[Region] = []
+    if isinstance(regions, Mapping):
+        for name, value in regions.items():
+            if isinstance(value, Region):
+                items.append(value if value.name == name else Region(name, value.polygons,
+                                                                     value.mask,
+                                                                     value.properties))
+            elif isinstance(value, np.ndarray) and value.ndim == 2 and value.shape == shape \
+                    and value.dtype == bool:
+                items.append(Region(name, mask=value))
+            else:
+                items.append(Region(name, polygons=[Polygon(value)]))
+    else:
+        items = list(regions)
+    if not items:
+        raise RegionError("an empty list of regions was given; give None to measure the "
+                          "whole image")
+    out: dict[str, np.ndarray] = {}
+    for region in items:
+        mask = region.to_mask(shape)
+        out[region.name] = out[region.name] | mask if region.name in out else mask
+    for name, mask in out.items():
+        if not mask.any():
+            raise RegionError(
+                f"region {name!r} covers no pixel of the image (shape {shape}); check that it "
+                "was drawn on this image and at this resolution"
+            )
+    return out
