@@ -47,7 +47,7 @@ class AssaySpec:
     run: Callable[..., AssayResult]
     channel_roles: tuple[ChannelRole, ...] = ()
     rgb: bool = False
-    default_auto_region: str | None = None
+    auto_regions: tuple[str, ...] = ("grey_matter",)
 
 
 def available_assays() -> dict[str, AssaySpec]:
@@ -122,23 +122,24 @@ def resolve_channels(image: Image, roles: tuple[ChannelRole, ...],
     return out
 
 
-def resolve_regions(image: Image, regions: Any, auto_region: str | None = None,
-                    ) -> dict[str, np.ndarray]:
+def resolve_regions(image: Image, regions: Any,
+                    auto_regions: tuple[str, ...] = ("grey_matter",)) -> dict[str, np.ndarray]:
     """Turn the ``regions`` argument of an assay into ``{name: bool mask}`` at image size.
 
     ``None`` measures the whole image as region ``"image"``; ``"auto"`` runs
-    :mod:`histoquant.anatomy` and keeps the regions the assay measures in; a path reads an
+    :mod:`histoquant.anatomy` and keeps the regions named in ``auto_regions`` (for example
+    ``("ventral_horn_left", "ventral_horn_right")``); a path reads an
     ImageJ RoiSet or GeoJSON file; anything :func:`histoquant.rois.normalize_regions` takes is
     accepted as well.
     """
     shape = image.shape_yx
     if isinstance(regions, str) and regions == "auto":
         try:
-            from ..anatomy import auto_regions
+            from ..anatomy import auto_regions as find_auto_regions
         except ImportError as exc:
             raise RegionError("regions='auto' needs histoquant.anatomy, which is missing") \
                 from exc
-        return auto_regions(image, auto_region)
+        return find_auto_regions(image, auto_regions)
     if isinstance(regions, (str, Path)):
         regions = read_regions(regions)
     if isinstance(regions, Region):

@@ -1,0 +1,2 @@
+"""Segmentation primitives shared by assays: stain separation, background, thresholds, blobs,
+ridges."""
