@@ -65,13 +65,24 @@ def read_image(
         raise ImageReadError(f"{path}: no such file or folder")
     name = path.name.lower()
     try:
+        image = _dispatch(path, name, lenient=False)
+    except PixelSizeError:
+        if pixel_size_um is None:
+            raise
+        # The caller's pixel size replaces the file's anisotropic one.
+        image = _dispatch(path, name, lenient=True)
+    return _finish(image, path, pixel_size_um, channel_names)
+
+
+def _dispatch(path: Path, name: str, lenient: bool) -> Image:
+    try:
         if name.endswith(ZARR_SUFFIXES) or ((path.is_dir() and (path / ".zattrs").exists())
                                               or (path / "zarr.json").exists()):
-            image = _read_zarr(path)
+            image = _read_zarr(path, lenient)
         elif name.endswith(TIFF_SUFFIXES):
-            image = _read_tiff(path)
+            image = _read_tiff(path, lenient)
         elif name.endswith(PLAIN_SUFFIXES):
-            image = _read_plain(path)
+            image = _read_plain(path, lenient)
         else:
             raise ImageReadError(
                 f"{path}: unknown image format {path.suffix!r}; histoquant reads "
@@ -86,6 +97,11 @@ def read_image(
             f"{path}: could not be read as an image ({type(exc).__name__}: {exc}). The file "
             "may be corrupt or truncated; re-export or re-copy it."
         ) from exc
+    return image
+
+
+def _finish(image: Image, path: Path, pixel_size_um: float | None,
+            channel_names: list[str] | tuple[str, ...] | None) -> Image:
     if channel_names is not None:
         if len(channel_names) != image.n_channels:
             raise ImageReadError(
@@ -98,7 +114,10 @@ def read_image(
     return image.with_pixel_size(pixel_size_um) if pixel_size_um is not None else image
 
 
-def _isotropic(sx: float | None, sy: float | None, path: Path) -> float | None:
+def _isotropic(sx: float | None, sy: float | None, path: Path,
+               lenient: bool = False) -> float | None:
+    if lenient:
+        return None
     if sx is None and sy is None:
         return None
     if sx is None or sy is None:
@@ -140,7 +159,7 @@ def _to_channels_last(arr: Any, axes: str) -> tuple[Any, str]:
     return arr, "".join(order)
 
 
-def _read_tiff(path: Path) -> Image:
+def _read_tiff(path: Path, lenient: bool) -> Image:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
@@ -155,7 +174,7 @@ def _read_tiff(path: Path) -> Image:
             arr = zarr.open(store, mode="r")
         else:
             arr = series.asarray()
-        pixel_size, z_step, names = _tiff_calibration(tif, page, path)
+        pixel_size, z_step, names = _tiff_calibration(tif, page, path, lenient)
         photometric = getattr(page, "photometric", None)
         metadata = {
             "format": "ome-tiff" if tif.is_ome else ("imagej-tiff" if tif.is_imagej else "tiff"),
@@ -174,7 +193,8 @@ def _read_tiff(path: Path) -> Image:
                  rgb=rgb, z_step_um=z_step, path=path, metadata=metadata)
 
 
-def _tiff_calibration(tif, page, path: Path) -> tuple[float | None, float | None, tuple]:
+def _tiff_calibration(tif, page, path: Path, lenient: bool,
+                      ) -> tuple[float | None, float | None, tuple]:
     import tifffile
 
     names: tuple = ()
@@ -195,7 +215,7 @@ def _tiff_calibration(tif, page, path: Path) -> tuple[float | None, float | None
             if ch is not None:
                 ch = ch if isinstance(ch, list) else [ch]
                 names = tuple(c.get("Name", f"C{i}") for i, c in enumerate(ch))
-            return _isotropic(sx, sy, path), sz, names
+            return _isotropic(sx, sy, path, lenient), sz, names
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("%s: unreadable OME metadata (%s); trying resolution tags", path, exc)
     z_step = None
@@ -225,10 +245,10 @@ def _tiff_calibration(tif, page, path: Path) -> tuple[float | None, float | None
         num, den = tags[tag].value
         return resolution_to_um(num / den if den else 0.0, unit)
 
-    return _isotropic(_res("XResolution"), _res("YResolution"), path), z_step, names
+    return _isotropic(_res("XResolution"), _res("YResolution"), path, lenient), z_step, names
 
 
-def _read_plain(path: Path) -> Image:
+def _read_plain(path: Path, lenient: bool) -> Image:
     from PIL import Image as PILImage
 
     with PILImage.open(path) as im:
@@ -244,13 +264,13 @@ def _read_plain(path: Path) -> Image:
     pixel_size = None
     if dpi:
         pixel_size = _isotropic(resolution_to_um(float(dpi[0]), "inch"),
-                                resolution_to_um(float(dpi[1]), "inch"), path)
+                                resolution_to_um(float(dpi[1]), "inch"), path, lenient)
     axes = "YXC" if arr.ndim == 3 else "YX"
     return Image(arr, axes=axes, pixel_size_um=pixel_size, rgb=arr.ndim == 3, path=path,
                  metadata={"format": path.suffix.lower().lstrip(".")})
 
 
-def _read_zarr(path: Path) -> Image:
+def _read_zarr(path: Path, lenient: bool) -> Image:
     import zarr
 
     group = zarr.open_group(str(path), mode="r")
@@ -288,7 +308,8 @@ def _read_zarr(path: Path) -> Image:
     n_channels = data.shape[-1] if axes.endswith("C") else 1
     if names and len(names) != n_channels:
         names = ()
-    return Image(data, axes=axes, pixel_size_um=_isotropic(sx, sy, path), channel_names=names,
+    pixel_size = _isotropic(sx, sy, path, lenient)
+    return Image(data, axes=axes, pixel_size_um=pixel_size, channel_names=names,
                  rgb=bool(attrs.get("histoquant", {}).get("rgb", False)), z_step_um=sz,
                  path=path, metadata={"format": "ome-zarr", "levels": len(ms["datasets"]),
                                       "multiscales": json.loads(json.dumps(ms))})

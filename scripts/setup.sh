@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up histoquant in ./.venv on a fresh machine. Safe to run again: it only adds what is missing.
+#
+#   bash scripts/setup.sh          core package (enough for the command line and the main job)
+#   bash scripts/setup.sh --test   + test tools, napari plugin, Qt, cellpose (CPU torch), Dask,
+#                                  and the Debian packages napari needs to draw under Xvfb
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+
+PY=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+    "$PY" -m venv .venv
+fi
+pip() { .venv/bin/python -m pip "$@"; }
+pip install -q --disable-pip-version-check --upgrade pip
+
+if [[ $want_test == 1 ]]; then
+    if ! command -v xvfb-run >/dev/null 2>&1 || ! ldconfig -p | grep -q libxcb-cursor.so.0; then
+        if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get update -qq
+            # Xvfb for a real X display; GL, xcb and fontconfig libraries for Qt6 and vispy.
+            apt-get install -y -qq --no-install-recommends xvfb xauth libgl1 libegl1 \
+                libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
+                libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 \
+                libdbus-1-3 libfontconfig1 libglib2.0-0 >/dev/null
+        else
+            echo "warning: install xvfb and the Qt/GL libraries (see scripts/setup.sh) for the GUI tests" >&2
+        fi
+    fi
+    # The CPU build of torch first: a plain 'torch' requirement from cellpose would pull a
+    # CUDA build of several GB.
+    pip install -q --disable-pip-version-check "torch==2.13.0"
+    pip install -q --disable-pip-version-check -e ".[test,dask,cellpose]" "torch==2.13.0"
+    if [[ -f napari_plugin/pyproject.toml ]]; then
+        pip install -q --disable-pip-version-check -e "napari_plugin[testing]" "torch==2.13.0"
+    fi
+else
+    pip install -q --disable-pip-version-check -e .
+fi
