@@ -139,8 +139,9 @@ def find_sections(view: Overview, *, min_area_mm2: float = 1.0, smooth_um: float
     """Label each piece of tissue on a slide overview as one section.
 
     Tissue is told from the slide background by Otsu's threshold on the mean of the channels
-    after a Gaussian blur of ``smooth_um``: darker than the threshold on a brightfield (RGB)
-    slide, brighter on a fluorescence slide. Holes are filled,
+    after a Gaussian blur of ``smooth_um``, moved to the midpoint between the median background
+    and the median tissue values: darker than that on a brightfield (RGB) slide, brighter on a
+    fluorescence slide. Holes are filled,
     gaps narrower than ``smooth_um`` closed, and pieces smaller than ``min_area_mm2`` dropped
     (dust, debris, torn fragments).
 
@@ -183,6 +184,12 @@ def find_sections(view: Overview, *, min_area_mm2: float = 1.0, smooth_um: float
                               f"{hi - lo:.3f} of the full range)")
     t = threshold_otsu(blurred)
     # brightfield tissue absorbs light on a bright slide; fluorescent tissue glows on black
+    side = blurred < t if view.rgb else blurred > t
+    # Otsu's cut is pulled towards the stained cells; the midpoint between the typical
+    # background and typical tissue (unblurred values: blurred cells darken the tissue around
+    # them) puts the blurred tissue edge where it really is
+    if side.any() and (~side).any():
+        t = 0.5 * (float(np.median(grey[side])) + float(np.median(grey[~side])))
     tissue = blurred < t if view.rgb else blurred > t
     radius = max(1, round(smooth_um / px / 2))
     # pad by reflection so that tissue running off the image edge is not eaten by the closing

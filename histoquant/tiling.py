@@ -330,7 +330,7 @@ def run_tiled(
             rr = np.floor(obj[ry].to_numpy(float) / scale + 0.5) + win.R0
             cc = np.floor(obj[rx].to_numpy(float) / scale + 0.5) + win.C0
             keep = (rr >= win.r0) & (rr < win.r1) & (cc >= win.c0) & (cc < win.c1)
-            obj = shift_objects(obj[keep], win.R0, win.C0, px).assign(tile=i)
+            obj = shift_objects(obj[keep], win.R0, win.C0, px)
             objects.append(obj)
         if progress is not None:
             progress((i + 1) / len(windows), f"tile {i + 1}/{len(windows)}")
