@@ -80,16 +80,15 @@ def dask_client(scheduler: Any):
     if isinstance(scheduler, distributed.Client):
         return scheduler, False
     try:
-        return distributed.Client(scheduler, timeout="30s"), True
+        return distributed.Client(scheduler), True
     except OSError as exc:
         raise DependencyError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc})") \
             from exc
 
 
 def _dask(units: Sequence[Unit], scheduler: Any, on_done: OnDone) -> None:
-    import distributed
-
     client, own = dask_client(scheduler)
+    import distributed
     futures = {}
     try:
         for u in units:
