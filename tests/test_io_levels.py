@@ -69,3 +69,23 @@ def test_ome_zarr_levels(tmp_path):
     assert low.pixel_size_um == pytest.approx(0.8)
     assert not isinstance(low.data, np.ndarray)
     assert np.asarray(low.data[:]).shape == (32, 40)
+
+
+def test_lazy_channels_first_slide_is_read_by_window(tmp_path):
+    # OME stores fluorescence channels first (T C Y X here, singleton T); lazily opened, a
+    # window read must come back channels-last without loading the whole file
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 4000, (1, 3, 96, 128), dtype=np.uint16)
+    path = tmp_path / "fluo.ome.tif"
+    tifffile.imwrite(path, data, tile=(32, 32), metadata={
+        "axes": "TCYX", "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65,
+        "Channel": {"Name": ["DAPI", "GFP", "AF"]}})
+    lazy = read_image(path, lazy=True)
+    eager = read_image(path, lazy=False)
+    assert lazy.axes == eager.axes == "YXC"
+    assert lazy.data.shape == eager.data.shape == (96, 128, 3)
+    assert not isinstance(lazy.data, np.ndarray)
+    np.testing.assert_array_equal(lazy.data[10:40, 70:100], eager.data[10:40, 70:100])
+    np.testing.assert_array_equal(lazy.data[5, :, 1], eager.data[5, :, 1])
+    np.testing.assert_array_equal(lazy.channel("gfp"), eager.channel("gfp"))
+    np.testing.assert_array_equal(np.asarray(lazy.data), data[0].transpose(1, 2, 0))

@@ -196,6 +196,54 @@ def _isotropic(sx: float | None, sy: float | None, path: Path,
     return float(sx)
 
 
+class LazyView:
+    """A lazy array seen with some axes fixed and the rest reordered; reads only what is asked.
+
+    Indexing a zarr array with an integer, or transposing it with NumPy, reads all of it; a
+    whole slide stored channels-first (OME ``CYX``) or with singleton T/Z axes would be loaded
+    whole just to put its channels last. This view keeps the pixels on disk and maps each
+    request to the stored order.
+    """
+
+    def __init__(self, base: Any, fixed: dict[int, int], order: list[int]):
+        self.base = base
+        self.fixed = dict(fixed)  # stored axis -> index taken
+        self.order = list(order)  # view axis i is stored axis order[i]
+        self.shape = tuple(int(base.shape[a]) for a in self.order)
+        self.dtype = np.dtype(base.dtype)
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self[...]
+        return arr.astype(dtype) if dtype is not None else arr
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            i = next(i for i, k in enumerate(key) if k is Ellipsis)
+            fill = self.ndim - (len(key) - 1)
+            key = key[:i] + (slice(None),) * fill + key[i + 1:]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        if len(key) != self.ndim:
+            raise IndexError(f"too many indices for an array of {self.ndim} dimensions")
+        stored: list[Any] = [slice(None)] * len(self.base.shape)
+        for a, i in self.fixed.items():
+            stored[a] = i
+        for view_axis, a in enumerate(self.order):
+            stored[a] = key[view_axis]
+        block = np.asarray(self.base[tuple(stored)])
+        # axes of ``block``: stored axes that were sliced (not fixed, not integer-indexed)
+        kept = [a for a in range(len(self.base.shape))
+                if a not in self.fixed and not isinstance(stored[a], (int, np.integer))]
+        want = [a for a in self.order if a in kept]
+        perm = [kept.index(a) for a in want]
+        return np.transpose(block, perm) if perm != list(range(len(perm))) else block
+
+
 def _to_channels_last(arr: Any, axes: str) -> tuple[Any, str]:
     """Squeeze singleton T/Q/I axes and move channels last; returns (array, axes)."""
     axes = axes.upper().replace("S", "C")
@@ -205,9 +253,11 @@ def _to_channels_last(arr: Any, axes: str) -> tuple[Any, str]:
     keep = []
     for ax, n in zip(arr_axes, shape):
         keep.append(not (ax in "TQIRE" and n == 1))
+    lazy = not isinstance(arr, np.ndarray)
     index = tuple(slice(None) if k else 0 for k in keep)
-    if not all(keep):
+    if not all(keep) and not lazy:
         arr = arr[index]
+    stored = [i for i, k in enumerate(keep) if k]  # stored axis of each remaining axis
     arr_axes = [a for a, k in zip(arr_axes, keep) if k]
     arr_axes = ["Z" if a in "TQIRE" else a for a in arr_axes]
     if arr_axes.count("Z") > 1:
@@ -219,7 +269,11 @@ def _to_channels_last(arr: Any, axes: str) -> tuple[Any, str]:
     if set(arr_axes) - set(order):
         raise ImageReadError(f"unsupported axes {axes}")
     perm = [arr_axes.index(a) for a in order]
-    if perm != list(range(len(perm))):
+    if lazy:
+        if perm != list(range(len(perm))) or not all(keep):
+            arr = LazyView(arr, {i: 0 for i, k in enumerate(keep) if not k},
+                           [stored[p] for p in perm])
+    elif perm != list(range(len(perm))):
         arr = np.transpose(np.asarray(arr), perm)
     return arr, "".join(order)
 
