@@ -89,3 +89,12 @@ def test_lazy_channels_first_slide_is_read_by_window(tmp_path):
     np.testing.assert_array_equal(lazy.data[5, :, 1], eager.data[5, :, 1])
     np.testing.assert_array_equal(lazy.channel("gfp"), eager.channel("gfp"))
     np.testing.assert_array_equal(np.asarray(lazy.data), data[0].transpose(1, 2, 0))
+
+
+def test_truncated_tiff_is_refused_when_opened_lazily(pyramid_tiff, tmp_path):
+    path, _ = pyramid_tiff
+    raw = path.read_bytes()
+    cut = tmp_path / "cut.ome.tif"
+    cut.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ImageReadError, match="truncated|could not be read"):
+        read_image(cut, lazy=True)

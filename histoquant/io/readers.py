@@ -294,6 +294,7 @@ def _read_tiff(path: Path, lenient: bool, level: int = 0, lazy: bool | None = No
         if lazy or (lazy is None and nbytes > LAZY_BYTES):
             import zarr
 
+            _check_complete(path, series.levels[level].pages)
             store = series.aszarr(level=level)
             arr = zarr.open(store, mode="r")
         else:
@@ -319,6 +320,27 @@ def _read_tiff(path: Path, lenient: bool, level: int = 0, lazy: bool | None = No
         names = ()
     return Image(arr, axes=axes, pixel_size_um=pixel_size, channel_names=tuple(names or ()),
                  rgb=rgb, z_step_um=z_step, path=path, metadata=metadata)
+
+
+def _check_complete(path: Path, pages) -> None:
+    """Refuse a TIFF whose pixel data runs past the end of the file (a truncated copy).
+
+    A lazily opened file is otherwise only found truncated when the missing tiles are read,
+    deep inside a measurement.
+    """
+    size = path.stat().st_size
+    end = 0
+    for page in pages:
+        if page is None:
+            continue
+        offsets = getattr(page, "dataoffsets", ()) or ()
+        counts = getattr(page, "databytecounts", ()) or ()
+        if offsets:
+            end = max(end, max(int(o) + int(c) for o, c in zip(offsets, counts)))
+    if end > size:
+        raise ImageReadError(
+            f"{path}: the file is truncated ({size} bytes, but its pixel data runs to {end} "
+            "bytes); re-copy or re-export it.")
 
 
 def _tiff_calibration(tif, page, path: Path, lenient: bool,
