@@ -26,7 +26,7 @@ import pandas as pd
 
 from .aggregate import combine_rows
 from .assays.base import AssaySpec
-from .errors import HistoquantError
+from .errors import HistoquantError, ImageReadError
 from .io import Image
 from .rois import Polygon, rasterize
 
@@ -228,10 +228,18 @@ def shift_objects(objects: pd.DataFrame, dy_px: float, dx_px: float,
 
 
 def _tile_image(image: Image, win: Window) -> Image:
-    if image.axes.startswith("Z"):
-        data = np.asarray(image.data[:, win.R0:win.R1, win.C0:win.C1])
-    else:
-        data = np.asarray(image.data[win.R0:win.R1, win.C0:win.C1])
+    try:
+        if image.axes.startswith("Z"):
+            data = np.asarray(image.data[:, win.R0:win.R1, win.C0:win.C1])
+        else:
+            data = np.asarray(image.data[win.R0:win.R1, win.C0:win.C1])
+    except MemoryError:
+        raise
+    except Exception as exc:  # a tile that cannot be decoded: a damaged or truncated file
+        raise ImageReadError(
+            f"{image.source}: pixels of rows {win.R0}-{win.R1}, columns {win.C0}-{win.C1} "
+            f"could not be read ({type(exc).__name__}: {exc}); the file may be damaged or "
+            "truncated: re-copy or re-export it.") from exc
     meta = {k: v for k, v in image.metadata.items() if k != "multiscales"}
     meta.update(name=image.name, tile_origin_yx=(win.R0, win.C0))
     return Image(data, axes=image.axes, pixel_size_um=image.pixel_size_um,

@@ -9,6 +9,7 @@ the result. Any error becomes part of the returned record instead of stopping th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -25,6 +26,7 @@ import pandas as pd
 from ..assays.base import AssaySpec
 from ..errors import HistoquantError
 from ..io import Image, read_image
+from ..io.readers import LAZY_BYTES
 from ..params import AssayParams
 from .config import QCOptions, SlideOptions
 from .samples import Sample
@@ -261,6 +263,18 @@ def _draw_dots(rgb: np.ndarray, objects: pd.DataFrame, px: float,
             return
 
 
+def _load(image: Image) -> np.ndarray:
+    from ..errors import ImageReadError
+
+    try:
+        return np.asarray(image.data[...])
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(f"{image.source}: the pixels could not be read ({type(exc).__name__}"
+                             f": {exc}); the file may be damaged or truncated") from exc
+
+
 def process_unit(unit: Unit) -> UnitOutput:
     """Measure one image with one assay; never raises for a bad image.
 
@@ -277,16 +291,21 @@ def process_unit(unit: Unit) -> UnitOutput:
     meta: dict[str, Any] = {"image": s.image, "file": s.rel, "assay": unit.assay,
                             "key": unit.key}
     try:
-        image = read_image(s.path, unit.pixel_size_um, channel_names=s.channel_names)
+        # opened lazily: a whole slide is read tile by tile, a small image loaded below
+        image = read_image(s.path, unit.pixel_size_um, channel_names=s.channel_names,
+                           lazy=True)
         image.metadata["name"] = s.image
         meta["shape_yx"] = list(image.shape_yx)
         meta["pixel_size_um"] = image.pixel_size_um
         h, w = image.shape_yx
-        lazy = not isinstance(image.data, np.ndarray)
-        big = h * w > unit.slides.max_direct_mpx * 1e6
-        if unit.split_sections or lazy or big:
+        nbytes = h * w * image.n_channels * image.dtype.itemsize * (
+            image.data.shape[0] if image.axes.startswith("Z") else 1)
+        big = h * w > unit.slides.max_direct_mpx * 1e6 or nbytes > LAZY_BYTES
+        if unit.split_sections or big:
             summary, objects, qc, warnings, sat, info = _run_slide(unit, image)
         else:
+            if not isinstance(image.data, np.ndarray):
+                image = dataclasses.replace(image, data=_load(image))
             summary, objects, qc, warnings, sat, info = _run_direct(unit, image)
         meta.update(info)
         summary = summary.assign(image=s.image)
