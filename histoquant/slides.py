@@ -179,9 +179,11 @@ def find_sections(view: Overview, *, min_area_mm2: float = 1.0, smooth_um: float
     sigma = max(0.5, smooth_um / px / 2)
     blurred = ndi.gaussian_filter(grey, sigma)
     lo, hi = np.percentile(blurred, [1, 99])
-    if hi - lo < 0.02:
+    # relative to the brightest signal, not the type's range: 12-bit data in 16-bit files
+    contrast = (hi - lo) / max(abs(hi), 1e-12)
+    if contrast < 0.02:
         raise EmptyImageError("no tissue section found: the slide is blank (contrast "
-                              f"{hi - lo:.3f} of the full range)")
+                              f"{contrast:.3f})")
     t = threshold_otsu(blurred)
     # brightfield tissue absorbs light on a bright slide; fluorescent tissue glows on black
     side = blurred < t if view.rgb else blurred > t
