@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from histoquant.batch import StudyError, find_images, load_study_config, plan_study
+from histoquant.batch import StudyError, find_images, load_study, load_study_config, plan_study
 from histoquant.testing import BLOB_SPEC, register
 
 
@@ -182,7 +182,7 @@ def test_output_folder_inside_the_study_is_not_scanned(folder):
 def test_assay_not_in_the_study_file(folder, tmp_path):
     _yaml(folder, "assays: {blobs: {}}\n")
     with pytest.raises(StudyError, match="--assay motor-neurons: not in the study file"):
-        load_study_config(folder / "study.yaml", folder, assays=["motor-neurons"])
+        load_study(folder / "study.yaml", folder, assays=["motor-neurons"])
 
 
 def test_cli_reports_study_errors_with_status_2(folder, tmp_path, capsys):
@@ -191,3 +191,10 @@ def test_cli_reports_study_errors_with_status_2(folder, tmp_path, capsys):
     _yaml(folder, "assays: {blobs: {params: {nope: 1}}}\n")
     assert main(["batch", str(folder), "-o", str(tmp_path / "o"), "-q"]) == 2
     assert "unknown parameter(s) for BlobParams: nope" in capsys.readouterr().err
+
+
+def test_load_study_config_keeps_the_plain_dict_view(folder):
+    _yaml(folder, "assays: {blobs: {files: ['*_L3_*'], params: {threshold: 0.3}}}\n")
+    cfg = load_study_config(folder / "study.yaml")
+    assert cfg["blobs"]["files"] == ["*_L3_*"]
+    assert cfg["blobs"]["params"]["threshold"] == 0.3

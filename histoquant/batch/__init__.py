@@ -19,6 +19,7 @@ from .config import (
     SlideOptions,
     StudyConfig,
     StudyError,
+    load_study,
     load_study_config,
 )
 from .run import BatchReport, plan_study, run_batch
@@ -38,6 +39,7 @@ __all__ = [
     "build_samples",
     "discover",
     "find_images",
+    "load_study",
     "load_study_config",
     "plan_study",
     "read_sample_sheet",

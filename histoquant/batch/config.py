@@ -35,7 +35,7 @@ from ..errors import HistoquantError, ParamsError
 from ..params import AssayParams, load_params_file, param
 
 __all__ = ["StudyError", "AssayPlan", "SlideOptions", "QCOptions", "StudyConfig",
-           "load_study_config", "find_study_file", "STUDY_FILE_NAMES"]
+           "load_study", "load_study_config", "find_study_file", "STUDY_FILE_NAMES"]
 
 STUDY_FILE_NAMES = ("study.yaml", "study.yml", "study.json")
 _TOP_KEYS = ("title", "samples", "pattern", "groups", "exclude", "assays", "slides", "qc")
@@ -242,7 +242,24 @@ def _assay_plan(name: str, settings: Any, folder: Path, problems: list[str],
                                         problems))
 
 
-def load_study_config(
+def load_study_config(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The assays of a study file as ``{assay: {files, regions, channels, params, ...}}``.
+
+    The plain-dict view of :func:`load_study` (kept for callers of the first folder batch,
+    such as the napari plugin's sample menu); ``params`` is the full parameter mapping.
+
+    Raises
+    ------
+    StudyError
+        Listing every problem of the file.
+    """
+    cfg = load_study(path)
+    return {name: {"files": list(a.files), "regions": a.regions, "channels": dict(a.channels),
+                   "params": a.params.to_dict(), "pixel_size_um": a.pixel_size_um,
+                   "measures": list(a.measures)} for name, a in cfg.assays.items()}
+
+
+def load_study(
     path: str | Path | None,
     folder: str | Path | None = None,
     *,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..output import write_bytes, write_csv, write_excel, write_json
-from .config import StudyConfig, StudyError, find_study_file, glob_match, load_study_config
+from .config import StudyConfig, StudyError, find_study_file, glob_match, load_study
 from .execute import execute
 from .report import build_report
 from .samples import SHEET_NAMES, Sample, build_samples, discover, natural_key, read_sample_sheet
@@ -105,7 +105,7 @@ def plan_study(
     cfg_path = Path(config) if config is not None else find_study_file(folder)
     if config is not None and not cfg_path.is_file():
         raise StudyError([f"no such study file: {cfg_path}"], "study")
-    cfg = load_study_config(cfg_path, folder, assays=assays, overrides=overrides)
+    cfg = load_study(cfg_path, folder, assays=assays, overrides=overrides)
     sheet_path = Path(samples) if samples is not None else cfg.samples
     if sheet_path is None:
         sheet_path = next((folder / n for n in SHEET_NAMES if (folder / n).is_file()), None)
