@@ -16,7 +16,8 @@ import numpy as np
 from .errors import EmptyImageError
 from .io import Image, image_levels, read_image
 
-__all__ = ["Overview", "overview", "find_sections", "display_rgb", "saturated_pct"]
+__all__ = ["Overview", "overview", "read_region", "find_sections", "display_rgb",
+           "saturated_pct"]
 
 log = logging.getLogger(__name__)
 
@@ -73,24 +74,84 @@ def _block_mean(block: np.ndarray, f: int) -> np.ndarray:
     return shaped.mean(axis=(1, 3))
 
 
-def _reduce(image: Image, f: int, block_px: int = 2048) -> np.ndarray:
-    """Block-average ``image`` by ``f`` reading ``block_px``-sized windows (bounded memory)."""
+def _reduce(image: Image, f: int, bounds: tuple[int, int, int, int] | None = None,
+            block_px: int = 2048) -> np.ndarray:
+    """Block-average a window of ``image`` by ``f``, reading ``block_px``-sized pieces."""
     h, w = image.shape_yx
+    r0, r1, c0, c1 = bounds if bounds is not None else (0, h, 0, w)
+    if f == 1:
+        return _yx_block(image.data, image.axes, r0, r1, c0, c1).astype(np.float32)
     step = max(f, (block_px // f) * f)
     rows = []
-    for r0 in range(0, h, step):
-        row = [_block_mean(_yx_block(image.data, image.axes, r0, min(h, r0 + step), c0,
-                                     min(w, c0 + step)), f)
-               for c0 in range(0, w, step)]
+    for a in range(r0, r1, step):
+        row = [_block_mean(_yx_block(image.data, image.axes, a, min(r1, a + step), b,
+                                     min(c1, b + step)), f)
+               for b in range(c0, c1, step)]
         rows.append(np.concatenate(row, axis=1))
     return np.concatenate(rows, axis=0)
 
 
-def overview(image: Image, max_px: int = 2048) -> Overview:
-    """A reduced copy of ``image`` whose longer side is at most ``max_px`` pixels.
+def _pyramid(image: Image) -> list[tuple[float, float]]:
+    """Downsample (Y, X) of each pyramid level of the image's file; [(1, 1)] without one."""
+    if image.path is None or image.metadata.get("levels", 1) <= 1:
+        return [(1.0, 1.0)]
+    try:
+        levels = image_levels(image.path)
+    except Exception:  # an unreadable pyramid only costs speed: use full resolution
+        return [(1.0, 1.0)]
+    h, w = image.shape_yx
+    return [(h / lh, w / lw) for lh, lw in levels]
 
-    Uses the smallest pyramid level of the file that is still at least as large as needed,
-    then averages blocks of it; memory stays bounded by ``max_px`` whatever the slide size.
+
+def read_region(image: Image, bounds: tuple[int, int, int, int] | None = None,
+                factor: int = 1) -> tuple[np.ndarray, tuple[float, float]]:
+    """Pixels of a window of ``image`` reduced about ``factor`` times, in bounded memory.
+
+    Reads the coarsest pyramid level that is not coarser than ``factor`` (when the file has
+    levels), then averages blocks of it.
+
+    Parameters
+    ----------
+    image : Image
+        Full-resolution image (in memory or lazy).
+    bounds : tuple of int, optional
+        (r0, r1, c0, c1) in full-resolution pixels; default the whole image.
+    factor : int
+        Wanted reduction.
+
+    Returns
+    -------
+    data : ndarray of float32
+        (y, x[, c]) pixels, Z max-projected.
+    scale : tuple of float
+        Full-resolution pixels per returned pixel along Y and X.
+    """
+    h, w = image.shape_yx
+    r0, r1, c0, c1 = bounds if bounds is not None else (0, h, 0, w)
+    r0, c0, r1, c1 = max(0, r0), max(0, c0), min(h, r1), min(w, c1)
+    levels = _pyramid(image)
+    best = 0
+    for i, (dy, dx) in enumerate(levels):
+        if max(dy, dx) <= factor + 1e-6:
+            best = i
+    source = image
+    dy, dx = levels[best]
+    if best:
+        source = read_image(image.path, level=best, lazy=True,
+                            channel_names=image.channel_names or None)
+    sh, sw = source.shape_yx
+    window = (int(np.floor(r0 / dy)), min(sh, int(np.ceil(r1 / dy))),
+              int(np.floor(c0 / dx)), min(sw, int(np.ceil(c1 / dx))))
+    f = max(1, round(factor / max(dy, dx)))
+    data = _reduce(source, f, window)
+    return data, ((r1 - r0) / data.shape[0], (c1 - c0) / data.shape[1])
+
+
+def overview(image: Image, max_px: int = 2048) -> Overview:
+    """A reduced copy of ``image`` whose longer side is at most about ``max_px`` pixels.
+
+    Uses the coarsest pyramid level of the file that is still fine enough, then averages
+    blocks of it; memory stays bounded by ``max_px`` whatever the slide size.
 
     Parameters
     ----------
@@ -106,29 +167,8 @@ def overview(image: Image, max_px: int = 2048) -> Overview:
     from .io import dtype_max
 
     full = image.shape_yx
-    source = image
-    if image.path is not None and image.metadata.get("levels", 1) > 1:
-        try:
-            levels = image_levels(image.path)
-        except Exception:  # an unreadable pyramid only costs speed: fall back to level 0
-            levels = [full]
-        # the smallest level whose longer side is still >= max_px (or level 0)
-        best = 0
-        for i, (lh, lw) in enumerate(levels):
-            if max(lh, lw) >= max_px:
-                best = i
-        if best:
-            source = read_image(image.path, image.pixel_size_um, level=best, lazy=True,
-                                channel_names=image.channel_names if image.channel_names
-                                else None)
-    h, w = source.shape_yx
-    f = max(1, int(np.ceil(max(h, w) / max_px)))
-    if f == 1:
-        data = _yx_block(source.data, source.axes, 0, h, 0, w).astype(np.float32)
-    else:
-        data = _reduce(source, f)
-    # measured from the shapes, which also covers levels whose sizes were rounded
-    scale = (full[0] / data.shape[0], full[1] / data.shape[1])
+    factor = max(1, int(np.ceil(max(full) / max_px)))
+    data, scale = read_region(image, None, factor)
     px = image.pixel_size_um * scale[1] if image.pixel_size_um else None
     return Overview(data=data, scale=scale, full_shape=full, pixel_size_um=px, rgb=image.rgb,
                     dtype_max=dtype_max(image.dtype))

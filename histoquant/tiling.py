@@ -122,11 +122,14 @@ class WholeImage(RegionSource):
 class MaskSource(RegionSource):
     """Regions as low-resolution masks (from an overview), enlarged by nearest neighbour.
 
-    ``scale`` is the number of full-resolution pixels per mask pixel along Y and X.
+    ``scale`` is the number of full-resolution pixels per mask pixel along Y and X, and
+    ``origin`` the full-resolution pixel where the masks' top-left corner lies (a mask of one
+    section's crop); outside the masks nothing belongs to the regions.
     """
 
     masks: Mapping[str, np.ndarray]
     scale: tuple[float, float]
+    origin: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         self.masks = {k: np.asarray(v, dtype=bool) for k, v in self.masks.items()}
@@ -135,11 +138,15 @@ class MaskSource(RegionSource):
     def window(self, win: Window) -> dict[str, np.ndarray]:
         out = {}
         for name, m in self.masks.items():
-            rows = np.minimum((np.arange(win.R0, win.R1) / self.scale[0]).astype(np.intp),
-                              m.shape[0] - 1)
-            cols = np.minimum((np.arange(win.C0, win.C1) / self.scale[1]).astype(np.intp),
-                              m.shape[1] - 1)
-            out[name] = m[np.ix_(rows, cols)]
+            rows = np.floor((np.arange(win.R0, win.R1) - self.origin[0])
+                            / self.scale[0]).astype(np.intp)
+            cols = np.floor((np.arange(win.C0, win.C1) - self.origin[1])
+                            / self.scale[1]).astype(np.intp)
+            ok_r = (rows >= 0) & (rows < m.shape[0])
+            ok_c = (cols >= 0) & (cols < m.shape[1])
+            sel = m[np.ix_(np.clip(rows, 0, m.shape[0] - 1), np.clip(cols, 0, m.shape[1] - 1))]
+            sel &= np.outer(ok_r, ok_c)
+            out[name] = sel
         return out
 
     def bounds(self, name: str | None = None, pad: int = 1) -> tuple[int, int, int, int]:
@@ -152,8 +159,9 @@ class MaskSource(RegionSource):
         if not len(rr):
             return (0, 0, 0, 0)
         sy, sx = self.scale
-        return (int(np.floor((rr[0] - pad) * sy)), int(np.ceil((rr[-1] + 1 + pad) * sy)),
-                int(np.floor((cc[0] - pad) * sx)), int(np.ceil((cc[-1] + 1 + pad) * sx)))
+        oy, ox = self.origin
+        return (oy + int(np.floor((rr[0] - pad) * sy)), oy + int(np.ceil((rr[-1] + 1 + pad) * sy)),
+                ox + int(np.floor((cc[0] - pad) * sx)), ox + int(np.ceil((cc[-1] + 1 + pad) * sx)))
 
 
 @dataclass

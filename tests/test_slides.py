@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 
 import numpy as np
@@ -69,7 +70,7 @@ def _study(folder, slide, sheet_extra, yaml_extra=""):
     (folder / "study.yaml").write_text(
         "assays: {blobs: {" + yaml_extra + "}}\n"
         "slides: {split_sections: true, tile_px: 96, overlap_um: 48, overview_max_px: 256,"
-        " min_section_area_mm2: 0.02}\n")
+        " min_section_area_mm2: 0.02, in_memory_mb: 0}\n")  # read tile by tile
 
 
 def test_roi_file_regions_are_cut_per_section(slide, tmp_path, monkeypatch):
@@ -104,17 +105,26 @@ def test_auto_regions_run_anatomy_on_each_section_of_the_overview(slide, tmp_pat
         grey = np.asarray(image.data, float).mean(axis=-1)
         return {"grey_matter": grey < 230}
 
+    def find_sections(image):
+        return types.SimpleNamespace(sections=[types.SimpleNamespace(quality=0.3)])
+
     monkeypatch.setitem(__import__("sys").modules, "histoquant.anatomy",
-                        types.SimpleNamespace(auto_regions=auto_regions))
+                        types.SimpleNamespace(auto_regions=auto_regions,
+                                              find_sections=find_sections))
     from histoquant.batch import run_batch
 
     folder = tmp_path / "study"
     _study(folder, slide, {}, yaml_extra="regions: auto")
     report = run_batch(folder, tmp_path / "out")
     assert report.ok, report.errors
-    assert len(calls) == 3  # once per section, on the overview
+    assert len(calls) == 3  # once per section, on a reduced crop of it
     assert all(c[2] == BLOB_SPEC.auto_regions for c in calls)
-    assert all(c[1] == pytest.approx(PX * 700 / calls[0][0][1]) for c in calls)
+    assert all(c[1] == pytest.approx(8.0, rel=0.05) for c in calls)  # slides.anatomy_pixel_um
+    for (shape, _, _), sec in zip(calls, slide.sections):
+        # the crop holds the section (semi-axes in full-resolution pixels) and little more
+        assert 2 * sec.semi_axes_yx[0] / 4 <= shape[0] <= 2 * sec.semi_axes_yx[0] / 4 + 30
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert "low anatomy score 0.30" in run["units"][0]["flags"]
     sections = pd.read_csv(tmp_path / "out" / "sections.csv", dtype={"section": str})
     assert list(sections["region"].unique()) == ["grey_matter"]
     assert sections["n_blobs"].tolist() == slide.counts()

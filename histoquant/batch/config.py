@@ -71,10 +71,20 @@ class SlideOptions(AssayParams):
         64.0, unit="Mpx", minimum=0,
         help="images up to this many megapixels held in memory are measured in one piece; "
         "larger ones, and any file opened lazily (> 2 GB), tile by tile")
+    in_memory_mb: float = param(
+        256.0, unit="MB", minimum=0,
+        help="images up to this size are read into memory at once (one read is faster than "
+        "many window reads); larger ones are read tile by tile, so memory does not grow with "
+        "the slide")
     overview_max_px: int = param(
         2048, unit="px", minimum=64,
         help="longest side of the overview used to find sections and draw QC; 2048 px over a "
         "75 × 25 mm slide is ≈ 37 µm per pixel, fine enough for outlines of 4 mm sections")
+    anatomy_pixel_um: float = param(
+        8.0, unit="µm", minimum=0.1,
+        help="regions: auto on a slide runs histoquant.anatomy on a copy of each section "
+        "reduced to about this pixel size (the anatomy itself works at 10 µm), never on the "
+        "full-resolution slide")
     min_section_area_mm2: float = param(
         1.0, unit="mm²", minimum=0,
         help="smaller tissue pieces are debris; a rat lumbar section is 9–11 mm² "

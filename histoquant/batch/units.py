@@ -98,10 +98,12 @@ def _caption(sample: Sample, assay: str, summary: pd.DataFrame) -> list[str]:
 
 
 def _flags(summary: pd.DataFrame, warnings: list[str], saturated: float,
-           qc: QCOptions) -> list[str]:
+           qc: QCOptions, anatomy_quality: list[float] | None = None) -> list[str]:
     flags = []
     if saturated > qc.max_saturated_pct:
         flags.append(f"saturated {saturated:.2f} % of pixels")
+    if anatomy_quality and min(anatomy_quality) < qc.min_anatomy_score:
+        flags.append(f"low anatomy score {min(anatomy_quality):.2f}")
     for col in summary.columns:
         if col.lower().endswith("score") and pd.api.types.is_numeric_dtype(summary[col]):
             low = summary[col].min()
@@ -111,7 +113,8 @@ def _flags(summary: pd.DataFrame, warnings: list[str], saturated: float,
     return flags
 
 
-def _region_source(unit: Unit, image: Image, view, section_mask: np.ndarray | None):
+def _region_source(unit: Unit, image: Image, view, section_mask: np.ndarray | None,
+                   info: dict[str, Any]):
     """Regions for a tiled run, at full resolution, limited to one section."""
     from ..rois import read_regions
     from ..tiling import MaskSource, PolygonSource, WholeImage
@@ -123,8 +126,7 @@ def _region_source(unit: Unit, image: Image, view, section_mask: np.ndarray | No
         return MaskSource({"tissue": section_mask}, view.scale) if section is not None \
             else WholeImage()
     if isinstance(regions, str) and regions == "auto":
-        masks = _auto_regions(unit, image, view, section_mask)
-        src = MaskSource(masks, view.scale)
+        src = _auto_regions(unit, image, view, section, info)
     else:
         polys = {}
         for r in read_regions(regions):
@@ -133,30 +135,62 @@ def _region_source(unit: Unit, image: Image, view, section_mask: np.ndarray | No
     return src.restrict(section) if section is not None else src
 
 
-def _auto_regions(unit: Unit, image: Image, view, section_mask: np.ndarray | None):
-    """Anatomy on the overview (one section at a time) → low-resolution region masks."""
-    try:
-        from ..anatomy import auto_regions
-    except ImportError as exc:
-        from ..errors import RegionError
+def _auto_regions(unit: Unit, image: Image, view, section, info: dict[str, Any]):
+    """Anatomy on a reduced copy of one section (or the image) → low-resolution masks.
 
+    The copy has about ``slides.anatomy_pixel_um`` per pixel, so the anatomy never sees the
+    full-resolution slide; other sections inside the crop are painted with the background
+    so that the anatomy sees one section.
+    """
+    from ..errors import RegionError
+    from ..slides import read_region
+    from ..tiling import MaskSource
+
+    try:
+        from .. import anatomy
+    except ImportError as exc:
         raise RegionError("regions: auto needs histoquant.anatomy, which is missing") from exc
-    data = view.data
-    if section_mask is not None:
-        # show anatomy one section only: other sections are painted with the background
-        bg = np.median(data[~section_mask], axis=0) if (~section_mask).any() else 0
-        data = np.where(section_mask[..., None] if data.ndim == 3 else section_mask, data, bg)
+    px = image.require_pixel_size()
+    h, w = image.shape_yx
+    bounds = section.bounds(pad=2) if section is not None else (0, h, 0, w)
+    bounds = (max(0, bounds[0]), min(h, bounds[1]), max(0, bounds[2]), min(w, bounds[3]))
+    factor = max(1, int(unit.slides.anatomy_pixel_um // px))
+    data, scale = read_region(image, bounds, factor)
+    if section is not None:
+        # which crop pixels belong to this section: sample the section mask at their centres
+        smask = next(iter(section.masks.values()))
+        rows = (bounds[0] + (np.arange(data.shape[0]) + 0.5) * scale[0]) / section.scale[0]
+        cols = (bounds[2] + (np.arange(data.shape[1]) + 0.5) * scale[1]) / section.scale[1]
+        keep = smask[np.ix_(np.clip(rows.astype(np.intp), 0, smask.shape[0] - 1),
+                            np.clip(cols.astype(np.intp), 0, smask.shape[1] - 1))]
+        if (~keep).any() and (~smask).any():
+            bg = np.median(view.data[~smask], axis=0)
+            data = np.where(keep[..., None] if data.ndim == 3 else keep, data, bg)
     dtype = image.dtype
     if np.issubdtype(dtype, np.integer):
         data = np.clip(np.round(data), np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
-    small = Image(data, axes="YXC" if data.ndim == 3 else "YX",
-                  pixel_size_um=view.pixel_size_um, channel_names=image.channel_names,
-                  rgb=image.rgb, metadata={"name": image.name})
-    masks = auto_regions(small, unit.spec.auto_regions)
-    out = {k: np.asarray(v, bool) for k, v in masks.items()}
-    if section_mask is not None:
-        out = {k: v & section_mask for k, v in out.items()}
-    return out
+    small = Image(data, axes="YXC" if data.ndim == 3 else "YX", pixel_size_um=px * scale[1],
+                  channel_names=image.channel_names, rgb=image.rgb,
+                  metadata={"name": image.name})
+    masks = anatomy.auto_regions(small, unit.spec.auto_regions)
+    quality = _anatomy_quality(anatomy, small)
+    if quality is not None:
+        info.setdefault("anatomy_quality", []).append(round(quality, 3))
+    return MaskSource({k: np.asarray(v, bool) for k, v in masks.items()}, scale,
+                      origin=(bounds[0], bounds[2]))
+
+
+def _anatomy_quality(anatomy, small: Image) -> float | None:
+    """The anatomy's quality score of the section, when it offers one."""
+    find = getattr(anatomy, "find_sections", None)
+    if find is None:
+        return None
+    try:
+        found = find(small)
+        scores = [float(s.quality) for s in getattr(found, "sections", [])]
+    except Exception:  # a score is a QC extra: its absence must not fail the measurement
+        return None
+    return min(scores) if scores else None
 
 
 def _section_ids(base: str, n: int) -> list[str]:
@@ -209,10 +243,11 @@ def _run_slide(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, np
         masks = [None]
     ids = _section_ids(unit.sample.section, len(masks))
     overlap_px = math.ceil(opts.overlap_um / px)
+    info: dict[str, Any] = {}
     summaries, objects, warnings = [], [], []
     n_tiles = saturated = measured = 0
     for sid, mask in zip(ids, masks):
-        src = _region_source(unit, image, view, mask)
+        src = _region_source(unit, image, view, mask, info)
         bounds = None
         if mask is not None:
             from ..tiling import MaskSource
@@ -238,9 +273,9 @@ def _run_slide(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, np
         draw_mask_outlines(qc, {sid: m for sid, m in zip(ids, masks)})
     _draw_dots(qc, objs, px, view.scale)
     sat = 100.0 * saturated / measured if measured else 0.0
-    return summary, objs, qc, warnings, sat, {"mode": "tiled", "n_tiles": n_tiles,
-                                              "n_sections": len(masks),
-                                              "overview_scale": list(view.scale)}
+    info.update(mode="tiled", n_tiles=n_tiles, n_sections=len(masks),
+                overview_scale=list(view.scale))
+    return summary, objs, qc, warnings, sat, info
 
 
 def _draw_dots(rgb: np.ndarray, objects: pd.DataFrame, px: float,
@@ -301,11 +336,14 @@ def process_unit(unit: Unit) -> UnitOutput:
         nbytes = h * w * image.n_channels * image.dtype.itemsize * (
             image.data.shape[0] if image.axes.startswith("Z") else 1)
         big = h * w > unit.slides.max_direct_mpx * 1e6 or nbytes > LAZY_BYTES
+        in_memory = nbytes <= unit.slides.in_memory_mb * 1024**2
+        if not isinstance(image.data, np.ndarray) and (in_memory or not (
+                unit.split_sections or big)):
+            # one read of a small file beats many small window reads
+            image = dataclasses.replace(image, data=_load(image))
         if unit.split_sections or big:
             summary, objects, qc, warnings, sat, info = _run_slide(unit, image)
         else:
-            if not isinstance(image.data, np.ndarray):
-                image = dataclasses.replace(image, data=_load(image))
             summary, objects, qc, warnings, sat, info = _run_direct(unit, image)
         meta.update(info)
         summary = summary.assign(image=s.image)
@@ -313,7 +351,7 @@ def process_unit(unit: Unit) -> UnitOutput:
             objects = objects.assign(image=s.image)
         meta["warnings"] = warnings
         meta["saturated_pct"] = round(sat, 4)
-        meta["flags"] = _flags(summary, warnings, sat, unit.qc)
+        meta["flags"] = _flags(summary, warnings, sat, unit.qc, info.get("anatomy_quality"))
         qc = add_caption(np.asarray(qc, dtype=np.uint8), _caption(s, unit.assay, summary))
         out = UnitOutput(key=unit.key, ok=True, summary=summary, objects=objects,
                          qc_png=_png(qc, unit.qc.overlay_max_px),
