@@ -57,7 +57,6 @@ __all__ = ["EvansBlueParams", "run", "study_threshold", "corrected_channel", "SP
 # Pixels positive in 8 directions belong to one patch: a leak is a blob, not a lattice.
 _CONN8 = np.ones((3, 3), dtype=bool)
 _CONN4 = ndi.generate_binary_structure(2, 1)
-_ROW_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -232,16 +231,12 @@ def _correct(raw: np.ndarray, *, dtype: np.dtype, support: np.ndarray,
         # Limit the correction to 4× either way: beyond that the 'background' is not
         # illumination but missing tissue or glass.
         gain = field.map(lambda g: 1.0 / np.clip((g - p.dark_level) / norm, 0.25, 4.0))
-    h = raw.shape[0]
-    for r0 in range(0, h, _ROW_CHUNK):
-        rows = slice(r0, min(h, r0 + _ROW_CHUNK))
-        part = raw[rows]
-        if p.background_method == "coarse":
-            np.subtract(part, field.upsample(rows), out=part)
-        elif p.dark_level:
-            np.subtract(part, np.float32(p.dark_level), out=part)
-        if gain is not None:
-            np.multiply(part, gain.upsample(rows), out=part)
+    if p.background_method == "coarse":
+        field.apply(raw, np.subtract)
+    elif p.dark_level:
+        raw -= np.float32(p.dark_level)
+    if gain is not None:
+        gain.apply(raw, np.multiply)
     const = None
     if p.background_method == "reference":
         ref_values = sample_pixels(raw, reference)
@@ -286,19 +281,23 @@ def _positive_patches(corrected: np.ndarray, support: np.ndarray, threshold: flo
     low = corrected >= np.float32(threshold)
     low &= support
     labels, n = ndi.label(low, structure=_CONN8, output=np.int32)
-    del low
     if n == 0:
         return labels, 0
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    # Positive pixels are few: count and relabel only them, not the whole image.
+    idx = np.flatnonzero(low)
+    del low
+    lab = labels.ravel()[idx]
+    sizes = np.bincount(lab, minlength=n + 1)
     keep = sizes >= max(min_px, 1)
     if seed > threshold:
         seeded = np.zeros(n + 1, dtype=bool)
-        seeded[np.unique(labels[corrected >= np.float32(seed)])] = True
+        seeded[lab[corrected.ravel()[idx] >= np.float32(seed)]] = True
         keep &= seeded
     keep[0] = False
     lut = np.zeros(n + 1, dtype=np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return lut[labels], int(keep.sum())
+    labels.ravel()[idx] = lut[lab]
+    return labels, int(keep.sum())
 
 
 def _vessel_mask(corrected: np.ndarray, threshold: float, p: EvansBlueParams,
@@ -308,24 +307,25 @@ def _vessel_mask(corrected: np.ndarray, threshold: float, p: EvansBlueParams,
     min_px = p.vessel_min_area_um2 / area_px
     if min_px > 1:
         lab, n = ndi.label(vessel, structure=_CONN8, output=np.int32)
-        sizes = np.bincount(lab.ravel(), minlength=n + 1)
-        small = sizes < min_px
-        small[0] = False
-        vessel[small[lab]] = False
-        del lab
+        idx = np.flatnonzero(vessel)
+        sizes = np.bincount(lab.ravel()[idx], minlength=n + 1)
+        vessel.ravel()[idx[sizes[lab.ravel()[idx]] < min_px]] = False
+        del lab, idx
     lumen_px = p.vessel_lumen_max_um2 / area_px
     if lumen_px >= 1:
         # Holes are background components not touching the image edge (4-connected, as
         # ImageJ's Fill Holes); only lumen-sized ones are filled.
         lab, n = ndi.label(~vessel, structure=_CONN4, output=np.int32)
-        if n:
-            sizes = np.bincount(lab.ravel(), minlength=n + 1)
-            fill = sizes <= lumen_px
-            edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-            fill[edge] = False
-            fill[0] = False
-            if fill.any():
-                vessel |= fill[lab]
+        if n > 1:
+            inner = np.ones(n + 1, dtype=bool)
+            inner[0] = False
+            inner[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = False
+            # Hole pixels are few: size them without counting the whole background.
+            idx = np.flatnonzero(inner[lab])
+            if idx.size:
+                hole = lab.ravel()[idx]
+                sizes = np.bincount(hole, minlength=n + 1)
+                vessel.ravel()[idx[sizes[hole] <= lumen_px]] = True
         del lab
     return vessel
 
