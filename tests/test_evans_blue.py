@@ -457,3 +457,4 @@ def test_automatic_threshold_on_real_fields(shared_data):
     assert table.evb_positive_area_pct.between(0.5, 40).all()
     assert table.extravascular_fraction_pct.between(1, 99).all()
     assert not table.saturation_flag.any()
+

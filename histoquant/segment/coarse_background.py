@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import EmptyImageError
-from .robust_stats import clipped_median_along
+from .robust_stats import clipped_median_along, robust_location_scale, sample_pixels
 
 _SAMPLES_PER_BLOCK_EDGE = 12
 
@@ -179,7 +179,8 @@ def _interp_matrix(pos: np.ndarray, spacing: float, offset: float, n: int) -> np
 
 def coarse_background(image: np.ndarray, window_px: int, support: np.ndarray | None = None,
                       *, blocks_per_window: int = 8, min_support: float = 0.25,
-                      clip_sd: float = 2.5, source: str = "<array>") -> CoarseField:
+                      clip_sd: float = 2.5, mask_signal_sd: float | None = 3.0,
+                      source: str = "<array>") -> CoarseField:
     """Estimate the slowly varying background of ``image`` in windows of ``window_px``.
 
     Parameters
@@ -202,6 +203,10 @@ def coarse_background(image: np.ndarray, window_px: int, support: np.ndarray | N
     clip_sd : float
         Block medians more than ``clip_sd`` robust SDs above the window median are taken as
         signal and excluded, iteratively.
+    mask_signal_sd : float or None
+        After a first estimate, sample pixels more than this many robust SDs above it (and
+        their 8 neighbours) are excluded and the background estimated again. ``None`` or 0
+        skips the second pass.
 
     Returns
     -------
@@ -226,22 +231,39 @@ def coarse_background(image: np.ndarray, window_px: int, support: np.ndarray | N
     block = step * n
     per = max(1, round(window_px / block))
     stride = max(1, per // 4)
-    sub = image[::step, ::step]
+    sub = np.asarray(image[::step, ::step], dtype=np.float32)
+    sup = np.ones(sub.shape, dtype=bool) if support is None else \
+        np.asarray(support, dtype=bool)[::step, ::step]
+    field = _estimate(sub, sup, n, per, stride, block, (h, w), min_support, clip_sd, source)
+    if mask_signal_sd:
+        # Source masking: pixels that stand out of the first estimate (and a sample pixel
+        # around them) are left out and the background measured again, so that the edges
+        # of leaks, which no block-level clipping removes, cannot lift it.
+        ys = np.arange(sub.shape[0]) * step
+        xs = np.arange(sub.shape[1]) * step
+        resid = sub - _bilinear(field.grid, field.spacing_px, field.offset_px, ys, xs)
+        loc, sd = robust_location_scale(sample_pixels(resid, sup, 200_000))
+        if np.isfinite(sd) and sd > 0:
+            signal = ndi.binary_dilation(resid > loc + mask_signal_sd * sd,
+                                         structure=np.ones((3, 3), dtype=bool))
+            kept = sup & ~signal
+            if kept.sum() > 0.5 * sup.sum():
+                field = _estimate(sub, kept, n, per, stride, block, (h, w), min_support,
+                                  clip_sd, source)
+    return field
+
+
+def _estimate(sub, sup, n, per, stride, block, shape, min_support, clip_sd, source):
     hs, ws = sub.shape
     nby, nbx = -(-hs // n), -(-ws // n)
     values = np.full((nby * n, nbx * n), np.nan, dtype=np.float32)
-    if support is None:
-        values[:hs, :ws] = sub
-    else:
-        sup = np.asarray(support, dtype=bool)[::step, ::step]
-        values[:hs, :ws] = np.where(sup, sub, np.float32(np.nan))
+    values[:hs, :ws] = np.where(sup, sub, np.float32(np.nan))
     values = values.reshape(nby, n, nbx, n).transpose(0, 2, 1, 3).reshape(nby, nbx, n * n)
     in_image = np.zeros((nby * n, nbx * n), dtype=bool)
     in_image[:hs, :ws] = True
     n_in_image = in_image.reshape(nby, n, nbx, n).sum(axis=(1, 3))
     means, n_finite = _nanmedian_rows(values)
     means[n_finite < min_support * n_in_image] = np.nan
-    nby, nbx = means.shape
     half = per // 2
     pad = ((half, per - half), (half, per - half))
     padded = np.pad(means, pad, constant_values=np.nan)
@@ -262,7 +284,7 @@ def coarse_background(image: np.ndarray, window_px: int, support: np.ndarray | N
     if min(grid.shape) >= 3:
         # A window that a large leak fills reads high; its neighbours outvote it.
         grid = ndi.median_filter(grid, size=3, mode="nearest")
-    return CoarseField(grid.astype(np.float32), stride * block, (block - 1) / 2, (h, w), block,
+    return CoarseField(grid.astype(np.float32), stride * block, (block - 1) / 2, shape, block,
                        valid)
 
 
