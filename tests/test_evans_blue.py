@@ -201,7 +201,7 @@ def test_study_threshold_is_applied_identically_to_every_image():
                                                leak_area_pct=4.0))
     params = eb.EvansBlueParams(dark_level=100.0)
     threshold = eb.study_threshold([im for im, _ in vehicles], params,
-                                   regions=[_grey(t) for _, t in vehicles])
+                                   regions_per_image=[_grey(t) for _, t in vehicles])
     assert threshold > 0
     fixed = params.replace(threshold_method="fixed", threshold=threshold)
     auto_thresholds = []
@@ -227,6 +227,8 @@ def test_fixed_threshold_needs_a_value():
         eb.run(image, params={"threshold_method": "fixed"})
     with pytest.raises(ParamsError, match="automatic"):
         eb.study_threshold([image], {"threshold_method": "fixed", "threshold": 5})
+    with pytest.raises(ParamsError, match="regions_per_image"):
+        eb.study_threshold([image], regions_per_image=[None, None])
 
 
 @pytest.mark.parametrize("method", ["otsu", "triangle"])
@@ -339,7 +341,7 @@ def test_example_image_and_cli(tmp_path):
     from histoquant.cli import main
 
     paths = make_example(tmp_path / "evans_blue.ome.tif")
-    assert paths["image"].stat().st_size < 2 * 1024**2
+    assert paths["image"].stat().st_size < 2_000_000
     image = read_image(paths["image"])
     assert image.channel_names == ("vessel", "evb")
     assert image.pixel_size_um == pytest.approx(0.5)

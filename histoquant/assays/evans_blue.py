@@ -180,7 +180,7 @@ class _Channel:
     sd: float
 
 
-def _raw_channel(image: Image, index: int, p: EvansBlueParams, role: str) -> np.ndarray:
+def _raw_channel(image: Image, index: int, p: EvansBlueParams) -> np.ndarray:
     arr = image.channel(index, projection=p.projection)
     if np.may_share_memory(arr, image.data):
         arr = arr.copy()  # corrected in place below; never touch the caller's pixels
@@ -239,9 +239,9 @@ def _correct(raw: np.ndarray, *, dtype: np.dtype, support: np.ndarray,
         gain.apply(raw, np.multiply)
     const = None
     if p.background_method == "reference":
-        ref_values = sample_pixels(raw, reference)
-        const = float(np.median(ref_values))
-        raw -= np.float32(const)
+        ref_level = float(np.median(sample_pixels(raw, reference)))
+        raw -= np.float32(ref_level)
+        const = ref_level + p.dark_level  # back in raw counts (at mean illumination)
     elif p.background_method == "none":
         const = float(p.dark_level)
     loc, sd = robust_location_scale(sample_pixels(raw, support))
@@ -429,7 +429,7 @@ def corrected_channel(image: Image | np.ndarray, params: Any = None, *,
         raise ParamsError(f"no {role!r} channel in this image")
     masks, reference = _regions(image, regions, p)
     support = _union(masks.values())
-    ch = _correct(_raw_channel(image, chans[role], p, role), dtype=image.dtype,
+    ch = _correct(_raw_channel(image, chans[role], p), dtype=image.dtype,
                   support=support, reference=reference, p=p, px=image.pixel_size_um,
                   source=image.source, role=role)
     return ch.corrected
@@ -497,7 +497,7 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     support = _union(masks.values())
     warnings: list[str] = []
     report(0.05, "background")
-    evb = _correct(_raw_channel(image, chans["evb"], p, "evb"), dtype=image.dtype,
+    evb = _correct(_raw_channel(image, chans["evb"], p), dtype=image.dtype,
                    support=support, reference=reference, p=p, px=px, source=image.source,
                    role="evb")
     threshold = _threshold(evb, support, p.threshold_method, p.threshold_k, p.threshold)
@@ -511,7 +511,7 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     v_threshold = float("nan")
     if has_vessel:
         report(0.5, "vessels")
-        vch = _correct(_raw_channel(image, chans["vessel"], p, "vessel"), dtype=image.dtype,
+        vch = _correct(_raw_channel(image, chans["vessel"], p), dtype=image.dtype,
                        support=support, reference=reference, p=p, px=px,
                        source=image.source, role="vessel")
         v_threshold = _threshold(vch, support, p.vessel_threshold_method,
@@ -795,6 +795,7 @@ def _qc_overlay(name, corrected, vessel_display, positive, vessel, masks, summar
 
 def study_threshold(images: Sequence[Image | np.ndarray | str | Path], params: Any = None, *,
                     channels: Mapping[str, str | int] | None = None, regions: Any = None,
+                    regions_per_image: Sequence[Any] | None = None,
                     pixel_size_um: float | None = None,
                     samples_per_image: int = 500_000) -> float:
     """One threshold for a whole study, computed from a set of images (e.g. all vehicles).
@@ -814,7 +815,9 @@ def study_threshold(images: Sequence[Image | np.ndarray | str | Path], params: A
     channels : mapping, optional
         Channel role → name or index, for every image.
     regions : optional
-        Regions for every image, or a sequence with one entry per image.
+        Regions for every image (as for :func:`run`).
+    regions_per_image : sequence, optional
+        One regions entry per image instead (for example each section's grey matter).
     pixel_size_um : float, optional
         Pixel size override for every image.
     samples_per_image : int
@@ -834,8 +837,9 @@ def study_threshold(images: Sequence[Image | np.ndarray | str | Path], params: A
     images = list(images)
     if not images:
         raise ParamsError("study_threshold needs at least one image")
-    per_image = isinstance(regions, (list, tuple)) and len(regions) == len(images) and \
-        not _looks_like_polygon(regions)
+    if regions_per_image is not None and len(regions_per_image) != len(images):
+        raise ParamsError(f"regions_per_image has {len(regions_per_image)} entries for "
+                          f"{len(images)} images")
     pools = []
     is_integer = False
     for i, item in enumerate(images):
@@ -843,10 +847,10 @@ def study_threshold(images: Sequence[Image | np.ndarray | str | Path], params: A
         img = prepare_image(img, pixel_size_um)
         is_integer |= np.issubdtype(img.dtype, np.integer)
         chans = resolve_channels(img, SPEC.channel_roles, channels)
-        reg = regions[i] if per_image else regions
+        reg = regions if regions_per_image is None else regions_per_image[i]
         masks, reference = _regions(img, reg, p)
         support = _union(masks.values())
-        ch = _correct(_raw_channel(img, chans["evb"], p, "evb"), dtype=img.dtype,
+        ch = _correct(_raw_channel(img, chans["evb"], p), dtype=img.dtype,
                       support=support, reference=reference, p=p, px=img.pixel_size_um,
                       source=img.source, role="evb")
         values = sample_pixels(ch.corrected, support, samples_per_image)
@@ -860,14 +864,6 @@ def study_threshold(images: Sequence[Image | np.ndarray | str | Path], params: A
             sd = max(sd, 1 / math.sqrt(12))
         return float(loc + p.threshold_k * sd)
     return _histogram_threshold(pooled, p.threshold_method)
-
-
-def _looks_like_polygon(regions: Sequence[Any]) -> bool:
-    try:
-        arr = np.asarray(regions, dtype=float)
-    except (TypeError, ValueError):
-        return False
-    return arr.ndim == 2 and arr.shape[1] == 2
 
 
 SPEC = AssaySpec(

@@ -369,13 +369,14 @@ def _disk(radius_px: float) -> np.ndarray:
     return yy**2 + xx**2 <= radius_px**2
 
 
-def make_example(path: str | Path, *, seed: int = 7, size: int = 1024,
+def make_example(path: str | Path, *, seed: int = 7, size: int = 960,
                  pixel_size_um: float = 0.5) -> dict[str, Path]:
     """Write an example Evans Blue image with its truth, for the docs and the napari sample.
 
-    Writes ``path`` (a 2-channel uint16 OME-TIFF, channels ``vessel`` and ``evb``, with its
-    pixel size), ``<stem>_grey_matter.geojson`` (the grey-matter outline, for
-    ``--regions``) and ``<stem>_truth.json`` (exact grey-matter figures).
+    Writes ``path`` (a ``size`` × ``size`` 2-channel uint16 OME-TIFF, channels ``vessel`` and
+    ``evb``, with its pixel size; 960 px keeps it under 2 MB), ``<stem>_grey_matter.geojson``
+    (the grey-matter outline, for ``--regions``) and ``<stem>_truth.json`` (exact
+    grey-matter figures).
 
     Returns
     -------
