@@ -20,8 +20,11 @@ __all__ = ["measure_kind", "measure_columns", "combine_rows"]
 _MEAN_WORDS = {"mean", "median", "avg", "average", "sd", "std", "sem", "cv", "fraction",
                "ratio", "density", "coverage", "intensity", "score", "threshold", "index",
                "pct", "percent", "per", "background", "snr", "diameter", "width", "radius",
-               "circularity", "solidity", "eccentricity", "orientation", "angle"}
+               "circularity", "solidity", "eccentricity", "orientation", "angle", "depth",
+               "bit", "bits", "level", "saturation", "flag", "quality", "confidence"}
 _SUM_WORDS = {"n", "count", "number", "total", "sum"}
+# An amount summed over pixels adds up even when its name says intensity.
+_AMOUNT_WORDS = {"integrated", "total", "sum"}
 _SUM_SUFFIXES = ("_um2", "_mm2", "_um", "_mm", "_um3", "_mm3", "_px", "_px2")
 
 
@@ -38,15 +41,18 @@ def measure_kind(name: str, dtype: np.dtype | None = None) -> str:
     Returns
     -------
     str
-        ``"min"``/``"max"`` for names starting so; ``"mean"`` for densities, fractions,
-        percentages, averages and intensities; ``"sum"`` for counts (``n_*``, ``*_count``),
-        areas, lengths and integer columns; ``"mean"`` otherwise.
+        ``"min"``/``"max"`` for names starting so; ``"sum"`` for integrated or total amounts;
+        ``"mean"`` for densities, fractions, percentages, averages, intensities, thresholds
+        and scores; ``"sum"`` for counts (``n_*``, ``*_count``), areas, lengths and other
+        integer columns; ``"mean"`` otherwise.
     """
     words = re.split(r"[_\W]+", name.lower())
     if words[0] in ("min", "minimum"):
         return "min"
     if words[0] in ("max", "maximum"):
         return "max"
+    if _AMOUNT_WORDS.intersection(words):
+        return "sum"
     if _MEAN_WORDS.intersection(words):
         return "mean"
     if _SUM_WORDS.intersection(words) or name.lower().endswith(_SUM_SUFFIXES):

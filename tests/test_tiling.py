@@ -129,6 +129,9 @@ def test_measure_kinds_from_names():
     assert measure_kind("max_soma_area_um2") == "max"
     assert measure_kind("evb_intensity") == "mean"
     assert measure_kind("cells", np.dtype(int)) == "sum"
+    assert measure_kind("integrated_intensity_um2") == "sum"
+    assert measure_kind("bit_depth", np.dtype(int)) == "mean"
+    assert measure_kind("threshold") == "mean"
 
 
 def test_combine_rows_weights_averages_by_area():

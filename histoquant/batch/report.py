@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..aggregate import measure_columns
 from .samples import natural_key
-from .tables import StudyTables, describe_measure
+from .tables import StudyTables, default_measures, describe_measure
 
 __all__ = ["build_report", "compare_groups", "plot_measure"]
 
@@ -205,8 +204,7 @@ def build_report(tables: StudyTables, units: Sequence[Mapping[str, Any]],
         out.append(f"<h2 id='{html.escape(assay)}'>{html.escape(assay)}</h2>")
         out.append("<h3>Animals and sections per group</h3>")
         out.append(_table(_group_sizes(df, groups, levels), left=["group"]))
-        cols = list(measures.get(assay) or [c for c in measure_columns(df)
-                                             if c != "n_sections"])
+        cols = list(measures.get(assay) or default_measures(df))
         cols = [c for c in cols if c in df.columns and df[c].notna().any()]
         out.append(f"<p class='note'>{html.escape(STATS_NOTE)}</p>")
         for m in cols:

@@ -18,7 +18,7 @@ from .execute import execute
 from .report import build_report
 from .samples import SHEET_NAMES, Sample, build_samples, discover, natural_key, read_sample_sheet
 from .store import PartStore
-from .tables import StudyTables, assemble, group_order
+from .tables import StudyTables, assemble, extra_table, group_order
 from .units import Unit, UnitOutput, unit_key
 
 __all__ = ["BatchReport", "run_batch", "plan_study"]
@@ -315,6 +315,7 @@ def _finish(plan: StudyPlan, store: PartStore, report: BatchReport,
     outdir = report.outdir
     cfg = plan.config
     parts, thumbs = [], {}
+    extras: dict[tuple[str, str], list] = {}
     units_meta = []
     for u in sorted(plan.units, key=lambda u: (natural_key(u.sample.rel), u.assay)):
         rec = records.get(u.key)
@@ -323,6 +324,8 @@ def _finish(plan: StudyPlan, store: PartStore, report: BatchReport,
             continue
         part = store.read(u.key, pictures=True)
         parts.append((u.sample, u.assay, part.summary, part.objects))
+        for name, table in part.extra.items():
+            extras.setdefault((u.assay, name), []).append((u.sample, u.assay, table))
         if part.thumb_png:
             thumbs[u.key] = part.thumb_png
         if part.qc_png:
@@ -343,6 +346,15 @@ def _finish(plan: StudyPlan, store: PartStore, report: BatchReport,
     write_csv(tables.objects, outdir / "objects.csv")
     write_csv(tables.sections, outdir / "sections.csv")
     write_csv(tables.animals, outdir / "animals.csv")
+    tables_dir = outdir / "tables"
+    kept = set()
+    for (assay, name), items in sorted(extras.items()):
+        write_csv(extra_table(items, groups), tables_dir / f"{assay}__{name}.csv")
+        kept.add(f"{assay}__{name}.csv")
+    if tables_dir.is_dir():
+        for stale in tables_dir.glob("*.csv"):
+            if stale.name not in kept:
+                stale.unlink()
     err_path = outdir / "errors.csv"
     if len(tables.errors):
         write_csv(tables.errors, err_path)

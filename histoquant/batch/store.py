@@ -2,7 +2,8 @@
 
 Each finished image × assay is one zip file named by its key (a hash of the input file and
 every setting that shapes the result), written atomically the moment the unit finishes:
-``meta.json``, ``summary.csv``, ``objects.csv``, ``qc.png``, ``thumb.png``. The final tables
+``meta.json``, ``summary.csv``, ``objects.csv``, ``qc.png``, ``thumb.png`` and the assay's
+extra tables (``extra/<name>.csv``). The final tables
 are always assembled from these files, so a fresh run, a resumed run and a parallel run give
 byte-identical tables. Input hashes are cached by (size, modification time) in
 ``hashes.json``.
@@ -64,6 +65,9 @@ class PartStore:
                     z.writestr("qc.png", out.qc_png)
                 if out.thumb_png is not None:
                     z.writestr("thumb.png", out.thumb_png)
+                for name, table in out.extra.items():
+                    z.writestr(f"extra/{name}.csv", table.to_csv(index=False,
+                                                                 lineterminator="\n"))
         return path
 
     def read(self, key: str, *, pictures: bool = False) -> UnitOutput:
@@ -79,8 +83,15 @@ class PartStore:
             names = set(z.namelist())
             qc = z.read("qc.png") if pictures and "qc.png" in names else None
             thumb = z.read("thumb.png") if pictures and "thumb.png" in names else None
+            extra = {}
+            for n in sorted(names):
+                if n.startswith("extra/") and n.endswith(".csv"):
+                    raw = z.read(n)
+                    extra[n[6:-4]] = pd.read_csv(io.BytesIO(raw), dtype=ID_DTYPES) \
+                        if raw.strip() else pd.DataFrame()
         return UnitOutput(key=key, ok=True, summary=tables["summary"],
-                          objects=tables["objects"], qc_png=qc, thumb_png=thumb, meta=meta)
+                          objects=tables["objects"], qc_png=qc, thumb_png=thumb, meta=meta,
+                          extra=extra)
 
     # ---- input hashes -------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ import pandas as pd
 from ..aggregate import combine_rows, measure_columns, measure_kind
 from .samples import Sample, natural_key
 
-__all__ = ["StudyTables", "assemble", "prism_tables", "group_order"]
+__all__ = ["StudyTables", "assemble", "prism_tables", "group_order", "extra_table",
+           "default_measures"]
 
 SECTION_IDS = ["image", "animal", "group", "level", "section", "region", "assay", "file"]
 ANIMAL_IDS = ["animal", "group", "level", "region", "assay"]
@@ -118,6 +119,15 @@ def assemble(
                        errors=err, groups=tuple(groups))
 
 
+def extra_table(parts: Sequence[tuple[Sample, str, pd.DataFrame]],
+                groups: Sequence[str]) -> pd.DataFrame:
+    """An assay's extra table (e.g. Evans Blue profiles) over the study, with metadata."""
+    df = _concat([_with_metadata(t, smp, a) for smp, a, t in parts])
+    keys = [k for k in ("assay", "group", "animal", "level", "section", "image", "region")
+            if k in df.columns]
+    return _sort(df, keys, groups)
+
+
 def animal_table(sections: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
     """Per assay × animal × level × region: sums of counts, means of the rest, n_sections."""
     if sections.empty:
@@ -137,6 +147,19 @@ def animal_table(sections: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
     return _sort(animals, ["assay", "group", "animal", "level", "region"], groups)
 
 
+def default_measures(animals: pd.DataFrame) -> list[str]:
+    """Measures of one assay's animal table worth a Prism table and a plot.
+
+    Every numeric measure except ``n_sections`` and, when there are several animals, those
+    with a single value across the whole study (bit depth, a fixed threshold).
+    """
+    cols = [c for c in measure_columns(animals) if c != "n_sections"
+            and animals[c].notna().any()]
+    if animals["animal"].nunique() > 1:
+        cols = [c for c in cols if animals[c].nunique(dropna=True) > 1]
+    return cols
+
+
 def prism_tables(animals: pd.DataFrame, groups: Sequence[str],
                  measures: Mapping[str, Sequence[str]]) -> dict[tuple[str, str, str, str],
                                                                  pd.DataFrame]:
@@ -145,8 +168,7 @@ def prism_tables(animals: pd.DataFrame, groups: Sequence[str],
     if animals.empty:
         return out
     for assay, df in animals.groupby("assay", sort=False):
-        cols = list(measures.get(assay) or [c for c in measure_columns(df)
-                                              if c != "n_sections"])
+        cols = list(measures.get(assay) or default_measures(df))
         cols = [c for c in cols if c in df.columns and df[c].notna().any()]
         for (region, level), sub in df.groupby(["region", "level"], sort=False):
             present = [g for g in groups if g in set(sub["group"])]

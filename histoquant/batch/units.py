@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import math
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class UnitOutput:
     qc_png: bytes | None = None
     thumb_png: bytes | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def unit_key(input_sha256: str, spec_name: str, settings: dict[str, Any]) -> str:
@@ -223,8 +225,10 @@ def _run_direct(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, n
                      if getattr(v, "shape", None) == qc.shape[:2] and v.dtype == bool}
             draw_mask_outlines(qc, masks)
     sat = saturated_pct(np.asarray(image.data), image.dtype)
+    extra = {name: t.assign(section=section) for name, t in
+             (res.extra.get("tables") or {}).items() if isinstance(t, pd.DataFrame)}
     return summary, objects, qc, list(res.warnings), sat, {"mode": "direct", "n_tiles": 1,
-                                                           "n_sections": 1}
+                                                           "n_sections": 1, "extra": extra}
 
 
 def _run_slide(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray,
@@ -345,6 +349,7 @@ def process_unit(unit: Unit) -> UnitOutput:
             summary, objects, qc, warnings, sat, info = _run_slide(unit, image)
         else:
             summary, objects, qc, warnings, sat, info = _run_direct(unit, image)
+        extra = info.pop("extra", {})
         meta.update(info)
         summary = summary.assign(image=s.image)
         if len(objects):
@@ -355,7 +360,9 @@ def process_unit(unit: Unit) -> UnitOutput:
         qc = add_caption(np.asarray(qc, dtype=np.uint8), _caption(s, unit.assay, summary))
         out = UnitOutput(key=unit.key, ok=True, summary=summary, objects=objects,
                          qc_png=_png(qc, unit.qc.overlay_max_px),
-                         thumb_png=_png(qc, unit.qc.thumbnail_px), meta=meta)
+                         thumb_png=_png(qc, unit.qc.thumbnail_px), meta=meta,
+                         extra={k: v.assign(image=s.image) for k, v in extra.items()
+                                if re.fullmatch(r"\w+", k)})
     except Exception as exc:  # a bad file or an assay bug must not stop the study
         expected = isinstance(exc, HistoquantError)
         if not expected:
