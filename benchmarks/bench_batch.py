@@ -44,9 +44,11 @@ t = time.perf_counter()
 report = run_batch(folder, out, jobs=jobs)
 seconds = time.perf_counter() - t
 run = json.load(open(out + "/run.json"))
-peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "ok": report.ok, "units": report.n_units,
+me = resource.getrusage(resource.RUSAGE_SELF)
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+peak_self, peak_children = me.ru_maxrss / 1024, kids.ru_maxrss / 1024
+cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+print(json.dumps({"seconds": seconds, "ok": report.ok, "units": report.n_units, "cpu_s": cpu,
                   "timings": run["timings"], "peak_mb": peak_self,
                   "peak_child_mb": peak_children,
                   "tiles": sum(u["n_tiles"] or 0 for u in run["units"]),
@@ -93,8 +95,10 @@ def throughput(tmp: Path, quick: bool, study: Path | None) -> None:
         rows.append((jobs, r, per_min))
         print(f"jobs {jobs}: {r['units']} images, {r['sections']} sections in "
               f"{r['seconds']:.1f} s (measuring {r['timings']['measuring_s']:.1f} s) -> "
-              f"{per_min:.1f} sections/min; peak RSS main {r['peak_mb']:.0f} MB, "
-              f"worker {r['peak_child_mb']:.0f} MB; load average now {_load()}")
+              f"{per_min:.1f} sections/min; CPU {r['cpu_s']:.1f} s, i.e. "
+              f"{r['cpu_s'] / r['seconds']:.2f} cores obtained; peak RSS main "
+              f"{r['peak_mb']:.0f} MB, worker {r['peak_child_mb']:.0f} MB; load average now "
+              f"{_load()}")
         shutil.rmtree(out, ignore_errors=True)
     speedup = rows[1][2] / rows[0][2]
     m1 = rows[0][1]["timings"]["measuring_s"]

@@ -69,8 +69,8 @@ class SlideOptions(AssayParams):
         "its centroid")
     max_direct_mpx: float = param(
         64.0, unit="Mpx", minimum=0,
-        help="images up to this many megapixels held in memory are measured in one piece; "
-        "larger ones, and any file opened lazily (> 2 GB), tile by tile")
+        help="images up to this many megapixels (and 2 GB of pixels) are measured in one "
+        "piece, exactly as the assay's own command would; larger ones tile by tile")
     in_memory_mb: float = param(
         256.0, unit="MB", minimum=0,
         help="images up to this size are read into memory at once (one read is faster than "
@@ -101,7 +101,8 @@ class QCOptions(AssayParams):
         "(clipped signal biases intensities and areas)")
     min_anatomy_score: float = param(
         0.5, minimum=0, maximum=1,
-        help="flag images whose anatomy score (any summary column ending in 'score') is lower")
+        help="flag images whose anatomy quality (from histoquant.anatomy on slides, or any "
+        "summary column ending in 'score') is lower")
     thumbnail_px: int = param(320, unit="px", minimum=32, help="report thumbnail size")
     overlay_max_px: int = param(2048, unit="px", minimum=64, help="largest side of qc/*.png")
 
