@@ -111,8 +111,9 @@ class _Bar:
 
             self.bar = tqdm(total=total, unit="image", desc="batch", file=sys.stderr,
                             dynamic_ncols=True)
-        self.bar.update(1)
-        self.bar.set_postfix_str(message[-50:], refresh=False)
+        if message:
+            self.bar.set_postfix_str(message[-50:], refresh=False)
+        self.bar.update(done - self.bar.n)
         if done == total:
             self.bar.close()
 

@@ -195,3 +195,25 @@ def test_bad_files_are_reported_and_the_run_completes(tmp_path, monkeypatch):
     assert seen == ["R02_L3_s2"]  # the bad files fail again before the assay runs
     assert set(pd.read_csv(out / "errors.csv")["file"]) == set(expected) - {
         "R02/R02_L3_s2.ome.tif"}
+
+
+def test_progress_callback_reports_and_can_cancel(study, tmp_path, monkeypatch):
+    folder, truth, _ = study
+    register(monkeypatch, BLOB_SPEC)
+    from histoquant.batch import run_batch
+
+    class Cancelled(Exception):
+        pass
+
+    calls = []
+
+    def progress(done, total, message):
+        calls.append((done, total))
+        if done == 3:
+            raise Cancelled  # how a GUI stops a run between images
+
+    with pytest.raises(Cancelled):
+        run_batch(folder, tmp_path, progress=progress)
+    n = truth["file"].nunique()
+    assert calls == [(0, n), (1, n), (2, n), (3, n)]
+    assert len(_parts(tmp_path)) == 3

@@ -231,7 +231,8 @@ def run_batch(
     resume : bool
         Skip images already measured with the same input and settings.
     progress : callable, optional
-        ``progress(done, total, message)`` after each image.
+        ``progress(done, total, message)`` once with ``done = 0`` before the first image,
+        then after each image.
 
     Returns
     -------
@@ -294,6 +295,8 @@ def run_batch(
     if resume and report.n_reused:
         report.notes.append(f"resumed: {report.n_reused} image × assay result(s) reused from "
                             "an earlier run with the same inputs and settings")
+    if progress is not None and total:
+        progress(0, total, "")
     try:
         execute(todo, on_done, jobs=jobs, scheduler=scheduler)
     except KeyboardInterrupt:
