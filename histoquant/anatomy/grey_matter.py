@@ -153,7 +153,7 @@ def find_canal(signal: np.ndarray, section: np.ndarray, grey: np.ndarray,
             idx = np.arange(1, n + 1)
             sizes = ndi.sum_labels(cand, lab, idx) * px_um**2
             peak = np.asarray(ndi.maximum(rel, lab, idx))
-            cents = np.array(ndi.center_of_mass(cand, lab, idx)).reshape(-1, 2) + [r0, c0]
+            cents = np.array(ndi.center_of_mass(cand, lab, idx)).reshape(-1, 2) + np.array([r0, c0])
             hi_area = 6 * np.pi * 60 * 25
             n_perp = np.array([-axis[1], axis[0]])
             best, best_score = None, -np.inf

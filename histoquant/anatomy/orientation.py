@@ -95,7 +95,7 @@ def symmetry_axis(grey: np.ndarray, tissue: np.ndarray, px_um: float,
     rows, cols = np.nonzero(tissue)
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     crop = weight[r0:r1, c0:c1]
-    step = max(1, int(round(_SEARCH_PX_UM / px_um)))
+    step = max(1, round(_SEARCH_PX_UM / px_um))
     if step > 1:
         h, w = crop.shape
         crop = np.pad(crop, ((0, (-h) % step), (0, (-w) % step)))

@@ -160,7 +160,7 @@ def find_sections(image: Image | np.ndarray, params: AnatomyParams | Mapping | N
                     "(areas not reported)", image.source, assumed,
                     params.assumed_cord_width_um)
     use_px = px or assumed
-    factor = max(1, int(round(params.working_pixel_size_um / use_px)))
+    factor = max(1, round(params.working_pixel_size_um / use_px))
     if progress:
         progress(0.05, "reading the image at working resolution")
     ws = tissue_signal(image, factor, channel)

@@ -34,7 +34,7 @@ _TRIM_KEEP_UM = 80.0
 
 def disk(radius_px: float) -> np.ndarray:
     """Boolean disk footprint of the given radius in pixels (at least a single pixel)."""
-    r = max(0, int(round(radius_px)))
+    r = max(0, round(radius_px))
     y, x = np.ogrid[-r: r + 1, -r: r + 1]
     return x * x + y * y <= r * r + 0.5
 
@@ -152,17 +152,17 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
     dist = ndi.distance_transform_edt(body) * px_um
     # h-maxima on a ≈ 30 µm grid (cheaper, and finer detail does not change the basins);
     # one seed per maximum, placed back on the working grid
-    k = max(1, int(round(30.0 / px_um)))
+    k = max(1, round(30.0 / px_um))
     small = dist[::k, ::k].astype(np.float32)
     lab_small, n_max = ndi.label(h_maxima(small, _H_UM))
     markers = np.zeros(dist.shape, np.int32)
     if n_max:
         cents = ndi.center_of_mass(np.ones_like(lab_small), lab_small, np.arange(1, n_max + 1))
         for i, (cr, cc) in enumerate(cents, start=1):
-            markers[min(int(round(cr * k)), dist.shape[0] - 1),
-                    min(int(round(cc * k)), dist.shape[1] - 1)] = i
+            markers[min(round(cr * k), dist.shape[0] - 1),
+                    min(round(cc * k), dist.shape[1] - 1)] = i
         markers[~body] = 0
-    basins = watershed(-dist, markers, mask=body)
+    basins = _merge_shallow(watershed(-dist, markers, mask=body), dist)
     n = int(basins.max())
     areas = ndi.sum_labels(np.ones_like(basins), basins, index=np.arange(1, n + 1))
     radii = ndi.maximum(dist, basins, index=np.arange(1, n + 1))
@@ -183,6 +183,53 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
             grown = lab_g == (int(np.argmax(sizes)) + 1)
         sections.append(grown)
     return TissuePieces(number_sections(sections), raw, thr, True)
+
+
+def _merge_shallow(basins: np.ndarray, dist: np.ndarray, ratio: float = 0.75) -> np.ndarray:
+    """Merge neighbouring basins whose pass is nearly as high as the lower of their peaks.
+
+    A root fascicle pressed on the cord meets it at a narrow neck (a low pass); the two
+    halves of one elongated section meet along a broad front (a pass almost as high as
+    their peaks) and are one body.
+    """
+    n = int(basins.max())
+    if n < 2:
+        return basins
+    peaks = np.zeros(n + 1)
+    peaks[1:] = ndi.maximum(dist, basins, index=np.arange(1, n + 1))
+    passes: dict[tuple[int, int], float] = {}
+    for a, b, da, db in (
+        (basins[:, :-1], basins[:, 1:], dist[:, :-1], dist[:, 1:]),
+        (basins[:-1, :], basins[1:, :], dist[:-1, :], dist[1:, :]),
+    ):
+        sel = (a != b) & (a > 0) & (b > 0)
+        if not sel.any():
+            continue
+        la, lb = np.minimum(a[sel], b[sel]), np.maximum(a[sel], b[sel])
+        val = np.minimum(da[sel], db[sel])
+        key = la.astype(np.int64) * (n + 1) + lb
+        order = np.argsort(key)
+        key, val = key[order], val[order]
+        uniq, start = np.unique(key, return_index=True)
+        best = np.maximum.reduceat(val, start)
+        for k, v in zip(uniq, best):
+            pair = (int(k // (n + 1)), int(k % (n + 1)))
+            passes[pair] = max(passes.get(pair, 0.0), float(v))
+    parent = list(range(n + 1))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for (a_, b_), v in sorted(passes.items(), key=lambda kv: -kv[1]):
+        ra, rb = find(a_), find(b_)
+        if ra != rb and v >= ratio * min(peaks[ra], peaks[rb]):
+            parent[rb] = ra
+            peaks[ra] = max(peaks[ra], peaks[rb])
+    lut = np.array([find(i) for i in range(n + 1)])
+    return lut[basins]
 
 
 def number_sections(masks: list[np.ndarray]) -> list[np.ndarray]:

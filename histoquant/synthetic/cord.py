@@ -377,7 +377,7 @@ def _smooth_field(rng, shape, pixel_size_um, amplitude, scale_um=400.0) -> np.nd
     """Multiplicative low-frequency staining variation of relative ``amplitude``."""
     from scipy.ndimage import zoom
 
-    step = max(1, int(round(scale_um / pixel_size_um)))
+    step = max(1, round(scale_um / pixel_size_um))
     small = (max(2, shape[0] // step + 2), max(2, shape[1] // step + 2))
     coarse = rng.standard_normal(small).astype(np.float32)
     field_ = zoom(coarse, (shape[0] / small[0] * 1.0001, shape[1] / small[1] * 1.0001),
@@ -409,8 +409,8 @@ def _debris(rng, size_um, avoid, n) -> list:
 
 
 def _build(model: SlideModel, pixel_size_um: float, rng) -> CordPhantom:
-    h = int(round(model.size_um[0] / pixel_size_um))
-    w = int(round(model.size_um[1] / pixel_size_um))
+    h = round(model.size_um[0] / pixel_size_um)
+    w = round(model.size_um[1] / pixel_size_um)
     codes = model.codes(0.0, 0.0, (h, w), pixel_size_um)
     pixels = render_slide(model, 0.0, 0.0, (h, w), pixel_size_um, rng, codes)
     fluor = model.modality == "fluorescence"
