@@ -177,13 +177,13 @@ def random_geometry(rng: np.random.Generator, asymmetry: float = 0.06) -> CordGe
 
 def _fit_grey_fraction(geom: CordGeometry, target: float) -> CordGeometry:
     # Bisection on the size of the grey-matter shapes, evaluated on a 20 µm grid.
-    step = 20.0
+    step = 30.0
     ys = np.arange(-geom.half_height_um * 1.2 + geom.centre_y_um,
                    geom.half_height_um * 1.2 + geom.centre_y_um, step)
     xs = np.arange(-geom.half_width_um * 1.2, geom.half_width_um * 1.2, step)
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
     lo, hi = 0.6, 1.6
-    for _ in range(14):
+    for _ in range(11):
         mid = 0.5 * (lo + hi)
         codes = section_codes(replace(geom, grey_scale=mid), yy, xx)
         tissue = (codes >= 1) & (codes <= 6)
@@ -438,7 +438,8 @@ def _number_grid(centres: list[tuple[float, float]]) -> list[tuple[float, float]
 
 def cord_section(pixel_size_um: float = 10.0, *, seed: int = 0, angle_deg: float | None = 0.0,
                  mirrored: bool = False, modality: str = "brightfield",
-                 extras: bool = True, margin_um: float = 1300.0) -> CordPhantom:
+                 extras: bool = True, margin_um: float = 1300.0,
+                 geometry: CordGeometry | None = None) -> CordPhantom:
     """One cord cross-section with meninges, roots and debris around it.
 
     Parameters
@@ -457,11 +458,13 @@ def cord_section(pixel_size_um: float = 10.0, *, seed: int = 0, angle_deg: float
         Draw meninges, roots, debris and a bubble around the section.
     margin_um : float
         Slide margin around the cord's bounding circle.
+    geometry : CordGeometry, optional
+        Use this shape instead of drawing one (the seed still draws the surroundings).
     """
     if modality not in ("brightfield", "fluorescence"):
         raise ValueError("modality must be 'brightfield' or 'fluorescence'")
     rng = np.random.default_rng(seed)
-    geom = random_geometry(rng)
+    geom = geometry if geometry is not None else random_geometry(rng)
     reach = max(geom.half_width_um, geom.half_height_um) + abs(geom.centre_y_um)
     side = 2 * (reach + margin_um)
     centre = (side / 2, side / 2)
