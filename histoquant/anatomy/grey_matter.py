@@ -94,10 +94,13 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
         idx = np.arange(1, n + 1)
         sizes = ndi.sum_labels(grey, lab, index=idx)
         # a dark band along the surface (pia, a fold, edge staining) is not grey matter:
-        # dorsal horns touch the surface, but most of a horn lies deep
+        # dorsal horns touch the surface, but most of a horn lies deep, and every part of
+        # the butterfly reaches toward the centre (the commissure is the deepest tissue)
         depth = ndi.distance_transform_edt(section) * px_um
-        shallow = ndi.mean(depth < _RIM_UM, lab, index=idx)
-        keep = idx[(sizes >= 0.1 * sizes.max()) & (np.asarray(shallow) < 0.5)]
+        shallow = np.asarray(ndi.mean(depth < _RIM_UM, lab, index=idx))
+        deepest = np.asarray(ndi.maximum(depth, lab, index=idx))
+        keep = idx[(sizes >= 0.1 * sizes.max()) & (shallow < 0.5)
+                   & (deepest >= 0.25 * depth.max())]
         grey = np.isin(lab, keep)
     return GreyMatter(grey, t, higher)
 
