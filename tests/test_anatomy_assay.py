@@ -78,7 +78,8 @@ def test_fragment_without_canal_is_flagged(phantom):
     row = res.summary.iloc[0]
     assert row["status"] in ("flagged", "no_section")
     if row["status"] == "flagged":
-        assert "touches_edge" in row["flags"] and row["quality_score"] < 0.6
+        assert {"touches_edge", "no_canal", "low_quality"} <= set(row["flags"].split(";"))
+        assert row["quality_score"] < 0.6
 
 
 def test_ventral_param_validation():

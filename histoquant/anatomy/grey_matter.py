@@ -157,11 +157,13 @@ def find_canal(signal: np.ndarray, section: np.ndarray, grey: np.ndarray,
             sizes = ndi.sum_labels(cand, lab, idx) * px_um**2
             peak = np.asarray(ndi.maximum(rel, lab, idx))
             cents = np.array(ndi.center_of_mass(cand, lab, idx)).reshape(-1, 2) + np.array([r0, c0])
-            hi_area = 6 * np.pi * 60 * 25
+            # REFERENCE.md lumen ≈ 70–115 × 30–45 µm; a partly closed one is smaller, but
+            # a single dark-ringed pixel is noise
+            lo_area, hi_area = max(2 * px_um**2, 300.0), 6 * np.pi * 60 * 25
             n_perp = np.array([-axis[1], axis[0]])
             best, best_score = None, -np.inf
             for i in range(n):
-                if sizes[i] > hi_area:
+                if not lo_area <= sizes[i] <= hi_area:
                     continue
                 off = abs((cents[i] - point) @ n_perp) * px_um
                 dist = np.hypot(*(cents[i] - prior)) * px_um
