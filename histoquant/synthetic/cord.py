@@ -30,8 +30,9 @@ import numpy as np
 
 from ..io.image import Image
 
-__all__ = ["CordGeometry", "SectionPose", "CordPhantom", "random_geometry", "cord_section",
-           "cord_slide", "render_slide", "section_codes", "REGION_CODES"]
+__all__ = ["CordGeometry", "SectionPose", "CordPhantom", "SlideModel", "random_geometry",
+           "cord_section", "cord_slide", "section_model", "render_slide", "section_codes",
+           "REGION_CODES"]
 
 REGION_CODES = {
     "white_matter": 1,
@@ -436,6 +437,29 @@ def _number_grid(centres: list[tuple[float, float]]) -> list[tuple[float, float]
     return sorted(centres, key=lambda c: (round(c[0] / 1000.0), c[1]))
 
 
+def section_model(rng: np.random.Generator, *, angle_deg: float | None = 0.0,
+                  mirrored: bool = False, modality: str = "brightfield", extras: bool = True,
+                  margin_um: float = 1300.0, geometry: CordGeometry | None = None,
+                  seed: int = 0) -> SlideModel:
+    """The model of :func:`cord_section` (render any window of it at any pixel size)."""
+    if modality not in ("brightfield", "fluorescence"):
+        raise ValueError("modality must be 'brightfield' or 'fluorescence'")
+    geom = geometry if geometry is not None else random_geometry(rng)
+    reach = max(geom.half_width_um, geom.half_height_um) + abs(geom.centre_y_um)
+    side = 2 * (reach + margin_um)
+    centre = (side / 2, side / 2)
+    poses = _pose_list(rng, [centre], angle_deg, mirrored)
+    model = SlideModel(size_um=(side, side), geometries=[geom], poses=poses,
+                       modality=modality, seed=seed)
+    if extras:
+        ell, rings = _section_extras(rng, geom, poses[0])
+        ell += _debris(rng, model.size_um, [(centre, reach + 600)], int(rng.integers(4, 10)))
+        corner = (rng.uniform(0.08, 0.15) * side, rng.uniform(0.08, 0.15) * side)
+        rings.append((corner, rng.uniform(150, 300), 16.0, _DEBRIS, 0.0, 0.0))  # bubble
+        model.ellipses, model.rings = ell, rings
+    return model
+
+
 def cord_section(pixel_size_um: float = 10.0, *, seed: int = 0, angle_deg: float | None = 0.0,
                  mirrored: bool = False, modality: str = "brightfield",
                  extras: bool = True, margin_um: float = 1300.0,
@@ -461,22 +485,9 @@ def cord_section(pixel_size_um: float = 10.0, *, seed: int = 0, angle_deg: float
     geometry : CordGeometry, optional
         Use this shape instead of drawing one (the seed still draws the surroundings).
     """
-    if modality not in ("brightfield", "fluorescence"):
-        raise ValueError("modality must be 'brightfield' or 'fluorescence'")
     rng = np.random.default_rng(seed)
-    geom = geometry if geometry is not None else random_geometry(rng)
-    reach = max(geom.half_width_um, geom.half_height_um) + abs(geom.centre_y_um)
-    side = 2 * (reach + margin_um)
-    centre = (side / 2, side / 2)
-    poses = _pose_list(rng, [centre], angle_deg, mirrored)
-    model = SlideModel(size_um=(side, side), geometries=[geom], poses=poses,
-                       modality=modality, seed=seed)
-    if extras:
-        ell, rings = _section_extras(rng, geom, poses[0])
-        ell += _debris(rng, model.size_um, [(centre, reach + 600)], int(rng.integers(4, 10)))
-        corner = (rng.uniform(0.08, 0.15) * side, rng.uniform(0.08, 0.15) * side)
-        rings.append((corner, rng.uniform(150, 300), 16.0, _DEBRIS, 0.0, 0.0))  # bubble
-        model.ellipses, model.rings = ell, rings
+    model = section_model(rng, angle_deg=angle_deg, mirrored=mirrored, modality=modality,
+                          extras=extras, margin_um=margin_um, geometry=geometry, seed=seed)
     return _build(model, pixel_size_um, rng)
 
 
