@@ -19,7 +19,7 @@ from .params import AnatomyParams
 from .quality import section_quality
 from .regions import REGION_NAMES, SectionAnatomy, Window, region_key
 from .tissue import find_tissue
-from .working import WorkingImage, read_downsampled, tissue_signal
+from .working import WorkingImage, pyramid_downsamples, read_downsampled, tissue_signal
 
 __all__ = ["SlideAnatomy", "find_sections", "auto_regions"]
 
@@ -100,6 +100,15 @@ class SlideAnatomy:
         return out
 
 
+def _aligned_factor(image: Image, factor: int, at_least: bool = False) -> int:
+    """``factor`` moved to a multiple of the coarsest pyramid level at or below it, so that
+    level can be read instead of the full image (the nearest multiple, or the next one up
+    with ``at_least``)."""
+    levels = [d for d in pyramid_downsamples(image) if d <= factor]
+    d = max(levels) if levels else 1
+    return d * max(1, math.ceil(factor / d) if at_least else round(factor / d))
+
+
 def _estimate_pixel_size(image: Image, params: AnatomyParams) -> float:
     """Guess the pixel size from the largest tissue body, assumed ``assumed_cord_width_um``
     wide (its major axis)."""
@@ -107,7 +116,7 @@ def _estimate_pixel_size(image: Image, params: AnatomyParams) -> float:
     from skimage.measure import label, regionprops
 
     H, W = image.shape_yx
-    f0 = max(1, math.ceil(max(H, W) / 600))
+    f0 = _aligned_factor(image, max(1, math.ceil(max(H, W) / 600)))
     ws = tissue_signal(image, f0)
     s = ndi.gaussian_filter(ws.signal, 1.5)
     if np.ptp(s) == 0:
@@ -160,7 +169,7 @@ def find_sections(image: Image | np.ndarray, params: AnatomyParams | Mapping | N
                     "(areas not reported)", image.source, assumed,
                     params.assumed_cord_width_um)
     use_px = px or assumed
-    factor = max(1, round(params.working_pixel_size_um / use_px))
+    factor = _aligned_factor(image, max(1, round(params.working_pixel_size_um / use_px)))
     if progress:
         progress(0.05, "reading the image at working resolution")
     ws = tissue_signal(image, factor, channel)
@@ -345,6 +354,7 @@ def read_display(image: Image, max_size_px: int) -> tuple[np.ndarray, int]:
     """RGB uint8 display image of at most ``max_size_px`` on the long side, and its factor."""
     H, W = image.shape_yx
     f = max(1, math.ceil(max(H, W) / max_size_px))
+    f = _aligned_factor(image, f, at_least=True) if f > 1 else f
     if image.rgb and image.n_channels == 3:
         rgb = read_downsampled(image, f)
         scale = 255.0 / float(max(image.max_value(), 1.0))

@@ -53,6 +53,8 @@ _FL = np.array([120, 700, 1400, 1400, 1450, 1450, 150, 500, 600, 2500], dtype=np
 # Colour of cresyl violet as an OD vector over R, G, B (fitted to the real slide: the green
 # channel absorbs most, blue least).
 _CV_VECTOR = np.array([0.36, 0.42, 0.22], dtype=np.float32)
+# Width (Gaussian sigma) of the transitions between classes [U].
+_BOUNDARY_BLUR_UM = 15.0
 
 
 @dataclass(frozen=True)
@@ -355,6 +357,8 @@ def render_slide(model: SlideModel, y0_um: float, x0_um: float, shape: tuple[int
                  pixel_size_um: float, rng: np.random.Generator | None = None,
                  codes: np.ndarray | None = None) -> np.ndarray:
     """Render a window of the slide: RGB uint8 (brightfield) or uint16 (fluorescence)."""
+    from scipy.ndimage import gaussian_filter
+
     if rng is None:
         rng = np.random.default_rng(model.seed)
     if codes is None:
@@ -364,11 +368,19 @@ def render_slide(model: SlideModel, y0_um: float, x0_um: float, shape: tuple[int
     rel_noise = float(np.clip(0.9 / pixel_size_um, 0.04, 0.5))
     texture = 1.0 + rel_noise * rng.standard_normal(shape).astype(np.float32)
     texture *= _smooth_field(rng, shape, pixel_size_um, 0.08)
+    # the grey/white border is a gradual change over tens of µm, not a step
+    blur = _BOUNDARY_BLUR_UM / pixel_size_um
     if model.modality == "fluorescence":
-        level = _FL[code] * np.clip(texture, 0.2, None)
+        base = _FL[code]
+        if blur >= 0.3:
+            base = gaussian_filter(base, blur)
+        level = base * np.clip(texture, 0.2, None)
         level = rng.poisson(level).astype(np.float32)
         return np.clip(level, 0, 65535).astype(np.uint16)
-    od = _OD[code] * np.clip(texture, 0.1, None)
+    base = _OD[code]
+    if blur >= 0.3:
+        base = gaussian_filter(base, blur)
+    od = base * np.clip(texture, 0.1, None)
     od += 0.02  # the slide and mounting medium absorb a little
     rgb = 255.0 * np.power(10.0, -od[..., None] * (_CV_VECTOR / _CV_VECTOR.sum()))
     return np.clip(rgb, 0, 255).astype(np.uint8)
