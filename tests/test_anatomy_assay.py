@@ -59,7 +59,7 @@ def test_no_tissue_is_a_flagged_row_not_an_exception():
 
 def test_section_cut_at_the_edge_is_flagged(phantom):
     img = phantom.image
-    h, w = img.shape_yx
+    _, w = img.shape_yx
     cut = as_image(np.ascontiguousarray(img.data[:, : int(w * 0.42)]), 10.0)  # lose a third
     res = run(cut)
     row = res.summary.iloc[0]

@@ -11,7 +11,7 @@ from histoquant.anatomy.working import pyramid_downsamples, read_downsampled, ti
 
 def _reference_block_mean(arr: np.ndarray, f: int) -> np.ndarray:
     h, w = -(-arr.shape[0] // f), -(-arr.shape[1] // f)
-    out = np.zeros((h, w) + arr.shape[2:])
+    out = np.zeros((h, w, *arr.shape[2:]))
     for i in range(h):
         for j in range(w):
             out[i, j] = arr[i * f:(i + 1) * f, j * f:(j + 1) * f].reshape(

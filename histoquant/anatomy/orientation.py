@@ -17,7 +17,7 @@ axis (positive = the "+" end looks ventral):
 4. the ventral median fissure notches the ventral surface on the midline — the depth of
    the outline's concavity near each end of the axis.
 
-Their weighted sum decides; its size gives the confidence, ``0.5 + 0.5·tanh(|S| / 0.3)``
+Their weighted sum decides; its size gives the confidence, ``0.5 + 0.5·tanh(|S| / 0.6)``
 (a heuristic score, 0.5 = a coin toss, not a calibrated probability).
 """
 
@@ -32,7 +32,7 @@ __all__ = ["Axis", "symmetry_axis", "ventral_cues", "reflect_dice"]
 
 _SEARCH_PX_UM = 40.0
 _CUE_WEIGHTS = {"surface": 1.0, "breadth": 1.0, "area": 0.5, "fissure": 1.0}
-_CONFIDENCE_SCALE = 0.3
+_CONFIDENCE_SCALE = 0.6
 
 
 @dataclass

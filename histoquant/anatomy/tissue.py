@@ -128,18 +128,25 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
     empty = TissuePieces([], np.zeros(signal.shape, bool), float("nan"), False)
     if float(np.ptp(s)) == 0.0:
         return empty
-    # a few very dark pixels (pen marks, the scan's border line) would pull Otsu's
-    # threshold up; clip them first
-    thr = float(threshold_otsu(np.clip(s, None, np.percentile(s, 99.5))))
-    raw = s > thr
-    lo, hi = s[~raw], s[raw]
+    # Otsu's threshold on the whole image splits the slide from the tissue, unless white
+    # matter is closer to the grey matter than to the slide: then it splits grey from the
+    # rest. So Otsu only finds "clearly tissue"; the threshold is then put at 30 % of the
+    # way from the slide's level to that tissue's (or 6 noise σ above the slide). A few
+    # very dark pixels (pen marks, the scan border) are clipped first, as they would drag
+    # Otsu up.
+    otsu = float(threshold_otsu(np.clip(s, None, np.percentile(s, 99.5))))
+    lo, hi = s[s <= otsu], s[s > otsu]
     if not len(lo) or not len(hi):
         return empty
+    bg = float(np.median(lo))
+    noise = float(np.median(np.abs(lo - bg))) * 1.4826
+    tissue_level = float(np.median(hi))
+    thr = min(otsu, bg + max(6.0 * noise, 0.3 * (tissue_level - bg)))
+    raw = s > thr
     if brightfield:
-        ok = float(np.median(hi)) >= 0.08
+        ok = tissue_level >= 0.08
     else:
-        mad = float(np.median(np.abs(lo - np.median(lo)))) * 1.4826
-        ok = float(np.median(hi)) >= 0.25 * (float(np.median(lo)) + background) + 4 * mad
+        ok = tissue_level >= 0.25 * (bg + background) + 4 * noise
     if not ok:
         return TissuePieces([], raw, thr, False)
     px_area_mm2 = (px_um / 1000.0) ** 2

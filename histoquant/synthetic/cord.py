@@ -325,6 +325,8 @@ class SlideModel:
     rings: list = field(default_factory=list)
     modality: str = "brightfield"
     seed: int = 0
+    stain: tuple[float, float] = (1.0, 1.0)   # white-matter and grey-matter stain factors
+    neurons: list = field(default_factory=list)  # (y, x, radius) in slide µm
 
     def codes(self, y0_um: float, x0_um: float, shape: tuple[int, int],
               pixel_size_um: float) -> np.ndarray:
@@ -371,19 +373,64 @@ def render_slide(model: SlideModel, y0_um: float, x0_um: float, shape: tuple[int
     # the grey/white border is a gradual change over tens of µm, not a step
     blur = _BOUNDARY_BLUR_UM / pixel_size_um
     if model.modality == "fluorescence":
-        base = _FL[code]
+        table = _FL.copy()
+        table[1] *= model.stain[0]
+        table[2:6] *= model.stain[1]
+        base = table[code] + 600.0 * _neuron_map(model, y0_um, x0_um, shape, pixel_size_um)
         if blur >= 0.3:
             base = gaussian_filter(base, blur)
         level = base * np.clip(texture, 0.2, None)
         level = rng.poisson(level).astype(np.float32)
         return np.clip(level, 0, 65535).astype(np.uint16)
-    base = _OD[code]
+    table = _OD.copy()
+    table[1] *= model.stain[0]
+    table[2:6] *= model.stain[1]
+    base = table[code] + 0.5 * _neuron_map(model, y0_um, x0_um, shape, pixel_size_um)
     if blur >= 0.3:
         base = gaussian_filter(base, blur)
     od = base * np.clip(texture, 0.1, None)
     od += 0.02  # the slide and mounting medium absorb a little
     rgb = 255.0 * np.power(10.0, -od[..., None] * (_CV_VECTOR / _CV_VECTOR.sum()))
     return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def _neuron_map(model: SlideModel, y0_um: float, x0_um: float, shape: tuple[int, int],
+                pixel_size_um: float) -> np.ndarray:
+    """Fraction of each pixel covered by motor-neuron somata (area-weighted discs)."""
+    out = np.zeros(shape, np.float32)
+    for y, x, r in model.neurons:
+        cy, cx = (y - y0_um) / pixel_size_um, (x - x0_um) / pixel_size_um
+        rp = r / pixel_size_um
+        r0, r1 = int(np.floor(cy - rp - 1)), int(np.ceil(cy + rp + 2))
+        c0, c1 = int(np.floor(cx - rp - 1)), int(np.ceil(cx + rp + 2))
+        if r1 <= 0 or c1 <= 0 or r0 >= shape[0] or c0 >= shape[1]:
+            continue
+        r0, c0 = max(r0, 0), max(c0, 0)
+        r1, c1 = min(r1, shape[0]), min(c1, shape[1])
+        yy, xx = np.mgrid[r0:r1, c0:c1]
+        d = np.hypot(yy - cy, xx - cx)
+        # a disc smaller than a pixel darkens it by its area share
+        cover = np.clip(rp + 0.5 - d, 0, 1) * min(1.0, np.pi * rp * rp)
+        out[r0:r1, c0:c1] = np.maximum(out[r0:r1, c0:c1], cover)
+    return out
+
+
+def _add_stain_and_neurons(rng, model: SlideModel) -> None:
+    """Per-slide staining strength and 15–30 motor neurons (24–40 µm) per ventral horn."""
+    model.stain = (float(rng.uniform(0.8, 1.2)), float(rng.uniform(0.75, 1.1)))
+    for geom, pose in zip(model.geometries, model.poses):
+        t = np.deg2rad(pose.angle_deg)
+        rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        mirror = -1.0 if pose.mirrored else 1.0
+        for code in (2, 3):
+            want = int(rng.integers(15, 31))
+            pts = rng.uniform(-1, 1, (400, 2)) * [geom.half_height_um * 0.6,
+                                                  geom.half_width_um * 0.6]
+            c = section_codes(geom, pts[:, 0], pts[:, 1])
+            for y, x in pts[c == code][:want]:
+                v = rot @ np.array([y, mirror * x])
+                model.neurons.append((pose.centre_um[0] + v[0], pose.centre_um[1] + v[1],
+                                      float(rng.uniform(12, 20))))
 
 
 def _smooth_field(rng, shape, pixel_size_um, amplitude, scale_um=400.0) -> np.ndarray:
@@ -469,6 +516,7 @@ def section_model(rng: np.random.Generator, *, angle_deg: float | None = 0.0,
         corner = (rng.uniform(0.08, 0.15) * side, rng.uniform(0.08, 0.15) * side)
         rings.append((corner, rng.uniform(150, 300), 16.0, _DEBRIS, 0.0, 0.0))  # bubble
         model.ellipses, model.rings = ell, rings
+    _add_stain_and_neurons(rng, model)
     return model
 
 
@@ -534,4 +582,5 @@ def cord_slide(n_sections: int = 4, pixel_size_um: float = 15.0, *, seed: int = 
     avoid = [(p.centre_um, 2700.0) for p in poses]
     ell += _debris(rng, size, avoid, int(rng.integers(5, 15)))
     model.ellipses, model.rings = ell, rings
+    _add_stain_and_neurons(rng, model)
     return _build(model, pixel_size_um, rng)
