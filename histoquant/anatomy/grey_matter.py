@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .tissue import erode, fill_small_holes, opening, remove_small
+from .tissue import erode, fill_small_holes, label_max, opening, remove_small
 
 __all__ = ["GreyMatter", "segment_grey_matter", "Canal", "find_canal"]
 
@@ -98,7 +98,7 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
         # the butterfly reaches toward the centre (the commissure is the deepest tissue)
         depth = ndi.distance_transform_edt(section) * px_um
         shallow = np.asarray(ndi.mean(depth < _RIM_UM, lab, index=idx))
-        deepest = np.asarray(ndi.maximum(depth, lab, index=idx))
+        deepest = label_max(depth, lab, n)[1:]
         keep = idx[(sizes >= 0.1 * sizes.max()) & (shallow < 0.5)
                    & (deepest >= 0.25 * depth.max())]
         grey = np.isin(lab, keep)
@@ -155,7 +155,7 @@ def find_canal(signal: np.ndarray, section: np.ndarray, grey: np.ndarray,
         if n:
             idx = np.arange(1, n + 1)
             sizes = ndi.sum_labels(cand, lab, idx) * px_um**2
-            peak = np.asarray(ndi.maximum(rel, lab, idx))
+            peak = label_max(rel, lab, n)[1:]
             cents = np.array(ndi.center_of_mass(cand, lab, idx)).reshape(-1, 2) + np.array([r0, c0])
             # REFERENCE.md lumen ≈ 70–115 × 30–45 µm; a partly closed one is smaller, but
             # a single dark-ringed pixel is noise

@@ -29,7 +29,7 @@ _MAX_HOLE_MM2 = 0.05
 # Root fascicles pressed against the cord (≤ 0.5 mm across) are trimmed off: what does not
 # survive an opening of this radius and lies further than _TRIM_KEEP_UM from what does.
 _TRIM_RADIUS_UM = 250.0
-_TRIM_KEEP_UM = 80.0
+_TRIM_KEEP_UM = 40.0
 
 
 def disk(radius_px: float) -> np.ndarray:
@@ -56,6 +56,15 @@ def dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
 def opening(mask: np.ndarray, radius_px: float) -> np.ndarray:
     """Opening by a disk: removes everything thinner than ``2 * radius_px``."""
     return dilate(erode(mask, radius_px), radius_px) & mask if radius_px > 0 else mask.copy()
+
+
+def label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """Maximum of ``values`` per label 1..n (index 0 unused); much faster than
+    ``ndi.maximum`` with many pixels."""
+    out = np.full(n + 1, -np.inf)
+    sel = labels > 0
+    np.maximum.at(out, labels[sel], values[sel])
+    return out
 
 
 def remove_small(mask: np.ndarray, min_px: float) -> np.ndarray:
@@ -172,7 +181,7 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
     basins = _merge_shallow(watershed(-dist, markers, mask=body), dist)
     n = int(basins.max())
     areas = ndi.sum_labels(np.ones_like(basins), basins, index=np.arange(1, n + 1))
-    radii = ndi.maximum(dist, basins, index=np.arange(1, n + 1))
+    radii = label_max(dist, basins, n)[1:]
     keep = [i + 1 for i in range(n)
             if areas[i] * px_area_mm2 >= min_section_area_mm2 and radii[i] >= _MIN_RADIUS_UM]
     sections = []
@@ -202,8 +211,7 @@ def _merge_shallow(basins: np.ndarray, dist: np.ndarray, ratio: float = 0.75) ->
     n = int(basins.max())
     if n < 2:
         return basins
-    peaks = np.zeros(n + 1)
-    peaks[1:] = ndi.maximum(dist, basins, index=np.arange(1, n + 1))
+    peaks = label_max(dist, basins, n)
     passes: dict[tuple[int, int], float] = {}
     for a, b, da, db in (
         (basins[:, :-1], basins[:, 1:], dist[:, :-1], dist[:, 1:]),
