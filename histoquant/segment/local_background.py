@@ -110,13 +110,17 @@ class SmoothBackground:
 
 
 def estimate_background(image_low: np.ndarray, object_size_px: float,
-                        mask: np.ndarray | None = None) -> np.ndarray:
+                        mask: np.ndarray | None = None, *,
+                        max_filter_px: int = 8) -> np.ndarray:
     """Smooth lower envelope of ``image_low``, ignoring objects up to ``object_size_px``.
 
     A grey opening with a square of side just over ``object_size_px`` removes every bright
     object that fits inside it (cells, nuclei) and keeps what varies more slowly (tissue
     autofluorescence, illumination); a box filter of the same size smooths the steps the square
-    leaves. Works on the block-averaged image (see :func:`block_mean`).
+    leaves. Works on the block-averaged image (see :func:`block_mean`); when the square would
+    be wider than ``max_filter_px``, the image is block-averaged further first and the result
+    interpolated back, since a background that ignores objects of that size varies too slowly
+    to need the finer grid.
 
     Parameters
     ----------
@@ -128,18 +132,29 @@ def estimate_background(image_low: np.ndarray, object_size_px: float,
         Where the image is valid; outside it the image is filled with the nearest valid
         value first so that a dark slide beside the tissue does not pull the background down
         at the tissue edge.
+    max_filter_px : int
+        Largest filter width run at the resolution of ``image_low``.
+
+    Returns
+    -------
+    ndarray of float32, same shape as ``image_low``.
     """
     img = np.asarray(image_low, np.float32)
     if mask is not None and not mask.all() and mask.any():
         idx = ndi.distance_transform_edt(~mask, return_distances=False, return_indices=True)
         img = img[tuple(idx)]
+    k = max(1, int(object_size_px // max_filter_px))
+    if k > 1:
+        coarse = block_mean(img, k)
+        back = estimate_background(coarse, object_size_px / k, max_filter_px=max_filter_px)
+        return SmoothBackground(back, k, img.shape).full()
     size = max(3, int(np.ceil(object_size_px)) + 1)
     opened = ndi.grey_opening(img, size=(size, size))
     return ndi.uniform_filter(opened, size).astype(np.float32)
 
 
 def background_stats(values: np.ndarray, *, n_iter: int = 6, clip: float = 3.0,
-                     max_samples: int = 2_000_000, seed: int = 0) -> tuple[float, float]:
+                     max_samples: int = 250_000) -> tuple[float, float]:
     """Level and spread of the background among ``values`` by iterative sigma clipping.
 
     Objects are the bright tail; clipping at median + ``clip`` × robust σ and repeating
@@ -155,7 +170,8 @@ def background_stats(values: np.ndarray, *, n_iter: int = 6, clip: float = 3.0,
     if v.size == 0:
         return 0.0, 0.0
     if v.size > max_samples:
-        v = np.random.default_rng(seed).choice(v, max_samples, replace=False)
+        # an evenly strided subsample: as good as a random one for a median, and far cheaper
+        v = v[:: -(-v.size // max_samples)]
     level, sigma = float(np.median(v)), 0.0
     for _ in range(n_iter):
         sigma = 1.4826 * float(np.median(np.abs(v - level)))

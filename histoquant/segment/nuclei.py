@@ -73,8 +73,8 @@ def nuclear_threshold(smooth_resid: np.ndarray, threshold_sigma: float = 5.0) ->
     from skimage.filters import threshold_otsu
 
     values = np.asarray(smooth_resid, np.float32).ravel()
-    if values.size > 2_000_000:
-        values = values[:: values.size // 2_000_000 + 1]
+    if values.size > 250_000:
+        values = values[:: values.size // 250_000 + 1]
     level, sigma = background_stats(values)
     noise_based = level + threshold_sigma * max(sigma, 1e-6)
     if np.ptp(values) <= 0:
