@@ -583,7 +583,7 @@ def run(
         extra["nuclei"] = nuclei_table
         extra["nuclei_labels"] = nuc_labels
     q, layers = _qc_layers(img, ch, f, gfp_low, ref_low, dapi)
-    qc = _qc_overlay(q, layers, labels, objects, masks, summary, p, img)
+    qc = _qc_overlay(q, layers, labels, objects, masks, summary, p, img, nuclei_table)
     result = AssayResult(
         assay=SPEC.name, image=img.name, objects=objects, summary=summary,
         labels=labels if labels.max() >= 65535 else labels.astype(np.uint16),
@@ -1111,7 +1111,7 @@ def _composite(layers: Sequence[tuple[np.ndarray, tuple[int, int, int]]]) -> np.
 
 def _qc_overlay(q: int, layers: list, labels: np.ndarray, objects: pd.DataFrame,
                 masks: Mapping[str, np.ndarray], summary: pd.DataFrame,
-                p: GfpCellParams, img: Image) -> np.ndarray:
+                p: GfpCellParams, img: Image, nuclei: pd.DataFrame | None = None) -> np.ndarray:
     """Composite (GFP green, reference magenta, DAPI blue), object outlines by class,
     counted cells circled green, autofluorescent objects crossed vermillion, and a caption."""
     from skimage.draw import circle_perimeter, line
@@ -1148,6 +1148,19 @@ def _qc_overlay(q: int, layers: list, labels: np.ndarray, objects: pd.DataFrame,
                 rr, cc = line(r0, c0, r1, c1)
                 ok = (rr >= 0) & (rr < rgb.shape[0]) & (cc >= 0) & (cc < rgb.shape[1])
                 rgb[rr[ok], cc[ok]] = CLASS_COLOURS["autofluorescent"]
+    if nuclei is not None and len(nuclei):
+        # count_nuclei: a yellow dot on each GFP+ nucleus, a dark one on each GFP- nucleus
+        pos = nuclei.drop_duplicates("label")
+        rr = np.clip((pos["centroid_y_um"] / img.pixel_size_um / q).astype(int), 0,
+                     rgb.shape[0] - 1)
+        cc = np.clip((pos["centroid_x_um"] / img.pixel_size_um / q).astype(int), 0,
+                     rgb.shape[1] - 1)
+        yes = pos["gfp_positive"].to_numpy(bool)
+        for dr, dc in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)):
+            r2 = np.clip(rr + dr, 0, rgb.shape[0] - 1)
+            c2 = np.clip(cc + dc, 0, rgb.shape[1] - 1)
+            rgb[r2[yes], c2[yes]] = (240, 228, 66)
+            rgb[r2[~yes], c2[~yes]] = (60, 60, 60)
     lines = [f"{img.name}: GFP+ cells (green circles) "
              + ", ".join(f"{r}={n}" for r, n in zip(summary["region"], summary["n_gfp_cells"])),
              "rejected autofluorescent (vermillion x): "

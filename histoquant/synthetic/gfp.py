@@ -416,7 +416,7 @@ def _stamp_nucleus(canvas: _Canvas, labels: np.ndarray, sl: tuple[slice, slice],
 
 
 def make_example(path: str | Path, *, seed: int = 3) -> dict[str, Path]:
-    """Write a small example: a 1024×1024 three-channel OME-TIFF and its truth tables.
+    """Write a small example: a 720×720 three-channel OME-TIFF (≈ 1.7 MB) and its truth tables.
 
     Parameters
     ----------
@@ -435,8 +435,9 @@ def make_example(path: str | Path, *, seed: int = 3) -> dict[str, Path]:
     from ..output import write_csv
 
     path = Path(path)
-    image, truth = make_gfp_phantom((1024, 1024), 0.5, n_cells=5, n_touching_pairs=1,
-                                    n_anucleate=1, n_lipofuscin=10, n_rbc=14, seed=seed)
+    # 720² rather than 1024²: camera noise does not compress, and the file must stay < 2 MB
+    image, truth = make_gfp_phantom((720, 720), 0.5, n_cells=4, n_touching_pairs=1,
+                                    n_anucleate=1, n_lipofuscin=6, n_rbc=10, seed=seed)
     write_ome_tiff(image, path)
     name = path.name
     for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
