@@ -520,6 +520,7 @@ def run(
              if sl is not None and sizes[i] >= min_area_low]
     next_id = n_comp + 1
     done = 0
+    cell_area_um2 = np.pi * (p.min_cell_diameter_um / 2) ** 2
     if has_ref:
         gfp_res = ndi.gaussian_filter(gfp_low - bg_g, 0.7)
         ref_res = ndi.gaussian_filter(ref_low - bg_ref.values, 0.7)
@@ -533,7 +534,9 @@ def run(
             # a cell can touch an edge artefact, a fold or a lipofuscin cluster: cut the
             # compact, cell-sized parts off (green-only parts when a reference channel says
             # which) and treat them as candidates of their own
-            if has_ref:
+            if area_um2 < 2 * cell_area_um2:
+                found = []  # too small to hold a cell and something else
+            elif has_ref:
                 found = _green_blobs(comp, i, sl, gfp_res, ref_res, p.max_reference_ratio,
                                      np.pi * (p.min_cell_diameter_um / 2 / fpx) ** 2,
                                      big_area_um2 / fpx ** 2, next_id)
@@ -621,8 +624,10 @@ class _DapiReader:
         if self._bg is not None:
             return
         low = self.low
+        # nuclei are small against the background scale: a coarse grid is plenty
         self._bg = SmoothBackground(
-            estimate_background(low, self.p.max_nucleus_diameter_um / (self.f * self.px)),
+            estimate_background(low, self.p.max_nucleus_diameter_um / (self.f * self.px),
+                                max_filter_px=4),
             self.f, self.img.shape_yx)
         self._threshold_value = self._threshold(self.p, self.union_low, self.f)
 
@@ -637,7 +642,7 @@ class _DapiReader:
         return self._threshold_value
 
     def _threshold(self, p: GfpCellParams, union_low: np.ndarray, f: int) -> float:
-        """Nucleus threshold from up to 16 tiles of 256² px inside the regions."""
+        """Nucleus threshold from up to 8 tiles of 256² px inside the regions."""
         h, w = self.plane.shape
         sig = smooth_sigma_px(self.diam[0], self.px)
         t = 256
@@ -646,7 +651,7 @@ class _DapiReader:
         else:
             rng = np.random.default_rng(0)
             cand = np.argwhere(union_low)
-            pick = cand[rng.choice(len(cand), min(16, len(cand)), replace=False)] if len(cand) \
+            pick = cand[rng.choice(len(cand), min(8, len(cand)), replace=False)] if len(cand) \
                 else np.array([[0, 0]])
             tiles = []
             for r, c in pick * f:
@@ -749,7 +754,10 @@ class _Context:
             two_cells = 2 * np.pi * (p.min_cell_diameter_um / 2 / px) ** 2
             sizes = np.bincount(parts.ravel())
             if (sizes[1:] >= two_cells).any():
-                parts = _split_touching(support, 0.25 * p.min_cell_diameter_um / px)
+                # a neck an eighth of the smallest cell (1 µm at the defaults) deeper than
+                # both sides splits: touching cells blur into a wide neck; a lobe cut off
+                # by mistake is smaller than a cell and is classed too_small, not counted
+                parts = _split_touching(support, 0.125 * p.min_cell_diameter_um / px)
         work = [parts == j for j, psl in enumerate(ndi.find_objects(parts), 1)
                 if psl is not None]
         out = []
@@ -1130,19 +1138,19 @@ def _qc_overlay(q: int, layers: list, labels: np.ndarray, objects: pd.DataFrame,
     draw_outlines(rgb, small.astype(np.int32), per_label, thickness_px=1)
     draw_mask_outlines(rgb, {k: v[::q, ::q][: rgb.shape[0], : rgb.shape[1]]
                              for k, v in masks.items()})
-    seen = set()
     radius = max(6, int(p.max_cell_diameter_um / img.pixel_size_um / q))
-    for _, o in objects.iterrows():
-        if o["label"] in seen:
-            continue
-        seen.add(o["label"])
-        r = int(o["centroid_y_um"] / img.pixel_size_um / q)
-        c = int(o["centroid_x_um"] / img.pixel_size_um / q)
-        if o["class"] == "gfp_cell":
+    marked = objects.drop_duplicates("label") if len(objects) else objects
+    marked = marked[marked["class"].isin(["gfp_cell", "autofluorescent"])] if len(marked) \
+        else marked
+    for cls, y_um, x_um in zip(marked.get("class", []), marked.get("centroid_y_um", []),
+                               marked.get("centroid_x_um", [])):
+        r = int(y_um / img.pixel_size_um / q)
+        c = int(x_um / img.pixel_size_um / q)
+        if cls == "gfp_cell":
             for dr in (0, 1):
                 rr, cc = circle_perimeter(r, c, radius + dr, shape=rgb.shape[:2])
                 rgb[rr, cc] = CLASS_COLOURS["gfp_cell"]
-        elif o["class"] == "autofluorescent":
+        else:
             k = max(3, radius // 3)
             for r0, c0, r1, c1 in ((r - k, c - k, r + k, c + k), (r - k, c + k, r + k, c - k)):
                 rr, cc = line(r0, c0, r1, c1)
