@@ -25,6 +25,7 @@ from histoquant.errors import (
     ParamsError,
     PixelSizeError,
 )
+from histoquant.io import Image
 from histoquant.segment import cellpose_engine as ce
 from histoquant.segment.cellpose_engine import (
     CellposeOptions,
@@ -158,6 +159,17 @@ def test_physical_units_reach_cellpose_in_pixels(stand_in):
     assert np.percentile(x, 99) == pytest.approx(1.0, abs=1e-6)
     assert labels.dtype == np.int32 and labels.shape == (300, 280)
     assert labels.max() == truth.max()
+
+
+def test_an_image_object_brings_its_pixel_size(stand_in):
+    image, truth = make_round_cells((200, 200), pixel_size_um=0.25, n_cells=6, seed=7)
+    labels = segment_cellpose(image, None, {"model": stand_in.path, "diameter_um": 15.0})
+    assert stand_in.calls[0][1]["diameter"] == pytest.approx(60.0)
+    assert labels.max() == truth.max()
+    with pytest.raises(PixelSizeError, match="unknown"):
+        segment_cellpose(Image(image.data, "YX"), None, {"model": stand_in.path})
+    with pytest.raises(ChannelError, match="ZYX"):
+        segment_cellpose(Image(np.stack([image.data] * 3), "ZYX", pixel_size_um=0.25), None)
 
 
 def test_without_diameter_cellpose_gets_none(stand_in, phantom):

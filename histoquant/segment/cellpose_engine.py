@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ChannelError, DependencyError, EmptyImageError, ParamsError, PixelSizeError
+from ..io.image import Image
 from ..params import AssayParams, param
 from .tiled_labels import segment_in_tiles
 
@@ -405,7 +406,7 @@ def _normalise(tile: np.ndarray, chans: list[int] | None, lo: np.ndarray, hi: np
 
 def segment_cellpose(
     image: Any,
-    pixel_size_um: float,
+    pixel_size_um: float | None,
     options: CellposeOptions | dict[str, Any] | None = None,
     *,
     progress: Callable[[float, str], None] | None = None,
@@ -414,11 +415,12 @@ def segment_cellpose(
 
     Parameters
     ----------
-    image : array_like
+    image : array_like or Image
         (Y, X) or (Y, X, C) pixels, any numeric dtype; NumPy, or a lazy array (zarr, dask) that
-        is read one tile at a time.
-    pixel_size_um : float
+        is read one tile at a time; or an :class:`~histoquant.io.Image` with axes YX or YXC.
+    pixel_size_um : float or None
         Pixel edge in µm; converts ``diameter_um``, ``min_area_um2`` and ``tile_overlap_um``.
+        None only with an Image that carries its pixel size.
     options : CellposeOptions or dict, optional
         Cellpose settings (defaults: :class:`CellposeOptions`).
     progress : callable, optional
@@ -447,6 +449,15 @@ def segment_cellpose(
         options = CellposeOptions.from_dict(options)
     elif not isinstance(options, CellposeOptions):
         raise ParamsError(f"options must be CellposeOptions or a dict, not {type(options)}")
+    if isinstance(image, Image):
+        if image.axes not in ("YX", "YXC"):
+            raise ChannelError(
+                f"{image.source}: the cellpose engine segments 2D images; this one has axes "
+                f"{image.axes}. Project Z first (Image.channel projects it)."
+            )
+        if pixel_size_um is None:
+            pixel_size_um = image.require_pixel_size()
+        image = image.data
     px = _check_pixel_size(pixel_size_um)
     shape = tuple(int(s) for s in getattr(image, "shape", ()))
     chans = _pick_channels(shape, tuple(options.channels))
