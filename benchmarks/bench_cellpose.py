@@ -9,7 +9,7 @@ The network runs on 256 px blocks of the image *after* cellpose rescales it by
 the blocks run and the seconds per block, which carry over to any image size.
 
     PYTHONPATH=. python benchmarks/bench_cellpose.py                 # default cases, CPU
-    PYTHONPATH=. python benchmarks/bench_cellpose.py --sizes 512 --no-diameter --device cuda
+    PYTHONPATH=. python benchmarks/bench_cellpose.py --sizes 512 --kinds gray --diameters-um none
 """
 
 from __future__ import annotations
@@ -43,11 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--pixel-size-um", type=float, default=0.5)
-    parser.add_argument("--diameter-um", type=float, default=30.0,
-                        help="expected diameter (30 µm at 0.5 µm/px is 60 px: cellpose halves "
-                             "the image)")
-    parser.add_argument("--no-diameter", action="store_true",
-                        help="also time each size without a diameter (no rescaling)")
+    parser.add_argument("--diameters-um", nargs="+", default=["30"],
+                        help="expected diameters; 'none' for no rescaling (30 µm at 0.5 µm/px "
+                             "is 60 px: cellpose halves the image)")
+    parser.add_argument("--kinds", nargs="+", default=["gray", "rgb"], choices=("gray", "rgb"))
     parser.add_argument("--model", default=None, help="model name or path (default: random)")
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--float32", action="store_true", help="float32 instead of bfloat16")
@@ -73,17 +72,14 @@ def main(argv: list[str] | None = None) -> None:
           f"model {'random-weight Cellpose-SAM' if args.model is None else model}, "
           f"device {args.device}, {'float32' if args.float32 else 'bfloat16'}")
 
-    cases = []
-    for size in args.sizes:
-        for rgb in (False, True):
-            cases.append((size, rgb, args.diameter_um))
-        if args.no_diameter:
-            cases.append((size, False, None))
+    diameters = [None if d.lower() == "none" else float(d) for d in args.diameters_um]
+    cases = [(size, kind == "rgb", d) for size in args.sizes for kind in args.kinds
+             for d in diameters]
     # the first call builds the network; time it apart from the per-image cost
     base = CellposeOptions(model=model, device=args.device, bfloat16=not args.float32)
     t0 = time.perf_counter()
     warm, _ = make_round_cells((64, 64), pixel_size_um=args.pixel_size_um, n_cells=1)
-    segment_cellpose(warm.data, args.pixel_size_um, base.replace(diameter_um=args.diameter_um))
+    segment_cellpose(warm.data, args.pixel_size_um, base)
     print(f"model load + first call: {time.perf_counter() - t0:.1f} s")
 
     print(f"{'size':>9} {'kind':>4} {'diam px':>7} {'blocks':>6} {'s':>7} {'s/MP':>7} "

@@ -46,6 +46,7 @@ __all__ = [
     "CellposeOptions",
     "segment_cellpose",
     "resolve_model_path",
+    "require_cellpose",
     "cellpose_models_dir",
     "INSTALL_HINT",
 ]
@@ -285,6 +286,29 @@ def _import_cellpose() -> Any:
     return models
 
 
+def require_cellpose(model: str | os.PathLike[str] = "cpsam") -> Path:
+    """Check that cellpose can run ``model`` here, before a batch starts; never downloads.
+
+    Parameters
+    ----------
+    model : str or path
+        As :attr:`CellposeOptions.model`.
+
+    Returns
+    -------
+    Path
+        The model's weights file.
+
+    Raises
+    ------
+    DependencyError
+        cellpose or torch is missing or broken, or the weights are not on disk; the message
+        says what to install or where to put the file.
+    """
+    _import_cellpose()
+    return resolve_model_path(model)
+
+
 def _pick_device(choice: str) -> str:
     import torch
 
@@ -484,8 +508,7 @@ def segment_cellpose(
     lo, hi = _percentiles(image, chans, options.norm_low_pct, options.norm_high_pct)
 
     # dependencies last among the checks, but before any work: import, weights, device
-    _import_cellpose()
-    model_path = resolve_model_path(options.model)
+    model_path = require_cellpose(options.model)
     device = _pick_device(options.device)
     st = model_path.stat()
     model = _load_model(str(model_path), (st.st_mtime_ns, st.st_size), device, options.bfloat16)
