@@ -75,7 +75,7 @@ class CellposeOptions(AssayParams):
         "cpsam",
         help="Cellpose model: a name whose weights file lies in the cellpose models folder "
         "(CELLPOSE_LOCAL_MODELS_PATH, else ~/.cellpose/models), e.g. 'cpsam' (Cellpose-SAM, the "
-        "generalist model every cellpose 4 release knows) or 'cpsam_v2' (cellpose >= 4.2), or "
+        "generalist model every cellpose 4 release knows) or 'cpsam_v2' (newer releases), or "
         "the path of a model file, e.g. one fine-tuned on your own annotated sections. "
         "Never downloaded here: see docs/cellpose.md.",
     )
