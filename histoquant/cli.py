@@ -3,7 +3,8 @@
 Every assay subcommand has the same shape::
 
     histoquant ASSAY IMAGE... [--pixel-size UM] [--regions FILE|auto] [--params FILE]
-                              [--channel ROLE=NAME|INDEX ...] -o OUTDIR
+                              [--channel ROLE=NAME|INDEX ...] [--meta KEY=VALUE ...]
+                              [--level L3] -o OUTDIR
 """
 
 from __future__ import annotations
@@ -28,6 +29,38 @@ def _channel_arg(text: str) -> tuple[str, str | int]:
     return role.strip(), int(value) if value.strip().isdigit() else value.strip()
 
 
+# Computed by the assay itself; a --meta value must not overwrite them.
+_RESERVED_META = ("image", "region", "label")
+
+
+def _meta_arg(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--meta takes KEY=VALUE, got {text!r}")
+    key, value = (t.strip() for t in text.split("=", 1))
+    if not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"--meta key {key!r} is not a plain name "
+                                         "(letters, digits, underscore)")
+    if key in _RESERVED_META:
+        raise argparse.ArgumentTypeError(f"--meta cannot set {key!r}: the assay fills it")
+    return key, value
+
+
+def _add_meta(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--meta", action="append", type=_meta_arg, default=[],
+                   metavar="KEY=VALUE",
+                   help="identifier written as a column of every table row, e.g. animal=R12, "
+                        "group=MSC, level=L3, section=s04 (repeatable)")
+    p.add_argument("--level", metavar="LEVEL",
+                   help="spinal level of the images (L2, L3, ...); same as --meta level=LEVEL")
+
+
+def _meta_from_args(args: argparse.Namespace) -> dict[str, str]:
+    meta = dict(getattr(args, "meta", []) or [])
+    if getattr(args, "level", None):
+        meta["level"] = args.level
+    return meta
+
+
 def _add_common(p: argparse.ArgumentParser, spec: AssaySpec | None) -> None:
     p.add_argument("-o", "--outdir", required=True, type=Path, help="output folder")
     p.add_argument("--pixel-size", type=float, metavar="UM", dest="pixel_size_um",
@@ -39,6 +72,34 @@ def _add_common(p: argparse.ArgumentParser, spec: AssaySpec | None) -> None:
     p.add_argument("--channel", action="append", type=_channel_arg, default=[],
                    metavar="ROLE=NAME|INDEX", help=f"channel for a role ({roles})")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+# Parameters some assays expose as their own flags (they override --params).
+_PARAM_FLAGS = {
+    "ventral": dict(metavar="auto|down|up|left|right|DEGREES",
+                    help="where the ventral side lies: auto-detect, a side of the image, or "
+                         "an angle (0 = down, counter-clockwise positive)"),
+    "mirrored": dict(action="store_const", const=True,
+                     help="sections mounted face-down (animal's left on the image's left "
+                          "when dorsal is up)"),
+}
+
+
+def _add_param_flags(p: argparse.ArgumentParser, spec: AssaySpec) -> None:
+    names = {f["name"] for f in spec.params_cls.field_info()}
+    for name, kwargs in _PARAM_FLAGS.items():
+        if name in names:
+            p.add_argument(f"--{name}", default=None, **kwargs)
+
+
+def _params_with_flags(args: argparse.Namespace):
+    """``--params`` with any assay flag from ``_PARAM_FLAGS`` applied on top."""
+    overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k, None) is not None}
+    if not overrides:
+        return args.params
+    from .assays.base import resolve_params
+
+    return resolve_params(args.spec.params_cls, args.params).replace(**overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=spec.title, description=spec.title)
         p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
         _add_common(p, spec)
+        _add_param_flags(p, spec)
+        _add_meta(p)
         p.set_defaults(spec=spec)
     b = sub.add_parser(
         "batch", help="measure a study folder: tables per section and per animal, Prism "
@@ -166,9 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             not_images = [str(p) for p in args.images if not is_image_file(p)]
             if not_images:
                 parser.error(f"not an image file histoquant reads: {', '.join(not_images)}")
-            report = run_files(args.spec, args.images, args.outdir, params=args.params,
+            report = run_files(args.spec, args.images, args.outdir,
+                               params=_params_with_flags(args),
                                pixel_size_um=args.pixel_size_um, regions=args.regions,
-                               channels=channels, progress=_Progress(args.quiet, args.command))
+                               channels=channels, progress=_Progress(args.quiet, args.command),
+                               meta=_meta_from_args(args))
             ok = report.ok
             if not args.quiet:
                 print(f"{len(report.results)} image(s) measured, {len(report.errors)} failed; "
