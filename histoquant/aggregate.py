@@ -21,7 +21,9 @@ _MEAN_WORDS = {"mean", "median", "avg", "average", "sd", "std", "sem", "cv", "fr
                "ratio", "density", "coverage", "intensity", "score", "threshold", "index",
                "pct", "percent", "per", "background", "snr", "diameter", "width", "radius",
                "circularity", "solidity", "eccentricity", "orientation", "angle", "depth",
-               "bit", "bits", "level", "saturation", "flag", "quality", "confidence"}
+               "bit", "bits", "level", "saturation", "flag", "quality", "confidence",
+               # positions and sizes of one thing are not amounts either
+               "x", "y", "row", "col", "centroid", "position", "height", "pixel", "symmetry"}
 _SUM_WORDS = {"n", "count", "number", "total", "sum"}
 # An amount summed over pixels adds up even when its name says intensity.
 _AMOUNT_WORDS = {"integrated", "total", "sum"}

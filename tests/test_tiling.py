@@ -132,6 +132,9 @@ def test_measure_kinds_from_names():
     assert measure_kind("integrated_intensity_um2") == "sum"
     assert measure_kind("bit_depth", np.dtype(int)) == "mean"
     assert measure_kind("threshold") == "mean"
+    assert measure_kind("canal_x_um") == "mean"
+    assert measure_kind("pixel_size_um") == "mean"
+    assert measure_kind("height_um") == "mean"
 
 
 def test_combine_rows_weights_averages_by_area():

@@ -36,6 +36,9 @@ __all__ = ["Unit", "UnitOutput", "process_unit", "unit_key"]
 
 log = logging.getLogger(__name__)
 
+# Slide kept around a section handed to the anatomy (the rat cord is ≈ 4 mm wide).
+_ANATOMY_MARGIN_UM = 500.0
+
 
 @dataclass(frozen=True)
 class Unit:
@@ -154,7 +157,10 @@ def _auto_regions(unit: Unit, image: Image, view, section, info: dict[str, Any])
         raise RegionError("regions: auto needs histoquant.anatomy, which is missing") from exc
     px = image.require_pixel_size()
     h, w = image.shape_yx
-    bounds = section.bounds(pad=2) if section is not None else (0, h, 0, w)
+    # a margin of slide around the section: the anatomy treats tissue touching the image
+    # edge as a cut (partial) section
+    margin = math.ceil(_ANATOMY_MARGIN_UM / (px * max(view.scale)))
+    bounds = section.bounds(pad=margin) if section is not None else (0, h, 0, w)
     bounds = (max(0, bounds[0]), min(h, bounds[1]), max(0, bounds[2]), min(w, bounds[3]))
     factor = max(1, int(unit.slides.anatomy_pixel_um // px))
     data, scale = read_region(image, bounds, factor)
@@ -201,6 +207,19 @@ def _section_ids(base: str, n: int) -> list[str]:
     return [f"{base}.{i}" if base else str(i) for i in range(1, n + 1)]
 
 
+def _with_section(df: pd.DataFrame, base: str) -> pd.DataFrame:
+    """Add the sample's section; an assay that numbers sections itself keeps its numbers
+    (prefixed by the sheet's section when the image holds several)."""
+    if "section" in df.columns and df["section"].notna().any():
+        theirs = df["section"].astype(str)
+        if not base:
+            return df.assign(section=theirs)
+        if theirs.nunique() <= 1:
+            return df.assign(section=base)
+        return df.assign(section=base + "." + theirs)
+    return df.assign(section=base or "1")
+
+
 def _run_direct(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray,
                                                     list[str], float, dict]:
     from ..qc import draw_mask_outlines
@@ -208,9 +227,8 @@ def _run_direct(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, n
 
     regions = str(unit.sample.roi) if unit.sample.roi is not None else unit.regions
     res = unit.spec.run(image, regions=regions, params=unit.params, channels=unit.channels)
-    section = unit.sample.section or "1"
-    summary = res.summary.assign(section=section)
-    objects = res.objects.assign(section=section)
+    summary = _with_section(res.summary, unit.sample.section)
+    objects = _with_section(res.objects, unit.sample.section)
     if res.qc is not None:
         qc = np.asarray(res.qc)
     else:
@@ -225,7 +243,7 @@ def _run_direct(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, n
                      if getattr(v, "shape", None) == qc.shape[:2] and v.dtype == bool}
             draw_mask_outlines(qc, masks)
     sat = saturated_pct(np.asarray(image.data), image.dtype)
-    extra = {name: t.assign(section=section) for name, t in
+    extra = {name: _with_section(t, unit.sample.section) for name, t in
              (res.extra.get("tables") or {}).items() if isinstance(t, pd.DataFrame)}
     return summary, objects, qc, list(res.warnings), sat, {"mode": "direct", "n_tiles": 1,
                                                            "n_sections": 1, "extra": extra}
