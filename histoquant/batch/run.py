@@ -82,6 +82,24 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _preflight(cfg: StudyConfig) -> None:
+    """Let each assay check its needs once, before any image (cellpose weights, say).
+
+    An assay module may define ``preflight(params)``, raising a HistoquantError (usually a
+    DependencyError) that says what is missing.
+    """
+    import importlib
+
+    for plan in cfg.assays.values():
+        module = getattr(plan.spec.run, "__module__", None)
+        try:
+            fn = getattr(importlib.import_module(module), "preflight", None) if module else None
+        except ImportError:
+            fn = None
+        if callable(fn):
+            fn(plan.params)
+
+
 def plan_study(
     folder: str | Path,
     outdir: str | Path,
@@ -106,6 +124,7 @@ def plan_study(
     if config is not None and not cfg_path.is_file():
         raise StudyError([f"no such study file: {cfg_path}"], "study")
     cfg = load_study(cfg_path, folder, assays=assays, overrides=overrides)
+    _preflight(cfg)
     sheet_path = Path(samples) if samples is not None else cfg.samples
     if sheet_path is None:
         sheet_path = next((folder / n for n in SHEET_NAMES if (folder / n).is_file()), None)
