@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ..output import write_bytes, write_csv, write_excel, write_json
 from .config import StudyConfig, StudyError, find_study_file, glob_match, load_study
 from .execute import execute
@@ -24,6 +26,9 @@ from .units import Unit, UnitOutput, unit_key
 __all__ = ["BatchReport", "run_batch", "plan_study"]
 
 log = logging.getLogger(__name__)
+
+# Larger object tables stay out of the Excel workbook (objects.csv always has every row).
+EXCEL_OBJECT_ROWS = 100_000
 
 Progress = Callable[[int, int, str], None]
 
@@ -394,8 +399,13 @@ def _finish(plan: StudyPlan, store: PartStore, report: BatchReport,
         for stale in prism_dir.glob("*.csv"):
             if stale.name not in written:
                 stale.unlink()
+    objects_sheet = tables.objects
+    if len(objects_sheet) > EXCEL_OBJECT_ROWS:
+        # openpyxl needs minutes and GBs for a million rows; objects.csv holds them all
+        objects_sheet = pd.DataFrame({"note": [f"{len(tables.objects)} objects: see "
+                                               "objects.csv"]})
     sheets = {"sections": tables.sections, "animals": tables.animals,
-              "objects": tables.objects}
+              "objects": objects_sheet}
     if len(tables.errors):
         sheets["errors"] = tables.errors
     write_excel(sheets, outdir / "study.xlsx", blocks={"prism": blocks})
