@@ -132,3 +132,26 @@ def test_auto_regions_run_anatomy_on_each_section_of_the_overview(slide, tmp_pat
     sections = pd.read_csv(tmp_path / "out" / "sections.csv", dtype={"section": str})
     assert list(sections["region"].unique()) == ["grey_matter"]
     assert sections["n_blobs"].tolist() == slide.counts()
+
+
+def test_ome_zarr_slide_through_the_batch(slide, tmp_path, monkeypatch):
+    register(monkeypatch, BLOB_SPEC)
+    from histoquant.batch import run_batch
+    from histoquant.io import write_ome_zarr
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    write_ome_zarr(Image(slide.render(), axes="YXC", pixel_size_um=PX, rgb=True),
+                   folder / "A1_L4_slide.ome.zarr", levels=3, chunk=128)
+    (folder / "samples.csv").write_text("file,animal,group,level\nA1_L4_slide.ome.zarr,A1,g,L4\n")
+    (folder / "study.yaml").write_text(
+        "assays: {blobs: {}}\n"
+        "slides: {split_sections: true, tile_px: 128, overlap_um: 48, overview_max_px: 256,"
+        " min_section_area_mm2: 0.02, in_memory_mb: 0}\n")
+    report = run_batch(folder, tmp_path / "out")
+    assert report.ok, report.errors
+    sections = pd.read_csv(tmp_path / "out" / "sections.csv", dtype={"section": str})
+    assert sections["n_blobs"].tolist() == slide.counts()
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["units"][0]["mode"] == "tiled" and run["units"][0]["n_tiles"] > 3
+    assert run["inputs"][0]["file"] == "A1_L4_slide.ome.zarr"
