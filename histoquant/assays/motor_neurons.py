@@ -42,7 +42,7 @@ from ..io.image import Image, check_finite, check_not_empty
 from ..measure.nucleolus import nucleolus_contrast
 from ..measure.objects import assign_regions, measure_objects
 from ..params import AssayParams, param
-from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines, draw_outlines
+from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines
 from ..results import AssayResult
 from ..segment.background import flatten_background
 from ..segment.somata import SomaSegmentationParams, segment_somata
@@ -145,6 +145,12 @@ class MotorNeuronParams(AssayParams):
         0.1, unit="OD", minimum=0.0,
         help="…but that level is at most this density: the edge of a dark soma is sharp, and "
              "a higher level would cut the paler cytoplasm between Nissl bodies")
+    trim_fraction: float = param(
+        0.3, minimum=0.0, maximum=1.0,
+        help="large somata are finally opened with a disk of this fraction of their "
+             "equivalent radius: the stumps of dendrites (narrower than 0.6 × the soma's "
+             "radius) are cut off, so soma sizes are of the cell body as when measured by "
+             "hand; 0 = off")
     min_soma_area_um2: float = param(
         8.0, unit="µm²", minimum=0.0,
         help="smaller stained objects are debris or cut processes, not somata (a glial "
@@ -193,6 +199,7 @@ class MotorNeuronParams(AssayParams):
             intensity_weight_um_per_od=self.intensity_weight_um_per_od,
             intensity_cap_od=self.intensity_cap_od, refine_fraction=self.refine_fraction,
             relative_prominence=self.relative_prominence, seam_ratio=self.seam_ratio,
+            trim_fraction=self.trim_fraction,
             min_area_um2=self.min_soma_area_um2)
 
 
@@ -213,9 +220,9 @@ def _upsample_labels(small: np.ndarray, factor: int, shape: tuple[int, int],
                      out: np.ndarray) -> None:
     """Write ``small`` enlarged ``factor`` times (nearest) into ``out`` of ``shape``."""
     h, w = shape
-    strip = max(1, 4096 // factor)
+    strip = max(1, (1 << 18) // max(1, w))
     for r0 in range(0, small.shape[0], strip):
-        block = small[r0:r0 + strip]
+        block = small[r0:r0 + strip].astype(out.dtype, copy=False)
         big = np.repeat(np.repeat(block, factor, axis=0), factor, axis=1)
         rr = min(h - r0 * factor, big.shape[0])
         out[r0 * factor:r0 * factor + rr] = big[:rr, :w]
@@ -316,11 +323,13 @@ def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
 
     kept = np.zeros(int(labels_w.max()) + 1, dtype=bool)
     kept[objects["label"].to_numpy()] = True
-    labels_w = np.where(kept[labels_w], labels_w, 0)
+    labels_w[~kept[labels_w]] = 0
+    del density
     dtype = np.uint16 if labels_w.max(initial=0) < 65536 else np.int32
     labels = np.zeros((h, w), dtype=dtype)
-    _upsample_labels(labels_w.astype(dtype, copy=False), factor,
-                     (rs.stop - rs.start, cs.stop - cs.start), labels[rs, cs])
+    _upsample_labels(labels_w, factor, (rs.stop - rs.start, cs.stop - cs.start),
+                     labels[rs, cs])
+    del labels_w
 
     summary = _summary(image.name, objects, masks, px)
     qc = _qc_overlay(rgb, labels, objects, masks, summary, image.name)
@@ -356,27 +365,60 @@ def _summary(name: str, objects: pd.DataFrame, masks: dict[str, np.ndarray],
     return out
 
 
+def _outline_mask(labels: np.ndarray) -> np.ndarray:
+    """Pixels of an object with a 4-neighbour outside it: a one-pixel inner outline."""
+    edge = np.zeros(labels.shape, bool)
+    d = labels[1:, :] != labels[:-1, :]
+    edge[1:, :] |= d
+    edge[:-1, :] |= d
+    d = labels[:, 1:] != labels[:, :-1]
+    edge[:, 1:] |= d
+    edge[:, :-1] |= d
+    edge &= labels > 0
+    return edge
+
+
 def _qc_overlay(rgb, labels: np.ndarray, objects: pd.DataFrame, masks: dict[str, np.ndarray],
                 summary: pd.DataFrame, name: str) -> np.ndarray:
+    """RGB uint8 overlay: soma outlines by class, region outlines, counts as a caption.
+
+    Drawn at most ``_QC_MAX_PX`` pixels on the long side (a strided view of the image).
+    """
     h, w = labels.shape
     step = int(np.ceil(max(h, w) / _QC_MAX_PX))
-    disp = np.asarray(rgb[::step, ::step, :3])
-    if disp.dtype != np.uint8:
-        from ..qc import to_display_rgb
-
-        disp = to_display_rgb(disp)
-    else:
-        disp = disp.copy()
-    lab = labels[::step, ::step]
-    classes = objects.drop_duplicates("label").set_index("label")["class"]
-    colours = {int(k): CLASS_COLOURS[c] for k, c in classes.items()}
-    draw_outlines(disp, lab, colours)
-    draw_mask_outlines(disp, {k: m[::step, ::step] for k, m in masks.items()})
-    lines = [f"{name}: motor neurons (green outline) / other somata (orange)"]
+    lines = [f"{name}: motor neurons (green) / other somata (orange)"]
     for _, row in summary.iterrows():
         lines.append(f"{row['region']}: {row['n_motor_neurons']} motor neurons "
-                     f"({row['motor_neurons_per_mm2']:.1f}/mm²), {row['n_somata']} somata")
-    return add_caption(disp, lines)
+                     f"({row['motor_neurons_per_mm2']:.1f} per mm2), {row['n_somata']} somata")
+    lab = labels[::step, ::step]
+    hq, wq = lab.shape
+    # The caption band alone (add_caption on a one-row image), then the overlay is drawn in
+    # place below it: one full-size copy of the image instead of three.
+    band = add_caption(np.zeros((1, wq, 3), np.uint8), lines)[:-1]
+    out = np.empty((band.shape[0] + hq, wq, 3), np.uint8)
+    out[:band.shape[0]] = band
+    disp = out[band.shape[0]:]
+    src = rgb[::step, ::step, :3]
+    if np.asarray(src[:1, :1]).dtype == np.uint8:
+        disp[:] = src
+    else:
+        from ..qc import to_display_rgb
+
+        disp[:] = to_display_rgb(np.asarray(src))
+    lut = np.zeros((int(lab.max(initial=0)) + 1, 3), np.uint8)
+    has = np.zeros(len(lut), bool)
+    classes = objects.drop_duplicates("label")
+    ids = classes["label"].to_numpy()
+    colour = np.array([CLASS_COLOURS[c] for c in classes["class"]], np.uint8).reshape(-1, 3)
+    ok = ids < len(lut)
+    lut[ids[ok]] = colour[ok]
+    has[ids[ok]] = True
+    edge = _outline_mask(lab)
+    edge &= has[lab]
+    disp[edge] = lut[lab[edge]]
+    del edge
+    draw_mask_outlines(disp, {k: m[::step, ::step] for k, m in masks.items()})
+    return out
 
 
 SPEC = AssaySpec(

@@ -104,31 +104,36 @@ def measure_objects(labels: np.ndarray, pixel_size_um: float, *,
     """
     px = float(pixel_size_um)
     lab = np.asarray(labels)
-    flat = lab.ravel()
-    n = int(flat.max()) if flat.size else 0
-    counts = np.bincount(flat, minlength=n + 1).astype(np.float64)
-    ids = np.nonzero(counts[1:])[0] + 1
-    cols: dict[str, np.ndarray] = {"label": ids.astype(np.int64)}
-    if len(ids) == 0:
-        empty = pd.DataFrame({c: pd.Series(dtype=float) for c in OBJECT_COLUMNS})
-        empty["label"] = empty["label"].astype(np.int64)
-        for name in intensities or {}:
-            empty[f"mean_{name}"] = pd.Series(dtype=float)
-        return empty
-    # Coordinate sums strip by strip: no full-size coordinate arrays for large images.
-    sy, sx, syy, sxx, sxy = (np.zeros(n + 1) for _ in range(5))
+    n = int(lab.max()) if lab.size else 0
+    names = list(intensities or {})
+    # Counts, coordinate moments and intensity sums strip by strip: no full-size int64 or
+    # float64 copies of the label image.
+    counts, sy, sx, syy, sxx, sxy = (np.zeros(n + 1) for _ in range(6))
+    sums = {name: np.zeros(n + 1) for name in names}
     xs = np.arange(lab.shape[1], dtype=np.float64)
-    strip = max(1, 2_000_000 // max(1, lab.shape[1]))
+    strip = max(1, 262_144 // max(1, lab.shape[1]))
     for r0 in range(0, lab.shape[0], strip):
         block = lab[r0:r0 + strip]
-        f = block.ravel()
+        f = block.ravel().astype(np.intp)
         ry = np.repeat(np.arange(r0, r0 + block.shape[0], dtype=np.float64), block.shape[1])
         rx = np.tile(xs, block.shape[0])
+        counts += np.bincount(f, minlength=n + 1)
         sy += np.bincount(f, weights=ry, minlength=n + 1)
         sx += np.bincount(f, weights=rx, minlength=n + 1)
         syy += np.bincount(f, weights=ry * ry, minlength=n + 1)
         sxx += np.bincount(f, weights=rx * rx, minlength=n + 1)
         sxy += np.bincount(f, weights=ry * rx, minlength=n + 1)
+        for name in names:
+            vals = np.asarray(intensities[name][r0:r0 + strip], dtype=np.float64).ravel()
+            sums[name] += np.bincount(f, weights=vals, minlength=n + 1)
+    ids = np.nonzero(counts[1:])[0] + 1
+    cols: dict[str, np.ndarray] = {"label": ids.astype(np.int64)}
+    if len(ids) == 0:
+        empty = pd.DataFrame({c: pd.Series(dtype=float) for c in OBJECT_COLUMNS})
+        empty["label"] = empty["label"].astype(np.int64)
+        for name in names:
+            empty[f"mean_{name}"] = pd.Series(dtype=float)
+        return empty
     c = counts[ids]
     cy, cx = sy[ids] / c, sx[ids] / c
     # Second central moments; + 1/12 is the variance of a uniform pixel square.
@@ -165,10 +170,8 @@ def measure_objects(labels: np.ndarray, pixel_size_um: float, *,
     cols["feret_min_um"] = feret_min
     cols["solidity"] = solidity
     cols["eccentricity"] = np.sqrt(np.clip(1 - l2 / np.maximum(l1, 1e-12), 0, 1))
-    for name, img in (intensities or {}).items():
-        s = np.bincount(flat, weights=np.asarray(img, dtype=np.float64).ravel(),
-                        minlength=n + 1)
-        cols[f"mean_{name}"] = s[ids] / c
+    for name in names:
+        cols[f"mean_{name}"] = sums[name][ids] / c
     return pd.DataFrame(cols)
 
 

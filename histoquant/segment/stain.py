@@ -44,7 +44,7 @@ def unit_vector(v: Sequence[float]) -> np.ndarray:
     return a / n
 
 
-def _sample(rgb, max_pixels: int = 1_000_000) -> np.ndarray:
+def _sample(rgb, max_pixels: int = 250_000) -> np.ndarray:
     """A strided subsample of an RGB array (works on lazy arrays) as (N, 3) float32."""
     h, w = rgb.shape[:2]
     step = max(1, int(np.ceil(np.sqrt(h * w / max_pixels))))
@@ -122,7 +122,7 @@ def _lut_density(block: np.ndarray, white: np.ndarray, v: np.ndarray) -> np.ndar
 
 def stain_density(rgb, stain_vector: Sequence[float] = CRESYL_VIOLET_OD,
                   white: Sequence[float] | None = None, *, factor: int = 1,
-                  strip_rows: int = 1024) -> np.ndarray:
+                  strip_pixels: int = 1 << 18) -> np.ndarray:
     """Amount of one stain per pixel (optical-density units), optionally block-averaged.
 
     Parameters
@@ -137,9 +137,9 @@ def stain_density(rgb, stain_vector: Sequence[float] = CRESYL_VIOLET_OD,
     factor : int
         Average ``factor × factor`` blocks: the output is ``ceil(Y/factor) × ceil(X/factor)``.
         Averaging OD (not intensity) keeps the density additive.
-    strip_rows : int
-        Rows converted at a time (rounded to a multiple of ``factor``); bounds the temporary
-        memory.
+    strip_pixels : int
+        About how many pixels are converted at a time (whole rows, a multiple of ``factor``);
+        bounds the temporary memory.
 
     Returns
     -------
@@ -154,7 +154,7 @@ def stain_density(rgb, stain_vector: Sequence[float] = CRESYL_VIOLET_OD,
     h, w = int(rgb.shape[0]), int(rgb.shape[1])
     ho, wo = -(-h // factor), -(-w // factor)
     out = np.empty((ho, wo), dtype=np.float32)
-    strip = max(factor, (strip_rows // factor) * factor)
+    strip = max(factor, (max(1, strip_pixels // max(w, 1)) // factor) * factor)
     is_u8 = np.dtype(rgb.dtype) == np.uint8
     for r0 in range(0, h, strip):
         r1 = min(h, r0 + strip)
