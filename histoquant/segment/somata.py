@@ -37,7 +37,12 @@ __all__ = ["SomaSegmentationParams", "segment_somata", "segment_somata_classical
 
 @dataclass(frozen=True)
 class SomaSegmentationParams:
-    """Parameters of the classical soma segmentation (see the module docstring)."""
+    """Parameters of the classical soma segmentation (see the module docstring).
+
+    The defaults are those of the motor-neuron assay, where each is explained
+    (:class:`histoquant.assays.motor_neurons.MotorNeuronParams`); a test keeps them equal.
+    ``distance_smooth_um`` and ``refine_quantile`` are internal.
+    """
 
     smooth_um: float = 0.5
     foreground_od: float = 0.06
@@ -48,13 +53,13 @@ class SomaSegmentationParams:
     seed_prominence_um: float = 1.5
     intensity_weight_um_per_od: float = 20.0
     intensity_cap_od: float = 0.2
-    relative_prominence: float = 0.0
+    relative_prominence: float = 0.25
     distance_smooth_um: float = 0.5
     refine_fraction: float = 0.4
     refine_quantile: float = 0.75
-    refine_cap_od: float = 1e9
+    refine_cap_od: float = 0.1
     seam_ratio: float = 0.9
-    trim_fraction: float = 0.0
+    trim_fraction: float = 0.3
     min_area_um2: float = 8.0
 
 
