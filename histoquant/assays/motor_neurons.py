@@ -309,13 +309,17 @@ def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
     objects = measure_objects(labels_w, pxw, intensities={"density_od": density},
                               offset_um=(offset[0] + shift, offset[1] + shift))
     objects = objects.rename(columns={"mean_density_od": "mean_optical_density"})
-    big = objects["equivalent_diameter_um"].to_numpy() >= 0.75 * p.min_equivalent_diameter_um
-    contrast = np.zeros(len(objects))
-    if big.any():
-        contrast[big] = nucleolus_contrast(density, labels_w, pxw,
-                                           objects.loc[big, "label"].to_numpy())
-    objects["nucleolus_contrast_od"] = contrast
-    objects["nucleolus_visible"] = contrast >= p.nucleolus_contrast_od
+    # The nucleolus is looked for in the somata that meet every other criterion (it only
+    # matters for them, and it is the costly measure); the others get NaN and False.
+    objects["nucleolus_contrast_od"] = np.nan
+    objects["nucleolus_visible"] = False
+    candidate = classify(objects, p.replace(require_nucleolus=False))
+    contrast = np.zeros(int(candidate.sum()))
+    if candidate.any():
+        contrast = nucleolus_contrast(density, labels_w, pxw,
+                                      objects.loc[candidate, "label"].to_numpy())
+    objects.loc[candidate, "nucleolus_contrast_od"] = contrast
+    objects.loc[candidate, "nucleolus_visible"] = contrast >= p.nucleolus_contrast_od
     objects["class"] = np.where(classify(objects, p), "motor_neuron", "other")
     objects = assign_regions(objects, masks, px)
     objects.insert(0, "image", image.name)

@@ -152,16 +152,24 @@ def measure_objects(labels: np.ndarray, pixel_size_um: float, *,
     feret_min = np.full(len(ids), np.nan)
     solidity = np.full(len(ids), np.nan)
     if shape_measures:
+        # The hull of a set of pixel squares is the hull of the outer corners of the leftmost
+        # and rightmost pixel of each of its rows: four points per row and object.
         b = _boundary_pixels(lab)
         by, bx = np.nonzero(b)
-        bl = lab[by, bx]
-        order = np.argsort(bl, kind="stable")
-        by, bx, bl = by[order], bx[order], bl[order]
-        bounds = np.searchsorted(bl, np.concatenate([ids, [n + 1]]))
-        pts_all = np.stack([by, bx], axis=1).astype(np.float64)
+        bl = lab[by, bx].astype(np.int64)
+        key = bl * (lab.shape[0] + 1) + by
+        order = np.lexsort((bx, key))
+        key, by, bx, bl = key[order], by[order], bx[order], bl[order]
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        ends = np.r_[starts[1:], len(key)] - 1
+        ry, rl = by[starts].astype(np.float64), bl[starts]
+        left, right = bx[starts] - 0.5, bx[ends] + 0.5
+        pts = np.stack([np.stack([ry - 0.5, left], 1), np.stack([ry + 0.5, left], 1),
+                        np.stack([ry - 0.5, right], 1), np.stack([ry + 0.5, right], 1)],
+                       axis=1)  # (rows, 4, 2)
+        bounds = np.searchsorted(rl, np.concatenate([ids, [n + 1]]))
         for k in range(len(ids)):
-            p = pts_all[bounds[k]:bounds[k + 1]]
-            corners = (p[:, None, :] + _CORNERS[None, :, :]).reshape(-1, 2)
+            corners = pts[bounds[k]:bounds[k + 1]].reshape(-1, 2)
             hull_area, fmax, fmin = hull_measures(corners)
             feret_max[k] = fmax * px
             feret_min[k] = fmin * px

@@ -32,7 +32,7 @@ from scipy import ndimage as ndi
 __all__ = ["SomaSegmentationParams", "segment_somata", "segment_somata_classical",
            "soma_foreground", "split_touching", "refine_by_object_contrast", "ENGINES",
            "relabel_sequential_by_size", "remove_small_components", "fill_small_holes",
-           "neuropil_noise"]
+           "neuropil_noise", "distance_to_edge"]
 
 
 @dataclass(frozen=True)
@@ -197,36 +197,40 @@ def merge_shallow_basins(basins: np.ndarray, landscape: np.ndarray, h: float,
     return roots[basins]
 
 
-def _split_component(mask: np.ndarray, smoothed: np.ndarray, pixel_size_um: float,
-                     prominence_um: float, intensity_weight_um_per_od: float,
-                     intensity_cap_od: float, distance_smooth_um: float,
-                     relative_prominence: float) -> tuple[np.ndarray, int]:
-    """Seeded watershed of one connected piece of the mask; returns (labels, count)."""
-    from skimage.morphology import local_maxima
-    from skimage.segmentation import watershed
+def distance_to_edge(mask: np.ndarray, pixel_size_um: float, reach_um: float = 64.0,
+                     strip_pixels: int = 1 << 18) -> np.ndarray:
+    """Euclidean distance (µm, float32) of each mask pixel to the nearest background pixel.
 
-    dist = ndi.distance_transform_edt(mask).astype(np.float32)
-    dist *= np.float32(pixel_size_um)
+    Computed in row strips that overlap by ``reach_um``: exact wherever the distance is below
+    that (every soma; larger values are capped near it), with the float64 work arrays of
+    SciPy's transform limited to one strip.
+    """
+    h, w = mask.shape
+    out = np.empty((h, w), dtype=np.float32)
+    margin = int(np.ceil(reach_um / pixel_size_um))
+    rows = max(2 * margin, strip_pixels // max(w, 1))
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        a0, a1 = max(0, r0 - margin), min(h, r1 + margin)
+        part = ndi.distance_transform_edt(mask[a0:a1])
+        out[r0:r1] = part[r0 - a0:r1 - a0]
+    out *= np.float32(pixel_size_um)
+    return out
+
+
+def _landscape(mask: np.ndarray, smoothed: np.ndarray, pixel_size_um: float,
+               intensity_weight_um_per_od: float, intensity_cap_od: float,
+               distance_smooth_um: float) -> np.ndarray:
+    """Distance to the mask's edge (µm) plus the weighted, capped density (float32)."""
+    land = distance_to_edge(mask, pixel_size_um)
     if distance_smooth_um > 0:
-        dist = ndi.gaussian_filter(dist, distance_smooth_um / pixel_size_um)
+        ndi.gaussian_filter(land, distance_smooth_um / pixel_size_um, output=land)
     if intensity_weight_um_per_od:
         inten = np.minimum(smoothed, np.float32(intensity_cap_od))
         inten *= np.float32(intensity_weight_um_per_od)
-        dist += inten
-    maxima = local_maxima(dist, allow_borders=True) & mask
-    markers, n = ndi.label(maxima, structure=np.ones((3, 3), bool))
-    if n <= 1:
-        return mask.astype(np.int32), 1
-    # Each basin's peak is its marker's (a plateau of equal values): no search needed.
-    peaks = np.full(n + 1, -np.inf)
-    peaks[markers[maxima]] = dist[maxima]
-    basins = watershed(-dist, markers, mask=mask)
-    merged = merge_shallow_basins(basins, dist, prominence_um, relative_prominence, peaks)
-    ids, dense = np.unique(merged, return_inverse=True)
-    dense = dense.reshape(merged.shape).astype(np.int32)
-    if ids[0] != 0:
-        dense += 1
-    return dense, len(ids) - (1 if ids[0] == 0 else 0)
+        land += inten
+        del inten
+    return land
 
 
 def split_touching(mask: np.ndarray, smoothed: np.ndarray, pixel_size_um: float, *,
@@ -235,33 +239,54 @@ def split_touching(mask: np.ndarray, smoothed: np.ndarray, pixel_size_um: float,
                    relative_prominence: float = 0.0) -> np.ndarray:
     """Split a soma mask into one label per soma (seeded watershed; see module docstring).
 
-    Each connected piece of the mask is split on its own, in its bounding box: the distance
-    transform and the watershed of a piece only depend on that piece, and working piece by
-    piece keeps time and memory proportional to the stained area, not to the image.
+    The landscape and its local maxima are computed once for the image; a connected piece
+    of the mask with a single maximum is one soma as it is, and only pieces with several
+    are flooded (watershed) and their basins merged — each in its own bounding box, so time
+    and memory follow the stained area, not the image.
     """
-    pieces, _ = ndi.label(mask)
-    out = np.zeros(mask.shape, dtype=np.int32)
+    from skimage.segmentation import watershed
+
+    land = _landscape(mask, smoothed, pixel_size_um, intensity_weight_um_per_od,
+                      intensity_cap_od, distance_smooth_um)
+    # Local maxima (no higher 8-neighbour). A shoulder of a plateau may be taken too; it has
+    # no prominence and is merged back below.
+    maxima = land >= ndi.maximum_filter(land, size=3, mode="nearest")
+    maxima &= mask
+    pieces, n_pieces = ndi.label(mask)
+    markers, n_markers = ndi.label(maxima, structure=np.ones((3, 3), bool))
+    del maxima
+    # Number of maxima in each piece (a maximum's plateau lies in a single piece).
+    first = np.zeros(n_markers + 1, dtype=np.int64)
+    sel = markers > 0
+    first[markers[sel]] = pieces[sel]
+    per_piece = np.bincount(first[1:], minlength=n_pieces + 1)
+    # Pieces with at most one maximum keep their own number; the others are split below.
+    out = pieces.copy()
+    next_label = n_pieces
     h, w = mask.shape
-    next_label = 0
-    for k, sl in enumerate(ndi.find_objects(pieces), start=1):
-        if sl is None:
-            continue
-        # One pixel of margin, so the distance transform sees the background all round.
+    objects = ndi.find_objects(pieces)
+    for k in np.nonzero(per_piece > 1)[0].tolist():
+        sl = objects[k - 1]
         rs = slice(max(0, sl[0].start - 1), min(h, sl[0].stop + 1))
         cs = slice(max(0, sl[1].start - 1), min(w, sl[1].stop + 1))
         m = pieces[rs, cs] == k
-        if m.shape[0] < 3 or m.shape[1] < 3 or m.sum() < 9:
-            lab, count = m.astype(np.int32), 1
-        else:
-            lab, count = _split_component(
-                np.pad(m, 1), np.pad(smoothed[rs, cs], 1), pixel_size_um, prominence_um,
-                intensity_weight_um_per_od, intensity_cap_od, distance_smooth_um,
-                relative_prominence)
-            lab = lab[1:-1, 1:-1]
+        lnd = land[rs, cs]
+        mk = np.where(m, markers[rs, cs], 0)
+        ids = np.unique(mk)
+        # Number the piece's maxima 1..n for the merging tables.
+        mk = np.searchsorted(ids, mk).astype(np.int32) if ids[0] == 0 else \
+            (np.searchsorted(ids, mk) + 1).astype(np.int32) * (mk > 0)
+        on = mk > 0
+        peaks = np.full(int(mk.max()) + 1, -np.inf)
+        np.maximum.at(peaks, mk[on], lnd[on])
+        basins = watershed(-lnd, mk, mask=m)
+        merged = merge_shallow_basins(basins, lnd, prominence_um, relative_prominence, peaks)
+        uniq, dense = np.unique(merged[m], return_inverse=True)
         view = out[rs, cs]
-        sel = lab > 0
-        view[sel] = lab[sel] + next_label
-        next_label += count
+        # The first part keeps the piece's number, the others get new ones.
+        new = np.concatenate([[k], next_label + np.arange(1, len(uniq))]).astype(np.int32)
+        view[m] = new[dense]
+        next_label += len(uniq) - 1
     return out
 
 
