@@ -2,19 +2,24 @@
 
 The pipeline, every size in µm so it transfers between magnifications:
 
-1. **foreground**: the smoothed density above ``foreground_od`` (after background flattening),
-   pale holes up to ``max_hole_um2`` filled (a neuron's pale nucleus), opened with a disk of
-   ``open_um`` (cuts dendrites and thin processes narrower than twice that);
+1. **foreground**: the smoothed density above ``foreground_od`` and above ``foreground_snr``
+   times the neuropil's own standard deviation (after background flattening), pale holes up
+   to ``max_hole_um2`` filled (a neuron's pale nucleus), opened with a disk of ``open_um``
+   (cuts dendrites and thin processes narrower than twice that);
 2. **first split**: a watershed of a landscape that is the distance to the foreground edge
    (shape: touching round cells meet at a neck) plus ``intensity_weight_um_per_od`` × the
    density capped at ``intensity_cap_od`` (a pale gap between two cells is a valley; the cap
-   keeps coarse Nissl granules of dark neurons from splitting them), seeded by maxima of
-   prominence ``first_prominence_um``;
+   keeps coarse Nissl granules of dark neurons from splitting them). Seeds are maxima rising
+   at least ``first_prominence_um`` and ``relative_prominence`` × their height above the pass
+   to a neighbour, found by merging basins by persistence (:func:`merge_shallow_basins`);
+   only connected pieces with several maxima are flooded;
 3. **per-object threshold**: each object keeps the pixels above ``refine_fraction`` of its own
-   upper-quartile density, so a dark glial nucleus does not take the paler neuropil around it
-   while a pale neuron keeps its pale cytoplasm;
+   upper-quartile density (at most ``refine_cap_od``), so a dark glial nucleus does not take
+   the paler neuropil around it while a pale neuron keeps its pale cytoplasm; seams between
+   objects paler than both (``seam_ratio``) are opened;
 4. **final split** of that cleaner mask, as in 2, with seeds of prominence
-   ``seed_prominence_um``; objects smaller than ``min_area_um2`` are dropped.
+   ``seed_prominence_um``; large somata are opened with a disk of ``trim_fraction`` × their
+   equivalent radius (dendrite stumps off); objects smaller than ``min_area_um2`` are dropped.
 
 :data:`ENGINES` maps an engine name to a function with the signature of
 :func:`segment_somata_classical`; another engine (cellpose) can be added there and selected by
