@@ -255,3 +255,21 @@ def test_random_weight_cellpose_runs_through_the_assay(random_cpsam_dir, monkeyp
     assert list(res.summary.columns) == list(classical.summary.columns)
     assert res.params["engine"] == "cellpose" and res.params["cellpose_model"] == "cpsam"
     assert res.qc.dtype == np.uint8 and res.qc.ndim == 3
+
+
+def test_a_study_with_engine_cellpose_stops_before_any_image(tmp_path, monkeypatch):
+    from histoquant.batch.run import plan_study
+
+    for name in ("cellpose", "cellpose.models"):
+        monkeypatch.setitem(sys.modules, name, None)
+    study = tmp_path / "study"
+    study.mkdir()
+    image, _ = make_gfp_phantom((128, 128), PX, n_cells=1, n_lipofuscin=0, n_rbc=0, seed=1)
+    write_ome_tiff(image, study / "gfp_R01_L3.ome.tif")
+    (study / "study.yaml").write_text(
+        "assays:\n  gfp-cells:\n    files: ['gfp_*']\n"
+        "    channels: {gfp: gfp, dapi: dapi, reference: reference}\n"
+        "    params: {engine: cellpose}\n")
+    with pytest.raises(DependencyError, match="histoquant\\[cellpose\\]"):
+        plan_study(study, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

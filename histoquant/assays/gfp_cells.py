@@ -18,6 +18,12 @@ autofluorescence, cut edges. The assay
    every object above ``min_object_area_um2`` is a row of the objects table with its class and
    the reason.
 
+With ``engine="cellpose"`` steps 1–2 are replaced by Cellpose-SAM masks of the GFP channel
+(:mod:`histoquant.segment.cellpose_engine`); each mask is then measured and classed by the
+same code as a classical object (steps 3–4, the split of an object holding two nuclei
+included), so both engines give the same tables. :func:`preflight` checks cellpose and its
+weights before a batch reads any image.
+
 Spinal level, section and animal come from the caller (``run(..., level="L3")`` or the CLI's
 ``--level`` / ``--meta``); :func:`aggregate_by_level` sums sections per animal × level × region
 and counts sections with zero cells as sections.
