@@ -218,26 +218,6 @@ def test_cli_takes_the_engine_from_params_file(phantom, monkeypatch, tmp_path):
 
 # --- the real cellpose, with a random-weight Cellpose-SAM network ------------------------------
 
-@pytest.fixture(scope="module")
-def random_cpsam_dir(tmp_path_factory):
-    """A models folder holding a seeded random-weight Cellpose-SAM saved as ``cpsam`` (as in
-    tests/test_cellpose_engine.py: no pretrained weights can be downloaded here)."""
-    pytest.importorskip("cellpose")
-    import torch
-
-    ce._import_cellpose()
-    try:
-        from cellpose.vit import CPSAM as Net  # cellpose >= 4.1
-    except ImportError:
-        from cellpose.vit_sam import Transformer as Net  # cellpose 4.0.x
-    folder = tmp_path_factory.mktemp("cellpose_models")
-    torch.manual_seed(0)
-    net = Net(dtype=torch.float32)
-    torch.save(net.state_dict(), folder / "cpsam")
-    del net
-    return folder
-
-
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Sparse invariant checks")  # inside cellpose's dynamics
 def test_random_weight_cellpose_runs_through_the_assay(random_cpsam_dir, monkeypatch):
