@@ -39,6 +39,9 @@ __all__ = ["TubeSegmentation", "subtract_background", "ridge_zscore", "segment_t
            "remove_small"]
 
 RIDGE_FILTERS = ("sato", "frangi", "meijering")
+# A scale wider than this many pixels is filtered on a block-averaged copy of the image, where
+# it is still at least this wide: the Hessian of a Gaussian is well sampled from ~1.5 px on.
+_MIN_SIGMA_PX = 1.5
 
 
 @dataclass
@@ -89,17 +92,21 @@ def _upsample(small: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
     """Bilinear upsampling of a block-reduced image back to ``shape`` (block centres kept)."""
     if f <= 1:
         return small[: shape[0], : shape[1]]
-    out = np.empty(shape, np.float32)
-    # Coordinates of full-resolution pixel centres on the reduced grid.
-    rows = (np.arange(shape[0], dtype=np.float32) + 0.5) / f - 0.5
-    cols = (np.arange(shape[1], dtype=np.float32) + 0.5) / f - 0.5
-    step = max(1, 4_000_000 // max(shape[1], 1))
-    for r0 in range(0, shape[0], step):
-        rr = rows[r0:r0 + step]
-        grid_r, grid_c = np.meshgrid(rr, cols, indexing="ij")
-        out[r0:r0 + step] = ndi.map_coordinates(small, [grid_r, grid_c], order=1,
-                                                mode="nearest")
-    return out
+
+    def weights(n_out: int, n_in: int):
+        x = (np.arange(n_out, dtype=np.float32) + 0.5) / f - 0.5
+        i0 = np.clip(np.floor(x).astype(np.int64), 0, n_in - 1)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        w = np.clip(x - i0, 0.0, 1.0).astype(np.float32)
+        return i0, i1, w
+
+    r0, r1, wr = weights(shape[0], small.shape[0])
+    c0, c1, wc = weights(shape[1], small.shape[1])
+    rows = small[r0] * (1 - wr)[:, None] + small[r1] * wr[:, None]
+    out = rows[:, c0]
+    out *= 1 - wc
+    out += rows[:, c1] * wc
+    return out.astype(np.float32, copy=False)
 
 
 def subtract_background(image: np.ndarray, pixel_size_um: float, radius_um: float,
@@ -166,9 +173,11 @@ def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[fl
     best = None
     for s_um in scales_um:
         s_px = s_um / pixel_size_um
-        f = max(1, int(s_px // 2))
+        f = max(1, int(s_px // _MIN_SIGMA_PX))
         small = _block_reduce_mean(img, f)
-        resp = fn(small, sigmas=[s_px / f], black_ridges=False, mode="reflect")
+        # outside the image is background (0 after background subtraction): a vessel along
+        # the border is not mirrored into a double-width one
+        resp = fn(small, sigmas=[s_px / f], black_ridges=False, mode="constant", cval=0.0)
         resp = np.asarray(resp, dtype=np.float32)
         small_mask = None
         if mask is not None:
@@ -244,6 +253,11 @@ def segment_tubes(
                               size=2 * half + 1, mode="constant")
     tube = (peak > 0) & (corrected >= (edge_level_pct / 100.0) * peak)
     del peak
+    # Around a faint seed the half-maximum level is near the noise, and the outline would
+    # wander into it; keep outlines within the smallest scale of a ridge pixel.
+    grow = max(1, int(np.ceil(min(scales_um) / px)))
+    tube &= ndi.binary_dilation(ridges, structure=ndi.generate_binary_structure(2, 1),
+                                iterations=grow)
     # The ridge mask only seeds: at coarse scales it reaches well past a bright vessel's
     # edge, so the outline is the half-maximum one. Keep the parts connected to a ridge.
     labels, n = ndi.label(tube, structure=np.ones((3, 3), bool))

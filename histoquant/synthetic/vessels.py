@@ -8,7 +8,9 @@ Geometry (numbers from ``REFERENCE.md``)
 ---------------------------------------
 - Two families of wavy capillaries ("rows" and "cols", ≈ 70 µm apart, crossing each other in
   projection), diagonal connectors between neighbouring rows (two T-junctions each), blind
-  sprouts (one free end each) and one larger vessel crossing the field. Capillary diameters
+  sprouts (one free end each) and one larger vessel crossing the field at 45°. Crossings are
+  at 40° or more: at shallower angles two vessels overlap over a distance in projection and
+  no method can measure both. Capillary diameters
   4–8 µm (rat anterior horn 6.4 µm [S]); the larger vessel 12–18 µm.
 - The projected capillary length density is ≈ 25–35 mm/mm², the order of a 20–30 µm thick
   section of tissue at 1,200 mm/mm³ [S].
@@ -274,14 +276,37 @@ def make_vessel_network(
         origin, u, n, f = geo
         return origin + t * u + f(np.asarray(t)) * n
 
+    large = None
+    if large_diameter_um is not None:
+        # At 45° to the rows and columns and ≈ 70° to the connectors: every crossing is
+        # resolvable. (At 25° a capillary and the large vessel overlap over ≈ 25 µm, which no
+        # projection can split into two lengths.)
+        ang = theta + np.pi / 4  # the connectors run at θ − 68°
+        u_l = np.array([np.sin(ang), np.cos(ang)])
+        origin = centre + rng.uniform(-0.2, 0.2) * np.array([h, w])
+        pts, _ = _line_curve(origin, u_l, (-half_diag, half_diag), _wiggle(rng, wiggle_um))
+        clipped = _clip_to_box(pts, lo, hi)
+        if clipped is not None and len(clipped) > 20:
+            large = Curve(clipped, rng.uniform(*large_diameter_um) / 2, "large", 1.0)
+    large_tree = cKDTree(large.yx_um[::20]) if large is not None else None
+    col_curves = [c for c in curves if c.family == "cols"]
+    col_tree = cKDTree(np.concatenate([c.yx_um[::20] for c in col_curves])) \
+        if col_curves else None
+    col_rmax = max((c.radius_um for c in col_curves), default=0.0)
+
+    def clear_of_cols(pts, r):
+        # connectors and sprouts run at ≈ 20° to the columns: keep them well apart, or the
+        # two would overlap in projection over a stretch
+        return col_tree is None or col_tree.query(pts[::20])[0].min() > col_rmax + r + 4.0
+
     # connectors and sprouts live in mesh cells between adjacent rows and columns
     for i in range(len(rows) - 1):
         for j in range(len(cols_t) - 1):
             t0, t1 = cols_t[j], cols_t[j + 1]
             r = rng.uniform()
             if r < link_fraction:
-                ta = t0 + 0.2 * (t1 - t0)
-                tb = ta + 0.45 * (t1 - t0)
+                ta = t0 + 0.3 * (t1 - t0)
+                tb = ta + 0.4 * (t1 - t0)
                 p0 = row_point(rows[i], ta)
                 p2 = row_point(rows[i + 1], tb)
                 mid = 0.5 * (p0 + p2)
@@ -289,8 +314,9 @@ def make_vessel_network(
                 nrm = np.array([-d[1], d[0]]) / np.linalg.norm(d)
                 p1 = mid + rng.uniform(-0.15, 0.15) * np.linalg.norm(d) * nrm
                 pts = _bezier(p0, p1, p2)
-                if np.all((pts >= lo) & (pts <= hi)):
-                    curves.append(Curve(pts, cap_radius(), "links", rng.uniform(0.6, 1.0)))
+                rl = cap_radius()
+                if np.all((pts >= lo) & (pts <= hi)) and clear_of_cols(pts, rl):
+                    curves.append(Curve(pts, rl, "links", rng.uniform(0.6, 1.0)))
             elif r < link_fraction + sprout_fraction:
                 ta = t0 + rng.uniform(0.35, 0.65) * (t1 - t0)
                 p0 = row_point(rows[i], ta)
@@ -302,17 +328,15 @@ def make_vessel_network(
                 p1 = 0.5 * (p0 + p2) + rng.uniform(-0.1, 0.1) * length * np.array(
                     [-dvec[1], dvec[0]])
                 pts = _bezier(p0, p1, p2)
-                if np.all((pts >= lo) & (pts <= hi)):
-                    curves.append(Curve(pts, cap_radius(), "sprouts", rng.uniform(0.6, 1.0),
+                rs = cap_radius()
+                # a sprout must not run into the large vessel (its end would be hidden)
+                clear = large_tree is None or large_tree.query(pts[::20])[0].min() > \
+                    large.radius_um + rs + 5.0
+                if clear and clear_of_cols(pts, rs) and np.all((pts >= lo) & (pts <= hi)):
+                    curves.append(Curve(pts, rs, "sprouts", rng.uniform(0.6, 1.0),
                                         free_end=True))
-    if large_diameter_um is not None:
-        ang = theta + np.deg2rad(25.0) * rng.choice([-1, 1])
-        u_l = np.array([np.sin(ang), np.cos(ang)])
-        origin = centre + rng.uniform(-0.2, 0.2) * np.array([h, w])
-        pts, _ = _line_curve(origin, u_l, (-half_diag, half_diag), _wiggle(rng, wiggle_um))
-        clipped = _clip_to_box(pts, lo, hi)
-        if clipped is not None and len(clipped) > 20:
-            curves.append(Curve(clipped, rng.uniform(*large_diameter_um) / 2, "large", 1.0))
+    if large is not None:
+        curves.append(large)
 
     somata, peri_nuclei, endo_nuclei = [], [], []
     for c in curves:
