@@ -480,7 +480,8 @@ def _summary(name, masks, px, vseg, vtrace, peri, covered, bodies, warnings) -> 
                 pericyte_length_um=plen,
                 pericyte_length_density_mm_per_mm2=plen / 1000.0 / area_mm2 if area_mm2
                 else nan,
-                pericyte_coverage_length_pct=100.0 * cov_len / length if length > 0 else nan,
+                pericyte_coverage_length_pct=min(100.0, 100.0 * cov_len / length)
+                if length > 0 else nan,
                 pericyte_coverage_area_pct=100.0 * peri_px / vessel_px if vessel_px > 0
                 else nan,
             )
@@ -522,7 +523,8 @@ def _objects(name, masks, px, trace: SkeletonTrace, covered) -> pd.DataFrame:
         if not sel.any():
             continue
         with np.errstate(invalid="ignore", divide="ignore"):
-            cov_pct = np.where(length > 0, 100.0 * cov / np.maximum(length, 1e-12), np.nan)
+            cov_pct = np.where(length > 0, np.clip(100.0 * cov / np.maximum(length, 1e-12),
+                                                    0.0, 100.0), np.nan)
         frames.append(pd.DataFrame({
             "image": name,
             "region": rname,
@@ -584,12 +586,13 @@ def _qc_overlay(image, idx, p, masks, vseg, vtrace, peri, covered, bodies, summa
                 rgb[np.clip(r + dc, 0, rgb.shape[0] - 1), np.clip(c + dr, 0, rgb.shape[1] - 1)] \
                     = (255, 255, 255)
     draw_mask_outlines(rgb, masks)
+    # plain ASCII: the default caption font has no µ or ²
     lines = [f"vasculature  {image.name}  ({p.ridge_filter}, scales "
-             f"{', '.join(f'{s:g}' for s in p.vessel_scales_um)} µm)"]
+             f"{', '.join(f'{s:g}' for s in p.vessel_scales_um)} um)"]
     for _, row in summary.iterrows():
         text = (f"{row['region']}: vessels {row['vessel_length_um'] / 1000:.2f} mm, "
-                f"{row['vessel_length_density_mm_per_mm2']:.1f} mm/mm², "
-                f"d {row['vessel_diameter_mean_um']:.1f} µm")
+                f"{row['vessel_length_density_mm_per_mm2']:.1f} mm/mm2, "
+                f"d {row['vessel_diameter_mean_um']:.1f} um")
         if np.isfinite(row["pericyte_coverage_length_pct"]):
             text += (f"; pericyte coverage {row['pericyte_coverage_length_pct']:.0f} % length, "
                      f"{row['pericyte_coverage_area_pct']:.0f} % area")

@@ -107,12 +107,17 @@ class SkeletonTrace:
         return np.bincount(self.entry_path, weights=w, minlength=len(self.paths))
 
     def label_image(self) -> np.ndarray:
-        """Skeleton pixels labelled with ``path + 1`` (junction pixels: one of their paths)."""
+        """Skeleton pixels labelled with ``path + 1`` (junction pixels: one of their paths).
+
+        Paths of length 0 (the middle of a crossing, folded into its arms) are left out.
+        """
         n = len(self.paths)
         dtype = np.uint16 if n < 65535 else np.uint32
         out = np.zeros(self.shape, dtype)
         if len(self.entry_rc):
-            out[self.entry_rc[:, 0], self.entry_rc[:, 1]] = (self.entry_path + 1).astype(dtype)
+            keep = self.paths["length_um"].to_numpy()[self.entry_path] > 0
+            rc = self.entry_rc[keep]
+            out[rc[:, 0], rc[:, 1]] = (self.entry_path[keep] + 1).astype(dtype)
         return out
 
 
@@ -714,7 +719,10 @@ def _measure(skel, bridges, mask, dist_px, px, smoothing_um, end_correction,
         free_nodes.append(node[is_free])
         if end_correction and is_end.any():
             # a skeleton that already reaches the border needs no extension
-            add = np.where(on_border, 0.0, dist - np.abs(arc[k] - arc[q])) * px
+            # (never negative: the skeleton lies inside the mask, so a shorter ray means the
+            # skeleton curved at its end, not that it overshot)
+            add = np.where(on_border, 0.0,
+                           np.maximum(dist - np.abs(arc[k] - arc[q]), 0.0)) * px
             np.add.at(entry_len, k, add)
             np.add.at(entry_end, k, add)
             correction[is_end] += add

@@ -696,7 +696,10 @@ def make_example(path: str | Path, *, seed: int = 7) -> tuple[Path, Path]:
     from ..io.writers import write_ome_tiff
 
     path = Path(path)
-    image, truth, _ = vessel_phantom((512.0, 512.0), 0.5, seed=seed)
+    # a dim exposure (few counts, little noise entropy) keeps the compressed file under 2 MB
+    image, truth, _ = vessel_phantom((512.0, 512.0), 0.5, seed=seed, amplitude=120.0,
+                                     pericyte_amplitude=100.0, background=25.0,
+                                     read_noise=3.0)
     write_ome_tiff(image, path)
     name = path.name
     for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
