@@ -78,6 +78,18 @@ def remove_small(mask: np.ndarray, min_px: float, connectivity: int = 2) -> np.n
     return keep[labels]
 
 
+def hysteresis(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Pixels above ``low`` connected (8-neighbours) to a pixel above ``high``."""
+    weak = values > low
+    labels, n = ndi.label(weak, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return weak
+    keep = np.zeros(n + 1, bool)
+    keep[labels[values > high]] = True
+    keep[0] = False
+    return keep[labels]
+
+
 def _block_reduce_mean(img: np.ndarray, f: int) -> np.ndarray:
     if f <= 1:
         return img
@@ -88,13 +100,20 @@ def _block_reduce_mean(img: np.ndarray, f: int) -> np.ndarray:
     return img.reshape(hp // f, f, wp // f, f).mean(axis=(1, 3), dtype=np.float32)
 
 
-def _upsample(small: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of a block-reduced image back to ``shape`` (block centres kept)."""
-    if f <= 1:
+def _resample_grid(small: np.ndarray, f_from: int, f_to: int,
+                   full_shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resampling from the grid of ``f_from``-pixel blocks to that of ``f_to``.
+
+    Grids are block-reduced versions of a full image of ``full_shape``; block centres are
+    kept in place.
+    """
+    shape = (-(-full_shape[0] // f_to), -(-full_shape[1] // f_to)) if f_to > 1 else \
+        tuple(full_shape)
+    if f_from == f_to:
         return small[: shape[0], : shape[1]]
 
     def weights(n_out: int, n_in: int):
-        x = (np.arange(n_out, dtype=np.float32) + 0.5) / f - 0.5
+        x = ((np.arange(n_out, dtype=np.float64) + 0.5) * f_to / f_from - 0.5)
         i0 = np.clip(np.floor(x).astype(np.int64), 0, n_in - 1)
         i1 = np.minimum(i0 + 1, n_in - 1)
         w = np.clip(x - i0, 0.0, 1.0).astype(np.float32)
@@ -107,6 +126,11 @@ def _upsample(small: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
     out *= 1 - wc
     out += rows[:, c1] * wc
     return out.astype(np.float32, copy=False)
+
+
+def _upsample(small: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling of a block-reduced image back to ``shape`` (block centres kept)."""
+    return _resample_grid(small, f, 1, shape)
 
 
 def subtract_background(image: np.ndarray, pixel_size_um: float, radius_um: float,
@@ -170,10 +194,12 @@ def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[fl
         raise ValueError(f"method must be one of {RIDGE_FILTERS}, not {method!r}")
     fn = getattr(filters, method)
     img = np.asarray(image, dtype=np.float32)
-    best = None
-    for s_um in scales_um:
+    # Coarse scales first: their maximum is carried down grid by grid, so only the finest
+    # grid is upsampled to full size.
+    factors = [max(1, int(s_um / pixel_size_um // _MIN_SIGMA_PX)) for s_um in scales_um]
+    best, f_best = None, None
+    for f, s_um in sorted(zip(factors, scales_um), key=lambda t: -t[0]):
         s_px = s_um / pixel_size_um
-        f = max(1, int(s_px // _MIN_SIGMA_PX))
         small = _block_reduce_mean(img, f)
         # outside the image is background (0 after background subtraction): a vessel along
         # the border is not mirrored into a double-width one
@@ -185,9 +211,13 @@ def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[fl
                 else mask
         z = _robust_z(resp, small_mask)
         del resp
-        z = _upsample(z, f, img.shape)
-        best = z if best is None else np.maximum(best, z, out=best)
-    return best
+        if best is not None:
+            best = _resample_grid(best, f_best, f, img.shape)
+            np.maximum(best, z[: best.shape[0], : best.shape[1]], out=best)
+        else:
+            best = z
+        f_best = f
+    return _upsample(best, f_best, img.shape)
 
 
 def segment_tubes(
@@ -234,16 +264,14 @@ def segment_tubes(
     -------
     TubeSegmentation
     """
-    from skimage.filters import apply_hysteresis_threshold
-
     px = float(pixel_size_um)
     img = np.asarray(image, dtype=np.float32)
     corrected = subtract_background(img, px, background_radius_um)
     z = ridge_zscore(corrected, px, scales_um, method=method, mask=mask)
-    ridges = apply_hysteresis_threshold(z, threshold_low, threshold_high)
+    ridges = hysteresis(z, threshold_low, threshold_high)
     # light smoothing so that the half-maximum edge follows the tube, not the noise
     smooth_px = max(0.5, 0.5 * min(scales_um) / px)
-    corrected = ndi.gaussian_filter(corrected, smooth_px, mode="reflect")
+    corrected = ndi.gaussian_filter(corrected, smooth_px, mode="reflect", truncate=3.0)
     if not ridges.any():
         empty = np.zeros(img.shape, bool)
         return TubeSegmentation(empty, ridges, z, corrected)
@@ -256,8 +284,7 @@ def segment_tubes(
     # Around a faint seed the half-maximum level is near the noise, and the outline would
     # wander into it; keep outlines within the smallest scale of a ridge pixel.
     grow = max(1, int(np.ceil(min(scales_um) / px)))
-    tube &= ndi.binary_dilation(ridges, structure=ndi.generate_binary_structure(2, 1),
-                                iterations=grow)
+    tube &= ndi.maximum_filter(ridges.view(np.uint8), size=2 * grow + 1).view(bool)
     # The ridge mask only seeds: at coarse scales it reaches well past a bright vessel's
     # edge, so the outline is the half-maximum one. Keep the parts connected to a ridge.
     labels, n = ndi.label(tube, structure=np.ones((3, 3), bool))
