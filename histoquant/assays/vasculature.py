@@ -58,8 +58,8 @@ class VasculatureParams(AssayParams):
     threshold_high: float = param(
         8.0, minimum=0.0,
         help="Hysteresis seed threshold in noise units (robust z-score of the ridge "
-             "response). 8 keeps pure noise out even in 64-megapixel images (its maximum "
-             "stays near 6) [measured on phantoms].")
+             "response). 8 keeps pure noise out of large images: on 4–16-megapixel white "
+             "noise the maximum is 5.0–6.6 [measured].")
     threshold_low: float = param(
         3.0, minimum=0.0,
         help="Hysteresis growth threshold in noise units: a faint stretch of a vessel stays "
@@ -98,7 +98,8 @@ class VasculatureParams(AssayParams):
     path_smoothing_um: float = param(
         1.0, unit="µm", minimum=0.0,
         help="Gaussian smoothing along the skeleton before lengths are summed (at least one "
-             "pixel). Removes the +5 % staircase bias of 8-connected pixel chains.")
+             "pixel). Removes the staircase bias of 8-connected pixel chains (+4 % on "
+             "average, up to +8 % at 22.5°, measured on straight tubes).")
     end_correction: bool = param(
         True,
         help="Extend each free vessel end to the mask edge along the vessel: a skeleton "
@@ -445,8 +446,10 @@ def _summary(name, masks, px, vseg, vtrace, peri, covered, bodies, warnings) -> 
         in_paths = vtrace.path_lengths_in(mask)
         n_seg = int(np.sum(in_paths > 0.5 * seg_len)) if len(seg_len) else 0
         bp = vtrace.branch_points_rc
-        n_bp = int(mask[np.rint(bp[:, 0]).astype(int), np.rint(bp[:, 1]).astype(int)].sum()) \
-            if len(bp) else 0
+        # refined centres can sit a fraction of a pixel outside the image
+        br = np.clip(np.rint(bp[:, 0]).astype(int), 0, mask.shape[0] - 1)
+        bc = np.clip(np.rint(bp[:, 1]).astype(int), 0, mask.shape[1] - 1)
+        n_bp = int(mask[br, bc].sum()) if len(bp) else 0
         fe = vtrace.free_ends_rc
         n_ends = int(mask[fe[:, 0], fe[:, 1]].sum()) if len(fe) else 0
         d = diam[vtrace.entry_path[inside]] if inside.any() else np.zeros(0)
