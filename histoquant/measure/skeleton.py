@@ -3,27 +3,36 @@
 The skeleton graph (paths between junctions and ends) comes from ``skan``; this module adds
 the geometry that turns pixel skeletons into centreline lengths in µm:
 
+- **Thinning.** Lee's method (scikit-image): Zhang's erodes the ends of diagonal tubes by
+  several pixels.
 - **Steps.** A skeleton is a chain of 8-connected pixels; counting each straight step as one
   pixel and each diagonal step as √2 pixels (what ``skan`` does) overestimates the length of
-  a straight line by up to 8 % (at 22.5°) and by ≈ 5 % on average over orientations, because
+  a straight line by up to 8 % (at 22.5°) and by ≈ 4 % on average over orientations, because
   the staircase is longer than the line it follows. Each path's pixel chain is therefore
   smoothed with a Gaussian along the path (ends held by point reflection, so straight ends are
   not pulled in) before the Euclidean step lengths are summed. ``smoothing_um=0`` gives the
   plain 1/√2 chain length.
-- **Ends.** The skeleton of a tube stops about one radius short of each free end (the medial
-  axis of a flat end forks at one radius from it; the fork is pruned). Each free end that is
-  not on the image border gets the local radius added (``end_correction``). Image borders
-  are handled by padding the mask with its edge values, so that a vessel leaving the image
-  keeps its skeleton up to the border and gets no correction there.
+- **Ends.** The skeleton of a tube stops about one radius short of each end, and its last
+  pixels bend towards a corner of the end. From a point 1.5 radii back, a ray along the path
+  finds the mask edge (or the image border) and replaces the last stretch
+  (``end_correction``). Ends reached through the image border are not free ends.
+- **Junctions.** Skeletons cut corners at junctions and merge two crossing vessels into a
+  short common stretch. Junction pixels closer than the sum of their inscribed radii form one
+  branch point; its centre is where the branches' lines meet (least squares), and inside its
+  zone every branch is replaced by a straight line to that centre (``junction_correction``).
 - **Spurs.** Boundary noise makes short side branches. A terminal branch is pruned when the
   part of it that sticks out of the vessel it leaves (its length minus the radius at its
   junction) is shorter than ``min_spur_length_um``.
 - **Gaps.** A free end that points at another piece of skeleton within ``max_gap_um``
   (within ``gap_angle_deg`` of its direction) is joined to it by a straight line: a vessel
   interrupted by a faint stretch is measured as one vessel.
+- **Widths.** The mask's width across the smoothed centreline at every skeleton pixel (rays
+  both ways), the median per path away from junctions.
 
-Every skeleton pixel of every path carries the length it stands for (``entry_length_um``), so
-that the length inside any region, or inside a pericyte mask, is a sum over pixels.
+The distance transform is needed only at skeleton pixels, where a KD-tree of the mask's
+boundary gives it exactly. Every skeleton pixel of every path carries the length it stands
+for (``entry_length_um``), so that the length inside any region, or inside a pericyte mask,
+is a sum over pixels.
 """
 
 from __future__ import annotations
