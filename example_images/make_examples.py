@@ -86,11 +86,24 @@ def make_gfp(outdir: Path = HERE) -> list[Path]:
     return written
 
 
+def make_vessels(outdir: Path = HERE) -> list[Path]:
+    """Capillary phantoms (endothelium, pericyte), 1024 × 1024 at 0.5 µm/px, one per animal.
+
+    ``<stem>.truth.json`` holds the analytic centreline length, diameters and pericyte coverage.
+    """
+    from histoquant.synthetic.vessels import make_example
+
+    written = []
+    for i, animal in enumerate(ANIMALS, start=1):
+        written.extend(make_example(outdir / f"vessels_{animal}_L4.ome.tif", seed=20 + i))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write every assay's examples into OUTDIR (default: this folder)."""
     args = sys.argv[1:] if argv is None else argv
     outdir = Path(args[0]) if args else HERE
-    for make in (make_nissl, make_evans_blue, make_gfp):
+    for make in (make_nissl, make_evans_blue, make_gfp, make_vessels):
         for path in make(outdir):
             print(path)
     return 0
