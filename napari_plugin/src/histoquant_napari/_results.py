@@ -1,0 +1,98 @@
+"""napari layer data for an :class:`~histoquant.results.AssayResult` (napari not imported).
+
+Label images and masks become Labels layers, objects without a label image become Points;
+the objects table travels in the layer's ``features`` so hovering an object shows its
+measurements. Every layer takes the scale and translation of the image that was measured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from histoquant.results import AssayResult
+
+__all__ = ["result_layer_data", "centroid_columns"]
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+_CENTROID_PAIRS = tuple(
+    (f"{prefix}{y}_um", f"{prefix}{x}_um")
+    for prefix in ("centroid_", "", "center_", "centre_")
+    for y, x in (("y", "x"), ("row", "col"))
+)
+
+
+def centroid_columns(objects: pd.DataFrame) -> tuple[str, str] | None:
+    """Names of the (row, column) centroid columns in µm of an objects table, if it has them."""
+    for y, x in _CENTROID_PAIRS:
+        if y in objects.columns and x in objects.columns:
+            return y, x
+    return None
+
+
+def _label_features(objects: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame | None:
+    """Objects as Labels features: napari maps label value → row through an ``index`` column."""
+    if objects.empty or "label" not in objects.columns:
+        return None
+    feats = objects.copy()
+    feats.insert(0, "index", feats["label"].astype(np.int64))
+    # napari looks labels up by value; a duplicate label (same object in two regions) keeps its
+    # first row.
+    return feats.drop_duplicates("index").reset_index(drop=True)
+
+
+def result_layer_data(
+    result: AssayResult,
+    *,
+    scale: tuple[float, float],
+    translate: tuple[float, float] = (0.0, 0.0),
+    prefix: str | None = None,
+    units: tuple[str, str] | None = None,
+) -> list[LayerData]:
+    """Layer data tuples showing ``result`` over the image it was measured on.
+
+    Parameters
+    ----------
+    result : AssayResult
+        What the core returned.
+    scale, translate : (float, float)
+        The measured image layer's scale and translation on its last two axes.
+    prefix : str, optional
+        Start of every layer name (default ``"<image> <assay>"``).
+    units : (str, str), optional
+        Physical units of the image layer's axes.
+    """
+    prefix = prefix or f"{result.image} {result.assay}"
+    common: dict[str, Any] = {"scale": tuple(scale), "translate": tuple(translate)}
+    if units is not None:
+        common["units"] = tuple(units)
+    meta = {"histoquant": {"assay": result.assay, "image": result.image,
+                           "pixel_size_um": result.pixel_size_um}}
+    out: list[LayerData] = []
+    if result.labels is not None:
+        labels = np.asarray(result.labels)
+        if labels.dtype == bool:
+            labels = labels.astype(np.uint8)
+        kwargs = {**common, "name": f"{prefix}: objects", "metadata": meta, "opacity": 0.6}
+        feats = _label_features(result.objects, labels)
+        if feats is not None:
+            kwargs["features"] = feats
+        out.append((labels, kwargs, "labels"))
+    for name, mask in (result.masks or {}).items():
+        mask = np.asarray(mask)
+        data = mask.astype(np.uint8) if mask.dtype == bool else mask
+        out.append((data, {**common, "name": f"{prefix}: {name}", "metadata": meta,
+                           "opacity": 0.5, "visible": False}, "labels"))
+    cols = centroid_columns(result.objects)
+    if result.labels is None and cols is not None and not result.objects.empty \
+            and result.pixel_size_um:
+        px = float(result.pixel_size_um)
+        pts = result.objects[list(cols)].to_numpy(float) / px
+        out.append((pts, {**common, "name": f"{prefix}: objects",
+                          "features": result.objects.reset_index(drop=True),
+                          "metadata": meta, "size": 10.0 * px, "border_color": "yellow",
+                          "face_color": "transparent", "symbol": "ring"}, "points"))
+    return out
