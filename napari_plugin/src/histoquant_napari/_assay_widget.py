@@ -305,12 +305,15 @@ def __getattr__(name: str) -> type[AssayWidget]:
     """``MotorNeuronsWidget`` etc.: an AssayWidget subclass preset to that assay.
 
     The manifest names these so that each assay has its own Plugins-menu entry, while the
-    widget itself stays generic.
+    widget itself stays generic. The class exists for any ``<CamelName>Widget``; opening it for
+    an assay this histoquant does not have fails with a message listing the ones it has.
     """
-    if name.endswith("Widget") and not name.startswith("_"):
-        for assay in assay_specs():
-            if widget_class_name(assay) == name:
-                cls = type(name, (AssayWidget,), {"assay_name": assay, "__module__": __name__})
-                globals()[name] = cls
-                return cls
+    import re
+
+    if re.fullmatch(r"(?:[A-Z][a-z0-9]*)+Widget", name) and name != "AssayWidget":
+        assay = "-".join(p.lower() for p in re.findall(r"[A-Z][a-z0-9]*", name[:-6]))
+        cls = type(name, (AssayWidget,), {"assay_name": assay, "__module__": __name__,
+                                          "__doc__": f"The {assay} assay widget."})
+        globals()[name] = cls
+        return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
