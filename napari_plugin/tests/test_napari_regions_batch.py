@@ -3,8 +3,6 @@ region files in and out, and the batch widget (with fake assays and a fake anato
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,20 +18,24 @@ from histoquant.rois import normalize_regions, read_regions
 pytestmark = pytest.mark.gui
 
 
-def _halves(image, names):
+def _halves(image, names, params=None, progress=None):
     """Fake anatomy: the left and right halves of the image (pixel columns < / ≥ width/2)."""
+    from histoquant.rois import Region
+
     h, w = image.shape_yx
     left = np.zeros((h, w), bool)
     left[:, : w // 2] = True
-    return {"left_half": left, "right_half": ~left}
+    if progress:
+        progress(0.5, "halving")
+    return [Region("left_half", mask=left), Region("right_half", mask=~left)], None
 
 
 @pytest.fixture
 def fakes(monkeypatch):
     monkeypatch.setattr(aw, "available_assays", lambda: dict(SPECS))
     monkeypatch.setattr(base, "available_assays", lambda: dict(SPECS))
-    monkeypatch.setattr(anat, "_anatomy_module", lambda: types.SimpleNamespace(
-        auto_regions=_halves, REGION_NAMES=("left_half", "right_half")))
+    monkeypatch.setattr(anat, "find_regions", _halves)
+    monkeypatch.setattr(anat, "region_names", lambda: ("left_half", "right_half"))
 
 
 def test_open_through_napari_sets_scale(make_napari_viewer, rgb_file, fluo_file):
@@ -116,17 +118,12 @@ def test_swap_left_right_and_region_files(make_napari_viewer, qtbot, fakes, rgb_
 
 def test_anatomy_without_module_says_so(make_napari_viewer, qtbot, monkeypatch, rgb_file,
                                         notes):
-    from histoquant.errors import DependencyError
-
-    def missing():
-        raise DependencyError("histoquant.anatomy is not available")
-
-    monkeypatch.setattr(anat, "_anatomy_module", missing)
+    monkeypatch.setattr(anat, "available_assays", lambda: {})
     viewer = make_napari_viewer()
     viewer.open(str(rgb_file), plugin="histoquant-napari")
     an = anat.AnatomyWidget(viewer)
     wait_run(qtbot, an)
-    assert notes[-1] == ("error", "histoquant.anatomy is not available")
+    assert notes[-1][0] == "error" and "no anatomy assay" in notes[-1][1]
 
 
 def _folder(tmp_path, rgb_file, n=3):

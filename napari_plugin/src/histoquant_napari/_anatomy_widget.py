@@ -8,57 +8,90 @@ opened and saved through :mod:`histoquant.rois`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from magicgui.widgets import Container, FloatSpinBox, Label
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QWidget
+from magicgui.widgets import Container, FloatSpinBox, Label, Select
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QScrollArea, QWidget
 
+from histoquant.assays import AssaySpec, available_assays
 from histoquant.errors import ChannelError, DependencyError, RegionError
+from histoquant.params import AssayParams
+from histoquant.results import AssayResult
+from histoquant.rois import Region
 
 from . import _notify
 from ._base_widget import RunnerWidget, image_choices, layer_combo, shapes_choices
 from ._convert import layers_to_image
+from ._params_form import ParamsForm
 from ._shapes import regions_from_shapes_layer, shapes_layer_kwargs
+from ._table import ResultTable
 
 __all__ = ["AnatomyWidget", "find_regions", "REGION_NAMES", "swap_left_right"]
 
 #: Regions asked of histoquant.anatomy when it does not publish its own list.
 REGION_NAMES = ("tissue", "grey_matter", "white_matter", "ventral_horn_left",
                 "ventral_horn_right", "dorsal_horn_left", "dorsal_horn_right", "central_canal")
+#: Shown by default: white matter is the tissue minus the grey matter, so its outline (with the
+#: butterfly as a hole) adds clutter but no information; tick it when an assay needs it.
+DEFAULT_SHOWN = ("tissue", "grey_matter", "central_canal", "ventral_horn_left",
+                 "ventral_horn_right", "dorsal_horn_left", "dorsal_horn_right")
 
 
-def _anatomy_module() -> Any:
-    try:
-        from histoquant import anatomy
-    except ImportError as exc:
-        raise DependencyError("histoquant.anatomy is not available in this installation; "
-                              "draw the regions by hand or open a region file") from exc
-    return anatomy
+def anatomy_spec() -> AssaySpec:
+    """The ``anatomy`` assay of the registry (DependencyError when histoquant has none)."""
+    spec = available_assays().get("anatomy")
+    if spec is None:
+        raise DependencyError("this histoquant has no anatomy assay (histoquant.assays."
+                              "anatomy); draw the regions by hand or open a region file")
+    return spec
 
 
 def region_names() -> tuple[str, ...]:
-    """Names of the regions the anatomy module finds."""
+    """Names of the regions the anatomy finds."""
     try:
-        anatomy = _anatomy_module()
-    except DependencyError:
+        from histoquant.anatomy import REGION_NAMES as names
+    except ImportError:
         return REGION_NAMES
-    return tuple(getattr(anatomy, "REGION_NAMES", REGION_NAMES))
+    return tuple(names)
 
 
-def find_regions(image: Any, names: tuple[str, ...],
-                 progress: Callable[[float, str], None] | None = None) -> dict[str, np.ndarray]:
-    """``{name: bool mask}`` of the anatomy regions of ``image`` (histoquant.anatomy)."""
-    anatomy = _anatomy_module()
-    if progress is not None:
-        progress(0.05, "finding the section and its regions…")
-    masks = anatomy.auto_regions(image, names)
-    if progress is not None:
-        progress(0.9, "tracing outlines…")
-    return {n: np.asarray(m, bool) for n, m in masks.items() if np.asarray(m).any()}
+def anatomy_params_cls() -> type[AssayParams] | None:
+    """The anatomy's parameter dataclass, when histoquant has an anatomy assay."""
+    try:
+        return anatomy_spec().params_cls
+    except DependencyError:
+        return None
+
+
+def _base_name(region: Region) -> str:
+    """``s2_ventral_horn_left`` → ``ventral_horn_left`` (the anatomy's name for the region)."""
+    name = (region.properties or {}).get("region")
+    return str(name) if name else re.sub(r"^s\d+_", "", region.name)
+
+
+def find_regions(image: Any, names: tuple[str, ...], params: Any = None,
+                 progress: Callable[[float, str], None] | None = None,
+                 ) -> tuple[list[Region], AssayResult | None]:
+    """Regions of every cord section of ``image``, from the registry's ``anatomy`` assay.
+
+    Returns the regions named in ``names`` (named as the assays' ``regions="auto"`` names them:
+    plain for one section, ``s<k>_<name>`` for several) as polygons in full-resolution pixels,
+    and the anatomy's result (one summary row per section: orientation, quality, areas).
+    """
+    spec = anatomy_spec()
+    result = spec.run(image, params=params, progress=progress)
+    found = list(result.extra.get("regions") or [])
+    if not found:
+        status = ", ".join(str(s) for s in result.summary.get("status", []))
+        raise RegionError(
+            f"{image.name}: no spinal cord section found ({status or 'nothing found'}"
+            f"{'; ' + '; '.join(result.warnings) if result.warnings else ''}). Check the "
+            "layer and the anatomy parameters, or draw the regions by hand.")
+    return [r for r in found if _base_name(r) in names], result
 
 
 def swap_left_right(names: list[str]) -> list[str]:
@@ -78,6 +111,7 @@ def swap_left_right(names: list[str]) -> list[str]:
 class _Job:
     image: Any
     names: tuple[str, ...]
+    params: Any
     reference: Any
     tolerance_px: float
 
@@ -93,25 +127,43 @@ class AnatomyWidget(RunnerWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
         super().__init__(napari_viewer, parent)
-        self.last_regions: dict[str, np.ndarray] | None = None
+        self.last_regions: list[Region] | None = None
+        self.last_result: AssayResult | None = None
         self.regions_layer: Any = None
         self.image_choice = layer_combo(
             "image", lambda _w: image_choices(self.viewer, split_rgb=False),
             tooltip="The section to outline: a brightfield RGB layer or one fluorescence "
                     "channel (DAPI or autofluorescence show the grey matter best)")
+        names = region_names()
+        self.region_select = Select(
+            label="regions", choices=list(names),
+            value=[n for n in names if n in DEFAULT_SHOWN] or list(names),
+            tooltip="Which regions to make shapes of (white matter is tissue minus grey "
+                    "matter)")
+        self.region_select.native.setMaximumHeight(20 * len(names) + 8)
         self.tolerance = FloatSpinBox(
-            label="outline tolerance (px)", value=1.0, min=0.0, max=20.0, step=0.5,
-            tooltip="Outlines traced from the region masks are simplified to within this many "
-                    "pixels, so that each shape has few enough vertices to edit by hand. "
-                    "0 keeps every boundary pixel.")
+            label="outline simplification (µm)", value=5.0, min=0.0, max=100.0, step=1.0,
+            tooltip="Outlines are simplified to within this distance so that each shape has "
+                    "few enough vertices to edit by hand. 5 µm is half the anatomy's 10 µm "
+                    "working pixel, below the precision of the outlines themselves; 0 keeps "
+                    "every vertex.")
         help_text = Label(value=(
-            "Run finds the regions; then edit the shapes layer (select ▸ move vertices; the "
-            "'name' of a shape is its region). Assay widgets measure inside the shapes of the "
-            "layer chosen as 'regions'."))
+            "Find regions, then edit the shapes (select a shape, drag its vertices; the "
+            "'name' feature is the region). Assay widgets measure inside the shapes of the "
+            "layer chosen as their 'regions'."))
         help_text.native.setWordWrap(True)
-        self.form = Container(widgets=[self.image_choice, self.tolerance, self.pixel_size,
-                                       self.pixel_size_note, help_text], labels=True)
+        self.form = Container(widgets=[self.image_choice, self.region_select, self.tolerance,
+                                       self.pixel_size, self.pixel_size_note, help_text],
+                              labels=True)
         self._layout.addWidget(self.form.native)
+        params_cls = anatomy_params_cls()
+        self.params_form = ParamsForm(params_cls) if params_cls is not None else None
+        if self.params_form is not None:
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setWidget(self.params_form.native)
+            scroll.setMinimumHeight(140)
+            self._layout.addWidget(scroll)
         self._layout.addWidget(self.run_button)
         self.run_button.setText("Find regions")
         self._layout.addWidget(self.progress_bar)
@@ -137,7 +189,8 @@ class AnatomyWidget(RunnerWidget):
         for b in (self.open_button, self.save_button, self.swap_button):
             buttons.addWidget(b)
         self._layout.addLayout(buttons)
-        self._layout.addStretch(1)
+        self.table = ResultTable(self, title="Sections")
+        self._layout.addWidget(self.table, stretch=1)
         self.image_choice.changed.connect(lambda *_: self.update_pixel_size_state())
         self.reset_choices()
 
@@ -160,23 +213,35 @@ class AnatomyWidget(RunnerWidget):
         px = self.resolve_pixel_size(layer)
         image = layers_to_image({"image": (layer, None)}, px, rgb=bool(layer.rgb),
                                 name=self.image_name(layer))
-        return _Job(image, region_names(), layer, float(self.tolerance.value))
+        names = tuple(self.region_select.value or ())
+        if not names:
+            raise RegionError("tick at least one region to find")
+        params = self.params_form.params() if self.params_form is not None else None
+        return _Job(image, names, params, layer, float(self.tolerance.value) / px)
 
-    def compute(self, job: _Job, progress: Callable[[float, str], None]) -> dict:
-        return find_regions(job.image, job.names, progress)
+    def compute(self, job: _Job, progress: Callable[[float, str], None]
+                ) -> tuple[list[Region], AssayResult | None]:
+        return find_regions(job.image, job.names, job.params, progress)
 
-    def show_result(self, job: _Job, masks: dict[str, np.ndarray]) -> None:
-        if not masks:
-            raise RegionError("no region was found in this image")
-        self.last_regions = masks
+    def show_result(self, job: _Job, found: tuple[list[Region], AssayResult | None]) -> None:
+        regions, result = found
+        if not regions:
+            raise RegionError("none of the ticked regions was found in this image")
+        self.last_regions = regions
+        self.last_result = result
         name = f"{self.image_name(job.reference)} regions"
-        data, kwargs = shapes_layer_kwargs(masks, job.reference, name=name,
+        data, kwargs = shapes_layer_kwargs(regions, job.reference, name=name,
                                            tolerance_px=job.tolerance_px)
         kwargs["metadata"] = {"histoquant": {"image": self.image_name(job.reference)}}
         self.regions_layer = self.add_or_update(data, kwargs, "shapes")
         self.shapes_choice.reset_choices()
         self.shapes_choice.value = self.regions_layer
-        self.status.setText(f"{len(masks)} region(s): {', '.join(masks)}")
+        found_names = ", ".join(dict.fromkeys(r.name for r in regions))
+        self.status.setText(f"{len(regions)} region(s): {found_names}")
+        if result is not None:
+            self.table.set_tables(result.summary, result.objects)
+            for message in result.warnings:
+                _notify.warning(message)
 
     # -- region files --------------------------------------------------------------------------
 

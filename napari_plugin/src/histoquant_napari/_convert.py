@@ -263,8 +263,9 @@ def regions_to_shapes_data(
     regions : mapping of name to bool mask, or list of Region
         Regions in image pixel coordinates.
     tolerance_px : float
-        Outlines traced from masks are simplified to this many pixels, so that the user has a
-        handful of vertices to drag instead of one per boundary pixel.
+        Outlines are simplified to within this many pixels (Douglas–Peucker, scikit-image's
+        ``approximate_polygon``), so that the user has a handful of vertices to drag instead
+        of one per boundary pixel. 0 keeps every vertex.
 
     Returns
     -------
@@ -283,18 +284,30 @@ def regions_to_shapes_data(
     names: list[str] = []
     holes: list[bool] = []
     for region in items:
-        polygons = region.polygons or mask_to_polygons(region.mask, tolerance_px=tolerance_px)
+        polygons = region.polygons or mask_to_polygons(region.mask)
         for poly in polygons:
-            data.append(np.asarray(poly.exterior, float))
+            data.append(_simplify(poly.exterior, tolerance_px))
             names.append(region.name)
             holes.append(False)
             for hole in poly.holes:
-                data.append(np.asarray(hole, float))
+                data.append(_simplify(hole, tolerance_px))
                 names.append(region.name)
                 holes.append(True)
     features = pd.DataFrame({"name": pd.Series(names, dtype=object),
                              "hole": pd.Series(holes, dtype=bool)})
     return data, ["polygon"] * len(data), features
+
+
+def _simplify(vertices: np.ndarray, tolerance_px: float) -> np.ndarray:
+    """Fewer vertices within ``tolerance_px``; never fewer than a triangle."""
+    v = np.asarray(vertices, float)
+    if tolerance_px <= 0 or len(v) <= 4:
+        return v
+    from skimage.measure import approximate_polygon
+
+    closed = np.vstack([v, v[:1]])
+    out = approximate_polygon(closed, tolerance_px)[:-1]
+    return out if len(out) >= 3 else v
 
 
 def _ellipse_polygon(corners: np.ndarray, n: int = 72) -> np.ndarray:
