@@ -5,6 +5,8 @@
     OUTDIR/summary.csv         one row per image × region
     OUTDIR/objects.csv         one row per object
     OUTDIR/errors.csv          one row per image that failed (only when one did)
+    OUTDIR/<name>.csv          an assay's extra tables (``result.extra["tables"]``), e.g.
+                               profiles.csv of the Evans Blue assay
     OUTDIR/labels/<stem>.tif   label image of every object, or the mask of an area assay
     OUTDIR/qc/<stem>.png       QC overlay
     OUTDIR/run.json            parameters, versions, inputs
@@ -26,7 +28,7 @@ from .io.writers import atomic_path
 from .results import AssayResult, order_columns, versions
 
 __all__ = ["write_csv", "write_label_image", "write_png", "write_result_files",
-           "write_tables", "write_run_json", "file_sha256"]
+           "write_tables", "extra_tables", "write_run_json", "file_sha256"]
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
@@ -92,6 +94,9 @@ def write_tables(results: Iterable[AssayResult], outdir: str | Path,
     write_csv(summary, outdir / "summary.csv")
     write_csv(objects, outdir / "objects.csv")
     tables = {"summary": summary, "objects": objects}
+    for name, table in extra_tables(results).items():
+        write_csv(table, outdir / f"{name}.csv")
+        tables[name] = table
     err_path = outdir / "errors.csv"
     if errors:
         tables["errors"] = pd.DataFrame(errors)
@@ -99,6 +104,27 @@ def write_tables(results: Iterable[AssayResult], outdir: str | Path,
     elif err_path.exists():
         err_path.unlink()
     return tables
+
+
+def extra_tables(results: Iterable[AssayResult]) -> dict[str, pd.DataFrame]:
+    """Assay-specific tables, concatenated over results.
+
+    An assay puts a table in ``result.extra["tables"][name]`` (a tidy DataFrame, ``image``
+    first); the runner writes it as ``OUTDIR/<name>.csv`` beside summary.csv. Names are
+    letters, digits and underscores; ``summary``, ``objects`` and ``errors`` are reserved.
+    """
+    found: dict[str, list[pd.DataFrame]] = {}
+    for r in results:
+        for name, table in (r.extra.get("tables") or {}).items():
+            if name in ("summary", "objects", "errors") or not name.replace("_", "").isalnum():
+                raise ValueError(f"{r.assay}: extra table name {name!r} is not allowed")
+            if isinstance(table, pd.DataFrame):
+                found.setdefault(name, []).append(table)
+    out = {}
+    for name, parts in found.items():
+        non_empty = [t for t in parts if len(t)]
+        out[name] = pd.concat(non_empty, ignore_index=True) if non_empty else parts[0]
+    return out
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -1,0 +1,879 @@
+"""Evans Blue (EvB) extravasation: how much albumin-bound dye has left the capillaries.
+
+Per image × region the assay reports the EvB-positive area (µm² and % of the region), the
+background-corrected mean and integrated intensity, and — with a vessel channel — how much of
+the positive area and intensity lies outside the vessels (extravascular) and a perivascular
+profile (mean EvB intensity against distance from the nearest vessel).
+
+Pipeline (each step's reason is in ``docs/evans_blue.md``):
+
+1. The EvB channel (Z-stacks projected) is read as float32; saturation and bit depth are
+   measured on the raw values.
+2. Background: a coarse robust estimate (sigma-clipped median of 200 µm tiles of block means,
+   measured only inside the regions) is subtracted, or the median of a reference region, or
+   only the camera offset. With ``flatfield="background"`` the image is also divided by the
+   background's shape (normalised to its mean), which evens out uneven illumination.
+3. Threshold on the corrected image: automatic per image (median + k robust SD of the
+   corrected region pixels, or Otsu/triangle), fixed, or study-wide (one value from
+   :func:`study_threshold`). Positive patches are grown from seeds above
+   ``seed_ratio × threshold`` into pixels above the threshold (hysteresis), and patches smaller
+   than ``min_patch_area_um2`` are dropped.
+4. With a vessel channel: vessels are thresholded, small specks dropped, lumens filled, and the
+   mask dilated by ``vessel_margin_um``; positive pixels inside are intravascular, the rest
+   extravascular. Distances to the nearest vessel give the profile and each patch's distance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from ..errors import EmptyImageError, ParamsError, RegionError
+from ..io.image import Image, check_not_empty
+from ..params import AssayParams, param
+from ..results import AssayResult
+from ..segment.coarse_background import block_any, block_counts, block_sum, coarse_background
+from ..segment.robust_stats import robust_location_scale, sample_pixels
+from .base import (
+    AssaySpec,
+    ChannelRole,
+    Progress,
+    prepare_image,
+    region_table,
+    resolve_channels,
+    resolve_params,
+    resolve_regions,
+)
+
+__all__ = ["EvansBlueParams", "run", "study_threshold", "corrected_channel", "SPEC"]
+
+# Pixels positive in 8 directions belong to one patch: a leak is a blob, not a lattice.
+_CONN8 = np.ones((3, 3), dtype=bool)
+_CONN4 = ndi.generate_binary_structure(2, 1)
+
+
+@dataclass(frozen=True)
+class EvansBlueParams(AssayParams):
+    """Parameters of the Evans Blue assay (defaults explained in ``help``)."""
+
+    background_method: str = param(
+        "coarse", choices=("coarse", "reference", "none"),
+        help="coarse: robust large-scale estimate inside the regions (follows uneven "
+             "illumination and autofluorescence without absorbing leaks); reference: the "
+             "median of the region named reference_region (a constant); none: subtract only "
+             "dark_level (the ImageJ-macro rule).")
+    background_scale_um: float = param(
+        200.0, unit="µm", minimum=1.0,
+        help="Tile size of the coarse background. Perivascular EvB deposits are 10–50 µm "
+             "(REFERENCE.md, Winkler 2013) and a diffuse leak rarely exceeds ~100 µm, so a "
+             "200 µm tile is mostly background even around a large leak, while illumination "
+             "varies over mm [U].")
+    reference_region: str = param(
+        "white_matter",
+        help="Region whose median is the background when background_method='reference'. "
+             "White matter has few capillaries and little leak in this model [U]; any region "
+             "name given in the regions works.")
+    flatfield: str = param(
+        "background", choices=("background", "none"),
+        help="background: divide by the coarse background (less dark_level) normalised to its "
+             "mean over the regions, so a leak reads the same at the field's edge as in its "
+             "centre (widefield vignetting is often 10–30 % [U]); assumes autofluorescence is "
+             "even inside the regions. none: no division.")
+    dark_level: float = param(
+        0.0, minimum=0.0,
+        help="Camera offset in counts, subtracted before the flat-field division (0 suits "
+             "confocal PMTs; set the sCMOS/CCD offset, e.g. 100, for widefield cameras).")
+    threshold_method: str = param(
+        "mad", choices=("mad", "triangle", "otsu", "fixed"),
+        help="mad: median + threshold_k robust SDs of the corrected region pixels — anchored "
+             "on the background, so it stays put when leaks are tiny (< 0.5 % area) where Otsu "
+             "splits the noise in two and triangle depends on the histogram tail; fixed: the "
+             "'threshold' value (for a study-wide threshold from study_threshold()).")
+    threshold_k: float = param(
+        2.5, minimum=0.0,
+        help="Robust SDs above the background for a pixel to be positive. With hysteresis "
+             "seeds at seed_ratio × this (4 SD) and a minimum patch area, pure noise gives "
+             "< 0.01 % positive area, while leak pixels 5 SD bright are kept at > 99 %.")
+    threshold: float = param(
+        0.0,
+        help="Fixed threshold in corrected intensity units (counts at mean illumination, "
+             "background subtracted); used when threshold_method='fixed'.")
+    seed_ratio: float = param(
+        1.6, minimum=1.0,
+        help="A patch must hold at least one pixel above seed_ratio × threshold (hysteresis, "
+             "as in Canny edge detection): isolated noise pixels above the threshold are "
+             "rejected, leak pixels near the threshold are kept. 1 = plain threshold.")
+    min_patch_area_um2: float = param(
+        5.0, unit="µm²", minimum=0.0,
+        help="Patches smaller than this are dropped as noise: a quarter of the cross-section "
+             "of one 6.4 µm capillary (REFERENCE.md), far below a 10 µm perivascular deposit.")
+    saturation_level: float = param(
+        0.0, minimum=0.0,
+        help="Raw value at which the camera saturates; 0 = automatic (the largest value of "
+             "the file's bit depth, or 2^b − 1 for b = 8, 10, 12, 14 when the image reaches "
+             "exactly that value, the mark of a 12-bit camera in a 16-bit file).")
+    saturation_warn_pct: float = param(
+        1.0, unit="%", minimum=0.0, maximum=100.0,
+        help="Warn and flag the row when saturated pixels exceed this % of the positive area: "
+             "their true intensity is unknown, so the integrated intensity is biased low "
+             "by about this fraction or more.")
+    vessel_threshold_method: str = param(
+        "otsu", choices=("otsu", "mad", "triangle", "fixed"),
+        help="Vessel channel threshold. Otsu: vessel stains are bright and cover 4–10 % of "
+             "grey matter (REFERENCE.md: ≈ 4 % volume), a two-class histogram Otsu splits well.")
+    vessel_threshold_k: float = param(
+        3.0, minimum=0.0, help="Robust SDs above background when vessel_threshold_method='mad'.")
+    vessel_threshold: float = param(
+        0.0, help="Fixed vessel threshold (corrected units) when vessel_threshold_method="
+                  "'fixed'.")
+    vessel_min_area_um2: float = param(
+        20.0, unit="µm²", minimum=0.0,
+        help="Vessel specks smaller than this are dropped: a capillary seen over 4 µm of its "
+             "6.4 µm width is ≈ 25 µm² (REFERENCE.md).")
+    vessel_lumen_max_um2: float = param(
+        300.0, unit="µm²", minimum=0.0,
+        help="Holes in the vessel mask up to this area are filled as lumens (an endothelial "
+             "stain outlines a vessel cut across as a ring): ≈ a 20 µm wide venule. Larger "
+             "holes are parenchyma enclosed by a capillary loop (intercapillary distance "
+             "≈ 40 µm) and stay extravascular [U].")
+    vessel_margin_um: float = param(
+        1.0, unit="µm", minimum=0.0,
+        help="The vessel mask is dilated by this much before splitting intra- from "
+             "extravascular EvB: the endothelium and optical blur (≈ 0.5 µm at NA 0.75) "
+             "make intravascular dye spill just outside the stained wall [U].")
+    profile_bin_um: float = param(
+        2.0, unit="µm", minimum=0.1,
+        help="Bin width of the perivascular profile; a 10–50 µm halo spans 5–25 bins.")
+    profile_max_um: float = param(
+        50.0, unit="µm", minimum=0.0,
+        help="Profile range from the vessel wall: perivascular deposits reach 10–50 µm "
+             "(REFERENCE.md, Winkler 2013).")
+    projection: str = param(
+        "max", choices=("max", "mean", "sum"),
+        help="How a Z-stack is reduced to 2D; max keeps each leak's in-focus intensity.")
+
+
+# --------------------------------------------------------------------------------------------
+# Corrected channels
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Channel:
+    """A background-corrected channel and what the correction found."""
+
+    corrected: np.ndarray
+    raw_max: float
+    bit_depth: int
+    saturation_level: float
+    saturated: np.ndarray | None
+    background_grid: Any  # CoarseField of raw background, or None
+    background_const: float | None
+    loc: float
+    sd: float
+
+
+def _raw_channel(image: Image, index: int, p: EvansBlueParams) -> np.ndarray:
+    arr = image.channel(index, projection=p.projection)
+    if np.may_share_memory(arr, image.data):
+        arr = arr.copy()  # corrected in place below; never touch the caller's pixels
+    return arr
+
+
+def _saturation_level(dtype: np.dtype, raw_max: float, p: EvansBlueParams) -> float:
+    if p.saturation_level > 0:
+        return float(p.saturation_level)
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.integer):
+        return float("nan")
+    bits = 8 * dtype.itemsize
+    for b in (8, 10, 12, 14, 16):
+        if b < bits and raw_max == 2**b - 1:
+            return float(2**b - 1)
+    return float(np.iinfo(dtype).max)
+
+
+def _correct(raw: np.ndarray, *, dtype: np.dtype, support: np.ndarray,
+             reference: np.ndarray | None, p: EvansBlueParams, px: float, source: str,
+             role: str) -> _Channel:
+    """Saturation, background subtraction and flat-field of one channel (in place)."""
+    lo, raw_max = float(raw.min()), float(raw.max())
+    sat_level = _saturation_level(dtype, raw_max, p)
+    saturated = None
+    if np.isfinite(sat_level) and raw_max >= sat_level:
+        if lo >= sat_level:
+            raise EmptyImageError(
+                f"{source}: every pixel of the {role} channel is saturated "
+                f"({sat_level:g}); nothing can be measured. Re-image with a shorter exposure "
+                "or lower gain.")
+        saturated = raw >= sat_level
+    if lo == raw_max:
+        check_not_empty(raw, f"{source} ({role} channel)")  # raises, naming the value
+    field = None
+    if p.background_method == "coarse" or p.flatfield == "background":
+        cell = max(1, round(p.background_scale_um / px))
+        field = coarse_background(raw, cell, support, source=source)
+    gain = None
+    if p.flatfield == "background":
+        norm = field.mean_over(support) - p.dark_level
+        if not norm > 0:
+            raise ParamsError(
+                f"{source}: dark_level {p.dark_level:g} is not below the background of the "
+                f"{role} channel ({norm + p.dark_level:.4g}); lower dark_level or use "
+                "flatfield='none'")
+        # Limit the correction to 4× either way: beyond that the 'background' is not
+        # illumination but missing tissue or glass.
+        gain = field.map(lambda g: 1.0 / np.clip((g - p.dark_level) / norm, 0.25, 4.0))
+    if p.background_method == "coarse":
+        field.apply(raw, np.subtract)
+    elif p.dark_level:
+        raw -= np.float32(p.dark_level)
+    if gain is not None:
+        gain.apply(raw, np.multiply)
+    const = None
+    if p.background_method == "reference":
+        ref_level = float(np.median(sample_pixels(raw, reference)))
+        raw -= np.float32(ref_level)
+        const = ref_level + p.dark_level  # back in raw counts (at mean illumination)
+    elif p.background_method == "none":
+        const = float(p.dark_level)
+    loc, sd = robust_location_scale(sample_pixels(raw, support))
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        # Integer data cannot show a spread below its quantisation step (1/√12 counts).
+        sd = max(sd, 1 / math.sqrt(12))
+    return _Channel(raw, raw_max, 8 * np.dtype(dtype).itemsize, sat_level, saturated, field, const,
+                    loc, sd)
+
+
+def _threshold(ch: _Channel, support: np.ndarray, method: str, k: float,
+               fixed: float) -> float:
+    if method == "fixed":
+        return float(fixed)
+    if method == "mad":
+        return ch.loc + k * ch.sd
+    return _histogram_threshold(sample_pixels(ch.corrected, support), method)
+
+
+def _histogram_threshold(values: np.ndarray, method: str) -> float:
+    from skimage.filters import threshold_otsu, threshold_triangle
+
+    values = np.asarray(values, dtype=np.float32)
+    if values.size == 0 or float(values.min()) == float(values.max()):
+        return float(values.max()) if values.size else float("nan")
+    return float(threshold_otsu(values) if method == "otsu" else threshold_triangle(values))
+
+
+# --------------------------------------------------------------------------------------------
+# Masks
+# --------------------------------------------------------------------------------------------
+
+
+def _positive_patches(corrected: np.ndarray, support: np.ndarray, threshold: float,
+                      seed: float, min_px: float) -> tuple[np.ndarray, int]:
+    """Hysteresis threshold + minimum area; returns (labels int32, count)."""
+    low = corrected >= np.float32(threshold)
+    low &= support
+    labels, n = ndi.label(low, structure=_CONN8, output=np.int32)
+    if n == 0:
+        return labels, 0
+    # Positive pixels are few: count and relabel only them, not the whole image.
+    idx = np.flatnonzero(low)
+    del low
+    lab = labels.ravel()[idx]
+    sizes = np.bincount(lab, minlength=n + 1)
+    keep = sizes >= max(min_px, 1)
+    if seed > threshold:
+        seeded = np.zeros(n + 1, dtype=bool)
+        seeded[lab[corrected.ravel()[idx] >= np.float32(seed)]] = True
+        keep &= seeded
+    keep[0] = False
+    lut = np.zeros(n + 1, dtype=np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    labels.ravel()[idx] = lut[lab]
+    return labels, int(keep.sum())
+
+
+def _vessel_mask(corrected: np.ndarray, threshold: float, p: EvansBlueParams,
+                 px: float) -> np.ndarray:
+    vessel = corrected >= np.float32(threshold)
+    area_px = px * px
+    min_px = p.vessel_min_area_um2 / area_px
+    if min_px > 1:
+        lab, n = ndi.label(vessel, structure=_CONN8, output=np.int32)
+        idx = np.flatnonzero(vessel)
+        sizes = np.bincount(lab.ravel()[idx], minlength=n + 1)
+        vessel.ravel()[idx[sizes[lab.ravel()[idx]] < min_px]] = False
+        del lab, idx
+    lumen_px = p.vessel_lumen_max_um2 / area_px
+    if lumen_px >= 1:
+        # Holes are background components not touching the image edge (4-connected, as
+        # ImageJ's Fill Holes); only lumen-sized ones are filled.
+        lab, n = ndi.label(~vessel, structure=_CONN4, output=np.int32)
+        if n > 1:
+            inner = np.ones(n + 1, dtype=bool)
+            inner[0] = False
+            inner[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = False
+            # Hole pixels are few: size them without counting the whole background.
+            idx = np.flatnonzero(inner[lab])
+            if idx.size:
+                hole = lab.ravel()[idx]
+                sizes = np.bincount(hole, minlength=n + 1)
+                vessel.ravel()[idx[sizes[hole] <= lumen_px]] = True
+        del lab
+    return vessel
+
+
+def _disk(radius_px: float) -> np.ndarray:
+    r = int(np.floor(radius_px))
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return yy**2 + xx**2 <= radius_px**2
+
+
+def _dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    """Dilation by a disk; small disks as an OR of shifted copies (faster than scipy's)."""
+    if radius_px < 1:
+        return mask.copy()
+    disk = _disk(radius_px)
+    if disk.shape[0] > 9:
+        return ndi.binary_dilation(mask, structure=disk)
+    r = disk.shape[0] // 2
+    h, w = mask.shape
+    out = mask.copy()
+    for dy, dx in zip(*np.nonzero(disk)):
+        dy, dx = int(dy) - r, int(dx) - r
+        if dy == 0 and dx == 0:
+            continue
+        src = mask[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+        out[max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)] |= src
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Regions
+# --------------------------------------------------------------------------------------------
+
+
+def _regions(image: Image, regions: Any, p: EvansBlueParams) -> tuple[dict[str, np.ndarray],
+                                                                      np.ndarray | None]:
+    """Measured regions and the reference-region mask (when background_method='reference')."""
+    if isinstance(regions, str) and regions == "auto":
+        wanted = SPEC.auto_regions
+        if p.background_method == "reference" and p.reference_region not in wanted:
+            wanted = (*wanted, p.reference_region)
+        masks = resolve_regions(image, "auto", wanted)
+    else:
+        masks = resolve_regions(image, regions, SPEC.auto_regions)
+    masks = {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
+    reference = None
+    if p.background_method == "reference":
+        if p.reference_region not in masks:
+            raise RegionError(
+                f"{image.source}: background_method='reference' needs a region named "
+                f"{p.reference_region!r}, but the regions are {', '.join(masks)}. Draw it, or "
+                "set reference_region to one of these names.")
+        reference = masks[p.reference_region]
+    return masks, reference
+
+
+# --------------------------------------------------------------------------------------------
+# The assay
+# --------------------------------------------------------------------------------------------
+
+
+def _check_params(p: EvansBlueParams, vessel: bool) -> None:
+    if p.threshold_method == "fixed" and not p.threshold > 0:
+        raise ParamsError(
+            "threshold_method='fixed' needs threshold > 0 (in corrected intensity units); "
+            "compute a study-wide one with histoquant.assays.evans_blue.study_threshold()")
+    if vessel and p.vessel_threshold_method == "fixed" and not p.vessel_threshold > 0:
+        raise ParamsError("vessel_threshold_method='fixed' needs vessel_threshold > 0")
+
+
+def corrected_channel(image: Image | np.ndarray, params: Any = None, *,
+                      channels: Mapping[str, str | int] | None = None, regions: Any = None,
+                      pixel_size_um: float | None = None, role: str = "evb") -> np.ndarray:
+    """The background-corrected (and flat-fielded) channel the assay thresholds.
+
+    Parameters
+    ----------
+    image : Image or ndarray
+        The image.
+    params : EvansBlueParams, dict or path, optional
+        Assay parameters.
+    channels : mapping, optional
+        Channel role → name or index (``{"evb": "Cy5"}``).
+    regions : optional
+        As for :func:`run`; the background is measured inside them.
+    pixel_size_um : float, optional
+        Pixel size override.
+    role : {"evb", "vessel"}
+        Which channel.
+
+    Returns
+    -------
+    ndarray
+        float32 image in corrected intensity units (counts at mean illumination, background
+        ≈ 0).
+    """
+    p = resolve_params(EvansBlueParams, params)
+    image = prepare_image(image, pixel_size_um)
+    chans = resolve_channels(image, SPEC.channel_roles, channels)
+    if role not in chans:
+        raise ParamsError(f"no {role!r} channel in this image")
+    masks, reference = _regions(image, regions, p)
+    support = _union(masks.values())
+    ch = _correct(_raw_channel(image, chans[role], p), dtype=image.dtype,
+                  support=support, reference=reference, p=p, px=image.pixel_size_um,
+                  source=image.source, role=role)
+    return ch.corrected
+
+
+def _union(masks: Iterable[np.ndarray]) -> np.ndarray:
+    it = iter(masks)
+    out = np.array(next(it), dtype=bool)
+    for m in it:
+        out |= m
+    return out
+
+
+def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
+        channels: Mapping[str, str | int] | None = None, pixel_size_um: float | None = None,
+        progress: Progress | None = None) -> AssayResult:
+    """Measure Evans Blue extravasation in one image.
+
+    Parameters
+    ----------
+    image : Image or ndarray
+        Fluorescence image (2D, multichannel, or a Z-stack that is projected) with its pixel
+        size.
+    regions : None, "auto", path, or regions
+        Where to measure: ``None`` = whole image, ``"auto"`` = grey matter found by
+        :mod:`histoquant.anatomy`, a region file, or masks / :class:`~histoquant.rois.Region`.
+    params : EvansBlueParams, dict or path, optional
+        Parameters; defaults when omitted.
+    channels : mapping, optional
+        ``{"evb": NAME|INDEX, "vessel": NAME|INDEX}``. A single-channel image is the EvB
+        channel; channels named ``evb``/``vessel`` are found by name.
+    pixel_size_um : float, optional
+        Pixel size override in µm.
+    progress : callable, optional
+        ``progress(fraction, message)``.
+
+    Returns
+    -------
+    AssayResult
+        ``summary`` (one row per region), ``objects`` (one row per positive patch),
+        ``labels`` (patch labels), ``masks`` (``positive``, ``vessel``, ``vessel_zone``),
+        ``qc`` (RGB overlay), ``extra["profile"]`` (perivascular profile table, also in
+        ``extra["tables"]["profiles"]``), ``warnings``.
+
+    Raises
+    ------
+    ChannelError
+        No EvB channel can be chosen, or a channel name/index is wrong.
+    EmptyImageError
+        A blank channel (all one value) or a fully saturated one.
+    PixelSizeError
+        No pixel size.
+    """
+    def report(frac: float, msg: str) -> None:
+        if progress is not None:
+            progress(frac, msg)
+
+    p = resolve_params(EvansBlueParams, params)
+    image = prepare_image(image, pixel_size_um)
+    px = float(image.pixel_size_um)
+    chans = resolve_channels(image, SPEC.channel_roles, channels)
+    has_vessel = "vessel" in chans
+    _check_params(p, has_vessel)
+    masks, reference = _regions(image, regions, p)
+    support = _union(masks.values())
+    warnings: list[str] = []
+    report(0.05, "background")
+    evb = _correct(_raw_channel(image, chans["evb"], p), dtype=image.dtype,
+                   support=support, reference=reference, p=p, px=px, source=image.source,
+                   role="evb")
+    threshold = _threshold(evb, support, p.threshold_method, p.threshold_k, p.threshold)
+    seed = max(threshold, p.seed_ratio * threshold)
+    report(0.35, "threshold")
+    labels, n_patches = _positive_patches(evb.corrected, support, threshold, seed,
+                                          p.min_patch_area_um2 / (px * px))
+    positive = labels > 0
+    vessel = zone = None
+    vessel_display = None
+    v_threshold = float("nan")
+    if has_vessel:
+        report(0.5, "vessels")
+        vch = _correct(_raw_channel(image, chans["vessel"], p), dtype=image.dtype,
+                       support=support, reference=reference, p=p, px=px,
+                       source=image.source, role="vessel")
+        v_threshold = _threshold(vch, support, p.vessel_threshold_method,
+                                 p.vessel_threshold_k, p.vessel_threshold)
+        vessel = _vessel_mask(vch.corrected, v_threshold, p, px)
+        q = _qc_step(image.shape_yx)
+        vessel_display = vch.corrected[::q, ::q].copy()
+        del vch
+        zone = _dilate(vessel, p.vessel_margin_um / px)
+        if not vessel.any():
+            warnings.append(f"{image.name}: no vessel found in the vessel channel (threshold "
+                            f"{v_threshold:.4g}); intra/extravascular split is empty")
+    report(0.7, "measuring")
+    grid = _DistanceGrid.make(vessel, px, p) if has_vessel and vessel.any() else None
+    summary = _summary(image, masks, evb, positive, n_patches, labels, threshold, seed,
+                       v_threshold, vessel, zone, p, px, warnings)
+    objects = _objects(image.name, labels, n_patches, evb.corrected, masks, zone, grid, px)
+    profile = _profile(image.name, masks, evb.corrected, positive, grid, p, px) \
+        if grid is not None else _empty_profile()
+    report(0.9, "QC overlay")
+    qc = _qc_overlay(image.name, evb.corrected, vessel_display, positive, vessel, masks,
+                     summary, threshold, p, warnings)
+    out_masks = {"positive": positive}
+    if vessel is not None:
+        out_masks.update(vessel=vessel, vessel_zone=zone)
+    extra = {"profile": profile, "tables": {"profiles": profile},
+             "threshold": threshold, "seed_threshold": seed, "noise_sd": evb.sd,
+             "vessel_threshold": v_threshold}
+    report(1.0, "done")
+    return AssayResult(assay=SPEC.name, image=image.name, objects=objects, summary=summary,
+                       labels=labels, masks=out_masks, qc=qc, params=p.to_dict(),
+                       pixel_size_um=px, warnings=warnings, extra=extra)
+
+
+# --------------------------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _DistanceGrid:
+    """Distance to the nearest vessel on a grid of ≈ 1 µm blocks.
+
+    An exact full-resolution distance transform is the slowest step by far on large images;
+    the profile bins (2 µm) and patch distances need ≈ 1 µm, so distances are computed on
+    blocks of ``factor`` pixels (a block is vessel when half of it is).
+    """
+
+    factor: int
+    vessel: np.ndarray
+    distance_um: np.ndarray
+
+    @classmethod
+    def make(cls, vessel: np.ndarray, px: float, p: EvansBlueParams) -> _DistanceGrid:
+        step_um = min(p.profile_bin_um / 2, 1.0)
+        f = max(1, int(step_um / px))
+        vgrid = block_sum(vessel, f) >= 0.5 * block_counts(vessel.shape, f)
+        dist = ndi.distance_transform_edt(~vgrid, sampling=f * px).astype(np.float32)
+        return cls(f, vgrid, dist)
+
+
+def _region_sum(values: np.ndarray, mask: np.ndarray) -> float:
+    return float(np.sum(values, where=mask, dtype=np.float64))
+
+
+def _summary(image, masks, evb, positive, n_patches, labels, threshold, seed, v_threshold,
+             vessel, zone, p, px, warnings) -> pd.DataFrame:
+    area = px * px
+    table = region_table(image.name, masks, px)
+    rows: list[dict[str, Any]] = []
+    corrected = evb.corrected
+    sat = evb.saturated
+    for name, m in masks.items():
+        n_reg = int(np.count_nonzero(m))
+        pos = positive & m
+        n_pos = int(np.count_nonzero(pos))
+        sum_pos = _region_sum(corrected, pos)
+        row: dict[str, Any] = {
+            "evb_positive_area_um2": n_pos * area,
+            "evb_positive_area_pct": 100.0 * n_pos / n_reg,
+            "n_patches": int(np.count_nonzero(np.bincount(labels[pos], minlength=n_patches + 1)
+                                              [1:])) if n_pos else 0,
+            "mean_intensity": _region_sum(corrected, m) / n_reg,
+            "positive_mean_intensity": sum_pos / n_pos if n_pos else float("nan"),
+            "integrated_intensity_um2": sum_pos * area,
+        }
+        if vessel is not None:
+            n_v = int(np.count_nonzero(vessel & m))
+            intra = pos & zone
+            n_in = int(np.count_nonzero(intra))
+            sum_in = _region_sum(corrected, intra)
+            row.update({
+                "vessel_area_pct": 100.0 * n_v / n_reg,
+                "intravascular_area_um2": n_in * area,
+                "extravascular_area_um2": (n_pos - n_in) * area,
+                "extravascular_area_pct": 100.0 * (n_pos - n_in) / n_reg,
+                "extravascular_fraction_pct": 100.0 * (n_pos - n_in) / n_pos if n_pos
+                else float("nan"),
+                "intravascular_integrated_intensity_um2": sum_in * area,
+                "extravascular_integrated_intensity_um2": (sum_pos - sum_in) * area,
+            })
+        else:
+            row.update({k: float("nan") for k in (
+                "vessel_area_pct", "intravascular_area_um2", "extravascular_area_um2",
+                "extravascular_area_pct", "extravascular_fraction_pct",
+                "intravascular_integrated_intensity_um2",
+                "extravascular_integrated_intensity_um2")})
+        n_sat = int(np.count_nonzero(sat & m)) if sat is not None else 0
+        n_sat_pos = int(np.count_nonzero(sat & pos)) if sat is not None else 0
+        known = np.isfinite(evb.saturation_level)
+        sat_pos_pct = 100.0 * n_sat_pos / n_pos if n_pos else 0.0
+        flag = bool(known and (sat_pos_pct > p.saturation_warn_pct
+                               or (n_pos == 0 and n_sat > 0)))
+        row.update({
+            "threshold": threshold,
+            "seed_threshold": seed,
+            "threshold_method": p.threshold_method,
+            "noise_sd": evb.sd,
+            "background": _background_level(evb, m),
+            "background_method": p.background_method,
+            "vessel_threshold": v_threshold,
+            "bit_depth": evb.bit_depth,
+            "saturation_level": evb.saturation_level,
+            "saturated_pct": 100.0 * n_sat / n_reg if known else float("nan"),
+            "saturated_positive_pct": sat_pos_pct if known else float("nan"),
+            "saturation_flag": flag,
+        })
+        if flag:
+            warnings.append(
+                f"{image.name}/{name}: {n_sat} saturated pixel(s), {sat_pos_pct:.2f} % of the "
+                f"EvB-positive area (limit {p.saturation_warn_pct:g} %); the integrated "
+                "intensity is underestimated. Re-image with a shorter exposure.")
+        rows.append(row)
+    return pd.concat([table, pd.DataFrame(rows)], axis=1)
+
+
+def _background_level(ch: _Channel, mask: np.ndarray) -> float:
+    """Mean raw background (counts) over a region."""
+    if ch.background_const is not None:
+        return ch.background_const
+    if ch.background_grid is None:
+        return float("nan")
+    return ch.background_grid.mean_over(mask)
+
+
+_OBJECT_COLUMNS = ["image", "region", "label", "centroid_y_um", "centroid_x_um", "area_um2",
+                   "mean_intensity", "max_intensity", "integrated_intensity_um2",
+                   "vessel_overlap_pct", "distance_to_vessel_um", "class"]
+
+
+def _objects(image_name, labels, n, corrected, masks, zone, grid, px) -> pd.DataFrame:
+    if n == 0:
+        return pd.DataFrame(columns=_OBJECT_COLUMNS)
+    idx = np.flatnonzero(labels)
+    lab = labels.ravel()[idx]
+    val = corrected.ravel()[idx].astype(np.float64)
+    w = labels.shape[1]
+    ys, xs = np.divmod(idx, w)
+    count = np.bincount(lab, minlength=n + 1)[1:].astype(np.float64)
+    total = np.bincount(lab, weights=val, minlength=n + 1)[1:]
+    cy = np.bincount(lab, weights=ys, minlength=n + 1)[1:] / count
+    cx = np.bincount(lab, weights=xs, minlength=n + 1)[1:] / count
+    vmax = np.full(n + 1, -np.inf)
+    np.maximum.at(vmax, lab, val)
+    names = list(masks)
+    overlap = np.stack([np.bincount(lab, weights=masks[k].ravel()[idx],
+                                    minlength=n + 1)[1:] for k in names])
+    region = [names[i] for i in np.argmax(overlap, axis=0)]
+    if zone is not None:
+        v_pct = 100.0 * np.bincount(lab, weights=zone.ravel()[idx], minlength=n + 1)[1:] / count
+        cls = np.where(v_pct > 50, "intravascular", "extravascular")
+    else:
+        v_pct = np.full(n, np.nan)
+        cls = np.full(n, "positive")
+    dist = np.full(n, np.nan)
+    if grid is not None:
+        d = grid.distance_um[ys // grid.factor, xs // grid.factor].astype(np.float64)
+        dmin = np.full(n + 1, np.inf)
+        np.minimum.at(dmin, lab, d)
+        dist = dmin[1:]
+    return pd.DataFrame({
+        "image": image_name,
+        "region": region,
+        "label": np.arange(1, n + 1),
+        "centroid_y_um": cy * px,
+        "centroid_x_um": cx * px,
+        "area_um2": count * px * px,
+        "mean_intensity": total / count,
+        "max_intensity": vmax[1:],
+        "integrated_intensity_um2": total * px * px,
+        "vessel_overlap_pct": v_pct,
+        "distance_to_vessel_um": dist,
+        "class": cls,
+    })
+
+
+_PROFILE_COLUMNS = ["image", "region", "compartment", "distance_min_um", "distance_max_um",
+                    "area_um2", "mean_intensity", "positive_area_pct"]
+
+
+def _empty_profile() -> pd.DataFrame:
+    return pd.DataFrame(columns=_PROFILE_COLUMNS)
+
+
+def _profile(image_name, masks, corrected, positive, grid: _DistanceGrid, p, px) -> pd.DataFrame:
+    f = grid.factor
+    bin_um = p.profile_bin_um
+    n_bins = max(1, math.ceil(p.profile_max_um / bin_um))
+    d = grid.distance_um
+    # Bin 0 is the vessel itself; bin i ≥ 1 holds distances in ((i-1)·bin, i·bin].
+    idx = np.where(grid.vessel, 0, np.ceil(d / bin_um).astype(np.int64))
+    idx = np.where(idx > n_bins, n_bins + 1, idx).ravel()
+    rows = []
+    for name, m in masks.items():
+        n = block_sum(m, f).ravel()
+        s = block_sum(np.where(m, corrected, np.float32(0)), f).ravel()
+        pos = block_sum(positive & m, f).ravel()
+        cnt = np.bincount(idx, weights=n, minlength=n_bins + 2)
+        tot = np.bincount(idx, weights=s, minlength=n_bins + 2)
+        npos = np.bincount(idx, weights=pos, minlength=n_bins + 2)
+        for b in range(n_bins + 1):
+            if cnt[b] == 0:
+                continue
+            rows.append({
+                "image": image_name, "region": name,
+                "compartment": "vessel" if b == 0 else "perivascular",
+                "distance_min_um": 0.0 if b == 0 else (b - 1) * bin_um,
+                "distance_max_um": 0.0 if b == 0 else b * bin_um,
+                "area_um2": cnt[b] * px * px,
+                "mean_intensity": tot[b] / cnt[b],
+                "positive_area_pct": 100.0 * npos[b] / cnt[b],
+            })
+    return pd.DataFrame(rows, columns=_PROFILE_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------
+# QC
+# --------------------------------------------------------------------------------------------
+
+
+def _qc_step(shape: tuple[int, int], max_px: int = 1600) -> int:
+    return max(1, math.ceil(max(shape) / max_px))
+
+
+def _qc_overlay(name, corrected, vessel_display, positive, vessel, masks, summary, threshold,
+                p, warnings) -> np.ndarray:
+    from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines, draw_outlines, to_display_rgb
+
+    q = _qc_step(corrected.shape)
+    layers = [(corrected[::q, ::q], (255, 0, 255))]
+    if vessel_display is not None:
+        layers.append((vessel_display, (0, 190, 0)))
+    rgb = to_display_rgb(None, channels=layers, percentiles=(1.0, 99.8))
+    if vessel is not None:
+        draw_outlines(rgb, block_any(vessel, q)[:rgb.shape[0], :rgb.shape[1]].astype(np.int32),
+                      (0, 114, 178), thickness_px=1)
+    draw_outlines(rgb, block_any(positive, q)[:rgb.shape[0], :rgb.shape[1]].astype(np.int32),
+                  CLASS_COLOURS["positive"], thickness_px=1)
+    draw_mask_outlines(rgb, {k: block_any(m, q)[:rgb.shape[0], :rgb.shape[1]]
+                             for k, m in masks.items()})
+    # The caption font has ASCII glyphs only.
+    lines = [f"{name} - Evans Blue; threshold {threshold:.4g} ({p.threshold_method}); "
+             "yellow = EvB+, blue = vessels"]
+    for row in summary.head(4).itertuples():
+        text = f"{row.region}: EvB+ {row.evb_positive_area_pct:.2f} % of " \
+               f"{row.region_area_mm2:.3f} mm2"
+        if np.isfinite(row.extravascular_fraction_pct):
+            text += f", {row.extravascular_fraction_pct:.0f} % extravascular"
+        if row.saturation_flag:
+            text += " - SATURATED"
+        lines.append(text)
+    if warnings:
+        lines.append(f"{len(warnings)} warning(s): see run log")
+    return add_caption(rgb, lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Study-wide threshold
+# --------------------------------------------------------------------------------------------
+
+
+def study_threshold(images: Sequence[Image | np.ndarray | str | Path], params: Any = None, *,
+                    channels: Mapping[str, str | int] | None = None, regions: Any = None,
+                    regions_per_image: Sequence[Any] | None = None,
+                    pixel_size_um: float | None = None,
+                    samples_per_image: int = 500_000) -> float:
+    """One threshold for a whole study, computed from a set of images (e.g. all vehicles).
+
+    Each image is background-corrected exactly as :func:`run` does; the same number of
+    region pixels is drawn from each (so a large image does not outvote a small one), pooled,
+    and the automatic method of ``params`` (``mad``, ``otsu`` or ``triangle``) is applied to
+    the pool. Run every image with ``params.replace(threshold_method="fixed",
+    threshold=value)`` so all groups are measured against the same intensity.
+
+    Parameters
+    ----------
+    images : sequence of Image, ndarray or path
+        The reference images.
+    params : EvansBlueParams, dict or path, optional
+        Parameters (the automatic ``threshold_method`` and ``threshold_k`` are used).
+    channels : mapping, optional
+        Channel role → name or index, for every image.
+    regions : optional
+        Regions for every image (as for :func:`run`).
+    regions_per_image : sequence, optional
+        One regions entry per image instead (for example each section's grey matter).
+    pixel_size_um : float, optional
+        Pixel size override for every image.
+    samples_per_image : int
+        Pixels drawn from each image.
+
+    Returns
+    -------
+    float
+        The threshold in corrected intensity units.
+    """
+    from ..io import read_image
+
+    p = resolve_params(EvansBlueParams, params)
+    if p.threshold_method == "fixed":
+        raise ParamsError("study_threshold computes a threshold: give an automatic "
+                          "threshold_method (mad, otsu or triangle), not 'fixed'")
+    images = list(images)
+    if not images:
+        raise ParamsError("study_threshold needs at least one image")
+    if regions_per_image is not None and len(regions_per_image) != len(images):
+        raise ParamsError(f"regions_per_image has {len(regions_per_image)} entries for "
+                          f"{len(images)} images")
+    pools = []
+    is_integer = False
+    for i, item in enumerate(images):
+        img = read_image(item, pixel_size_um) if isinstance(item, (str, Path)) else item
+        img = prepare_image(img, pixel_size_um)
+        is_integer |= np.issubdtype(img.dtype, np.integer)
+        chans = resolve_channels(img, SPEC.channel_roles, channels)
+        reg = regions if regions_per_image is None else regions_per_image[i]
+        masks, reference = _regions(img, reg, p)
+        support = _union(masks.values())
+        ch = _correct(_raw_channel(img, chans["evb"], p), dtype=img.dtype,
+                      support=support, reference=reference, p=p, px=img.pixel_size_um,
+                      source=img.source, role="evb")
+        values = sample_pixels(ch.corrected, support, samples_per_image)
+        if values.size > samples_per_image:
+            values = values[np.linspace(0, values.size - 1, samples_per_image).astype(np.intp)]
+        pools.append(values)
+    pooled = np.concatenate(pools)
+    if p.threshold_method == "mad":
+        loc, sd = robust_location_scale(pooled)
+        if is_integer:
+            sd = max(sd, 1 / math.sqrt(12))
+        return float(loc + p.threshold_k * sd)
+    return _histogram_threshold(pooled, p.threshold_method)
+
+
+SPEC = AssaySpec(
+    name="evans-blue",
+    title="Evans Blue extravasation: EvB-positive area, intensity, intra/extravascular split",
+    params_cls=EvansBlueParams,
+    run=run,
+    channel_roles=(
+        ChannelRole("evb", True, "Evans Blue fluorescence, far red (ex ≈ 620 / em ≈ 680 nm)"),
+        ChannelRole("vessel", False, "vessel stain: lectin, FITC-dextran, RECA-1 or CD31"),
+    ),
+    auto_regions=("grey_matter",),
+)
