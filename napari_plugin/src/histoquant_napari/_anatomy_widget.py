@@ -28,7 +28,7 @@ from ._base_widget import RunnerWidget, image_choices, layer_combo, shapes_choic
 from ._convert import layers_to_image
 from ._params_form import ParamsForm
 from ._shapes import regions_from_shapes_layer, shapes_layer_kwargs
-from ._table import ResultTable
+from ._table import ResultTable, result_tables
 
 __all__ = ["AnatomyWidget", "find_regions", "REGION_NAMES", "swap_left_right"]
 
@@ -239,7 +239,7 @@ class AnatomyWidget(RunnerWidget):
         found_names = ", ".join(dict.fromkeys(r.name for r in regions))
         self.status.setText(f"{len(regions)} region(s): {found_names}")
         if result is not None:
-            self.table.set_tables(result.summary, result.objects)
+            self.table.set_tables(result_tables(result))
             for message in result.warnings:
                 _notify.warning(message)
 

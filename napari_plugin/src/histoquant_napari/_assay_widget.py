@@ -29,7 +29,7 @@ from ._convert import layers_to_image
 from ._params_form import ParamsForm
 from ._results import result_layer_data
 from ._shapes import regions_from_shapes_layer
-from ._table import ResultTable
+from ._table import ResultTable, result_tables
 
 __all__ = ["AssayWidget", "assay_specs", "widget_class_name"]
 
@@ -117,7 +117,7 @@ class AssayWidget(RunnerWidget):
         self._layout.addWidget(self.run_button)
         self._layout.addWidget(self.progress_bar)
         self._layout.addWidget(self.status)
-        self.table = ResultTable(self)
+        self.table = ResultTable(self, title="Results")
         self._layout.addWidget(self.table, stretch=1)
         self.assay_choice.changed.connect(self._build_for_assay)
         self._build_for_assay(first)
@@ -173,17 +173,26 @@ class AssayWidget(RunnerWidget):
         self._params_scroll.setWidget(self.params_form.native)
         self.form.reset_choices()
         self._auto_pick()
+        shapes = [v for _, v in self._choice_items(self.regions_choice) if v is not None]
+        if shapes:
+            self.regions_choice.value = shapes[-1]
         for w in self.role_widgets.values():
             w.changed.connect(lambda *_: self.update_pixel_size_state())
         self.update_pixel_size_state()
 
     def _layers_changed(self, event: Any = None) -> None:
         super()._layers_changed(event)
-        from napari.layers import Image
+        from napari.layers import Image, Shapes
 
-        if getattr(event, "type", "") == "inserted" and isinstance(
-                getattr(event, "value", None), Image):
+        if getattr(event, "type", "") != "inserted":
+            return
+        layer = getattr(event, "value", None)
+        if isinstance(layer, Image):
             self._auto_pick()
+        elif isinstance(layer, Shapes):
+            # New regions (from the anatomy widget, a region file, a sample) are what the user
+            # wants measured next; "whole image" stays one click away.
+            self.regions_choice.value = layer
 
     def _auto_pick(self) -> None:
         """Pre-select a layer per role: one whose channel name matches the role, else in order."""
@@ -294,7 +303,7 @@ class AssayWidget(RunnerWidget):
             layers.append(self.add_or_update(data, kwargs, kind))
         self.result_layers = layers
         self.last_result = result
-        self.table.set_tables(result.summary, result.objects)
+        self.table.set_tables(result_tables(result))
         self.status.setText(f"{result.assay}: {len(result.objects)} object(s) in "
                             f"{len(result.summary)} region(s)")
         for message in result.warnings:

@@ -254,7 +254,7 @@ def region_colour(name: str) -> str:
 
 def regions_to_shapes_data(
     regions: Mapping[str, np.ndarray] | Sequence[Region],
-    tolerance_px: float = 1.0,
+    tolerance_px: float = 0.0,
 ) -> tuple[list[np.ndarray], list[str], pd.DataFrame]:
     """Polygons, shape types and features (``name``, ``hole``) for a napari Shapes layer.
 

@@ -3,8 +3,9 @@
 The examples are looked for beside the installed histoquant source tree (``example_images/``
 next to the ``histoquant`` package, or next to this plugin's folder). Which file belongs to
 which assay is read from ``example_images/study.yaml`` (the file ``histoquant batch`` reads),
-falling back to a file whose name holds the assay's name. When no example file is found, a
-small phantom from :mod:`histoquant.synthetic` is made instead (:func:`phantom_for`).
+falling back to a file whose name holds the assay's name; region files written beside it
+(``<stem>_grey_matter.geojson``) open as a Shapes layer. When no example file is found, the
+assay's phantom from :mod:`histoquant.synthetic` is written instead (:func:`phantom_for`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-__all__ = ["example_images_dir", "example_file", "sample_layers", "phantom_for"]
+__all__ = ["example_images_dir", "example_file", "sample_layers", "phantom_for",
+           "region_files_for"]
 
 log = logging.getLogger(__name__)
 
@@ -68,42 +70,103 @@ def example_file(assay: str, folder: Path | None = None) -> Path | None:
     return None
 
 
-def phantom_for(assay: str) -> Any:
-    """A small phantom :class:`~histoquant.io.Image` for ``assay`` from histoquant.synthetic.
+#: Phantom modules of histoquant.synthetic whose name is not the assay's.
+_PHANTOM_MODULES = {"vasculature": ("vessels",), "anatomy": ("cord",),
+                    "gfp-cells": ("gfp",), "motor-neurons": ("nissl", "motor_neurons")}
 
-    Looks for ``histoquant.synthetic.example_image(assay)``; returns None when the core
-    offers no phantom for that assay.
+
+def _cache_dir() -> Path:
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / "histoquant-napari-samples"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def phantom_for(assay: str) -> Path | None:
+    """Write the example phantom of ``assay`` with histoquant.synthetic and return its path.
+
+    Uses the ``make_example(path)`` function of the assay's phantom module
+    (``histoquant.synthetic.<assay>`` or the module named for it); None when there is none.
+    Files are cached in the temporary folder, so a second open is instant.
     """
-    try:
-        from histoquant import synthetic
-    except ImportError:
-        return None
-    maker = getattr(synthetic, "example_image", None)
-    if maker is None:
-        return None
-    try:
-        return maker(assay)
-    except Exception:
-        log.warning("no phantom for %s", assay, exc_info=True)
-        return None
+    import importlib
+
+    base = assay.replace("-", "_")
+    for mod in (base, *_PHANTOM_MODULES.get(assay, ())):
+        try:
+            module = importlib.import_module(f"histoquant.synthetic.{mod}")
+        except ImportError:
+            continue
+        maker = getattr(module, "make_example", None)
+        if maker is None:
+            continue
+        folder = _cache_dir() / base
+        existing = sorted(p for p in folder.glob("*example*") if _is_image(p)) \
+            if folder.exists() else []
+        if existing:
+            return existing[0]
+        target = folder / f"{base}_example.ome.tif"
+        try:
+            out = maker(target)
+        except Exception:
+            log.warning("could not make the %s phantom", assay, exc_info=True)
+            return None
+        if isinstance(out, dict) and "image" in out:
+            return Path(out["image"])
+        return Path(out) if out is not None else target
+    return None
+
+
+def _is_image(p: Path) -> bool:
+    from histoquant.io import is_image_file
+
+    return is_image_file(p)
+
+
+def region_files_for(image_path: Path) -> list[Path]:
+    """Region files written beside an example image: ``<stem>_*.geojson`` / ``.zip``."""
+    name = image_path.name
+    lowered = name.lower()
+    stem = next((name[: -len(s)] for s in (".ome.tiff", ".ome.tif", ".ome.zarr")
+                 if lowered.endswith(s)), image_path.stem)
+    out = []
+    for p in sorted(image_path.parent.glob(f"{stem}_*")):
+        if p.suffix.lower() in (".geojson", ".zip") and p.is_file():
+            out.append(p)
+    return out
 
 
 def sample_layers(assay: str) -> list[LayerData]:
-    """Layers of the example image of ``assay`` (a phantom when no example file is found)."""
+    """Layers of the example image of ``assay`` and of the region files that come with it.
+
+    The example comes from ``example_images/``, else from the assay's phantom (see
+    :func:`phantom_for`).
+    """
+    from types import SimpleNamespace
+
     from histoquant.errors import HistoquantError
     from histoquant.io import read_image
 
     from ._convert import image_to_layer_data
+    from ._reader import read_region_layers
 
-    path = example_file(assay)
-    if path is not None:
-        return image_to_layer_data(read_image(path))
-    image = phantom_for(assay)
-    if image is None:
+    path = example_file(assay) or phantom_for(assay)
+    if path is None:
         raise HistoquantError(
             f"no example image for {assay!r}: example_images/ is not beside the histoquant "
             "source tree and histoquant.synthetic has no phantom for it")
-    return image_to_layer_data(image)
+    image = read_image(path)
+    layers = image_to_layer_data(image)
+    px = image.pixel_size_um or 1.0
+    grid = SimpleNamespace(scale=(px, px), translate=(0.0, 0.0),
+                           units=("micrometer", "micrometer") if image.pixel_size_um else None)
+    for regions in region_files_for(Path(path)):
+        try:
+            layers += read_region_layers(regions, reference=grid)
+        except HistoquantError:
+            log.warning("could not read %s", regions, exc_info=True)
+    return layers
 
 
 def __getattr__(name: str) -> Any:

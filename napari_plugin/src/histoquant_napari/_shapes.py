@@ -24,7 +24,7 @@ def shapes_layer_kwargs(
     reference: Any = None,
     *,
     name: str = "regions",
-    tolerance_px: float = 1.0,
+    tolerance_px: float = 0.0,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Data and keyword arguments of a Shapes layer showing ``regions``.
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -18,7 +19,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-__all__ = ["ResultTable", "format_cell", "fill_table"]
+__all__ = ["ResultTable", "format_cell", "fill_table", "result_tables"]
+
+
+def result_tables(result: object) -> dict[str, pd.DataFrame]:
+    """The tables of an AssayResult: summary, objects, then ``extra['tables']`` by name."""
+    out = {"summary": result.summary, "objects": result.objects}
+    extra = (getattr(result, "extra", None) or {}).get("tables") or {}
+    for name, df in extra.items():
+        if isinstance(df, pd.DataFrame) and name not in out:
+            out[str(name)] = df
+    return out
 
 
 def format_cell(value: object) -> str:
@@ -47,73 +58,88 @@ def fill_table(table: QTableWidget, df: pd.DataFrame) -> None:
 
 
 class ResultTable(QWidget):
-    """The summary of the last run in a QTableWidget, with "Save CSV" buttons.
+    """Result tables of the last run in a QTableWidget, with a "Save CSV" button.
 
-    The cells show rounded numbers; the CSV files hold the exact tables the core returned,
-    written with :func:`histoquant.output.write_csv`.
+    A box chooses which table to show (``summary`` first, then ``objects`` and any extra table
+    the assay returned); the cells show rounded numbers, while **Save CSV** writes the exact
+    table the core returned with :func:`histoquant.output.write_csv`.
     """
 
-    def __init__(self, parent: QWidget | None = None, title: str = "Summary"):
+    def __init__(self, parent: QWidget | None = None, title: str = "Results"):
         super().__init__(parent)
-        self.summary = pd.DataFrame()
-        self.objects = pd.DataFrame()
+        self.tables: dict[str, pd.DataFrame] = {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        head = QHBoxLayout()
         self.title = QLabel(f"<b>{title}</b>")
-        layout.addWidget(self.title)
+        head.addWidget(self.title)
+        self.choice = QComboBox()
+        self.choice.setToolTip("Which table to show and save: summary (one row per image × "
+                               "region), objects (one row per detected object), or an "
+                               "assay-specific table")
+        self.choice.currentTextChanged.connect(self._show)
+        head.addWidget(self.choice, stretch=1)
+        layout.addLayout(head)
         self.table = QTableWidget(self)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setMinimumHeight(120)
         layout.addWidget(self.table)
-        buttons = QHBoxLayout()
-        self.save_summary_button = QPushButton("Save CSV…")
-        self.save_summary_button.setToolTip("Save the summary table (one row per image × "
-                                            "region) as a UTF-8 CSV file")
-        self.save_objects_button = QPushButton("Save objects CSV…")
-        self.save_objects_button.setToolTip("Save the objects table (one row per detected "
-                                            "object) as a UTF-8 CSV file")
-        self.save_summary_button.clicked.connect(lambda: self.save_summary())
-        self.save_objects_button.clicked.connect(lambda: self.save_objects())
-        buttons.addWidget(self.save_summary_button)
-        buttons.addWidget(self.save_objects_button)
-        layout.addLayout(buttons)
-        self._update_buttons()
+        self.save_button = QPushButton("Save CSV…")
+        self.save_button.setToolTip("Save the table shown as a UTF-8 CSV file (exact values)")
+        self.save_button.clicked.connect(lambda: self.save_csv())
+        layout.addWidget(self.save_button)
+        self._update()
 
-    def set_tables(self, summary: pd.DataFrame, objects: pd.DataFrame | None = None) -> None:
-        """Show ``summary`` and keep ``objects`` for saving."""
-        self.summary = summary
-        self.objects = objects if objects is not None else pd.DataFrame()
-        fill_table(self.table, summary)
-        self._update_buttons()
+    @property
+    def current(self) -> str:
+        """Name of the table shown."""
+        return self.choice.currentText()
 
-    def _update_buttons(self) -> None:
-        self.save_summary_button.setEnabled(not self.summary.empty)
-        self.save_objects_button.setEnabled(not self.objects.empty)
+    @property
+    def summary(self) -> pd.DataFrame:
+        return self.tables.get("summary", pd.DataFrame())
 
-    def _ask_path(self, caption: str, default: str) -> Path | None:
-        path, _ = QFileDialog.getSaveFileName(self, caption, default, "CSV files (*.csv)")
-        return Path(path) if path else None
+    def set_tables(self, tables: dict[str, pd.DataFrame] | pd.DataFrame) -> None:
+        """Keep ``tables`` (name → DataFrame) and show the first; a lone DataFrame is the
+        summary."""
+        if isinstance(tables, pd.DataFrame):
+            tables = {"summary": tables}
+        self.tables = {k: v for k, v in tables.items() if isinstance(v, pd.DataFrame)}
+        self.choice.blockSignals(True)
+        self.choice.clear()
+        self.choice.addItems(list(self.tables))
+        self.choice.blockSignals(False)
+        self._show(self.current)
+        self._update()
 
-    def save_summary(self, path: str | Path | None = None) -> Path | None:
-        """Write the summary table to ``path`` (asked for when not given)."""
-        return self._save(self.summary, path, "Save summary", "summary.csv")
+    def show_table(self, name: str) -> None:
+        """Show the table called ``name``."""
+        self.choice.setCurrentText(name)
 
-    def save_objects(self, path: str | Path | None = None) -> Path | None:
-        """Write the objects table to ``path`` (asked for when not given)."""
-        return self._save(self.objects, path, "Save objects", "objects.csv")
+    def _show(self, name: str) -> None:
+        fill_table(self.table, self.tables.get(name, pd.DataFrame()))
 
-    def _save(self, df: pd.DataFrame, path: str | Path | None, caption: str,
-              default: str) -> Path | None:
+    def _update(self) -> None:
+        self.save_button.setEnabled(bool(self.tables))
+        self.choice.setVisible(len(self.tables) > 1)
+
+    def save_csv(self, path: str | Path | None = None, table: str | None = None) -> Path | None:
+        """Write the table shown (or ``table``) to ``path``, asked for when not given."""
         from histoquant.output import write_csv
 
         from . import _notify
 
+        name = table or self.current
+        if name not in self.tables:
+            return None
         if path is None:
-            path = self._ask_path(caption, default)
-            if path is None:
+            chosen, _ = QFileDialog.getSaveFileName(self, f"Save {name}", f"{name}.csv",
+                                                    "CSV files (*.csv)")
+            if not chosen:
                 return None
+            path = chosen
         try:
-            out = write_csv(df, Path(path))
+            out = write_csv(self.tables[name], Path(path))
         except Exception as exc:
             _notify.error(f"could not save {path}: {_notify.describe(exc)}")
             return None
