@@ -71,7 +71,7 @@ def _anatomy_shot(viewer, outdir: Path) -> object | None:
 
 
 def _assay_shot(viewer, name: str, outdir: Path) -> None:
-    from histoquant_napari._assay_widget import AssayWidget
+    from histoquant_napari._assay_widget import AssayWidget, short_title
     from histoquant_napari._sample_data import sample_layers
 
     try:
@@ -80,7 +80,7 @@ def _assay_shot(viewer, name: str, outdir: Path) -> None:
         print(f"{name}: no example ({exc})", file=sys.stderr)
         return
     w = AssayWidget(viewer, assay=name)
-    viewer.window.add_dock_widget(w, name=f"{w.spec.title} (histoquant)", area="right")
+    viewer.window.add_dock_widget(w, name=f"{short_title(w.spec)} (histoquant)", area="right")
     w.reset_choices()
     _wait(w)
     if w.last_error:

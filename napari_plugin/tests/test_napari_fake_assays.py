@@ -44,14 +44,19 @@ def test_rgb_assay_numbers_equal_core(make_napari_viewer, qtbot, fake_registry, 
     core = SPECS["fake-count"].run(read_image(rgb_file))
     pd.testing.assert_frame_equal(w.last_result.summary, core.summary)
     pd.testing.assert_frame_equal(w.last_result.objects, core.objects)
-    labels = viewer.layers[f"{core.image} fake-count: objects"]
+    labels = viewer.layers[f"objects · fake-count · {core.image}"]
     np.testing.assert_array_equal(labels.data, core.labels)
     assert tuple(labels.scale) == (0.5, 0.5)
     assert list(labels.features["index"]) == list(core.objects["label"])
-    assert w.table.table.rowCount() == len(core.summary)
-    header = [w.table.table.horizontalHeaderItem(i).text()
-              for i in range(w.table.table.columnCount())]
-    assert header == list(core.summary.columns)
+    # One summary row with many columns: shown turned, a row per measurement.
+    table = w.table.table
+    assert w.table.turned
+    assert table.columnCount() == len(core.summary) == 1
+    assert table.horizontalHeaderItem(0).text() == "image"  # the region's name
+    rows = [table.verticalHeaderItem(i).text() for i in range(table.rowCount())]
+    assert rows == list(core.summary.columns)
+    n_row = rows.index("n_objects")
+    assert table.item(n_row, 0).text() == str(core.summary["n_objects"].iloc[0])
 
 
 def test_changed_param_reaches_core(make_napari_viewer, qtbot, fake_registry, rgb_file, notes):

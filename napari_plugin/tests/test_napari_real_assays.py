@@ -17,6 +17,7 @@ from histoquant.io import read_image
 from histoquant.rois import read_regions
 from histoquant_napari._assay_widget import AssayWidget, assay_specs
 from histoquant_napari._params_form import ParamsForm, label_for
+from histoquant_napari._results import result_layer_name
 from histoquant_napari._sample_data import example_file, phantom_for, sample_layers
 
 ASSAYS = list(assay_specs())
@@ -75,16 +76,20 @@ def test_assay_widget_on_example_equals_core(make_napari_viewer, qtbot, name, no
     pd.testing.assert_frame_equal(result.summary, core.summary)
     pd.testing.assert_frame_equal(result.objects, core.objects)
     # Layers: objects as Labels with the objects table in features, masks as hidden Labels.
-    prefix = f"{core.image} {name}"
     if core.labels is not None:
-        lab = viewer.layers[f"{prefix}: objects"]
+        lab = viewer.layers[result_layer_name("objects", name, core.image)]
         np.testing.assert_array_equal(lab.data, core.labels)
         assert tuple(lab.scale) == tuple(image_layers[0].scale[-2:])
         if "label" in core.objects.columns and len(core.objects):
             assert set(lab.features["index"]) == set(core.objects["label"])
     for mask in core.masks:
-        assert np.array_equal(viewer.layers[f"{prefix}: {mask}"].data > 0, core.masks[mask])
-    assert w.table.table.rowCount() == len(core.summary)
+        layer = viewer.layers[result_layer_name(mask, name, core.image)]
+        assert np.array_equal(layer.data > 0, core.masks[mask])
+    shown = (w.table.table.columnCount(), w.table.table.rowCount())
+    if w.table.turned:
+        assert shown == (len(core.summary), len(core.summary.columns))
+    else:
+        assert shown == (len(core.summary.columns), len(core.summary))
     assert w.table.summary.equals(core.summary)
     # Save CSV writes the exact table.
     saved = pd.read_csv(w.table.save_csv(tmp_path / "summary.csv", table="summary"))

@@ -152,7 +152,8 @@ def test_batch_widget_runs_folder(make_napari_viewer, qtbot, fakes, rgb_file, tm
     core = SPECS["fake-count"].run(read_image(folder / "s0.ome.tif"))
     assert summary["n_objects"].iloc[0] == core.summary["n_objects"].iloc[0]
     assert (tmp_path / "out" / "fake-count" / "objects.csv").exists()
-    assert w.table.table.rowCount() == 3
+    assert w.table.turned and w.table.table.columnCount() == 3
+    assert [w.table.table.horizontalHeaderItem(i).text() for i in range(3)] == ["s0", "s1", "s2"]
     assert w.progress_bar.value() == w.progress_bar.maximum() == 3
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, Label
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QScrollArea, QWidget
+from magicgui.widgets import ComboBox, Container
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QScrollArea, QWidget
 
 from histoquant.assays import AssaySpec, available_assays
 from histoquant.errors import ChannelError
@@ -24,14 +24,14 @@ from histoquant.params import AssayParams
 from histoquant.results import AssayResult
 
 from . import _notify
-from ._base_widget import RunnerWidget, image_choices, layer_combo, shapes_choices
+from ._base_widget import RunnerWidget, compact, image_choices, layer_combo, shapes_choices
 from ._convert import layers_to_image
 from ._params_form import ParamsForm
 from ._results import result_layer_data
 from ._shapes import regions_from_shapes_layer
 from ._table import ResultTable, result_tables
 
-__all__ = ["AssayWidget", "assay_specs", "widget_class_name"]
+__all__ = ["AssayWidget", "assay_specs", "widget_class_name", "short_title"]
 
 #: Assays with a dedicated widget instead of the generic one.
 SPECIAL = ("anatomy",)
@@ -40,6 +40,11 @@ SPECIAL = ("anatomy",)
 def assay_specs() -> dict[str, AssaySpec]:
     """The assays the generic widget offers: every registered assay but the special ones."""
     return {k: v for k, v in available_assays().items() if k not in SPECIAL}
+
+
+def short_title(spec: AssaySpec) -> str:
+    """``Evans Blue extravasation: EvB-positive area, ...`` → ``Evans Blue extravasation``."""
+    return spec.title.split(":")[0].strip() or spec.name
 
 
 def widget_class_name(assay: str) -> str:
@@ -83,14 +88,15 @@ class AssayWidget(RunnerWidget):
             raise KeyError(f"unknown assay {first!r}; available: {', '.join(self.specs)}")
         self.last_result: AssayResult | None = None
         self.result_layers: list[Any] = []
-        self.assay_choice = ComboBox(
-            label="assay", choices=[(s.title, n) for n, s in self.specs.items()], value=first,
-            tooltip="Which histoquant assay to run")
-        self.description = Label(value="")
-        self.description.native.setWordWrap(True)
-        top = Container(widgets=[self.assay_choice, self.description], labels=True)
+        self.assay_choice = compact(ComboBox(
+            label="assay", choices=[(short_title(s), n) for n, s in self.specs.items()],
+            value=first, tooltip="Which histoquant assay to run"))
+        top = Container(widgets=[self.assay_choice], labels=True)
         self._layout.addWidget(top.native)
         self._top = top
+        self.description = QLabel("")
+        self.description.setWordWrap(True)
+        self._layout.addWidget(self.description)
         self._inputs_holder = QWidget()
         self._inputs_holder.setLayout(QHBoxLayout())
         self._inputs_holder.layout().setContentsMargins(0, 0, 0, 0)
@@ -132,9 +138,10 @@ class AssayWidget(RunnerWidget):
         spec = self.specs[name]
         roles = ", ".join(f"{r.name}{'' if r.required else ' (optional)'}"
                           for r in spec.channel_roles)
-        self.description.value = (
-            "Input: one brightfield RGB layer." if spec.rgb or not spec.channel_roles else
-            f"Input channels: {roles}. Pick a layer (or an RGB layer's colour) for each.")
+        self.description.setText(
+            f"<i>{spec.title}</i><br>" +
+            ("Input: one brightfield RGB layer." if spec.rgb or not spec.channel_roles else
+             f"Input channels: {roles}. Pick a layer (or an RGB layer's colour) for each."))
         self.role_widgets: dict[str, ComboBox] = {}
         widgets: list[Any] = []
         if spec.rgb or not spec.channel_roles:
@@ -302,6 +309,9 @@ class AssayWidget(RunnerWidget):
                 units=tuple(str(u) for u in units[-2:]) if units is not None else None):
             layers.append(self.add_or_update(data, kwargs, kind))
         self.result_layers = layers
+        if layers:
+            # The objects layer is the one to hover (its features are the objects table).
+            self.viewer.layers.selection.active = layers[0]
         self.last_result = result
         self.table.set_tables(result_tables(result))
         self.status.setText(f"{result.assay}: {len(result.objects)} object(s) in "

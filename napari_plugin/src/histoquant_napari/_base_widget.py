@@ -246,8 +246,20 @@ class RunnerWidget(QWidget):
 def layer_combo(label: str, choices: Callable[[Any], list], *, tooltip: str = "",
                 nullable: bool = False, name: str | None = None) -> ComboBox:
     """A magicgui ComboBox whose choices are recomputed from the viewer on reset_choices."""
-    return ComboBox(label=label, name=name or label.replace(" ", "_"), choices=choices,
-                    tooltip=tooltip, nullable=nullable)
+    box = ComboBox(label=label, name=name or label.replace(" ", "_"), choices=choices,
+                   tooltip=tooltip, nullable=nullable)
+    compact(box)
+    return box
+
+
+def compact(box: ComboBox, chars: int = 18) -> ComboBox:
+    """Keep a combo box from widening the dock to its longest item (long layer names)."""
+    from qtpy.QtWidgets import QComboBox
+
+    box.native.setSizeAdjustPolicy(
+        QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.native.setMinimumContentsLength(chars)
+    return box
 
 
 def stack(*widgets: Any) -> Container:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from histoquant.results import AssayResult
 
-__all__ = ["result_layer_data", "centroid_columns"]
+__all__ = ["result_layer_data", "centroid_columns", "result_layer_name"]
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -44,12 +44,17 @@ def _label_features(objects: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame |
     return feats.drop_duplicates("index").reset_index(drop=True)
 
 
+def result_layer_name(what: str, assay: str, image: str) -> str:
+    """``objects · evans-blue · section1``: what the layer shows first, so napari's layer list,
+    which elides the middle of long names, keeps it readable."""
+    return f"{what} · {assay} · {image}"
+
+
 def result_layer_data(
     result: AssayResult,
     *,
     scale: tuple[float, float],
     translate: tuple[float, float] = (0.0, 0.0),
-    prefix: str | None = None,
     units: tuple[str, str] | None = None,
 ) -> list[LayerData]:
     """Layer data tuples showing ``result`` over the image it was measured on.
@@ -60,12 +65,12 @@ def result_layer_data(
         What the core returned.
     scale, translate : (float, float)
         The measured image layer's scale and translation on its last two axes.
-    prefix : str, optional
-        Start of every layer name (default ``"<image> <assay>"``).
     units : (str, str), optional
         Physical units of the image layer's axes.
     """
-    prefix = prefix or f"{result.image} {result.assay}"
+    def name(what: str) -> str:
+        return result_layer_name(what, result.assay, result.image)
+
     common: dict[str, Any] = {"scale": tuple(scale), "translate": tuple(translate)}
     if units is not None:
         common["units"] = tuple(units)
@@ -76,22 +81,22 @@ def result_layer_data(
         labels = np.asarray(result.labels)
         if labels.dtype == bool:
             labels = labels.astype(np.uint8)
-        kwargs = {**common, "name": f"{prefix}: objects", "metadata": meta, "opacity": 0.6}
+        kwargs = {**common, "name": name("objects"), "metadata": meta, "opacity": 0.6}
         feats = _label_features(result.objects, labels)
         if feats is not None:
             kwargs["features"] = feats
         out.append((labels, kwargs, "labels"))
-    for name, mask in (result.masks or {}).items():
+    for mask_name, mask in (result.masks or {}).items():
         mask = np.asarray(mask)
         data = mask.astype(np.uint8) if mask.dtype == bool else mask
-        out.append((data, {**common, "name": f"{prefix}: {name}", "metadata": meta,
+        out.append((data, {**common, "name": name(mask_name), "metadata": meta,
                            "opacity": 0.5, "visible": False}, "labels"))
     cols = centroid_columns(result.objects)
     if result.labels is None and cols is not None and not result.objects.empty \
             and result.pixel_size_um:
         px = float(result.pixel_size_um)
         pts = result.objects[list(cols)].to_numpy(float) / px
-        out.append((pts, {**common, "name": f"{prefix}: objects",
+        out.append((pts, {**common, "name": name("objects"),
                           "features": result.objects.reset_index(drop=True),
                           "metadata": meta, "size": 10.0 * px, "border_color": "yellow",
                           "face_color": "transparent", "symbol": "ring"}, "points"))

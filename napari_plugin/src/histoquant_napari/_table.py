@@ -43,18 +43,52 @@ def format_cell(value: object) -> str:
     return str(value)
 
 
-def fill_table(table: QTableWidget, df: pd.DataFrame) -> None:
-    """Show ``df`` in ``table``: one header per column, one row per row, read-only cells."""
+#: A table with at most this many rows (and more columns than rows) is shown turned: one row
+#: per column, one column per row, so that a summary's many measurements can be read down a
+#: narrow dock instead of scrolled sideways.
+TURN_MAX_ROWS = 6
+
+
+def _row_label(df: pd.DataFrame, i: int) -> str:
+    """Column header of row ``i`` of a turned table: what tells the rows apart."""
+    keys = [c for c in ("image", "assay", "section", "region") if c in df.columns
+            and df[c].nunique(dropna=False) > 1]
+    if not keys:
+        keys = [c for c in ("region",) if c in df.columns]
+    return " ".join(str(df[c].iloc[i]) for c in keys) or str(i + 1)
+
+
+def fill_table(table: QTableWidget, df: pd.DataFrame) -> bool:
+    """Show ``df`` in ``table`` (read-only); returns True when it was shown turned.
+
+    Short, wide tables (a summary: one row per region) are shown with the columns as rows,
+    headed by each row's region; others as they are.
+    """
     table.clear()
-    table.setRowCount(len(df))
-    table.setColumnCount(len(df.columns))
-    table.setHorizontalHeaderLabels([str(c) for c in df.columns])
-    for r, row in enumerate(df.itertuples(index=False)):
-        for c, value in enumerate(row):
-            item = QTableWidgetItem(format_cell(value))
-            item.setToolTip(repr(value))
-            table.setItem(r, c, item)
+    turned = 0 < len(df) <= TURN_MAX_ROWS and len(df.columns) > len(df)
+    if turned:
+        table.setRowCount(len(df.columns))
+        table.setColumnCount(len(df))
+        table.setHorizontalHeaderLabels([_row_label(df, i) for i in range(len(df))])
+        table.setVerticalHeaderLabels([str(c) for c in df.columns])
+        for c in range(len(df)):
+            for r, col in enumerate(df.columns):
+                value = df[col].iloc[c]
+                item = QTableWidgetItem(format_cell(value))
+                item.setToolTip(f"{col} = {value!r}")
+                table.setItem(r, c, item)
+    else:
+        table.setRowCount(len(df))
+        table.setColumnCount(len(df.columns))
+        table.setHorizontalHeaderLabels([str(c) for c in df.columns])
+        table.setVerticalHeaderLabels([str(i + 1) for i in range(len(df))])
+        for r, row in enumerate(df.itertuples(index=False)):
+            for c, value in enumerate(row):
+                item = QTableWidgetItem(format_cell(value))
+                item.setToolTip(repr(value))
+                table.setItem(r, c, item)
     table.resizeColumnsToContents()
+    return turned
 
 
 class ResultTable(QWidget):
@@ -68,6 +102,7 @@ class ResultTable(QWidget):
     def __init__(self, parent: QWidget | None = None, title: str = "Results"):
         super().__init__(parent)
         self.tables: dict[str, pd.DataFrame] = {}
+        self.turned = False
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         head = QHBoxLayout()
@@ -117,7 +152,7 @@ class ResultTable(QWidget):
         self.choice.setCurrentText(name)
 
     def _show(self, name: str) -> None:
-        fill_table(self.table, self.tables.get(name, pd.DataFrame()))
+        self.turned = fill_table(self.table, self.tables.get(name, pd.DataFrame()))
 
     def _update(self) -> None:
         self.save_button.setEnabled(bool(self.tables))
