@@ -2,8 +2,9 @@
 
 The run happens on a worker thread, so the viewer stays responsive; ``run_batch``'s
 ``progress(done, total, message)`` callback drives the progress bar and checks the Cancel flag.
-Cancelling stops before the next image (the image being measured finishes first), and the
-tables of the images already done are written by the core as usual.
+Cancelling stops before the next image (the image being measured finishes first); the study
+tables are not written then, so no partial table looks complete (a batch that can resume keeps
+the finished images for the next run).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, Select
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, Select
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
@@ -83,6 +84,17 @@ class BatchWidget(QWidget):
                               tooltip="Optional study.yaml saying which assay reads which "
                                       "files, with channels, regions and parameters. Without "
                                       "it, the assays ticked below run on every image.")
+        accepted = _run_batch_parameters()
+        self.samples = FileEdit(label="sample sheet", mode="r",
+                                filter="*.csv *.tsv *.xlsx",
+                                tooltip="Optional sample sheet (animal, group, level, section "
+                                        "per file); by default the study file's, or a "
+                                        "samples.csv in the folder")
+        self.samples.visible = "samples" in accepted
+        self.resume = CheckBox(label="resume", value=False,
+                               tooltip="Skip images already measured in this output folder "
+                                       "with the same input and settings (after a cancel)")
+        self.resume.visible = "resume" in accepted
         self.assays = Select(label="assays", choices=names, value=[],
                              tooltip="Assays to run on every image of the folder. Leave "
                                      "none selected to follow the study file (the folder's "
@@ -105,8 +117,13 @@ class BatchWidget(QWidget):
         note = Label(value="Tables and QC images are written as the command "
                            "'histoquant batch' writes them.")
         note.native.setWordWrap(True)
-        self.form = Container(widgets=[self.folder, self.study, self.assays, self.regions,
-                                       self.pixel_size, self.outdir, note], labels=True)
+        widgets = [self.folder, self.study]
+        if "samples" in accepted:
+            widgets.append(self.samples)
+        widgets += [self.assays, self.regions, self.pixel_size, self.outdir]
+        if "resume" in accepted:
+            widgets.append(self.resume)
+        self.form = Container(widgets=[*widgets, note], labels=True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.form.native)
@@ -126,14 +143,12 @@ class BatchWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
-        self.table = ResultTable(self, title="summary.csv")
+        self.table = ResultTable(self, title="Tables")
         layout.addWidget(self.table, stretch=1)
 
     # -- running -------------------------------------------------------------------------------
 
     def _kwargs(self) -> dict[str, Any]:
-        from histoquant.batch import run_batch
-
         folder = _path_or_none(self.folder.value)
         outdir = _path_or_none(self.outdir.value)
         if folder is None or not folder.is_dir():
@@ -149,11 +164,16 @@ class BatchWidget(QWidget):
                               "study file")
         kwargs: dict[str, Any] = {"folder": folder, "outdir": outdir, "assays": assays,
                                   "config": study}
+        samples = _path_or_none(self.samples.value)
+        if samples is not None:
+            kwargs["samples"] = samples
+        if self.resume.value:
+            kwargs["resume"] = True
         if self.pixel_size.value > 0:
             kwargs["pixel_size_um"] = float(self.pixel_size.value)
         if assays and self.regions.value is not None:
             kwargs["regions"] = self.regions.value
-        accepted = inspect.signature(run_batch).parameters
+        accepted = _run_batch_parameters()
         return {k: v for k, v in kwargs.items() if k in accepted}
 
     def run(self) -> Any:
@@ -201,11 +221,15 @@ class BatchWidget(QWidget):
         self.progress_bar.setValue(done)
         self.status.setText(f"{done}/{total} {message}")
 
-    def _on_returned(self, ok: bool) -> None:
-        self.last_ok = bool(ok)
-        self._show_summary()
+    def _on_returned(self, report: Any) -> None:
+        # run_batch returns True/False or a report whose truth is "every image measured".
+        self.last_ok = bool(report)
+        try:
+            self._show_summary()
+        except Exception as exc:  # showing the tables must not take napari down
+            self._fail(exc)
         where = self.job.outdir if self.job else ""
-        if ok:
+        if self.last_ok:
             self.status.setText(f"done; results in {where}")
         else:
             self.status.setText(f"done with failures (see errors.csv in each assay folder "
@@ -213,16 +237,26 @@ class BatchWidget(QWidget):
             _notify.warning(f"batch finished with failures; see errors.csv under {where}")
 
     def _show_summary(self) -> None:
+        """Show the study tables the batch wrote (``summary``/``sections``/``animals``...)."""
         if self.job is None:
             return
-        path = self.job.outdir / "summary.csv"
-        if path.exists():
-            self.table.set_tables(pd.read_csv(path))
+        found = {p.stem: p for p in sorted(self.job.outdir.glob("*.csv"))}
+        order = sorted(found, key=lambda n: (_TABLE_ORDER.index(n) if n in _TABLE_ORDER
+                                             else len(_TABLE_ORDER), n))
+        tables = {}
+        for name in order:
+            try:
+                tables[name] = pd.read_csv(found[name])
+            except (OSError, ValueError, pd.errors.ParserError):
+                continue
+        self.table.set_tables(tables)
 
     def _fail(self, exc: BaseException) -> None:
         if isinstance(exc, BatchCancelled):
             self.cancelled = True
-            self.status.setText(str(exc))
+            hint = (" — finished images are kept; tick 'resume' and run again to go on"
+                    if self.resume.visible else "")
+            self.status.setText(f"{exc}{hint}")
             self._show_summary()
             _notify.info(f"batch {exc}")
             return
@@ -238,6 +272,17 @@ class BatchWidget(QWidget):
         if self.progress_bar.maximum() == 0:
             self.progress_bar.setRange(0, 1)
         self.run_finished.emit()
+
+
+#: Tables shown first after a batch, in this order; other CSV files follow by name.
+_TABLE_ORDER = ("summary", "sections", "animals", "errors", "objects")
+
+
+def _run_batch_parameters() -> set[str]:
+    """Keyword arguments this histoquant's ``run_batch`` accepts (it grows over versions)."""
+    from histoquant.batch import run_batch
+
+    return set(inspect.signature(run_batch).parameters)
 
 
 def _run_batch(kwargs: dict[str, Any], progress: Callable[[int, int, str], None]) -> bool:

@@ -47,6 +47,8 @@ def format_cell(value: object) -> str:
 #: per column, one column per row, so that a summary's many measurements can be read down a
 #: narrow dock instead of scrolled sideways.
 TURN_MAX_ROWS = 6
+#: Rows shown at most (the CSV gets them all): a study's objects table can be very long.
+SHOW_MAX_ROWS = 2000
 
 
 def _row_label(df: pd.DataFrame, i: int) -> str:
@@ -65,6 +67,7 @@ def fill_table(table: QTableWidget, df: pd.DataFrame) -> bool:
     headed by each row's region; others as they are.
     """
     table.clear()
+    df = df.iloc[:SHOW_MAX_ROWS]
     turned = 0 < len(df) <= TURN_MAX_ROWS and len(df.columns) > len(df)
     if turned:
         table.setRowCount(len(df.columns))
