@@ -41,6 +41,34 @@ def _add_common(p: argparse.ArgumentParser, spec: AssaySpec | None) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
+# Parameters some assays expose as their own flags (they override --params).
+_PARAM_FLAGS = {
+    "ventral": dict(metavar="auto|down|up|left|right|DEGREES",
+                    help="where the ventral side lies: auto-detect, a side of the image, or "
+                         "an angle (0 = down, counter-clockwise positive)"),
+    "mirrored": dict(action="store_const", const=True,
+                     help="sections mounted face-down (animal's left on the image's left "
+                          "when dorsal is up)"),
+}
+
+
+def _add_param_flags(p: argparse.ArgumentParser, spec: AssaySpec) -> None:
+    names = {f["name"] for f in spec.params_cls.field_info()}
+    for name, kwargs in _PARAM_FLAGS.items():
+        if name in names:
+            p.add_argument(f"--{name}", default=None, **kwargs)
+
+
+def _params_with_flags(args: argparse.Namespace):
+    """``--params`` with any assay flag from ``_PARAM_FLAGS`` applied on top."""
+    overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k, None) is not None}
+    if not overrides:
+        return args.params
+    from .assays.base import resolve_params
+
+    return resolve_params(args.spec.params_cls, args.params).replace(**overrides)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one subcommand per assay plus ``batch``."""
     parser = argparse.ArgumentParser(
@@ -55,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=spec.title, description=spec.title)
         p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
         _add_common(p, spec)
+        _add_param_flags(p, spec)
         p.set_defaults(spec=spec)
     b = sub.add_parser("batch", help="run assays over every image in a folder",
                        description="Run assays over every image in a folder. Without --assay, "
@@ -103,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             not_images = [str(p) for p in args.images if not is_image_file(p)]
             if not_images:
                 parser.error(f"not an image file histoquant reads: {', '.join(not_images)}")
-            report = run_files(args.spec, args.images, args.outdir, params=args.params,
+            report = run_files(args.spec, args.images, args.outdir,
+                               params=_params_with_flags(args),
                                pixel_size_um=args.pixel_size_um, regions=args.regions,
                                channels=channels, progress=_Progress(args.quiet, args.command))
             ok = report.ok

@@ -9,6 +9,8 @@
                                profiles.csv of the Evans Blue assay
     OUTDIR/labels/<stem>.tif   label image of every object, or the mask of an area assay
     OUTDIR/qc/<stem>.png       QC overlay
+    OUTDIR/regions/<stem>.geojson, .zip   regions an assay found (``extra["regions"]``),
+                               for QuPath / ImageJ, to check, correct and feed back
     OUTDIR/run.json            parameters, versions, inputs
 """
 
@@ -72,13 +74,21 @@ def write_png(rgb: np.ndarray, path: str | Path) -> Path:
 
 
 def write_result_files(result: AssayResult, outdir: str | Path) -> None:
-    """Write a result's label image and QC overlay under ``outdir/labels`` and ``outdir/qc``."""
+    """Write a result's label image and QC overlay under ``outdir/labels`` and ``outdir/qc``,
+    and, when ``result.extra["regions"]`` holds :class:`~histoquant.rois.Region` objects,
+    ``outdir/regions/<stem>.geojson`` (QuPath) and ``.zip`` (ImageJ RoiSet)."""
     outdir = Path(outdir)
     if result.labels is not None:
         write_label_image(result.labels, outdir / "labels" / f"{result.image}.tif",
                           result.pixel_size_um)
     if result.qc is not None:
         write_png(result.qc, outdir / "qc" / f"{result.image}.png")
+    regions = result.extra.get("regions") if isinstance(result.extra, dict) else None
+    if regions:
+        from .rois import write_regions
+
+        for suffix in (".geojson", ".zip"):
+            write_regions(list(regions), outdir / "regions" / f"{result.image}{suffix}")
 
 
 def write_tables(results: Iterable[AssayResult], outdir: str | Path,

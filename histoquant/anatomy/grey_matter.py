@@ -1,0 +1,219 @@
+"""Grey matter (the butterfly) and the central canal inside one section.
+
+Grey matter: Nissl stains neuronal cell bodies, so grey matter has a higher optical density
+than white matter; in fluorescence, grey matter usually differs from white matter in
+brightness (denser vessels and cells, no myelin) in either direction. The signal is smoothed
+over ≈ 25 µm inside the section only (normalised convolution, so the slide does not darken
+the border), split in two by Otsu's threshold, and the class that does not form the
+section's outer rim is grey matter. Small specks are dropped and small holes (vessels, the
+canal) filled.
+
+Central canal: a lumen is empty, so its tissue signal falls near the slide's. It is looked
+for near the grey commissure, where the midline crosses the grey matter; when no lumen is
+seen (adult canals are often closed) the commissure's centre stands in and the canal is
+reported as estimated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .tissue import erode, fill_small_holes, label_max, opening, remove_small
+
+__all__ = ["GreyMatter", "segment_grey_matter", "Canal", "find_canal"]
+
+_SMOOTH_UM = 25.0
+_RIM_UM = 80.0
+_SPECK_MM2 = 0.03
+_HOLE_MM2 = 0.05
+_CANAL_SEARCH_UM = 350.0
+_CANAL_NOMINAL_RADIUS_UM = 35.0   # REFERENCE.md lumen ≈ 70–115 × 30–45 µm
+
+
+@dataclass
+class GreyMatter:
+    """Grey-matter mask of a section and how it was found."""
+
+    mask: np.ndarray
+    threshold: float
+    higher: bool          # grey matter has the higher signal
+
+
+def _masked_smooth(signal: np.ndarray, mask: np.ndarray, sigma_px: float) -> np.ndarray:
+    if sigma_px < 0.3:
+        return np.where(mask, signal, 0.0)
+    m = mask.astype(np.float32)
+    num = ndi.gaussian_filter(signal * m, sigma_px)
+    den = ndi.gaussian_filter(m, sigma_px)
+    return np.where(mask, num / np.maximum(den, 1e-6), 0.0)
+
+
+def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *,
+                        contrast: str = "auto", brightfield: bool = True) -> GreyMatter:
+    """Segment the grey matter of one section (working-resolution masks).
+
+    Parameters
+    ----------
+    signal : ndarray
+        Working-resolution tissue signal.
+    section : ndarray of bool
+        The section's tissue mask.
+    px_um : float
+        Working pixel size in µm.
+    contrast : {"auto", "higher", "lower"}
+        Whether grey matter has the higher signal; "auto" decides (see module doc).
+    brightfield : bool
+        Signal is optical density (grey matter then higher under "auto").
+    """
+    from skimage.filters import threshold_otsu
+
+    g = _masked_smooth(signal, section, _SMOOTH_UM / px_um)
+    inner = erode(section, 40.0 / px_um)
+    sample = g[inner] if inner.sum() > 50 else g[section]
+    if sample.size < 10 or float(np.ptp(sample)) == 0.0:
+        return GreyMatter(np.zeros_like(section), float("nan"), True)
+    t = float(threshold_otsu(sample))
+    high = (g > t) & section
+    if contrast == "higher" or (contrast == "auto" and brightfield):
+        higher = True
+    elif contrast == "lower":
+        higher = False
+    else:
+        rim = section & ~erode(section, _RIM_UM / px_um)
+        higher = float(high[rim].mean()) < 0.5 if rim.any() else True
+    grey = high if higher else (section & ~high)
+    px_area = (px_um / 1000.0) ** 2
+    grey = opening(grey, 15.0 / px_um)
+    grey = remove_small(grey, _SPECK_MM2 / px_area)
+    grey = fill_small_holes(grey, _HOLE_MM2 / px_area) & section
+    lab, n = ndi.label(grey)
+    if n:
+        idx = np.arange(1, n + 1)
+        sizes = ndi.sum_labels(grey, lab, index=idx)
+        # a dark band along the surface (pia, a fold, edge staining) is not grey matter:
+        # dorsal horns touch the surface, but most of a horn lies deep, and every part of
+        # the butterfly reaches toward the centre (the commissure is the deepest tissue)
+        depth = ndi.distance_transform_edt(section) * px_um
+        shallow = np.asarray(ndi.mean(depth < _RIM_UM, lab, index=idx))
+        deepest = label_max(depth, lab, n)[1:]
+        keep = idx[(sizes >= 0.1 * sizes.max()) & (shallow < 0.5)
+                   & (deepest >= 0.25 * depth.max())]
+        grey = np.isin(lab, keep)
+    return GreyMatter(grey, t, higher)
+
+
+@dataclass
+class Canal:
+    """Central canal: position (row, col, working px), lumen mask, and whether it was seen."""
+
+    rc: tuple[float, float]
+    lumen: np.ndarray
+    found: bool
+
+
+def find_canal(signal: np.ndarray, section: np.ndarray, grey: np.ndarray,
+               point: np.ndarray, axis: np.ndarray, px_um: float) -> Canal:
+    """Find the central canal near where the midline crosses the grey matter.
+
+    Parameters
+    ----------
+    signal : ndarray
+        Working-resolution tissue signal.
+    section, grey : ndarray of bool
+        Section tissue and grey-matter masks.
+    point, axis : ndarray
+        A point on the midline and the midline's unit direction, (row, col).
+    px_um : float
+        Working pixel size in µm.
+    """
+    from .tissue import disk
+
+    prior = _commissure_centre(grey, section, point, axis)
+    rr, cc = np.indices(section.shape)
+    rad = _CANAL_SEARCH_UM / px_um
+    near = (rr - prior[0]) ** 2 + (cc - prior[1]) ** 2 <= rad ** 2
+    filled = ndi.binary_fill_holes(section)
+    found = False
+    lumen = np.zeros_like(section)
+    rc = (float(prior[0]), float(prior[1]))
+    # empty lumen: a small spot far below its surroundings (a grey closing fills spots
+    # narrower than ≈ 120 µm, not the pale white matter), inside the outline, not at its
+    # border (the fissure and the slide are outside, not in a hole)
+    r0 = max(0, int(prior[0] - rad) - 1)
+    c0 = max(0, int(prior[1] - rad) - 1)
+    r1, c1 = int(prior[0] + rad) + 2, int(prior[1] + rad) + 2
+    sub = signal[r0:r1, c0:c1]
+    if sub.size:
+        closed = ndi.grey_closing(sub, footprint=disk(max(2.0, 60.0 / px_um)))
+        rel = (closed - sub) / np.maximum(closed, 1e-6)
+        inside = erode(filled, 150.0 / px_um)[r0:r1, c0:c1]
+        cand = (rel > 0.35) & near[r0:r1, c0:c1] & inside
+        lab, n = ndi.label(cand)
+        if n:
+            idx = np.arange(1, n + 1)
+            sizes = ndi.sum_labels(cand, lab, idx) * px_um**2
+            peak = label_max(rel, lab, n)[1:]
+            cents = np.array(ndi.center_of_mass(cand, lab, idx)).reshape(-1, 2) + np.array([r0, c0])
+            # REFERENCE.md lumen ≈ 70–115 × 30–45 µm; a partly closed one is smaller, but
+            # a single dark-ringed pixel is noise
+            lo_area, hi_area = max(2 * px_um**2, 300.0), 6 * np.pi * 60 * 25
+            n_perp = np.array([-axis[1], axis[0]])
+            best, best_score = None, -np.inf
+            for i in range(n):
+                if not lo_area <= sizes[i] <= hi_area:
+                    continue
+                off = abs((cents[i] - point) @ n_perp) * px_um
+                dist = np.hypot(*(cents[i] - prior)) * px_um
+                if off > 200.0:
+                    continue
+                score = peak[i] - dist / (2 * _CANAL_SEARCH_UM) - off / 400.0
+                if score > best_score:
+                    best, best_score = i, score
+            if best is not None:
+                lumen = np.zeros_like(section)
+                lumen[r0:r1, c0:c1] = lab == best + 1
+                rc = (float(cents[best][0]), float(cents[best][1]))
+                found = True
+    if not found:
+        r = _CANAL_NOMINAL_RADIUS_UM / px_um
+        lumen = ((rr - rc[0]) ** 2 + (cc - rc[1]) ** 2 <= max(r, 0.5) ** 2) & section
+    return Canal(rc, lumen, found)
+
+
+def _commissure_centre(grey: np.ndarray, section: np.ndarray, point: np.ndarray,
+                       axis: np.ndarray) -> np.ndarray:
+    """Middle of the grey-matter run on the midline nearest the grey matter's centre."""
+    mask = grey if grey.any() else section
+    coords = np.argwhere(mask).astype(float)
+    t_mean = float(((coords - point) @ axis).mean()) if len(coords) else 0.0
+    extent = max(section.shape)
+    ts = np.arange(-extent, extent, 0.5)
+    pts = point[None, :] + ts[:, None] * axis[None, :]
+    ok = (pts[:, 0] >= 0) & (pts[:, 0] <= section.shape[0] - 1) & (pts[:, 1] >= 0) & \
+        (pts[:, 1] <= section.shape[1] - 1)
+    ts, pts = ts[ok], pts[ok]
+    on = grey[np.round(pts[:, 0]).astype(int), np.round(pts[:, 1]).astype(int)] if len(pts) \
+        else np.zeros(0, bool)
+    if not on.any():
+        # the two halves do not meet on the midline: take the narrowest gap between them,
+        # near the grey matter's centre
+        if not grey.any():
+            return point + t_mean * axis
+        gap = ndi.distance_transform_edt(~grey)
+        inside = section[np.round(pts[:, 0]).astype(int), np.round(pts[:, 1]).astype(int)]
+        g = gap[np.round(pts[:, 0]).astype(int), np.round(pts[:, 1]).astype(int)]
+        cost = np.where(inside, g + 0.1 * np.abs(ts - t_mean), np.inf)
+        return pts[int(np.argmin(cost))] if np.isfinite(cost).any() else \
+            point + t_mean * axis
+    lab, n = ndi.label(on)
+    best_t, best_d = t_mean, np.inf
+    for i in range(1, n + 1):
+        seg = ts[lab == i]
+        mid = 0.5 * (seg[0] + seg[-1])
+        d = abs(mid - t_mean)
+        if d < best_d:
+            best_t, best_d = mid, d
+    return point + best_t * axis

@@ -1,0 +1,219 @@
+"""The dorsal–ventral axis of a section and which end of it is ventral.
+
+Axis: a cord cross-section is mirror-symmetric about its midline, and only about it (dorsal
+and ventral horns differ). The grey matter (weighted with the outline) is turned through
+every candidate angle and compared with its own reflection about every vertical line at
+once (an autoconvolution per row, by FFT); the best angle and line give the midline, for
+any rotation of the section.
+
+Ventral end: four cues, each a signed relative difference between the two ends of the
+axis (positive = the "+" end looks ventral):
+
+1. dorsal horns reach the dorsolateral surface, ventral horns stay deep inside the white
+   matter — the grey matter's nearest approach to the surface on each side;
+2. ventral horns are broad and blunt, dorsal horns thin — the thickest grey matter on each
+   side (largest inscribed half-width);
+3. the ventral grey matter is the larger (ventral horns 0.6–1.0 mm² each, REFERENCE.md);
+4. the ventral median fissure notches the ventral surface on the midline — the depth of
+   the outline's concavity near each end of the axis.
+
+Their weighted sum decides; its size gives the confidence, ``0.5 + 0.5·tanh(|S| / 0.6)``
+(a heuristic score, 0.5 = a coin toss, not a calibrated probability).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+__all__ = ["Axis", "symmetry_axis", "ventral_cues", "reflect_dice"]
+
+_SEARCH_PX_UM = 40.0
+_CUE_WEIGHTS = {"surface": 1.0, "breadth": 1.0, "area": 0.5, "fissure": 1.0}
+_CONFIDENCE_SCALE = 0.6
+
+
+@dataclass
+class Axis:
+    """A midline: a point on it, its unit direction (row, col), and the symmetry score."""
+
+    point: np.ndarray
+    direction: np.ndarray
+    score: float
+
+    @property
+    def angle_deg(self) -> float:
+        """Angle of ``direction`` (0 = pointing down, counter-clockwise positive)."""
+        return float(np.degrees(np.arctan2(self.direction[1], self.direction[0])))
+
+
+def _rotate(img: np.ndarray, theta_deg: float, size: int) -> np.ndarray:
+    """Sample ``img`` so that a line at ``theta`` through its centre becomes vertical."""
+    t = np.deg2rad(theta_deg)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    oc = np.array([(size - 1) / 2.0, (size - 1) / 2.0])
+    ic = np.array([(img.shape[0] - 1) / 2.0, (img.shape[1] - 1) / 2.0])
+    offset = ic - rot @ oc
+    return ndi.affine_transform(img, rot, offset=offset, output_shape=(size, size), order=1,
+                                mode="constant", cval=0.0)
+
+
+def _best_reflection(rot: np.ndarray) -> tuple[float, float]:
+    """(score, column) of the vertical mirror line that best matches ``rot`` to itself."""
+    from scipy import fft
+
+    n = rot.shape[1]
+    m = fft.next_fast_len(2 * n, real=True)
+    spec = fft.rfft(rot, n=m, axis=1)
+    conv = fft.irfft(spec * spec, n=m, axis=1).sum(axis=0)
+    energy = float((rot * rot).sum())
+    if energy <= 0:
+        return 0.0, (n - 1) / 2.0
+    s = int(np.argmax(conv[: 2 * n - 1]))
+    return float(conv[s] / energy), s / 2.0
+
+
+def symmetry_axis(grey: np.ndarray, tissue: np.ndarray, px_um: float,
+                  angle_range: tuple[float, float] = (0.0, 180.0),
+                  fixed_angle: float | None = None) -> Axis:
+    """Find the mirror axis of a section.
+
+    Parameters
+    ----------
+    grey, tissue : ndarray of bool
+        Working-resolution grey-matter and tissue masks of one section.
+    px_um : float
+        Working pixel size in µm.
+    angle_range : (float, float)
+        Angles (degrees, axis direction, 0 = vertical) searched.
+    fixed_angle : float, optional
+        Search only the line's position at this angle.
+    """
+    weight = grey.astype(np.float32) + 0.5 * tissue.astype(np.float32)
+    rows, cols = np.nonzero(tissue)
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    crop = weight[r0:r1, c0:c1]
+    step = max(1, round(_SEARCH_PX_UM / px_um))
+    if step > 1:
+        h, w = crop.shape
+        crop = np.pad(crop, ((0, (-h) % step), (0, (-w) % step)))
+        crop = crop.reshape(crop.shape[0] // step, step, crop.shape[1] // step, step).mean(
+            axis=(1, 3))
+    # the rotated frame must hold the crop at any angle
+    size = int(np.ceil(np.hypot(*crop.shape))) + 2
+    cen = np.array([(crop.shape[0] - 1) / 2.0, (crop.shape[1] - 1) / 2.0])
+
+    def score(theta: float) -> tuple[float, float]:
+        return _best_reflection(_rotate(crop, theta, size))
+
+    if fixed_angle is not None:
+        best_t = float(fixed_angle)
+        best_s, best_x = score(best_t)
+    else:
+        lo, hi = angle_range
+        coarse = np.arange(lo, hi, 3.0)
+        results = [(score(t), t) for t in coarse]
+        (best_s, best_x), best_t = max(results, key=lambda r: r[0][0])
+        for t in np.arange(best_t - 2.5, best_t + 2.6, 0.5):
+            (s_, x_) = score(t)
+            if s_ > best_s:
+                best_s, best_x, best_t = s_, x_, float(t)
+    t = np.deg2rad(best_t)
+    direction = np.array([np.cos(t), np.sin(t)])
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    oc = (size - 1) / 2.0
+    p_crop = rot @ np.array([0.0, best_x - oc]) + cen
+    # back to working pixels: crop pixel i covers working [i*step, (i+1)*step)
+    point = p_crop * step + (step - 1) / 2.0 + np.array([r0, c0])
+    return Axis(point=point, direction=direction, score=best_s)
+
+
+def reflect_dice(mask: np.ndarray, point: np.ndarray, direction: np.ndarray) -> float:
+    """Dice overlap of ``mask`` with its reflection about the line (point, direction)."""
+    coords = np.argwhere(mask).astype(float)
+    if not len(coords):
+        return 0.0
+    d = coords - point
+    along = d @ direction
+    refl = point + 2 * along[:, None] * direction[None, :] - d
+    ri = np.round(refl).astype(int)
+    ok = (ri[:, 0] >= 0) & (ri[:, 0] < mask.shape[0]) & (ri[:, 1] >= 0) & \
+        (ri[:, 1] < mask.shape[1])
+    hit = np.zeros(len(ri), bool)
+    hit[ok] = mask[ri[ok, 0], ri[ok, 1]]
+    return float(hit.sum() / len(coords))
+
+
+def ventral_cues(grey: np.ndarray, tissue: np.ndarray, canal_rc: np.ndarray,
+                 direction: np.ndarray, px_um: float, hull: np.ndarray | None = None
+                 ) -> tuple[float, float, dict[str, float]]:
+    """Decide which end of the axis is ventral.
+
+    Returns
+    -------
+    sign : float
+        +1 when ``direction`` points ventral, -1 when it points dorsal.
+    confidence : float
+        0.5 (undecided) to 1.
+    cues : dict
+        Each cue's signed value (positive = "+" end ventral).
+    """
+    coords = np.argwhere(grey).astype(float)
+    if len(coords) < 10:
+        return 1.0, 0.5, {k: 0.0 for k in _CUE_WEIGHTS}
+    perp = np.array([-direction[1], direction[0]])
+    d = coords - canal_rc
+    t = d @ direction
+    n = d @ perp
+    lateral = np.abs(n) * px_um > 250.0
+    plus, minus = (t > 0) & lateral, (t < 0) & lateral
+    cues: dict[str, float] = {}
+
+    def rel(a: float, b: float, eps: float = 0.0) -> float:
+        return float((a - b) / (a + b + eps)) if (a + b + eps) > 0 else 0.0
+
+    surf = ndi.distance_transform_edt(ndi.binary_fill_holes(tissue)) * px_um
+    gi = coords.astype(int)
+    ds = surf[gi[:, 0], gi[:, 1]]
+    if plus.sum() >= 5 and minus.sum() >= 5:
+        cues["surface"] = rel(np.percentile(ds[plus], 5), np.percentile(ds[minus], 5), 20.0)
+    else:
+        cues["surface"] = 0.0
+    inner = ndi.distance_transform_edt(grey) * px_um
+    di = inner[gi[:, 0], gi[:, 1]]
+    if plus.sum() >= 5 and minus.sum() >= 5:
+        cues["breadth"] = rel(np.percentile(di[plus], 95), np.percentile(di[minus], 95))
+    else:
+        cues["breadth"] = 0.0
+    cues["area"] = rel(float((t > 0).sum()), float((t < 0).sum()))
+    cues["fissure"] = _fissure_cue(tissue, canal_rc, direction, perp, px_um, hull)
+    total = sum(_CUE_WEIGHTS[k] * v for k, v in cues.items())
+    sign = 1.0 if total >= 0 else -1.0
+    confidence = 0.5 + 0.5 * float(np.tanh(abs(total) / _CONFIDENCE_SCALE))
+    cues["total"] = float(total)
+    return sign, confidence, cues
+
+
+def _fissure_cue(tissue: np.ndarray, canal_rc: np.ndarray, direction: np.ndarray,
+                 perp: np.ndarray, px_um: float, hull: np.ndarray | None = None) -> float:
+    """Relative depth of the outline's concavity on the midline at each end of the axis."""
+    filled = ndi.binary_fill_holes(tissue)
+    if hull is None:
+        from skimage.morphology import convex_hull_image
+
+        hull = convex_hull_image(filled)
+    deficit = hull & ~filled
+    if not deficit.any():
+        return 0.0
+    depth = ndi.distance_transform_edt(hull) * px_um
+    coords = np.argwhere(deficit).astype(float)
+    d = coords - canal_rc
+    t = d @ direction
+    n = d @ perp
+    band = np.abs(n) * px_um <= 150.0
+    dep = depth[deficit]
+    a = float(dep[band & (t > 0)].max()) if (band & (t > 0)).any() else 0.0
+    b = float(dep[band & (t < 0)].max()) if (band & (t < 0)).any() else 0.0
+    return float((a - b) / (a + b + 30.0))

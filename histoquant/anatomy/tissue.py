@@ -1,0 +1,278 @@
+"""Tissue mask and the cord cross-sections in it, at the working resolution.
+
+Method: the smoothed tissue signal is split from the empty slide by Otsu's threshold; thin
+membranes (meninges, fibres) are cut off by an opening; the distance transform of what is
+left has one basin per compact body, so a watershed separates the cord from root fascicles
+or a neighbouring section that touch it. A body counts as a section when it is large
+(``min_section_area_mm2``) and thick (an inscribed radius of at least 0.3 mm); roots,
+meninges, debris and the rings of mounting-medium bubbles are much thinner or smaller. Holes
+larger than a vessel or the canal (a bubble over the tissue, a tear) stay holes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+__all__ = ["TissuePieces", "find_tissue", "disk", "number_sections", "erode", "dilate",
+           "opening", "remove_small", "fill_small_holes"]
+
+# Lengths that define "thin" and "small" in this module, in µm / mm² [U]: meninges and
+# loose fibres are ≤ 50 µm thick; a vessel lumen or the canal is far below 0.05 mm².
+_SMOOTH_UM = 20.0
+_OPEN_UM = 40.0
+_MIN_RADIUS_UM = 300.0
+_H_UM = 30.0
+_MAX_HOLE_MM2 = 0.05
+# Root fascicles pressed against the cord (≤ 0.5 mm across) are trimmed off: what does not
+# survive an opening of this radius and lies further than _TRIM_KEEP_UM from what does.
+_TRIM_RADIUS_UM = 250.0
+_TRIM_KEEP_UM = 40.0
+
+
+def disk(radius_px: float) -> np.ndarray:
+    """Boolean disk footprint of the given radius in pixels (at least a single pixel)."""
+    r = max(0, round(radius_px))
+    y, x = np.ogrid[-r: r + 1, -r: r + 1]
+    return x * x + y * y <= r * r + 0.5
+
+
+def erode(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    """Erosion by a disk, via the distance transform (fast for any radius)."""
+    if radius_px <= 0:
+        return mask.copy()
+    return ndi.distance_transform_edt(mask) > radius_px
+
+
+def dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    """Dilation by a disk, via the distance transform."""
+    if radius_px <= 0:
+        return mask.copy()
+    return ndi.distance_transform_edt(~mask) <= radius_px
+
+
+def opening(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    """Opening by a disk: removes everything thinner than ``2 * radius_px``."""
+    return dilate(erode(mask, radius_px), radius_px) & mask if radius_px > 0 else mask.copy()
+
+
+def label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """Maximum of ``values`` per label 1..n (index 0 unused); much faster than
+    ``ndi.maximum`` with many pixels."""
+    out = np.full(n + 1, -np.inf)
+    sel = labels > 0
+    np.maximum.at(out, labels[sel], values[sel])
+    return out
+
+
+def remove_small(mask: np.ndarray, min_px: float) -> np.ndarray:
+    """Drop connected pieces with fewer than ``min_px`` pixels."""
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return mask.copy()
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    keep = sizes >= min_px
+    keep[0] = False
+    return keep[lab]
+
+
+def fill_small_holes(mask: np.ndarray, max_px: float) -> np.ndarray:
+    """Fill holes with at most ``max_px`` pixels; larger holes stay."""
+    holes = ndi.binary_fill_holes(mask) & ~mask
+    return mask | (holes & ~remove_small(holes, max_px + 1))
+
+
+@dataclass
+class TissuePieces:
+    """What :func:`find_tissue` found.
+
+    Attributes
+    ----------
+    sections : list of ndarray of bool
+        One full-frame working-resolution mask per section, numbered top-to-bottom,
+        left-to-right.
+    tissue : ndarray of bool
+        Everything above the tissue threshold (sections, roots, meninges, debris).
+    threshold : float
+        Tissue threshold on the smoothed signal.
+    contrast_ok : bool
+        False when the image holds no tissue contrast at all (a blank slide).
+    """
+
+    sections: list[np.ndarray]
+    tissue: np.ndarray
+    threshold: float
+    contrast_ok: bool
+
+
+def _smooth(signal: np.ndarray, px_um: float, sigma_um: float) -> np.ndarray:
+    s = sigma_um / px_um
+    return ndi.gaussian_filter(signal, s) if s >= 0.3 else signal
+
+
+def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
+                background: float = 0.0, min_section_area_mm2: float = 1.0) -> TissuePieces:
+    """Find the tissue and the cord cross-sections in a working-resolution tissue signal.
+
+    Parameters
+    ----------
+    signal : ndarray
+        Tissue signal (≈ 0 on the empty slide), see :class:`~.working.WorkingImage`.
+    px_um : float
+        Working pixel size in µm.
+    brightfield : bool
+        Signal is optical density (then tissue must reach an OD of 0.08).
+    background : float
+        Raw background level subtracted from a fluorescence signal (for the contrast test).
+    min_section_area_mm2 : float
+        Smallest body kept as a section.
+    """
+    from skimage.filters import threshold_otsu
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    s = _smooth(signal, px_um, _SMOOTH_UM)
+    empty = TissuePieces([], np.zeros(signal.shape, bool), float("nan"), False)
+    if float(np.ptp(s)) == 0.0:
+        return empty
+    # Otsu's threshold on the whole image splits the slide from the tissue, unless white
+    # matter is closer to the grey matter than to the slide: then it splits grey from the
+    # rest. So Otsu only finds "clearly tissue"; the threshold is then put at 30 % of the
+    # way from the slide's level to that tissue's (or 6 noise σ above the slide). A few
+    # very dark pixels (pen marks, the scan border) are clipped first, as they would drag
+    # Otsu up.
+    otsu = float(threshold_otsu(np.clip(s, None, np.percentile(s, 99.5))))
+    lo, hi = s[s <= otsu], s[s > otsu]
+    if not len(lo) or not len(hi):
+        return empty
+    bg = float(np.median(lo))
+    noise = float(np.median(np.abs(lo - bg))) * 1.4826
+    tissue_level = float(np.median(hi))
+    thr = min(otsu, bg + max(6.0 * noise, 0.3 * (tissue_level - bg)))
+    raw = s > thr
+    if brightfield:
+        ok = tissue_level >= 0.08
+    else:
+        ok = tissue_level >= 0.25 * (bg + background) + 4 * noise
+    if not ok:
+        return TissuePieces([], raw, thr, False)
+    px_area_mm2 = (px_um / 1000.0) ** 2
+    hole_px = int(_MAX_HOLE_MM2 / px_area_mm2)
+    body = opening(raw, _OPEN_UM / px_um)
+    body = remove_small(body, 0.05 / px_area_mm2)
+    body = fill_small_holes(body, hole_px)
+    if not body.any():
+        return TissuePieces([], raw, thr, True)
+    dist = ndi.distance_transform_edt(body) * px_um
+    # h-maxima on a ≈ 30 µm grid (cheaper, and finer detail does not change the basins);
+    # one seed per maximum, placed back on the working grid
+    k = max(1, round(30.0 / px_um))
+    small = dist[::k, ::k].astype(np.float32)
+    lab_small, n_max = ndi.label(h_maxima(small, _H_UM))
+    markers = np.zeros(dist.shape, np.int32)
+    if n_max:
+        cents = ndi.center_of_mass(np.ones_like(lab_small), lab_small, np.arange(1, n_max + 1))
+        for i, (cr, cc) in enumerate(cents, start=1):
+            markers[min(round(cr * k), dist.shape[0] - 1),
+                    min(round(cc * k), dist.shape[1] - 1)] = i
+        markers[~body] = 0
+    basins = _merge_shallow(watershed(-dist, markers, mask=body), dist)
+    n = int(basins.max())
+    areas = ndi.sum_labels(np.ones_like(basins), basins, index=np.arange(1, n + 1))
+    radii = label_max(dist, basins, n)[1:]
+    keep = [i + 1 for i in range(n)
+            if areas[i] * px_area_mm2 >= min_section_area_mm2 and radii[i] >= _MIN_RADIUS_UM]
+    sections = []
+    for lab in keep:
+        core = basins == lab
+        # give back the boundary detail the opening took, but nothing of a neighbour basin
+        grown = dilate(core, _OPEN_UM / px_um + 1) & raw & ((basins == 0) | core)
+        grown = fill_small_holes(grown, hole_px)
+        trunk = opening(grown, _TRIM_RADIUS_UM / px_um)
+        if trunk.any():
+            grown &= dilate(trunk, _TRIM_KEEP_UM / px_um)
+        lab_g, n_g = ndi.label(grown)
+        if n_g > 1:
+            sizes = ndi.sum_labels(grown, lab_g, index=np.arange(1, n_g + 1))
+            grown = lab_g == (int(np.argmax(sizes)) + 1)
+        sections.append(grown)
+    return TissuePieces(number_sections(sections), raw, thr, True)
+
+
+def _merge_shallow(basins: np.ndarray, dist: np.ndarray, ratio: float = 0.75) -> np.ndarray:
+    """Merge neighbouring basins whose pass is nearly as high as the lower of their peaks.
+
+    A root fascicle pressed on the cord meets it at a narrow neck (a low pass); the two
+    halves of one elongated section meet along a broad front (a pass almost as high as
+    their peaks) and are one body.
+    """
+    n = int(basins.max())
+    if n < 2:
+        return basins
+    peaks = label_max(dist, basins, n)
+    passes: dict[tuple[int, int], float] = {}
+    for a, b, da, db in (
+        (basins[:, :-1], basins[:, 1:], dist[:, :-1], dist[:, 1:]),
+        (basins[:-1, :], basins[1:, :], dist[:-1, :], dist[1:, :]),
+    ):
+        sel = (a != b) & (a > 0) & (b > 0)
+        if not sel.any():
+            continue
+        la, lb = np.minimum(a[sel], b[sel]), np.maximum(a[sel], b[sel])
+        val = np.minimum(da[sel], db[sel])
+        key = la.astype(np.int64) * (n + 1) + lb
+        order = np.argsort(key)
+        key, val = key[order], val[order]
+        uniq, start = np.unique(key, return_index=True)
+        best = np.maximum.reduceat(val, start)
+        for k, v in zip(uniq, best):
+            pair = (int(k // (n + 1)), int(k % (n + 1)))
+            passes[pair] = max(passes.get(pair, 0.0), float(v))
+    parent = list(range(n + 1))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for (a_, b_), v in sorted(passes.items(), key=lambda kv: -kv[1]):
+        ra, rb = find(a_), find(b_)
+        if ra != rb and v >= ratio * min(peaks[ra], peaks[rb]):
+            parent[rb] = ra
+            peaks[ra] = max(peaks[ra], peaks[rb])
+    lut = np.array([find(i) for i in range(n + 1)])
+    return lut[basins]
+
+
+def number_sections(masks: list[np.ndarray]) -> list[np.ndarray]:
+    """Order section masks top-to-bottom in rows, then left-to-right within a row.
+
+    Two sections share a row when their vertical extents overlap by more than half of the
+    shorter one.
+    """
+    if len(masks) < 2:
+        return list(masks)
+    info = []
+    for m in masks:
+        rows = np.nonzero(m.any(axis=1))[0]
+        cols = np.nonzero(m.any(axis=0))[0]
+        info.append((rows[0], rows[-1], 0.5 * (cols[0] + cols[-1])))
+    order = sorted(range(len(masks)), key=lambda i: 0.5 * (info[i][0] + info[i][1]))
+    rows_: list[list[int]] = []
+    for i in order:
+        r0, r1, _ = info[i]
+        placed = False
+        for row in rows_:
+            j = row[0]
+            overlap = min(r1, info[j][1]) - max(r0, info[j][0])
+            if overlap > 0.5 * min(r1 - r0, info[j][1] - info[j][0]):
+                row.append(i)
+                placed = True
+                break
+        if not placed:
+            rows_.append([i])
+    ordered = [i for row in rows_ for i in sorted(row, key=lambda k: info[k][2])]
+    return [masks[i] for i in ordered]

@@ -1,0 +1,264 @@
+"""The image at the working resolution: read a pyramid level or block-average in chunks.
+
+A whole-slide scan can be 20k × 20k pixels or more; the anatomy needs only ≈ 10 µm pixels.
+:func:`read_downsampled` therefore never holds the full-resolution image: it reads the
+coarsest pyramid level of the file that is still at least as fine as asked (OME-TIFF
+sub-resolutions, OME-Zarr multiscales) and block-averages the rest of the way, or, with no
+pyramid, block-averages the array band by band (a zarr/dask array is then read chunk by
+chunk).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ChannelError, EmptyImageError
+from ..io.image import Image
+
+__all__ = ["WorkingImage", "read_downsampled", "tissue_signal", "pyramid_downsamples"]
+
+log = logging.getLogger(__name__)
+
+# Peak size of one band of the full-resolution image held while block-averaging.
+_BAND_BYTES = 64 * 1024**2
+
+
+@dataclass
+class WorkingImage:
+    """The tissue signal of an image at the working resolution.
+
+    Attributes
+    ----------
+    signal : ndarray of float32
+        Tissue signal, ≈ 0 on empty slide and larger where there is more tissue: summed
+        optical density for brightfield, intensity above background for fluorescence.
+    display : ndarray of uint8
+        RGB image at the same resolution, for QC overlays.
+    factor : int
+        Full-resolution pixels per working pixel along each axis.
+    full_shape : tuple of int
+        Full-resolution (height, width).
+    brightfield : bool
+        True when ``signal`` is optical density from an RGB image.
+    channel : str
+        What the signal was made from (``"RGB optical density"`` or a channel name).
+    background : float
+        Raw level subtracted from a fluorescence channel (0 for brightfield).
+    """
+
+    signal: np.ndarray
+    display: np.ndarray
+    factor: int
+    full_shape: tuple[int, int]
+    brightfield: bool
+    channel: str
+    background: float = 0.0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.signal.shape  # type: ignore[return-value]
+
+
+def read_downsampled(image: Image, factor: int, channel: int | None = None) -> np.ndarray:
+    """Block-mean of ``image`` over ``factor`` × ``factor`` pixel blocks, as float32.
+
+    Returns (ceil(H/f), ceil(W/f)) for one channel, or (.., .., C) for every channel when
+    ``channel`` is None and the image has channels. Partial blocks at the right and bottom
+    edges are averaged over the pixels they hold. Z stacks are max-projected.
+    """
+    factor = max(1, int(factor))
+    level = _pyramid_level(image, factor)
+    if level is not None:
+        data, axes, d = level
+        log.debug("%s: reading pyramid level with downsample %d", image.source, d)
+        return _block_mean(data, axes, factor // d, channel)
+    return _block_mean(image.data, image.axes, factor, channel)
+
+
+def _block_mean(data: Any, axes: str, f: int, channel: int | None) -> np.ndarray:
+    y = axes.index("Y")
+    H, W = int(data.shape[y]), int(data.shape[y + 1])
+    has_c = axes.endswith("C")
+    n_c = int(data.shape[-1]) if has_c and channel is None else 1
+    h, w = math.ceil(H / f), math.ceil(W / f)
+    out = np.zeros((h, w, n_c), dtype=np.float64)
+    nz = int(data.shape[0]) if axes.startswith("Z") else 1
+    row_bytes = W * n_c * nz * max(np.dtype(data.dtype).itemsize, 4)
+    band = f * max(1, _BAND_BYTES // max(row_bytes * f, 1))
+    col_counts = np.full(w, f, dtype=np.float64)
+    col_counts[-1] = W - (w - 1) * f
+    for r0 in range(0, H, band):
+        r1 = min(H, r0 + band)
+        index: list = [slice(None)] * len(axes)
+        index[y] = slice(r0, r1)
+        if has_c and channel is not None:
+            index[-1] = channel
+        blk = np.asarray(data[tuple(index)])
+        if axes.startswith("Z"):
+            blk = blk.max(axis=0)
+        blk = blk.astype(np.float32, copy=False)
+        if blk.ndim == 2:
+            blk = blk[..., None]
+        rows = r1 - r0
+        hb = math.ceil(rows / f)
+        pad_r, pad_c = hb * f - rows, w * f - W
+        if pad_r or pad_c:
+            blk = np.pad(blk, ((0, pad_r), (0, pad_c), (0, 0)))
+        sums = blk.reshape(hb, f, w, f, -1).sum(axis=(1, 3), dtype=np.float64)
+        row_counts = np.full(hb, f, dtype=np.float64)
+        row_counts[-1] = rows - (hb - 1) * f
+        out[r0 // f: r0 // f + hb] = sums / (row_counts[:, None] * col_counts[None, :])[
+            ..., None]
+    out = out.astype(np.float32)
+    return out[..., 0] if n_c == 1 else out
+
+
+def pyramid_downsamples(image: Image) -> list[int]:
+    """Integer downsampling factors of the pyramid levels stored in ``image``'s file
+    (``[1]`` when there is no usable pyramid)."""
+    levels = _open_levels(image)
+    return [d for _, _, d in levels] if levels else [1]
+
+
+def _pyramid_level(image: Image, factor: int) -> tuple[Any, str, int] | None:
+    if factor < 2:
+        return None
+    levels = _open_levels(image)
+    best = None
+    for data, axes, d in levels:
+        if 1 < d <= factor and factor % d == 0 and (best is None or d > best[2]):
+            best = (data, axes, d)
+    return best
+
+
+def _open_levels(image: Image) -> list[tuple[Any, str, int]]:
+    """(lazy array, axes channels-last, downsample) of each pyramid level of the file."""
+    path = image.path
+    if path is None or int(image.metadata.get("levels", 1) or 1) < 2:
+        return []
+    try:
+        if image.metadata.get("format") == "ome-zarr":
+            raw = _zarr_levels(Path(path), image.metadata.get("multiscales", {}))
+        else:
+            raw = _tiff_levels(Path(path))
+    except Exception as exc:  # a pyramid we cannot read is only a missed shortcut
+        log.info("%s: pyramid levels not usable (%s); block-averaging level 0", path, exc)
+        return []
+    from ..io.readers import _to_channels_last
+
+    H, W = image.shape_yx
+    out = []
+    for arr, axes in raw:
+        if "Z" in image.axes and "Z" not in axes.upper().replace("T", "Z"):
+            continue
+        try:
+            arr2, axes2 = _to_channels_last(arr, axes)
+        except Exception:
+            continue
+        if axes2 != image.axes:
+            continue
+        yi = axes2.index("Y")
+        h, w = int(arr2.shape[yi]), int(arr2.shape[yi + 1])
+        d = round(H / h)
+        if d < 1 or math.ceil(H / d) != h or math.ceil(W / d) != w:
+            continue
+        out.append((arr2, axes2, d))
+    return out
+
+
+def _tiff_levels(path: Path) -> list[tuple[Any, str]]:
+    import tifffile
+    import zarr
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        n = len(series.levels)
+        axes = series.axes
+    out = []
+    for i in range(n):
+        # A zarr view opens the file itself and reads only the tiles asked for.
+        store = tifffile.imread(path, aszarr=True, series=0, level=i)
+        out.append((zarr.open(store, mode="r"), axes))
+    return out
+
+
+def _zarr_levels(path: Path, ms: dict) -> list[tuple[Any, str]]:
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    axes = "".join((a["name"] if isinstance(a, dict) else a).upper()
+                   for a in ms.get("axes", []))
+    return [(group[d["path"]], axes) for d in ms.get("datasets", [])]
+
+
+def tissue_signal(image: Image, factor: int, channel: int | str | None = None
+                  ) -> WorkingImage:
+    """Read ``image`` at ``factor`` and turn it into a tissue signal.
+
+    Brightfield RGB (``image.rgb`` and no channel named): summed optical density against the
+    brightest part of the slide. Otherwise one fluorescence channel minus its background
+    (a low percentile); with several channels and none named, the one whose tissue stands
+    out best (largest Otsu between-class variance ratio) is used.
+    """
+    full_shape = image.shape_yx
+    if image.rgb and image.n_channels == 3 and channel is None:
+        rgb = read_downsampled(image, factor)
+        white = np.percentile(rgb.reshape(-1, 3), 99.5, axis=0)
+        white = np.maximum(white, 1.0)
+        od = -np.log10(np.clip(rgb, 1.0, None) / white)
+        signal = np.clip(od, 0, None).sum(axis=-1).astype(np.float32)
+        scale = 255.0 / float(max(image.max_value(), 1.0))
+        display = np.clip(rgb * scale, 0, 255).astype(np.uint8)
+        _check_signal(signal, image)
+        return WorkingImage(signal, display, factor, full_shape, True, "RGB optical density")
+    if channel is not None:
+        idx = image.channel_index(channel)
+        candidates = [idx]
+    elif image.n_channels == 1:
+        candidates = [0]
+    else:
+        candidates = list(range(image.n_channels))
+    best = None
+    for idx in candidates:
+        raw = read_downsampled(image, factor, idx if image.axes.endswith("C") else None)
+        bg = float(np.percentile(raw, 1.0))
+        sig = raw - np.float32(bg)
+        score = _separability(sig) if len(candidates) > 1 else 1.0
+        if best is None or score > best[0]:
+            best = (score, idx, sig, bg)
+    if best is None:  # pragma: no cover - n_channels >= 1 always
+        raise ChannelError(f"{image.source}: no channel to read")
+    _, idx, signal, bg = best
+    if len(candidates) > 1:
+        log.info("%s: anatomy uses channel %s (best tissue contrast)", image.source,
+                 image.channel_names[idx])
+    from ..qc import to_display_rgb
+
+    _check_signal(signal, image)
+    return WorkingImage(signal.astype(np.float32), to_display_rgb(signal), factor,
+                        full_shape, False, image.channel_names[idx], bg)
+
+
+def _separability(sig: np.ndarray) -> float:
+    from skimage.filters import threshold_otsu
+
+    v = np.log1p(np.clip(sig, 0, None) / max(float(np.percentile(sig, 99)), 1e-6))
+    if np.ptp(v) == 0:
+        return 0.0
+    t = threshold_otsu(v)
+    a, b = v[v <= t], v[v > t]
+    if not len(a) or not len(b):
+        return 0.0
+    between = len(a) * len(b) / v.size**2 * (a.mean() - b.mean()) ** 2
+    return float(between / max(v.var(), 1e-12))
+
+
+def _check_signal(signal: np.ndarray, image: Image) -> None:
+    if not np.isfinite(signal).all():
+        raise EmptyImageError(f"{image.source}: the image holds NaN or infinite values")
