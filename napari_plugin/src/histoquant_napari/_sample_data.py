@@ -73,6 +73,10 @@ def example_file(assay: str, folder: Path | None = None) -> Path | None:
 #: Phantom modules of histoquant.synthetic whose name is not the assay's.
 _PHANTOM_MODULES = {"vasculature": ("vessels",), "anatomy": ("cord",),
                     "gfp-cells": ("gfp",), "motor-neurons": ("nissl", "motor_neurons")}
+#: Phantom modules without ``make_example``: the function that renders one (returning an
+#: Image or an object with ``.image``) and its arguments. A whole cord section at 5 µm/px is
+#: what the anatomy widget is for.
+_PHANTOM_RENDERERS = {"cord": ("cord_section", {"pixel_size_um": 5.0, "seed": 1})}
 
 
 def _cache_dir() -> Path:
@@ -99,6 +103,8 @@ def phantom_for(assay: str) -> Path | None:
         except ImportError:
             continue
         maker = getattr(module, "make_example", None)
+        if maker is None and mod in _PHANTOM_RENDERERS:
+            maker = _renderer(module, *_PHANTOM_RENDERERS[mod])
         if maker is None:
             continue
         folder = _cache_dir() / base
@@ -116,6 +122,22 @@ def phantom_for(assay: str) -> Path | None:
             return Path(out["image"])
         return Path(out) if out is not None else target
     return None
+
+
+def _renderer(module: Any, func: str, kwargs: dict[str, Any]) -> Any:
+    render = getattr(module, func, None)
+    if render is None:
+        return None
+
+    def make(path: Path) -> Path:
+        from histoquant.io import write_ome_tiff
+
+        out = render(**kwargs)
+        image = getattr(out, "image", out)
+        image.metadata["name"] = path.name.split(".")[0]
+        return write_ome_tiff(image, path)
+
+    return make
 
 
 def _is_image(p: Path) -> bool:
