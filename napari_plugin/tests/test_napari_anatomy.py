@@ -43,7 +43,7 @@ def test_anatomy_widget_regions_equal_core(make_napari_viewer, qtbot, phantom, n
     shapes = w.regions_layer
     names = set(shapes.features["name"])
     assert {"grey_matter", "ventral_horn_left", "ventral_horn_right"} <= names
-    assert "white_matter" not in names  # not ticked by default
+    assert "white_matter" not in names and "tissue" not in names  # not ticked by default
     assert tuple(shapes.scale) == (10.0, 10.0)
     # The editable outlines cover the anatomy's regions to within the 5 µm simplification.
     shape = phantom.image.shape_yx

@@ -35,10 +35,11 @@ __all__ = ["AnatomyWidget", "find_regions", "REGION_NAMES", "swap_left_right"]
 #: Regions asked of histoquant.anatomy when it does not publish its own list.
 REGION_NAMES = ("tissue", "grey_matter", "white_matter", "ventral_horn_left",
                 "ventral_horn_right", "dorsal_horn_left", "dorsal_horn_right", "central_canal")
-#: Shown by default: white matter is the tissue minus the grey matter, so its outline (with the
-#: butterfly as a hole) adds clutter but no information; tick it when an assay needs it.
-DEFAULT_SHOWN = ("tissue", "grey_matter", "central_canal", "ventral_horn_left",
-                 "ventral_horn_right", "dorsal_horn_left", "dorsal_horn_right")
+#: Made by default: the regions the assays measure in. The tissue outline, the white matter
+#: (tissue minus grey matter) and the canal (already a hole in the grey matter) nest around the
+#: same centre and would pile their labels on the canal; tick them when an assay needs them.
+DEFAULT_SHOWN = ("grey_matter", "ventral_horn_left", "ventral_horn_right", "dorsal_horn_left",
+                 "dorsal_horn_right")
 
 
 def anatomy_spec() -> AssaySpec:

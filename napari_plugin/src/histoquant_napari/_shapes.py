@@ -38,6 +38,8 @@ def shapes_layer_kwargs(
                                                                                          1.0)
     translate = (tuple(float(t) for t in reference.translate[-2:]) if reference is not None
                  else (0.0, 0.0))
+    # The text of a hole says so (napari draws holes as shapes of their own).
+    features["note"] = np.where(features["hole"].to_numpy(bool), " (hole)", "")
     colours = name_colours(features["name"].tolist())
     edge = [colours[n] for n in features["name"]]
     face = [(0, 0, 0, 0) if h else _with_alpha(colours[n], 0.15)
@@ -51,8 +53,8 @@ def shapes_layer_kwargs(
         "edge_color": edge or "yellow",
         "face_color": face or "transparent",
         "edge_width": 2.0 * max(scale) if reference is not None else 2.0,
-        "text": {"string": "{name}", "size": 10, "color": "white"},
-        "feature_defaults": {"name": "region", "hole": False},
+        "text": {"string": "{name}{note}", "size": 9, "color": "white"},
+        "feature_defaults": {"name": "region", "hole": False, "note": ""},
     }
     units = getattr(reference, "units", None)
     if units is not None and len(units) >= 2:

@@ -56,8 +56,10 @@ def _row_label(df: pd.DataFrame, i: int) -> str:
     keys = [c for c in ("image", "assay", "section", "region") if c in df.columns
             and df[c].nunique(dropna=False) > 1]
     if not keys:
-        keys = [c for c in ("region",) if c in df.columns]
-    return " ".join(str(df[c].iloc[i]) for c in keys) or str(i + 1)
+        keys = [c for c in ("region", "section") if c in df.columns][:1]
+    parts = [f"section {df[c].iloc[i]}" if c == "section" else str(df[c].iloc[i])
+             for c in keys]
+    return " ".join(parts) or str(i + 1)
 
 
 def fill_table(table: QTableWidget, df: pd.DataFrame) -> bool:
