@@ -3,7 +3,8 @@
 Every assay subcommand has the same shape::
 
     histoquant ASSAY IMAGE... [--pixel-size UM] [--regions FILE|auto] [--params FILE]
-                              [--channel ROLE=NAME|INDEX ...] -o OUTDIR
+                              [--channel ROLE=NAME|INDEX ...] [--meta KEY=VALUE ...]
+                              [--level L3] -o OUTDIR
 """
 
 from __future__ import annotations
@@ -26,6 +27,38 @@ def _channel_arg(text: str) -> tuple[str, str | int]:
         raise argparse.ArgumentTypeError(f"--channel takes ROLE=NAME|INDEX, got {text!r}")
     role, value = text.split("=", 1)
     return role.strip(), int(value) if value.strip().isdigit() else value.strip()
+
+
+# Computed by the assay itself; a --meta value must not overwrite them.
+_RESERVED_META = ("image", "region", "label")
+
+
+def _meta_arg(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--meta takes KEY=VALUE, got {text!r}")
+    key, value = (t.strip() for t in text.split("=", 1))
+    if not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"--meta key {key!r} is not a plain name "
+                                         "(letters, digits, underscore)")
+    if key in _RESERVED_META:
+        raise argparse.ArgumentTypeError(f"--meta cannot set {key!r}: the assay fills it")
+    return key, value
+
+
+def _add_meta(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--meta", action="append", type=_meta_arg, default=[],
+                   metavar="KEY=VALUE",
+                   help="identifier written as a column of every table row, e.g. animal=R12, "
+                        "group=MSC, level=L3, section=s04 (repeatable)")
+    p.add_argument("--level", metavar="LEVEL",
+                   help="spinal level of the images (L2, L3, ...); same as --meta level=LEVEL")
+
+
+def _meta_from_args(args: argparse.Namespace) -> dict[str, str]:
+    meta = dict(getattr(args, "meta", []) or [])
+    if getattr(args, "level", None):
+        meta["level"] = args.level
+    return meta
 
 
 def _add_common(p: argparse.ArgumentParser, spec: AssaySpec | None) -> None:
@@ -84,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
         _add_common(p, spec)
         _add_param_flags(p, spec)
+        _add_meta(p)
         p.set_defaults(spec=spec)
     b = sub.add_parser("batch", help="run assays over every image in a folder",
                        description="Run assays over every image in a folder. Without --assay, "
@@ -135,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = run_files(args.spec, args.images, args.outdir,
                                params=_params_with_flags(args),
                                pixel_size_um=args.pixel_size_um, regions=args.regions,
-                               channels=channels, progress=_Progress(args.quiet, args.command))
+                               channels=channels, progress=_Progress(args.quiet, args.command),
+                               meta=_meta_from_args(args))
             ok = report.ok
             if not args.quiet:
                 print(f"{len(report.results)} image(s) measured, {len(report.errors)} failed; "

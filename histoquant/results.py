@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["AssayResult", "versions", "ID_COLUMNS", "order_columns"]
+__all__ = ["AssayResult", "versions", "ID_COLUMNS", "order_columns", "add_id_columns"]
 
 ID_COLUMNS = ("image", "animal", "group", "level", "section", "region")
 
@@ -32,6 +32,26 @@ def order_columns(df: pd.DataFrame) -> pd.DataFrame:
     """Identifier columns first (image, animal, group, level, section, region), rest as is."""
     first = [c for c in ID_COLUMNS if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]
+
+
+def add_id_columns(df: pd.DataFrame, ids: dict[str, Any]) -> pd.DataFrame:
+    """Return ``df`` with one constant column per ``ids`` item, placed with the identifiers.
+
+    Used for what the caller knows about an image and the assay cannot see (animal, group,
+    spinal level, section). Known identifiers go in :data:`ID_COLUMNS` order; other keys follow
+    them, before the measurements. An existing column of the same name is overwritten.
+    """
+    out = df.copy()
+    for key, value in ids.items():
+        if value is None:
+            continue
+        if key in out.columns:
+            out[key] = value
+        else:
+            out.insert(0, key, [value] * len(out))
+    known = [c for c in ID_COLUMNS if c in out.columns]
+    custom = [k for k in ids if k in out.columns and k not in known]
+    return out[known + custom + [c for c in out.columns if c not in known and c not in custom]]
 
 
 @dataclass
@@ -81,3 +101,12 @@ class AssayResult:
     def __post_init__(self) -> None:
         self.objects = order_columns(self.objects)
         self.summary = order_columns(self.summary)
+
+    def set_ids(self, **ids: Any) -> AssayResult:
+        """Add identifier columns (``animal="R12"``, ``level="L3"``...) to both tables.
+
+        ``None`` values are skipped. Returns the result itself, changed in place.
+        """
+        self.summary = add_id_columns(self.summary, ids)
+        self.objects = add_id_columns(self.objects, ids)
+        return self

@@ -48,6 +48,7 @@ def run_files(
     regions: Any = None,
     channels: Mapping[str, str | int] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> RunReport:
     """Run ``spec`` on every file and write summary/objects/labels/qc/run.json to ``outdir``.
 
@@ -69,6 +70,10 @@ def run_files(
         Channel role → name or index.
     progress : callable, optional
         ``progress(done, total, message)`` after each file.
+    meta : mapping, optional
+        Identifiers the images share and the assay cannot see (``animal``, ``group``,
+        ``level``, ``section``, or any other name): each becomes a constant column of every
+        summary and objects table, beside ``image`` and ``region``.
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -81,6 +86,8 @@ def run_files(
         try:
             image = read_image(path, pixel_size_um)
             result = spec.run(image, regions=regions, params=p, channels=channels)
+            if meta:
+                result.set_ids(**meta)
             write_result_files(result, outdir)
             report.results.append(result)
             message = f"{path.name}: ok"
@@ -97,6 +104,7 @@ def run_files(
                    extra={"pixel_size_um_override": pixel_size_um,
                           "regions": str(regions) if regions is not None else None,
                           "channels": dict(channels or {}),
+                          "meta": dict(meta or {}),
                           "seconds": round(report.seconds, 3),
                           "failures": report.errors})
     return report
