@@ -306,3 +306,34 @@ def test_sample_data_finds_example_or_explains(monkeypatch, tmp_path, rgb_file):
     with pytest.raises(HistoquantError, match="no example image"):
         sd.sample_layers("no-such-assay")
     write_ome_tiff  # noqa: B018 - imported for the fixtures' writer
+
+
+def test_result_layers_colour_objects_by_class():
+    from histoquant.results import AssayResult
+    from histoquant_napari._results import (
+        KEPT_COLOURS,
+        SET_ASIDE_COLOURS,
+        class_colours,
+        result_layer_data,
+    )
+
+    labels = np.zeros((10, 10), np.int32)
+    labels[1:3, 1:3], labels[5:8, 5:8] = 1, 2
+    objects = pd.DataFrame({"image": "x", "region": "image", "label": [1, 2],
+                            "centroid_y_um": [1.0, 6.0], "centroid_x_um": [1.0, 6.0],
+                            "class": ["autofluorescent", "gfp_cell"]})
+    result = AssayResult("a", "x", objects, pd.DataFrame({"image": ["x"]}), labels=labels,
+                         masks={"positive": labels > 0}, pixel_size_um=0.5)
+    assert class_colours(objects) == {"autofluorescent": SET_ASIDE_COLOURS[0],
+                                      "gfp_cell": KEPT_COLOURS[0]}
+    (lab, kw, kind), (mask, mkw, mkind) = result_layer_data(result, scale=(0.5, 0.5))
+    assert kind == mkind == "labels" and kw["name"] == "objects · a · x"
+    assert kw["colormap"][1] == SET_ASIDE_COLOURS[0] and kw["colormap"][2] == KEPT_COLOURS[0]
+    assert list(kw["features"]["index"]) == [1, 2] and lab is labels
+    assert mask.dtype == np.uint8 and not mkw["visible"]
+    # Without a label image, objects with centroids become points (in pixels, on the µm grid).
+    result.labels, result.masks = None, {}
+    ((pts, pkw, pkind),) = result_layer_data(result, scale=(0.5, 0.5))
+    assert pkind == "points"
+    np.testing.assert_allclose(pts, [[2.0, 2.0], [12.0, 12.0]])
+    assert pkw["border_color"] == [SET_ASIDE_COLOURS[0], KEPT_COLOURS[0]]

@@ -27,7 +27,7 @@ from . import _notify
 from ._base_widget import RunnerWidget, compact, image_choices, layer_combo, shapes_choices
 from ._convert import layers_to_image
 from ._params_form import ParamsForm
-from ._results import result_layer_data
+from ._results import class_colours, result_layer_data
 from ._shapes import regions_from_shapes_layer
 from ._table import ResultTable, result_tables
 
@@ -314,8 +314,11 @@ class AssayWidget(RunnerWidget):
             self.viewer.layers.selection.active = layers[0]
         self.last_result = result
         self.table.set_tables(result_tables(result))
+        legend = "  ".join(f"<span style='color:{c}'>■</span> {name}"
+                           for name, c in class_colours(result.objects).items())
         self.status.setText(f"{result.assay}: {len(result.objects)} object(s) in "
-                            f"{len(result.summary)} region(s)")
+                            f"{len(result.summary)} region(s)" + (f"<br>{legend}" if legend
+                                                                  else ""))
         for message in result.warnings:
             _notify.warning(message)
 

@@ -7,6 +7,7 @@ measurements. Every layer takes the scale and translation of the image that was 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,30 @@ import pandas as pd
 
 from histoquant.results import AssayResult
 
-__all__ = ["result_layer_data", "centroid_columns", "result_layer_name"]
+__all__ = ["result_layer_data", "centroid_columns", "result_layer_name", "class_colours"]
+
+#: Colours of object classes: cool ones for what an assay keeps, warm ones for classes whose
+#: name says they were set aside (autofluorescent, rejected, no_nucleus, ...).
+KEPT_COLOURS = ("#00e676", "#40c4ff", "#e040fb", "#b2ff59", "#18ffff")
+SET_ASIDE_COLOURS = ("#ff5252", "#ffd740", "#ffab40", "#ff80ab", "#bcaaa4")
+_SET_ASIDE = re.compile(r"reject|autofluor|^no_|^not_|^non_|artifact|artefact|exclud|debris|"
+                        r"noise|fail|outside|too_|small|decoy")
+
+
+def class_colours(objects: pd.DataFrame) -> dict[str, str]:
+    """A colour per value of the objects' ``class`` column (empty when there is none)."""
+    if "class" not in objects.columns or objects.empty:
+        return {}
+    out: dict[str, str] = {}
+    kept = aside = 0
+    for c in dict.fromkeys(str(c) for c in objects["class"]):
+        if _SET_ASIDE.search(c.lower()):
+            out[c] = SET_ASIDE_COLOURS[aside % len(SET_ASIDE_COLOURS)]
+            aside += 1
+        else:
+            out[c] = KEPT_COLOURS[kept % len(KEPT_COLOURS)]
+            kept += 1
+    return out
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -85,6 +109,13 @@ def result_layer_data(
         feats = _label_features(result.objects, labels)
         if feats is not None:
             kwargs["features"] = feats
+            colours = class_colours(result.objects)
+            if colours:
+                # Objects coloured by class (kept vs rejected ...) instead of at random.
+                cmap: dict[Any, Any] = {None: "transparent", 0: "transparent"}
+                cmap.update({int(lab): colours[str(c)]
+                             for lab, c in zip(feats["index"], feats["class"])})
+                kwargs["colormap"] = cmap
         out.append((labels, kwargs, "labels"))
     for mask_name, mask in (result.masks or {}).items():
         mask = np.asarray(mask)
@@ -100,4 +131,8 @@ def result_layer_data(
                           "features": result.objects.reset_index(drop=True),
                           "metadata": meta, "size": 10.0 * px, "border_color": "yellow",
                           "face_color": "transparent", "symbol": "ring"}, "points"))
+        colours = class_colours(result.objects)
+        if colours:
+            kwargs = out[-1][1]
+            kwargs["border_color"] = [colours[str(c)] for c in result.objects["class"]]
     return out
