@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     from histoquant_napari._assay_widget import assay_specs
 
     viewer = napari.Viewer(title="histoquant")
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window._qt_window.resize(1600, 1080)
     wanted = set(args.only or [])
 
     def want(n: str) -> bool:

@@ -23,6 +23,8 @@ from ._convert import META_KEY, layer_image_name, layer_pixel_size
 __all__ = ["RunnerWidget", "image_choices", "shapes_choices"]
 
 WHOLE_IMAGE = "whole image (no regions)"
+#: Wide enough for labelled parameters with units and a readable table column.
+WIDGET_MIN_WIDTH = 420
 
 
 class _Relay(QObject):
@@ -68,6 +70,7 @@ class RunnerWidget(QWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
         super().__init__(parent)
+        self.setMinimumWidth(WIDGET_MIN_WIDTH)
         self.viewer = napari_viewer
         self.worker: Any = None
         self.pixel_size_needed = False

@@ -25,6 +25,7 @@ from histoquant.errors import ParamsError
 
 from . import _notify
 from ._assay_widget import assay_specs
+from ._base_widget import WIDGET_MIN_WIDTH
 from ._table import ResultTable
 
 __all__ = ["BatchWidget", "BatchCancelled"]
@@ -69,6 +70,7 @@ class BatchWidget(QWidget):
 
     def __init__(self, napari_viewer: Any = None, parent: QWidget | None = None):
         super().__init__(parent)
+        self.setMinimumWidth(WIDGET_MIN_WIDTH)
         self.viewer = napari_viewer
         self.worker: Any = None
         self.job: _Job | None = None

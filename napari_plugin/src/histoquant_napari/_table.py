@@ -93,6 +93,12 @@ def fill_table(table: QTableWidget, df: pd.DataFrame) -> bool:
                 item.setToolTip(repr(value))
                 table.setItem(r, c, item)
     table.resizeColumnsToContents()
+    # Turned, the measurement names head the rows: cap that header so that the values keep
+    # room in a narrow dock (the full name is in each cell's tooltip), and let the last
+    # column take the rest of the width.
+    header = table.verticalHeader()
+    header.setMaximumWidth(210 if turned else 16777215)
+    table.horizontalHeader().setStretchLastSection(turned)
     return turned
 
 
