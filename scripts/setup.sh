@@ -2,7 +2,7 @@
 # Set up histoquant in ./.venv on a fresh machine. Safe to run again: it only adds what is missing.
 #
 #   bash scripts/setup.sh          core package (enough for the command line and the main job)
-#   bash scripts/setup.sh --test   + test tools, napari plugin, Qt, cellpose (CPU torch), Dask,
+#   bash scripts/setup.sh --test   + test tools, napari plugin, Qt, cellpose (torch runs on the CPU), Dask,
 #                                  and the Debian packages napari needs to draw under Xvfb
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,12 +31,14 @@ if [[ $want_test == 1 ]]; then
             echo "warning: install xvfb and the Qt/GL libraries (see scripts/setup.sh) for the GUI tests" >&2
         fi
     fi
-    # The CPU build of torch first: a plain 'torch' requirement from cellpose would pull a
-    # CUDA build of several GB.
-    pip install -q --disable-pip-version-check "torch==2.13.0"
-    pip install -q --disable-pip-version-check -e ".[test,dask,cellpose]" "torch==2.13.0"
+    # torch and torchvision first, as a matching pair that lies on this machine's disk:
+    # cellpose 4 imports torchvision, and PyPI's torchvision fails to import beside the CPU
+    # torch 2.13.0 build ("operator torchvision::nms does not exist"). Pinned in every later
+    # install so nothing swaps torch for another multi-GB download.
+    pip install -q --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
+    pip install -q --disable-pip-version-check -e ".[test,dask,cellpose]" "torch==2.14.1" "torchvision==0.29.1"
     if [[ -f napari_plugin/pyproject.toml ]]; then
-        pip install -q --disable-pip-version-check -e "napari_plugin[testing]" "torch==2.13.0"
+        pip install -q --disable-pip-version-check -e "napari_plugin[testing]" "torch==2.14.1" "torchvision==0.29.1"
     fi
 else
     pip install -q --disable-pip-version-check -e .
