@@ -337,3 +337,19 @@ def test_result_layers_colour_objects_by_class():
     assert pkind == "points"
     np.testing.assert_allclose(pts, [[2.0, 2.0], [12.0, 12.0]])
     assert pkw["border_color"] == [SET_ASIDE_COLOURS[0], KEPT_COLOURS[0]]
+
+
+def test_layers_to_image_keeps_lazy_data_lazy_and_drops_alpha():
+    import dask.array as da
+
+    lazy = da.from_array(np.arange(40 * 30, dtype=np.uint16).reshape(40, 30), chunks=10)
+    a = _Layer((0.5, 0.5), data=lazy, name="a")
+    b = _Layer((0.5, 0.5), data=lazy + 1, name="b")
+    img = layers_to_image({"x": (a, None), "y": (b, None)}, 0.5, rgb=False, name="lazy")
+    assert isinstance(img.data, da.Array)  # nothing read yet
+    np.testing.assert_array_equal(img.channel("y"), np.asarray(lazy) + 1)
+    rgba = np.zeros((8, 9, 4), np.uint8)
+    rgba[..., 0] = 200
+    bf = layers_to_image({"image": (_Layer((1, 1), data=rgba, rgb=True), None)}, 1.0,
+                         rgb=True, name="rgba")
+    assert bf.rgb and bf.data.shape == (8, 9, 3)

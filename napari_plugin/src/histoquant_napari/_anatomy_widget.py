@@ -165,6 +165,7 @@ class AnatomyWidget(RunnerWidget):
             scroll.setWidget(self.params_form.native)
             scroll.setMinimumHeight(140)
             self._layout.addWidget(scroll)
+            self._layout.addLayout(self.params_buttons())
         self._layout.addWidget(self.run_button)
         self.run_button.setText("Find regions")
         self._layout.addWidget(self.progress_bar)
@@ -194,6 +195,8 @@ class AnatomyWidget(RunnerWidget):
         self._layout.addWidget(self.table, stretch=1)
         self.image_choice.changed.connect(lambda *_: self.update_pixel_size_state())
         self.reset_choices()
+
+    params_section = "anatomy"
 
     def reset_choices(self, *_: Any) -> None:
         super().reset_choices()

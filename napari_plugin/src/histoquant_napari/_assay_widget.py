@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import ComboBox, Container
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QScrollArea, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QWidget
 
 from histoquant.assays import AssaySpec, available_assays
 from histoquant.errors import ChannelError
@@ -105,21 +104,7 @@ class AssayWidget(RunnerWidget):
         self._params_scroll.setWidgetResizable(True)
         self._params_scroll.setMinimumHeight(160)
         self._layout.addWidget(self._params_scroll)
-        buttons = QHBoxLayout()
-        self.load_button = QPushButton("Load params…")
-        self.load_button.setToolTip("Read parameters from a JSON/YAML file (the same file the "
-                                    "command line takes with --params, or a study.yaml)")
-        self.save_button = QPushButton("Save params…")
-        self.save_button.setToolTip("Write these parameters to a JSON/YAML file for the "
-                                    "command line (--params) or a later session")
-        self.reset_button = QPushButton("Defaults")
-        self.reset_button.setToolTip("Back to the assay's default parameters")
-        self.load_button.clicked.connect(lambda: self.load_params())
-        self.save_button.clicked.connect(lambda: self.save_params())
-        self.reset_button.clicked.connect(lambda: self.params_form.reset())
-        for b in (self.load_button, self.save_button, self.reset_button):
-            buttons.addWidget(b)
-        self._layout.addLayout(buttons)
+        self._layout.addLayout(self.params_buttons())
         self._layout.addWidget(self.run_button)
         self._layout.addWidget(self.progress_bar)
         self._layout.addWidget(self.status)
@@ -244,36 +229,9 @@ class AssayWidget(RunnerWidget):
                 return w.value[0]
         return None
 
-    # -- parameters ----------------------------------------------------------------------------
-
-    def load_params(self, path: str | Path | None = None) -> AssayParams | None:
-        """Load parameters from a JSON/YAML file (asked for when not given) into the form."""
-        if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Load parameters", "",
-                                                  "Parameter files (*.yaml *.yml *.json)")
-            if not path:
-                return None
-        try:
-            return self.params_form.load(path, section=self.spec.name)
-        except Exception as exc:
-            self._fail(exc)
-            return None
-
-    def save_params(self, path: str | Path | None = None) -> Path | None:
-        """Save the form's parameters to a JSON/YAML file (asked for when not given)."""
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save parameters",
-                                                  f"{self.spec.name}.yaml",
-                                                  "YAML (*.yaml *.yml);;JSON (*.json)")
-            if not path:
-                return None
-        try:
-            out = self.params_form.save(path)
-        except Exception as exc:
-            self._fail(exc)
-            return None
-        _notify.info(f"saved parameters to {out}")
-        return out
+    @property
+    def params_section(self) -> str:
+        return self.spec.name
 
     # -- running -------------------------------------------------------------------------------
 

@@ -9,11 +9,20 @@ error notification with the core's message.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from histoquant.errors import PixelSizeError
 
@@ -162,6 +171,59 @@ class RunnerWidget(QWidget):
     @staticmethod
     def layer_info(layer: Any) -> dict[str, Any]:
         return (getattr(layer, "metadata", None) or {}).get(META_KEY) or {}
+
+    # -- parameters --------------------------------------------------------------------------
+
+    params_form: Any = None
+    params_section: str | None = None
+    """Section of a study file to read parameters from (the assay's name)."""
+
+    def params_buttons(self) -> QHBoxLayout:
+        """Load / Save / Defaults buttons for :attr:`params_form`."""
+        buttons = QHBoxLayout()
+        self.load_button = QPushButton("Load params…")
+        self.load_button.setToolTip("Read parameters from a JSON/YAML file (the same file the "
+                                    "command line takes with --params, or a study.yaml)")
+        self.save_button = QPushButton("Save params…")
+        self.save_button.setToolTip("Write these parameters to a JSON/YAML file for the "
+                                    "command line (--params) or a later session")
+        self.reset_button = QPushButton("Defaults")
+        self.reset_button.setToolTip("Back to the default parameters")
+        self.load_button.clicked.connect(lambda: self.load_params())
+        self.save_button.clicked.connect(lambda: self.save_params())
+        self.reset_button.clicked.connect(lambda: self.params_form.reset())
+        for b in (self.load_button, self.save_button, self.reset_button):
+            buttons.addWidget(b)
+        return buttons
+
+    def load_params(self, path: str | Path | None = None) -> Any:
+        """Load parameters from a JSON/YAML file (asked for when not given) into the form."""
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Load parameters", "",
+                                                  "Parameter files (*.yaml *.yml *.json)")
+            if not path:
+                return None
+        try:
+            return self.params_form.load(path, section=self.params_section)
+        except Exception as exc:
+            self._fail(exc)
+            return None
+
+    def save_params(self, path: str | Path | None = None) -> Path | None:
+        """Save the form's parameters to a JSON/YAML file (asked for when not given)."""
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save parameters",
+                                                  f"{self.params_section or 'params'}.yaml",
+                                                  "YAML (*.yaml *.yml);;JSON (*.json)")
+            if not path:
+                return None
+        try:
+            out = self.params_form.save(path)
+        except Exception as exc:
+            self._fail(exc)
+            return None
+        _notify.info(f"saved parameters to {out}")
+        return out
 
     # -- running -----------------------------------------------------------------------------
 

@@ -167,8 +167,18 @@ def layer_pixel_size(layer: Any) -> float | None:
     return sx
 
 
-def _layer_plane(layer: Any, channel: int | None) -> np.ndarray:
-    data = np.asarray(_level0(layer.data))
+def _as_array(data: Any) -> Any:
+    """NumPy arrays as they are; lazy arrays (dask, zarr) stay lazy, so that a whole-slide
+    layer is not loaded into memory just to hand it to the core, which reads what it needs."""
+    if isinstance(data, np.ndarray) or not hasattr(data, "shape"):
+        return np.asarray(data)
+    if type(data).__module__.split(".")[0] in ("dask", "zarr"):
+        return data
+    return np.asarray(data)
+
+
+def _layer_plane(layer: Any, channel: int | None) -> Any:
+    data = _as_array(_level0(layer.data))
     if channel is not None:
         if not getattr(layer, "rgb", False):
             raise ChannelError(f"layer {layer.name!r} has no colour channels to choose from")
@@ -201,8 +211,10 @@ def layers_to_image(
     """
     if rgb:
         layer, _ = next(iter(inputs.values()))
-        data = np.asarray(_level0(layer.data))
+        data = _as_array(_level0(layer.data))
         if getattr(layer, "rgb", False):
+            if data.shape[-1] == 4:  # RGBA: the alpha channel carries no stain
+                data = data[..., :3]
             axes = "YXC" if data.ndim == 3 else "ZYXC"
             return Image(data, axes=axes, pixel_size_um=pixel_size_um,
                          channel_names=("R", "G", "B")[: data.shape[-1]] if data.shape[-1] == 3
@@ -224,7 +236,13 @@ def layers_to_image(
         raise ChannelError(
             f"layer data with {first.ndim} dimensions; histoquant takes 2D planes or Z-stacks"
         )
-    data = np.stack(list(planes.values()), axis=-1)
+    if all(isinstance(p, np.ndarray) for p in planes.values()):
+        data = np.stack(list(planes.values()), axis=-1)
+    else:
+        import dask.array as da
+
+        data = da.stack([p if isinstance(p, da.Array) else da.from_array(p, chunks="auto")
+                         for p in planes.values()], axis=-1)
     axes = "YXC" if first.ndim == 2 else "ZYXC"
     return Image(data, axes=axes, pixel_size_um=pixel_size_um, channel_names=tuple(planes),
                  metadata={"name": name})
