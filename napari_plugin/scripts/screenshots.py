@@ -89,20 +89,40 @@ def _assay_shot(viewer, name: str, outdir: Path) -> None:
     _grab(viewer, outdir / f"{name}.png")
 
 
+def _phantom_study(folder: Path) -> Path:
+    """A study folder of each assay's phantom with a study.yaml, when example_images/ is absent."""
+    import shutil
+
+    import yaml
+
+    from histoquant_napari._assay_widget import assay_specs
+    from histoquant_napari._sample_data import phantom_for
+
+    folder.mkdir(parents=True, exist_ok=True)
+    study = {}
+    for name in assay_specs():
+        src = phantom_for(name)
+        if src is None:
+            continue
+        shutil.copy(src, folder / src.name)
+        study[name] = {"files": [src.name]}
+    (folder / "study.yaml").write_text(yaml.safe_dump({"assays": study}), encoding="utf-8")
+    return folder
+
+
 def _batch_shot(viewer, outdir: Path) -> None:
     from histoquant_napari._batch_widget import BatchWidget
     from histoquant_napari._sample_data import example_images_dir
 
-    folder = example_images_dir()
-    if folder is None:
-        print("batch: no example_images folder", file=sys.stderr)
-        return
-    w = BatchWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Batch (histoquant)", area="right")
-    w.folder.value = folder
     with tempfile.TemporaryDirectory() as tmp:
+        folder = example_images_dir() or _phantom_study(Path(tmp) / "example_images")
+        w = BatchWidget(viewer)
+        viewer.window.add_dock_widget(w, name="Batch (histoquant)", area="right")
+        w.folder.value = folder
         w.outdir.value = Path(tmp) / "results"
         _wait(w)
+        if w.last_error:
+            print(f"batch: {w.last_error}", file=sys.stderr)
         _grab(viewer, outdir / "batch.png")
 
 
