@@ -119,13 +119,29 @@ def build_parser() -> argparse.ArgumentParser:
         _add_param_flags(p, spec)
         _add_meta(p)
         p.set_defaults(spec=spec)
-    b = sub.add_parser("batch", help="run assays over every image in a folder",
-                       description="Run assays over every image in a folder. Without --assay, "
-                                   "a study.yaml in the folder says which assay reads which "
-                                   "files.")
-    b.add_argument("folder", type=Path)
-    b.add_argument("--assay", action="append", default=[], help="assay name (repeatable)")
-    b.add_argument("-c", "--config", type=Path, help="study YAML (default FOLDER/study.yaml)")
+    b = sub.add_parser(
+        "batch", help="measure a study folder: tables per section and per animal, Prism "
+        "tables, QC, report",
+        description="Measure every image of a study folder. A study.yaml and a sample sheet "
+                    "(samples.csv) in the folder are found by default; see docs/batch.md. "
+                    "Exit status 1 when an image failed, 2 when the study is misconfigured, "
+                    "130 when interrupted (finished images are kept: rerun with --resume).")
+    b.add_argument("folder", type=Path, metavar="STUDY_DIR")
+    b.add_argument("-c", "--config", type=Path, metavar="STUDY_YAML",
+                   help="study file (default STUDY_DIR/study.yaml)")
+    b.add_argument("--samples", type=Path, metavar="SHEET",
+                   help="sample sheet, CSV/TSV/Excel (default: the study file's, else "
+                        "STUDY_DIR/samples.csv)")
+    b.add_argument("--assay", action="append", default=[],
+                   help="run only this assay of the study file, or this assay when there is "
+                        "no study file (repeatable)")
+    b.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="worker processes on this machine (default 1)")
+    b.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786 "
+                        "(needs histoquant[dask])")
+    b.add_argument("--resume", action="store_true",
+                   help="skip images already measured with the same input and settings")
     _add_common(b, None)
     return parser
 
@@ -143,6 +159,58 @@ class _Progress:
                   flush=True)
 
 
+class _Bar:
+    """tqdm progress bar with ETA for the study run (created on the first update)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="image", desc="batch", file=sys.stderr,
+                            dynamic_ncols=True)
+        if message:
+            self.bar.set_postfix_str(message[-50:], refresh=False)
+        self.bar.update(done - self.bar.n)
+        if done == total:
+            self.bar.close()
+
+
+def _batch(args: argparse.Namespace, channels: dict) -> int:
+    from .batch import run_batch
+
+    if args.jobs < 1:
+        print("error: --jobs must be 1 or more", file=sys.stderr)
+        return 2
+    bar = _Bar(args.quiet)
+    try:
+        report = run_batch(args.folder, args.outdir, config=args.config, samples=args.samples,
+                           assays=args.assay, params=args.params,
+                           pixel_size_um=args.pixel_size_um, regions=args.regions,
+                           channels=channels, jobs=args.jobs, scheduler=args.scheduler,
+                           resume=args.resume, progress=bar)
+    except KeyboardInterrupt:
+        if bar.bar is not None:
+            bar.bar.close()
+        print(f"\ninterrupted; finished images are kept in {args.outdir}/.parts — run the same "
+              "command with --resume to go on", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(f"{report.n_units} image × assay result(s): {report.n_run} measured, "
+              f"{report.n_reused} reused, {len(report.errors)} failed; results in "
+              f"{report.outdir}", file=sys.stderr)
+        for note in report.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if report.errors:
+            print(f"see {report.outdir / 'errors.csv'}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``histoquant`` command; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -151,12 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     channels = dict(args.channel)
     try:
         if args.command == "batch":
-            from .batch import run_batch
-
-            ok = run_batch(args.folder, args.outdir, assays=args.assay, config=args.config,
-                           params=args.params, pixel_size_um=args.pixel_size_um,
-                           regions=args.regions, channels=channels,
-                           progress=_Progress(args.quiet, "batch"))
+            return _batch(args, channels)
         else:
             from .runner import run_files
 

@@ -30,7 +30,10 @@ from .io.writers import atomic_path
 from .results import AssayResult, order_columns, versions
 
 __all__ = ["write_csv", "write_label_image", "write_png", "write_result_files",
-           "write_tables", "extra_tables", "write_run_json", "file_sha256"]
+           "write_tables", "extra_tables", "write_run_json", "file_sha256", "write_json",
+           "write_excel", "write_bytes", "EXCEL_MAX_ROWS"]
+
+EXCEL_MAX_ROWS = 1_048_576
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
@@ -165,4 +168,54 @@ def write_run_json(outdir: str | Path, *, assay: str, params: dict[str, Any],
     path = Path(outdir) / "run.json"
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    return path
+
+
+def write_bytes(data: bytes, path: str | Path) -> Path:
+    """Write bytes to ``path`` atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def write_json(record: Any, path: str | Path) -> Path:
+    """Write a JSON document (UTF-8, indented) atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=str, ensure_ascii=False),
+                       encoding="utf-8")
+    return path
+
+
+def write_excel(sheets: dict[str, pd.DataFrame], path: str | Path, *,
+                blocks: dict[str, list[tuple[str, pd.DataFrame]]] | None = None) -> Path:
+    """Write tables to one Excel workbook, one sheet each, atomically.
+
+    Parameters
+    ----------
+    sheets : dict of str to DataFrame
+        Sheet name → table. A table longer than Excel's row limit is replaced by a note that
+        points to the CSV file.
+    path : path
+        The ``.xlsx`` file.
+    blocks : dict of str to list of (title, DataFrame), optional
+        Sheets holding several small tables one under the other, each under a title row
+        (the per-measure Prism tables).
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
+            for name, df in sheets.items():
+                if len(df) >= EXCEL_MAX_ROWS:
+                    df = pd.DataFrame({"note": [f"{len(df)} rows exceed Excel's limit; see "
+                                                f"{name}.csv"]})
+                order_columns(df).to_excel(writer, sheet_name=name[:31], index=False)
+            for name, items in (blocks or {}).items():
+                row = 0
+                for title, df in items:
+                    pd.DataFrame({title: []}).to_excel(writer, sheet_name=name[:31],
+                                                       startrow=row, index=False)
+                    df.to_excel(writer, sheet_name=name[:31], startrow=row + 1, index=False)
+                    row += len(df) + 3
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,12 @@ ID_COLUMNS = ("image", "animal", "group", "level", "section", "region")
 
 def versions() -> dict[str, str]:
     """Versions of histoquant and the libraries whose behaviour shapes the numbers."""
+    return dict(_versions())
+
+
+@lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
+    # reading package metadata costs tens of ms; every result (every tile of a slide) asks
     from importlib import metadata
 
     out = {"python": platform.python_version()}

@@ -1,7 +1,7 @@
 """Reading and writing images with their pixel size."""
 
 from .image import Image, as_image, check_finite, check_not_empty, dtype_max
-from .readers import IMAGE_SUFFIXES, is_image_file, read_image
+from .readers import IMAGE_SUFFIXES, image_levels, is_image_file, read_image
 from .writers import atomic_path, write_imagej_tiff, write_ome_tiff, write_ome_zarr
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "check_not_empty",
     "dtype_max",
     "IMAGE_SUFFIXES",
+    "image_levels",
     "is_image_file",
     "read_image",
     "atomic_path",

@@ -13,7 +13,7 @@ from ..errors import ImageReadError, PixelSizeError
 from .image import Image
 from .pixel_size import length_to_um, resolution_to_um
 
-__all__ = ["read_image", "IMAGE_SUFFIXES", "is_image_file"]
+__all__ = ["read_image", "IMAGE_SUFFIXES", "is_image_file", "image_levels"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ def read_image(
     pixel_size_um: float | None = None,
     *,
     channel_names: list[str] | tuple[str, ...] | None = None,
+    level: int = 0,
+    lazy: bool | None = None,
 ) -> Image:
     """Read an image file with its pixel size.
 
@@ -48,6 +50,12 @@ def read_image(
         Pixel size in µm. Overrides the file's value (a disagreement is logged).
     channel_names : sequence of str, optional
         Channel names, overriding the file's.
+    level : int
+        Pyramid level of a multi-resolution TIFF or OME-Zarr (0 = full resolution). The pixel
+        size (the file's or ``pixel_size_um``, both meant for level 0) is scaled to the level.
+    lazy : bool, optional
+        True keeps the pixels on disk (a zarr array read window by window), False loads them;
+        by default files whose pixels exceed 2 GB are opened lazily.
 
     Returns
     -------
@@ -64,24 +72,81 @@ def read_image(
     if not path.exists():
         raise ImageReadError(f"{path}: no such file or folder")
     name = path.name.lower()
+    if level < 0:
+        raise ImageReadError(f"{path}: pyramid level must be 0 or more, not {level}")
     try:
-        image = _dispatch(path, name, lenient=False)
+        image = _dispatch(path, name, lenient=False, level=level, lazy=lazy)
     except PixelSizeError:
         if pixel_size_um is None:
             raise
         # The caller's pixel size replaces the file's anisotropic one.
-        image = _dispatch(path, name, lenient=True)
+        image = _dispatch(path, name, lenient=True, level=level, lazy=lazy)
+    if pixel_size_um is not None and level:
+        pixel_size_um = pixel_size_um * image.metadata.get("downsample", 1.0)
     return _finish(image, path, pixel_size_um, channel_names)
 
 
-def _dispatch(path: Path, name: str, lenient: bool) -> Image:
+def image_levels(path: str | Path) -> list[tuple[int, int]]:
+    """Height and width of every pyramid level of an image file, full resolution first.
+
+    A file without a pyramid has one level. Reads metadata only.
+
+    Raises
+    ------
+    ImageReadError
+        When the file cannot be read as an image.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file or folder")
+    name = path.name.lower()
     try:
-        if name.endswith(ZARR_SUFFIXES) or ((path.is_dir() and (path / ".zattrs").exists())
-                                              or (path / "zarr.json").exists()):
-            image = _read_zarr(path, lenient)
+        if _is_zarr(path, name):
+            import zarr
+
+            group = zarr.open_group(str(path), mode="r")
+            attrs = dict(group.attrs)
+            ms = attrs.get("ome", attrs).get("multiscales") or [{}]
+            axes = "".join((a["name"] if isinstance(a, dict) else a).upper()
+                           for a in ms[0].get("axes", []))
+            out = []
+            for ds in ms[0].get("datasets", []):
+                shape = group[ds["path"]].shape
+                out.append((int(shape[axes.index("Y")]), int(shape[axes.index("X")])))
+            if not out:
+                raise ImageReadError(f"{path}: a zarr folder without OME-NGFF 'multiscales'")
+            return out
+        if name.endswith(TIFF_SUFFIXES):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                axes = series.axes.upper()
+                return [(int(lv.shape[axes.index("Y")]), int(lv.shape[axes.index("X")]))
+                        for lv in series.levels]
+        return [read_image(path).shape_yx]
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(f"{path}: could not be read as an image ({type(exc).__name__}: "
+                             f"{exc})") from exc
+
+
+def _is_zarr(path: Path, name: str) -> bool:
+    return name.endswith(ZARR_SUFFIXES) or (path.is_dir() and (
+        (path / ".zattrs").exists() or (path / "zarr.json").exists()))
+
+
+def _dispatch(path: Path, name: str, lenient: bool, level: int = 0,
+              lazy: bool | None = None) -> Image:
+    try:
+        if _is_zarr(path, name):
+            image = _read_zarr(path, lenient, level, lazy)
         elif name.endswith(TIFF_SUFFIXES):
-            image = _read_tiff(path, lenient)
+            image = _read_tiff(path, lenient, level, lazy)
         elif name.endswith(PLAIN_SUFFIXES):
+            if level:
+                raise ImageReadError(f"{path}: has no pyramid level {level} (one level only)")
             image = _read_plain(path, lenient)
         else:
             raise ImageReadError(
@@ -131,6 +196,54 @@ def _isotropic(sx: float | None, sy: float | None, path: Path,
     return float(sx)
 
 
+class LazyView:
+    """A lazy array seen with some axes fixed and the rest reordered; reads only what is asked.
+
+    Indexing a zarr array with an integer, or transposing it with NumPy, reads all of it; a
+    whole slide stored channels-first (OME ``CYX``) or with singleton T/Z axes would be loaded
+    whole just to put its channels last. This view keeps the pixels on disk and maps each
+    request to the stored order.
+    """
+
+    def __init__(self, base: Any, fixed: dict[int, int], order: list[int]):
+        self.base = base
+        self.fixed = dict(fixed)  # stored axis -> index taken
+        self.order = list(order)  # view axis i is stored axis order[i]
+        self.shape = tuple(int(base.shape[a]) for a in self.order)
+        self.dtype = np.dtype(base.dtype)
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self[...]
+        return arr.astype(dtype) if dtype is not None else arr
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            i = next(i for i, k in enumerate(key) if k is Ellipsis)
+            fill = self.ndim - (len(key) - 1)
+            key = key[:i] + (slice(None),) * fill + key[i + 1:]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        if len(key) != self.ndim:
+            raise IndexError(f"too many indices for an array of {self.ndim} dimensions")
+        stored: list[Any] = [slice(None)] * len(self.base.shape)
+        for a, i in self.fixed.items():
+            stored[a] = i
+        for view_axis, a in enumerate(self.order):
+            stored[a] = key[view_axis]
+        block = np.asarray(self.base[tuple(stored)])
+        # axes of ``block``: stored axes that were sliced (not fixed, not integer-indexed)
+        kept = [a for a in range(len(self.base.shape))
+                if a not in self.fixed and not isinstance(stored[a], (int, np.integer))]
+        want = [a for a in self.order if a in kept]
+        perm = [kept.index(a) for a in want]
+        return np.transpose(block, perm) if perm != list(range(len(perm))) else block
+
+
 def _to_channels_last(arr: Any, axes: str) -> tuple[Any, str]:
     """Squeeze singleton T/Q/I axes and move channels last; returns (array, axes)."""
     axes = axes.upper().replace("S", "C")
@@ -140,9 +253,11 @@ def _to_channels_last(arr: Any, axes: str) -> tuple[Any, str]:
     keep = []
     for ax, n in zip(arr_axes, shape):
         keep.append(not (ax in "TQIRE" and n == 1))
+    lazy = not isinstance(arr, np.ndarray)
     index = tuple(slice(None) if k else 0 for k in keep)
-    if not all(keep):
+    if not all(keep) and not lazy:
         arr = arr[index]
+    stored = [i for i, k in enumerate(keep) if k]  # stored axis of each remaining axis
     arr_axes = [a for a, k in zip(arr_axes, keep) if k]
     arr_axes = ["Z" if a in "TQIRE" else a for a in arr_axes]
     if arr_axes.count("Z") > 1:
@@ -154,32 +269,46 @@ def _to_channels_last(arr: Any, axes: str) -> tuple[Any, str]:
     if set(arr_axes) - set(order):
         raise ImageReadError(f"unsupported axes {axes}")
     perm = [arr_axes.index(a) for a in order]
-    if perm != list(range(len(perm))):
+    if lazy:
+        if perm != list(range(len(perm))) or not all(keep):
+            arr = LazyView(arr, {i: 0 for i, k in enumerate(keep) if not k},
+                           [stored[p] for p in perm])
+    elif perm != list(range(len(perm))):
         arr = np.transpose(np.asarray(arr), perm)
     return arr, "".join(order)
 
 
-def _read_tiff(path: Path, lenient: bool) -> Image:
+def _read_tiff(path: Path, lenient: bool, level: int = 0, lazy: bool | None = None) -> Image:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         axes = series.axes
-        nbytes = int(np.prod(series.shape)) * series.dtype.itemsize
+        if level >= len(series.levels):
+            raise ImageReadError(f"{path}: has no pyramid level {level} "
+                                 f"({len(series.levels)} level(s))")
+        sub = series.levels[level]
+        downsample = _downsample(series.shape, sub.shape, axes)
+        nbytes = int(np.prod(sub.shape)) * sub.dtype.itemsize
         page = series.pages[0] if series.pages else tif.pages[0]
-        if nbytes > LAZY_BYTES:
+        if lazy or (lazy is None and nbytes > LAZY_BYTES):
             import zarr
 
-            store = series.aszarr(level=0)
+            _check_complete(path, series.levels[level].pages)
+            store = series.aszarr(level=level)
             arr = zarr.open(store, mode="r")
         else:
-            arr = series.asarray()
+            arr = sub.asarray()
         pixel_size, z_step, names = _tiff_calibration(tif, page, path, lenient)
+        if pixel_size is not None:
+            pixel_size *= downsample
         photometric = getattr(page, "photometric", None)
         metadata = {
             "format": "ome-tiff" if tif.is_ome else ("imagej-tiff" if tif.is_imagej else "tiff"),
             "original_axes": axes,
             "levels": len(series.levels),
+            "level": level,
+            "downsample": downsample,
         }
     arr, axes = _to_channels_last(arr, axes)
     n_channels = arr.shape[-1] if axes.endswith("C") else 1
@@ -191,6 +320,27 @@ def _read_tiff(path: Path, lenient: bool) -> Image:
         names = ()
     return Image(arr, axes=axes, pixel_size_um=pixel_size, channel_names=tuple(names or ()),
                  rgb=rgb, z_step_um=z_step, path=path, metadata=metadata)
+
+
+def _check_complete(path: Path, pages) -> None:
+    """Refuse a TIFF whose pixel data runs past the end of the file (a truncated copy).
+
+    A lazily opened file is otherwise only found truncated when the missing tiles are read,
+    deep inside a measurement.
+    """
+    size = path.stat().st_size
+    end = 0
+    for page in pages:
+        if page is None:
+            continue
+        offsets = getattr(page, "dataoffsets", ()) or ()
+        counts = getattr(page, "databytecounts", ()) or ()
+        if offsets:
+            end = max(end, max(int(o) + int(c) for o, c in zip(offsets, counts)))
+    if end > size:
+        raise ImageReadError(
+            f"{path}: the file is truncated ({size} bytes, but its pixel data runs to {end} "
+            "bytes); re-copy or re-export it.")
 
 
 def _tiff_calibration(tif, page, path: Path, lenient: bool,
@@ -270,7 +420,13 @@ def _read_plain(path: Path, lenient: bool) -> Image:
                  metadata={"format": path.suffix.lower().lstrip(".")})
 
 
-def _read_zarr(path: Path, lenient: bool) -> Image:
+def _downsample(shape0: tuple, shape: tuple, axes: str) -> float:
+    """How many level-0 pixels one pixel of a lower level spans (along X)."""
+    i = axes.upper().index("X")
+    return float(shape0[i]) / float(shape[i])
+
+
+def _read_zarr(path: Path, lenient: bool, level: int = 0, lazy: bool | None = None) -> Image:
     import zarr
 
     group = zarr.open_group(str(path), mode="r")
@@ -283,8 +439,12 @@ def _read_zarr(path: Path, lenient: bool) -> Image:
     axes_meta = ms.get("axes", [])
     axes = "".join((a["name"] if isinstance(a, dict) else a).upper() for a in axes_meta)
     units = [a.get("unit") if isinstance(a, dict) else None for a in axes_meta]
-    dataset = ms["datasets"][0]
+    if level >= len(ms["datasets"]):
+        raise ImageReadError(f"{path}: has no pyramid level {level} "
+                             f"({len(ms['datasets'])} level(s))")
+    dataset = ms["datasets"][level]
     arr = group[dataset["path"]]
+    downsample = _downsample(group[ms["datasets"][0]["path"]].shape, arr.shape, axes)
     scale = None
     for tr in dataset.get("coordinateTransformations", []):
         if tr.get("type") == "scale":
@@ -303,7 +463,7 @@ def _read_zarr(path: Path, lenient: bool) -> Image:
     if omero and "channels" in omero:
         names = tuple(c.get("label", f"C{i}") for i, c in enumerate(omero["channels"]))
     nbytes = int(np.prod(arr.shape)) * arr.dtype.itemsize
-    data = arr if nbytes > LAZY_BYTES else arr[...]
+    data = arr if (lazy or (lazy is None and nbytes > LAZY_BYTES)) else arr[...]
     data, axes = _to_channels_last(data, axes)
     n_channels = data.shape[-1] if axes.endswith("C") else 1
     if names and len(names) != n_channels:
@@ -312,4 +472,5 @@ def _read_zarr(path: Path, lenient: bool) -> Image:
     return Image(data, axes=axes, pixel_size_um=pixel_size, channel_names=names,
                  rgb=bool(attrs.get("histoquant", {}).get("rgb", False)), z_step_um=sz,
                  path=path, metadata={"format": "ome-zarr", "levels": len(ms["datasets"]),
+                                      "level": level, "downsample": downsample,
                                       "multiscales": json.loads(json.dumps(ms))})

@@ -1,0 +1,135 @@
+"""Running units: here, in a pool of processes, or on a Dask distributed cluster.
+
+All three hand each finished unit to the same ``on_done`` callback in this process, which
+persists it at once. Workers only compute; they write nothing. Dask is optional
+(``pip install histoquant[dask]``) and imported only when a scheduler is named.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from ..errors import DependencyError
+from .units import Unit, UnitOutput, process_unit
+
+__all__ = ["execute", "dask_client"]
+
+log = logging.getLogger(__name__)
+
+OnDone = Callable[[Unit, UnitOutput], None]
+
+
+def _crashed(unit: Unit, why: str) -> UnitOutput:
+    s = unit.sample
+    return UnitOutput(key=unit.key, ok=False, meta={
+        "image": s.image, "file": s.rel, "assay": unit.assay, "key": unit.key,
+        "flags": ["failed: worker died"],
+        "error": {"image": s.image, "file": s.rel, "assay": unit.assay, "error": "WorkerDied",
+                  "message": why}})
+
+
+def _serial(units: Sequence[Unit], on_done: OnDone) -> None:
+    for u in units:
+        on_done(u, process_unit(u))
+
+
+def _processes(units: Sequence[Unit], jobs: int, on_done: OnDone) -> None:
+    # spawn: workers start clean (no inherited threads or locks), as on macOS and Windows
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+    # keep at most 2 units per worker queued, so an interrupted run has little in flight
+    todo = list(units)[::-1]
+    running: dict[Any, Unit] = {}
+    try:
+        while todo or running:
+            while todo and len(running) < 2 * jobs:
+                u = todo.pop()
+                running[pool.submit(process_unit, u)] = u
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                u = running.pop(fut)
+                try:
+                    out = fut.result()
+                except BrokenProcessPool:
+                    out = _crashed(u, "the worker process died while measuring this image "
+                                      "(out of memory?); run again with --resume to retry")
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+                    todo.extend(running.values())
+                    running.clear()
+                on_done(u, out)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def dask_client(scheduler: Any):
+    """A ``distributed.Client`` for a scheduler address (or the client given)."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise DependencyError(
+            "--scheduler needs Dask distributed, which is not installed; install it with "
+            "pip install 'histoquant[dask]'") from exc
+    if isinstance(scheduler, distributed.Client):
+        return scheduler, False
+    try:
+        return distributed.Client(scheduler), True
+    except OSError as exc:
+        raise DependencyError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc})") \
+            from exc
+
+
+def _dask(units: Sequence[Unit], scheduler: Any, on_done: OnDone) -> None:
+    client, own = dask_client(scheduler)
+    import distributed
+    futures = {}
+    try:
+        for u in units:
+            fut = client.submit(process_unit, u, key=f"histoquant-{u.key}", pure=False)
+            futures[fut] = u
+        for fut in distributed.as_completed(list(futures)):
+            u = futures[fut]
+            try:
+                out = fut.result()
+            except Exception as exc:  # KilledWorker and friends: the unit could not run
+                out = _crashed(u, f"the Dask worker failed ({type(exc).__name__}: {exc}); run "
+                                  "again with --resume to retry")
+            on_done(u, out)
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+    finally:
+        if own:
+            client.close()
+
+
+def execute(units: Sequence[Unit], on_done: OnDone, *, jobs: int = 1,
+            scheduler: Any = None) -> None:
+    """Run every unit and call ``on_done(unit, output)`` as each finishes.
+
+    Parameters
+    ----------
+    units : sequence of Unit
+        Work to do.
+    on_done : callable
+        Called in this process, in completion order.
+    jobs : int
+        Worker processes on this machine (1 runs here, in this process).
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler address (``tcp://host:8786``) or client; overrides ``jobs``.
+    """
+    if not units:
+        return
+    if scheduler is not None:
+        _dask(units, scheduler, on_done)
+    elif jobs <= 1:
+        _serial(units, on_done)
+    else:
+        _processes(units, min(jobs, len(units)), on_done)

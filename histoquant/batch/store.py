@@ -1,0 +1,144 @@
+"""Finished units on disk (``OUTDIR/.parts``), so a killed run loses nothing.
+
+Each finished image × assay is one zip file named by its key (a hash of the input file and
+every setting that shapes the result), written atomically the moment the unit finishes:
+``meta.json``, ``summary.csv``, ``objects.csv``, ``qc.png``, ``thumb.png`` and the assay's
+extra tables (``extra/<name>.csv``). The final tables
+are always assembled from these files, so a fresh run, a resumed run and a parallel run give
+byte-identical tables. Input hashes are cached by (size, modification time) in
+``hashes.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+from ..io.writers import atomic_path
+from ..output import file_sha256
+from .units import UnitOutput
+
+__all__ = ["PartStore", "ID_DTYPES"]
+
+# identifier columns stay text when read back ("001" is not 1)
+ID_DTYPES = {c: str for c in ("image", "animal", "group", "level", "section", "region", "assay",
+                              "file", "class")}
+
+
+class PartStore:
+    """The ``.parts`` folder of an output folder."""
+
+    def __init__(self, outdir: str | Path):
+        self.dir = Path(outdir) / ".parts"
+
+    def path(self, key: str) -> Path:
+        return self.dir / f"{key}.zip"
+
+    def has(self, key: str) -> bool:
+        """Whether a finished, readable part exists for ``key``."""
+        p = self.path(key)
+        if not p.is_file():
+            return False
+        try:
+            with zipfile.ZipFile(p) as z:
+                return z.testzip() is None and "meta.json" in z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return False
+
+    def write(self, out: UnitOutput) -> Path:
+        """Persist a successful unit atomically."""
+        path = self.path(out.key)
+        with atomic_path(path) as tmp:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+                z.writestr("meta.json", json.dumps(out.meta, indent=1, sort_keys=True,
+                                                   default=str))
+                z.writestr("summary.csv", out.summary.to_csv(index=False,
+                                                             lineterminator="\n"))
+                z.writestr("objects.csv", out.objects.to_csv(index=False,
+                                                             lineterminator="\n"))
+                if out.qc_png is not None:
+                    z.writestr("qc.png", out.qc_png)
+                if out.thumb_png is not None:
+                    z.writestr("thumb.png", out.thumb_png)
+                for name, table in out.extra.items():
+                    z.writestr(f"extra/{name}.csv", table.to_csv(index=False,
+                                                                 lineterminator="\n"))
+        return path
+
+    def read(self, key: str, *, pictures: bool = False) -> UnitOutput:
+        """Read a part back (tables always; PNG bytes when ``pictures``)."""
+        with zipfile.ZipFile(self.path(key)) as z:
+            meta = json.loads(z.read("meta.json"))
+            tables = {}
+            for name in ("summary", "objects"):
+                raw = z.read(f"{name}.csv")
+                tables[name] = pd.read_csv(io.BytesIO(raw), dtype=ID_DTYPES,
+                                           keep_default_na=True) if raw.strip() else \
+                    pd.DataFrame()
+            names = set(z.namelist())
+            qc = z.read("qc.png") if pictures and "qc.png" in names else None
+            thumb = z.read("thumb.png") if pictures and "thumb.png" in names else None
+            extra = {}
+            for n in sorted(names):
+                if n.startswith("extra/") and n.endswith(".csv"):
+                    raw = z.read(n)
+                    extra[n[6:-4]] = pd.read_csv(io.BytesIO(raw), dtype=ID_DTYPES) \
+                        if raw.strip() else pd.DataFrame()
+        return UnitOutput(key=key, ok=True, summary=tables["summary"],
+                          objects=tables["objects"], qc_png=qc, thumb_png=thumb, meta=meta,
+                          extra=extra)
+
+    # ---- input hashes -------------------------------------------------------------------
+
+    def _hash_file(self) -> Path:
+        return self.dir / "hashes.json"
+
+    def hashes(self, paths: list[Path]) -> tuple[dict[Path, str], dict[Path, str]]:
+        """SHA-256 of every input (cached by size and mtime); unreadable ones separately.
+
+        Returns
+        -------
+        hashes : dict of Path to str
+        errors : dict of Path to str
+            Why a file could not be read.
+        """
+        cache_path = self._hash_file()
+        try:
+            cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+        except (OSError, ValueError):
+            cache = {}
+        out, errors = {}, {}
+        for p in paths:
+            try:
+                st = _stat(p)
+                hit = cache.get(str(p))
+                if hit and hit[0] == st[0] and hit[1] == st[1]:
+                    out[p] = hit[2]
+                    continue
+                out[p] = file_sha256(p)
+                cache[str(p)] = [st[0], st[1], out[p]]
+            except OSError as exc:
+                errors[p] = f"{type(exc).__name__}: {exc}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache_path) as tmp:
+            tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
+        return out, errors
+
+
+def _stat(p: Path) -> tuple[int, int]:
+    """Size and newest modification time (of every file inside, for a Zarr folder)."""
+    if p.is_dir():
+        size = mtime = 0
+        for root, _dirs, files in os.walk(p):
+            for f in files:
+                st = os.stat(os.path.join(root, f))
+                size += st.st_size
+                mtime = max(mtime, st.st_mtime_ns)
+        return size, mtime
+    st = p.stat()
+    return st.st_size, st.st_mtime_ns

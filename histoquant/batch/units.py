@@ -1,0 +1,396 @@
+"""One unit of work — one image through one assay — and how a worker carries it out.
+
+:func:`process_unit` is a pure function of its :class:`Unit`: it reads the image, runs the
+assay (in one piece, or section by section and tile by tile for whole slides), and returns the
+tables, a QC picture and a record of what happened. It never writes files, so it runs the same
+in this process, in a process pool or on a Dask worker on another machine; the caller persists
+the result. Any error becomes part of the returned record instead of stopping the study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import math
+import re
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..assays.base import AssaySpec
+from ..errors import HistoquantError
+from ..io import Image, read_image
+from ..io.readers import LAZY_BYTES
+from ..params import AssayParams
+from .config import QCOptions, SlideOptions
+from .samples import Sample
+
+__all__ = ["Unit", "UnitOutput", "process_unit", "unit_key"]
+
+log = logging.getLogger(__name__)
+
+# Slide kept around a section handed to the anatomy (the rat cord is ≈ 4 mm wide).
+_ANATOMY_MARGIN_UM = 500.0
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Everything a worker needs to measure one image with one assay."""
+
+    key: str
+    sample: Sample
+    assay: str
+    spec: AssaySpec
+    params: AssayParams
+    channels: dict[str, Any]
+    regions: Any
+    pixel_size_um: float | None
+    split_sections: bool
+    slides: SlideOptions
+    qc: QCOptions
+
+
+@dataclass
+class UnitOutput:
+    """What a unit produced: tables (with ``section``), pictures, and a record."""
+
+    key: str
+    ok: bool
+    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    objects: pd.DataFrame = field(default_factory=pd.DataFrame)
+    qc_png: bytes | None = None
+    thumb_png: bytes | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def unit_key(input_sha256: str, spec_name: str, settings: dict[str, Any]) -> str:
+    """Identity of a result: the input's hash, the assay and every setting that shapes it."""
+    from .. import __version__
+
+    blob = json.dumps({"input": input_sha256, "assay": spec_name, "histoquant": __version__,
+                       **settings}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _png(rgb: np.ndarray, max_px: int) -> bytes:
+    from PIL import Image as PILImage
+
+    im = PILImage.fromarray(np.ascontiguousarray(rgb.astype(np.uint8)))
+    if max(im.size) > max_px:
+        im.thumbnail((max_px, max_px), PILImage.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _caption(sample: Sample, assay: str, summary: pd.DataFrame) -> list[str]:
+    from ..aggregate import measure_columns
+
+    lines = [f"{sample.image} · {assay} · {sample.animal} {sample.group} {sample.level}"]
+    cols = [c for c in measure_columns(summary, exclude=("region_area_mm2",))][:2]
+    for _, row in summary.head(4).iterrows():
+        vals = ", ".join(f"{c} {row[c]:.4g}" for c in cols if pd.notna(row[c]))
+        lines.append(f"{row.get('section', '')} {row.get('region', '')}: {vals}")
+    return lines
+
+
+def _flags(summary: pd.DataFrame, warnings: list[str], saturated: float,
+           qc: QCOptions, anatomy_quality: list[float] | None = None) -> list[str]:
+    flags = []
+    if saturated > qc.max_saturated_pct:
+        flags.append(f"saturated {saturated:.2f} % of pixels")
+    if anatomy_quality and min(anatomy_quality) < qc.min_anatomy_score:
+        flags.append(f"low anatomy score {min(anatomy_quality):.2f}")
+    for col in summary.columns:
+        if col.lower().endswith("score") and pd.api.types.is_numeric_dtype(summary[col]):
+            low = summary[col].min()
+            if pd.notna(low) and low < qc.min_anatomy_score:
+                flags.append(f"low {col} {low:.2f}")
+    flags.extend(f"warning: {w}" for w in dict.fromkeys(warnings))
+    return flags
+
+
+def _region_source(unit: Unit, image: Image, view, section_mask: np.ndarray | None,
+                   info: dict[str, Any]):
+    """Regions for a tiled run, at full resolution, limited to one section."""
+    from ..rois import read_regions
+    from ..tiling import MaskSource, PolygonSource, WholeImage
+
+    section = MaskSource({"section": section_mask}, view.scale) \
+        if section_mask is not None else None
+    regions = unit.sample.roi if unit.sample.roi is not None else unit.regions
+    if regions is None:
+        return MaskSource({"tissue": section_mask}, view.scale) if section is not None \
+            else WholeImage()
+    if isinstance(regions, str) and regions == "auto":
+        src = _auto_regions(unit, image, view, section, info)
+    else:
+        polys = {}
+        for r in read_regions(regions):
+            polys.setdefault(r.name, []).extend(r.to_polygons())
+        src = PolygonSource(polys)
+    return src.restrict(section) if section is not None else src
+
+
+def _auto_regions(unit: Unit, image: Image, view, section, info: dict[str, Any]):
+    """Anatomy on a reduced copy of one section (or the image) → low-resolution masks.
+
+    The copy has about ``slides.anatomy_pixel_um`` per pixel, so the anatomy never sees the
+    full-resolution slide; other sections inside the crop are painted with the background
+    so that the anatomy sees one section.
+    """
+    from ..errors import RegionError
+    from ..slides import read_region
+    from ..tiling import MaskSource
+
+    try:
+        from .. import anatomy
+    except ImportError as exc:
+        raise RegionError("regions: auto needs histoquant.anatomy, which is missing") from exc
+    px = image.require_pixel_size()
+    h, w = image.shape_yx
+    # a margin of slide around the section: the anatomy treats tissue touching the image
+    # edge as a cut (partial) section
+    margin = math.ceil(_ANATOMY_MARGIN_UM / (px * max(view.scale)))
+    bounds = section.bounds(pad=margin) if section is not None else (0, h, 0, w)
+    bounds = (max(0, bounds[0]), min(h, bounds[1]), max(0, bounds[2]), min(w, bounds[3]))
+    factor = max(1, int(unit.slides.anatomy_pixel_um // px))
+    data, scale = read_region(image, bounds, factor)
+    if section is not None:
+        # which crop pixels belong to this section: sample the section mask at their centres
+        smask = next(iter(section.masks.values()))
+        rows = (bounds[0] + (np.arange(data.shape[0]) + 0.5) * scale[0]) / section.scale[0]
+        cols = (bounds[2] + (np.arange(data.shape[1]) + 0.5) * scale[1]) / section.scale[1]
+        keep = smask[np.ix_(np.clip(rows.astype(np.intp), 0, smask.shape[0] - 1),
+                            np.clip(cols.astype(np.intp), 0, smask.shape[1] - 1))]
+        if (~keep).any() and (~smask).any():
+            bg = np.median(view.data[~smask], axis=0)
+            data = np.where(keep[..., None] if data.ndim == 3 else keep, data, bg)
+    dtype = image.dtype
+    if np.issubdtype(dtype, np.integer):
+        data = np.clip(np.round(data), np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
+    small = Image(data, axes="YXC" if data.ndim == 3 else "YX", pixel_size_um=px * scale[1],
+                  channel_names=image.channel_names, rgb=image.rgb,
+                  metadata={"name": image.name})
+    masks = anatomy.auto_regions(small, unit.spec.auto_regions)
+    quality = _anatomy_quality(anatomy, small)
+    if quality is not None:
+        info.setdefault("anatomy_quality", []).append(round(quality, 3))
+    return MaskSource({k: np.asarray(v, bool) for k, v in masks.items()}, scale,
+                      origin=(bounds[0], bounds[2]))
+
+
+def _anatomy_quality(anatomy, small: Image) -> float | None:
+    """The anatomy's quality score of the section, when it offers one."""
+    find = getattr(anatomy, "find_sections", None)
+    if find is None:
+        return None
+    try:
+        found = find(small)
+        scores = [float(s.quality) for s in getattr(found, "sections", [])]
+    except Exception:  # a score is a QC extra: its absence must not fail the measurement
+        return None
+    return min(scores) if scores else None
+
+
+def _section_ids(base: str, n: int) -> list[str]:
+    if n == 1:
+        return [base or "1"]
+    return [f"{base}.{i}" if base else str(i) for i in range(1, n + 1)]
+
+
+def _with_section(df: pd.DataFrame, base: str) -> pd.DataFrame:
+    """Add the sample's section; an assay that numbers sections itself keeps its numbers
+    (prefixed by the sheet's section when the image holds several)."""
+    if "section" in df.columns and df["section"].notna().any():
+        theirs = df["section"].astype(str)
+        if not base:
+            return df.assign(section=theirs)
+        if theirs.nunique() <= 1:
+            return df.assign(section=base)
+        return df.assign(section=base + "." + theirs)
+    return df.assign(section=base or "1")
+
+
+def _run_direct(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray,
+                                                    list[str], float, dict]:
+    from ..qc import draw_mask_outlines
+    from ..slides import display_rgb, saturated_pct
+
+    regions = str(unit.sample.roi) if unit.sample.roi is not None else unit.regions
+    res = unit.spec.run(image, regions=regions, params=unit.params, channels=unit.channels)
+    summary = _with_section(res.summary, unit.sample.section)
+    objects = _with_section(res.objects, unit.sample.section)
+    if res.qc is not None:
+        qc = np.asarray(res.qc)
+    else:
+        from ..io import dtype_max
+
+        data = np.asarray(image.data)
+        if image.axes.startswith("Z"):
+            data = data.max(axis=0)
+        qc = display_rgb(data, image.rgb, dtype_max(image.dtype))
+        if res.masks:
+            masks = {k: v for k, v in res.masks.items()
+                     if getattr(v, "shape", None) == qc.shape[:2] and v.dtype == bool}
+            draw_mask_outlines(qc, masks)
+    sat = saturated_pct(np.asarray(image.data), image.dtype)
+    extra = {name: _with_section(t, unit.sample.section) for name, t in
+             (res.extra.get("tables") or {}).items() if isinstance(t, pd.DataFrame)}
+    return summary, objects, qc, list(res.warnings), sat, {"mode": "direct", "n_tiles": 1,
+                                                           "n_sections": 1, "extra": extra}
+
+
+def _run_slide(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray,
+                                                   list[str], float, dict]:
+    from ..qc import draw_mask_outlines
+    from ..slides import display_rgb, find_sections, overview
+    from ..tiling import run_tiled
+
+    opts = unit.slides
+    px = image.require_pixel_size()
+    view = overview(image, opts.overview_max_px)
+    if unit.split_sections:
+        labels = find_sections(view, min_area_mm2=opts.min_section_area_mm2)
+        masks = [labels == i for i in range(1, int(labels.max()) + 1)]
+    else:
+        masks = [None]
+    ids = _section_ids(unit.sample.section, len(masks))
+    overlap_px = math.ceil(opts.overlap_um / px)
+    info: dict[str, Any] = {}
+    summaries, objects, warnings = [], [], []
+    n_tiles = saturated = measured = 0
+    for sid, mask in zip(ids, masks):
+        src = _region_source(unit, image, view, mask, info)
+        bounds = None
+        if mask is not None:
+            from ..tiling import MaskSource
+
+            bounds = MaskSource({"s": mask}, view.scale).bounds()
+        res = run_tiled(unit.spec, image, src, params=unit.params, channels=unit.channels,
+                        tile_px=opts.tile_px, overlap_px=overlap_px, bounds=bounds)
+        n_tiles += res.n_tiles
+        saturated += res.saturated_px
+        measured += res.measured_px
+        warnings.extend(res.warnings)
+        summaries.append(res.summary.assign(section=sid))
+        if len(res.objects):
+            objects.append(res.objects.assign(section=sid))
+    summary = pd.concat(summaries, ignore_index=True)
+    objs = pd.concat(objects, ignore_index=True) if objects else pd.DataFrame(
+        columns=["image", "region", "section"])
+    if len(objs) and "label" in objs.columns:
+        objs["label"] = np.arange(1, len(objs) + 1)
+    # QC: the overview with section outlines and a dot on every object
+    qc = display_rgb(view.data, image.rgb, view.dtype_max)
+    if masks[0] is not None:
+        draw_mask_outlines(qc, {sid: m for sid, m in zip(ids, masks)})
+    _draw_dots(qc, objs, px, view.scale)
+    sat = 100.0 * saturated / measured if measured else 0.0
+    info.update(mode="tiled", n_tiles=n_tiles, n_sections=len(masks),
+                overview_scale=list(view.scale))
+    return summary, objs, qc, warnings, sat, info
+
+
+def _draw_dots(rgb: np.ndarray, objects: pd.DataFrame, px: float,
+               scale: tuple[float, float]) -> None:
+    from ..tiling import CENTROID_COLUMNS_PX, CENTROID_COLUMNS_UM
+
+    if not len(objects):
+        return
+    for (ry, rx), factor in [(p, px) for p in CENTROID_COLUMNS_UM] + \
+            [(p, 1.0) for p in CENTROID_COLUMNS_PX]:
+        if ry in objects.columns and rx in objects.columns:
+            r = np.clip((objects[ry].to_numpy(float) / factor / scale[0]).astype(int), 0,
+                        rgb.shape[0] - 1)
+            c = np.clip((objects[rx].to_numpy(float) / factor / scale[1]).astype(int), 0,
+                        rgb.shape[1] - 1)
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    rgb[np.clip(r + dr, 0, rgb.shape[0] - 1),
+                        np.clip(c + dc, 0, rgb.shape[1] - 1)] = (0, 158, 115)
+            return
+
+
+def _load(image: Image) -> np.ndarray:
+    from ..errors import ImageReadError
+
+    try:
+        return np.asarray(image.data[...])
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(f"{image.source}: the pixels could not be read ({type(exc).__name__}"
+                             f": {exc}); the file may be damaged or truncated") from exc
+
+
+def process_unit(unit: Unit) -> UnitOutput:
+    """Measure one image with one assay; never raises for a bad image.
+
+    Returns
+    -------
+    UnitOutput
+        ``ok`` False with ``meta['error']`` (type, message) when the image could not be
+        measured.
+    """
+    from ..qc import add_caption
+
+    t0 = time.perf_counter()
+    s = unit.sample
+    meta: dict[str, Any] = {"image": s.image, "file": s.rel, "assay": unit.assay,
+                            "key": unit.key}
+    try:
+        # opened lazily: a whole slide is read tile by tile, a small image loaded below
+        image = read_image(s.path, unit.pixel_size_um, channel_names=s.channel_names,
+                           lazy=True)
+        image.metadata["name"] = s.image
+        meta["shape_yx"] = list(image.shape_yx)
+        meta["pixel_size_um"] = image.pixel_size_um
+        h, w = image.shape_yx
+        nbytes = h * w * image.n_channels * image.dtype.itemsize * (
+            image.data.shape[0] if image.axes.startswith("Z") else 1)
+        big = h * w > unit.slides.max_direct_mpx * 1e6 or nbytes > LAZY_BYTES
+        in_memory = nbytes <= unit.slides.in_memory_mb * 1024**2
+        if not isinstance(image.data, np.ndarray) and (in_memory or not (
+                unit.split_sections or big)):
+            # one read of a small file beats many small window reads
+            image = dataclasses.replace(image, data=_load(image))
+        if unit.split_sections or big:
+            summary, objects, qc, warnings, sat, info = _run_slide(unit, image)
+        else:
+            summary, objects, qc, warnings, sat, info = _run_direct(unit, image)
+        extra = info.pop("extra", {})
+        meta.update(info)
+        summary = summary.assign(image=s.image)
+        if len(objects):
+            objects = objects.assign(image=s.image)
+        meta["warnings"] = warnings
+        meta["saturated_pct"] = round(sat, 4)
+        meta["flags"] = _flags(summary, warnings, sat, unit.qc, info.get("anatomy_quality"))
+        qc = add_caption(np.asarray(qc, dtype=np.uint8), _caption(s, unit.assay, summary))
+        out = UnitOutput(key=unit.key, ok=True, summary=summary, objects=objects,
+                         qc_png=_png(qc, unit.qc.overlay_max_px),
+                         thumb_png=_png(qc, unit.qc.thumbnail_px), meta=meta,
+                         extra={k: v.assign(image=s.image) for k, v in extra.items()
+                                if re.fullmatch(r"\w+", k)})
+    except Exception as exc:  # a bad file or an assay bug must not stop the study
+        expected = isinstance(exc, HistoquantError)
+        if not expected:
+            log.error("%s (%s): unexpected %s", s.rel, unit.assay, type(exc).__name__)
+        meta["error"] = {"image": s.image, "file": s.rel, "assay": unit.assay,
+                         "error": type(exc).__name__,
+                         "message": " ".join(str(exc).split()) or type(exc).__name__}
+        if not expected:
+            meta["traceback"] = traceback.format_exc(limit=8)
+        meta["flags"] = [f"failed: {type(exc).__name__}"]
+        out = UnitOutput(key=unit.key, ok=False, meta=meta)
+    meta["seconds"] = round(time.perf_counter() - t0, 3)
+    return out

@@ -1,0 +1,379 @@
+"""Run any assay tile by tile over a large image, counting objects on tile seams once.
+
+The image is cut into square *cores* that cover it without overlap. Each tile the assay sees is
+its core grown by an overlap on every side, so an object near the core's edge is seen whole
+(the overlap must be wider than the largest object). The regions handed to the assay are cut to
+the core, and of the objects found only those whose centroid falls inside the core are kept;
+since cores do not overlap, every object is counted by exactly one tile. Areas and lengths
+measured inside the core-cut regions add up over tiles; densities, fractions and averages are
+combined as averages weighted by the region area of each tile (see
+:mod:`histoquant.aggregate`). An assay module may define
+``combine_tile_summaries(summaries: DataFrame) -> DataFrame`` to combine its own summary rows
+exactly (the DataFrame has one row per tile × region and a ``tile`` column).
+
+Memory is bounded by one tile: pixels are read window by window from lazy (zarr) images.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .aggregate import combine_rows
+from .assays.base import AssaySpec
+from .errors import HistoquantError, ImageReadError
+from .io import Image
+from .rois import Polygon, rasterize
+
+__all__ = ["Window", "tile_grid", "RegionSource", "WholeImage", "MaskSource", "PolygonSource",
+           "TiledResult", "run_tiled", "shift_objects", "CENTROID_COLUMNS"]
+
+# (row, col) column pairs that hold object positions, in µm then in pixels; the first pair
+# found decides which tile keeps an object, and every pair found is shifted to slide coordinates.
+CENTROID_COLUMNS_UM = (("centroid_y_um", "centroid_x_um"), ("y_um", "x_um"),
+                       ("centroid_row_um", "centroid_col_um"), ("row_um", "col_um"))
+CENTROID_COLUMNS_PX = (("centroid_row", "centroid_col"), ("row", "col"), ("y_px", "x_px"),
+                       ("row_px", "col_px"), ("centroid_y_px", "centroid_x_px"))
+CENTROID_COLUMNS = CENTROID_COLUMNS_UM + CENTROID_COLUMNS_PX
+
+
+@dataclass(frozen=True)
+class Window:
+    """A tile: its core rows/cols ``[r0, r1) × [c0, c1)`` and the padded window it reads."""
+
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+    R0: int
+    R1: int
+    C0: int
+    C1: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Height and width of the padded window."""
+        return self.R1 - self.R0, self.C1 - self.C0
+
+    def core_mask(self) -> np.ndarray:
+        """Boolean mask of the core inside the padded window."""
+        m = np.zeros(self.shape, dtype=bool)
+        m[self.r0 - self.R0:self.r1 - self.R0, self.c0 - self.C0:self.c1 - self.C0] = True
+        return m
+
+
+def tile_grid(shape: tuple[int, int], tile_px: int, overlap_px: int,
+              bounds: tuple[int, int, int, int] | None = None) -> list[Window]:
+    """Tiles whose cores cover ``bounds`` (r0, r1, c0, c1; default the whole image).
+
+    Cores are ``tile_px`` square (smaller at the far edges), padded by ``overlap_px`` on each
+    side and clipped to the image.
+    """
+    if tile_px < 1 or overlap_px < 0:
+        raise HistoquantError(f"tile size must be >= 1 and overlap >= 0 pixels, got "
+                              f"{tile_px} and {overlap_px}")
+    h, w = shape
+    r0, r1, c0, c1 = bounds if bounds is not None else (0, h, 0, w)
+    r0, c0 = max(0, r0), max(0, c0)
+    r1, c1 = min(h, r1), min(w, c1)
+    out = []
+    for a in range(r0, r1, tile_px):
+        b = min(r1, a + tile_px)
+        for c in range(c0, c1, tile_px):
+            d = min(c1, c + tile_px)
+            out.append(Window(a, b, c, d, max(0, a - overlap_px), min(h, b + overlap_px),
+                              max(0, c - overlap_px), min(w, d + overlap_px)))
+    return out
+
+
+class RegionSource:
+    """Named regions that can be cut out at any window of the full-resolution image."""
+
+    names: tuple[str, ...] = ()
+
+    def window(self, win: Window) -> dict[str, np.ndarray]:  # pragma: no cover - interface
+        """``{name: bool mask}`` of the padded window of ``win``."""
+        raise NotImplementedError
+
+    def restrict(self, section: MaskSource) -> RegionSource:
+        """These regions cut to the pixels of one section."""
+        return _Restricted(self, section)
+
+
+@dataclass
+class WholeImage(RegionSource):
+    """The whole image as one region (``image`` by default)."""
+
+    name: str = "image"
+
+    def __post_init__(self) -> None:
+        self.names = (self.name,)
+
+    def window(self, win: Window) -> dict[str, np.ndarray]:
+        return {self.name: np.ones(win.shape, dtype=bool)}
+
+
+@dataclass
+class MaskSource(RegionSource):
+    """Regions as low-resolution masks (from an overview), enlarged by nearest neighbour.
+
+    ``scale`` is the number of full-resolution pixels per mask pixel along Y and X, and
+    ``origin`` the full-resolution pixel where the masks' top-left corner lies (a mask of one
+    section's crop); outside the masks nothing belongs to the regions.
+    """
+
+    masks: Mapping[str, np.ndarray]
+    scale: tuple[float, float]
+    origin: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        self.masks = {k: np.asarray(v, dtype=bool) for k, v in self.masks.items()}
+        self.names = tuple(self.masks)
+
+    def window(self, win: Window) -> dict[str, np.ndarray]:
+        out = {}
+        for name, m in self.masks.items():
+            rows = np.floor((np.arange(win.R0, win.R1) - self.origin[0])
+                            / self.scale[0]).astype(np.intp)
+            cols = np.floor((np.arange(win.C0, win.C1) - self.origin[1])
+                            / self.scale[1]).astype(np.intp)
+            ok_r = (rows >= 0) & (rows < m.shape[0])
+            ok_c = (cols >= 0) & (cols < m.shape[1])
+            sel = m[np.ix_(np.clip(rows, 0, m.shape[0] - 1), np.clip(cols, 0, m.shape[1] - 1))]
+            sel &= np.outer(ok_r, ok_c)
+            out[name] = sel
+        return out
+
+    def bounds(self, name: str | None = None, pad: int = 1) -> tuple[int, int, int, int]:
+        """Full-resolution bounding box (r0, r1, c0, c1) of one mask (or all), padded."""
+        m = np.zeros(next(iter(self.masks.values())).shape, dtype=bool)
+        for k, v in self.masks.items():
+            if name is None or k == name:
+                m |= v
+        rr, cc = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
+        if not len(rr):
+            return (0, 0, 0, 0)
+        sy, sx = self.scale
+        oy, ox = self.origin
+        return (oy + int(np.floor((rr[0] - pad) * sy)), oy + int(np.ceil((rr[-1] + 1 + pad) * sy)),
+                ox + int(np.floor((cc[0] - pad) * sx)), ox + int(np.ceil((cc[-1] + 1 + pad) * sx)))
+
+
+@dataclass
+class PolygonSource(RegionSource):
+    """Regions as polygons in full-resolution (row, col) pixel coordinates (ROI files)."""
+
+    polygons: Mapping[str, Sequence[Polygon]]
+
+    def __post_init__(self) -> None:
+        self.names = tuple(self.polygons)
+
+    def window(self, win: Window) -> dict[str, np.ndarray]:
+        off = np.array([win.R0, win.C0], dtype=float)
+        out = {}
+        for name, polys in self.polygons.items():
+            shifted = [Polygon(p.exterior - off, [h - off for h in p.holes]) for p in polys]
+            out[name] = rasterize(shifted, win.shape)
+        return out
+
+
+@dataclass
+class _Restricted(RegionSource):
+    inner: RegionSource
+    section: MaskSource
+
+    def __post_init__(self) -> None:
+        self.names = self.inner.names
+
+    def window(self, win: Window) -> dict[str, np.ndarray]:
+        keep = np.zeros(win.shape, dtype=bool)
+        for m in self.section.window(win).values():
+            keep |= m
+        return {k: v & keep for k, v in self.inner.window(win).items()}
+
+
+@dataclass
+class TiledResult:
+    """Combined tables of a tiled run, and what it cost."""
+
+    summary: pd.DataFrame
+    objects: pd.DataFrame
+    n_tiles: int
+    n_tiles_skipped: int
+    warnings: list[str] = field(default_factory=list)
+    saturated_px: int = 0
+    measured_px: int = 0
+
+
+def _centroid_pair(df: pd.DataFrame) -> tuple[str, str, bool] | None:
+    for pair in CENTROID_COLUMNS_UM:
+        if all(c in df.columns for c in pair):
+            return pair[0], pair[1], True
+    for pair in CENTROID_COLUMNS_PX:
+        if all(c in df.columns for c in pair):
+            return pair[0], pair[1], False
+    return None
+
+
+def shift_objects(objects: pd.DataFrame, dy_px: float, dx_px: float,
+                  pixel_size_um: float) -> pd.DataFrame:
+    """Move every known position column of ``objects`` by (dy, dx) pixels (µm columns too)."""
+    out = objects.copy()
+    for ry, rx in CENTROID_COLUMNS_UM:
+        if ry in out.columns and rx in out.columns:
+            out[ry] = out[ry] + dy_px * pixel_size_um
+            out[rx] = out[rx] + dx_px * pixel_size_um
+    for ry, rx in CENTROID_COLUMNS_PX:
+        if ry in out.columns and rx in out.columns:
+            out[ry] = out[ry] + dy_px
+            out[rx] = out[rx] + dx_px
+    return out
+
+
+def _tile_image(image: Image, win: Window) -> Image:
+    try:
+        if image.axes.startswith("Z"):
+            data = np.asarray(image.data[:, win.R0:win.R1, win.C0:win.C1])
+        else:
+            data = np.asarray(image.data[win.R0:win.R1, win.C0:win.C1])
+    except MemoryError:
+        raise
+    except Exception as exc:  # a tile that cannot be decoded: a damaged or truncated file
+        raise ImageReadError(
+            f"{image.source}: pixels of rows {win.R0}-{win.R1}, columns {win.C0}-{win.C1} "
+            f"could not be read ({type(exc).__name__}: {exc}); the file may be damaged or "
+            "truncated: re-copy or re-export it.") from exc
+    meta = {k: v for k, v in image.metadata.items() if k != "multiscales"}
+    meta.update(name=image.name, tile_origin_yx=(win.R0, win.C0))
+    return Image(data, axes=image.axes, pixel_size_um=image.pixel_size_um,
+                 channel_names=image.channel_names, rgb=image.rgb, z_step_um=image.z_step_um,
+                 path=image.path, metadata=meta)
+
+
+def _combiner(spec: AssaySpec) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
+    module = getattr(spec.run, "__module__", None)
+    if not module:
+        return None
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    fn = getattr(mod, "combine_tile_summaries", None)
+    return fn if callable(fn) else None
+
+
+def run_tiled(
+    spec: AssaySpec,
+    image: Image,
+    regions: RegionSource,
+    *,
+    params: Any = None,
+    channels: Mapping[str, str | int] | None = None,
+    tile_px: int = 4096,
+    overlap_px: int = 200,
+    bounds: tuple[int, int, int, int] | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> TiledResult:
+    """Run ``spec`` over tiles of ``image`` and combine the results as one measurement.
+
+    Parameters
+    ----------
+    spec : AssaySpec
+        The assay.
+    image : Image
+        Full-resolution image; a lazy (zarr) image is read one padded tile at a time.
+    regions : RegionSource
+        Where to measure; tiles whose core holds none of it are skipped.
+    params, channels
+        Passed to ``spec.run``.
+    tile_px : int
+        Core size in pixels.
+    overlap_px : int
+        Context added on each side; must exceed the diameter of the largest object.
+    bounds : tuple, optional
+        Only tiles covering (r0, r1, c0, c1) — the bounding box of one section.
+    progress : callable, optional
+        ``progress(fraction, message)`` after each tile.
+
+    Returns
+    -------
+    TiledResult
+        Summary with one row per region (plus the columns the assay reports), objects in
+        full-image coordinates with labels numbered 1, 2, ... in tile order.
+    """
+    px = image.require_pixel_size()
+    windows = tile_grid(image.shape_yx, tile_px, overlap_px, bounds)
+    summaries, objects, warnings = [], [], []
+    skipped = 0
+    saturated = measured = 0
+    top = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else None
+    for i, win in enumerate(windows):
+        core = win.core_mask()
+        masks = {k: m & core for k, m in regions.window(win).items()}
+        masks = {k: m for k, m in masks.items() if m.any()}
+        if not masks:
+            skipped += 1
+            continue
+        tile = _tile_image(image, win)
+        if top is not None:
+            hit = tile.data >= top
+            if tile.axes.endswith("C"):
+                hit = hit.any(axis=-1)
+            if tile.axes.startswith("Z"):
+                hit = hit.any(axis=0)
+            inside = np.zeros(win.shape, dtype=bool)
+            for m in masks.values():
+                inside |= m
+            saturated += int((hit & inside).sum())
+            measured += int(inside.sum())
+        result = spec.run(tile, regions=masks, params=params, channels=channels)
+        warnings.extend(f"tile {win.r0},{win.c0}: {w}" for w in result.warnings)
+        summaries.append(result.summary.assign(tile=i))
+        obj = result.objects
+        if len(obj):
+            pair = _centroid_pair(obj)
+            if pair is None:
+                raise HistoquantError(
+                    f"assay {spec.name!r} reports objects without centroid columns (one of "
+                    f"{[p for p in CENTROID_COLUMNS]}); it cannot be run tile by tile")
+            ry, rx, in_um = pair
+            scale = px if in_um else 1.0
+            rr = np.floor(obj[ry].to_numpy(float) / scale + 0.5) + win.R0
+            cc = np.floor(obj[rx].to_numpy(float) / scale + 0.5) + win.C0
+            keep = (rr >= win.r0) & (rr < win.r1) & (cc >= win.c0) & (cc < win.c1)
+            obj = shift_objects(obj[keep], win.R0, win.C0, px)
+            objects.append(obj)
+        if progress is not None:
+            progress((i + 1) / len(windows), f"tile {i + 1}/{len(windows)}")
+    summary = _combine(spec, summaries, image.name)
+    objs = pd.concat(objects, ignore_index=True) if objects else pd.DataFrame(
+        columns=["image", "region"])
+    if len(objs):
+        if "label" in objs.columns:
+            objs["label"] = np.arange(1, len(objs) + 1)
+        if "image" in objs.columns:
+            objs["image"] = image.name
+    return TiledResult(summary=summary, objects=objs, n_tiles=len(windows) - skipped,
+                       n_tiles_skipped=skipped, warnings=warnings, saturated_px=saturated,
+                       measured_px=measured)
+
+
+def _combine(spec: AssaySpec, summaries: list[pd.DataFrame], name: str) -> pd.DataFrame:
+    if not summaries:
+        return pd.DataFrame(columns=["image", "region"])
+    table = pd.concat(summaries, ignore_index=True)
+    custom = _combiner(spec)
+    if custom is not None:
+        out = custom(table)
+    else:
+        by = [c for c in ("image", "region") if c in table.columns]
+        out = combine_rows(table.drop(columns="tile"), by, weight="region_area_mm2")
+    out = out.drop(columns=[c for c in ("tile",) if c in out.columns])
+    if "image" in out.columns:
+        out["image"] = name
+    return out.reset_index(drop=True)

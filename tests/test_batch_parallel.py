@@ -1,0 +1,88 @@
+"""The same study gives byte-identical tables run again, with 2 processes, and on Dask."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from histoquant.errors import DependencyError
+from histoquant.synthetic.study import write_phantom_study
+from histoquant.testing import BLOB_SPEC, register
+
+TABLES = ("objects.csv", "sections.csv", "animals.csv")
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("small")
+    write_phantom_study(folder, groups=("vehicle", "MSC"), group_means=(12, 20),
+                        animals_per_group=2, levels=("L3", "L4"), slide_every=3, seed=11)
+    return folder
+
+
+@pytest.fixture
+def blobs(monkeypatch):
+    return register(monkeypatch, BLOB_SPEC)
+
+
+def _tables(out):
+    files = [out / t for t in TABLES] + sorted((out / "prism").glob("*.csv"))
+    return {f.relative_to(out).as_posix(): f.read_bytes() for f in files}
+
+
+@pytest.fixture(scope="module")
+def reference(small_study, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    with pytest.MonkeyPatch.context() as mp:
+        register(mp, BLOB_SPEC)
+        from histoquant.batch import run_batch
+
+        assert run_batch(small_study, out, jobs=1).ok
+    tables = _tables(out)
+    assert len(tables) > 3
+    return tables
+
+
+def test_rerun_gives_identical_tables(small_study, reference, blobs, tmp_path):
+    from histoquant.batch import run_batch
+
+    assert run_batch(small_study, tmp_path, jobs=1).ok
+    assert _tables(tmp_path) == reference
+
+
+def test_two_processes_give_identical_tables(small_study, reference, blobs, tmp_path):
+    from histoquant.cli import main
+
+    assert main(["batch", str(small_study), "-o", str(tmp_path), "--jobs", "2", "-q"]) == 0
+    assert _tables(tmp_path) == reference
+
+
+def test_dask_local_cluster_gives_identical_tables(small_study, reference, blobs, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from histoquant.batch import run_batch
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        report = run_batch(small_study, tmp_path, scheduler=cluster.scheduler_address)
+    assert report.ok
+    assert _tables(tmp_path) == reference
+
+
+def test_missing_dask_is_a_clear_dependency_error(small_study, blobs, tmp_path, monkeypatch):
+    from histoquant.batch import run_batch
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(DependencyError, match=r"histoquant\[dask\]"):
+        run_batch(small_study, tmp_path, scheduler="tcp://127.0.0.1:1")
+
+
+def test_unreachable_scheduler_is_a_clear_error(small_study, blobs, tmp_path):
+    pytest.importorskip("distributed")
+    import dask
+
+    from histoquant.batch import run_batch
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), \
+            pytest.raises(DependencyError, match="cannot reach the Dask scheduler"):
+        run_batch(small_study, tmp_path, scheduler="tcp://127.0.0.1:9")
