@@ -147,13 +147,15 @@ def test_batch_widget_runs_folder(make_napari_viewer, qtbot, fakes, rgb_file, tm
     wait_run(qtbot, w)
     assert w.last_error is None, w.last_error
     assert w.last_ok is True
-    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
-    assert list(summary["image"]) == ["s0", "s1", "s2"]
+    # The study tables the batch wrote, shown in the widget: sections first.
+    sections = pd.read_csv(tmp_path / "out" / "sections.csv")
+    assert sorted(sections["image"]) == ["s0", "s1", "s2"]
     core = SPECS["fake-count"].run(read_image(folder / "s0.ome.tif"))
-    assert summary["n_objects"].iloc[0] == core.summary["n_objects"].iloc[0]
-    assert (tmp_path / "out" / "fake-count" / "objects.csv").exists()
-    assert w.table.turned and w.table.table.columnCount() == 3
-    assert [w.table.table.horizontalHeaderItem(i).text() for i in range(3)] == ["s0", "s1", "s2"]
+    row = sections.set_index("image").loc["s0"]
+    assert row["n_objects"] == core.summary["n_objects"].iloc[0]
+    assert row["region_area_mm2"] == pytest.approx(core.summary["region_area_mm2"].iloc[0])
+    assert next(iter(w.table.tables)) == "sections"
+    assert "animals" in w.table.tables
     assert w.progress_bar.value() == w.progress_bar.maximum() == 3
 
 
@@ -171,7 +173,16 @@ def test_batch_cancel_and_bad_input(make_napari_viewer, qtbot, fakes, rgb_file, 
     w.assays.value = ["fake-count"]
     with qtbot.waitSignal(w.run_finished, timeout=60000):
         w.run()
-        w.cancel()  # takes effect after the image being measured
+        w.cancel()  # seen at the next progress report, here the one before the first image
     assert w.cancelled and w.last_ok is None
-    assert "cancelled after s0.ome.tif" in w.status.text()
-    assert not (tmp_path / "out" / "summary.csv").exists()  # no table that looks complete
+    assert w.status.text().startswith("cancelled before the first image")
+    assert "resume" in w.status.text()
+    assert not (tmp_path / "out" / "sections.csv").exists()  # no table that looks complete
+    assert w.can_resume and not w.resume.native.isHidden()
+    w.resume.value = True
+    wait_run(qtbot, w)
+    assert w.last_ok is True and not w.cancelled
+    assert len(pd.read_csv(tmp_path / "out" / "sections.csv")) == 4
+    assert "(4 measured, 0 reused)" in w.status.text()
+    wait_run(qtbot, w)  # again with resume: nothing left to measure
+    assert "(0 measured, 4 reused)" in w.status.text()

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, Select
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    Select,
+    SpinBox,
+)
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
@@ -96,7 +105,14 @@ class BatchWidget(QWidget):
         self.resume = CheckBox(label="resume", value=False,
                                tooltip="Skip images already measured in this output folder "
                                        "with the same input and settings (after a cancel)")
-        self.resume.visible = "resume" in accepted
+        self.can_resume = "resume" in accepted
+        self.resume.visible = self.can_resume
+        import os
+
+        self.jobs = SpinBox(label="worker processes", value=1, min=1,
+                            max=max(1, os.cpu_count() or 1),
+                            tooltip="Images measured at once, each in its own process (more "
+                                    "use more memory); 1 measures in this process")
         self.assays = Select(label="assays", choices=names, value=[],
                              tooltip="Assays to run on every image of the folder. Leave "
                                      "none selected to follow the study file (the folder's "
@@ -116,13 +132,15 @@ class BatchWidget(QWidget):
         self.outdir = FileEdit(label="output folder", mode="d",
                                tooltip="Where summary.csv and one folder per assay "
                                        "(summary, objects, labels, QC, run.json) go")
-        note = Label(value="Tables and QC images are written as the command "
-                           "'histoquant batch' writes them.")
+        note = Label(value="Tables, QC images and the report are written as the command "
+                           "'histoquant batch' writes them (see docs/batch.md).")
         note.native.setWordWrap(True)
         widgets = [self.folder, self.study]
         if "samples" in accepted:
             widgets.append(self.samples)
         widgets += [self.assays, self.regions, self.pixel_size, self.outdir]
+        if "jobs" in accepted:
+            widgets.append(self.jobs)
         if "resume" in accepted:
             widgets.append(self.resume)
         self.form = Container(widgets=[*widgets, note], labels=True)
@@ -171,6 +189,8 @@ class BatchWidget(QWidget):
             kwargs["samples"] = samples
         if self.resume.value:
             kwargs["resume"] = True
+        if self.jobs.value > 1:
+            kwargs["jobs"] = int(self.jobs.value)
         if self.pixel_size.value > 0:
             kwargs["pixel_size_um"] = float(self.pixel_size.value)
         if assays and self.regions.value is not None:
@@ -203,7 +223,8 @@ class BatchWidget(QWidget):
         def progress(done: int, total: int, message: str) -> None:
             relay.progress.emit(int(done), int(total), str(message))
             if job.cancel.is_set():
-                raise BatchCancelled(f"cancelled after {message}")
+                raise BatchCancelled("cancelled before the first image" if done == 0 else
+                                     f"cancelled after {done} of {total} image(s) ({message})")
 
         worker = create_worker(_run_batch, job.kwargs, progress,
                                _connect={"returned": self._on_returned, "errored": self._fail,
@@ -231,8 +252,13 @@ class BatchWidget(QWidget):
         except Exception as exc:  # showing the tables must not take napari down
             self._fail(exc)
         where = self.job.outdir if self.job else ""
+        counts = ""
+        if hasattr(report, "n_run"):
+            counts = f" ({report.n_run} measured, {getattr(report, 'n_reused', 0)} reused)"
+        for note in getattr(report, "notes", None) or []:
+            _notify.info(str(note))
         if self.last_ok:
-            self.status.setText(f"done; results in {where}")
+            self.status.setText(f"done{counts}; results in {where}")
         else:
             self.status.setText(f"done with failures (see errors.csv in each assay folder "
                                 f"under {where})")
@@ -242,7 +268,8 @@ class BatchWidget(QWidget):
         """Show the study tables the batch wrote (``summary``/``sections``/``animals``...)."""
         if self.job is None:
             return
-        found = {p.stem: p for p in sorted(self.job.outdir.glob("*.csv"))}
+        found = {p.stem: p for p in sorted(self.job.outdir.glob("*.csv"))
+                 if p.stem not in _NOT_SHOWN}
         order = sorted(found, key=lambda n: (_TABLE_ORDER.index(n) if n in _TABLE_ORDER
                                              else len(_TABLE_ORDER), n))
         tables = {}
@@ -257,7 +284,7 @@ class BatchWidget(QWidget):
         if isinstance(exc, BatchCancelled):
             self.cancelled = True
             hint = (" — finished images are kept; tick 'resume' and run again to go on"
-                    if self.resume.visible else "")
+                    if self.can_resume else "")
             self.status.setText(f"{exc}{hint}")
             self._show_summary()
             _notify.info(f"batch {exc}")
@@ -278,6 +305,8 @@ class BatchWidget(QWidget):
 
 #: Tables shown first after a batch, in this order; other CSV files follow by name.
 _TABLE_ORDER = ("summary", "sections", "animals", "errors", "objects")
+# A study's objects table can hold millions of rows: it is not loaded for display.
+_NOT_SHOWN = ("objects",)
 
 
 def _run_batch_parameters() -> set[str]:
