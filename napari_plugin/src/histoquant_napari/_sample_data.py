@@ -37,6 +37,12 @@ def example_images_dir() -> Path | None:
 
 
 def _study_globs(folder: Path) -> dict[str, list[str]]:
+    """``{assay: [file globs]}`` from the folder's study.yaml (empty when there is none).
+
+    Read through histoquant's own study reader; when that refuses the file (an assay this
+    histoquant does not have yet, say), the globs are taken from the YAML as written, since the
+    sample menu only needs to know which file is whose.
+    """
     study = folder / "study.yaml"
     if not study.exists():
         return {}
@@ -44,10 +50,23 @@ def _study_globs(folder: Path) -> dict[str, list[str]]:
         from histoquant.batch import load_study_config
 
         config = load_study_config(study)
+        return {name: list(s.get("files") or ["*"]) for name, s in config.items()}
+    except Exception:
+        log.info("histoquant refused %s; reading its file globs as written", study,
+                 exc_info=True)
+    try:
+        import yaml
+
+        data = yaml.safe_load(study.read_text(encoding="utf-8")) or {}
+        assays = data.get("assays") or {}
+        out = {}
+        for name, settings in assays.items():
+            files = (settings or {}).get("files") or ["*"]
+            out[str(name)] = [files] if isinstance(files, str) else [str(f) for f in files]
+        return out
     except Exception:  # an unreadable study file must not break the sample menu
         log.warning("could not read %s", study, exc_info=True)
         return {}
-    return {name: list(s.get("files") or ["*"]) for name, s in config.items()}
 
 
 def example_file(assay: str, folder: Path | None = None) -> Path | None:
