@@ -82,7 +82,8 @@ def example_file(assay: str, folder: Path | None = None) -> Path | None:
         for p in images:
             if any(fnmatch.fnmatch(p.name, g) for g in globs):
                 return p
-    keys = {assay.lower(), assay.lower().replace("-", "_"), assay.lower().replace("-", "")}
+    keys = {assay.lower(), assay.lower().replace("-", "_"), assay.lower().replace("-", ""),
+            *_PHANTOM_MODULES.get(assay, ())}
     for p in images:
         if any(k in p.name.lower() for k in keys):
             return p
@@ -95,7 +96,8 @@ _PHANTOM_MODULES = {"vasculature": ("vessels",), "anatomy": ("cord",),
 #: Phantom modules without ``make_example``: the function that renders one (returning an
 #: Image or an object with ``.image``) and its arguments. A whole cord section at 5 µm/px is
 #: what the anatomy widget is for.
-_PHANTOM_RENDERERS = {"cord": ("cord_section", {"pixel_size_um": 5.0, "seed": 1})}
+_PHANTOM_RENDERERS = {"cord": ("cord_section", {"pixel_size_um": 5.0, "seed": 1}),
+                      "nissl": ("nissl_phantom", {"seed": 101})}
 
 
 def _cache_dir() -> Path:
@@ -139,6 +141,8 @@ def phantom_for(assay: str) -> Path | None:
             return None
         if isinstance(out, dict) and "image" in out:
             return Path(out["image"])
+        if isinstance(out, (list, tuple)) and out:  # (image path, truth path, ...)
+            out = out[0]
         return Path(out) if out is not None else target
     return None
 
@@ -152,6 +156,8 @@ def _renderer(module: Any, func: str, kwargs: dict[str, Any]) -> Any:
         from histoquant.io import write_ome_tiff
 
         out = render(**kwargs)
+        if isinstance(out, (list, tuple)):  # (image, truth)
+            out = out[0]
         image = getattr(out, "image", out)
         image.metadata["name"] = path.name.split(".")[0]
         return write_ome_tiff(image, path)
