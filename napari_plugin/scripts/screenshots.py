@@ -80,6 +80,7 @@ def _assay_shot(viewer, name: str, outdir: Path) -> None:
         print(f"{name}: no example ({exc})", file=sys.stderr)
         return
     w = AssayWidget(viewer, assay=name)
+    # The dock's title as napari's Plugins menu shows it.
     viewer.window.add_dock_widget(w, name=f"{short_title(w.spec)} (histoquant)", area="right")
     w.reset_choices()
     _wait(w)

@@ -41,9 +41,15 @@ def assay_specs() -> dict[str, AssaySpec]:
     return {k: v for k, v in available_assays().items() if k not in SPECIAL}
 
 
-def short_title(spec: AssaySpec) -> str:
-    """``Evans Blue extravasation: EvB-positive area, ...`` → ``Evans Blue extravasation``."""
-    return spec.title.split(":")[0].strip() or spec.name
+def short_title(spec: AssaySpec, max_chars: int = 28) -> str:
+    """``Evans Blue extravasation: EvB-positive area, ...`` → ``Evans Blue extravasation``;
+    ``Motor neurons in Nissl (cresyl violet) brightfield sections`` → ``Motor neurons``."""
+    title = spec.title.split(":")[0].strip() or spec.name
+    if len(title) > max_chars:
+        cuts = [i for i in (title.find(" in "), title.find(" ("), title.find(", ")) if i > 0]
+        if cuts:
+            title = title[: min(cuts)]
+    return title
 
 
 def widget_class_name(assay: str) -> str:
@@ -137,9 +143,9 @@ class AssayWidget(RunnerWidget):
         else:
             for role in spec.channel_roles:
                 w = layer_combo(f"{role.name} channel",
-                                lambda _w: image_choices(self.viewer, split_rgb=True),
-                                tooltip=role.help or role.name, nullable=not role.required,
-                                name=f"role_{role.name}")
+                                lambda _w, opt=not role.required: image_choices(
+                                    self.viewer, split_rgb=True, optional=opt),
+                                tooltip=role.help or role.name, name=f"role_{role.name}")
                 self.role_widgets[role.name] = w
                 widgets.append(w)
         self.regions_choice = layer_combo(

@@ -49,9 +49,17 @@ def _layers_of(viewer: Any, kind: str) -> list[Any]:
     return [layer for layer in viewer.layers if isinstance(layer, cls)]
 
 
-def image_choices(viewer: Any, split_rgb: bool) -> list[tuple[str, tuple[Any, int | None]]]:
-    """``(label, (layer, channel))`` for every image layer; RGB layers split into R, G, B."""
-    out: list[tuple[str, tuple[Any, int | None]]] = []
+NO_CHANNEL = "(none)"
+
+
+def image_choices(viewer: Any, split_rgb: bool, optional: bool = False,
+                  ) -> list[tuple[str, tuple[Any, int | None] | None]]:
+    """``(label, (layer, channel))`` for every image layer; RGB layers split into R, G, B.
+
+    With ``optional``, a first ``(none)`` entry (value None) leaves an optional channel out.
+    """
+    out: list[tuple[str, tuple[Any, int | None] | None]] = [(NO_CHANNEL, None)] if optional \
+        else []
     for layer in _layers_of(viewer, "image"):
         if split_rgb and layer.rgb:
             for i, c in enumerate("RGB"):

@@ -22,7 +22,7 @@ __all__ = ["result_layer_data", "centroid_columns", "result_layer_name", "class_
 KEPT_COLOURS = ("#00e676", "#40c4ff", "#e040fb", "#b2ff59", "#18ffff")
 SET_ASIDE_COLOURS = ("#ff5252", "#ffd740", "#ffab40", "#ff80ab", "#bcaaa4")
 _SET_ASIDE = re.compile(r"reject|autofluor|^no_|^not_|^non_|artifact|artefact|exclud|debris|"
-                        r"noise|fail|outside|too_|small|decoy")
+                        r"noise|fail|outside|too_|small|decoy|^other$|^unknown$")
 
 
 def class_colours(objects: pd.DataFrame) -> dict[str, str]:
