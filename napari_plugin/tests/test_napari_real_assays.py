@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from hqn_helpers import wait_run
 
+from histoquant.assays import available_assays
 from histoquant.io import read_image
 from histoquant.rois import read_regions
 from histoquant_napari._assay_widget import AssayWidget, assay_specs
@@ -142,3 +143,27 @@ def test_menu_widgets_open_and_run_through_napari(make_napari_viewer, qtbot, not
 
 def _camel(name):
     return "".join(p.capitalize() for p in name.split("-"))
+
+
+@pytest.mark.gui
+def test_batch_widget_over_example_images(make_napari_viewer, qtbot, notes, tmp_path):
+    """The README's main job, from the Batch widget: example_images/ with its study file."""
+    from histoquant_napari._batch_widget import BatchWidget
+    from histoquant_napari._sample_data import example_images_dir
+
+    folder = example_images_dir()
+    if folder is None or not (folder / "study.yaml").exists():
+        pytest.skip("example_images/study.yaml is not in this checkout")
+    viewer = make_napari_viewer()
+    w = BatchWidget(viewer)
+    w.folder.value = folder
+    w.outdir.value = tmp_path / "results"
+    wait_run(qtbot, w, timeout=600000)
+    assert w.last_error is None, w.last_error
+    assert w.last_ok is True, w.status.text()
+    written = {p.name for p in (tmp_path / "results").glob("*.csv")}
+    assert written & {"sections.csv", "summary.csv"}
+    shown = next(iter(w.table.tables))
+    on_disk = pd.read_csv(tmp_path / "results" / f"{shown}.csv")
+    assert w.table.tables[shown].shape == on_disk.shape
+    assert set(on_disk["assay"]) <= set(available_assays())
