@@ -1,0 +1,122 @@
+"""Speed and memory of the motor-neuron assay on Nissl phantoms of 2k × 2k and 8k × 8k.
+
+Run::
+
+    python benchmarks/bench_motor_neurons.py [--sizes 2048 8192] [--pixel-size 0.5]
+
+Each size runs in a fresh single-threaded subprocess (so ``ru_maxrss`` is its own):
+
+- the 2k image is a phantom; the 8k image tiles a 2k phantom 4 × 4 (generating an 8k phantom
+  directly takes minutes and gigabytes, and the assay cost does not depend on the tissue
+  being unique);
+- one untimed warm-up run on a small image loads the libraries;
+- a timed run: wall-clock and CPU seconds, megapixels (of the RGB image) per second;
+- a second run under ``tracemalloc``: peak of the memory allocated by the run, as a multiple
+  of the RGB image's bytes (the input itself is not counted); plus the growth of the
+  process' peak resident memory (``ru_maxrss``) over the whole subprocess after the input
+  was made (includes libraries' native buffers that tracemalloc does not see).
+
+Targets: ≥ 4 MP/s on one core; tracemalloc peak ≤ 4 × the RGB bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _one(size: int, pixel_size_um: float) -> dict:
+    import warnings
+
+    import numpy as np
+
+    warnings.simplefilter("ignore")
+    from histoquant.assays.motor_neurons import run
+    from histoquant.io import as_image
+    from histoquant.synthetic.nissl import nissl_phantom
+
+    base = min(size, 2048)
+    image, truth = nissl_phantom((base, base), pixel_size_um, seed=7,
+                                 motor_neuron_density_per_mm2=30.0)
+    reps = size // base
+    rgb = np.tile(image.data, (reps, reps, 1)) if reps > 1 else image.data
+    del image
+    img = as_image(rgb, pixel_size_um)
+    n_true = truth.n_motor_neurons * reps * reps
+    del truth
+    run(as_image(rgb[:512, :512].copy(), pixel_size_um))  # warm-up: imports, caches
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = run(img)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    n_found = int(result.summary["n_motor_neurons"].sum())
+    n_somata = int(result.summary["n_somata"].sum())
+    del result
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    run(img)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    mp = rgb.shape[0] * rgb.shape[1] / 1e6
+    return {
+        "size_px": f"{rgb.shape[0]}x{rgb.shape[1]}",
+        "pixel_size_um": pixel_size_um,
+        "megapixels": round(mp, 2),
+        "rgb_mb": round(rgb.nbytes / 1e6, 1),
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "mp_per_s_wall": round(mp / wall, 2),
+        "mp_per_s_cpu": round(mp / cpu, 2),
+        "tracemalloc_peak_mb": round(peak / 1e6, 1),
+        "tracemalloc_peak_x_rgb": round(peak / rgb.nbytes, 2),
+        "maxrss_growth_mb": round((rss1 - rss0) / 1024, 1),  # Linux: KiB
+        "maxrss_growth_x_rgb": round((rss1 - rss0) * 1024 / rgb.nbytes, 2),
+        "motor_neurons_true": n_true,
+        "motor_neurons_found": n_found,
+        "somata_found": n_somata,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192])
+    parser.add_argument("--pixel-size", type=float, default=0.5)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(_one(args.one, args.pixel_size)))
+        return 0
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    print(f"motor-neuron assay benchmark (one thread; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: wall time suffers from "
+          "other processes, CPU time less so)")
+    for size in args.sizes:
+        out = subprocess.run([sys.executable, __file__, "--one", str(size), "--pixel-size",
+                              str(args.pixel_size)], env=env, capture_output=True, text=True,
+                             check=False)
+        if out.returncode != 0:
+            print(out.stderr, file=sys.stderr)
+            return out.returncode
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{r['size_px']:>11} px ({r['megapixels']} MP, RGB {r['rgb_mb']} MB): "
+              f"{r['wall_s']} s wall = {r['mp_per_s_wall']} MP/s, {r['cpu_s']} s CPU = "
+              f"{r['mp_per_s_cpu']} MP/s; tracemalloc peak {r['tracemalloc_peak_mb']} MB = "
+              f"{r['tracemalloc_peak_x_rgb']}x RGB; maxrss +{r['maxrss_growth_mb']} MB = "
+              f"{r['maxrss_growth_x_rgb']}x RGB; motor neurons {r['motor_neurons_found']}"
+              f"/{r['motor_neurons_true']} ({r['somata_found']} somata)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

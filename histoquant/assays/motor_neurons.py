@@ -1,0 +1,437 @@
+"""Motor neurons in Nissl (cresyl violet) brightfield sections of the ventral horn.
+
+What it does, per image and region (normally ``ventral_horn_left`` / ``ventral_horn_right``):
+
+1. **stain separation**: optical density relative to the unstained light, projected on the
+   cresyl-violet OD colour (:mod:`histoquant.segment.stain`), averaged to a working pixel
+   size of about ``work_pixel_size_um`` in the same pass;
+2. **background flattening**: the neuropil level (the densest part of the density histogram
+   in blocks of half ``background_scale_um``) is subtracted, which removes uneven staining
+   and illumination;
+3. **soma segmentation** (``engine="classical"``, :mod:`histoquant.segment.somata`): every
+   stained soma — motor neurons, small neurons, glial nuclei — with touching cells split;
+4. **measurement** of every soma in µm (:mod:`histoquant.measure.objects`), its mean optical
+   density and whether a nucleolus is visible (:mod:`histoquant.measure.nucleolus`);
+5. **classification**: a soma is a ``motor_neuron`` when it meets every criterion below,
+   otherwise ``other``.
+
+Criteria and why (figures from the project's REFERENCE.md):
+
+- ``min_equivalent_diameter_um = 20``: the usual counting cut-off for ventral-horn motor
+  neurons (diameter > 20 µm; Tsukagoshi et al. 1979, Weber et al. 1997). It excludes glial
+  nuclei (≈ 9 µm) and small neurons / γ-motor neurons (≈ 16 µm) while α-motor neurons are
+  ≈ 28 µm across.
+- ``max_equivalent_diameter_um = 80``: motor-neuron profiles are 10–60 µm; larger objects are
+  clumps or folds.
+- ``min_area_um2 = 0`` (off): set 440 µm² to count α-motor neurons only (α/γ cut-off of
+  Lalancette-Hébert et al. 2016, mouse).
+- ``min_feret_max_um = 0`` (off) and ``require_nucleolus = False``: counting only profiles with
+  a visible nucleolus avoids double counts across sections (Tomlinson & Irving 1977); it
+  roughly halves the count, so it is opt-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import EmptyImageError
+from ..io.image import Image, check_finite, check_not_empty
+from ..measure.nucleolus import nucleolus_contrast
+from ..measure.objects import assign_regions, measure_objects
+from ..params import AssayParams, param
+from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines
+from ..results import AssayResult
+from ..segment.background import flatten_background
+from ..segment.somata import SomaSegmentationParams, segment_somata
+from ..segment.stain import CRESYL_VIOLET_OD, estimate_stain_vector, estimate_white, stain_density
+from .base import AssaySpec, Progress, prepare_image, region_table, resolve_params, resolve_regions
+
+__all__ = ["MotorNeuronParams", "run", "SPEC", "OBJECT_CLASSES"]
+
+OBJECT_CLASSES = ("motor_neuron", "other")
+
+# QC overlays are drawn at most this many pixels on their long side.
+_QC_MAX_PX = 4096
+
+
+@dataclass(frozen=True)
+class MotorNeuronParams(AssayParams):
+    """Parameters of the motor-neuron assay; every size in µm."""
+
+    engine: str = param(
+        "classical", choices=("classical",),
+        help="soma segmentation engine: 'classical' (threshold, distance/intensity "
+             "watershed, per-object threshold; no model, no GPU)")
+    stain_vector: tuple[float, float, float] = param(
+        CRESYL_VIOLET_OD, unit="OD (R, G, B)",
+        help="optical-density colour of cresyl violet; the default is the mean direction of "
+             "the darkest 1 % of pixels in four real Nissl fields (rat cortex and spinal "
+             "cord); no published vector exists [U]")
+    estimate_stain_vector: bool = param(
+        False, help="measure the stain colour in each image from its darkest pixels instead "
+                    "(falls back to stain_vector when the image has too little stain); off "
+                    "by default so every image of a study is measured the same way")
+    work_pixel_size_um: float = param(
+        1.0, unit="µm", minimum=0.0,
+        help="segment on the image averaged to about this pixel size (never finer than the "
+             "image; 0 = full resolution). 1 µm draws a 9 µm glial nucleus 9 px and a 20 µm "
+             "motor neuron 20 px across, enough for their outlines; finer costs time as the "
+             "square")
+    background_scale_um: float = param(
+        100.0, unit="µm", minimum=1.0,
+        help="scale of the background (neuropil level) estimate: blocks of half this size; "
+             "larger than the largest soma (≈ 60 µm) so a motor neuron is not taken as "
+             "background")
+    smooth_um: float = param(
+        0.5, unit="µm", minimum=0.0,
+        help="Gaussian smoothing before thresholding: merges Nissl granules and camera "
+             "noise, keeps the 1–2 µm pale gaps between touching cells")
+    foreground_od: float = param(
+        0.06, unit="OD", minimum=0.0,
+        help="a pixel belongs to a soma when its stain density is this far above the "
+             "neuropil level; cell bodies are ≥ 0.1 OD above the neuropil in the Nissl "
+             "fields examined, the neuropil grain about ±0.03")
+    foreground_snr: float = param(
+        3.0, minimum=0.0,
+        help="…and at least this many times the neuropil's own fluctuation (its standard "
+             "deviation, measured below the neuropil level), so a coarse-grained neuropil "
+             "does not break into false somata")
+    max_hole_um2: float = param(
+        400.0, unit="µm²", minimum=0.0,
+        help="pale holes up to this area inside a soma are filled: the pale nucleus of a "
+             "motor neuron (≈ 12–18 µm across, ≤ 250 µm²), not the neuropil enclosed by a "
+             "ring of cells")
+    open_um: float = param(
+        1.5, unit="µm", minimum=0.0,
+        help="radius of the opening that cuts processes: dendrites and axons thinner than "
+             "twice this are removed from the somata")
+    first_prominence_um: float = param(
+        0.5, unit="µm", minimum=0.0,
+        help="prominence of the seeds of the first (over-)split, before each object gets "
+             "its own threshold")
+    seed_prominence_um: float = param(
+        1.5, unit="µm", minimum=0.0,
+        help="a soma is split from its neighbour when its centre rises at least this much "
+             "(in µm of distance to the edge, plus intensity) above the neck between them; "
+             "a glial nucleus (radius ≈ 4.5 µm) pressed on a motor neuron rises ≈ 3 µm")
+    relative_prominence: float = param(
+        0.25, minimum=0.0, maximum=1.0,
+        help="…and at least this fraction of the lower centre's height, so a large soma "
+             "needs a proportionally deeper neck to be split: an elongated motor neuron "
+             "(distance ridge ≈ 12 µm high) is not cut across its middle by a 1.5 µm "
+             "ripple of its outline or Nissl texture")
+    intensity_weight_um_per_od: float = param(
+        20.0, unit="µm/OD", minimum=0.0,
+        help="weight of the stain density in the splitting landscape: a pale gap of 0.1 OD "
+             "between two cells counts like a 2 µm neck")
+    intensity_cap_od: float = param(
+        0.2, unit="OD", minimum=0.0,
+        help="density above this counts as this in the splitting landscape, so the coarse "
+             "Nissl bodies of a dark motor neuron do not split it")
+    refine_fraction: float = param(
+        0.4, minimum=0.0, maximum=1.0,
+        help="each object keeps its pixels above this fraction of its own upper-quartile "
+             "density: a dark glial nucleus does not take the paler neuropil around it, a "
+             "pale neuron keeps its cytoplasm")
+    seam_ratio: float = param(
+        0.9, minimum=0.0,
+        help="after the first split, a seam between two touching objects is opened when it "
+             "is paler than this fraction of the paler object's mean density (a gap between "
+             "two cells, not a cut through one)")
+    refine_cap_od: float = param(
+        0.1, unit="OD", minimum=0.0,
+        help="…but that level is at most this density: the edge of a dark soma is sharp, and "
+             "a higher level would cut the paler cytoplasm between Nissl bodies")
+    trim_fraction: float = param(
+        0.3, minimum=0.0, maximum=1.0,
+        help="large somata are finally opened with a disk of this fraction of their "
+             "equivalent radius: the stumps of dendrites (narrower than 0.6 × the soma's "
+             "radius) are cut off, so soma sizes are of the cell body as when measured by "
+             "hand; 0 = off")
+    min_soma_area_um2: float = param(
+        8.0, unit="µm²", minimum=0.0,
+        help="smaller stained objects are debris or cut processes, not somata (a glial "
+             "nucleus is ≈ 60 µm²)")
+    min_equivalent_diameter_um: float = param(
+        20.0, unit="µm", minimum=0.0,
+        help="motor-neuron criterion: the counting cut-off of the literature (diameter > "
+             "20 µm); glial nuclei are ≈ 9 µm, small neurons ≈ 16 µm, α-motor neurons "
+             "≈ 28 µm")
+    max_equivalent_diameter_um: float = param(
+        80.0, unit="µm", minimum=0.0,
+        help="motor-neuron criterion: profiles are 10–60 µm; larger objects are clumps, "
+             "folds or tissue edges")
+    min_mean_od: float = param(
+        0.3, unit="OD", minimum=0.0,
+        help="motor-neuron criterion: mean stain density above the neuropil. Motor neurons "
+             "are Nissl-rich and among the darkest profiles (0.39–0.77 OD in the real "
+             "ventral-horn field examined); pale profiles of motor-neuron size are "
+             "tangentially cut dendrites or neuropil patches (0.20–0.25 OD there). Caveat: "
+             "chromatolytic (pale) motor neurons are excluded too; set 0 to keep them")
+    min_area_um2: float = param(
+        0.0, unit="µm²", minimum=0.0,
+        help="optional motor-neuron criterion on soma area; 440 µm² keeps α-motor neurons "
+             "only (α/γ cut-off, Lalancette-Hébert et al. 2016, mouse); 0 = off")
+    min_feret_max_um: float = param(
+        0.0, unit="µm", minimum=0.0,
+        help="optional motor-neuron criterion on the longest caliper width; 0 = off")
+    require_nucleolus: bool = param(
+        False, help="count only motor neurons with a visible nucleolus (avoids counting a "
+                    "cell in two sections; about halves the count)")
+    nucleolus_contrast_od: float = param(
+        0.6, unit="OD", minimum=0.0,
+        help="a nucleolus is visible when the darkest spot of the soma's pale, round, "
+             "enclosed nucleus is this much above the nucleus' median density; nucleoli are "
+             "near-black dots (≥ 1 OD above the nucleus in the real field examined), Nissl "
+             "texture in a nucleus ≤ 0.5")
+
+    def segmentation(self) -> SomaSegmentationParams:
+        """The soma-segmentation part of these parameters."""
+        return SomaSegmentationParams(
+            smooth_um=self.smooth_um, foreground_od=self.foreground_od,
+            foreground_snr=self.foreground_snr, refine_cap_od=self.refine_cap_od,
+            max_hole_um2=self.max_hole_um2, open_um=self.open_um,
+            first_prominence_um=self.first_prominence_um,
+            seed_prominence_um=self.seed_prominence_um,
+            intensity_weight_um_per_od=self.intensity_weight_um_per_od,
+            intensity_cap_od=self.intensity_cap_od, refine_fraction=self.refine_fraction,
+            relative_prominence=self.relative_prominence, seam_ratio=self.seam_ratio,
+            trim_fraction=self.trim_fraction,
+            min_area_um2=self.min_soma_area_um2)
+
+
+def _crop_box(masks: dict[str, np.ndarray], margin_px: int) -> tuple[slice, slice]:
+    """Bounding box of the union of the region masks, grown by ``margin_px``."""
+    any_rows = np.zeros(next(iter(masks.values())).shape[0], bool)
+    any_cols = np.zeros(next(iter(masks.values())).shape[1], bool)
+    for m in masks.values():
+        any_rows |= m.any(axis=1)
+        any_cols |= m.any(axis=0)
+    rows, cols = np.nonzero(any_rows)[0], np.nonzero(any_cols)[0]
+    h, w = len(any_rows), len(any_cols)
+    return (slice(max(0, rows[0] - margin_px), min(h, rows[-1] + 1 + margin_px)),
+            slice(max(0, cols[0] - margin_px), min(w, cols[-1] + 1 + margin_px)))
+
+
+def _upsample_labels(small: np.ndarray, factor: int, shape: tuple[int, int],
+                     out: np.ndarray) -> None:
+    """Write ``small`` enlarged ``factor`` times (nearest) into ``out`` of ``shape``."""
+    h, w = shape
+    strip = max(1, (1 << 18) // max(1, w))
+    for r0 in range(0, small.shape[0], strip):
+        block = small[r0:r0 + strip].astype(out.dtype, copy=False)
+        big = np.repeat(np.repeat(block, factor, axis=0), factor, axis=1)
+        rr = min(h - r0 * factor, big.shape[0])
+        out[r0 * factor:r0 * factor + rr] = big[:rr, :w]
+
+
+def classify(objects: pd.DataFrame, p: MotorNeuronParams) -> np.ndarray:
+    """``True`` where a soma meets every motor-neuron criterion of ``p``."""
+    ok = (objects["equivalent_diameter_um"] >= p.min_equivalent_diameter_um) & \
+         (objects["equivalent_diameter_um"] <= p.max_equivalent_diameter_um) & \
+         (objects["area_um2"] >= p.min_area_um2) & \
+         (objects["mean_optical_density"] >= p.min_mean_od) & \
+         (objects["feret_max_um"].fillna(0) >= p.min_feret_max_um)
+    if p.require_nucleolus:
+        ok &= objects["nucleolus_visible"].astype(bool)
+    return ok.to_numpy()
+
+
+def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
+        pixel_size_um: float | None = None, progress: Progress | None = None) -> AssayResult:
+    """Count and measure motor neurons in a Nissl-stained brightfield image.
+
+    Parameters
+    ----------
+    image : Image or ndarray
+        Brightfield RGB image (Y, X, 3) of a cresyl-violet section with a known pixel size.
+    regions : None, "auto", path or regions
+        Where to count: ``None`` = the whole image (region ``image``); ``"auto"`` = the
+        ventral horns found by :mod:`histoquant.anatomy`; an ImageJ RoiSet / GeoJSON file;
+        or masks / :class:`~histoquant.rois.Region` objects.
+    params : MotorNeuronParams, dict or path, optional
+        Parameters (defaults when omitted).
+    channels : None
+        Unused (the assay reads the RGB image); accepted for the common interface.
+    pixel_size_um : float, optional
+        Pixel size in µm when the image does not carry one (or to override it).
+    progress : callable, optional
+        ``progress(fraction, message)``.
+
+    Returns
+    -------
+    AssayResult
+        ``objects``: one row per soma in a region (``class`` = ``motor_neuron`` or
+        ``other``); ``summary``: one row per region; ``labels``: every soma at image
+        resolution; ``qc``: the overlay.
+    """
+    p = resolve_params(MotorNeuronParams, params)
+
+    def report(f: float, msg: str) -> None:
+        if progress is not None:
+            progress(float(np.clip(f, 0, 1)), msg)
+
+    image = prepare_image(image, pixel_size_um)
+    px = float(image.pixel_size_um)
+    rgb = image.require_rgb()
+    if np.issubdtype(np.asarray(rgb[:1, :1]).dtype, np.floating):
+        check_finite(np.asarray(rgb), image.source)
+    check_not_empty(np.asarray(rgb), image.source)
+    masks = resolve_regions(image, regions, SPEC.auto_regions)
+    h, w = image.shape_yx
+    report(0.02, "stain separation")
+    margin = int(np.ceil(max(60.0, p.background_scale_um / 2) / px))
+    rs, cs = _crop_box(masks, margin)
+    crop = rgb[rs, cs]
+    factor = max(1, int(np.floor(p.work_pixel_size_um / px + 1e-6)))
+    pxw = px * factor
+    white = estimate_white(rgb)
+    stain = estimate_stain_vector(rgb, white, fallback=p.stain_vector) \
+        if p.estimate_stain_vector else p.stain_vector
+    density = stain_density(crop, stain, white, factor=factor)
+    if float(density.max()) - float(density.min()) < 1e-3:
+        raise EmptyImageError(f"{image.source}: the image holds no stain contrast (blank or "
+                              "overexposed); there are no cells to measure")
+    report(0.15, "background flattening")
+    flatten_background(density, round(p.background_scale_um / 2 / pxw))
+    report(0.2, "soma segmentation")
+    labels_w = segment_somata(
+        density, pxw, p.engine, params=p.segmentation(),
+        progress=lambda f, m: report(0.2 + 0.55 * f, m))
+    report(0.75, "measuring somata")
+    offset = (rs.start * px, cs.start * px)
+    # Centroids in the full image's pixel-centre convention: a working pixel k spans full
+    # pixels k·f … k·f + f − 1, whose centre is at k·f + (f − 1)/2.
+    shift = (factor - 1) / 2 * px
+    objects = measure_objects(labels_w, pxw, intensities={"density_od": density},
+                              offset_um=(offset[0] + shift, offset[1] + shift))
+    objects = objects.rename(columns={"mean_density_od": "mean_optical_density"})
+    # The nucleolus is looked for in the somata that meet every other criterion (it only
+    # matters for them, and it is the costly measure); the others get NaN and False.
+    objects["nucleolus_contrast_od"] = np.nan
+    objects["nucleolus_visible"] = False
+    candidate = classify(objects, p.replace(require_nucleolus=False))
+    contrast = np.zeros(int(candidate.sum()))
+    if candidate.any():
+        contrast = nucleolus_contrast(density, labels_w, pxw,
+                                      objects.loc[candidate, "label"].to_numpy())
+    objects.loc[candidate, "nucleolus_contrast_od"] = contrast
+    objects.loc[candidate, "nucleolus_visible"] = contrast >= p.nucleolus_contrast_od
+    objects["class"] = np.where(classify(objects, p), "motor_neuron", "other")
+    objects = assign_regions(objects, masks, px)
+    objects.insert(0, "image", image.name)
+    report(0.85, "label image and QC")
+
+    kept = np.zeros(int(labels_w.max()) + 1, dtype=bool)
+    kept[objects["label"].to_numpy()] = True
+    labels_w[~kept[labels_w]] = 0
+    del density
+    dtype = np.uint16 if labels_w.max(initial=0) < 65536 else np.int32
+    labels = np.zeros((h, w), dtype=dtype)
+    _upsample_labels(labels_w, factor, (rs.stop - rs.start, cs.stop - cs.start),
+                     labels[rs, cs])
+    del labels_w
+
+    summary = _summary(image.name, objects, masks, px)
+    qc = _qc_overlay(rgb, labels, objects, masks, summary, image.name)
+    report(1.0, "done")
+    return AssayResult(
+        assay=SPEC.name, image=image.name, objects=objects.reset_index(drop=True),
+        summary=summary, labels=labels, masks=masks, qc=qc, params=p.to_dict(),
+        pixel_size_um=px,
+        extra={"stain_vector": [float(v) for v in np.asarray(stain, float)],
+               "white": [float(v) for v in white], "work_pixel_size_um": pxw})
+
+
+def _summary(name: str, objects: pd.DataFrame, masks: dict[str, np.ndarray],
+             px: float) -> pd.DataFrame:
+    table = region_table(name, masks, px)
+    rows = []
+    for region in table["region"]:
+        o = objects[objects["region"] == region]
+        mn = o[o["class"] == "motor_neuron"]
+        rows.append({
+            "n_motor_neurons": len(mn),
+            "n_motor_neurons_with_nucleolus": int(mn["nucleolus_visible"].sum()),
+            "n_somata": len(o),
+            "mean_motor_neuron_area_um2": float(mn["area_um2"].mean()) if len(mn) else np.nan,
+            "mean_motor_neuron_equivalent_diameter_um":
+                float(mn["equivalent_diameter_um"].mean()) if len(mn) else np.nan,
+            "mean_soma_area_um2": float(o["area_um2"].mean()) if len(o) else np.nan,
+        })
+    out = pd.concat([table, pd.DataFrame(rows)], axis=1)
+    area = out["region_area_mm2"].to_numpy()
+    out.insert(4, "motor_neurons_per_mm2",
+               np.where(area > 0, out["n_motor_neurons"] / np.maximum(area, 1e-12), np.nan))
+    return out
+
+
+def _outline_mask(labels: np.ndarray) -> np.ndarray:
+    """Pixels of an object with a 4-neighbour outside it: a one-pixel inner outline."""
+    edge = np.zeros(labels.shape, bool)
+    d = labels[1:, :] != labels[:-1, :]
+    edge[1:, :] |= d
+    edge[:-1, :] |= d
+    d = labels[:, 1:] != labels[:, :-1]
+    edge[:, 1:] |= d
+    edge[:, :-1] |= d
+    edge &= labels > 0
+    return edge
+
+
+def _qc_overlay(rgb, labels: np.ndarray, objects: pd.DataFrame, masks: dict[str, np.ndarray],
+                summary: pd.DataFrame, name: str) -> np.ndarray:
+    """RGB uint8 overlay: soma outlines by class, region outlines, counts as a caption.
+
+    Drawn at most ``_QC_MAX_PX`` pixels on the long side (a strided view of the image).
+    """
+    h, w = labels.shape
+    step = int(np.ceil(max(h, w) / _QC_MAX_PX))
+    lines = [f"{name}: motor neurons (green) / other somata (orange)"]
+    for _, row in summary.iterrows():
+        lines.append(f"{row['region']}: {row['n_motor_neurons']} motor neurons "
+                     f"({row['motor_neurons_per_mm2']:.1f} per mm2), {row['n_somata']} somata")
+    lab = labels[::step, ::step]
+    hq, wq = lab.shape
+    # The caption band alone (add_caption on a one-row image), then the overlay is drawn in
+    # place below it: one full-size copy of the image instead of three.
+    band = add_caption(np.zeros((1, wq, 3), np.uint8), lines)[:-1]
+    out = np.empty((band.shape[0] + hq, wq, 3), np.uint8)
+    out[:band.shape[0]] = band
+    disp = out[band.shape[0]:]
+    src = rgb[::step, ::step, :3]
+    if np.asarray(src[:1, :1]).dtype == np.uint8:
+        disp[:] = src
+    else:
+        from ..qc import to_display_rgb
+
+        disp[:] = to_display_rgb(np.asarray(src))
+    lut = np.zeros((int(lab.max(initial=0)) + 1, 3), np.uint8)
+    has = np.zeros(len(lut), bool)
+    classes = objects.drop_duplicates("label")
+    ids = classes["label"].to_numpy()
+    colour = np.array([CLASS_COLOURS[c] for c in classes["class"]], np.uint8).reshape(-1, 3)
+    ok = ids < len(lut)
+    lut[ids[ok]] = colour[ok]
+    has[ids[ok]] = True
+    edge = _outline_mask(lab)
+    edge &= has[lab]
+    disp[edge] = lut[lab[edge]]
+    del edge
+    draw_mask_outlines(disp, {k: m[::step, ::step] for k, m in masks.items()})
+    return out
+
+
+SPEC = AssaySpec(
+    name="motor-neurons",
+    title="Motor neurons in Nissl (cresyl violet) brightfield sections: count, soma size, "
+          "density per mm²",
+    params_cls=MotorNeuronParams,
+    run=run,
+    channel_roles=(),
+    rgb=True,
+    auto_regions=("ventral_horn_left", "ventral_horn_right"),
+)
