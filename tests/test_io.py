@@ -212,3 +212,15 @@ def test_real_gfp_dapi_pixel_size(shared_data):
     assert img.pixel_size_um == pytest.approx(0.496, abs=5e-4)
     assert img.n_channels == 3 and not img.rgb
     assert img.shape_yx == (1024, 1024)
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from histoquant.io import atomic_path
+
+    with atomic_path(tmp_path / "t.txt") as tmp:
+        tmp.write_text("x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "t.txt").stat().st_mode & 0o777 == 0o666 & ~umask
