@@ -124,6 +124,8 @@ def _batch_shot(viewer, outdir: Path) -> None:
         _wait(w)
         if w.last_error:
             print(f"batch: {w.last_error}", file=sys.stderr)
+        w.open_qc()
+        viewer.reset_view()
         _grab(viewer, outdir / "batch.png")
 
 

@@ -167,3 +167,6 @@ def test_batch_widget_over_example_images(make_napari_viewer, qtbot, notes, tmp_
     on_disk = pd.read_csv(tmp_path / "results" / f"{shown}.csv")
     assert w.table.tables[shown].shape == on_disk.shape
     assert set(on_disk["assay"]) <= set(available_assays())
+    qc = w.open_qc()
+    assert qc and len(qc) == len(w.qc_files())
+    assert all(layer.rgb for layer in qc) and [la.visible for la in qc][-1]

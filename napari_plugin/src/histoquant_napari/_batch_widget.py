@@ -155,6 +155,12 @@ class BatchWidget(QWidget):
         self.cancel_button.clicked.connect(lambda: self.cancel())
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
+        self.qc_button = QPushButton("Open QC images")
+        self.qc_button.setToolTip("Add the batch's QC overlays (outlines, counts) to the viewer, "
+                                  "one layer per image; the newest is shown")
+        self.qc_button.setEnabled(False)
+        self.qc_button.clicked.connect(lambda: self.open_qc())
+        buttons.addWidget(self.qc_button)
         layout.addLayout(buttons)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
@@ -247,6 +253,7 @@ class BatchWidget(QWidget):
     def _on_returned(self, report: Any) -> None:
         # run_batch returns True/False or a report whose truth is "every image measured".
         self.last_ok = bool(report)
+        self.qc_button.setEnabled(bool(self.qc_files()))
         try:
             self._show_summary()
         except Exception as exc:  # showing the tables must not take napari down
@@ -263,6 +270,27 @@ class BatchWidget(QWidget):
             self.status.setText(f"done with failures (see errors.csv in each assay folder "
                                 f"under {where})")
             _notify.warning(f"batch finished with failures; see errors.csv under {where}")
+
+    def qc_files(self) -> list[Path]:
+        """QC pictures the last batch wrote (``qc/<assay>/<image>.png``)."""
+        if self.job is None:
+            return []
+        return sorted((self.job.outdir / "qc").rglob("*.png"))
+
+    def open_qc(self) -> list[Any]:
+        """Add every QC picture of the last batch as an RGB layer (only the last visible)."""
+        import numpy as np
+        from PIL import Image as PILImage
+
+        layers = []
+        files = self.qc_files()
+        for i, path in enumerate(files):
+            with PILImage.open(path) as im:
+                rgb = np.asarray(im.convert("RGB"))
+            name = f"QC {path.parent.name} · {path.stem}"
+            layers.append(self.viewer.add_image(rgb, rgb=True, name=name,
+                                                visible=i == len(files) - 1))
+        return layers
 
     def _show_summary(self) -> None:
         """Show the study tables the batch wrote (``summary``/``sections``/``animals``...)."""
