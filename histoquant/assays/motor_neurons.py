@@ -96,9 +96,9 @@ class MotorNeuronParams(AssayParams):
              "fields examined, the neuropil grain about ±0.03")
     foreground_snr: float = param(
         3.0, minimum=0.0,
-        help="…and at least this many times the neuropil's own fluctuation (its standard "
-             "deviation, measured below the neuropil level), so a coarse-grained neuropil "
-             "does not break into false somata")
+        help="a soma pixel must also be this many times the neuropil's own fluctuation "
+             "above the neuropil (its standard deviation, measured below the neuropil "
+             "level), so a coarse-grained neuropil does not break into false somata")
     max_hole_um2: float = param(
         400.0, unit="µm²", minimum=0.0,
         help="pale holes up to this area inside a soma are filled: the pale nucleus of a "
@@ -116,13 +116,14 @@ class MotorNeuronParams(AssayParams):
         1.5, unit="µm", minimum=0.0,
         help="a soma is split from its neighbour when its centre rises at least this much "
              "(in µm of distance to the edge, plus intensity) above the neck between them; "
-             "a glial nucleus (radius ≈ 4.5 µm) pressed on a motor neuron rises ≈ 3 µm")
+             "a glial nucleus (radius ≈ 4.5 µm) touching a soma over a narrow contact rises "
+             "2–4 µm")
     relative_prominence: float = param(
         0.25, minimum=0.0, maximum=1.0,
-        help="…and at least this fraction of the lower centre's height, so a large soma "
-             "needs a proportionally deeper neck to be split: an elongated motor neuron "
-             "(distance ridge ≈ 12 µm high) is not cut across its middle by a 1.5 µm "
-             "ripple of its outline or Nissl texture")
+        help="the rise that splits two somata must also be this fraction of the lower "
+             "centre's height, so a large soma needs a proportionally deeper neck: an "
+             "elongated motor neuron (distance ridge ≈ 12 µm high) is not cut across its "
+             "middle by a 1.5 µm ripple of its outline or Nissl texture")
     intensity_weight_um_per_od: float = param(
         20.0, unit="µm/OD", minimum=0.0,
         help="weight of the stain density in the splitting landscape: a pale gap of 0.1 OD "
@@ -136,15 +137,16 @@ class MotorNeuronParams(AssayParams):
         help="each object keeps its pixels above this fraction of its own upper-quartile "
              "density: a dark glial nucleus does not take the paler neuropil around it, a "
              "pale neuron keeps its cytoplasm")
+    refine_cap_od: float = param(
+        0.1, unit="OD", minimum=0.0,
+        help="the per-object level of refine_fraction is at most this density: the edge of "
+             "a dark soma is sharp, and a higher level would cut the paler cytoplasm "
+             "between Nissl bodies")
     seam_ratio: float = param(
         0.9, minimum=0.0,
         help="after the first split, a seam between two touching objects is opened when it "
              "is paler than this fraction of the paler object's mean density (a gap between "
              "two cells, not a cut through one)")
-    refine_cap_od: float = param(
-        0.1, unit="OD", minimum=0.0,
-        help="…but that level is at most this density: the edge of a dark soma is sharp, and "
-             "a higher level would cut the paler cytoplasm between Nissl bodies")
     trim_fraction: float = param(
         0.3, minimum=0.0, maximum=1.0,
         help="large somata are finally opened with a disk of this fraction of their "
