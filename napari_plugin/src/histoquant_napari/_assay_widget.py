@@ -200,30 +200,35 @@ class AssayWidget(RunnerWidget):
             if rgb and (w.value is None or not w.value[0].rgb):
                 w.value = rgb[-1]
             return
-        taken: set[int] = set()
+        taken: set[tuple[int, int | None]] = set()
+
+        def key(value: tuple[Any, int | None]) -> tuple[int, int | None]:
+            return id(value[0]), value[1]
+
+        # First every role whose channel is named like it (an "evb" channel for role evb)...
         for role, w in self.role_widgets.items():
-            items = self._choice_items(w)
-            match = next((v for lab, v in items if v is not None and
-                          self._matches(role, lab, v)), None)
+            match = next((v for _, v in self._choice_items(w)
+                          if v is not None and self._matches(role, v)), None)
             if match is not None:
                 w.value = match
-                taken.add(id(match[0]) * 4 + (match[1] or 0))
+                taken.add(key(match))
+        # ...then each required role still unmatched takes the first channel nobody took.
         for role_obj in self.spec.channel_roles:
             w = self.role_widgets[role_obj.name]
-            items = [v for _, v in self._choice_items(w) if v is not None]
-            if not role_obj.required or (w.value is not None and
-                                         self._matches(role_obj.name, "", w.value)):
+            if not role_obj.required or (w.value is not None
+                                         and self._matches(role_obj.name, w.value)):
                 continue
-            free = [v for v in items if id(v[0]) * 4 + (v[1] or 0) not in taken]
+            free = [v for _, v in self._choice_items(w) if v is not None and key(v) not in taken]
             if free:
                 w.value = free[0]
-                taken.add(id(free[0][0]) * 4 + (free[0][1] or 0))
+                taken.add(key(free[0]))
 
     @staticmethod
     def _choice_items(w: ComboBox) -> list[tuple[str, Any]]:
         return [(w.native.itemText(i), w.native.itemData(i)) for i in range(w.native.count())]
 
-    def _matches(self, role: str, label: str, value: tuple[Any, int | None]) -> bool:
+    def _matches(self, role: str, value: tuple[Any, int | None]) -> bool:
+        """Whether the layer (channel) in ``value`` is named like channel role ``role``."""
         layer, _ = value
         channel = str(self.layer_info(layer).get("channel") or "")
         role = role.lower()
