@@ -142,3 +142,24 @@ def test_params_save_load_roundtrip(make_napari_viewer, fake_registry, tmp_path,
     bad.write_text('{"min_area_um": 3}')
     assert w.load_params(bad) is None
     assert notes[-1][0] == "error" and "Valid parameters" in notes[-1][1]
+
+
+def test_closed_widget_ignores_layer_events(make_napari_viewer, qtbot, fake_registry, rgb_file,
+                                            notes):
+    import gc
+    import weakref
+
+    viewer = make_napari_viewer()
+    w = aw.AssayWidget(viewer, assay="fake-count")
+    dock = viewer.window.add_dock_widget(w)
+    (layer,) = _open(viewer, rgb_file)  # the widget now follows this layer's name too
+    ref = weakref.ref(w)
+    viewer.window.remove_dock_widget(dock)
+    dock.deleteLater()
+    w.deleteLater()
+    del w, dock
+    qtbot.wait(50)
+    gc.collect()
+    layer.name = "renamed"  # layer events after the widget is gone: no error
+    _open(viewer, rgb_file)
+    assert ref() is None  # the viewer's events did not keep the closed widget alive

@@ -8,6 +8,7 @@ error notification with the core's message.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,27 @@ __all__ = ["RunnerWidget", "image_choices", "shapes_choices"]
 WHOLE_IMAGE = "whole image (no regions)"
 #: Wide enough for labelled parameters with units and a readable table column.
 WIDGET_MIN_WIDTH = 420
+
+
+def while_alive(method: Callable[..., Any]) -> Callable[..., None]:
+    """A viewer-event callback that calls the widget method ``method`` while its widget lives.
+
+    The viewer outlives a closed dock widget; holding the widget weakly, and skipping the call
+    once Qt has deleted it, keeps layer events from reaching a dead widget (or keeping it alive).
+    """
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Any) -> None:
+        bound = ref()
+        if bound is None:
+            return
+        try:
+            bound.__self__.objectName()  # raises RuntimeError once the C++ widget is deleted
+        except RuntimeError:
+            return
+        bound(*args)
+
+    return call
 
 
 class _Relay(QObject):
@@ -112,14 +134,14 @@ class RunnerWidget(QWidget):
         self.status.setWordWrap(True)
         events = self.viewer.layers.events
         for name in ("inserted", "removed", "reordered"):
-            getattr(events, name).connect(self._layers_changed)
+            getattr(events, name).connect(while_alive(self._layers_changed))
 
     # -- layers ------------------------------------------------------------------------------
 
     def _layers_changed(self, event: Any = None) -> None:
         layer = getattr(event, "value", None)
         if layer is not None and getattr(event, "type", "") == "inserted":
-            layer.events.name.connect(lambda *_: self.reset_choices())
+            layer.events.name.connect(while_alive(self.reset_choices))
         self.reset_choices()
 
     def reset_choices(self, *_: Any) -> None:
