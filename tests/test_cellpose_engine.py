@@ -220,25 +220,6 @@ def test_large_image_runs_in_tiles_and_counts_each_cell_once(stand_in):
 
 # --- the real cellpose, with a random-weight Cellpose-SAM network ------------------------------
 
-@pytest.fixture(scope="session")
-def random_cpsam_dir(tmp_path_factory):
-    """A models folder holding a seeded random-weight Cellpose-SAM saved under the name cpsam."""
-    pytest.importorskip("cellpose")
-    import torch
-
-    ce._import_cellpose()  # a broken install fails here with what to fix, not with a skip
-    try:
-        from cellpose.vit import CPSAM as Net  # cellpose >= 4.1
-    except ImportError:
-        from cellpose.vit_sam import Transformer as Net  # cellpose 4.0.x
-    folder = tmp_path_factory.mktemp("cellpose_models")
-    torch.manual_seed(0)
-    net = Net(dtype=torch.float32)
-    torch.save(net.state_dict(), folder / "cpsam")
-    del net
-    return folder
-
-
 def test_missing_weights_fail_at_once_without_touching_the_network(tmp_path, monkeypatch,
                                                                    phantom):
     pytest.importorskip("cellpose")

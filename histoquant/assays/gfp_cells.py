@@ -18,6 +18,12 @@ autofluorescence, cut edges. The assay
    every object above ``min_object_area_um2`` is a row of the objects table with its class and
    the reason.
 
+With ``engine="cellpose"`` steps 1–2 are replaced by Cellpose-SAM masks of the GFP channel
+(:mod:`histoquant.segment.cellpose_engine`); each mask is then measured and classed by the
+same code as a classical object (steps 3–4, the split of an object holding two nuclei
+included), so both engines give the same tables. :func:`preflight` checks cellpose and its
+weights before a batch reads any image.
+
 Spinal level, section and animal come from the caller (``run(..., level="L3")`` or the CLI's
 ``--level`` / ``--meta``); :func:`aggregate_by_level` sums sections per animal × level × region
 and counts sections with zero cells as sections.
@@ -39,6 +45,7 @@ from ..errors import ChannelError, EmptyImageError, ParamsError
 from ..io.image import Image
 from ..params import AssayParams, param
 from ..results import AssayResult
+from ..segment.cellpose_engine import CellposeOptions, require_cellpose, segment_cellpose
 from ..segment.local_background import (
     SmoothBackground,
     background_stats,
@@ -58,7 +65,12 @@ from .base import (
     resolve_regions,
 )
 
-__all__ = ["GfpCellParams", "run", "SPEC", "aggregate_by_level", "normalize_level", "CLASSES"]
+__all__ = ["GfpCellParams", "run", "SPEC", "aggregate_by_level", "normalize_level", "CLASSES",
+           "cellpose_options", "preflight"]
+
+# defaults, units and ranges of the cellpose options come from the adapter, so they are
+# stated once
+_CP = {f["name"]: f for f in CellposeOptions.field_info()}
 
 CLASSES = ("gfp_cell", "no_nucleus", "autofluorescent", "too_small", "too_large")
 """Object classes; only ``gfp_cell`` is counted as a GFP+ cell."""
@@ -152,6 +164,41 @@ class GfpCellParams(AssayParams):
         2.0, unit="µm", minimum=0.2,
         help="Width of the perinuclear ring read for count_nuclei: the cytoplasm or "
              "membrane of a small cell lies within ≈ 2 µm of its nucleus [U].")
+    engine: str = param(
+        "classical", choices=("classical", "cellpose"),
+        help="How objects are found. classical: local-background detection with hysteresis "
+             "and splitting of touching cells (fast, no extra install). cellpose: "
+             "Cellpose-SAM instance masks on the GFP channel (optional extra, weights on "
+             "disk; see docs/cellpose.md). Either way every object is measured and classed "
+             "by the same code and criteria.")
+    cellpose_model: str = param(
+        _CP["model"]["default"],
+        help="Cellpose model name (weights file in the cellpose models folder) or path of a "
+             "model file, e.g. one fine-tuned on GFP sections. engine=cellpose only. "
+             "Never downloaded: see docs/cellpose.md.")
+    cellpose_diameter_um: float | None = param(
+        None, unit="µm", minimum=0.1,
+        help="Cell diameter cellpose rescales the image for (objects ≈ 30 px for the "
+             "network, which also sets its cost). None: the midpoint of "
+             "min_cell_diameter_um and max_cell_diameter_um (24 µm at the defaults, close to "
+             "the ≈ 23 µm MSC of REFERENCE.md [S]). engine=cellpose only.")
+    cellpose_flow_threshold: float = param(
+        _CP["flow_threshold"]["default"], minimum=_CP["flow_threshold"]["minimum"],
+        help="Cellpose flow-error threshold; higher keeps more, worse-shaped masks. "
+             "Cellpose's default. engine=cellpose only.")
+    cellpose_cellprob_threshold: float = param(
+        _CP["cellprob_threshold"]["default"], minimum=_CP["cellprob_threshold"]["minimum"],
+        maximum=_CP["cellprob_threshold"]["maximum"],
+        help="Cellpose cell-probability logit threshold; lower finds more and larger masks "
+             "(dim cells), higher fewer and smaller. Cellpose's default. engine=cellpose only.")
+    cellpose_device: str = param(
+        _CP["device"]["default"], choices=_CP["device"]["choices"],
+        help="Where the network runs: auto picks a CUDA GPU, else Apple MPS, else the CPU "
+             "(slow: tens of seconds per 256 px network block). engine=cellpose only.")
+    cellpose_batch_size: int = param(
+        _CP["batch_size"]["default"], minimum=_CP["batch_size"]["minimum"],
+        help="Network blocks run at once; raise on a GPU with memory to spare. Cellpose's "
+             "default. engine=cellpose only.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -499,6 +546,68 @@ def run(
     bg_ref = SmoothBackground(_background_and_noise(ref_low, bg_size, union_low, tile)[0], f,
                               shape) if has_ref else None
 
+    dapi = _DapiReader(img, ch["dapi"], p, f, union_low) if has_dapi else None
+    ctx = _Context(img, p, px, f, shape, gfp_plane, ref_plane, bg_gfp, bg_ref,
+                   noise.at_full_resolution(f, shape), dapi)
+    if p.engine == "cellpose":
+        rows, labels = _cellpose_objects(ctx, gfp_plane, union, report)
+    else:
+        rows, labels = _classical_objects(ctx, z, union_low, gfp_low, ref_low, bg_g, report)
+
+    report(0.85, "tables")
+    objects = _objects_table(rows, masks, img.name, has_ref, has_dapi)
+    warnings_out: list[str] = []
+    flag = ""
+    if not rows:
+        bg_range = float(np.percentile(bg_g, 99) - np.percentile(bg_g, 1))
+        if bg_range < 3 * float(np.median(sigma_low)):
+            flag = "no_tissue_or_signal"
+            warnings_out.append(
+                f"{img.source}: no object and no structure in the GFP channel (flat "
+                "background): no tissue, or the wrong channel / exposure. Counted as zero "
+                "cells; check the image.")
+    if has_ref and rows:
+        ratio = objects["reference_ratio"].to_numpy(float)
+        if np.isfinite(ratio).any() and np.nanmedian(ratio) > 0.9 and \
+                (objects["class"] == "autofluorescent").all() and len(objects) >= 5:
+            warnings_out.append(
+                f"{img.source}: every object is as bright in the reference channel as in GFP "
+                "(median ratio > 0.9); the reference may hold GFP bleed-through or be the "
+                "wrong channel.")
+    summary = _summary_table(objects, masks, img.name, px, has_dapi, flag)
+    nuclei_table = None
+    extra: dict[str, Any] = {"engine": p.engine, "block_factor": f,
+                             "gfp_noise_sigma_median": float(np.median(sigma_low))}
+    if p.count_nuclei:
+        report(0.9, "counting nuclei")
+        nuclei_table, nuc_labels = _count_nuclei(ctx, masks, union)
+        summary = _add_nuclei_counts(summary, nuclei_table, masks)
+        extra["nuclei"] = nuclei_table
+        extra["nuclei_labels"] = nuc_labels
+    q, layers = _qc_layers(img, ch, f, gfp_low, ref_low, dapi)
+    qc = _qc_overlay(q, layers, labels, objects, masks, summary, p, img, nuclei_table)
+    result = AssayResult(
+        assay=SPEC.name, image=img.name, objects=objects, summary=summary,
+        labels=labels,
+        masks={k: v for k, v in masks.items() if not v.all()}, qc=qc, params=p.to_dict(),
+        pixel_size_um=px, warnings=warnings_out, extra=extra)
+    result.set_ids(animal=animal, level=normalize_level(level), section=section)
+    report(1.0, "done")
+    return result
+
+
+def _classical_objects(ctx: _Context, z: np.ndarray, union_low: np.ndarray,
+                       gfp_low: np.ndarray, ref_low: np.ndarray | None, bg_g: np.ndarray,
+                       report: Progress) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The classical engine: hysteresis detection on the blocks (``z`` in local σ), then
+    full-resolution refinement, splitting and measurement of each candidate.
+
+    Returns the object rows and the label image.
+    """
+    p, f, px, shape = ctx.p, ctx.f, ctx.px, ctx.shape
+    fpx = f * px
+    has_ref = ref_low is not None
+    bg_ref = ctx.bg_ref
     from skimage.filters import apply_hysteresis_threshold
     from skimage.morphology import remove_small_holes
 
@@ -507,11 +616,7 @@ def run(
     fg = remove_small_holes(fg, max_size=max(1, int(hole_area)))
     comp, n_comp = ndi.label(fg)
 
-    dapi = _DapiReader(img, ch["dapi"], p, f, union_low) if has_dapi else None
-
     report(0.3, f"measuring {n_comp} candidate(s)")
-    ctx = _Context(img, p, px, f, shape, gfp_plane, ref_plane, bg_gfp, bg_ref,
-                   noise.at_full_resolution(f, shape), dapi)
     rows: list[dict[str, Any]] = []
     # uint16 holds 65,535 objects (a dense 8k² phantom has ~1,600) at half the memory of int32;
     # the loop widens it if a section ever holds more
@@ -556,50 +661,87 @@ def run(
         else:
             rows.extend(ctx.measure_candidate(comp, i, sl, labels, len(rows) + 1))
         done += 1
-        if progress is not None and done % 50 == 0:
+        if done % 50 == 0:
             report(0.3 + 0.5 * min(1.0, done / max(n_comp, 1)),
                    f"measured {done}/{n_comp} candidates")
+    return rows, labels
 
-    report(0.85, "tables")
-    objects = _objects_table(rows, masks, img.name, has_ref, has_dapi)
-    warnings_out: list[str] = []
-    flag = ""
-    if not rows:
-        bg_range = float(np.percentile(bg_g, 99) - np.percentile(bg_g, 1))
-        if bg_range < 3 * float(np.median(sigma_low)):
-            flag = "no_tissue_or_signal"
-            warnings_out.append(
-                f"{img.source}: no object and no structure in the GFP channel (flat "
-                "background): no tissue, or the wrong channel / exposure. Counted as zero "
-                "cells; check the image.")
-    if has_ref and rows:
-        ratio = objects["reference_ratio"].to_numpy(float)
-        if np.isfinite(ratio).any() and np.nanmedian(ratio) > 0.9 and \
-                (objects["class"] == "autofluorescent").all() and len(objects) >= 5:
-            warnings_out.append(
-                f"{img.source}: every object is as bright in the reference channel as in GFP "
-                "(median ratio > 0.9); the reference may hold GFP bleed-through or be the "
-                "wrong channel.")
-    summary = _summary_table(objects, masks, img.name, px, has_dapi, flag)
-    nuclei_table = None
-    extra: dict[str, Any] = {"block_factor": f,
-                             "gfp_noise_sigma_median": float(np.median(sigma_low))}
-    if p.count_nuclei:
-        report(0.9, "counting nuclei")
-        nuclei_table, nuc_labels = _count_nuclei(ctx, masks, union)
-        summary = _add_nuclei_counts(summary, nuclei_table, masks)
-        extra["nuclei"] = nuclei_table
-        extra["nuclei_labels"] = nuc_labels
-    q, layers = _qc_layers(img, ch, f, gfp_low, ref_low, dapi)
-    qc = _qc_overlay(q, layers, labels, objects, masks, summary, p, img, nuclei_table)
-    result = AssayResult(
-        assay=SPEC.name, image=img.name, objects=objects, summary=summary,
-        labels=labels,
-        masks={k: v for k, v in masks.items() if not v.all()}, qc=qc, params=p.to_dict(),
-        pixel_size_um=px, warnings=warnings_out, extra=extra)
-    result.set_ids(animal=animal, level=normalize_level(level), section=section)
-    report(1.0, "done")
-    return result
+
+def _cellpose_objects(ctx: _Context, gfp_plane: np.ndarray, union: np.ndarray,
+                      report: Progress) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The cellpose engine: Cellpose-SAM masks on the GFP channel, each measured and classed
+    by the classical engine's own code (:meth:`_Context.measure_mask`).
+
+    Only the GFP channel goes to the network: the objects to find are green, and the DAPI
+    and reference channels are read afterwards, per object, by the shared criteria (a DAPI
+    channel given to the network would add every GFP-negative nucleus as a mask). A mask
+    whose centroid lies outside every region is left out, as the classical engine detects
+    only inside them.
+    """
+    p, px = ctx.p, ctx.px
+    report(0.3, "cellpose")
+    masks_cp = segment_cellpose(gfp_plane, px, cellpose_options(p),
+                                progress=lambda fr, msg: report(0.3 + 0.4 * fr, msg))
+    slices = ndi.find_objects(masks_cp)
+    n = len(slices)
+    report(0.7, f"measuring {n} cellpose mask(s)")
+    labels = np.zeros(ctx.shape, np.uint16 if n < 60_000 else np.int32)
+    rows: list[dict[str, Any]] = []
+    for j, sl in enumerate(slices, 1):
+        if sl is None:
+            continue
+        own = masks_cp[sl] == j
+        yy, xx = np.nonzero(own)
+        if not union[round(yy.mean()) + sl[0].start, round(xx.mean()) + sl[1].start]:
+            continue
+        rows.extend(ctx.measure_mask(masks_cp, j, sl, labels, len(rows) + 1))
+        if j % 50 == 0:
+            report(0.7 + 0.15 * j / n, f"measured {j}/{n} masks")
+    return rows, labels
+
+
+def cellpose_options(params: GfpCellParams | Mapping[str, Any] | None = None
+                     ) -> CellposeOptions:
+    """The :class:`CellposeOptions` the cellpose engine runs with.
+
+    Parameters
+    ----------
+    params : GfpCellParams, dict or None
+
+    Returns
+    -------
+    CellposeOptions
+        The ``cellpose_*`` parameters; the diameter defaults to the midpoint of the cell
+        diameter limits, and cellpose's smallest mask is ``min_object_area_um2`` (smaller
+        objects would not be listed anyway). Every other option keeps the adapter's default.
+    """
+    p = resolve_params(GfpCellParams, params)
+    diameter = p.cellpose_diameter_um
+    if diameter is None:
+        diameter = 0.5 * (p.min_cell_diameter_um + p.max_cell_diameter_um)
+    return CellposeOptions(
+        model=p.cellpose_model, diameter_um=diameter,
+        flow_threshold=p.cellpose_flow_threshold,
+        cellprob_threshold=p.cellpose_cellprob_threshold,
+        device=p.cellpose_device, batch_size=p.cellpose_batch_size,
+        min_area_um2=p.min_object_area_um2)
+
+
+def preflight(params: GfpCellParams | Mapping[str, Any] | None = None) -> None:
+    """Check, before any image, what the run needs beyond the core.
+
+    With ``engine="cellpose"``: cellpose importable and the model's weights on disk (the batch
+    runner calls this once, so a study fails in a second, not after its first image).
+
+    Raises
+    ------
+    DependencyError
+        cellpose or PyTorch not installed, or the weights file missing (the message says
+        what to install or where to put the file).
+    """
+    p = resolve_params(GfpCellParams, params)
+    if p.engine == "cellpose":
+        require_cellpose(p.cellpose_model)
 
 
 class _DapiReader:
@@ -684,7 +826,7 @@ class _Crop:
     sig: np.ndarray
     z: np.ndarray
     ref: np.ndarray | None
-    support: np.ndarray
+    support: np.ndarray | None
     nuclei: np.ndarray | None = None
     _tophat: np.ndarray | None = None
 
@@ -728,11 +870,8 @@ class _Context:
         p, f, px = self.p, self.f, self.px
         margin = int(np.ceil(p.max_nucleus_diameter_um / 2 / px)) + f
         rows, cols = _slices_up(sl, f, margin, self.shape)
-        g = self.gfp[rows, cols].astype(np.float32)
-        bg = self.bg_gfp.crop(rows, cols)
-        sig = g - bg
-        smooth = ndi.gaussian_filter(sig, 0.56 * f) if f > 1 else sig
-        z = smooth / self.noise.sigma.crop(rows, cols)
+        crop = self._crop(rows, cols)
+        z = crop.z
         comp_crop = comp[_low_slices(rows, cols, f)]
         own = _upsample_mask(comp_crop == i, f, rows, cols)
         others = _upsample_mask((comp_crop > 0) & (comp_crop != i), f, rows, cols)
@@ -744,9 +883,7 @@ class _Context:
         r_close = max(1, round(p.granule_diameter_um / px))
         support = ndi.binary_closing(obj, iterations=r_close, border_value=0) | obj
         support = ndi.binary_fill_holes(support)
-        ref = self.ref[rows, cols].astype(np.float32) - self.bg_ref.crop(rows, cols) \
-            if self.ref is not None else None
-        crop = _Crop(rows, cols, g, bg, sig, z, ref, support)
+        crop.support = support
         whole = self._measure_part(crop, support, label=next_label, granularity=False)
         if whole["class"] == "autofluorescent":
             # a clump bright in the reference channel is rejected whole: splitting it, or
@@ -765,6 +902,39 @@ class _Context:
                 parts = _split_touching(support, 0.125 * p.min_cell_diameter_um / px)
         work = [parts == j for j, psl in enumerate(ndi.find_objects(parts), 1)
                 if psl is not None]
+        return self._measure_parts(crop, work, labels, next_label)
+
+    def measure_mask(self, masks: np.ndarray, j: int, sl: tuple[slice, slice],
+                     labels: np.ndarray, next_label: int) -> list[dict[str, Any]]:
+        """Measure and class object ``j`` of a full-resolution label image ``masks`` (the
+        cellpose engine's), with the same code as a classical candidate's parts."""
+        margin = int(np.ceil(self.p.max_nucleus_diameter_um / 2 / self.px)) + self.f
+        rows, cols = (slice(max(0, s.start - margin), min(n, s.stop + margin))
+                      for s, n in zip(sl, self.shape))
+        part = masks[rows, cols] == j
+        crop = self._crop(rows, cols, support=part)
+        return self._measure_parts(crop, [part], labels, next_label)
+
+    def _crop(self, rows: slice, cols: slice, support: np.ndarray | None = None) -> _Crop:
+        """GFP, its background, signal, local significance and reference signal of a crop."""
+        f = self.f
+        g = self.gfp[rows, cols].astype(np.float32)
+        bg = self.bg_gfp.crop(rows, cols)
+        sig = g - bg
+        smooth = ndi.gaussian_filter(sig, 0.56 * f) if f > 1 else sig
+        z = smooth / self.noise.sigma.crop(rows, cols)
+        ref = self.ref[rows, cols].astype(np.float32) - self.bg_ref.crop(rows, cols) \
+            if self.ref is not None else None
+        return _Crop(rows, cols, g, bg, sig, z, ref, support)
+
+    def _measure_parts(self, crop: _Crop, work: list[np.ndarray], labels: np.ndarray,
+                       next_label: int) -> list[dict[str, Any]]:
+        """Measure, class and paint each object mask of ``work`` (full resolution, in
+        ``crop``): the criteria both engines share. A GFP+ object holding several nuclei
+        is cut into one piece per nucleus (``split_touching``); objects below
+        ``min_object_area_um2`` are not listed."""
+        p, px = self.p, self.px
+        rows, cols = crop.rows, crop.cols
         out = []
         while work:
             part = work.pop(0)

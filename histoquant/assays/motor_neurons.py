@@ -45,6 +45,7 @@ from ..params import AssayParams, param
 from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines
 from ..results import AssayResult
 from ..segment.background import flatten_background
+from ..segment.cellpose_engine import CellposeOptions, require_cellpose, segment_cellpose
 from ..segment.somata import SomaSegmentationParams, segment_somata
 from ..segment.stain import CRESYL_VIOLET_OD, estimate_stain_vector, estimate_white, stain_density
 from .base import AssaySpec, Progress, prepare_image, region_table, resolve_params, resolve_regions
@@ -57,14 +58,40 @@ OBJECT_CLASSES = ("motor_neuron", "other")
 _QC_MAX_PX = 4096
 
 
+# Cellpose options the assay exposes take their defaults and reasons from the adapter's own
+# options, so they are written down once.
+_CELLPOSE = {f["name"]: f for f in CellposeOptions.field_info()}
+
+
 @dataclass(frozen=True)
 class MotorNeuronParams(AssayParams):
     """Parameters of the motor-neuron assay; every size in µm."""
 
     engine: str = param(
-        "classical", choices=("classical",),
+        "classical", choices=("classical", "cellpose"),
         help="soma segmentation engine: 'classical' (threshold, distance/intensity "
-             "watershed, per-object threshold; no model, no GPU)")
+             "watershed, per-object threshold; no model, no GPU) or 'cellpose' (a Cellpose "
+             "model on the stain-density image; needs histoquant[cellpose] and the model "
+             "file). Either way the same measurements and criteria follow")
+    cellpose_model: str = param(
+        _CELLPOSE["model"]["default"], help=_CELLPOSE["model"]["help"])
+    cellpose_diameter_um: float | None = param(
+        25.0, unit="µm", minimum=0.0,
+        help="typical soma diameter handed to cellpose, which rescales the image so it is "
+             "≈ 30 px: 25 µm sits between glial nuclei (≈ 9 µm) and α-motor neurons "
+             "(≈ 28 µm, REFERENCE.md) so both stay within the model's size range [U]; "
+             "None = no rescaling")
+    cellpose_flow_threshold: float = param(
+        _CELLPOSE["flow_threshold"]["default"], help=_CELLPOSE["flow_threshold"]["help"],
+        minimum=0.0)
+    cellpose_cellprob_threshold: float = param(
+        _CELLPOSE["cellprob_threshold"]["default"],
+        help=_CELLPOSE["cellprob_threshold"]["help"])
+    cellpose_device: str = param(
+        _CELLPOSE["device"]["default"], choices=_CELLPOSE["device"]["choices"],
+        help=_CELLPOSE["device"]["help"])
+    cellpose_batch_size: int = param(
+        _CELLPOSE["batch_size"]["default"], help=_CELLPOSE["batch_size"]["help"], minimum=1)
     stain_vector: tuple[float, float, float] = param(
         CRESYL_VIOLET_OD, unit="OD (R, G, B)",
         help="optical-density colour of cresyl violet; the default is the mean direction of "
@@ -230,6 +257,21 @@ def _upsample_labels(small: np.ndarray, factor: int, shape: tuple[int, int],
         out[r0 * factor:r0 * factor + rr] = big[:rr, :w]
 
 
+def cellpose_options(p: MotorNeuronParams) -> CellposeOptions:
+    """The cellpose adapter's options from the assay's ``cellpose_*`` parameters."""
+    return CellposeOptions(model=p.cellpose_model, diameter_um=p.cellpose_diameter_um,
+                           flow_threshold=p.cellpose_flow_threshold,
+                           cellprob_threshold=p.cellpose_cellprob_threshold,
+                           device=p.cellpose_device, batch_size=p.cellpose_batch_size)
+
+
+def preflight(params: MotorNeuronParams | None = None) -> None:
+    """Check once before a batch that the chosen engine can run (cellpose and its model)."""
+    p = resolve_params(MotorNeuronParams, params)
+    if p.engine == "cellpose":
+        require_cellpose(p.cellpose_model)
+
+
 def classify(objects: pd.DataFrame, p: MotorNeuronParams) -> np.ndarray:
     """``True`` where a soma meets every motor-neuron criterion of ``p``."""
     ok = (objects["equivalent_diameter_um"] >= p.min_equivalent_diameter_um) & \
@@ -300,9 +342,15 @@ def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
     report(0.15, "background flattening")
     flatten_background(density, round(p.background_scale_um / 2 / pxw))
     report(0.2, "soma segmentation")
-    labels_w = segment_somata(
-        density, pxw, p.engine, params=p.segmentation(),
-        progress=lambda f, m: report(0.2 + 0.55 * f, m))
+    if p.engine == "cellpose":
+        # Somata are the dark (high-density) objects; cellpose sees the stain density at
+        # the working pixel size, so its masks line up with the measurements below.
+        labels_w = segment_cellpose(density, pxw, cellpose_options(p),
+                                    progress=lambda f, m: report(0.2 + 0.55 * f, m))
+    else:
+        labels_w = segment_somata(
+            density, pxw, p.engine, params=p.segmentation(),
+            progress=lambda f, m: report(0.2 + 0.55 * f, m))
     report(0.75, "measuring somata")
     offset = (rs.start * px, cs.start * px)
     # Centroids in the full image's pixel-centre convention: a working pixel k spans full
