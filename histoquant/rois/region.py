@@ -123,7 +123,7 @@ def _fill_polygon(vertices: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     first = np.maximum(np.ceil(np.minimum(r0, r1)), 0).astype(np.int64)
     last = np.minimum(np.ceil(np.maximum(r0, r1)) - 1, h - 1).astype(np.int64)
     n = np.where(r0 == r1, 0, np.maximum(last - first + 1, 0))
-    counts = np.zeros((h, w + 1), dtype=np.int32)
+    out = np.zeros((h, w), dtype=bool)
     total = int(n.sum())
     if total:
         edge = np.repeat(np.arange(len(v)), n)
@@ -131,35 +131,45 @@ def _fill_polygon(vertices: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         xs = c0[edge] + (rows - r0[edge]) * (c1[edge] - c0[edge]) / (r1[edge] - r0[edge])
         order = np.lexsort((xs, rows))
         rows, xs = rows[order], xs[order]
-        # Every row is crossed an even number of times; inside lies between pairs.
+        # Every row is crossed an even number of times; inside lies between pairs, which are
+        # disjoint, so each is filled once (no image-sized scratch array).
         start = np.clip(np.floor(xs[0::2]).astype(np.int64) + 1, 0, w)
         stop = np.clip(np.ceil(xs[1::2]).astype(np.int64), 0, w)
-        keep = stop > start
-        np.add.at(counts, (rows[0::2][keep], start[keep]), 1)
-        np.add.at(counts, (rows[0::2][keep], stop[keep]), -1)
-    out = np.cumsum(counts, axis=1)[:, :w] > 0
-    for ra, ca, rb, cb in zip(r0, c0, r1, c1):
-        _mark_edge_centres(out, ra, ca, rb, cb)
+        for r, a, b in zip(rows[0::2].tolist(), start.tolist(), stop.tolist()):
+            if b > a:
+                out[r, a:b] = True
+    _mark_edge_centres(out, r0, c0, r1, c1)
     return out
 
 
-def _mark_edge_centres(out: np.ndarray, ra: float, ca: float, rb: float, cb: float) -> None:
-    """Set the pixels whose centre lies exactly on the edge (ra, ca)–(rb, cb)."""
+def _mark_edge_centres(out: np.ndarray, r0: np.ndarray, c0: np.ndarray, r1: np.ndarray,
+                       c1: np.ndarray) -> None:
+    """Set the pixels whose centre lies exactly on an edge (r0, c0)–(r1, c1)."""
     h, w = out.shape
-    if ra == rb:
-        if ra == np.round(ra) and 0 <= ra < h:
-            lo, hi = max(np.ceil(min(ca, cb)), 0), min(np.floor(max(ca, cb)), w - 1)
-            if hi >= lo:
-                out[int(ra), int(lo): int(hi) + 1] = True
+    flat = r0 == r1
+    # Horizontal edges on a row of centres: every centre between their ends.
+    on_row = flat & (r0 == np.round(r0)) & (r0 >= 0) & (r0 < h)
+    lo = np.maximum(np.ceil(np.minimum(c0, c1)), 0).astype(np.int64)
+    hi = np.minimum(np.floor(np.maximum(c0, c1)), w - 1).astype(np.int64)
+    for r, a, b in zip(r0[on_row].astype(np.int64).tolist(), lo[on_row].tolist(),
+                       hi[on_row].tolist()):
+        if b >= a:
+            out[r, a: b + 1] = True
+    # Other edges: the centre rows they pass, where they pass exactly through a centre.
+    first = np.maximum(np.ceil(np.minimum(r0, r1)), 0).astype(np.int64)
+    last = np.minimum(np.floor(np.maximum(r0, r1)), h - 1).astype(np.int64)
+    n = np.where(flat, 0, np.maximum(last - first + 1, 0))
+    total = int(n.sum())
+    if not total:
         return
-    rs = np.arange(max(np.ceil(min(ra, rb)), 0), min(np.floor(max(ra, rb)), h - 1) + 1)
-    if not len(rs):
-        return
-    cs = ca + (rs - ra) * (cb - ca) / (rb - ra)
-    on = np.abs(cs - np.round(cs)) < 1e-9
-    cs, rs = np.round(cs[on]).astype(np.int64), rs[on].astype(np.int64)
-    inside = (cs >= 0) & (cs < w)
-    out[rs[inside], cs[inside]] = True
+    edge = np.repeat(np.arange(len(r0)), n)
+    rows = first[edge] + np.arange(total) - np.repeat(np.cumsum(n) - n, n)
+    cs = c0[edge] + (rows - r0[edge]) * (c1[edge] - c0[edge]) / (r1[edge] - r0[edge])
+    hit = np.abs(cs - np.round(cs)) < 1e-9
+    cols = np.round(cs[hit]).astype(np.int64)
+    rows = rows[hit]
+    inside = (cols >= 0) & (cols < w)
+    out[rows[inside], cols[inside]] = True
 
 
 def mask_to_polygons(mask: np.ndarray, tolerance_px: float = 0.0) -> list[Polygon]:
