@@ -1,0 +1,370 @@
+"""Vasculature assay: lengths, coverage and diameters against phantom truth; real images.
+
+Phantom truth comes from the curves of :mod:`histoquant.synthetic.vessels`, never from pixels.
+Real images (DRIVE fundus photographs, vesselNN two-photon stack) are read from
+``../shared/data`` and skipped when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from histoquant.assays.vasculature import SPEC, VasculatureParams, run
+from histoquant.errors import ChannelError, EmptyImageError, PixelSizeError
+from histoquant.io import Image, read_image
+from histoquant.measure.skeleton import trace_skeleton
+from histoquant.rois import Region
+from histoquant.synthetic.vessels import (
+    Curve,
+    _render_family,
+    _resample,
+    make_example,
+    make_vessel_network,
+    render_vessels,
+    vessel_phantom,
+    vessel_truth,
+)
+
+PX = 0.5
+FIELD = (512.0, 512.0)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    image, truth, net = vessel_phantom(FIELD, PX, seed=3, dapi=True)
+    return image, truth, net, run(image)
+
+
+# ------------------------------------------------------------------------ phantom itself
+
+def test_phantom_truth_comes_from_curves_not_pixels():
+    net = make_vessel_network(FIELD, seed=11)
+    fine = vessel_truth(net, 0.5, (1024, 1024))
+    coarse = vessel_truth(net, 1.0, (512, 512))
+    assert fine.vessel_length_um == pytest.approx(coarse.vessel_length_um, rel=1e-3)
+    assert fine.pericyte_coverage_length_pct == pytest.approx(
+        coarse.pericyte_coverage_length_pct, abs=0.05)
+    assert 60 < fine.pericyte_coverage_length_pct < 90
+    # the same seed draws the same network
+    again = make_vessel_network(FIELD, seed=11)
+    assert len(again.curves) == len(net.curves)
+    assert np.array_equal(again.curves[0].yx_um, net.curves[0].yx_um)
+
+
+def _bar_mask(angle: float, px: float, length=100.0, diameter=6.0, size=160.0):
+    c = np.array([size / 2, size / 2])
+    u = np.array([np.sin(angle), np.cos(angle)])
+    t = np.linspace(-length / 2, length / 2, 20001)[:, None]
+    curve = Curve(_resample(c + t * u, 0.1), diameter / 2, "x", free_start=True,
+                  free_end=True)
+    shape = (int(size / px),) * 2
+    cover, _ = _render_family([curve], shape, px, 0.75, 0.15)
+    return cover >= 0.5
+
+
+@pytest.mark.parametrize("px", [0.5, 1.0])
+def test_skeleton_length_and_diameter_of_straight_tubes(px):
+    errors, plain = [], []
+    for angle in np.deg2rad([0.6, 11.2, 22.5, 33.7, 45.6, 67.5, 80.0]):
+        mask = _bar_mask(angle, px)
+        tr = trace_skeleton(mask, px)
+        errors.append(tr.total_length_um / 100.0 - 1)
+        assert tr.paths["diameter_um"].iloc[0] == pytest.approx(6.0, abs=0.3)
+        raw = trace_skeleton(mask, px, smoothing_um=0.0, end_correction=False)
+        plain.append(raw.total_length_um / 100.0 - 1)
+    assert np.max(np.abs(errors)) < 0.02
+    # without smoothing and end correction the 1/√2 chain is off by several per cent
+    assert np.max(np.abs(plain)) > 0.04
+
+
+def _union_mask(curves_by_family, px, size=160.0):
+    shape = (int(size / px),) * 2
+    out = np.zeros(shape, np.float32)
+    for fam in curves_by_family:
+        e, _ = _render_family(fam, shape, px, 0.75, 0.15)
+        np.maximum(out, e, out=out)
+    return out >= 0.5
+
+
+def _segment(p0, p1, r, free_end=False):
+    t = np.linspace(0, 1, 20001)[:, None]
+    pts = _resample(np.asarray(p0) * (1 - t) + np.asarray(p1) * t, 0.1)
+    return Curve(pts, r, "x", free_end=free_end)
+
+
+@pytest.mark.parametrize("angle_deg", [90, 60])
+def test_crossings_and_branchings_are_not_shortened(angle_deg):
+    a = np.deg2rad(angle_deg)
+    main = _segment((80, -5), (80, 165), 3.0)
+    cross = _segment((80 - 100 * np.sin(a), 80 - 100 * np.cos(a)),
+                     (80 + 100 * np.sin(a), 80 + 100 * np.cos(a)), 3.0)
+    branch = _segment((80, 80), (80 + 70 * np.sin(a), 80 + 70 * np.cos(a)), 3.0, True)
+    # inside the 160 µm field: the main vessel 160 µm, the crossing one 160/sin(a), the
+    # branch 70 µm from the main vessel's centreline
+    for other, truth in ((cross, 160.0 + 160.0 / np.sin(a)), (branch, 230.0)):
+        tr = trace_skeleton(_union_mask([[main], [other]], PX), PX)
+        assert tr.total_length_um == pytest.approx(truth, abs=1.5)
+        plain = trace_skeleton(_union_mask([[main], [other]], PX), PX,
+                               junction_correction=False)
+        assert plain.total_length_um <= tr.total_length_um + 0.5
+
+
+# ------------------------------------------------------------------------ assay accuracy
+
+def test_summary_matches_phantom_truth(phantom):
+    _, truth, _, res = phantom
+    s = res.summary.iloc[0]
+    assert s["vessel_length_um"] == pytest.approx(truth.vessel_length_um, rel=0.03)
+    assert s["vessel_length_density_mm_per_mm2"] == pytest.approx(
+        truth.vessel_length_density_mm_per_mm2, rel=0.03)
+    assert abs(s["pericyte_coverage_length_pct"] - truth.pericyte_coverage_length_pct) <= 2.0
+    assert abs(s["pericyte_coverage_area_pct"] - truth.pericyte_coverage_area_pct) <= 4.0
+    assert s["vessel_diameter_mean_um"] == pytest.approx(truth.vessel_diameter_mean_um,
+                                                         rel=0.08)
+    assert s["pericyte_length_um"] == pytest.approx(truth.pericyte_length_um, rel=0.06)
+    assert s["n_pericyte_bodies"] == pytest.approx(truth.n_pericyte_bodies, rel=0.2)
+    assert s["n_vessel_ends"] == pytest.approx(truth.n_blind_ends, abs=6)
+    assert s["flags"] == ""
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_length_and_coverage_on_other_networks(seed):
+    image, truth, _ = vessel_phantom(FIELD, PX, seed=seed)
+    s = run(image).summary.iloc[0]
+    assert s["vessel_length_um"] == pytest.approx(truth.vessel_length_um, rel=0.03)
+    assert abs(s["pericyte_coverage_length_pct"] - truth.pericyte_coverage_length_pct) <= 2.0
+
+
+def test_length_unchanged_when_rescaled(phantom):
+    _, _, net, res = phantom
+    coarse = render_vessels(net, 2 * PX, seed=4)
+    s2 = run(coarse).summary.iloc[0]
+    s1 = res.summary.iloc[0]
+    assert s2["vessel_length_um"] == pytest.approx(s1["vessel_length_um"], rel=0.03)
+    truth2 = vessel_truth(net, 2 * PX, coarse.shape_yx)
+    assert s2["vessel_length_um"] == pytest.approx(truth2.vessel_length_um, rel=0.03)
+    assert s2["vessel_diameter_mean_um"] == pytest.approx(s1["vessel_diameter_mean_um"],
+                                                          rel=0.05)
+
+
+def test_objects_table_adds_up_and_has_units(phantom):
+    _, _, _, res = phantom
+    obj, s = res.objects, res.summary.iloc[0]
+    assert list(obj.columns[:2]) == ["image", "region"]
+    assert obj["length_um"].sum() == pytest.approx(s["vessel_length_um"], rel=1e-6)
+    assert (obj["pericyte_coverage_pct"].between(0, 100)).all()
+    # segment ids are the labels in the label image
+    labels = res.labels
+    assert set(np.unique(labels[labels > 0])) == set(obj["segment"])
+    for col in ("start_y_um", "end_x_um", "centroid_y_um", "diameter_um"):
+        assert col in obj.columns
+    assert res.qc.ndim == 3 and res.qc.dtype == np.uint8
+
+
+def test_regions_split_the_length(phantom):
+    image, _, net, res = phantom
+    h, w = image.shape_yx
+    left = np.zeros((h, w), bool)
+    left[:, : w // 2] = True
+    r = run(image, regions=[Region("left", mask=left), Region("right", mask=~left)])
+    by = r.summary.set_index("region")
+    total = res.summary["vessel_length_um"].iloc[0]
+    assert by["vessel_length_um"].sum() == pytest.approx(total, rel=1e-6)
+    truth_left = vessel_truth(net, PX, (h, w), mask=left)
+    assert by.loc["left", "vessel_length_um"] == pytest.approx(
+        truth_left.vessel_length_um, rel=0.04)
+    assert by.loc["left", "region_area_mm2"] == pytest.approx(truth_left.area_mm2)
+
+
+def test_z_stack_is_max_projected():
+    image, _, _ = vessel_phantom((200.0, 200.0), PX, seed=2)
+    flat = run(image).summary.iloc[0]
+    dim = (image.data // 3).astype(np.uint16)
+    stack = Image(np.stack([dim, image.data, dim]), axes="ZYXC", pixel_size_um=PX,
+                  channel_names=image.channel_names)
+    s = run(stack).summary.iloc[0]
+    assert s["vessel_length_um"] == pytest.approx(flat["vessel_length_um"], rel=1e-9)
+
+
+# --------------------------------------------------------------------------- bad input
+
+@pytest.fixture(scope="module")
+def small():
+    image, truth, _ = vessel_phantom((160.0, 160.0), PX, seed=5, dapi=True)
+    return image, truth
+
+
+def test_needs_pixel_size(small):
+    image, _ = small
+    with pytest.raises(PixelSizeError):
+        run(np.asarray(image.data[..., 0]))
+
+
+def test_endothelium_alone_measures_vessels(small):
+    image, truth = small
+    single = Image(image.data[..., 0], axes="YX", pixel_size_um=PX)
+    r = run(single)
+    s = r.summary.iloc[0]
+    assert s["vessel_length_um"] == pytest.approx(truth.vessel_length_um, rel=0.05)
+    assert np.isnan(s["pericyte_coverage_length_pct"])
+    assert "pericytes" not in r.masks
+
+
+def test_channel_errors(small):
+    image, _ = small
+    with pytest.raises(ChannelError, match="no channel named"):
+        run(image, channels={"endothelium": "endothelium", "pericyte": "NG2"})
+    with pytest.raises(ChannelError, match="out of range"):
+        run(image, channels={"endothelium": 0, "pericyte": 5})
+    with pytest.raises(ChannelError, match="both"):
+        run(image, channels={"endothelium": 0, "pericyte": 0})
+    unnamed = Image(image.data[..., :2], axes="YXC", pixel_size_um=PX)
+    with pytest.raises(ChannelError, match="endothelium"):
+        run(unnamed)
+    # an unnamed second channel is left alone, with a warning, unless it is named
+    r = run(unnamed, channels={"endothelium": 0})
+    assert any("no pericyte channel" in w for w in r.warnings)
+
+
+def test_blank_pericyte_channel_gives_zero_coverage(small):
+    image, _ = small
+    data = image.data.copy()
+    data[..., 1] = 100
+    r = run(Image(data, axes="YXC", pixel_size_um=PX, channel_names=image.channel_names))
+    s = r.summary.iloc[0]
+    assert s["vessel_length_um"] > 0
+    assert s["pericyte_coverage_length_pct"] == 0.0
+    assert s["pericyte_coverage_area_pct"] == 0.0
+    assert s["pericyte_length_um"] == 0.0
+    assert "no_pericytes" in s["flags"]
+
+
+def test_no_vessels_is_flagged_not_an_error():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(200, 15, (400, 400, 2)).clip(0).astype(np.uint16)
+    r = run(Image(noise, axes="YXC", pixel_size_um=PX,
+                  channel_names=("endothelium", "pericyte")))
+    s = r.summary.iloc[0]
+    assert s["vessel_length_um"] == 0
+    assert s["n_vessel_segments"] == 0
+    assert "no_vessels" in s["flags"]
+    assert np.isnan(s["pericyte_coverage_length_pct"])
+    assert len(r.objects) == 0 and "length_um" in r.objects.columns
+
+
+def test_blank_endothelium_channel_is_refused():
+    blank = np.full((100, 100), 7, np.uint16)
+    with pytest.raises(EmptyImageError):
+        run(blank, pixel_size_um=PX)
+
+
+def test_params_are_physical_and_documented():
+    for f in VasculatureParams.field_info():
+        assert f["help"], f["name"]
+        if f["unit"] in ("µm", "µm²", "%", "°"):
+            suffix = {"µm": "_um", "µm²": "_um2", "%": "_pct", "°": "_deg"}[f["unit"]]
+            assert f["name"].endswith(suffix) or f["name"].endswith(suffix + "s") or \
+                suffix in f["name"], f["name"]
+    assert [r.name for r in SPEC.channel_roles] == ["endothelium", "pericyte", "dapi"]
+    assert SPEC.auto_regions == ("grey_matter",)
+
+
+# ----------------------------------------------------------------------- CLI and example
+
+def test_example_and_cli(tmp_path):
+    from histoquant.cli import main
+
+    path, truth_path = make_example(tmp_path / "vessels.ome.tif")
+    assert path.stat().st_size < 2 * 1024 * 1024
+    image = read_image(path)
+    assert image.channel_names == ("endothelium", "pericyte")
+    assert image.pixel_size_um == pytest.approx(0.5)
+    truth = json.loads(truth_path.read_text())
+    out = tmp_path / "out"
+    assert main(["vasculature", str(path), "--channel", "endothelium=endothelium",
+                 "--channel", "pericyte=1", "-o", str(out), "-q"]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["vessel_length_um"].iloc[0] == pytest.approx(truth["vessel_length_um"],
+                                                                rel=0.03)
+    assert abs(summary["pericyte_coverage_length_pct"].iloc[0]
+               - truth["pericyte_coverage_length_pct"]) <= 2.0
+    assert (out / "qc" / "vessels.png").exists() and (out / "labels" / "vessels.tif").exists()
+    # a pericyte channel that does not exist fails that file, with the reason recorded
+    bad = tmp_path / "bad"
+    assert main(["vasculature", str(path), "--channel", "pericyte=7", "-o", str(bad),
+                 "-q"]) == 1
+    errors = pd.read_csv(bad / "errors.csv")
+    assert errors["error"].iloc[0] == "ChannelError"
+
+
+# --------------------------------------------------------------------------- real images
+
+# Fundus photographs: vessels 1–10 px wide, low contrast, ~10 µm/px, lengths compared in
+# px (pixel size 1). Settings for them, not the defaults: scales for 1–8 px vessels, low
+# thresholds (thin vessels are a few grey levels deep), edge at 35 % (their profiles are
+# Gaussian, not flat-topped), longer gaps bridged.
+DRIVE_PARAMS = {"vessel_scales_um": [1.0, 2.0, 4.0], "min_vessel_area_um2": 20,
+                "threshold_high": 2.5, "threshold_low": 0.5, "max_gap_um": 10,
+                "edge_level_pct": 35}
+
+
+@pytest.mark.realdata
+def test_drive_length_against_two_observers(shared_data):
+    from PIL import Image as PILImage
+
+    folder = shared_data / "vessels" / "drive"
+    if not folder.is_dir():
+        pytest.skip("DRIVE images absent")
+    rows = []
+    for i in range(1, 6):
+        rgb = np.asarray(PILImage.open(folder / "images" / f"{i:02d}_test.tif"))
+        green_inverted = 255 - rgb[..., 1].astype(np.float32)
+        fov = np.asarray(PILImage.open(folder / "fov" / f"{i:02d}_test_mask.gif")) > 0
+        m1 = np.asarray(PILImage.open(folder / "manual1" / f"{i:02d}_manual1.gif")) > 0
+        m2 = np.asarray(PILImage.open(folder / "manual2" / f"{i:02d}_manual2.gif")) > 0
+        r = run(Image(green_inverted, pixel_size_um=1.0), regions={"fov": fov},
+                params=DRIVE_PARAMS)
+        ours = r.summary["vessel_length_um"].iloc[0]
+        # the tracings are skeletonised and measured the same way
+        l1 = trace_skeleton(m1, 1.0).length_in(fov)
+        l2 = trace_skeleton(m2, 1.0).length_in(fov)
+        rows.append({"image": i, "ours_px": ours, "observer1_px": l1, "observer2_px": l2,
+                     "error_vs_1_pct": 100 * (ours - l1) / l1,
+                     "observer2_vs_1_pct": 100 * (l2 - l1) / l1})
+    table = pd.DataFrame(rows)
+    print("\n" + table.round(1).to_string(index=False))
+    err = table["error_vs_1_pct"].abs()
+    # Measured: errors −0.5, −1.7, −3.1, +16.3, −5.6 % (image 04: choroidal vessels taken
+    # for retinal ones); the observers differ by +1.6, −3.3, −11.5, −0.6, −14.5 %.
+    assert err.mean() <= 10.0
+    assert (err <= 20.0).all()
+    assert err.median() <= table["observer2_vs_1_pct"].abs().max()
+
+
+@pytest.mark.realdata
+def test_vesselnn_length_against_label(shared_data):
+    import tifffile
+
+    folder = shared_data / "vessels" / "vesselnn"
+    raw = folder / "burgess2014_noisySparseVessels_BM4D_denoised.tif"
+    lab = folder / "burgess2014_noisySparseVessels_labels_v1.tif"
+    if not (raw.exists() and lab.exists()):
+        pytest.skip("vesselNN stack absent")
+    stack = tifffile.imread(raw)
+    label = tifffile.imread(lab).max(axis=0) > 0
+    # cortical vessels of 5–80 µm: scales and background window for large vessels
+    params = {"vessel_scales_um": [2.0, 4.0, 8.0, 16.0], "background_radius_um": 150.0,
+              "min_vessel_area_um2": 100.0, "max_hole_um2": 500.0}
+    r = run(Image(stack, axes="ZYX", pixel_size_um=0.994), params=params)
+    ours = r.summary["vessel_length_um"].iloc[0]
+    ref = trace_skeleton(label, 0.994).total_length_um
+    error = 100 * (ours - ref) / ref
+    print(f"\nvesselNN: ours {ours:.0f} µm, max-projected label {ref:.0f} µm, "
+          f"error {error:+.1f} %")
+    # Measured −10.8 %. The label's projection covers 56 % of the field, so its skeleton is
+    # a loose reference; the bound only guards against a broken pipeline.
+    assert abs(error) <= 25.0
