@@ -1,0 +1,310 @@
+"""One dock widget per histoquant assay, built from the assay registry.
+
+:class:`AssayWidget` reads everything from the assay's :class:`~histoquant.assays.AssaySpec`:
+the input layers it needs (one RGB layer, or one layer or colour channel per channel role), the
+parameter form (from the params dataclass) and the title. A new assay module in
+``histoquant.assays`` therefore gets a working widget with no change here; the manifest lists
+one entry per assay (``<CamelName>Widget``, made by :func:`__getattr__`) so that each shows in
+napari's Plugins menu.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QWidget
+
+from histoquant.assays import AssaySpec, available_assays
+from histoquant.errors import ChannelError
+from histoquant.params import AssayParams
+from histoquant.results import AssayResult
+
+from . import _notify
+from ._base_widget import RunnerWidget, compact, image_choices, layer_combo, shapes_choices
+from ._convert import layers_to_image
+from ._params_form import ParamsForm
+from ._results import class_colours, result_layer_data
+from ._shapes import regions_from_shapes_layer
+from ._table import ResultTable, result_tables
+
+__all__ = ["AssayWidget", "assay_specs", "widget_class_name", "short_title"]
+
+#: Assays with a dedicated widget instead of the generic one.
+SPECIAL = ("anatomy",)
+
+
+def assay_specs() -> dict[str, AssaySpec]:
+    """The assays the generic widget offers: every registered assay but the special ones."""
+    return {k: v for k, v in available_assays().items() if k not in SPECIAL}
+
+
+def short_title(spec: AssaySpec, max_chars: int = 28) -> str:
+    """``Evans Blue extravasation: EvB-positive area, ...`` → ``Evans Blue extravasation``;
+    ``Motor neurons in Nissl (cresyl violet) brightfield sections`` → ``Motor neurons``."""
+    title = spec.title.split(":")[0].strip() or spec.name
+    if len(title) > max_chars:
+        cuts = [i for i in (title.find(" in "), title.find(" ("), title.find(", ")) if i > 0]
+        if cuts:
+            title = title[: min(cuts)]
+    return title
+
+
+def widget_class_name(assay: str) -> str:
+    """``motor-neurons`` → ``MotorNeuronsWidget`` (the manifest's python_name)."""
+    return "".join(part.capitalize() for part in assay.replace("_", "-").split("-")) + "Widget"
+
+
+@dataclass
+class _Job:
+    spec: AssaySpec
+    image: Any
+    regions: Any
+    params: AssayParams
+    channels: dict[str, str] | None
+    reference: Any
+
+
+class AssayWidget(RunnerWidget):
+    """Run one histoquant assay on the chosen layers and show the results.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer (napari passes it when the widget is opened from the Plugins menu).
+    assay : str, optional
+        Assay to show first (``motor-neurons``, ``evans-blue``, ...); the combo box at the top
+        switches to any other registered assay.
+    """
+
+    assay_name: str | None = None
+
+    def __init__(self, napari_viewer: Any, assay: str | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(napari_viewer, parent)
+        self.specs = assay_specs()
+        if not self.specs:
+            raise RuntimeError("histoquant has no assay registered")
+        first = assay or self.assay_name or next(iter(self.specs))
+        first = first.replace("_", "-")
+        if first not in self.specs:
+            raise KeyError(f"unknown assay {first!r}; available: {', '.join(self.specs)}")
+        self.last_result: AssayResult | None = None
+        self.result_layers: list[Any] = []
+        self.assay_choice = compact(ComboBox(
+            label="assay", choices=[(short_title(s), n) for n, s in self.specs.items()],
+            value=first, tooltip="Which histoquant assay to run"))
+        top = Container(widgets=[self.assay_choice], labels=True)
+        self._layout.addWidget(top.native)
+        self._top = top
+        self.description = QLabel("")
+        self.description.setWordWrap(True)
+        self._layout.addWidget(self.description)
+        self._inputs_holder = QWidget()
+        self._inputs_holder.setLayout(QHBoxLayout())
+        self._inputs_holder.layout().setContentsMargins(0, 0, 0, 0)
+        self._layout.addWidget(self._inputs_holder)
+        self._params_scroll = QScrollArea()
+        self._params_scroll.setWidgetResizable(True)
+        self._params_scroll.setMinimumHeight(160)
+        self._layout.addWidget(self._params_scroll)
+        self._layout.addLayout(self.params_buttons())
+        self._layout.addWidget(self.run_button)
+        self._layout.addWidget(self.progress_bar)
+        self._layout.addWidget(self.status)
+        self.table = ResultTable(self, title="Results")
+        self._layout.addWidget(self.table, stretch=1)
+        self.assay_choice.changed.connect(self._build_for_assay)
+        self._build_for_assay(first)
+
+    # -- building ------------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> AssaySpec:
+        return self.specs[self.assay_choice.value]
+
+    def _build_for_assay(self, name: str) -> None:
+        spec = self.specs[name]
+        roles = ", ".join(f"{r.name}{'' if r.required else ' (optional)'}"
+                          for r in spec.channel_roles)
+        self.description.setText(
+            f"<i>{spec.title}</i><br>" +
+            ("Input: one brightfield RGB layer." if spec.rgb or not spec.channel_roles else
+             f"Input channels: {roles}. Pick a layer (or an RGB layer's colour) for each."))
+        self.role_widgets: dict[str, ComboBox] = {}
+        widgets: list[Any] = []
+        if spec.rgb or not spec.channel_roles:
+            w = layer_combo("image", lambda _w: image_choices(self.viewer, split_rgb=False),
+                            tooltip="The brightfield RGB image layer to measure")
+            self.role_widgets["image"] = w
+            widgets.append(w)
+        else:
+            for role in spec.channel_roles:
+                w = layer_combo(f"{role.name} channel",
+                                lambda _w, opt=not role.required: image_choices(
+                                    self.viewer, split_rgb=True, optional=opt),
+                                tooltip=role.help or role.name, name=f"role_{role.name}")
+                self.role_widgets[role.name] = w
+                widgets.append(w)
+        self.regions_choice = layer_combo(
+            "regions", lambda _w: shapes_choices(self.viewer),
+            tooltip="A Shapes layer of named regions (from the Anatomy widget, a region file, "
+                    "or drawn by hand; the 'name' feature names each shape). 'whole image' "
+                    "measures the whole image as region 'image'.")
+        widgets += [self.regions_choice, self.pixel_size, self.pixel_size_note]
+        old = getattr(self, "form", None)
+        if old is not None:
+            # The shared pixel-size widgets move to the new form; detach them first.
+            for w in (self.pixel_size, self.pixel_size_note):
+                if w in old:
+                    old.remove(w)
+        self.form = Container(widgets=widgets, labels=True)
+        layout = self._inputs_holder.layout()
+        while layout.count():
+            item = layout.takeAt(0)
+            if item.widget() is not None:
+                item.widget().setParent(None)
+        layout.addWidget(self.form.native)
+        self.params_form = ParamsForm(spec.params_cls)
+        self._params_scroll.setWidget(self.params_form.native)
+        self.form.reset_choices()
+        self._auto_pick()
+        shapes = [v for _, v in self._choice_items(self.regions_choice) if v is not None]
+        if shapes:
+            self.regions_choice.value = shapes[-1]
+        for w in self.role_widgets.values():
+            w.changed.connect(lambda *_: self.update_pixel_size_state())
+        self.update_pixel_size_state()
+
+    def _layers_changed(self, event: Any = None) -> None:
+        super()._layers_changed(event)
+        from napari.layers import Image, Shapes
+
+        if getattr(event, "type", "") != "inserted":
+            return
+        layer = getattr(event, "value", None)
+        if isinstance(layer, Image):
+            self._auto_pick()
+        elif isinstance(layer, Shapes):
+            # New regions (from the anatomy widget, a region file, a sample) are what the user
+            # wants measured next; "whole image" stays one click away.
+            self.regions_choice.value = layer
+
+    def _auto_pick(self) -> None:
+        """Pre-select a layer per role: one whose channel name matches the role, else in order."""
+        if "image" in self.role_widgets:
+            w = self.role_widgets["image"]
+            rgb = [v for _, v in self._choice_items(w) if v is not None and v[0].rgb]
+            if rgb and (w.value is None or not w.value[0].rgb):
+                w.value = rgb[-1]
+            return
+        taken: set[tuple[int, int | None]] = set()
+
+        def key(value: tuple[Any, int | None]) -> tuple[int, int | None]:
+            return id(value[0]), value[1]
+
+        # First every role whose channel is named like it (an "evb" channel for role evb)...
+        for role, w in self.role_widgets.items():
+            match = next((v for _, v in self._choice_items(w)
+                          if v is not None and self._matches(role, v)), None)
+            if match is not None:
+                w.value = match
+                taken.add(key(match))
+        # ...then each required role still unmatched takes the first channel nobody took.
+        for role_obj in self.spec.channel_roles:
+            w = self.role_widgets[role_obj.name]
+            if not role_obj.required or (w.value is not None
+                                         and self._matches(role_obj.name, w.value)):
+                continue
+            free = [v for _, v in self._choice_items(w) if v is not None and key(v) not in taken]
+            if free:
+                w.value = free[0]
+                taken.add(key(free[0]))
+
+    @staticmethod
+    def _choice_items(w: ComboBox) -> list[tuple[str, Any]]:
+        return [(w.native.itemText(i), w.native.itemData(i)) for i in range(w.native.count())]
+
+    def _matches(self, role: str, value: tuple[Any, int | None]) -> bool:
+        """Whether the layer (channel) in ``value`` is named like channel role ``role``."""
+        layer, _ = value
+        channel = str(self.layer_info(layer).get("channel") or "")
+        role = role.lower()
+        return channel.lower() == role or f"[{role}]" in layer.name.lower()
+
+    def primary_layer(self) -> Any:
+        for w in getattr(self, "role_widgets", {}).values():
+            if w.value is not None:
+                return w.value[0]
+        return None
+
+    @property
+    def params_section(self) -> str:
+        return self.spec.name
+
+    # -- running -------------------------------------------------------------------------------
+
+    def prepare(self) -> _Job:
+        spec = self.spec
+        params = self.params_form.params()
+        inputs: dict[str, tuple[Any, int | None]] = {}
+        for role, w in self.role_widgets.items():
+            if w.value is not None:
+                inputs[role] = w.value
+        if not inputs:
+            raise ChannelError(f"{spec.title}: choose the input layer(s) first (open an image "
+                               "with File ▸ Open or a sample from File ▸ Open Sample)")
+        reference = next(iter(inputs.values()))[0]
+        px = self.resolve_pixel_size(reference)
+        image = layers_to_image(inputs, px, rgb=spec.rgb or not spec.channel_roles,
+                                name=self.image_name(reference))
+        shapes = self.regions_choice.value
+        regions = regions_from_shapes_layer(shapes, reference) if shapes is not None else None
+        channels = None if spec.rgb or not spec.channel_roles else {r: r for r in inputs}
+        return _Job(spec, image, regions, params, channels, reference)
+
+    def compute(self, job: _Job, progress: Callable[[float, str], None]) -> AssayResult:
+        return job.spec.run(job.image, regions=job.regions, params=job.params,
+                            channels=job.channels, progress=progress)
+
+    def show_result(self, job: _Job, result: AssayResult) -> None:
+        ref = job.reference
+        units = getattr(ref, "units", None)
+        layers = []
+        for data, kwargs, kind in result_layer_data(
+                result, scale=tuple(ref.scale[-2:]), translate=tuple(ref.translate[-2:]),
+                units=tuple(str(u) for u in units[-2:]) if units is not None else None):
+            layers.append(self.add_or_update(data, kwargs, kind))
+        self.result_layers = layers
+        if layers:
+            # The objects layer is the one to hover (its features are the objects table).
+            self.viewer.layers.selection.active = layers[0]
+        self.last_result = result
+        self.table.set_tables(result_tables(result))
+        legend = "  ".join(f"<span style='color:{c}'>■</span> {name}"
+                           for name, c in class_colours(result.objects).items())
+        self.status.setText(f"{result.assay}: {len(result.objects)} object(s) in "
+                            f"{len(result.summary)} region(s)" + (f"<br>{legend}" if legend
+                                                                  else ""))
+        for message in result.warnings:
+            _notify.warning(message)
+
+
+def __getattr__(name: str) -> type[AssayWidget]:
+    """``MotorNeuronsWidget`` etc.: an AssayWidget subclass preset to that assay.
+
+    The manifest names these so that each assay has its own Plugins-menu entry, while the
+    widget itself stays generic. The class exists for any ``<CamelName>Widget``; opening it for
+    an assay this histoquant does not have fails with a message listing the ones it has.
+    """
+    import re
+
+    if re.fullmatch(r"(?:[A-Z][a-z0-9]*)+Widget", name) and name != "AssayWidget":
+        assay = "-".join(p.lower() for p in re.findall(r"[A-Z][a-z0-9]*", name[:-6]))
+        cls = type(name, (AssayWidget,), {"assay_name": assay, "__module__": __name__,
+                                          "__doc__": f"The {assay} assay widget."})
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

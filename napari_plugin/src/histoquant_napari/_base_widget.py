@@ -1,0 +1,362 @@
+"""What the anatomy and assay widgets share: layer pickers, pixel size, the worker thread.
+
+The widgets are QWidgets holding magicgui forms. Long work runs on a napari
+:func:`~napari.qt.threading.create_worker` thread; the core's ``progress(fraction, message)``
+callback is relayed to the GUI thread through a Qt signal, and every failure becomes a napari
+error notification with the core's message.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from histoquant.errors import PixelSizeError
+
+from . import _notify
+from ._convert import META_KEY, layer_image_name, layer_pixel_size
+
+__all__ = ["RunnerWidget", "image_choices", "shapes_choices"]
+
+WHOLE_IMAGE = "whole image (no regions)"
+#: Wide enough for labelled parameters with units and a readable table column.
+WIDGET_MIN_WIDTH = 420
+
+
+def while_alive(method: Callable[..., Any]) -> Callable[..., None]:
+    """A viewer-event callback that calls the widget method ``method`` while its widget lives.
+
+    The viewer outlives a closed dock widget; holding the widget weakly, and skipping the call
+    once Qt has deleted it, keeps layer events from reaching a dead widget (or keeping it alive).
+    """
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Any) -> None:
+        bound = ref()
+        if bound is None:
+            return
+        try:
+            bound.__self__.objectName()  # raises RuntimeError once the C++ widget is deleted
+        except RuntimeError:
+            return
+        bound(*args)
+
+    return call
+
+
+class _Relay(QObject):
+    """Carries progress from the worker thread to the GUI thread (queued by Qt)."""
+
+    progress = Signal(float, str)
+
+
+def _layers_of(viewer: Any, kind: str) -> list[Any]:
+    from napari import layers
+
+    cls = {"image": layers.Image, "shapes": layers.Shapes}[kind]
+    return [layer for layer in viewer.layers if isinstance(layer, cls)]
+
+
+NO_CHANNEL = "(none)"
+
+
+def image_choices(viewer: Any, split_rgb: bool, optional: bool = False,
+                  ) -> list[tuple[str, tuple[Any, int | None] | None]]:
+    """``(label, (layer, channel))`` for every image layer; RGB layers split into R, G, B.
+
+    With ``optional``, a first ``(none)`` entry (value None) leaves an optional channel out.
+    """
+    out: list[tuple[str, tuple[Any, int | None] | None]] = [(NO_CHANNEL, None)] if optional \
+        else []
+    for layer in _layers_of(viewer, "image"):
+        if split_rgb and layer.rgb:
+            for i, c in enumerate("RGB"):
+                out.append((f"{layer.name} [{c}]", (layer, i)))
+        else:
+            out.append((layer.name, (layer, None)))
+    return out
+
+
+def shapes_choices(viewer: Any) -> list[tuple[str, Any]]:
+    """``(label, layer)`` for every Shapes layer, after a "whole image" entry (None)."""
+    return [(WHOLE_IMAGE, None)] + [(layer.name, layer) for layer in _layers_of(viewer, "shapes")]
+
+
+class RunnerWidget(QWidget):
+    """Base of the widgets that run histoquant on a layer.
+
+    Subclasses build ``self.form`` (a magicgui Container) and implement :meth:`prepare`
+    (GUI thread: gather inputs, may raise HistoquantError), :meth:`compute` (worker thread)
+    and :meth:`show_result` (GUI thread).
+    """
+
+    run_finished = Signal()
+    """Emitted when a run ends, successfully or not (tests wait on it)."""
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setMinimumWidth(WIDGET_MIN_WIDTH)
+        self.viewer = napari_viewer
+        self.worker: Any = None
+        self.pixel_size_needed = False
+        self.last_error: str | None = None
+        self._relay = _Relay()
+        self._relay.progress.connect(self._on_progress)
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(6, 6, 6, 6)
+        self.pixel_size = FloatSpinBox(
+            label="pixel size (µm)", min=0.0, max=1000.0, step=0.01, value=0.0,
+            tooltip="Edge length of one pixel in µm. Needed because every threshold of the "
+                    "assays is in µm; it is taken from the layer scale when the layer has one.")
+        self.pixel_size.native.setDecimals(4)
+        self.pixel_size_note = Label(value="")
+        self.pixel_size_note.native.setWordWrap(True)
+        self.run_button = QPushButton("Run")
+        self.run_button.clicked.connect(lambda: self.run())
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        events = self.viewer.layers.events
+        for name in ("inserted", "removed", "reordered"):
+            getattr(events, name).connect(while_alive(self._layers_changed))
+
+    # -- layers ------------------------------------------------------------------------------
+
+    def _layers_changed(self, event: Any = None) -> None:
+        layer = getattr(event, "value", None)
+        if layer is not None and getattr(event, "type", "") == "inserted":
+            layer.events.name.connect(while_alive(self.reset_choices))
+        self.reset_choices()
+
+    def reset_choices(self, *_: Any) -> None:
+        """Refresh every layer picker (napari calls this when layers change)."""
+        form = getattr(self, "form", None)
+        if form is not None:
+            form.reset_choices()
+        self.update_pixel_size_state()
+
+    def primary_layer(self) -> Any:
+        """The image layer whose scale gives the pixel size (subclasses say which)."""
+        raise NotImplementedError
+
+    def update_pixel_size_state(self) -> None:
+        """Show the pixel-size field when the chosen layer has no physical scale, and say why."""
+        layer = self.primary_layer()
+        self.pixel_size_needed = False
+        if layer is None:
+            self.pixel_size.visible = False
+            self.pixel_size_note.value = ""
+            return
+        try:
+            px = layer_pixel_size(layer)
+        except PixelSizeError as exc:
+            self.pixel_size.visible = False
+            self.pixel_size_note.value = f"⚠ {exc}"
+            return
+        if px is None:
+            self.pixel_size_needed = True
+            self.pixel_size.visible = True
+            self.pixel_size_note.value = (
+                f"⚠ Layer '{layer.name}' has no physical pixel size (scale 1, no µm unit). "
+                "Enter the pixel size in µm: the assay's sizes and thresholds are in µm and "
+                "would be meaningless in pixels.")
+        else:
+            self.pixel_size.visible = False
+            self.pixel_size_note.value = f"pixel size {px:g} µm (from the layer scale)"
+
+    def resolve_pixel_size(self, layer: Any) -> float:
+        """Pixel size in µm for ``layer``: its scale, else the field, else PixelSizeError."""
+        px = layer_pixel_size(layer)
+        if px is not None:
+            return px
+        if self.pixel_size.value > 0:
+            return float(self.pixel_size.value)
+        self.update_pixel_size_state()
+        raise PixelSizeError(
+            f"layer '{layer.name}' has no physical pixel size (its scale is 1 pixel and nothing "
+            "says µm). Enter the pixel size in µm in the 'pixel size' field, or set the "
+            "layer's scale to the pixel size."
+        )
+
+    @staticmethod
+    def image_name(layer: Any) -> str:
+        return layer_image_name(layer)
+
+    @staticmethod
+    def layer_info(layer: Any) -> dict[str, Any]:
+        return (getattr(layer, "metadata", None) or {}).get(META_KEY) or {}
+
+    # -- parameters --------------------------------------------------------------------------
+
+    params_form: Any = None
+    params_section: str | None = None
+    """Section of a study file to read parameters from (the assay's name)."""
+
+    def params_buttons(self) -> QHBoxLayout:
+        """Load / Save / Defaults buttons for :attr:`params_form`."""
+        buttons = QHBoxLayout()
+        self.load_button = QPushButton("Load params…")
+        self.load_button.setToolTip("Read parameters from a JSON/YAML file (the same file the "
+                                    "command line takes with --params, or a study.yaml)")
+        self.save_button = QPushButton("Save params…")
+        self.save_button.setToolTip("Write these parameters to a JSON/YAML file for the "
+                                    "command line (--params) or a later session")
+        self.reset_button = QPushButton("Defaults")
+        self.reset_button.setToolTip("Back to the default parameters")
+        self.load_button.clicked.connect(lambda: self.load_params())
+        self.save_button.clicked.connect(lambda: self.save_params())
+        self.reset_button.clicked.connect(lambda: self.params_form.reset())
+        for b in (self.load_button, self.save_button, self.reset_button):
+            buttons.addWidget(b)
+        return buttons
+
+    def load_params(self, path: str | Path | None = None) -> Any:
+        """Load parameters from a JSON/YAML file (asked for when not given) into the form."""
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Load parameters", "",
+                                                  "Parameter files (*.yaml *.yml *.json)")
+            if not path:
+                return None
+        try:
+            return self.params_form.load(path, section=self.params_section)
+        except Exception as exc:
+            self._fail(exc)
+            return None
+
+    def save_params(self, path: str | Path | None = None) -> Path | None:
+        """Save the form's parameters to a JSON/YAML file (asked for when not given)."""
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save parameters",
+                                                  f"{self.params_section or 'params'}.yaml",
+                                                  "YAML (*.yaml *.yml);;JSON (*.json)")
+            if not path:
+                return None
+        try:
+            out = self.params_form.save(path)
+        except Exception as exc:
+            self._fail(exc)
+            return None
+        _notify.info(f"saved parameters to {out}")
+        return out
+
+    # -- running -----------------------------------------------------------------------------
+
+    def prepare(self) -> Any:
+        """Gather the inputs on the GUI thread; return what :meth:`compute` needs."""
+        raise NotImplementedError
+
+    def compute(self, job: Any, progress: Callable[[float, str], None]) -> Any:
+        """The long work, on the worker thread."""
+        raise NotImplementedError
+
+    def show_result(self, job: Any, result: Any) -> None:
+        """Put the result into the viewer and the widget (GUI thread)."""
+        raise NotImplementedError
+
+    def run(self) -> Any:
+        """Start a run on a worker thread; returns the worker (None when inputs are invalid)."""
+        from napari.qt.threading import create_worker
+
+        if self.worker is not None:
+            _notify.warning("a run is already in progress")
+            return None
+        self.last_error = None
+        try:
+            job = self.prepare()
+        except Exception as exc:
+            self._fail(exc)
+            self.run_finished.emit()
+            return None
+        self.run_button.setEnabled(False)
+        self.progress_bar.setValue(0)
+        self.status.setText("running…")
+        relay = self._relay
+
+        def progress(fraction: float, message: str = "") -> None:
+            relay.progress.emit(float(fraction), str(message))
+
+        worker = create_worker(self.compute, job, progress,
+                               _connect={"returned": lambda r: self._on_returned(job, r),
+                                         "errored": self._fail,
+                                         "finished": self._on_finished})
+        self.worker = worker
+        return worker
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress_bar.setValue(round(1000 * min(max(fraction, 0.0), 1.0)))
+        if message:
+            self.status.setText(message)
+
+    def _on_returned(self, job: Any, result: Any) -> None:
+        try:
+            self.show_result(job, result)
+        except Exception as exc:  # a display problem must not take napari down
+            self._fail(exc)
+            return
+        self.progress_bar.setValue(1000)
+
+    def _fail(self, exc: BaseException) -> None:
+        message = _notify.describe(exc)
+        self.last_error = message
+        self.status.setText(f"failed: {message}")
+        _notify.error(message)
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.run_finished.emit()
+
+    # -- helpers for subclasses --------------------------------------------------------------
+
+    def add_or_update(self, data: Any, kwargs: dict[str, Any], kind: str) -> Any:
+        """Add a layer, or replace the data and features of the existing layer of that name.
+
+        Re-running an assay updates its result layers instead of piling up copies.
+        """
+        name = kwargs["name"]
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            if layer.__class__.__name__.lower() == kind:
+                self.viewer.layers.remove(layer)
+        add = getattr(self.viewer, f"add_{kind}")
+        return add(data, **kwargs)
+
+
+def layer_combo(label: str, choices: Callable[[Any], list], *, tooltip: str = "",
+                nullable: bool = False, name: str | None = None) -> ComboBox:
+    """A magicgui ComboBox whose choices are recomputed from the viewer on reset_choices."""
+    box = ComboBox(label=label, name=name or label.replace(" ", "_"), choices=choices,
+                   tooltip=tooltip, nullable=nullable)
+    compact(box)
+    return box
+
+
+def compact(box: ComboBox, chars: int = 18) -> ComboBox:
+    """Keep a combo box from widening the dock to its longest item (long layer names)."""
+    from qtpy.QtWidgets import QComboBox
+
+    box.native.setSizeAdjustPolicy(
+        QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.native.setMinimumContentsLength(chars)
+    return box
+
+
+def stack(*widgets: Any) -> Container:
+    """A labelled magicgui Container of ``widgets``."""
+    return Container(widgets=list(widgets), labels=True)

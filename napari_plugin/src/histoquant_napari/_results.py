@@ -1,0 +1,138 @@
+"""napari layer data for an :class:`~histoquant.results.AssayResult` (napari not imported).
+
+Label images and masks become Labels layers, objects without a label image become Points;
+the objects table travels in the layer's ``features`` so hovering an object shows its
+measurements. Every layer takes the scale and translation of the image that was measured.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from histoquant.results import AssayResult
+
+__all__ = ["result_layer_data", "centroid_columns", "result_layer_name", "class_colours"]
+
+#: Colours of object classes: cool ones for what an assay keeps, warm ones for classes whose
+#: name says they were set aside (autofluorescent, rejected, no_nucleus, ...).
+KEPT_COLOURS = ("#00e676", "#40c4ff", "#e040fb", "#b2ff59", "#18ffff")
+SET_ASIDE_COLOURS = ("#ff5252", "#ffd740", "#ffab40", "#ff80ab", "#bcaaa4")
+_SET_ASIDE = re.compile(r"reject|autofluor|^no_|^not_|^non_|artifact|artefact|exclud|debris|"
+                        r"noise|fail|outside|too_|small|decoy|^other$|^unknown$")
+
+
+def class_colours(objects: pd.DataFrame) -> dict[str, str]:
+    """A colour per value of the objects' ``class`` column (empty when there is none)."""
+    if "class" not in objects.columns or objects.empty:
+        return {}
+    out: dict[str, str] = {}
+    kept = aside = 0
+    for c in dict.fromkeys(str(c) for c in objects["class"]):
+        if _SET_ASIDE.search(c.lower()):
+            out[c] = SET_ASIDE_COLOURS[aside % len(SET_ASIDE_COLOURS)]
+            aside += 1
+        else:
+            out[c] = KEPT_COLOURS[kept % len(KEPT_COLOURS)]
+            kept += 1
+    return out
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+_CENTROID_PAIRS = tuple(
+    (f"{prefix}{y}_um", f"{prefix}{x}_um")
+    for prefix in ("centroid_", "", "center_", "centre_")
+    for y, x in (("y", "x"), ("row", "col"))
+)
+
+
+def centroid_columns(objects: pd.DataFrame) -> tuple[str, str] | None:
+    """Names of the (row, column) centroid columns in µm of an objects table, if it has them."""
+    for y, x in _CENTROID_PAIRS:
+        if y in objects.columns and x in objects.columns:
+            return y, x
+    return None
+
+
+def _label_features(objects: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame | None:
+    """Objects as Labels features: napari maps label value → row through an ``index`` column."""
+    if objects.empty or "label" not in objects.columns:
+        return None
+    feats = objects.copy()
+    feats.insert(0, "index", feats["label"].astype(np.int64))
+    # napari looks labels up by value; a duplicate label (same object in two regions) keeps its
+    # first row.
+    return feats.drop_duplicates("index").reset_index(drop=True)
+
+
+def result_layer_name(what: str, assay: str, image: str) -> str:
+    """``objects · evans-blue · section1``: what the layer shows first, so napari's layer list,
+    which elides the middle of long names, keeps it readable."""
+    return f"{what} · {assay} · {image}"
+
+
+def result_layer_data(
+    result: AssayResult,
+    *,
+    scale: tuple[float, float],
+    translate: tuple[float, float] = (0.0, 0.0),
+    units: tuple[str, str] | None = None,
+) -> list[LayerData]:
+    """Layer data tuples showing ``result`` over the image it was measured on.
+
+    Parameters
+    ----------
+    result : AssayResult
+        What the core returned.
+    scale, translate : (float, float)
+        The measured image layer's scale and translation on its last two axes.
+    units : (str, str), optional
+        Physical units of the image layer's axes.
+    """
+    def name(what: str) -> str:
+        return result_layer_name(what, result.assay, result.image)
+
+    common: dict[str, Any] = {"scale": tuple(scale), "translate": tuple(translate)}
+    if units is not None:
+        common["units"] = tuple(units)
+    meta = {"histoquant": {"assay": result.assay, "image": result.image,
+                           "pixel_size_um": result.pixel_size_um}}
+    out: list[LayerData] = []
+    if result.labels is not None:
+        labels = np.asarray(result.labels)
+        if labels.dtype == bool:
+            labels = labels.astype(np.uint8)
+        kwargs = {**common, "name": name("objects"), "metadata": meta, "opacity": 0.6}
+        feats = _label_features(result.objects, labels)
+        if feats is not None:
+            kwargs["features"] = feats
+            colours = class_colours(result.objects)
+            if colours:
+                # Objects coloured by class (kept vs rejected ...) instead of at random.
+                cmap: dict[Any, Any] = {None: "transparent", 0: "transparent"}
+                cmap.update({int(lab): colours[str(c)]
+                             for lab, c in zip(feats["index"], feats["class"])})
+                kwargs["colormap"] = cmap
+        out.append((labels, kwargs, "labels"))
+    for mask_name, mask in (result.masks or {}).items():
+        mask = np.asarray(mask)
+        data = mask.astype(np.uint8) if mask.dtype == bool else mask
+        out.append((data, {**common, "name": name(mask_name), "metadata": meta,
+                           "opacity": 0.5, "visible": False}, "labels"))
+    cols = centroid_columns(result.objects)
+    if result.labels is None and cols is not None and not result.objects.empty \
+            and result.pixel_size_um:
+        px = float(result.pixel_size_um)
+        pts = result.objects[list(cols)].to_numpy(float) / px
+        out.append((pts, {**common, "name": name("objects"),
+                          "features": result.objects.reset_index(drop=True),
+                          "metadata": meta, "size": 10.0 * px, "border_color": "yellow",
+                          "face_color": "transparent", "symbol": "ring"}, "points"))
+        colours = class_colours(result.objects)
+        if colours:
+            kwargs = out[-1][1]
+            kwargs["border_color"] = [colours[str(c)] for c in result.objects["class"]]
+    return out
