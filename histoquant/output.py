@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ def write_run_json(outdir: str | Path, *, assay: str, params: dict[str, Any],
     inputs = [Path(p) for p in inputs]
     record = {
         "assay": assay,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "params": params,
         "versions": versions(),
         "inputs": [{"path": str(p), "sha256": file_sha256(p) if p.exists() else None}

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -414,7 +414,7 @@ def _finish(plan: StudyPlan, store: PartStore, report: BatchReport,
     n_failed = len(errors)
     run_info = {
         "histoquant": __version__,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "study folder": str(cfg.folder),
         "images × assays": report.n_units,
         "measured now": report.n_run,
@@ -433,7 +433,7 @@ def _finish(plan: StudyPlan, store: PartStore, report: BatchReport,
     record = {
         "histoquant": __version__,
         "status": "complete",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": sys.argv,
         "study_folder": str(cfg.folder),
         "study_file": _file_record(cfg.path),
