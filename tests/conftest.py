@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,17 @@ def random_cpsam_dir(tmp_path_factory):
     torch.save(net.state_dict(), folder / "cpsam")
     del net
     return folder
+
+
+@pytest.fixture()
+def network_attempts(monkeypatch) -> list:
+    """Refuse every socket connection in the test; returns the list of addresses tried."""
+    attempts: list = []
+
+    def refuse(self, address, *args):
+        attempts.append(address)
+        raise OSError("network access in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts

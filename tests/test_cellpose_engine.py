@@ -9,7 +9,6 @@ that need cellpose skip when it is not installed (it is an optional extra); CI i
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -221,16 +220,9 @@ def test_large_image_runs_in_tiles_and_counts_each_cell_once(stand_in):
 # --- the real cellpose, with a random-weight Cellpose-SAM network ------------------------------
 
 def test_missing_weights_fail_at_once_without_touching_the_network(tmp_path, monkeypatch,
-                                                                   phantom):
+                                                                   phantom, network_attempts):
     pytest.importorskip("cellpose")
-    attempts = []
-
-    def refuse(self, address, *args):
-        attempts.append(address)
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    attempts = network_attempts
     monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path))
     for check in (lambda: segment_cellpose(phantom[0], 0.5, {"model": "cpsam", "device": "cpu"}),
                   lambda: ce.require_cellpose("cpsam")):

@@ -9,7 +9,6 @@ masks are meaningless, so it checks only shapes, dtypes and the table columns.
 from __future__ import annotations
 
 import json
-import socket
 import sys
 
 import numpy as np
@@ -180,16 +179,10 @@ def test_without_cellpose_preflight_and_run_say_what_to_install(phantom, monkeyp
         assert 'pip install "histoquant[cellpose]"' in str(info.value)
 
 
-def test_missing_weights_fail_before_any_image_without_network(tmp_path, monkeypatch):
+def test_missing_weights_fail_before_any_image_without_network(tmp_path, monkeypatch,
+                                                               network_attempts):
     pytest.importorskip("cellpose")
-    attempts = []
-
-    def refuse(self, address, *args):
-        attempts.append(address)
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    attempts = network_attempts
     monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path))
     with pytest.raises(DependencyError) as info:
         preflight(GfpCellParams(engine="cellpose", cellpose_model="cpsam"))
