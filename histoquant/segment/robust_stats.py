@@ -30,21 +30,56 @@ def robust_location_scale(values: np.ndarray, clip_sd: float = 3.0,
         ``nan, nan`` when ``values`` is empty.
     """
     v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
+    v = np.sort(v[np.isfinite(v)])
+    n = v.size
+    if n == 0:
         return float("nan"), float("nan")
-    loc = float(np.median(v))
-    sd = MAD_TO_SD * float(np.median(np.abs(v - loc)))
+    # Sorted once, every clipping round is a prefix of ``v``: its median is two look-ups and
+    # its MAD a rank search, instead of two partitions of the whole sample per round.
+    loc = _median_of_sorted(v[:n])
+    sd = MAD_TO_SD * _mad_of_sorted(v[:n], loc)
     for _ in range(iterations):
         if sd <= 0:
             break
-        keep = v[v <= loc + clip_sd * sd]
-        if keep.size == v.size or keep.size == 0:
+        m = min(n, int(np.searchsorted(v, loc + clip_sd * sd, side="right")))
+        if m == n or m == 0:
             break
-        v = keep
-        loc = float(np.median(v))
-        sd = MAD_TO_SD * float(np.median(np.abs(v - loc)))
+        n = m
+        loc = _median_of_sorted(v[:n])
+        sd = MAD_TO_SD * _mad_of_sorted(v[:n], loc)
     return loc, sd
+
+
+def _median_of_sorted(v: np.ndarray) -> float:
+    n = v.size
+    return float(0.5 * (v[(n - 1) // 2] + v[n // 2]))
+
+
+def _mad_of_sorted(v: np.ndarray, loc: float) -> float:
+    """Median of ``|v - loc|`` for sorted ``v``: the deviations are two sorted runs."""
+    i = int(np.searchsorted(v, loc, side="left"))
+    below = loc - v[:i][::-1]  # ascending
+    above = v[i:] - loc  # ascending
+    n = v.size
+    return float(0.5 * (_kth_of_two(below, above, (n - 1) // 2)
+                        + _kth_of_two(below, above, n // 2)))
+
+
+def _kth_of_two(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """The ``k``-th smallest (0-based) element of the union of sorted ``a`` and ``b``."""
+    # Binary search for how many of the k + 1 smallest come from ``a``.
+    lo, hi = max(0, k + 1 - b.size), min(k + 1, a.size)
+    while lo < hi:
+        i = (lo + hi) // 2
+        j = k + 1 - i
+        if j > 0 and i < a.size and b[j - 1] > a[i]:
+            lo = i + 1
+        else:
+            hi = i
+    i, j = lo, k + 1 - lo
+    last_a = a[i - 1] if i > 0 else -np.inf
+    last_b = b[j - 1] if j > 0 else -np.inf
+    return float(max(last_a, last_b))
 
 
 def clipped_median_along(values: np.ndarray, clip_sd: float = 2.5,
