@@ -66,13 +66,19 @@ def write_label_image(labels: np.ndarray, path: str | Path,
     return path
 
 
+# QC overlays are noisy micrographs: zlib level 1 encodes them ~3x faster than Pillow's
+# default 6 and the files come out no larger (measured on the example study's overlays).
+PNG_COMPRESS_LEVEL = 1
+
+
 def write_png(rgb: np.ndarray, path: str | Path) -> Path:
     """Write an RGB uint8 array as PNG, atomically."""
     from PIL import Image as PILImage
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        PILImage.fromarray(np.ascontiguousarray(rgb)).save(tmp, format="PNG")
+        PILImage.fromarray(np.ascontiguousarray(rgb)).save(
+            tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return path
 
 
@@ -188,6 +194,39 @@ def write_json(record: Any, path: str | Path) -> Path:
     return path
 
 
+def _bold(sheet, value):
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
+    cell = WriteOnlyCell(sheet, value=value)
+    cell.font = Font(bold=True)
+    return cell
+
+
+def _excel_value(v: Any) -> Any:
+    """A value openpyxl can store: missing → empty cell, NumPy scalars → Python."""
+    if v is None or v is pd.NaT:
+        return None
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    if isinstance(v, (list, tuple, dict, set)):
+        return str(v)
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return v
+
+
+def _append_table(sheet, df: pd.DataFrame) -> None:
+    sheet.append([_bold(sheet, str(c)) for c in df.columns])
+    for row in df.itertuples(index=False, name=None):
+        sheet.append([_excel_value(v) for v in row])
+
+
 def write_excel(sheets: dict[str, pd.DataFrame], path: str | Path, *,
                 blocks: dict[str, list[tuple[str, pd.DataFrame]]] | None = None) -> Path:
     """Write tables to one Excel workbook, one sheet each, atomically.
@@ -203,19 +242,27 @@ def write_excel(sheets: dict[str, pd.DataFrame], path: str | Path, *,
         Sheets holding several small tables one under the other, each under a title row
         (the per-measure Prism tables).
     """
+    from openpyxl import Workbook
+
     path = Path(path)
+    # A streaming (write-only) workbook: pandas' to_excel builds a cell object per value and
+    # took ~3x longer, the slowest serial step of a study run with many objects.
+    book = Workbook(write_only=True)
+    for name, df in sheets.items():
+        if len(df) >= EXCEL_MAX_ROWS:
+            df = pd.DataFrame({"note": [f"{len(df)} rows exceed Excel's limit; see "
+                                        f"{name}.csv"]})
+        sheet = book.create_sheet(name[:31])
+        sheet.freeze_panes = "A2"
+        _append_table(sheet, order_columns(df))
+    for name, items in (blocks or {}).items():
+        sheet = book.create_sheet(name[:31])
+        for title, df in items:
+            sheet.append([_bold(sheet, title)])
+            _append_table(sheet, df)
+            sheet.append([])
+    if not book.worksheets:
+        book.create_sheet("empty")
     with atomic_path(path) as tmp:
-        with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
-            for name, df in sheets.items():
-                if len(df) >= EXCEL_MAX_ROWS:
-                    df = pd.DataFrame({"note": [f"{len(df)} rows exceed Excel's limit; see "
-                                                f"{name}.csv"]})
-                order_columns(df).to_excel(writer, sheet_name=name[:31], index=False)
-            for name, items in (blocks or {}).items():
-                row = 0
-                for title, df in items:
-                    pd.DataFrame({title: []}).to_excel(writer, sheet_name=name[:31],
-                                                       startrow=row, index=False)
-                    df.to_excel(writer, sheet_name=name[:31], startrow=row + 1, index=False)
-                    row += len(df) + 3
+        book.save(tmp)
     return path

@@ -1,4 +1,4 @@
-"""The study report: one self-contained HTML file (pictures embedded as base64 PNG).
+"""The study report: one self-contained HTML file (plots inline SVG, QC thumbnails PNG).
 
 Per assay and measure: a plot of the per-animal values by group (points, mean ± SEM) for each
 spinal level, the number of animals per group, and a first look at group differences (Welch's
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import warnings
 from collections.abc import Mapping, Sequence
 from itertools import combinations
@@ -19,10 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .dotplot import dot_plot_svg
 from .samples import natural_key
 from .tables import StudyTables, default_measures, describe_measure
 
-__all__ = ["build_report", "compare_groups", "plot_measure"]
+__all__ = ["build_report", "compare_groups"]
 
 STATS_NOTE = (
     "Group comparisons: Welch's t-test (unequal variances) and the Mann–Whitney U test. "
@@ -106,47 +106,6 @@ def compare_groups(values: Mapping[str, Sequence[float]]) -> pd.DataFrame:
                                        "welch_t", "welch_p", "mannwhitney_u", "mannwhitney_p"])
 
 
-def plot_measure(df: pd.DataFrame, measure: str, groups: Sequence[str],
-                 levels: Sequence[str], title: str = "") -> bytes:
-    """PNG: per-animal values by group, one panel per level, points with mean ± SEM."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    colours = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442"]
-    n = max(1, len(levels))
-    fig, axes = plt.subplots(1, n, figsize=(1.2 + 1.0 * max(2, len(groups)) * n * 0.9, 3.0),
-                             squeeze=False, sharey=True, dpi=80)
-    for ax, level in zip(axes[0], levels):
-        sub = df[df["level"] == level]
-        for i, g in enumerate(groups):
-            v = sub.loc[sub["group"] == g, measure].dropna().to_numpy(float)
-            if not len(v):
-                continue
-            x = i + (np.linspace(-0.15, 0.15, len(v)) if len(v) > 1 else np.zeros(1))
-            c = colours[i % len(colours)]
-            ax.plot(x, v, "o", ms=5, color=c, alpha=0.8, mec="white", mew=0.5)
-            mean = v.mean()
-            sem = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
-            ax.errorbar([i + 0.32], [mean], yerr=[sem], fmt="_", ms=14, color="black",
-                        capsize=4, lw=1.2)
-        ax.set_xticks(range(len(groups)))
-        ax.set_xticklabels(groups, rotation=30, ha="right", fontsize=8)
-        ax.set_xlim(-0.6, len(groups) - 0.4)
-        ax.set_title(str(level), fontsize=9)
-        ax.tick_params(axis="y", labelsize=8)
-        ax.spines[["top", "right"]].set_visible(False)
-    axes[0][0].set_ylabel(measure, fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def _group_sizes(df: pd.DataFrame, groups: Sequence[str], levels: Sequence[str]) -> pd.DataFrame:
     rows = []
     for g in groups:
@@ -212,10 +171,9 @@ def build_report(tables: StudyTables, units: Sequence[Mapping[str, Any]],
                        f"One point per animal ({describe_measure(m)}); bar: mean ± SEM.</p>")
             for region in sorted(set(df["region"]), key=natural_key):
                 sub = df[df["region"] == region]
-                png = plot_measure(sub, m, [g for g in groups if g in set(sub["group"])],
+                svg = dot_plot_svg(sub, m, [g for g in groups if g in set(sub["group"])],
                                    levels, title=f"{assay} · {m} · {region}")
-                out.append(f"<figure><img alt='{html.escape(m)} by group' "
-                           f"src='{_b64_png(png)}'><figcaption>region "
+                out.append(f"<figure>{svg}<figcaption>region "
                            f"{html.escape(region)}</figcaption></figure>")
                 stats_rows = []
                 for lv in levels:

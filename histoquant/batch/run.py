@@ -77,7 +77,7 @@ def _versions() -> dict[str, str]:
     from ..results import versions
 
     out = versions()
-    for dist in ("matplotlib", "openpyxl", "dask", "distributed", "tqdm", "pillow",
+    for dist in ("openpyxl", "dask", "distributed", "tqdm", "pillow",
                  "imagecodecs"):
         try:
             out[dist] = metadata.version(dist)

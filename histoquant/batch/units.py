@@ -28,6 +28,7 @@ from ..assays.base import AssaySpec
 from ..errors import HistoquantError
 from ..io import Image, read_image
 from ..io.readers import LAZY_BYTES
+from ..output import PNG_COMPRESS_LEVEL
 from ..params import AssayParams
 from .config import QCOptions, SlideOptions
 from .samples import Sample
@@ -87,7 +88,7 @@ def _png(rgb: np.ndarray, max_px: int) -> bytes:
     if max(im.size) > max_px:
         im.thumbnail((max_px, max_px), PILImage.Resampling.LANCZOS)
     buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=False)
+    im.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 
