@@ -97,8 +97,10 @@ def real_images() -> None:
     if not SHARED.is_dir():
         print("real images: ../shared/data absent, skipped")
         return
-    for label, params in (("defaults", None), ("relative_prominence=0", {
-            "relative_prominence": 0.0})):
+    for label, params in (("defaults", None),
+                          ("relative_prominence=0", {"relative_prominence": 0.0}),
+                          ("dense small somata: relative_prominence=0, foreground_od=0.03",
+                           {"relative_prominence": 0.0, "foreground_od": 0.03})):
         f1 = []
         for raw in sorted((SHARED / "nissl_cortex" / "raw").glob("*.tif")):
             image = read_image(raw)

@@ -3,8 +3,9 @@
 - ``nissl_cortex``: two rat-cortex fields with hand-drawn instance masks of every neuronal
   soma; the segmentation with the classification off, scored by object F1 at IoU ≥ 0.5.
   A naive threshold + watershed and cellpose cyto2 score ≈ 0.40 there; the target of 0.75 is
-  not reached (see docs/motor_neurons.md): the asserted floors are the measured figures
-  minus a small margin, so a regression fails.
+  not reached (see docs/motor_neurons.md and benchmarks/cortex_soma_ceilings.py: even with
+  the true soma centres as seeds a threshold foreground reaches ≈ 0.74): the asserted floors
+  are the measured figures minus a small margin, so a regression fails.
 - ``spinal_cord_nissl``: a ventral-horn field (6 large multipolar motor neurons by eye) and a
   white-matter field (none), at an assumed 0.5 µm/px.
 """
@@ -41,12 +42,14 @@ def test_cortex_every_soma_default_parameters(shared_data):
 
 
 def test_cortex_every_soma_small_soma_setting(shared_data):
-    """Dense small somata: no relative prominence (the motor-neuron default keeps large,
-    elongated somata whole at the cost of under-splitting small touching ones)."""
-    f1 = _cortex_f1(shared_data, {"relative_prominence": 0.0})
-    print(f"cortex soma F1 (relative_prominence=0): {[round(x, 3) for x in f1]}, "
-          f"mean {np.mean(f1):.3f}")
-    assert min(f1) >= 0.45 and np.mean(f1) >= 0.48
+    """The documented setting for dense small somata (docs/motor_neurons.md): no relative
+    prominence (the motor-neuron default keeps large, elongated somata whole at the cost of
+    under-splitting small touching ones) and a foreground level of 0.03 OD (the neuropil's
+    3 σ in these fields; the default 0.06 loses the palest somata). Measured 0.564 / 0.540."""
+    f1 = _cortex_f1(shared_data, {"relative_prominence": 0.0, "foreground_od": 0.03})
+    print(f"cortex soma F1 (relative_prominence=0, foreground_od=0.03): "
+          f"{[round(x, 3) for x in f1]}, mean {np.mean(f1):.3f}")
+    assert min(f1) >= 0.52 and np.mean(f1) >= 0.54
 
 
 def test_ventral_horn_field_counts_the_large_neurons(shared_data):
