@@ -15,6 +15,7 @@ bookkeeping) plus a light assay. ``--study`` runs whatever assays that study nam
 
     python benchmarks/bench_batch.py            # everything (about 10 min on 2 busy cores)
     python benchmarks/bench_batch.py --quick    # small sizes only
+    python benchmarks/bench_batch.py --study example_images --copies 6 --skip-slides
 """
 
 from __future__ import annotations
@@ -72,9 +73,42 @@ def _load() -> str:
         return "?"
 
 
-def throughput(tmp: Path, quick: bool, study: Path | None) -> None:
+def replicate_study(study: Path, dest: Path, copies: int) -> Path:
+    """``study`` with its animals repeated ``copies`` times (files copied under new names).
+
+    A real study is hundreds of sections; the example study is 14 images, too few for the
+    fixed costs (starting workers, compiling skan's Numba code in each, assembling the tables)
+    to be amortised as they are in real use.
+    """
+    import csv
+
+    shutil.copytree(study, dest)
+    with open(dest / "samples.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = list(rows)
+    for k in range(2, copies + 1):
+        for row in rows:
+            new = dict(row)
+            for col in ("file", "roi"):
+                if row.get(col):
+                    name = row[col]
+                    stem, dot, ext = name.partition(".")
+                    new[col] = f"{stem}_c{k}{dot}{ext}"
+                    shutil.copy(dest / name, dest / new[col])
+            new["animal"] = f"{row['animal']}c{k}"
+            out.append(new)
+    with open(dest / "samples.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(out)
+    return dest
+
+
+def throughput(tmp: Path, quick: bool, study: Path | None, copies: int = 1) -> None:
     from histoquant.synthetic.study import write_phantom_study
 
+    if study is not None and copies > 1:
+        study = replicate_study(study, tmp / "replicated", copies)
     if study is None:
         study = tmp / "study"
         size = 600 if quick else 1400
@@ -172,6 +206,9 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes only")
     ap.add_argument("--study", type=Path, help="measure this study folder for throughput")
+    ap.add_argument("--copies", type=int, default=1,
+                    help="repeat the --study animals this many times (a study of realistic "
+                         "size from the example study)")
     ap.add_argument("--skip-slides", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--tmp", type=Path, help="scratch folder (default: a temporary one)")
@@ -180,7 +217,7 @@ def main() -> None:
     print(f"histoquant batch benchmark; {os.cpu_count()} CPU(s); scratch {tmp}")
     try:
         if not args.skip_throughput:
-            throughput(tmp, args.quick, args.study)
+            throughput(tmp, args.quick, args.study, args.copies)
         if not args.skip_slides:
             slides(tmp, args.quick)
     finally:
