@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -110,6 +111,22 @@ def _dask(units: Sequence[Unit], scheduler: Any, on_done: OnDone) -> None:
             client.close()
 
 
+def _largest_first(units: Sequence[Unit]) -> list[Unit]:
+    """Units ordered by decreasing file size, a proxy for their cost.
+
+    Started in the order of the sample sheet, a study's slowest images (whole slides, the
+    vessel stacks) can come last and leave one worker busy while the others idle; longest
+    first keeps the workers' finishing times close (Graham's LPT rule).
+    """
+    def size(u: Unit) -> int:
+        try:
+            return os.stat(u.sample.path).st_size
+        except OSError:
+            return 0
+
+    return sorted(units, key=size, reverse=True)
+
+
 def execute(units: Sequence[Unit], on_done: OnDone, *, jobs: int = 1,
             scheduler: Any = None) -> None:
     """Run every unit and call ``on_done(unit, output)`` as each finishes.
@@ -128,8 +145,8 @@ def execute(units: Sequence[Unit], on_done: OnDone, *, jobs: int = 1,
     if not units:
         return
     if scheduler is not None:
-        _dask(units, scheduler, on_done)
+        _dask(_largest_first(units), scheduler, on_done)
     elif jobs <= 1:
         _serial(units, on_done)
     else:
-        _processes(units, min(jobs, len(units)), on_done)
+        _processes(_largest_first(units), min(jobs, len(units)), on_done)
