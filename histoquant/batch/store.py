@@ -23,11 +23,30 @@ from ..io.writers import atomic_path
 from ..output import file_sha256
 from .units import UnitOutput
 
-__all__ = ["PartStore", "ID_DTYPES"]
+__all__ = ["PartStore", "ID_DTYPES", "encode_part"]
 
 # identifier columns stay text when read back ("001" is not 1)
 ID_DTYPES = {c: str for c in ("image", "animal", "group", "level", "section", "region", "assay",
                               "file", "class")}
+
+
+def encode_part(out: UnitOutput) -> bytes:
+    """The zip file of a finished unit, as bytes.
+
+    Done in the worker, so that CSV encoding and compression run in parallel rather than in
+    the one process that collects results. PNGs are stored, not deflated again.
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("meta.json", json.dumps(out.meta, indent=1, sort_keys=True, default=str))
+        z.writestr("summary.csv", out.summary.to_csv(index=False, lineterminator="\n"))
+        z.writestr("objects.csv", out.objects.to_csv(index=False, lineterminator="\n"))
+        for name, png in (("qc.png", out.qc_png), ("thumb.png", out.thumb_png)):
+            if png is not None:
+                z.writestr(name, png, compress_type=zipfile.ZIP_STORED)
+        for name, table in out.extra.items():
+            z.writestr(f"extra/{name}.csv", table.to_csv(index=False, lineterminator="\n"))
+    return buf.getvalue()
 
 
 class PartStore:
@@ -51,23 +70,11 @@ class PartStore:
             return False
 
     def write(self, out: UnitOutput) -> Path:
-        """Persist a successful unit atomically."""
+        """Persist a successful unit atomically (its encoded part, or encoded here)."""
         path = self.path(out.key)
+        data = out.part if out.part is not None else encode_part(out)
         with atomic_path(path) as tmp:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-                z.writestr("meta.json", json.dumps(out.meta, indent=1, sort_keys=True,
-                                                   default=str))
-                z.writestr("summary.csv", out.summary.to_csv(index=False,
-                                                             lineterminator="\n"))
-                z.writestr("objects.csv", out.objects.to_csv(index=False,
-                                                             lineterminator="\n"))
-                if out.qc_png is not None:
-                    z.writestr("qc.png", out.qc_png)
-                if out.thumb_png is not None:
-                    z.writestr("thumb.png", out.thumb_png)
-                for name, table in out.extra.items():
-                    z.writestr(f"extra/{name}.csv", table.to_csv(index=False,
-                                                                 lineterminator="\n"))
+            tmp.write_bytes(data)
         return path
 
     def read(self, key: str, *, pictures: bool = False) -> UnitOutput:

@@ -70,6 +70,9 @@ class UnitOutput:
     thumb_png: bytes | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: the part file's bytes, encoded by the worker so that the process collecting results
+    #: only writes them (see :func:`histoquant.batch.store.encode_part`)
+    part: bytes | None = None
 
 
 def unit_key(input_sha256: str, spec_name: str, settings: dict[str, Any]) -> str:
@@ -394,4 +397,8 @@ def process_unit(unit: Unit) -> UnitOutput:
         meta["flags"] = [f"failed: {type(exc).__name__}"]
         out = UnitOutput(key=unit.key, ok=False, meta=meta)
     meta["seconds"] = round(time.perf_counter() - t0, 3)
+    if out.ok:
+        from .store import encode_part
+
+        out.part = encode_part(out)
     return out
