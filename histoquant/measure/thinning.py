@@ -58,11 +58,16 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
 _CANDIDATE, _SIMPLE = _tables()
 
 
+# The working image holds, per pixel: bit 0 foreground; bit 1 in the active list; bits 2–4
+# the number of passes the pixel was found not deletable with nothing around it changed.
+_FG, _LISTED, _QUIET = 1, 2, 4
+
+
 @njit(cache=True, nogil=True)
 def _config(img, i, w):
-    return (img[i - w - 1] | (img[i - w] << 1) | (img[i - w + 1] << 2) | (img[i - 1] << 3)
-            | (img[i + 1] << 4) | (img[i + w - 1] << 5) | (img[i + w] << 6)
-            | (img[i + w + 1] << 7))
+    return ((img[i - w - 1] & 1) | ((img[i - w] & 1) << 1) | ((img[i - w + 1] & 1) << 2)
+            | ((img[i - 1] & 1) << 3) | ((img[i + 1] & 1) << 4) | ((img[i + w - 1] & 1) << 5)
+            | ((img[i + w] & 1) << 6) | ((img[i + w + 1] & 1) << 7))
 
 
 @njit(cache=True, nogil=True)
@@ -77,12 +82,11 @@ def _thin(img, w, border, candidate_lut, simple_lut):
     directions = np.array([-w, w, 1, -1])  # above, below, right, left
     around = np.array([-w - 1, -w, -w + 1, -1, 1, w - 1, w, w + 1])
     active = border
-    listed = np.zeros(img.size, np.uint8)  # 1 while in the active list
-    quiet = np.zeros(img.size, np.uint8)  # passes found not deletable, nothing changed
     for i in active:
-        listed[i] = 1
+        img[i] |= _LISTED
     cand = np.empty(active.size, np.int64)
     deleted = np.empty(active.size, np.int64)
+    new = np.empty(8 * active.size, np.int64)
     unchanged = 0
     while unchanged < 4:
         unchanged = 0
@@ -91,51 +95,56 @@ def _thin(img, w, border, candidate_lut, simple_lut):
             if cand.size < active.size:
                 cand = np.empty(active.size, np.int64)
                 deleted = np.empty(active.size, np.int64)
+                new = np.empty(8 * active.size, np.int64)
             n = 0
             for i in active:
-                if img[i + off] == 0 and candidate_lut[_config(img, i, w)]:
+                if (img[i + off] & _FG) == 0 and candidate_lut[_config(img, i, w)]:
                     cand[n] = i
                     n += 1
-                    quiet[i] = 0
+                    img[i] &= _FG | _LISTED
                 else:
-                    quiet[i] += 1
+                    img[i] += _QUIET
             n_del = 0
             for j in range(n):
                 i = cand[j]
                 if simple_lut[_config(img, i, w)]:
-                    img[i] = 0
+                    img[i] &= _LISTED  # background; leaves the list at the merge below
                     deleted[n_del] = i
                     n_del += 1
             if n_del == 0:
                 unchanged += 1
             # neighbours of deleted pixels changed: they are checked again (and 4-neighbours
             # now touch the background)
-            new = np.empty(8 * n_del, np.int64)
             n_new = 0
             for j in range(n_del):
                 i = deleted[j]
                 for k in range(8):
                     q = i + around[k]
-                    if img[q] == 0:
+                    v = img[q]
+                    if (v & _FG) == 0:
                         continue
-                    quiet[q] = 0
-                    if listed[q] == 0 and (img[q - w] == 0 or img[q + w] == 0
-                                           or img[q - 1] == 0 or img[q + 1] == 0):
-                        listed[q] = 1
+                    v &= _FG | _LISTED
+                    if (v & _LISTED) == 0 and ((img[q - w] & _FG) == 0
+                                               or (img[q + w] & _FG) == 0
+                                               or (img[q - 1] & _FG) == 0
+                                               or (img[q + 1] & _FG) == 0):
+                        v |= _LISTED
                         new[n_new] = q
                         n_new += 1
-            new = np.sort(new[:n_new])
+                    img[q] = v
+            added = np.sort(new[:n_new])
             merged = np.empty(active.size + n_new, np.int64)
             a = b = m = 0
             while a < active.size or b < n_new:
-                if b == n_new or (a < active.size and active[a] < new[b]):
+                if b == n_new or (a < active.size and active[a] < added[b]):
                     i = active[a]
                     a += 1
-                    if img[i] == 0 or quiet[i] >= 4:
-                        listed[i] = 0
+                    v = img[i]
+                    if (v & _FG) == 0 or v >= 4 * _QUIET:
+                        img[i] = v & ~_LISTED
                         continue
                 else:
-                    i = new[b]
+                    i = added[b]
                     b += 1
                 merged[m] = i
                 m += 1
@@ -163,10 +172,11 @@ def thin_lee(mask: np.ndarray) -> np.ndarray:
         return np.zeros(mask.shape, bool)
     img = np.pad(mask, 1).view(np.uint8)
     w = img.shape[1]
-    inner = ndi.binary_erosion(mask, structure=ndi.generate_binary_structure(2, 1),
-                               border_value=0)
-    rr, cc = np.nonzero(mask & ~inner)
-    border = (rr + 1).astype(np.int64) * w + (cc + 1)
+    # foreground pixels with a background 4-neighbour (outside the image is background)
+    inner = img[1:-1, 1:-1] & img[:-2, 1:-1] & img[2:, 1:-1] & img[1:-1, :-2] & img[1:-1, 2:]
     flat = img.ravel()
+    border = np.flatnonzero(flat)
+    rows, cols = np.divmod(border, w)
+    border = border[inner[rows - 1, cols - 1] == 0]
     _thin(flat, w, border, _CANDIDATE, _SIMPLE)
-    return flat.reshape(img.shape)[1:-1, 1:-1].astype(bool)
+    return (flat.reshape(img.shape)[1:-1, 1:-1] & _FG).astype(bool)

@@ -214,6 +214,29 @@ def _gauss1d(img: np.ndarray, sigma: float, axis: int, order: int = 0,
     return out
 
 
+def _dilate_cross(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """``binary_dilation`` by the 4-neighbour cross, ``iterations`` times, by shifted ORs."""
+    out = np.array(mask, dtype=bool)
+    for _ in range(iterations):
+        prev = out.copy()
+        out[1:] |= prev[:-1]
+        out[:-1] |= prev[1:]
+        out[:, 1:] |= prev[:, :-1]
+        out[:, :-1] |= prev[:, 1:]
+    return out
+
+
+def _max_filter(img: np.ndarray, size: int) -> np.ndarray:
+    """``scipy.ndimage.maximum_filter(img, size, mode="constant")``, axis 0 in column strips."""
+    out = ndi.maximum_filter1d(img, size, axis=1, mode="constant")
+    if out.shape[1] <= _STRIP:
+        return ndi.maximum_filter1d(out, size, axis=0, mode="constant")
+    for j in range(0, out.shape[1], _STRIP):
+        strip = np.ascontiguousarray(out[:, j:j + _STRIP])
+        out[:, j:j + _STRIP] = ndi.maximum_filter1d(strip, size, axis=0, mode="constant")
+    return out
+
+
 _STRIP = 64  # columns per strip: a 64-column strip of a few thousand rows fits in cache
 
 
@@ -402,15 +425,13 @@ def segment_tubes(
         return TubeSegmentation(empty, ridges, z, corrected)
     # local centreline intensity: the brightest ridge pixel within about one large radius
     half = max(1, round(2.0 * max(scales_um) / px))
-    peak = ndi.maximum_filter(np.where(ridges, corrected, 0).astype(np.float32),
-                              size=2 * half + 1, mode="constant")
+    peak = _max_filter(np.where(ridges, corrected, np.float32(0)), 2 * half + 1)
     tube = (peak > 0) & (corrected >= (edge_level_pct / 100.0) * peak)
     del peak
     # Around a faint seed the half-maximum level is near the noise, and the outline would
     # wander into it; keep outlines within the smallest scale of a ridge pixel.
     grow = max(1, int(np.ceil(min(scales_um) / px)))
-    tube &= ndi.binary_dilation(ridges, structure=ndi.generate_binary_structure(2, 1),
-                                iterations=grow)
+    tube &= _dilate_cross(ridges, grow)
     # The ridge mask only seeds: at coarse scales it reaches well past a bright vessel's
     # edge, so the outline is the half-maximum one. Keep the parts connected to a ridge.
     labels, n = ndi.label(tube, structure=np.ones((3, 3), bool))
