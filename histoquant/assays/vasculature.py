@@ -346,6 +346,7 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     vtrace = trace_skeleton(vseg.mask, px, min_spur_length_um=p.min_spur_length_um,
                             smoothing_um=p.path_smoothing_um, end_correction=p.end_correction,
                             max_gap_um=p.max_gap_um, gap_angle_deg=p.gap_angle_deg)
+    display = [(_qc_plane(endo), (150, 150, 150))]  # kept small for the QC overlay
     del endo
 
     peri = _Channel(None, None)
@@ -367,6 +368,7 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
                                  min_area_um2=p.min_pericyte_area_um2,
                                  max_hole_um2=p.max_hole_um2, mask=stats_mask)
             peri = _Channel(pseg, None)
+        display.append((_qc_plane(pimg), (70, 70, 200)))
         del pimg
         _report(progress, 0.7, "tracing pericytes")
         peri.trace = trace_skeleton(peri.seg.mask, px,
@@ -398,7 +400,7 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         cov_img[rc[:, 0], rc[:, 1]] = True
         masks_out.update(covered_skeleton=cov_img, pericytes=peri.seg.mask,
                          pericyte_skeleton=peri.trace.skeleton)
-    qc = _qc_overlay(image, idx, p, masks, vseg, vtrace, peri, covered, bodies, summary)
+    qc = _qc_overlay(image, display, p, masks, vtrace, peri, covered, bodies, summary)
     extra = {
         "segments": vtrace.paths,
         "trace": vtrace,
@@ -542,23 +544,26 @@ def _objects(name, masks, px, trace: SkeletonTrace, covered) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[cols]
 
 
-def _qc_overlay(image, idx, p, masks, vseg, vtrace, peri, covered, bodies, summary):
-    from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines, to_display_rgb
-    from ..segment.coarse_background import block_any, block_mean
-
+def _qc_step(shape: tuple[int, int]) -> int:
     # Drawn at ≤ _QC_MAX_SIDE px, like the other assays' overlays: a full-resolution
-    # composite of a 8k image is 200 MB and no screen shows it whole.
-    h, w = image.shape_yx
-    q = max(1, -(-max(h, w) // _QC_MAX_SIDE))
-    endo = image.channel(idx["endothelium"], projection=p.z_projection)
-    layers = [(block_mean(endo, q) if q > 1 else endo, (150, 150, 150))]
-    del endo
-    if "pericyte" in idx:
-        pimg = image.channel(idx["pericyte"], projection=p.z_projection)
-        layers.append((block_mean(pimg, q) if q > 1 else pimg, (70, 70, 200)))
-        del pimg
+    # composite of an 8k image is 200 MB and no screen shows it whole.
+    return max(1, -(-max(shape) // _QC_MAX_SIDE))
+
+
+def _qc_plane(channel: np.ndarray) -> np.ndarray:
+    """A channel reduced to the QC overlay's size (block means)."""
+    from ..segment.coarse_background import block_mean
+
+    q = _qc_step(channel.shape)
+    return block_mean(channel, q) if q > 1 else channel
+
+
+def _qc_overlay(image, layers, p, masks, vtrace, peri, covered, bodies, summary):
+    from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines, to_display_rgb
+    from ..segment.coarse_background import block_any
+
+    q = _qc_step(image.shape_yx)
     rgb = to_display_rgb(None, channels=layers)
-    del layers
     shape = rgb.shape[:2]
     thick = max(1, round(max(shape) / 1500))
     if peri.seg is not None and peri.seg.mask.any():

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from scipy import ndimage as ndi
 
 __all__ = ["TubeSegmentation", "subtract_background", "ridge_zscore", "segment_tubes",
@@ -74,10 +75,18 @@ def remove_small(mask: np.ndarray, min_px: float, connectivity: int = 2) -> np.n
     labels, n = ndi.label(mask, structure=structure)
     if n == 0:
         return mask.copy()
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_px
+    keep = _label_sizes(labels.ravel(), n) >= min_px
     keep[0] = False
     return keep[labels]
+
+
+@njit(cache=True, nogil=True)
+def _label_sizes(labels, n):
+    # np.bincount would first copy the int32 labels to int64: slow on very large images
+    sizes = np.zeros(n + 1, np.int64)
+    for v in labels:
+        sizes[v] += 1
+    return sizes
 
 
 def hysteresis(values: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -208,10 +217,23 @@ def _gauss1d(img: np.ndarray, sigma: float, axis: int, order: int = 0,
     kw = {"sigma": sigma, "order": order, "mode": mode, "cval": 0.0, "truncate": truncate}
     if axis == 1 or img.shape[1] <= _STRIP:
         return ndi.gaussian_filter1d(img, axis=axis, output=out, **kw)
-    for j in range(0, img.shape[1], _STRIP):
-        strip = np.ascontiguousarray(img[:, j:j + _STRIP])
-        out[:, j:j + _STRIP] = ndi.gaussian_filter1d(strip, axis=0, output=np.float32, **kw)
+    for src, dst in _strips(img.shape[0], img.shape[1]):
+        np.copyto(src, img[:, dst])
+        out[:, dst] = ndi.gaussian_filter1d(src, axis=0, output=src, **kw)
     return out
+
+
+def _strips(h: int, w: int):
+    """(reused contiguous buffer, column slice) for each strip of ``_STRIP`` columns.
+
+    One buffer for all strips: a fresh array per strip would be mapped from the system
+    (and page-faulted in) every time.
+    """
+    buf = np.empty((h, _STRIP), np.float32)
+    for j in range(0, w, _STRIP):
+        width = min(_STRIP, w - j)
+        yield (buf if width == _STRIP else np.empty((h, width), np.float32)), \
+            slice(j, j + width)
 
 
 def _dilate_cross(mask: np.ndarray, iterations: int) -> np.ndarray:
@@ -231,9 +253,9 @@ def _max_filter(img: np.ndarray, size: int) -> np.ndarray:
     out = ndi.maximum_filter1d(img, size, axis=1, mode="constant")
     if out.shape[1] <= _STRIP:
         return ndi.maximum_filter1d(out, size, axis=0, mode="constant")
-    for j in range(0, out.shape[1], _STRIP):
-        strip = np.ascontiguousarray(out[:, j:j + _STRIP])
-        out[:, j:j + _STRIP] = ndi.maximum_filter1d(strip, size, axis=0, mode="constant")
+    for src, dst in _strips(*out.shape):
+        np.copyto(src, out[:, dst])
+        out[:, dst] = ndi.maximum_filter1d(src, size, axis=0, output=src, mode="constant")
     return out
 
 
