@@ -2,15 +2,16 @@
 
 Usage::
 
-    python benchmarks/bench_vasculature.py [--sizes 4096 8192] [--repeats 1]
+    OMP_NUM_THREADS=1 python benchmarks/bench_vasculature.py [--sizes 2048 4096 8192] [--repeats 1]
 
 Prints megapixels per second (best of ``--repeats`` runs, wall clock), the CPU time the
 process used (on a shared, oversubscribed machine wall time overstates the cost; MP per
 CPU-second is what one free core does, NumPy/SciPy running single-threaded) and the peak
 memory the assay itself allocates (tracemalloc, a separate run) for each image size. The
 phantom is the test network (capillaries 4–8 µm, one 12–18 µm vessel, pericyte sleeves) at
-0.5 µm/px, endothelium + pericyte channels, uint16. Making the phantom is not timed; skan's
-Numba functions are compiled once before timing (that costs ≈ 10–15 s per process).
+0.5 µm/px, endothelium + pericyte channels, uint16. Making the phantom is not timed; the
+Numba functions (skan's, and the assay's thinning, rays and distances) are compiled once
+before timing (≈ 3–15 s per process).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def bench(size: int, repeats: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     print(f"CPU cores: {os.cpu_count()}, load average: "
@@ -60,7 +61,7 @@ def main() -> None:
     warm, _, _ = vessel_phantom((100.0, 100.0), 0.5, seed=1)
     t0 = time.perf_counter()
     run(warm)
-    print(f"first call (Numba compilation of skan): {time.perf_counter() - t0:.1f} s")
+    print(f"first call (Numba compilation): {time.perf_counter() - t0:.1f} s")
     print(f"{'size':>6} {'MP':>6} {'seconds':>8} {'MP/s':>6} {'CPU s':>6} {'MP/CPU-s':>8} "
           f"{'peak MiB':>9} {'input MiB':>9} {'len err %':>9} {'cov err pp':>10}")
     for size in args.sizes:

@@ -338,7 +338,7 @@ def test_drive_length_against_two_observers(shared_data):
     table = pd.DataFrame(rows)
     print("\n" + table.round(1).to_string(index=False))
     err = table["error_vs_1_pct"].abs()
-    # Measured: errors −0.5, −1.7, −3.1, +16.3, −5.6 % (image 04: choroidal vessels taken
+    # Measured: errors −0.4, −1.7, −3.1, +16.5, −5.5 % (image 04: choroidal vessels taken
     # for retinal ones); the observers differ by +1.6, −3.3, −11.5, −0.6, −14.5 %.
     assert err.mean() <= 10.0
     assert (err <= 20.0).all()
@@ -365,6 +365,6 @@ def test_vesselnn_length_against_label(shared_data):
     error = 100 * (ours - ref) / ref
     print(f"\nvesselNN: ours {ours:.0f} µm, max-projected label {ref:.0f} µm, "
           f"error {error:+.1f} %")
-    # Measured −10.8 %. The label's projection covers 56 % of the field, so its skeleton is
+    # Measured −7.4 %. The label's projection covers 56 % of the field, so its skeleton is
     # a loose reference; the bound only guards against a broken pipeline.
     assert abs(error) <= 25.0

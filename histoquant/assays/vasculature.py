@@ -20,7 +20,8 @@ from scipy import ndimage as ndi
 
 from ..errors import ChannelError
 from ..io.image import Image, check_not_empty
-from ..measure.skeleton import SkeletonTrace, sample_flat, trace_skeleton
+from ..measure.rays import first_hits, padded_flat
+from ..measure.skeleton import SkeletonTrace, trace_skeleton
 from ..params import AssayParams, param
 from ..results import AssayResult
 from ..segment.vessels import TubeSegmentation, remove_small, segment_tubes
@@ -38,6 +39,7 @@ from .base import (
 __all__ = ["VasculatureParams", "run", "SPEC", "covered_entries"]
 
 _FILTERS = ("sato", "frangi", "meijering")
+_QC_MAX_SIDE = 1600
 
 
 @dataclass(frozen=True)
@@ -193,20 +195,27 @@ def covered_entries(trace: SkeletonTrace, pericyte_mask: np.ndarray, tolerance_u
     tree = cKDTree(pericyte_trace.entry_yx)
     p_rad = np.nan_to_num(pericyte_trace.entry_radius_um) / trace.pixel_size_um
     cos_min = np.cos(np.deg2rad(max_angle_deg))
-    k = min(k_nearest, len(pericyte_trace.entry_path))
+    n_p = len(pericyte_trace.entry_path)
+    k = min(k_nearest, n_p)
+    # no tube reaches further than this: the search can stop there (missing neighbours come
+    # back with d = inf and index n_p)
+    bound = float(p_rad.max(initial=0.0)) + 1.0 + 1e-6
     along = np.zeros(n, bool)
     for side in range(2):
         pos = hits[:, side]
         ok = np.flatnonzero(np.isfinite(pos[:, 0]))
         for s in range(0, len(ok), 200_000):
             sel = ok[s:s + 200_000]
-            d, j = tree.query(pos[sel], k=k)
+            d, j = tree.query(pos[sel], k=k, distance_upper_bound=bound)
             d, j = d.reshape(len(sel), -1), j.reshape(len(sel), -1)
             # pericyte centreline pieces whose tube holds the hit, running along the vessel
-            inside = d <= p_rad[j] + 1.0
-            cos = np.abs(np.einsum("ij,ikj->ik", trace.entry_tangent[sel],
-                                   pericyte_trace.entry_tangent[j]))
-            along[sel] |= (inside & (cos >= cos_min)).any(axis=1)
+            row, col = np.nonzero(np.isfinite(d))
+            jj = j[row, col]
+            inside = d[row, col] <= p_rad[jj] + 1.0
+            row, jj = row[inside], jj[inside]
+            cos = np.abs(np.einsum("ij,ij->i", trace.entry_tangent[sel[row]],
+                                   pericyte_trace.entry_tangent[jj]))
+            along[sel[row[cos >= cos_min]]] = True
     return covered & along
 
 
@@ -224,29 +233,10 @@ def _cross_section_hits(trace: SkeletonTrace, pericyte_mask: np.ndarray, toleran
     px = trace.pixel_size_um
     reach = (np.nan_to_num(trace.entry_radius_um) + tolerance_um) / px  # px, per entry
     normal = np.stack([-trace.entry_tangent[:, 1], trace.entry_tangent[:, 0]], axis=1)
-    flat = np.pad(np.asarray(pericyte_mask, bool), 1).ravel()
-    order = np.argsort(reach, kind="stable")  # short cross-sections do not pay for long ones
-    s = 0
-    while s < n:
-        kmax = int(np.ceil(reach[order[min(n - 1, s + 1023)]] / step_px))
-        chunk = max(1024, 4_000_000 // (2 * kmax + 1))
-        sel = order[s:s + chunk]
-        kmax = int(np.ceil(reach[sel[-1]] / step_px))
-        k = (np.arange(0, kmax + 1) * step_px).astype(np.float32)
-        yx = trace.entry_yx[sel].astype(np.float32)
-        nr = normal[sel].astype(np.float32)
-        for side, sign in ((0, 1.0), (1, -1.0)):
-            rr = yx[:, 0, None] + sign * nr[:, 0, None] * k[None]
-            cc = yx[:, 1, None] + sign * nr[:, 1, None] * k[None]
-            hit = sample_flat(flat, pericyte_mask.shape, rr, cc)
-            hit &= k[None] <= reach[sel, None]
-            any_hit = hit.any(axis=1)
-            first = np.argmax(hit, axis=1)
-            rows = np.arange(len(sel))
-            idx = sel[any_hit]
-            out[idx, side, 0] = rr[rows, first][any_hit]
-            out[idx, side, 1] = cc[rows, first][any_hit]
-        s += len(sel)
+    flat = padded_flat(pericyte_mask)
+    for side, sign in ((0, 1.0), (1, -1.0)):
+        out[:, side] = first_hits(flat, pericyte_mask.shape, trace.entry_yx, sign * normal,
+                                  reach, step_px)
     return out
 
 
@@ -342,6 +332,8 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     analysed = np.zeros(image.shape_yx, bool)
     for m in masks.values():
         analysed |= m
+    # the noise statistics need no mask when every pixel is analysed
+    stats_mask = None if analysed.all() else analysed
 
     _report(progress, 0.05, "segmenting vessels")
     vseg = segment_tubes(endo, px, scales_um=p.vessel_scales_um, method=p.ridge_filter,
@@ -349,11 +341,12 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
                          edge_level_pct=p.edge_level_pct,
                          background_radius_um=p.background_radius_um,
                          min_area_um2=p.min_vessel_area_um2, max_hole_um2=p.max_hole_um2,
-                         mask=analysed)
+                         mask=stats_mask)
     _report(progress, 0.35, "tracing vessel skeleton")
     vtrace = trace_skeleton(vseg.mask, px, min_spur_length_um=p.min_spur_length_um,
                             smoothing_um=p.path_smoothing_um, end_correction=p.end_correction,
                             max_gap_um=p.max_gap_um, gap_angle_deg=p.gap_angle_deg)
+    display = [(_qc_plane(endo), (150, 150, 150))]  # kept small for the QC overlay
     del endo
 
     peri = _Channel(None, None)
@@ -373,8 +366,9 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
                                  edge_level_pct=p.edge_level_pct,
                                  background_radius_um=p.background_radius_um,
                                  min_area_um2=p.min_pericyte_area_um2,
-                                 max_hole_um2=p.max_hole_um2, mask=analysed)
+                                 max_hole_um2=p.max_hole_um2, mask=stats_mask)
             peri = _Channel(pseg, None)
+        display.append((_qc_plane(pimg), (70, 70, 200)))
         del pimg
         _report(progress, 0.7, "tracing pericytes")
         peri.trace = trace_skeleton(peri.seg.mask, px,
@@ -406,7 +400,7 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         cov_img[rc[:, 0], rc[:, 1]] = True
         masks_out.update(covered_skeleton=cov_img, pericytes=peri.seg.mask,
                          pericyte_skeleton=peri.trace.skeleton)
-    qc = _qc_overlay(image, idx, p, masks, vseg, vtrace, peri, covered, bodies, summary)
+    qc = _qc_overlay(image, display, p, masks, vtrace, peri, covered, bodies, summary)
     extra = {
         "segments": vtrace.paths,
         "trace": vtrace,
@@ -550,19 +544,31 @@ def _objects(name, masks, px, trace: SkeletonTrace, covered) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[cols]
 
 
-def _qc_overlay(image, idx, p, masks, vseg, vtrace, peri, covered, bodies, summary):
-    from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines, to_display_rgb
+def _qc_step(shape: tuple[int, int]) -> int:
+    # Drawn at ≤ _QC_MAX_SIDE px, like the other assays' overlays: a full-resolution
+    # composite of an 8k image is 200 MB and no screen shows it whole.
+    return max(1, -(-max(shape) // _QC_MAX_SIDE))
 
-    endo = image.channel(idx["endothelium"], projection=p.z_projection)
-    layers = [(endo, (150, 150, 150))]
-    if "pericyte" in idx:
-        layers.append((image.channel(idx["pericyte"], projection=p.z_projection),
-                       (70, 70, 200)))
+
+def _qc_plane(channel: np.ndarray) -> np.ndarray:
+    """A channel reduced to the QC overlay's size (block means)."""
+    from ..segment.coarse_background import block_mean
+
+    q = _qc_step(channel.shape)
+    return block_mean(channel, q) if q > 1 else channel
+
+
+def _qc_overlay(image, layers, p, masks, vtrace, peri, covered, bodies, summary):
+    from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines, to_display_rgb
+    from ..segment.coarse_background import block_any
+
+    q = _qc_step(image.shape_yx)
     rgb = to_display_rgb(None, channels=layers)
-    del layers, endo
-    thick = max(1, round(max(rgb.shape[:2]) / 1500))
+    shape = rgb.shape[:2]
+    thick = max(1, round(max(shape) / 1500))
     if peri.seg is not None and peri.seg.mask.any():
-        edge = peri.seg.mask & ~ndi.binary_erosion(peri.seg.mask)
+        pmask = block_any(peri.seg.mask, q) if q > 1 else peri.seg.mask
+        edge = pmask & ~ndi.binary_erosion(pmask)
         if thick > 1:
             edge = ndi.binary_dilation(edge, iterations=thick - 1)
         rgb[edge] = (240, 228, 66)
@@ -572,23 +578,23 @@ def _qc_overlay(image, idx, p, masks, vseg, vtrace, peri, covered, bodies, summa
             if peri.seg is None and flag:
                 continue
             sel = covered == flag if peri.seg is not None else np.ones(len(covered), bool)
-            img = np.zeros(rgb.shape[:2], bool)
-            rc = vtrace.entry_rc[sel]
+            img = np.zeros(shape, bool)
+            rc = vtrace.entry_rc[sel] // q
             img[rc[:, 0], rc[:, 1]] = True
             if thick > 1:
                 img = ndi.binary_dilation(img, iterations=thick - 1)
             rgb[img] = colour
     if bodies is not None and len(bodies):
-        r = np.rint(bodies[:, 0]).astype(int)
-        c = np.rint(bodies[:, 1]).astype(int)
+        r = np.rint(bodies[:, 0] / q).astype(int)
+        c = np.rint(bodies[:, 1] / q).astype(int)
         s = 2 * thick + 1
         for dr in range(-s, s + 1):
             for dc in (-s, s):
-                rgb[np.clip(r + dr, 0, rgb.shape[0] - 1), np.clip(c + dc, 0, rgb.shape[1] - 1)] \
+                rgb[np.clip(r + dr, 0, shape[0] - 1), np.clip(c + dc, 0, shape[1] - 1)] \
                     = (255, 255, 255)
-                rgb[np.clip(r + dc, 0, rgb.shape[0] - 1), np.clip(c + dr, 0, rgb.shape[1] - 1)] \
+                rgb[np.clip(r + dc, 0, shape[0] - 1), np.clip(c + dr, 0, shape[1] - 1)] \
                     = (255, 255, 255)
-    draw_mask_outlines(rgb, masks)
+    draw_mask_outlines(rgb, {k: block_any(m, q) if q > 1 else m for k, m in masks.items()})
     # plain ASCII: the default caption font has no µ or ²
     lines = [f"vasculature  {image.name}  ({p.ridge_filter}, scales "
              f"{', '.join(f'{s:g}' for s in p.vessel_scales_um)} um)"]

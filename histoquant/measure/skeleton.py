@@ -3,8 +3,9 @@
 The skeleton graph (paths between junctions and ends) comes from ``skan``; this module adds
 the geometry that turns pixel skeletons into centreline lengths in µm:
 
-- **Thinning.** Lee's method (scikit-image): Zhang's erodes the ends of diagonal tubes by
-  several pixels.
+- **Thinning.** Lee's method (the same skeleton as scikit-image's ``method="lee"``, computed
+  by :func:`histoquant.measure.thinning.thin_lee`, which visits only boundary pixels): Zhang's
+  erodes the ends of diagonal tubes by several pixels.
 - **Steps.** A skeleton is a chain of 8-connected pixels; counting each straight step as one
   pixel and each diagonal step as √2 pixels (what ``skan`` does) overestimates the length of
   a straight line by up to 8 % (at 22.5°) and by ≈ 4 % on average over orientations, because
@@ -42,6 +43,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+
+from .distance import distance_at
+from .rays import padded_flat, run_lengths
 
 __all__ = ["SkeletonTrace", "trace_skeleton", "chain_smoothed_length"]
 
@@ -196,23 +200,6 @@ def _sigma_px(smoothing_um: float, pixel_size_um: float) -> float:
     return max(1.0, smoothing_um / pixel_size_um)
 
 
-def _padded_flat(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with a one-pixel False border, raveled: lookups need no bounds checks."""
-    return np.pad(np.asarray(mask, bool), 1).ravel()
-
-
-def sample_flat(flat: np.ndarray, shape: tuple[int, int], rows: np.ndarray,
-                cols: np.ndarray) -> np.ndarray:
-    """Look up sub-pixel positions (nearest pixel) in a :func:`_padded_flat` mask.
-
-    Positions outside the image read the False border.
-    """
-    h, w = shape
-    r = np.clip(rows + 1.5, 0, h + 1).astype(np.int32)
-    c = np.clip(cols + 1.5, 0, w + 1).astype(np.int32)
-    return flat[r * (w + 2) + c]
-
-
 def _run_length(inside: np.ndarray, origins: np.ndarray, directions: np.ndarray,
                 max_px, step: float = 0.25, *, with_border: bool = False,
                 flat: np.ndarray | None = None):
@@ -221,40 +208,11 @@ def _run_length(inside: np.ndarray, origins: np.ndarray, directions: np.ndarray,
     Samples every ``step`` pixels and takes the pixel each sample falls in, so the edge of a
     mask lies half-way between an inside and an outside pixel centre. The image border
     counts as an edge; with ``with_border`` a second array says which runs ended there.
-    ``max_px`` (a number or one per origin) caps each run. Origins are processed in order
-    of their cap so that short runs do not pay for long ones.
+    ``max_px`` (a number or one per origin) caps each run (see :func:`.rays.run_lengths`).
     """
-    n = len(origins)
-    out = np.zeros(n)
-    border = np.zeros(n, bool)
-    if n == 0:
-        return (out, border) if with_border else out
     if flat is None:
-        flat = _padded_flat(inside)
-    h, w = inside.shape
-    cap = np.broadcast_to(np.asarray(max_px, dtype=float), (n,))
-    order = np.argsort(cap, kind="stable")
-    s = 0
-    while s < n:
-        kmax = int(np.ceil(cap[order[min(n - 1, s + 1023)]] / step)) + 2
-        chunk = max(1024, 4_000_000 // kmax)
-        sel = order[s:s + chunk]
-        kmax = int(np.ceil(cap[sel[-1]] / step)) + 2
-        k = (np.arange(1, kmax + 1) * step).astype(np.float32)
-        o = origins[sel].astype(np.float32)
-        d = directions[sel].astype(np.float32)
-        rr = o[:, 0, None] + d[:, 0, None] * k[None]
-        cc = o[:, 1, None] + d[:, 1, None] * k[None]
-        hit = sample_flat(flat, (h, w), rr, cc)
-        hit[:, -1] = False
-        first = np.argmax(~hit, axis=1)
-        # the edge lies between the last inside sample and the first outside one
-        out[sel] = k[first] - 0.5 * step
-        if with_border:
-            idx = np.arange(len(first))
-            fr, fc = np.rint(rr[idx, first]), np.rint(cc[idx, first])
-            border[sel] = (fr < 0) | (fr >= h) | (fc < 0) | (fc >= w)
-        s += len(sel)
+        flat = padded_flat(inside)
+    out, border = run_lengths(flat, inside.shape, origins, directions, max_px, step)
     return (out, border) if with_border else out
 
 
@@ -297,9 +255,51 @@ def _on_border(rc: np.ndarray, shape) -> np.ndarray:
 
 
 def _skan(skel: np.ndarray):
-    from skan import Skeleton
+    """skan's ``Skeleton(skel)``, with the pixel graph built here.
 
-    return Skeleton(skel, spacing=1.0, keep_images=False)
+    The graph is the one skan builds (8-neighbour edges of length 1 or √2; among junction
+    pixels only a minimum spanning tree), so paths, degrees and lengths are skan's; skan
+    builds it with Python loops over every pixel, which was most of its cost.
+    """
+    from skan.csr import PathGraph, Skeleton
+
+    adj, coords = _pixel_graph(skel)
+    return Skeleton.from_path_graph(PathGraph.from_graph(adj=adj, node_coordinates=coords,
+                                                         spacing=1.0))
+
+
+_SQRT2 = float(np.sqrt(2.0))
+
+
+def _pixel_graph(skel: np.ndarray):
+    """Adjacency (CSR, raster-ordered nodes) and (row, col) coordinates of skeleton pixels."""
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
+    padded = np.pad(np.asarray(skel, bool), 1)
+    w = padded.shape[1]
+    nodes = np.flatnonzero(padded)
+    n = nodes.size
+    offsets = np.array([-w - 1, -w, -w + 1, -1, 1, w - 1, w, w + 1])
+    steps = np.array([_SQRT2, 1.0, _SQRT2, 1.0, 1.0, _SQRT2, 1.0, _SQRT2])
+    neighbours = nodes[:, None] + offsets
+    present = padded.ravel()[neighbours]
+    degree = present.sum(axis=1)
+    indptr = np.concatenate([[0], np.cumsum(degree)]).astype(np.int32)
+    indices = np.searchsorted(nodes, neighbours[present]).astype(np.int32)
+    data = np.broadcast_to(steps, present.shape)[present]
+    graph = sparse.csr_matrix((data, indices, indptr), shape=(n, n))
+    # as skan: edges between junction pixels (degree ≥ 3) are thinned to a spanning tree
+    junction = degree >= 3
+    keep = junction[np.repeat(np.arange(n), degree)] & junction[indices]
+    if keep.any():
+        sub = graph.copy()
+        sub.data = np.where(keep, sub.data, 0.0)
+        sub.eliminate_zeros()
+        tree = csgraph.minimum_spanning_tree(sub)
+        graph = graph - (sub - (tree + tree.T))
+    rr, cc = np.divmod(nodes, w)
+    return graph, np.stack([rr - 1, cc - 1], axis=1)
 
 
 def _path_ends(sk):
@@ -608,14 +608,14 @@ def trace_skeleton(
     -------
     SkeletonTrace
     """
-    from skimage.morphology import skeletonize
+    from .thinning import thin_lee
 
     px = float(pixel_size_um)
     mask = np.asarray(mask, dtype=bool)
     shape = mask.shape
     if mask.any():
         # Lee's thinning keeps the ends of diagonal tubes (Zhang's erodes them by several px)
-        skel = skeletonize(mask, method="lee").astype(bool)
+        skel = thin_lee(mask)
     else:
         skel = np.zeros(shape, bool)
     distance_px = _skeleton_distance(mask, skel)
@@ -629,23 +629,13 @@ def trace_skeleton(
 def _skeleton_distance(mask: np.ndarray, skel: np.ndarray) -> np.ndarray:
     """Euclidean distance (px) to the nearest background pixel, at skeleton pixels only.
 
-    Everything else reads 0. The nearest background pixel of any mask pixel touches the
-    mask, so a KD-tree of those boundary pixels gives the exact distance transform where it
-    is needed, for a fraction of the cost of a whole-image transform.
+    Everything else reads 0 (see :func:`.distance.distance_at`: the exact distance
+    transform where it is needed, for a fraction of the cost of a whole-image transform).
     """
-    from scipy.spatial import cKDTree
-
     out = np.zeros(mask.shape, np.float32)
-    rc = np.argwhere(skel)
-    if len(rc) == 0:
-        return out
-    outer = ndi.binary_dilation(mask, structure=np.ones((3, 3), bool)) & ~mask
-    bg = np.argwhere(outer)
-    if len(bg) == 0:  # the mask fills the image
-        out[rc[:, 0], rc[:, 1]] = float(max(mask.shape))
-        return out
-    d, _ = cKDTree(bg).query(rc, workers=-1)
-    out[rc[:, 0], rc[:, 1]] = d
+    rr, cc = np.nonzero(skel)
+    if len(rr):
+        out[rr, cc] = distance_at(mask, rr, cc)
     return out
 
 
@@ -686,9 +676,10 @@ def _measure(skel, bridges, mask, dist_px, px, smoothing_um, end_correction,
     # before junction zones are straightened, where a cross-section runs into the branch)
     normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
     reach = float(dist_px.max()) + 2.0
-    # a tube's half-width at its skeleton is about the distance to its edge there
-    cap = 2.0 * dist_px[entry_rc[:, 0], entry_rc[:, 1]] + 2.0
-    flat = _padded_flat(inside)
+    # one cap for all: twice the widest inscribed radius (a cross-section that meets the
+    # skeleton obliquely, or runs into a branch, is longer than twice the local distance)
+    cap = 2.0 * float(dist_px.max()) + 2.0
+    flat = padded_flat(inside)
     width = (_run_length(inside, smooth, normal, cap, step=0.5, flat=flat)
              + _run_length(inside, smooth, -normal, cap, step=0.5, flat=flat))
     radius = 0.5 * width * px
