@@ -56,6 +56,14 @@ def test_two_processes_give_identical_tables(small_study, reference, blobs, tmp_
 
     assert main(["batch", str(small_study), "-o", str(tmp_path), "--jobs", "2", "-q"]) == 0
     assert _tables(tmp_path) == reference
+    # the workbook, written by a spare process in a parallel run, holds the same tables
+    import pandas as pd
+
+    book = pd.read_excel(tmp_path / "study.xlsx", sheet_name=None)
+    for name in ("sections", "animals", "objects"):
+        csv = pd.read_csv(tmp_path / f"{name}.csv")
+        assert list(book[name].columns) == list(csv.columns)
+        pd.testing.assert_frame_equal(book[name], csv, check_dtype=False)
 
 
 def test_dask_local_cluster_gives_identical_tables(small_study, reference, blobs, tmp_path):

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import DependencyError
 from .units import Unit, UnitOutput, process_unit
 
-__all__ = ["execute", "dask_client"]
+__all__ = ["execute", "dask_client", "side_process"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,27 @@ def _dask(units: Sequence[Unit], scheduler: Any, on_done: OnDone) -> None:
     finally:
         if own:
             client.close()
+
+
+def _load_writers() -> None:
+    import openpyxl  # noqa: F401
+
+    from .. import output  # noqa: F401
+
+
+def side_process(jobs: int, scheduler: Any = None) -> ProcessPoolExecutor | None:
+    """One spare local process for the serial tail of a parallel run, or None.
+
+    Once the images are measured the workers are gone; writing the Excel workbook (the
+    slowest part of assembling a large study) in a second process overlaps it with the
+    tables, the pictures and the report. Only for local runs with ``jobs`` > 1: a one-job
+    run promised one process, and a Dask run's own machine may have one core.
+    """
+    if scheduler is not None or jobs <= 1:
+        return None
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    pool.submit(_load_writers)  # start and import now, while the parts are read back
+    return pool
 
 
 def _largest_first(units: Sequence[Unit]) -> list[Unit]:

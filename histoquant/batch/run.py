@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..output import write_bytes, write_csv, write_excel, write_json
 from .config import StudyConfig, StudyError, find_study_file, glob_match, load_study
-from .execute import execute
+from .execute import execute, side_process
 from .report import build_report
 from .samples import SHEET_NAMES, Sample, build_samples, discover, natural_key, read_sample_sheet
 from .store import PartStore
@@ -339,6 +339,23 @@ def _finish(plan: StudyPlan, store: PartStore, report: BatchReport,
             timings: dict[str, float], t_start: float) -> None:
     """Assemble the tables from the parts and write every output."""
     t0 = time.perf_counter()
+    side = side_process(jobs, scheduler)
+    try:
+        _assemble_outputs(plan, store, report, records, jobs=jobs, scheduler=scheduler,
+                          resume=resume, timings=timings, t_start=t_start, t0=t0, side=side)
+    except BaseException:
+        if side is not None:
+            side.shutdown(wait=False, cancel_futures=True)
+        raise
+    if side is not None:
+        side.shutdown(wait=True)
+
+
+def _assemble_outputs(plan: StudyPlan, store: PartStore, report: BatchReport,
+                      records: dict[str, dict[str, Any]], *, jobs: int, scheduler: Any,
+                      resume: bool, timings: dict[str, float], t_start: float, t0: float,
+                      side: Any) -> None:
+    """The work of :func:`_finish`; ``side`` (a spare process or None) writes the workbook."""
     outdir = report.outdir
     cfg = plan.config
     parts, thumbs = [], {}
@@ -408,7 +425,11 @@ def _finish(plan: StudyPlan, store: PartStore, report: BatchReport,
               "objects": objects_sheet}
     if len(tables.errors):
         sheets["errors"] = tables.errors
-    write_excel(sheets, outdir / "study.xlsx", blocks={"prism": blocks})
+    if side is not None:
+        excel = side.submit(write_excel, sheets, outdir / "study.xlsx", blocks={"prism": blocks})
+    else:
+        write_excel(sheets, outdir / "study.xlsx", blocks={"prism": blocks})
+        excel = None
     from .. import __version__
 
     n_failed = len(errors)
@@ -427,6 +448,8 @@ def _finish(plan: StudyPlan, store: PartStore, report: BatchReport,
                         measures=measures, notes=report.notes)
     with_path = outdir / "report.html"
     write_bytes(html.encode("utf-8"), with_path)
+    if excel is not None:
+        excel.result()  # raises here what the workbook's writing raised
     timings["assembling_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     report.seconds = timings["total_s"]
