@@ -94,3 +94,20 @@ def test_unreachable_scheduler_is_a_clear_error(small_study, blobs, tmp_path):
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), \
             pytest.raises(DependencyError, match="cannot reach the Dask scheduler"):
         run_batch(small_study, tmp_path, scheduler="tcp://127.0.0.1:9")
+
+
+def test_workers_run_numerical_libraries_single_threaded(monkeypatch):
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from histoquant.batch import execute as ex
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")  # a user's own setting is kept
+    with ex._single_threaded_children():
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            env = {k: pool.submit(os.getenv, k).result()
+                   for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    assert env == {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "3"}
+    assert "OMP_NUM_THREADS" not in os.environ  # the parent is left as it was

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any
 
 from ..errors import DependencyError
@@ -39,7 +40,31 @@ def _serial(units: Sequence[Unit], on_done: OnDone) -> None:
         on_done(u, process_unit(u))
 
 
+# One thread per worker for the numerical libraries (what Dask's nanny sets for its workers
+# too): N workers on N cores, each also starting a thread per core for its BLAS calls, would
+# oversubscribe the machine and slow every worker down.
+_WORKER_THREADS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextmanager
+def _single_threaded_children():
+    """Spawned children see one-thread settings, unless the user has set their own."""
+    added = [k for k in _WORKER_THREADS_ENV if k not in os.environ]
+    for k in added:
+        os.environ[k] = "1"
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
 def _processes(units: Sequence[Unit], jobs: int, on_done: OnDone) -> None:
+    with _single_threaded_children():
+        _process_pool(units, jobs, on_done)
+
+
+def _process_pool(units: Sequence[Unit], jobs: int, on_done: OnDone) -> None:
     # spawn: workers start clean (no inherited threads or locks), as on macOS and Windows
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
