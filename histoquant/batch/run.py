@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import sys
@@ -19,7 +20,7 @@ from .config import StudyConfig, StudyError, find_study_file, glob_match, load_s
 from .execute import execute, side_process
 from .report import build_report
 from .samples import SHEET_NAMES, Sample, build_samples, discover, natural_key, read_sample_sheet
-from .store import PartStore
+from .store import PartStore, decode_part, encode_part
 from .tables import StudyTables, assemble, extra_table, group_order
 from .units import Unit, UnitOutput, unit_key
 
@@ -301,12 +302,25 @@ def run_batch(
             todo.append(u)
     total = len(todo)
     done = 0
+    finished: dict[str, UnitOutput] = {}
 
     def on_done(unit: Unit, out: UnitOutput) -> None:
         nonlocal done
         done += 1
+        if done == 1 and (jobs > 1 or scheduler is not None):
+            # The report's statistics need scipy.stats (≈ 0.7 s to import): imported here,
+            # while the workers measure, it is off the serial tail of a parallel run.
+            import scipy.stats  # noqa: F401
         if out.ok:
-            store.write(out)
+            data = out.part if out.part is not None else encode_part(out)
+            store.write(dataclasses.replace(out, part=data))
+            # Parsed and its QC picture written now, while the workers measure, rather than
+            # all at the end; only the tables and thumbnail are kept for assembling.
+            part = decode_part(data, out.key, pictures=True)
+            if part.qc_png:
+                write_bytes(part.qc_png, report.outdir / "qc" / unit.assay /
+                            f"{unit.sample.image}.png")
+            finished[out.key] = dataclasses.replace(part, qc_png=None)
             report.n_run += 1
             msg = f"{unit.sample.rel} ({unit.assay}): ok"
         else:
@@ -328,20 +342,22 @@ def run_batch(
                     "--resume to go on", done, total, store.dir)
         raise
     t_run = time.perf_counter()
-    _finish(plan, store, report, records, jobs=jobs, scheduler=scheduler, resume=resume,
+    _finish(plan, store, report, records, finished, jobs=jobs, scheduler=scheduler,
+            resume=resume,
             timings={"planning_s": t_plan - t_start, "measuring_s": t_run - t_plan},
             t_start=t_start)
     return report
 
 
 def _finish(plan: StudyPlan, store: PartStore, report: BatchReport,
-            records: dict[str, dict[str, Any]], *, jobs: int, scheduler: Any, resume: bool,
-            timings: dict[str, float], t_start: float) -> None:
+            records: dict[str, dict[str, Any]], finished: dict[str, UnitOutput], *,
+            jobs: int, scheduler: Any, resume: bool, timings: dict[str, float],
+            t_start: float) -> None:
     """Assemble the tables from the parts and write every output."""
     t0 = time.perf_counter()
     side = side_process(jobs, scheduler)
     try:
-        _assemble_outputs(plan, store, report, records, jobs=jobs, scheduler=scheduler,
+        _assemble_outputs(plan, store, report, records, finished, jobs=jobs, scheduler=scheduler,
                           resume=resume, timings=timings, t_start=t_start, t0=t0, side=side)
     except BaseException:
         if side is not None:
@@ -352,8 +368,9 @@ def _finish(plan: StudyPlan, store: PartStore, report: BatchReport,
 
 
 def _assemble_outputs(plan: StudyPlan, store: PartStore, report: BatchReport,
-                      records: dict[str, dict[str, Any]], *, jobs: int, scheduler: Any,
-                      resume: bool, timings: dict[str, float], t_start: float, t0: float,
+                      records: dict[str, dict[str, Any]], finished: dict[str, UnitOutput], *,
+                      jobs: int, scheduler: Any, resume: bool, timings: dict[str, float],
+                      t_start: float, t0: float,
                       side: Any) -> None:
     """The work of :func:`_finish`; ``side`` (a spare process or None) writes the workbook."""
     outdir = report.outdir
@@ -366,7 +383,7 @@ def _assemble_outputs(plan: StudyPlan, store: PartStore, report: BatchReport,
         if rec is not None and "error" in rec:
             units_meta.append(rec)
             continue
-        part = store.read(u.key, pictures=True)
+        part = finished.get(u.key) or store.read(u.key, pictures=True)
         parts.append((u.sample, u.assay, part.summary, part.objects))
         for name, table in part.extra.items():
             extras.setdefault((u.assay, name), []).append((u.sample, u.assay, table))

@@ -23,7 +23,7 @@ from ..io.writers import atomic_path
 from ..output import file_sha256
 from .units import UnitOutput
 
-__all__ = ["PartStore", "ID_DTYPES", "encode_part"]
+__all__ = ["PartStore", "ID_DTYPES", "encode_part", "decode_part"]
 
 # identifier columns stay text when read back ("001" is not 1)
 ID_DTYPES = {c: str for c in ("image", "animal", "group", "level", "section", "region", "assay",
@@ -47,6 +47,33 @@ def encode_part(out: UnitOutput) -> bytes:
         for name, table in out.extra.items():
             z.writestr(f"extra/{name}.csv", table.to_csv(index=False, lineterminator="\n"))
     return buf.getvalue()
+
+
+def decode_part(data: bytes, key: str, *, pictures: bool = False) -> UnitOutput:
+    """A unit's output from its part file's bytes (tables always; PNGs when ``pictures``).
+
+    Tables are always parsed from the part's CSV text, whether the part was just made or
+    written by an earlier run, so that every run assembles identical tables.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        meta = json.loads(z.read("meta.json"))
+        tables = {}
+        for name in ("summary", "objects"):
+            raw = z.read(f"{name}.csv")
+            tables[name] = pd.read_csv(io.BytesIO(raw), dtype=ID_DTYPES,
+                                       keep_default_na=True) if raw.strip() else \
+                pd.DataFrame()
+        names = set(z.namelist())
+        qc = z.read("qc.png") if pictures and "qc.png" in names else None
+        thumb = z.read("thumb.png") if pictures and "thumb.png" in names else None
+        extra = {}
+        for n in sorted(names):
+            if n.startswith("extra/") and n.endswith(".csv"):
+                raw = z.read(n)
+                extra[n[6:-4]] = pd.read_csv(io.BytesIO(raw), dtype=ID_DTYPES) \
+                    if raw.strip() else pd.DataFrame()
+    return UnitOutput(key=key, ok=True, summary=tables["summary"], objects=tables["objects"],
+                      qc_png=qc, thumb_png=thumb, meta=meta, extra=extra)
 
 
 class PartStore:
@@ -79,26 +106,7 @@ class PartStore:
 
     def read(self, key: str, *, pictures: bool = False) -> UnitOutput:
         """Read a part back (tables always; PNG bytes when ``pictures``)."""
-        with zipfile.ZipFile(self.path(key)) as z:
-            meta = json.loads(z.read("meta.json"))
-            tables = {}
-            for name in ("summary", "objects"):
-                raw = z.read(f"{name}.csv")
-                tables[name] = pd.read_csv(io.BytesIO(raw), dtype=ID_DTYPES,
-                                           keep_default_na=True) if raw.strip() else \
-                    pd.DataFrame()
-            names = set(z.namelist())
-            qc = z.read("qc.png") if pictures and "qc.png" in names else None
-            thumb = z.read("thumb.png") if pictures and "thumb.png" in names else None
-            extra = {}
-            for n in sorted(names):
-                if n.startswith("extra/") and n.endswith(".csv"):
-                    raw = z.read(n)
-                    extra[n[6:-4]] = pd.read_csv(io.BytesIO(raw), dtype=ID_DTYPES) \
-                        if raw.strip() else pd.DataFrame()
-        return UnitOutput(key=key, ok=True, summary=tables["summary"],
-                          objects=tables["objects"], qc_png=qc, thumb_png=thumb, meta=meta,
-                          extra=extra)
+        return decode_part(self.path(key).read_bytes(), key, pictures=pictures)
 
     # ---- input hashes -------------------------------------------------------------------
 
