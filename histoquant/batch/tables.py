@@ -70,7 +70,12 @@ def _sort(df: pd.DataFrame, keys: Sequence[str], groups: Sequence[str]) -> pd.Da
     def key(col: pd.Series) -> pd.Series:
         if col.name == "group":
             return col.map(lambda g: rank.get(g, len(rank)))
-        return col.map(natural_key)
+        # Rank the few distinct values once (equal natural keys, equal rank) instead of
+        # comparing a tuple key per row: the objects table has tens of thousands of rows.
+        text = col.astype(str)
+        keys = {v: natural_key(v) for v in text.unique()}
+        order = {k: i for i, k in enumerate(sorted(set(keys.values())))}
+        return text.map({v: order[k] for v, k in keys.items()})
 
     return df.sort_values(list(keys), key=key, kind="stable").reset_index(drop=True)
 
