@@ -766,9 +766,9 @@ def _qc_overlay(name, corrected, vessel_display, positive, vessel, masks, summar
         layers.append((vessel_display, (0, 190, 0)))
     rgb = to_display_rgb(None, channels=layers, percentiles=(1.0, 99.8))
     if vessel is not None:
-        draw_outlines(rgb, block_any(vessel, q)[:rgb.shape[0], :rgb.shape[1]].astype(np.int32),
+        draw_outlines(rgb, block_any(vessel, q)[:rgb.shape[0], :rgb.shape[1]],
                       (0, 114, 178), thickness_px=1)
-    draw_outlines(rgb, block_any(positive, q)[:rgb.shape[0], :rgb.shape[1]].astype(np.int32),
+    draw_outlines(rgb, block_any(positive, q)[:rgb.shape[0], :rgb.shape[1]],
                   CLASS_COLOURS["positive"], thickness_px=1)
     draw_mask_outlines(rgb, {k: block_any(m, q)[:rgb.shape[0], :rgb.shape[1]]
                              for k, m in masks.items()})

@@ -20,7 +20,7 @@ from .config import StudyConfig, StudyError, find_study_file, glob_match, load_s
 from .execute import execute, side_process
 from .report import build_report
 from .samples import SHEET_NAMES, Sample, build_samples, discover, natural_key, read_sample_sheet
-from .store import PartStore, decode_part, encode_part
+from .store import PartStore, decode_part
 from .tables import StudyTables, assemble, extra_table, group_order
 from .units import Unit, UnitOutput, unit_key
 
@@ -312,8 +312,7 @@ def run_batch(
             # while the workers measure, it is off the serial tail of a parallel run.
             import scipy.stats  # noqa: F401
         if out.ok:
-            data = out.part if out.part is not None else encode_part(out)
-            store.write(dataclasses.replace(out, part=data))
+            data = store.write(out)
             # Parsed and its QC picture written now, while the workers measure, rather than
             # all at the end; only the tables and thumbnail are kept for assembling.
             part = decode_part(data, out.key, pictures=True)

@@ -96,13 +96,15 @@ class PartStore:
         except (zipfile.BadZipFile, OSError):
             return False
 
-    def write(self, out: UnitOutput) -> Path:
-        """Persist a successful unit atomically (its encoded part, or encoded here)."""
-        path = self.path(out.key)
+    def write(self, out: UnitOutput) -> bytes:
+        """Persist a successful unit atomically (its encoded part, or encoded here).
+
+        Returns the part's bytes, as :func:`decode_part` reads them.
+        """
         data = out.part if out.part is not None else encode_part(out)
-        with atomic_path(path) as tmp:
+        with atomic_path(self.path(out.key)) as tmp:
             tmp.write_bytes(data)
-        return path
+        return data
 
     def read(self, key: str, *, pictures: bool = False) -> UnitOutput:
         """Read a part back (tables always; PNG bytes when ``pictures``)."""

@@ -36,6 +36,8 @@ import numpy as np
 from numba import njit
 from scipy import ndimage as ndi
 
+from .coarse_background import block_sum
+
 __all__ = ["TubeSegmentation", "subtract_background", "ridge_zscore", "segment_tubes",
            "remove_small"]
 
@@ -112,17 +114,7 @@ def _block_reduce_mean(img: np.ndarray, f: int) -> np.ndarray:
     hp, wp = -(-h // f) * f, -(-w // f) * f
     if (hp, wp) != (h, w):
         img = np.pad(img, ((0, hp - h), (0, wp - w)), mode="edge")
-    if f <= 8:
-        # strided sums: much faster than a reshaped mean over two non-adjacent axes
-        rows = np.array(img[0::f], dtype=np.float32)
-        for k in range(1, f):
-            rows += img[k::f]
-        out = np.array(rows[:, 0::f])
-        for k in range(1, f):
-            out += rows[:, k::f]
-    else:
-        out = img.reshape(hp // f, f, wp).sum(axis=1, dtype=np.float32)
-        out = out.reshape(hp // f, wp // f, f).sum(axis=2, dtype=np.float32)
+    out = block_sum(img, f).astype(np.float32, copy=False)
     out *= np.float32(1.0 / (f * f))
     return out
 
