@@ -65,34 +65,78 @@ def _processes(units: Sequence[Unit], jobs: int, on_done: OnDone) -> None:
 
 
 def _process_pool(units: Sequence[Unit], jobs: int, on_done: OnDone) -> None:
+    """Run units on ``jobs`` spawned workers; a worker that dies fails only its own unit.
+
+    When a worker process dies (the out-of-memory killer, a crash in native code), the pool
+    breaks and every unit in flight loses its result, with no word of which unit killed it.
+    Those units become suspects and run again one at a time, each alone in a fresh pool: a
+    suspect that kills its worker while alone is the culprit and gets an error row; the
+    others are measured as if nothing had happened. Units not yet started are unaffected.
+    """
     # spawn: workers start clean (no inherited threads or locks), as on macOS and Windows
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
-    # keep at most 2 units per worker queued, so an interrupted run has little in flight
     todo = list(units)[::-1]
+    suspects: list[Unit] = []
     running: dict[Any, Unit] = {}
+    alone = False  # running holds one suspect and nothing else
     try:
-        while todo or running:
-            while todo and len(running) < 2 * jobs:
-                u = todo.pop()
-                running[pool.submit(process_unit, u)] = u
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in done:
-                u = running.pop(fut)
+        while todo or suspects or running:
+            died: list[Unit] = []
+            if suspects and not running:
+                batch, alone = [suspects.pop()], True
+            elif not suspects and not alone:
+                # at most 2 units per worker queued, so an interrupted run has little in flight
+                batch = [todo.pop() for _ in range(min(len(todo), 2 * jobs - len(running)))]
+            else:
+                batch = []
+            for i, u in enumerate(batch):
                 try:
-                    out = fut.result()
-                except BrokenProcessPool:
-                    out = _crashed(u, "the worker process died while measuring this image "
-                                      "(out of memory?); run again with --resume to retry")
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
-                    todo.extend(running.values())
-                    running.clear()
-                on_done(u, out)
+                    running[pool.submit(process_unit, u)] = u
+                except BrokenProcessPool:  # a worker died since the last wait
+                    suspects.extend(batch[i:][::-1])
+                    alone = False
+                    break
+            else:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    u = running.pop(fut)
+                    try:
+                        out = fut.result()
+                    except BrokenProcessPool:
+                        died.append(u)
+                        continue
+                    on_done(u, out)
+                if not died:
+                    if not running:
+                        alone = False
+                    continue
+            # Every future still pending shares the broken pool's fate; one that finished
+            # before the death keeps its result.
+            for fut, u in running.items():
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    on_done(u, fut.result())
+                else:
+                    died.append(u)
+            running.clear()
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+            if alone and len(died) == 1:
+                log.warning("%s: the worker process died while measuring it, alone",
+                            died[0].sample.rel)
+                on_done(died[0], _crashed(died[0], _DIED))
+            else:
+                suspects.extend(died[::-1])
+            alone = False
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+_DIED = ("the worker process died while measuring this image, alone (out of memory, or a "
+         "crash in native code); check its size and format, then run again with --resume "
+         "to retry it")
 
 
 def dask_client(scheduler: Any):
