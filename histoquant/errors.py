@@ -16,6 +16,7 @@ __all__ = [
     "RegionError",
     "ParamsError",
     "DependencyError",
+    "OutputPathError",
 ]
 
 
@@ -49,3 +50,8 @@ class ParamsError(HistoquantError):
 
 class DependencyError(HistoquantError):
     """An optional dependency (or its model weights) needed for the request is missing."""
+
+
+class OutputPathError(HistoquantError):
+    """A file would be written outside the output folder (a symbolic link leading out of it,
+    or a name that climbs out); nothing is written there."""

@@ -12,6 +12,11 @@
     OUTDIR/regions/<stem>.geojson, .zip   regions an assay found (``extra["regions"]``),
                                for QuPath / ImageJ, to check, correct and feed back
     OUTDIR/run.json            parameters, versions, inputs
+
+File names made from data (``<stem>`` is the image name) go through
+:func:`~histoquant.io.safe_paths.safe_file_name`, and every path through
+:class:`~histoquant.io.safe_paths.OutputFolder`, so nothing is written outside OUTDIR. Each
+writer below takes ``root=`` (the output folder) to make the same check itself.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .io.safe_paths import OutputFolder, safe_file_name
 from .io.writers import atomic_path
 from .results import AssayResult, order_columns, versions
 
@@ -36,16 +42,21 @@ __all__ = ["write_csv", "write_label_image", "write_png", "write_result_files",
 EXCEL_MAX_ROWS = 1_048_576
 
 
-def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write a table as UTF-8 CSV with one header row, atomically."""
+def write_csv(df: pd.DataFrame, path: str | Path, *, root: str | Path | None = None) -> Path:
+    """Write a table as UTF-8 CSV with one header row, atomically.
+
+    With ``root``, refuse (:class:`~histoquant.errors.OutputPathError`) a ``path`` outside
+    that folder once symbolic links are resolved; the same holds for every writer here.
+    """
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, root=root) as tmp:
         order_columns(df).to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n")
     return path
 
 
 def write_label_image(labels: np.ndarray, path: str | Path,
-                      pixel_size_um: float | None = None) -> Path:
+                      pixel_size_um: float | None = None, *,
+                      root: str | Path | None = None) -> Path:
     """Write a label image or mask as a compressed ImageJ TIFF with its calibration."""
     import tifffile
 
@@ -61,7 +72,7 @@ def write_label_image(labels: np.ndarray, path: str | Path,
         kwargs["resolution"] = (1 / pixel_size_um, 1 / pixel_size_um)
         kwargs["metadata"]["unit"] = "um"
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, root=root) as tmp:
         tifffile.imwrite(tmp, arr, **kwargs)
     return path
 
@@ -71,12 +82,12 @@ def write_label_image(labels: np.ndarray, path: str | Path,
 PNG_COMPRESS_LEVEL = 1
 
 
-def write_png(rgb: np.ndarray, path: str | Path) -> Path:
+def write_png(rgb: np.ndarray, path: str | Path, *, root: str | Path | None = None) -> Path:
     """Write an RGB uint8 array as PNG, atomically."""
     from PIL import Image as PILImage
 
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, root=root) as tmp:
         PILImage.fromarray(np.ascontiguousarray(rgb)).save(
             tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return path
@@ -85,38 +96,48 @@ def write_png(rgb: np.ndarray, path: str | Path) -> Path:
 def write_result_files(result: AssayResult, outdir: str | Path) -> None:
     """Write a result's label image and QC overlay under ``outdir/labels`` and ``outdir/qc``,
     and, when ``result.extra["regions"]`` holds :class:`~histoquant.rois.Region` objects,
-    ``outdir/regions/<stem>.geojson`` (QuPath) and ``.zip`` (ImageJ RoiSet)."""
-    outdir = Path(outdir)
+    ``outdir/regions/<stem>.geojson`` (QuPath) and ``.zip`` (ImageJ RoiSet).
+
+    ``<stem>`` is ``result.image`` made safe by :func:`~histoquant.io.safe_paths.safe_file_name`.
+
+    Raises
+    ------
+    OutputPathError
+        When a file would land outside ``outdir`` (a symbolic link in it leading out).
+    """
+    out = OutputFolder(outdir)
     if result.labels is not None:
-        write_label_image(result.labels, outdir / "labels" / f"{result.image}.tif",
+        write_label_image(result.labels,
+                          out.path("labels", safe_file_name(result.image, suffix=".tif")),
                           result.pixel_size_um)
     if result.qc is not None:
-        write_png(result.qc, outdir / "qc" / f"{result.image}.png")
+        write_png(result.qc, out.path("qc", safe_file_name(result.image, suffix=".png")))
     regions = result.extra.get("regions") if isinstance(result.extra, dict) else None
     if regions:
         from .rois import write_regions
 
         for suffix in (".geojson", ".zip"):
-            write_regions(list(regions), outdir / "regions" / f"{result.image}{suffix}")
+            write_regions(list(regions),
+                          out.path("regions", safe_file_name(result.image, suffix=suffix)))
 
 
 def write_tables(results: Iterable[AssayResult], outdir: str | Path,
                  errors: list[dict[str, str]] | None = None) -> dict[str, pd.DataFrame]:
     """Concatenate results into ``summary.csv`` and ``objects.csv`` (and ``errors.csv``)."""
-    outdir = Path(outdir)
+    out = OutputFolder(outdir)
     results = list(results)
     summary = pd.concat([r.summary for r in results], ignore_index=True) if results \
         else pd.DataFrame()
     objects = pd.concat([r.objects for r in results if len(r.objects)], ignore_index=True) \
         if any(len(r.objects) for r in results) else pd.DataFrame(
             columns=results[0].objects.columns if results else ["image"])
-    write_csv(summary, outdir / "summary.csv")
-    write_csv(objects, outdir / "objects.csv")
+    write_csv(summary, out.path("summary.csv"))
+    write_csv(objects, out.path("objects.csv"))
     tables = {"summary": summary, "objects": objects}
     for name, table in extra_tables(results).items():
-        write_csv(table, outdir / f"{name}.csv")
+        write_csv(table, out.path(safe_file_name(name, suffix=".csv")))
         tables[name] = table
-    err_path = outdir / "errors.csv"
+    err_path = out.path("errors.csv")
     if errors:
         tables["errors"] = pd.DataFrame(errors)
         write_csv(tables["errors"], err_path)
@@ -171,24 +192,24 @@ def write_run_json(outdir: str | Path, *, assay: str, params: dict[str, Any],
                    for p in inputs],
         **(extra or {}),
     }
-    path = Path(outdir) / "run.json"
+    path = OutputFolder(outdir).path("run.json")
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
     return path
 
 
-def write_bytes(data: bytes, path: str | Path) -> Path:
+def write_bytes(data: bytes, path: str | Path, *, root: str | Path | None = None) -> Path:
     """Write bytes to ``path`` atomically."""
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, root=root) as tmp:
         tmp.write_bytes(data)
     return path
 
 
-def write_json(record: Any, path: str | Path) -> Path:
+def write_json(record: Any, path: str | Path, *, root: str | Path | None = None) -> Path:
     """Write a JSON document (UTF-8, indented) atomically."""
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, root=root) as tmp:
         tmp.write_text(json.dumps(record, indent=2, default=str, ensure_ascii=False),
                        encoding="utf-8")
     return path
@@ -239,7 +260,8 @@ def _append_table(sheet, df: pd.DataFrame) -> None:
 
 
 def write_excel(sheets: dict[str, pd.DataFrame], path: str | Path, *,
-                blocks: dict[str, list[tuple[str, pd.DataFrame]]] | None = None) -> Path:
+                blocks: dict[str, list[tuple[str, pd.DataFrame]]] | None = None,
+                root: str | Path | None = None) -> Path:
     """Write tables to one Excel workbook, one sheet each, atomically.
 
     Parameters
@@ -252,6 +274,8 @@ def write_excel(sheets: dict[str, pd.DataFrame], path: str | Path, *,
     blocks : dict of str to list of (title, DataFrame), optional
         Sheets holding several small tables one under the other, each under a title row
         (the per-measure Prism tables).
+    root : path, optional
+        The output folder ``path`` must lie in (symbolic links resolved).
     """
     from openpyxl import Workbook
 
@@ -274,6 +298,6 @@ def write_excel(sheets: dict[str, pd.DataFrame], path: str | Path, *,
             sheet.append([])
     if not book.worksheets:
         book.create_sheet("empty")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, root=root) as tmp:
         book.save(tmp)
     return path

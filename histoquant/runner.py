@@ -15,7 +15,7 @@ from typing import Any
 
 from .assays.base import AssaySpec, resolve_params
 from .errors import HistoquantError
-from .io import read_image
+from .io import OutputFolder, read_image
 from .output import write_result_files, write_run_json, write_tables
 from .results import AssayResult
 
@@ -74,8 +74,16 @@ def run_files(
         Identifiers the images share and the assay cannot see (``animal``, ``group``,
         ``level``, ``section``, or any other name): each becomes a constant column of every
         summary and objects table, beside ``image`` and ``region``.
+
+    Raises
+    ------
+    OutputPathError
+        Before any image is read, when ``outdir`` holds a symbolic link leading out of it
+        (say ``outdir/qc -> /elsewhere``): every file is written inside ``outdir``, under a
+        name made safe from the image name.
     """
     outdir = Path(outdir)
+    OutputFolder(outdir).check()
     outdir.mkdir(parents=True, exist_ok=True)
     p = resolve_params(spec.params_cls, params)
     report = RunReport(outdir)

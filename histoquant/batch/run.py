@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..io.safe_paths import OutputFolder, safe_file_name, safe_name
 from ..output import write_bytes, write_csv, write_excel, write_json
 from .config import StudyConfig, StudyError, find_study_file, glob_match, load_study
 from .execute import execute, side_process
@@ -121,11 +122,17 @@ def plan_study(
     ------
     StudyError
         With every problem found, before any image is measured.
+    OutputPathError
+        When the output folder holds a symbolic link leading out of it (checked first,
+        before anything is written there).
     """
     folder = Path(folder).resolve()
     outdir = Path(outdir).resolve()
     if not folder.is_dir():
         raise StudyError([f"{folder}: not a folder"], "study")
+    # A link planted in the output folder (outdir/qc -> /elsewhere) would carry writes out
+    # of it; refuse the run now, before the input hashes are cached or any image measured.
+    OutputFolder(outdir).check()
     cfg_path = Path(config) if config is not None else find_study_file(folder)
     if config is not None and not cfg_path.is_file():
         raise StudyError([f"no such study file: {cfg_path}"], "study")
@@ -137,8 +144,8 @@ def plan_study(
     elif not sheet_path.is_file():
         raise StudyError([f"no such sample sheet: {sheet_path}"], "study")
     sheet = read_sample_sheet(sheet_path) if sheet_path is not None else None
-    images, others = discover(folder, skip=[outdir])
     notes: list[str] = []
+    images, others = discover(folder, skip=[outdir], notes=notes)
     if cfg.exclude:
         kept = [p for p in images
                 if not any(glob_match(p.relative_to(folder).as_posix(), g) for g in cfg.exclude)]
@@ -268,6 +275,12 @@ def run_batch(
     ------
     StudyError
         When the study file, sample sheet or file names are wrong (nothing is run).
+    OutputPathError
+        When a file would be written outside ``outdir``. Every output file name made from
+        a name in the data (region, image, measure, assay) is made safe first
+        (:func:`~histoquant.io.safe_paths.safe_file_name`); this is raised for a symbolic
+        link in ``outdir`` that leads out of it, before anything is measured when the link
+        is already there at the start.
     KeyboardInterrupt
         Passed on after an interrupt; every image finished before it is kept for
         ``resume=True``.
@@ -288,6 +301,7 @@ def run_batch(
                       overrides=overrides)
     t_plan = time.perf_counter()
     store = PartStore(outdir)
+    output = OutputFolder(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     report = BatchReport(outdir=outdir, n_units=len(plan.units) + len(plan.failed),
                          notes=list(plan.notes))
@@ -317,8 +331,7 @@ def run_batch(
             # all at the end; only the tables and thumbnail are kept for assembling.
             part = decode_part(data, out.key, pictures=True)
             if part.qc_png:
-                write_bytes(part.qc_png, report.outdir / "qc" / unit.assay /
-                            f"{unit.sample.image}.png")
+                write_bytes(part.qc_png, _qc_path(output, unit.assay, unit.sample.image))
             finished[out.key] = dataclasses.replace(part, qc_png=None)
             report.n_run += 1
             msg = f"{unit.sample.rel} ({unit.assay}): ok"
@@ -366,13 +379,24 @@ def _finish(plan: StudyPlan, store: PartStore, report: BatchReport,
         side.shutdown(wait=True)
 
 
+def _qc_path(out: OutputFolder, assay: str, image: str) -> Path:
+    """``qc/<assay>/<image>.png``, every part made safe.
+
+    An image name holding its folder (two files of the same name in different folders, see
+    ``samples._image_names``) keeps that folder under ``qc/<assay>/``.
+    """
+    *folders, name = image.split("/")
+    return out.path("qc", safe_name(assay), *map(safe_name, folders),
+                    safe_file_name(name, suffix=".png"))
+
+
 def _assemble_outputs(plan: StudyPlan, store: PartStore, report: BatchReport,
                       records: dict[str, dict[str, Any]], finished: dict[str, UnitOutput], *,
                       jobs: int, scheduler: Any, resume: bool, timings: dict[str, float],
                       t_start: float, t0: float,
                       side: Any) -> None:
     """The work of :func:`_finish`; ``side`` (a spare process or None) writes the workbook."""
-    outdir = report.outdir
+    out = OutputFolder(report.outdir)
     cfg = plan.config
     parts, thumbs = [], {}
     extras: dict[tuple[str, str], list] = {}
@@ -389,7 +413,7 @@ def _assemble_outputs(plan: StudyPlan, store: PartStore, report: BatchReport,
         if part.thumb_png:
             thumbs[u.key] = part.thumb_png
         if part.qc_png:
-            write_bytes(part.qc_png, outdir / "qc" / u.assay / f"{u.sample.image}.png")
+            write_bytes(part.qc_png, _qc_path(out, u.assay, u.sample.image))
         units_meta.append(part.meta)
     units_meta.extend(f.meta for f in plan.failed)
     errors = [m["error"] for m in units_meta if "error" in m]
@@ -403,29 +427,33 @@ def _assemble_outputs(plan: StudyPlan, store: PartStore, report: BatchReport,
         if missing:
             report.notes.append(f"assays.{a}.measures: {', '.join(missing)} not reported by "
                                 "the assay")
-    write_csv(tables.objects, outdir / "objects.csv")
-    write_csv(tables.sections, outdir / "sections.csv")
-    write_csv(tables.animals, outdir / "animals.csv")
-    tables_dir = outdir / "tables"
+    write_csv(tables.objects, out.path("objects.csv"))
+    write_csv(tables.sections, out.path("sections.csv"))
+    write_csv(tables.animals, out.path("animals.csv"))
+    # checked before the stale files in it are deleted, too
+    tables_dir = out.path("tables")
     kept = set()
     for (assay, name), items in sorted(extras.items()):
-        write_csv(extra_table(items, groups), tables_dir / f"{assay}__{name}.csv")
-        kept.add(f"{assay}__{name}.csv")
+        file_name = safe_file_name(assay, name, suffix=".csv")
+        write_csv(extra_table(items, groups), out.path("tables", file_name))
+        kept.add(file_name)
     if tables_dir.is_dir():
         for stale in tables_dir.glob("*.csv"):
             if stale.name not in kept:
                 stale.unlink()
-    err_path = outdir / "errors.csv"
+    err_path = out.path("errors.csv")
     if len(tables.errors):
         write_csv(tables.errors, err_path)
     elif err_path.exists():
         err_path.unlink()
-    prism_dir = outdir / "prism"
+    prism_dir = out.path("prism")
     written = set()
     blocks = []
     for (assay, measure, region, level), df in tables.prism.items():
-        name = f"{assay}__{measure}__{region}__{level}.csv"
-        write_csv(df, prism_dir / name)
+        # the table and the workbook's title keep the names as they are; only the file name
+        # is made safe (unchanged for ordinary names)
+        name = safe_file_name(assay, measure, region, level, suffix=".csv")
+        write_csv(df, out.path("prism", name))
         written.add(name)
         blocks.append((f"{assay} · {measure} · {region} · {level}", df))
     if prism_dir.is_dir():
@@ -442,9 +470,10 @@ def _assemble_outputs(plan: StudyPlan, store: PartStore, report: BatchReport,
     if len(tables.errors):
         sheets["errors"] = tables.errors
     if side is not None:
-        excel = side.submit(write_excel, sheets, outdir / "study.xlsx", blocks={"prism": blocks})
+        excel = side.submit(write_excel, sheets, out.path("study.xlsx"),
+                            blocks={"prism": blocks})
     else:
-        write_excel(sheets, outdir / "study.xlsx", blocks={"prism": blocks})
+        write_excel(sheets, out.path("study.xlsx"), blocks={"prism": blocks})
         excel = None
     from .. import __version__
 
@@ -462,7 +491,7 @@ def _assemble_outputs(plan: StudyPlan, store: PartStore, report: BatchReport,
     title = cfg.title or f"histoquant study: {cfg.folder.name}"
     html = build_report(tables, units_meta, thumbs, title=title, run_info=run_info,
                         measures=measures, notes=report.notes)
-    with_path = outdir / "report.html"
+    with_path = out.path("report.html")
     write_bytes(html.encode("utf-8"), with_path)
     if excel is not None:
         excel.result()  # raises here what the workbook's writing raised
@@ -500,7 +529,7 @@ def _assemble_outputs(plan: StudyPlan, store: PartStore, report: BatchReport,
         "outputs": ["objects.csv", "sections.csv", "animals.csv", "prism/", "study.xlsx",
                     "qc/", "report.html"] + (["errors.csv"] if n_failed else []),
     }
-    write_json(record, outdir / "run.json")
+    write_json(record, out.path("run.json"))
 
 
 def _file_record(path: Path | None) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ pattern, a ``groups`` mapping in the study file, or a sheet with one row per ani
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -83,41 +84,91 @@ def find_images(folder: str | Path, patterns: Iterable[str] = ("*",),
 
 
 def discover(folder: str | Path, *, recursive: bool = True,
-             skip: Iterable[Path] = ()) -> tuple[list[Path], list[Path]]:
+             skip: Iterable[Path] = (),
+             notes: list[str] | None = None) -> tuple[list[Path], list[Path]]:
     """Image files and other files under ``folder``.
 
     Hidden files and folders, and the folders in ``skip`` (the output folder), are left out;
-    an OME-Zarr folder is one image.
+    an OME-Zarr folder is one image. Symbolic links are followed, but each real folder is
+    walked and each real file found once: a link that loops back to a folder above it, or
+    reaches a folder or image already found another way, is skipped with a note (without
+    this a looping link made the batch measure one image dozens of times).
+
+    Parameters
+    ----------
+    folder : path
+        The study folder.
+    recursive : bool
+        Look into sub-folders.
+    skip : iterable of Path
+        Folders to leave out (compared by real path).
+    notes : list of str, optional
+        Receives a line listing the links skipped (loops, repeats), for the batch report.
 
     Returns
     -------
     images, others : list of Path
-        Both sorted by path.
+        Both sorted by path (the path through which each was first reached).
     """
     folder = Path(folder)
-    skip = [Path(s).resolve() for s in skip]
+    # realpath, not Path.resolve(): on a link loop the latter raises (Python < 3.13)
+    skip = {os.path.realpath(s) for s in skip}
     images: list[Path] = []
     others: list[Path] = []
+    loops: list[str] = []
+    repeats: list[str] = []
+    # real path -> the path it was first reached by (folders and image files)
+    seen: dict[str, Path] = {os.path.realpath(folder): folder}
 
-    def walk(d: Path) -> None:
+    def first_visit(entry: Path, real: str, parent_real: str) -> bool:
+        if real not in seen:
+            seen[real] = entry
+            return True
+        rel, first = _rel(entry, folder), _rel(seen[real], folder) or "."
+        if parent_real == real or parent_real.startswith(real.rstrip(os.sep) + os.sep):
+            loops.append(f"{rel} (a link back to {first})")
+        else:
+            repeats.append(f"{rel} (the same as {first})")
+        return False
+
+    def walk(d: Path, d_real: str) -> None:
         for entry in sorted(d.iterdir()):
             if entry.name.startswith("."):
                 continue
-            if entry.resolve() in skip:
+            real = os.path.realpath(entry)
+            if real in skip:
                 continue
             if entry.is_dir():
+                if not first_visit(entry, real, d_real):
+                    continue
                 if is_image_file(entry) or (entry / ".zattrs").exists() or \
                         (entry / "zarr.json").exists():
                     images.append(entry)
                 elif recursive:
-                    walk(entry)
+                    walk(entry, real)
             elif is_image_file(entry):
-                images.append(entry)
+                if first_visit(entry, real, d_real):
+                    images.append(entry)
             else:
                 others.append(entry)
 
-    walk(folder)
+    walk(folder, os.path.realpath(folder))
+    if notes is not None:
+        if loops:
+            notes.append(f"{len(loops)} folder link(s) that loop skipped: "
+                         f"{', '.join(loops[:8])}{' ...' if len(loops) > 8 else ''}")
+        if repeats:
+            notes.append(f"{len(repeats)} link(s) to a folder or image already found skipped "
+                         f"(each is measured once): "
+                         f"{', '.join(repeats[:8])}{' ...' if len(repeats) > 8 else ''}")
     return images, others
+
+
+def _rel(path: Path, folder: Path) -> str:
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def read_sample_sheet(path: str | Path) -> pd.DataFrame:

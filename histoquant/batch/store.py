@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..io.safe_paths import OutputFolder
 from ..io.writers import atomic_path
 from ..output import file_sha256
 from .units import UnitOutput
@@ -77,13 +78,19 @@ def decode_part(data: bytes, key: str, *, pictures: bool = False) -> UnitOutput:
 
 
 class PartStore:
-    """The ``.parts`` folder of an output folder."""
+    """The ``.parts`` folder of an output folder.
+
+    Every file it writes is checked to lie inside the output folder (a ``.parts`` link to
+    elsewhere is refused with :class:`~histoquant.errors.OutputPathError`).
+    """
 
     def __init__(self, outdir: str | Path):
-        self.dir = Path(outdir) / ".parts"
+        self.out = OutputFolder(outdir)
+        self.dir = self.out.root / ".parts"
 
     def path(self, key: str) -> Path:
-        return self.dir / f"{key}.zip"
+        """The part file of ``key`` (a hex digest, so a plain file name)."""
+        return self.out.path(".parts", f"{key}.zip")
 
     def has(self, key: str) -> bool:
         """Whether a finished, readable part exists for ``key``."""
@@ -113,7 +120,7 @@ class PartStore:
     # ---- input hashes -------------------------------------------------------------------
 
     def _hash_file(self) -> Path:
-        return self.dir / "hashes.json"
+        return self.out.path(".parts", "hashes.json")
 
     def hashes(self, paths: list[Path]) -> tuple[dict[Path, str], dict[Path, str]]:
         """SHA-256 of every input (cached by size and mtime); unreadable ones separately.

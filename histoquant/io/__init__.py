@@ -2,6 +2,7 @@
 
 from .image import Image, as_image, check_finite, check_not_empty, dtype_max
 from .readers import IMAGE_SUFFIXES, image_levels, is_image_file, read_image
+from .safe_paths import OutputFolder, check_inside, safe_file_name, safe_name
 from .writers import atomic_path, write_imagej_tiff, write_ome_tiff, write_ome_zarr
 
 __all__ = [
@@ -15,6 +16,10 @@ __all__ = [
     "is_image_file",
     "read_image",
     "atomic_path",
+    "OutputFolder",
+    "check_inside",
+    "safe_file_name",
+    "safe_name",
     "write_imagej_tiff",
     "write_ome_tiff",
     "write_ome_zarr",

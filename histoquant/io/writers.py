@@ -12,17 +12,25 @@ from pathlib import Path
 import numpy as np
 
 from .image import Image
+from .safe_paths import check_inside
 
 __all__ = ["write_ome_tiff", "write_imagej_tiff", "write_ome_zarr", "atomic_path"]
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, root: str | Path | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
-    A killed or failed write leaves no half-written file under the final name.
+    A killed or failed write leaves no half-written file under the final name. With
+    ``root`` (the output folder), ``path`` is first checked to lie inside it, symbolic links
+    resolved (:func:`~histoquant.io.safe_paths.check_inside`), before any folder is made.
+
+    Raises
+    ------
+    OutputPathError
+        When ``root`` is given and ``path`` is not inside it.
     """
-    path = Path(path)
+    path = check_inside(root, path) if root is not None else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)

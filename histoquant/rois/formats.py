@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RegionError
+from ..io.safe_paths import safe_name
 from ..io.writers import atomic_path
 from .region import Polygon, Region
 
@@ -132,13 +133,17 @@ def write_imagej_rois(regions: list[Region], path: str | Path) -> Path:
             tmp.write_bytes(rois[0].tobytes())
         else:
             # ImageJ's RoI Manager takes the label from the ROI's name; entry names only
-            # need to be unique inside the zip.
-            seen: dict[str, int] = {}
+            # need to be unique inside the zip. They are made safe, so that unpacking the
+            # RoiSet cannot write outside its folder (a region named "../../x").
+            used: set[str] = set()
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
                 for roi in rois:
-                    n = seen.get(roi.name, 0) + 1
-                    seen[roi.name] = n
-                    entry = roi.name if n == 1 else f"{roi.name}-{n}"
+                    base = entry = safe_name(roi.name)
+                    n = 1
+                    while entry in used:
+                        n += 1
+                        entry = f"{base}-{n}"
+                    used.add(entry)
                     zf.writestr(f"{entry}.roi", roi.tobytes())
     return path
 
