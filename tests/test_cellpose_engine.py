@@ -190,6 +190,9 @@ def test_channels_are_picked_in_order_and_inverted_on_request(stand_in):
     assert label(x[..., 0] > 0.5).max() == truth.max()
 
 
+# The 20 µm overlap is smaller than some of these cells on purpose (three tiles from 600 rows);
+# the engine's warning about cut objects is right here and not what this test checks.
+@pytest.mark.filterwarnings("ignore:.*inner tile edge:UserWarning")
 def test_tiles_share_the_whole_image_normalisation(stand_in):
     image, _ = make_round_cells((600, 200), pixel_size_um=0.5, n_cells=30, seed=4)
     data = image.data.copy()
