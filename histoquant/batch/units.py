@@ -26,8 +26,7 @@ import pandas as pd
 
 from ..assays.base import AssaySpec
 from ..errors import HistoquantError
-from ..io import Image, read_image
-from ..io.limits import MAX_IN_MEMORY_PIXELS
+from ..io import Image, limits, read_image
 from ..io.readers import LAZY_BYTES
 from ..output import PNG_COMPRESS_LEVEL
 from ..params import AssayParams
@@ -362,7 +361,7 @@ def process_unit(unit: Unit) -> UnitOutput:
         nbytes = h * w * image.n_channels * image.dtype.itemsize * (
             image.data.shape[0] if image.axes.startswith("Z") else 1)
         # never in one piece above the readers' in-memory limit, whatever max_direct_mpx says
-        big = h * w > min(unit.slides.max_direct_mpx * 1e6, MAX_IN_MEMORY_PIXELS) or \
+        big = h * w > min(unit.slides.max_direct_mpx * 1e6, limits.MAX_IN_MEMORY_PIXELS) or \
             nbytes > LAZY_BYTES
         in_memory = nbytes <= unit.slides.in_memory_mb * 1024**2
         if not isinstance(image.data, np.ndarray) and (in_memory or not (
