@@ -28,9 +28,6 @@ IMAGE_SUFFIXES = TIFF_SUFFIXES + PLAIN_SUFFIXES + ZARR_SUFFIXES
 # limits.MAX_IN_MEMORY_PIXELS) are opened lazily (a zarr store over the TIFF tiles).
 LAZY_BYTES = 2 * 1024**3
 
-# Where a pixel size given by the caller comes from, for messages.
-_GIVEN = "the pixel size given (--pixel-size / pixel_size_um)"
-
 
 def is_image_file(path: str | Path) -> bool:
     """True when ``path`` has a suffix :func:`read_image` understands."""
