@@ -29,6 +29,21 @@ def _channel_arg(text: str) -> tuple[str, str | int]:
     return role.strip(), int(value) if value.strip().isdigit() else value.strip()
 
 
+def _pixel_size_arg(text: str) -> float:
+    """``--pixel-size``: a finite positive number of µm within the plausible range.
+
+    Checked when the command line is read, so that ``nan``, ``inf``, ``0`` or ``-1`` stop the
+    run at once with one message instead of failing every image.
+    """
+    from .errors import PixelSizeError
+    from .io.limits import check_pixel_size
+
+    try:
+        return check_pixel_size(text, "--pixel-size", "the command line")
+    except PixelSizeError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--pixel-size: ")) from None
+
+
 # Computed by the assay itself; a --meta value must not overwrite them.
 _RESERVED_META = ("image", "region", "label")
 
@@ -63,7 +78,7 @@ def _meta_from_args(args: argparse.Namespace) -> dict[str, str]:
 
 def _add_common(p: argparse.ArgumentParser, spec: AssaySpec | None) -> None:
     p.add_argument("-o", "--outdir", required=True, type=Path, help="output folder")
-    p.add_argument("--pixel-size", type=float, metavar="UM", dest="pixel_size_um",
+    p.add_argument("--pixel-size", type=_pixel_size_arg, metavar="UM", dest="pixel_size_um",
                    help="pixel size in µm (overrides the file's)")
     p.add_argument("--regions", metavar="FILE|auto",
                    help="ImageJ RoiSet .zip/.roi or QuPath .geojson; 'auto' finds them")

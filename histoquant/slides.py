@@ -39,7 +39,8 @@ class Overview:
     rgb : bool
         Whether the source is brightfield RGB.
     dtype_max : float
-        Largest value of the source's data type (1.0 for floats).
+        Value of full brightness of the source: its integer type's maximum, or the scale
+        float data are on (see :func:`histoquant.io.image.value_scale`).
     """
 
     data: np.ndarray
@@ -164,14 +165,26 @@ def overview(image: Image, max_px: int = 2048) -> Overview:
     -------
     Overview
     """
-    from .io import dtype_max
-
     full = image.shape_yx
     factor = max(1, int(np.ceil(max(full) / max_px)))
     data, scale = read_region(image, None, factor)
     px = image.pixel_size_um * scale[1] if image.pixel_size_um else None
     return Overview(data=data, scale=scale, full_shape=full, pixel_size_um=px, rgb=image.rgb,
-                    dtype_max=dtype_max(image.dtype))
+                    dtype_max=_full_scale(image, data))
+
+
+def _full_scale(image: Image, data: np.ndarray) -> float:
+    """Full brightness of ``image``: an in-memory float image's own scale, else the overview's.
+
+    Float pixels may hold 0–1, 0–255 or 0–65535 values. The overview's block means are no
+    longer whole numbers, so for a lazy float image the scale is inferred from the overview
+    (its maximum when above 1) rather than reading the full-resolution slide again.
+    """
+    from .io.image import value_scale
+
+    if isinstance(image.data, np.ndarray) or not np.issubdtype(image.dtype, np.floating):
+        return image.max_value()
+    return value_scale(data, image.dtype)
 
 
 def find_sections(view: Overview, *, min_area_mm2: float = 1.0, smooth_um: float = 20.0,

@@ -33,17 +33,15 @@ class BlobParams(AssayParams):
 
 
 def _signal(image: Image, channels) -> np.ndarray:
-    from .io import dtype_max
-
     if image.rgb:
         rgb = np.asarray(image.data, dtype=np.float32)
         if image.axes.startswith("Z"):
             rgb = rgb.max(axis=0)
-        return 1.0 - rgb.mean(axis=-1) / dtype_max(image.dtype)
+        return 1.0 - rgb.mean(axis=-1) / image.max_value()
     from .assays.base import resolve_channels
 
     idx = resolve_channels(image, BLOB_SPEC.channel_roles, channels)["signal"]
-    return image.channel(idx) / dtype_max(image.dtype)
+    return image.channel(idx) / image.max_value()
 
 
 def run_blobs(image, regions=None, params=None, *, channels=None, pixel_size_um=None,

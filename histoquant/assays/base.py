@@ -140,11 +140,14 @@ def resolve_regions(image: Image, regions: Any,
             raise RegionError("regions='auto' needs histoquant.anatomy, which is missing") \
                 from exc
         return find_auto_regions(image, auto_regions)
+    source = image.source
     if isinstance(regions, (str, Path)):
+        # both files in messages: the region file may simply belong to another image
+        source = f"{regions} (regions of {image.source})"
         regions = read_regions(regions)
     if isinstance(regions, Region):
         regions = [regions]
-    return normalize_regions(regions, shape)
+    return normalize_regions(regions, shape, source=source)
 
 
 def region_table(image_name: str, masks: Mapping[str, np.ndarray],

@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..assays.base import AssaySpec
 from ..errors import HistoquantError
-from ..io import Image, read_image
+from ..io import Image, limits, read_image
 from ..io.readers import LAZY_BYTES
 from ..output import PNG_COMPRESS_LEVEL
 from ..params import AssayParams
@@ -236,12 +236,11 @@ def _run_direct(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, n
     if res.qc is not None:
         qc = np.asarray(res.qc)
     else:
-        from ..io import dtype_max
-
         data = np.asarray(image.data)
         if image.axes.startswith("Z"):
             data = data.max(axis=0)
-        qc = display_rgb(data, image.rgb, dtype_max(image.dtype))
+        # max_value, not the dtype's: a float image may hold 0–255 values
+        qc = display_rgb(data, image.rgb, image.max_value())
         if res.masks:
             masks = {k: v for k, v in res.masks.items()
                      if getattr(v, "shape", None) == qc.shape[:2] and v.dtype == bool}
@@ -361,7 +360,9 @@ def process_unit(unit: Unit) -> UnitOutput:
         h, w = image.shape_yx
         nbytes = h * w * image.n_channels * image.dtype.itemsize * (
             image.data.shape[0] if image.axes.startswith("Z") else 1)
-        big = h * w > unit.slides.max_direct_mpx * 1e6 or nbytes > LAZY_BYTES
+        # never in one piece above the readers' in-memory limit, whatever max_direct_mpx says
+        big = h * w > min(unit.slides.max_direct_mpx * 1e6, limits.MAX_IN_MEMORY_PIXELS) or \
+            nbytes > LAZY_BYTES
         in_memory = nbytes <= unit.slides.in_memory_mb * 1024**2
         if not isinstance(image.data, np.ndarray) and (in_memory or not (
                 unit.split_sections or big)):
@@ -376,6 +377,8 @@ def process_unit(unit: Unit) -> UnitOutput:
         summary = summary.assign(image=s.image)
         if len(objects):
             objects = objects.assign(image=s.image)
+        # the reader's warnings (an unusual pixel size) first: they concern every number
+        warnings = list(image.metadata.get("warnings", [])) + list(warnings)
         meta["warnings"] = warnings
         meta["saturated_pct"] = round(sat, 4)
         meta["flags"] = _flags(summary, warnings, sat, unit.qc, info.get("anatomy_quality"))

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ChannelError, EmptyImageError, PixelSizeError
 
-__all__ = ["Image", "as_image", "ChannelSpec"]
+__all__ = ["Image", "as_image", "ChannelSpec", "value_scale"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class Image:
                 f"{len(self.axes)}"
             )
         if self.pixel_size_um is not None:
+            # the hard range only: a pyramid level or a reduced copy may have an unusual size
             self.pixel_size_um = _check_pixel_size(self.pixel_size_um, self.source)
         n = self.n_channels
         if not self.channel_names:
@@ -110,7 +111,12 @@ class Image:
         """Return a copy with ``pixel_size_um`` replaced (logged when it overrides the file)."""
         if pixel_size_um is None:
             return self
-        pixel_size_um = _check_pixel_size(pixel_size_um, self.source)
+        from .limits import check_pixel_size
+
+        warnings = list(self.metadata.get("warnings", []))
+        pixel_size_um = check_pixel_size(pixel_size_um, self.source,
+                                         "the pixel size given (--pixel-size / pixel_size_um)",
+                                         warnings)
         if self.pixel_size_um is not None and not np.isclose(
             self.pixel_size_um, pixel_size_um, rtol=1e-3
         ):
@@ -120,7 +126,8 @@ class Image:
                 pixel_size_um,
                 self.pixel_size_um,
             )
-        return replace(self, pixel_size_um=pixel_size_um)
+        return replace(self, pixel_size_um=pixel_size_um,
+                       metadata={**self.metadata, "warnings": warnings})
 
     def require_pixel_size(self) -> float:
         """Return the pixel size in µm, or raise :class:`PixelSizeError` saying how to give it."""
@@ -190,8 +197,18 @@ class Image:
         return self.plane()
 
     def max_value(self) -> float:
-        """Largest value the pixel type can hold (1.0 for float images)."""
-        return dtype_max(self.dtype)
+        """Value of full brightness: the integer type's maximum, or the scale of float data.
+
+        Float pixels are not assumed to lie in 0–1: a float image holding 0–255 values is on
+        the 8-bit scale (see :func:`value_scale`). The scale of a float image is computed once
+        (from a strided sample of at most about a million pixels) and kept in
+        ``metadata["value_scale"]``.
+        """
+        if not np.issubdtype(self.dtype, np.floating):
+            return dtype_max(self.dtype)
+        if "value_scale" not in self.metadata:
+            self.metadata["value_scale"] = value_scale(_strided_sample(self.data), self.dtype)
+        return float(self.metadata["value_scale"])
 
 
 def dtype_max(dtype: np.dtype) -> float:
@@ -202,6 +219,50 @@ def dtype_max(dtype: np.dtype) -> float:
     if np.issubdtype(dtype, np.integer):
         return float(np.iinfo(dtype).max)
     return 1.0
+
+
+def value_scale(values: Any, dtype: Any = None) -> float:
+    """Value of full brightness of pixels: their type's maximum, or the scale float data are on.
+
+    Integer (and boolean) types saturate at their maximum (255, 65535). Float data are on the
+    scale their finite values show: 1.0 when they lie within 0–1; 255 or 65535 when they are
+    whole numbers that fit that range (an 8- or 16-bit image converted to float); otherwise
+    their maximum. Assuming 1.0 for every float image would make a float image holding 0–255
+    values look saturated white, and a brightfield assay would find no stain in it.
+
+    Parameters
+    ----------
+    values : array_like
+        The pixels, or a representative sample of them.
+    dtype : numpy dtype, optional
+        The image's type (default: that of ``values``).
+
+    Returns
+    -------
+    float
+    """
+    dtype = np.dtype(dtype if dtype is not None else np.asarray(values).dtype)
+    if not np.issubdtype(dtype, np.floating):
+        return dtype_max(dtype)
+    arr = np.asarray(values)
+    finite = arr[np.isfinite(arr)] if arr.size else arr
+    if finite.size == 0:
+        return 1.0
+    top = float(finite.max())
+    if top <= 1.0:
+        return 1.0
+    if top <= 65535.0 and bool(np.all(finite == np.round(finite))):
+        return 255.0 if top <= 255.0 else 65535.0
+    return top
+
+
+def _strided_sample(data: Any, max_pixels: int = 1 << 20) -> np.ndarray:
+    """A strided sample of (Z)YX(C) pixels; reads every pixel only for a small image."""
+    if isinstance(data, np.ndarray) and data.size <= 4 * max_pixels:
+        return data
+    shape = data.shape
+    step = max(1, int(np.ceil(np.sqrt(np.prod(shape[:2]) / max_pixels))))
+    return np.asarray(data[(slice(None, None, step),) * min(2, len(shape))])
 
 
 def check_finite(arr: np.ndarray, source: str = "<array>") -> np.ndarray:
@@ -238,16 +299,25 @@ def _project(arr: np.ndarray, projection: str) -> np.ndarray:
 
 
 def _check_pixel_size(value: float, source: str) -> float:
+    """Refuse a pixel size that is not a number, not positive or outside the hard limits.
+
+    Only :data:`~histoquant.io.limits.PIXEL_SIZE_LIMITS_UM`: an Image may be a pyramid level
+    or a reduced copy, whose pixels are legitimately coarser than a microscope's.
+    """
+    from .limits import PIXEL_SIZE_LIMITS_UM
+
     try:
         value = float(value)
     except (TypeError, ValueError):
         raise PixelSizeError(f"{source}: pixel size {value!r} is not a number") from None
     if not np.isfinite(value) or value <= 0:
         raise PixelSizeError(f"{source}: pixel size must be a positive number of µm, not {value}")
-    if value > 1000:
+    lo, hi = PIXEL_SIZE_LIMITS_UM
+    if not lo <= value <= hi:
         raise PixelSizeError(
-            f"{source}: a pixel size of {value} µm is implausible for a microscope image; "
-            "the value is expected in µm per pixel (not pixels per µm or nm)."
+            f"{source}: a pixel size of {value:.4g} µm is implausible for a microscope image "
+            f"(outside {lo:g}–{hi:g} µm); the value is expected in µm per pixel (not pixels "
+            "per µm, nm or mm)."
         )
     return value
 

@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageReadError, PixelSizeError
-from .image import Image
+from . import limits
+from .image import Image, _check_pixel_size
+from .limits import check_image_size, check_pixel_size, stored_bytes
 from .pixel_size import length_to_um, resolution_to_um
 
 __all__ = ["read_image", "IMAGE_SUFFIXES", "is_image_file", "image_levels"]
@@ -22,7 +24,8 @@ PLAIN_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 IMAGE_SUFFIXES = TIFF_SUFFIXES + PLAIN_SUFFIXES + ZARR_SUFFIXES
 
-# Files whose decoded pixels exceed this are opened lazily (zarr store over the TIFF tiles).
+# Files whose decoded pixels exceed this (or whose pixels exceed
+# limits.MAX_IN_MEMORY_PIXELS) are opened lazily (a zarr store over the TIFF tiles).
 LAZY_BYTES = 2 * 1024**3
 
 
@@ -55,7 +58,9 @@ def read_image(
         size (the file's or ``pixel_size_um``, both meant for level 0) is scaled to the level.
     lazy : bool, optional
         True keeps the pixels on disk (a zarr array read window by window), False loads them;
-        by default files whose pixels exceed 2 GB are opened lazily.
+        by default TIFF and OME-Zarr files with more than
+        :data:`~histoquant.io.limits.MAX_IN_MEMORY_PIXELS` pixels or 2 GB of pixels are opened
+        lazily.
 
     Returns
     -------
@@ -64,23 +69,36 @@ def read_image(
     Raises
     ------
     ImageReadError
-        When the file is missing, not an image, corrupt or truncated.
+        When the file is missing, not an image, corrupt or truncated; when its header claims
+        more pixels than :data:`~histoquant.io.limits.MAX_IMAGE_PIXELS` or more decoded bytes
+        than :data:`~histoquant.io.limits.MAX_COMPRESSION_RATIO` times its size (a
+        decompression bomb); or when it must be read into memory (JPEG, PNG, BMP, or
+        ``lazy=False``) and has more than ``MAX_IN_MEMORY_PIXELS`` pixels. Checked from the
+        header, before any pixel is read.
     PixelSizeError
-        When the file's pixels are anisotropic and no pixel size is given.
+        When the file's pixels are anisotropic and no pixel size is given, or a pixel size
+        (the file's, or ``pixel_size_um``) is outside
+        :data:`~histoquant.io.limits.PIXEL_SIZE_LIMITS_UM`. One outside
+        :data:`~histoquant.io.limits.PIXEL_SIZE_USUAL_UM` is logged as a warning and kept in
+        ``image.metadata["warnings"]``.
     """
     path = Path(path)
+    if pixel_size_um is not None:
+        # refuse NaN, 0 or 1e-5 before opening the file; unusual values warn in _finish
+        _check_pixel_size(pixel_size_um, str(path))
     if not path.exists():
         raise ImageReadError(f"{path}: no such file or folder")
     name = path.name.lower()
     if level < 0:
         raise ImageReadError(f"{path}: pyramid level must be 0 or more, not {level}")
+    given = pixel_size_um is not None
     try:
-        image = _dispatch(path, name, lenient=False, level=level, lazy=lazy)
+        image = _dispatch(path, name, lenient=False, level=level, lazy=lazy, given=given)
     except PixelSizeError:
         if pixel_size_um is None:
             raise
         # The caller's pixel size replaces the file's anisotropic one.
-        image = _dispatch(path, name, lenient=True, level=level, lazy=lazy)
+        image = _dispatch(path, name, lenient=True, level=level, lazy=lazy, given=given)
     if pixel_size_um is not None and level:
         pixel_size_um = pixel_size_um * image.metadata.get("downsample", 1.0)
     return _finish(image, path, pixel_size_um, channel_names)
@@ -138,16 +156,16 @@ def _is_zarr(path: Path, name: str) -> bool:
 
 
 def _dispatch(path: Path, name: str, lenient: bool, level: int = 0,
-              lazy: bool | None = None) -> Image:
+              lazy: bool | None = None, given: bool = False) -> Image:
     try:
         if _is_zarr(path, name):
-            image = _read_zarr(path, lenient, level, lazy)
+            image = _read_zarr(path, lenient, level, lazy, given)
         elif name.endswith(TIFF_SUFFIXES):
-            image = _read_tiff(path, lenient, level, lazy)
+            image = _read_tiff(path, lenient, level, lazy, given)
         elif name.endswith(PLAIN_SUFFIXES):
             if level:
                 raise ImageReadError(f"{path}: has no pyramid level {level} (one level only)")
-            image = _read_plain(path, lenient)
+            image = _read_plain(path, lenient, given)
         else:
             raise ImageReadError(
                 f"{path}: unknown image format {path.suffix!r}; histoquant reads "
@@ -163,6 +181,37 @@ def _dispatch(path: Path, name: str, lenient: bool, level: int = 0,
             "may be corrupt or truncated; re-export or re-copy it."
         ) from exc
     return image
+
+
+def _file_pixel_size(value: float | None, path: Path, origin: str, given: bool,
+                     warnings: list[str]) -> float | None:
+    """Check a full-resolution pixel size read from a file against the limits.
+
+    When the caller gives a pixel size it replaces the file's, so an impossible file value is
+    then only logged: giving ``--pixel-size`` is how a user gets past bad metadata.
+    """
+    if value is None:
+        return None
+    if given:
+        lo, hi = limits.PIXEL_SIZE_LIMITS_UM
+        if not (np.isfinite(value) and lo <= value <= hi):
+            log.info("%s: the file's pixel size %.4g µm (from %s) is implausible; the pixel "
+                     "size given replaces it", path, value, origin)
+            return None
+        return float(value)
+    return check_pixel_size(value, path, origin, warnings)
+
+
+def _check_in_memory(path: Path, pixels: int, lazy_possible: bool) -> None:
+    """Refuse to read more than MAX_IN_MEMORY_PIXELS into memory (before allocating them)."""
+    if pixels > limits.MAX_IN_MEMORY_PIXELS:
+        how = ("open it lazily (read_image(..., lazy=True)) or measure it with `histoquant "
+               "batch`, which reads it tile by tile") if lazy_possible else (
+            "convert it to a tiled (pyramidal) TIFF or OME-Zarr, which histoquant reads tile "
+            "by tile")
+        raise ImageReadError(
+            f"{path}: {pixels:,} pixels are more than the {limits.MAX_IN_MEMORY_PIXELS:,} "
+            f"histoquant reads into memory at once; {how}.")
 
 
 def _finish(image: Image, path: Path, pixel_size_um: float | None,
@@ -244,8 +293,11 @@ class LazyView:
         return np.transpose(block, perm) if perm != list(range(len(perm))) else block
 
 
-def _to_channels_last(arr: Any, axes: str) -> tuple[Any, str]:
-    """Squeeze singleton T/Q/I axes and move channels last; returns (array, axes)."""
+def _to_channels_last(arr: Any, axes: str, path: Path | str = "<array>") -> tuple[Any, str]:
+    """Squeeze singleton T/Q/I axes and move channels last; returns (array, axes).
+
+    ``path`` names the file in the error raised for axes histoquant cannot use.
+    """
     axes = axes.upper().replace("S", "C")
     arr_axes = list(axes)
     shape = list(arr.shape)
@@ -261,13 +313,16 @@ def _to_channels_last(arr: Any, axes: str) -> tuple[Any, str]:
     arr_axes = [a for a, k in zip(arr_axes, keep) if k]
     arr_axes = ["Z" if a in "TQIRE" else a for a in arr_axes]
     if arr_axes.count("Z") > 1:
-        raise ImageReadError(f"more than one stack axis in {''.join(axes)}: not supported")
+        raise ImageReadError(f"{path}: more than one stack axis in {''.join(axes)} (shape "
+                             f"{tuple(arr.shape)}): not supported; export one Z-stack or one "
+                             "time point per file")
     if arr_axes.count("C") > 1:
         # RGB samples inside channels (C, S): fold into one channel axis is ambiguous
-        raise ImageReadError(f"both channel and sample axes in {axes}: not supported")
+        raise ImageReadError(f"{path}: both channel and sample axes in {axes}: not supported; "
+                             "export the channels or the RGB samples, not both")
     order = [a for a in ("Z", "Y", "X", "C") if a in arr_axes]
     if set(arr_axes) - set(order):
-        raise ImageReadError(f"unsupported axes {axes}")
+        raise ImageReadError(f"{path}: unsupported axes {axes}")
     perm = [arr_axes.index(a) for a in order]
     if lazy:
         if perm != list(range(len(perm))) or not all(keep):
@@ -278,7 +333,8 @@ def _to_channels_last(arr: Any, axes: str) -> tuple[Any, str]:
     return arr, "".join(order)
 
 
-def _read_tiff(path: Path, lenient: bool, level: int = 0, lazy: bool | None = None) -> Image:
+def _read_tiff(path: Path, lenient: bool, level: int = 0, lazy: bool | None = None,
+               given: bool = False) -> Image:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
@@ -289,19 +345,28 @@ def _read_tiff(path: Path, lenient: bool, level: int = 0, lazy: bool | None = No
                                  f"({len(series.levels)} level(s))")
         sub = series.levels[level]
         downsample = _downsample(series.shape, sub.shape, axes)
-        nbytes = int(np.prod(sub.shape)) * sub.dtype.itemsize
         page = series.pages[0] if series.pages else tif.pages[0]
-        if lazy or (lazy is None and nbytes > LAZY_BYTES):
+        # Everything below the header is checked before a pixel is read or allocated: the
+        # calibration (a pixel size of 1e-5 µm), the claimed size (200,000² pixels in a few
+        # hundred bytes) and whether it fits in memory.
+        warnings: list[str] = []
+        pixel_size, z_step, names, origin = _tiff_calibration(tif, page, path, lenient)
+        pixel_size = _file_pixel_size(pixel_size, path, origin, given, warnings)
+        if pixel_size is not None:
+            pixel_size *= downsample
+        pixels = check_image_size(path, sub.shape, sub.dtype, axes,
+                                  file_bytes=stored_bytes(path))
+        nbytes = int(np.prod(sub.shape)) * sub.dtype.itemsize
+        big = pixels > limits.MAX_IN_MEMORY_PIXELS or nbytes > LAZY_BYTES
+        if lazy or (lazy is None and big):
             import zarr
 
             _check_complete(path, series.levels[level].pages)
             store = series.aszarr(level=level)
             arr = zarr.open(store, mode="r")
         else:
+            _check_in_memory(path, pixels, lazy_possible=True)
             arr = sub.asarray()
-        pixel_size, z_step, names = _tiff_calibration(tif, page, path, lenient)
-        if pixel_size is not None:
-            pixel_size *= downsample
         photometric = getattr(page, "photometric", None)
         metadata = {
             "format": "ome-tiff" if tif.is_ome else ("imagej-tiff" if tif.is_imagej else "tiff"),
@@ -309,8 +374,9 @@ def _read_tiff(path: Path, lenient: bool, level: int = 0, lazy: bool | None = No
             "levels": len(series.levels),
             "level": level,
             "downsample": downsample,
+            "warnings": warnings,
         }
-    arr, axes = _to_channels_last(arr, axes)
+    arr, axes = _to_channels_last(arr, axes, path)
     n_channels = arr.shape[-1] if axes.endswith("C") else 1
     rgb = bool(
         n_channels == 3
@@ -344,7 +410,8 @@ def _check_complete(path: Path, pages) -> None:
 
 
 def _tiff_calibration(tif, page, path: Path, lenient: bool,
-                      ) -> tuple[float | None, float | None, tuple]:
+                      ) -> tuple[float | None, float | None, tuple, str]:
+    """Pixel size (µm, full resolution), Z step, channel names and where the size came from."""
     import tifffile
 
     names: tuple = ()
@@ -365,7 +432,7 @@ def _tiff_calibration(tif, page, path: Path, lenient: bool,
             if ch is not None:
                 ch = ch if isinstance(ch, list) else [ch]
                 names = tuple(c.get("Name", f"C{i}") for i, c in enumerate(ch))
-            return _isotropic(sx, sy, path, lenient), sz, names
+            return _isotropic(sx, sy, path, lenient), sz, names, "OME PhysicalSizeX/Y"
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("%s: unreadable OME metadata (%s); trying resolution tags", path, exc)
     z_step = None
@@ -381,13 +448,14 @@ def _tiff_calibration(tif, page, path: Path, lenient: bool,
         if isinstance(labels, (list, tuple)) and labels:
             names = tuple(str(s) for s in labels)
     tags = page.tags
+    origin = "ImageJ calibration" if unit is not None else "TIFF resolution tags"
     if "XResolution" not in tags:
-        return None, z_step, names
+        return None, z_step, names, origin
     if unit is None:
         res_unit = tags["ResolutionUnit"].value if "ResolutionUnit" in tags else 2
         unit = {2: "inch", 3: "cm"}.get(int(res_unit))
         if unit is None:
-            return None, z_step, names
+            return None, z_step, names, origin
 
     def _res(tag):
         if tag not in tags:
@@ -395,13 +463,37 @@ def _tiff_calibration(tif, page, path: Path, lenient: bool,
         num, den = tags[tag].value
         return resolution_to_um(num / den if den else 0.0, unit)
 
-    return _isotropic(_res("XResolution"), _res("YResolution"), path, lenient), z_step, names
+    return (_isotropic(_res("XResolution"), _res("YResolution"), path, lenient), z_step, names,
+            origin)
 
 
-def _read_plain(path: Path, lenient: bool) -> Image:
+def _read_plain(path: Path, lenient: bool, given: bool = False) -> Image:
+    import warnings as _warnings
+
     from PIL import Image as PILImage
 
-    with PILImage.open(path) as im:
+    # Pillow refuses images over 2 × PIL.Image.MAX_IMAGE_PIXELS (≈ 179 Mpx by default) with a
+    # DecompressionBombError and warns above half that; histoquant checks the size from the
+    # header itself (below), so the warning is silenced and the error reworded, naming the file.
+    # PIL.Image.MAX_IMAGE_PIXELS is left as the user set it (it is process-wide).
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            im = PILImage.open(path)
+    except PILImage.DecompressionBombError as exc:
+        limit = 2 * (PILImage.MAX_IMAGE_PIXELS or 0)
+        raise ImageReadError(
+            f"{path}: Pillow refuses this image as a possible decompression bomb ({exc}); its "
+            f"limit is {limit:,} pixels (PIL.Image.MAX_IMAGE_PIXELS × 2). Convert a real image "
+            "this large to a tiled TIFF or OME-Zarr, which histoquant reads tile by tile.",
+        ) from exc
+    with im:
+        w, h = im.size
+        bands = len(im.getbands())
+        # the header's size, before load() allocates: a PNG of a few KB can claim 10⁵ × 10⁵
+        pixels = check_image_size(path, (h, w, bands), np.uint8, "YXC",
+                                  file_bytes=stored_bytes(path))
+        _check_in_memory(path, pixels, lazy_possible=False)
         im.load()
         dpi = im.info.get("dpi")
         mode = im.mode
@@ -412,12 +504,14 @@ def _read_plain(path: Path, lenient: bool) -> Image:
     if arr.ndim == 3:
         arr = arr[..., :3]
     pixel_size = None
+    warnings: list[str] = []
     if dpi:
         pixel_size = _isotropic(resolution_to_um(float(dpi[0]), "inch"),
                                 resolution_to_um(float(dpi[1]), "inch"), path, lenient)
+        pixel_size = _file_pixel_size(pixel_size, path, "the file's dpi", given, warnings)
     axes = "YXC" if arr.ndim == 3 else "YX"
     return Image(arr, axes=axes, pixel_size_um=pixel_size, rgb=arr.ndim == 3, path=path,
-                 metadata={"format": path.suffix.lower().lstrip(".")})
+                 metadata={"format": path.suffix.lower().lstrip("."), "warnings": warnings})
 
 
 def _downsample(shape0: tuple, shape: tuple, axes: str) -> float:
@@ -426,7 +520,8 @@ def _downsample(shape0: tuple, shape: tuple, axes: str) -> float:
     return float(shape0[i]) / float(shape[i])
 
 
-def _read_zarr(path: Path, lenient: bool, level: int = 0, lazy: bool | None = None) -> Image:
+def _read_zarr(path: Path, lenient: bool, level: int = 0, lazy: bool | None = None,
+               given: bool = False) -> Image:
     import zarr
 
     group = zarr.open_group(str(path), mode="r")
@@ -462,15 +557,28 @@ def _read_zarr(path: Path, lenient: bool, level: int = 0, lazy: bool | None = No
     omero = ome.get("omero") or attrs.get("omero")
     if omero and "channels" in omero:
         names = tuple(c.get("label", f"C{i}") for i, c in enumerate(omero["channels"]))
+    warnings: list[str] = []
+    pixel_size = _isotropic(sx, sy, path, lenient)
+    if pixel_size is not None:
+        # the scale is this level's; the limits are meant for full resolution
+        full = _file_pixel_size(pixel_size / downsample, path, "OME-Zarr scale", given,
+                                warnings)
+        pixel_size = full * downsample if full is not None else None
+    folder = path / str(dataset["path"])
+    pixels = check_image_size(path, arr.shape, arr.dtype, axes,
+                              file_bytes=stored_bytes(folder) if folder.is_dir() else None)
     nbytes = int(np.prod(arr.shape)) * arr.dtype.itemsize
-    data = arr if (lazy or (lazy is None and nbytes > LAZY_BYTES)) else arr[...]
-    data, axes = _to_channels_last(data, axes)
+    big = pixels > limits.MAX_IN_MEMORY_PIXELS or nbytes > LAZY_BYTES
+    if not (lazy or (lazy is None and big)):
+        _check_in_memory(path, pixels, lazy_possible=True)
+    data = arr if (lazy or (lazy is None and big)) else arr[...]
+    data, axes = _to_channels_last(data, axes, path)
     n_channels = data.shape[-1] if axes.endswith("C") else 1
     if names and len(names) != n_channels:
         names = ()
-    pixel_size = _isotropic(sx, sy, path, lenient)
     return Image(data, axes=axes, pixel_size_um=pixel_size, channel_names=names,
                  rgb=bool(attrs.get("histoquant", {}).get("rgb", False)), z_step_um=sz,
                  path=path, metadata={"format": "ome-zarr", "levels": len(ms["datasets"]),
                                       "level": level, "downsample": downsample,
-                                      "multiscales": json.loads(json.dumps(ms))})
+                                      "multiscales": json.loads(json.dumps(ms)),
+                                      "warnings": warnings})

@@ -224,22 +224,41 @@ def _signed_area(c: np.ndarray) -> float:
 def normalize_regions(
     regions: Mapping[str, object] | Iterable[Region] | np.ndarray | None,
     shape: tuple[int, int],
+    *,
+    source: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Turn any accepted region description into ``{name: bool mask}``.
 
     Accepted: ``None`` (the whole image as region ``"image"``), a list of :class:`Region`,
     a mapping name → Region / mask / polygon vertices, or a label image (each label a region
     named ``region_<label>``).
+
+    Parameters
+    ----------
+    regions : mapping, iterable of Region, ndarray or None
+        The regions.
+    shape : tuple of int
+        Height and width of the image.
+    source : str, optional
+        Where the regions come from (the region file and the image), named in every error
+        message so that a batch's error table says which file to fix.
+
+    Raises
+    ------
+    RegionError
+        When the regions are empty, do not match the image's shape, or one covers no pixel.
     """
     shape = tuple(int(s) for s in shape)
+    where = f"{source}: " if source else ""
     if regions is None:
         return {IMAGE_REGION: np.ones(shape, dtype=bool)}
     if isinstance(regions, np.ndarray):
         if regions.shape != shape:
-            raise RegionError(f"region label image shape {regions.shape} != image {shape}")
+            raise RegionError(f"{where}region label image shape {regions.shape} != image "
+                              f"{shape}")
         out = {f"region_{int(v)}": regions == v for v in np.unique(regions) if v != 0}
         if not out:
-            raise RegionError("the region label image is empty")
+            raise RegionError(f"{where}the region label image is empty")
         return out
     items: list[Region] = []
     if isinstance(regions, Mapping):
@@ -256,8 +275,8 @@ def normalize_regions(
     else:
         items = list(regions)
     if not items:
-        raise RegionError("an empty list of regions was given; give None to measure the "
-                          "whole image")
+        raise RegionError(f"{where}an empty list of regions was given; give None to measure "
+                          "the whole image")
     out: dict[str, np.ndarray] = {}
     for region in items:
         mask = region.to_mask(shape)
@@ -265,7 +284,7 @@ def normalize_regions(
     for name, mask in out.items():
         if not mask.any():
             raise RegionError(
-                f"region {name!r} covers no pixel of the image (shape {shape}); check that it "
-                "was drawn on this image and at this resolution"
+                f"{where}region {name!r} covers no pixel of the image (shape {shape}); check "
+                "that it was drawn on this image and at this resolution"
             )
     return out

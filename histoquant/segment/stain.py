@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ChannelError, EmptyImageError
-from ..io.image import dtype_max
+from ..io.image import value_scale
 
 __all__ = ["CRESYL_VIOLET_OD", "unit_vector", "estimate_white", "estimate_stain_vector",
            "stain_density", "optical_density"]
@@ -57,10 +57,16 @@ def estimate_white(rgb, percentile: float = 99.0) -> np.ndarray:
     The ``percentile`` of each channel over a subsample: on a slide with glass in the field
     that is the glass, in a field full of tissue it is the palest neuropil — either way the
     density is then measured relative to it, and the background correction of the assay
-    removes what remains. Never above the dtype's maximum, never below 1.
+    removes what remains. Never above the full-brightness value, never below 1 (on an 8- or
+    16-bit scale). Float pixels are on the scale their values show (0–1, 0–255 or 0–65535,
+    see :func:`histoquant.io.image.value_scale`), not assumed to be 0–1.
     """
     s = _sample(rgb)
-    top = dtype_max(np.asarray(rgb[:1, :1]).dtype)
+    dtype = np.asarray(rgb[:1, :1]).dtype
+    if np.issubdtype(dtype, np.floating) and not np.isfinite(s).all():
+        raise EmptyImageError("the image holds NaN or infinite values; fill or mask them "
+                              "before analysis")
+    top = value_scale(s, dtype)
     white = np.percentile(s, percentile, axis=0)
     return np.clip(white, 1e-6 if top == 1.0 else 1.0, top).astype(np.float64)
 
