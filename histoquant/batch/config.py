@@ -246,6 +246,15 @@ def _assay_plan(name: str, settings: Any, folder: Path, problems: list[str],
             rp = rp if rp.is_absolute() else folder / rp
             if not rp.exists():
                 problems.append(f"{where}.regions: no such file {rp}")
+            else:
+                # Read once now: a broken region file would otherwise fail every image
+                # with the same error, after the run has started.
+                from ..rois import read_regions
+
+                try:
+                    read_regions(rp)
+                except HistoquantError as exc:
+                    problems.append(f"{where}.regions: {exc}")
             regions = str(rp)
     channels = settings.get("channels") or {}
     if not isinstance(channels, Mapping):
