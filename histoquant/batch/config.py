@@ -268,8 +268,10 @@ def _assay_plan(name: str, settings: Any, folder: Path, problems: list[str],
     px = settings.get("pixel_size_um")
     if px is not None:
         try:
+            if isinstance(px, bool):  # YAML 'yes' is not a size
+                raise ValueError
             px = float(px)
-            if not 0 < px <= 1000:
+            if not 0 < px <= 1000:  # also refuses NaN and infinity
                 raise ValueError
         except (TypeError, ValueError):
             problems.append(f"{where}.pixel_size_um: a positive number of µm, not {px!r}")

@@ -77,7 +77,7 @@ def read_imagej_rois(path: str | Path) -> list[Region]:
             raise RegionError(f"{path}: ROI {i + 1} is damaged and cannot be read "
                               f"({type(exc).__name__}: {exc})") from exc
         by_name.setdefault(name, []).extend(polys)
-    if skipped:
+    if skipped and by_name:  # with no region left the error below names them
         warnings.warn(f"{path}: skipped {len(skipped)} ROI(s) with no area (points, lines): "
                       f"{', '.join(skipped[:10])}" + (" ..." if len(skipped) > 10 else ""),
                       stacklevel=2)
@@ -236,7 +236,7 @@ def read_geojson(path: str | Path) -> list[Region]:
         polys = _geometry_polygons(geom, where)
         by_name.setdefault(name, []).extend(polys)
         props_by_name.setdefault(name, {k: v for k, v in props.items() if k != "name"})
-    if skipped:
+    if skipped and by_name:  # with no region left the error below names them
         warnings.warn(f"{path}: skipped {len(skipped)} annotation(s) with no area (points, "
                       f"lines): {', '.join(skipped[:10])}"
                       + (" ..." if len(skipped) > 10 else ""), stacklevel=2)
