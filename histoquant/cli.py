@@ -5,6 +5,11 @@ Every assay subcommand has the same shape::
     histoquant ASSAY IMAGE... [--pixel-size UM] [--regions FILE|auto] [--params FILE]
                               [--channel ROLE=NAME|INDEX ...] [--meta KEY=VALUE ...]
                               [--level L3] -o OUTDIR
+
+Exit status: 0 when every image was measured; 1 when an image failed (each failure is a row
+of ``errors.csv``, the other images are still measured); 2 when an input shared by every
+image is wrong (parameters, region file, study file, output folder), reported once before
+any image is read; 130 when a batch is interrupted. No input prints a Python traceback.
 """
 
 from __future__ import annotations
@@ -128,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"histoquant {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, spec in available_assays().items():
-        p = sub.add_parser(name, help=spec.title, description=spec.title)
+        p = sub.add_parser(
+            name, help=spec.title, description=spec.title,
+            epilog="Exit status 0 when every image was measured, 1 when an image failed (a row "
+                   "of errors.csv; the other images are still measured), 2 when the parameters, "
+                   "region file or output folder are wrong (reported before any image).")
         p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
         _add_common(p, spec)
         _add_param_flags(p, spec)
@@ -254,8 +263,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{len(report.results)} image(s) measured, {len(report.errors)} failed; "
                       f"results in {report.outdir}", file=sys.stderr)
     except HistoquantError as exc:
+        # Bad input shared by every image (parameters, region file, study): said once.
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # The output folder cannot be created or written (permissions, full disk).
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # Per-image errors never reach here (each is a row of errors.csv); this is a fault
+        # outside any one image. Say what it was without a Python traceback; the frames go
+        # to the log at debug level for a bug report.
+        import traceback
+
+        log = logging.getLogger("histoquant")
+        log.debug("%s", "".join(traceback.format_exception(exc)))
+        print(f"error: unexpected {type(exc).__name__}: {exc} (this is a histoquant bug; "
+              "please report it)", file=sys.stderr)
+        return 1
     return 0 if ok else 1
 
 

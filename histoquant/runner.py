@@ -1,13 +1,17 @@
 """Run one assay over a list of files and write the common output layout.
 
-Used by the command line and the simple folder batch. A file that fails becomes a row of
-``errors.csv`` and the run goes on.
+Used by the command line and the simple folder batch. A file that fails — on bad input (a
+:class:`~histoquant.errors.HistoquantError`) or on any unexpected exception — becomes a row of
+``errors.csv`` and the run goes on. Inputs shared by every file (the parameters, a region
+file) are checked once before the first image, so a mistake there stops the run at once
+instead of failing every image the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +22,7 @@ from .errors import HistoquantError
 from .io import OutputFolder, read_image
 from .output import write_result_files, write_run_json, write_tables
 from .results import AssayResult
+from .rois import read_regions
 
 __all__ = ["RunReport", "run_files"]
 
@@ -77,23 +82,29 @@ def run_files(
 
     Raises
     ------
+    HistoquantError
+        Before any image is read, when the parameters or the region file are invalid.
     OutputPathError
         Before any image is read, when ``outdir`` holds a symbolic link leading out of it
         (say ``outdir/qc -> /elsewhere``): every file is written inside ``outdir``, under a
         name made safe from the image name.
     """
+    p = resolve_params(spec.params_cls, params)
+    run_regions = regions
+    if isinstance(regions, (str, Path)) and str(regions) != "auto":
+        run_regions = read_regions(regions)
     outdir = Path(outdir)
     OutputFolder(outdir).check()
     outdir.mkdir(parents=True, exist_ok=True)
-    p = resolve_params(spec.params_cls, params)
     report = RunReport(outdir)
     t0 = time.perf_counter()
     total = len(paths)
+    tracebacks: dict[str, str] = {}  # run.json only: errors.csv stays one line per image
     for i, path in enumerate(paths):
         path = Path(path)
         try:
             image = read_image(path, pixel_size_um)
-            result = spec.run(image, regions=regions, params=p, channels=channels)
+            result = spec.run(image, regions=run_regions, params=p, channels=channels)
             if meta:
                 result.set_ids(**meta)
             write_result_files(result, outdir)
@@ -103,6 +114,17 @@ def run_files(
             log.error("%s", exc)
             report.errors.append({"image": path.name, "path": str(path),
                                   "error": type(exc).__name__, "message": str(exc)})
+            message = f"{path.name}: FAILED ({type(exc).__name__})"
+        except Exception as exc:
+            # A bug or an input histoquant does not recognise as bad: this image fails, the
+            # others are still measured. KeyboardInterrupt is not an Exception and stops the
+            # run. The traceback goes to the log and run.json for the bug report.
+            tb = _short_traceback(exc)
+            log.error("%s: unexpected %s: %s\n%s", path.name, type(exc).__name__, exc, tb)
+            report.errors.append({"image": path.name, "path": str(path),
+                                  "error": type(exc).__name__,
+                                  "message": str(exc) or type(exc).__name__})
+            tracebacks[str(path)] = tb
             message = f"{path.name}: FAILED ({type(exc).__name__})"
         if progress is not None:
             progress(i + 1, total, message)
@@ -114,5 +136,13 @@ def run_files(
                           "channels": dict(channels or {}),
                           "meta": dict(meta or {}),
                           "seconds": round(report.seconds, 3),
-                          "failures": report.errors})
+                          "failures": [{**e, "traceback": tracebacks[e["path"]]}
+                                       if e["path"] in tracebacks else e
+                                       for e in report.errors]})
     return report
+
+
+def _short_traceback(exc: BaseException, limit: int = 8) -> str:
+    """The last ``limit`` frames of ``exc``'s traceback, as text."""
+    frames = traceback.extract_tb(exc.__traceback__)[-limit:]
+    return "".join(traceback.format_list(frames)).rstrip()

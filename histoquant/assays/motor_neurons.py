@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import EmptyImageError
+from ..errors import EmptyImageError, ParamsError
 from ..io.image import Image, check_finite, check_not_empty
 from ..measure.nucleolus import nucleolus_contrast
 from ..measure.objects import assign_regions, measure_objects
@@ -76,7 +76,7 @@ class MotorNeuronParams(AssayParams):
     cellpose_model: str = param(
         _CELLPOSE["model"]["default"], help=_CELLPOSE["model"]["help"])
     cellpose_diameter_um: float | None = param(
-        25.0, unit="µm", minimum=0.0,
+        25.0, unit="µm", minimum=_CELLPOSE["diameter_um"]["minimum"],
         help="typical soma diameter handed to cellpose, which rescales the image so it is "
              "≈ 30 px: 25 µm sits between glial nuclei (≈ 9 µm) and α-motor neurons "
              "(≈ 28 µm, REFERENCE.md) so both stay within the model's size range [U]; "
@@ -86,6 +86,8 @@ class MotorNeuronParams(AssayParams):
         minimum=0.0)
     cellpose_cellprob_threshold: float = param(
         _CELLPOSE["cellprob_threshold"]["default"],
+        minimum=_CELLPOSE["cellprob_threshold"]["minimum"],
+        maximum=_CELLPOSE["cellprob_threshold"]["maximum"],
         help=_CELLPOSE["cellprob_threshold"]["help"])
     cellpose_device: str = param(
         _CELLPOSE["device"]["default"], choices=_CELLPOSE["device"]["choices"],
@@ -93,7 +95,7 @@ class MotorNeuronParams(AssayParams):
     cellpose_batch_size: int = param(
         _CELLPOSE["batch_size"]["default"], help=_CELLPOSE["batch_size"]["help"], minimum=1)
     stain_vector: tuple[float, float, float] = param(
-        CRESYL_VIOLET_OD, unit="OD (R, G, B)",
+        CRESYL_VIOLET_OD, unit="OD (R, G, B)", minimum=0.0, maximum=10.0,
         help="optical-density colour of cresyl violet; the default is the mean direction of "
              "the darkest 1 % of pixels in four real Nissl fields (rat cortex and spinal "
              "cord); no published vector exists [U]")
@@ -216,6 +218,14 @@ class MotorNeuronParams(AssayParams):
              "enclosed nucleus is this much above the nucleus' median density; nucleoli are "
              "near-black dots (≥ 1 OD above the nucleus in the real field examined), Nissl "
              "texture in a nucleus ≤ 0.5")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # A zero colour has no direction to project on: say so now, not once per image.
+        if not any(self.stain_vector):
+            raise ParamsError("MotorNeuronParams: stain_vector: the three OD values are all "
+                              "0; give the stain's colour, e.g. "
+                              f"{list(CRESYL_VIOLET_OD)}")
 
     def segmentation(self) -> SomaSegmentationParams:
         """The soma-segmentation part of these parameters."""

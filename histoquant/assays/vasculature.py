@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from ..errors import ChannelError
+from ..errors import ChannelError, ParamsError
 from ..io.image import Image, check_not_empty
 from ..measure.rays import first_hits, padded_flat
 from ..measure.skeleton import SkeletonTrace, trace_skeleton
@@ -47,7 +47,7 @@ class VasculatureParams(AssayParams):
     """Parameters of the vasculature assay (every length in µm, every area in µm²)."""
 
     vessel_scales_um: tuple[float, ...] = param(
-        (1.5, 3.0, 6.0), unit="µm",
+        (1.5, 3.0, 6.0), unit="µm", minimum=0.1, maximum=200.0,
         help="Gaussian scales of the ridge filter. A tube of diameter d answers best at "
              "σ ≈ d/2, so 1.5–6 µm covers capillaries (3–8 µm; 6.4 µm in rat anterior horn "
              "[S]) up to ≈ 20 µm vessels, which still answer at 6 µm. Add 10 for larger "
@@ -107,7 +107,7 @@ class VasculatureParams(AssayParams):
         help="Extend each free vessel end to the mask edge along the vessel: a skeleton "
              "stops about one radius short of an end.")
     pericyte_scales_um: tuple[float, ...] = param(
-        (1.0, 2.0, 4.0), unit="µm",
+        (1.0, 2.0, 4.0), unit="µm", minimum=0.1, maximum=200.0,
         help="Ridge scales for the pericyte channel: processes are 1–3 µm wide, sleeves and "
              "somata up to ≈ 10 µm [U].")
     min_pericyte_area_um2: float = param(
@@ -145,6 +145,13 @@ class VasculatureParams(AssayParams):
         "max", choices=("max", "mean"),
         help="How a Z-stack is made 2D. Maximum projection keeps every vessel of a thick "
              "section; lengths are then projected lengths (see docs).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # The ridge filter takes the maximum over its scales: with none there is no filter.
+        for name in ("vessel_scales_um", "pericyte_scales_um"):
+            if not getattr(self, name):
+                raise ParamsError(f"VasculatureParams: {name}: give at least one scale in µm")
 
 
 SPEC_ROLES = (

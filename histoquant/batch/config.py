@@ -32,7 +32,7 @@ from typing import Any
 
 from ..assays.base import AssaySpec, get_assay
 from ..errors import HistoquantError, ParamsError
-from ..params import AssayParams, load_params_file, param
+from ..params import AssayParams, ParamsValidationError, load_params_file, param
 
 __all__ = ["StudyError", "AssayPlan", "SlideOptions", "QCOptions", "StudyConfig",
            "load_study", "load_study_config", "find_study_file", "STUDY_FILE_NAMES"]
@@ -158,6 +158,19 @@ def find_study_file(folder: Path) -> Path | None:
     return None
 
 
+def _params_problems(exc: HistoquantError, where: str, source: Path | None = None) -> list[str]:
+    """The problems of a params error, one per bad key, located as ``where.key``.
+
+    ``source`` names a separate params file the values came from; without it the values
+    are in the study file itself, which the StudyError's first line names.
+    """
+    if isinstance(exc, ParamsValidationError):
+        if source is not None:
+            return [f"{where}: {line}" for line in exc.at(source).lines()]
+        return exc.at("", f"{where}.").lines(with_where=False)
+    return [f"{where}: {source}: {exc}" if source else f"{where}: {exc}"]
+
+
 def _options(cls: type[AssayParams], value: Any, where: str, problems: list[str]):
     if value is None:
         return cls()
@@ -167,7 +180,7 @@ def _options(cls: type[AssayParams], value: Any, where: str, problems: list[str]
     try:
         return cls.from_dict(dict(value))
     except HistoquantError as exc:
-        problems.append(f"{where}: {exc}")
+        problems.extend(_params_problems(exc, where))
         return cls()
 
 
@@ -202,10 +215,16 @@ def _assay_plan(name: str, settings: Any, folder: Path, problems: list[str],
     settings = {**settings, **{k: v for k, v in overrides.items() if v is not None}}
     raw_params = settings.get("params")
     params = spec.params_cls()
+    params_file: Path | None = None
+    if isinstance(raw_params, (str, Path)):
+        p = Path(raw_params)
+        params_file = p if p.is_absolute() else folder / p
+        try:
+            raw_params = load_params_file(params_file)
+        except HistoquantError as exc:  # names the file already
+            problems.append(f"{where}.params: {exc}")
+            raw_params = None
     try:
-        if isinstance(raw_params, str):
-            p = Path(raw_params)
-            raw_params = load_params_file(p if p.is_absolute() else folder / p)
         if raw_params is not None and not isinstance(raw_params, (Mapping, AssayParams)):
             raise ParamsError(f"params must be a mapping or a file, not {raw_params!r}")
         if isinstance(raw_params, AssayParams):
@@ -216,7 +235,7 @@ def _assay_plan(name: str, settings: Any, folder: Path, problems: list[str],
         elif raw_params is not None:
             params = spec.params_cls.from_dict(dict(raw_params))
     except HistoquantError as exc:
-        problems.append(f"{where}.params: {exc}")
+        problems.extend(_params_problems(exc, f"{where}.params", params_file))
     regions = settings.get("regions")
     if regions is not None and regions != "auto":
         if not isinstance(regions, (str, Path)):
@@ -227,6 +246,15 @@ def _assay_plan(name: str, settings: Any, folder: Path, problems: list[str],
             rp = rp if rp.is_absolute() else folder / rp
             if not rp.exists():
                 problems.append(f"{where}.regions: no such file {rp}")
+            else:
+                # Read once now: a broken region file would otherwise fail every image
+                # with the same error, after the run has started.
+                from ..rois import read_regions
+
+                try:
+                    read_regions(rp)
+                except HistoquantError as exc:
+                    problems.append(f"{where}.regions: {exc}")
             regions = str(rp)
     channels = settings.get("channels") or {}
     if not isinstance(channels, Mapping):
@@ -240,8 +268,10 @@ def _assay_plan(name: str, settings: Any, folder: Path, problems: list[str],
     px = settings.get("pixel_size_um")
     if px is not None:
         try:
+            if isinstance(px, bool):  # YAML 'yes' is not a size
+                raise ValueError
             px = float(px)
-            if not 0 < px <= 1000:
+            if not 0 < px <= 1000:  # also refuses NaN and infinity
                 raise ValueError
         except (TypeError, ValueError):
             problems.append(f"{where}.pixel_size_um: a positive number of µm, not {px!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -56,35 +57,56 @@ def read_imagej_rois(path: str | Path) -> list[Region]:
     try:
         rois = roifile.roiread(str(path))
     except Exception as exc:
+        # A corrupt or truncated file surfaces as zipfile.BadZipFile, struct.error,
+        # ValueError... from roifile: all mean the same to the user.
         raise RegionError(f"{path}: not a readable ImageJ ROI file ({exc})") from exc
     if not isinstance(rois, list):
         rois = [rois]
     by_name: dict[str, list[Polygon]] = {}
+    skipped: list[str] = []
     for i, roi in enumerate(rois):
-        name = roi.name or f"roi_{i + 1}"
-        polys = _imagej_polygons(roi, path)
+        try:
+            name = roi.name if isinstance(roi.name, str) and roi.name else f"roi_{i + 1}"
+            if _imagej_has_no_area(roi):
+                skipped.append(f"{name!r} ({roi.roitype.name.lower()})")
+                continue
+            polys = _imagej_polygons(roi, path)
+        except RegionError:
+            raise
+        except Exception as exc:
+            # roifile decodes coordinates lazily: a damaged ROI fails only here.
+            raise RegionError(f"{path}: ROI {i + 1} is damaged and cannot be read "
+                              f"({type(exc).__name__}: {exc})") from exc
         by_name.setdefault(name, []).extend(polys)
+    if skipped and by_name:  # with no region left the error below names them
+        warnings.warn(f"{path}: skipped {len(skipped)} ROI(s) with no area (points, lines): "
+                      f"{', '.join(skipped[:10])}" + (" ..." if len(skipped) > 10 else ""),
+                      stacklevel=2)
     if not by_name:
-        raise RegionError(f"{path}: holds no ROI")
+        extra = (f"; skipped {', '.join(skipped[:10])}, which have no area: draw regions as "
+                 "polygon, freehand, rectangle or oval ROIs") if skipped else ""
+        raise RegionError(f"{path}: holds no ROI{extra}")
     return [Region(name, polys) for name, polys in by_name.items()]
 
 
-def _imagej_polygons(roi, path: Path) -> list[Polygon]:
+def _imagej_has_no_area(roi) -> bool:
     import roifile
 
-    if roi.roitype in (roifile.ROI_TYPE.LINE, roifile.ROI_TYPE.POLYLINE,
-                       roifile.ROI_TYPE.FREELINE, roifile.ROI_TYPE.ANGLE,
-                       roifile.ROI_TYPE.POINT):
-        raise RegionError(
-            f"{path}: ROI {roi.name!r} is a {roi.roitype.name.lower()} ROI, which has no area; "
-            "draw regions as polygon, freehand, rectangle or oval ROIs"
-        )
+    return roi.roitype in (roifile.ROI_TYPE.LINE, roifile.ROI_TYPE.POLYLINE,
+                           roifile.ROI_TYPE.FREELINE, roifile.ROI_TYPE.ANGLE,
+                           roifile.ROI_TYPE.POINT)
+
+
+def _imagej_polygons(roi, path: Path) -> list[Polygon]:
     paths = roi.coordinates(multi=True)
     if not isinstance(paths, list):
         paths = [paths]
-    polys = [np.asarray(p, dtype=float)[:, ::-1] - HALF for p in paths if len(p) >= 3]
+    arrays = [np.asarray(p, dtype=float) for p in paths]
+    polys = [a[:, ::-1] - HALF for a in arrays if a.ndim == 2 and a.shape[1] == 2 and len(a) >= 3]
     if not polys:
         raise RegionError(f"{path}: ROI {roi.name!r} has no polygon")
+    if not all(np.isfinite(p).all() for p in polys):
+        raise RegionError(f"{path}: ROI {roi.name!r} has coordinates that are not finite")
     if len(polys) == 1:
         return [Polygon(polys[0])]
     # Composite ROI: the largest path is the outline, paths inside it are holes.
@@ -159,53 +181,176 @@ def _composite_path(rings: list[np.ndarray]) -> np.ndarray:
     return np.asarray(seg, dtype=np.float32)
 
 
-def read_geojson(path: str | Path) -> list[Region]:
-    """Read a QuPath GeoJSON export (FeatureCollection, Feature list, or one Feature).
+# Geometries that mark places or paths, not areas: skipped with a warning, so a QuPath export
+# that also holds point annotations (cell counts) or line annotations (measurements) still
+# gives its regions.
+_NO_AREA_GEOMETRIES = ("Point", "MultiPoint", "LineString", "MultiLineString")
 
-    The region name is the feature's ``properties.name``, else its
-    ``properties.classification.name``, else ``region_<n>``. Polygon and MultiPolygon
-    geometries are read with their holes.
+
+def read_geojson(path: str | Path) -> list[Region]:
+    """Read a QuPath GeoJSON export as named regions.
+
+    The file holds a FeatureCollection, a list of Features, one Feature, or one bare
+    Polygon/MultiPolygon geometry. The region name is the feature's ``properties.name``, else
+    its ``properties.classification.name``, else ``region_<n>``. Polygon and MultiPolygon
+    geometries are read with their holes; Point and LineString annotations have no area and
+    are skipped with a warning.
+
+    Every part of the structure is checked, so a malformed file gives a
+    :class:`~histoquant.errors.RegionError` naming the file, the feature and what is wrong
+    (never a Python AttributeError, IndexError or TypeError).
+
+    Raises
+    ------
+    RegionError
+        The file is unreadable, not JSON, not GeoJSON, or holds no area.
     """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and UnicodeDecodeError; RecursionError a
+        # pathologically deep nesting of brackets.
         raise RegionError(f"{path}: not a readable GeoJSON file ({exc})") from exc
-    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
-        features = data.get("features", [])
-    elif isinstance(data, list):
-        features = data
-    elif isinstance(data, dict) and data.get("type") == "Feature":
-        features = [data]
-    else:
-        raise RegionError(f"{path}: expected a GeoJSON Feature or FeatureCollection")
+    features = _geojson_features(data, path)
     by_name: dict[str, list[Polygon]] = {}
     props_by_name: dict[str, dict] = {}
+    skipped: list[str] = []
     for i, feat in enumerate(features):
-        props = feat.get("properties") or {}
-        cls = props.get("classification") or {}
-        name = props.get("name") or (cls.get("name") if isinstance(cls, dict) else None) \
-            or f"region_{i + 1}"
-        geom = feat.get("geometry") or {}
+        where = f"{path}: features[{i}]"
+        if not isinstance(feat, dict):
+            raise RegionError(f"{where}: a feature must be a JSON object, got "
+                              f"{_json_kind(feat)}")
+        props = feat.get("properties")
+        if props is None:
+            props = {}
+        if not isinstance(props, dict):
+            raise RegionError(f"{where}: 'properties' must be an object, got "
+                              f"{_json_kind(props)}")
+        name = _feature_name(props) or f"region_{i + 1}"
+        where = f"{where} ({name!r})"
+        geom = feat.get("geometry")
+        if not isinstance(geom, dict):
+            what = "has no geometry" if geom is None else \
+                f"has a geometry that is {_json_kind(geom)}, not an object"
+            raise RegionError(f"{where}: {what}")
         gtype = geom.get("type")
-        coords = geom.get("coordinates")
-        if gtype == "Polygon":
-            polys = [coords]
-        elif gtype == "MultiPolygon":
-            polys = coords
-        else:
-            raise RegionError(
-                f"{path}: feature {name!r} is a {gtype}, which has no area; only Polygon and "
-                "MultiPolygon annotations are regions"
-            )
-        for rings in polys:
-            arrs = [np.asarray(r, dtype=float)[:, ::-1] - HALF for r in rings]
-            arrs = [a[:-1] if len(a) > 3 and np.allclose(a[0], a[-1]) else a for a in arrs]
-            by_name.setdefault(name, []).append(Polygon(arrs[0], arrs[1:]))
+        if gtype in _NO_AREA_GEOMETRIES:
+            skipped.append(f"{name!r} ({gtype})")
+            continue
+        polys = _geometry_polygons(geom, where)
+        by_name.setdefault(name, []).extend(polys)
         props_by_name.setdefault(name, {k: v for k, v in props.items() if k != "name"})
+    if skipped and by_name:  # with no region left the error below names them
+        warnings.warn(f"{path}: skipped {len(skipped)} annotation(s) with no area (points, "
+                      f"lines): {', '.join(skipped[:10])}"
+                      + (" ..." if len(skipped) > 10 else ""), stacklevel=2)
     if not by_name:
-        raise RegionError(f"{path}: holds no region")
+        extra = (f"; skipped {', '.join(skipped[:10])}, which have no area: only Polygon "
+                 "and MultiPolygon annotations are regions") if skipped else ""
+        raise RegionError(f"{path}: holds no region{extra}")
     return [Region(n, p, properties=props_by_name.get(n, {})) for n, p in by_name.items()]
+
+
+def _json_kind(value: object) -> str:
+    """How a JSON value reads in a message: ``a string 'abc'``, ``a list``, ``null``."""
+    if value is None:
+        return "null"
+    kind = {bool: "true/false", str: "a string", int: "a number", float: "a number",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        text = repr(value)
+        return f"{kind} {text if len(text) < 40 else text[:37] + '...'}"
+    return kind
+
+
+def _geojson_features(data: object, path: Path) -> list:
+    """The list of features of any GeoJSON top level histoquant accepts."""
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        kind = data.get("type")
+        if kind == "FeatureCollection":
+            features = data.get("features", [])
+            if not isinstance(features, list):
+                raise RegionError(f"{path}: 'features' of the FeatureCollection must be a "
+                                  f"list, got {_json_kind(features)}")
+            return features
+        if kind == "Feature":
+            return [data]
+        if kind in ("Polygon", "MultiPolygon", *_NO_AREA_GEOMETRIES):
+            return [{"type": "Feature", "geometry": data, "properties": {}}]
+        raise RegionError(f"{path}: expected a GeoJSON FeatureCollection, Feature or "
+                          f"Polygon, got an object of type {kind!r}")
+    raise RegionError(f"{path}: expected a GeoJSON FeatureCollection, Feature or Polygon, got "
+                      f"{_json_kind(data)}")
+
+
+def _feature_name(props: dict) -> str | None:
+    """``properties.name``, else ``properties.classification.name`` (QuPath's class)."""
+    cls = props.get("classification")
+    for value in (props.get("name"), cls.get("name") if isinstance(cls, dict) else None):
+        if isinstance(value, str) and value.strip():
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+def _geometry_polygons(geom: dict, where: str) -> list[Polygon]:
+    """The polygons of a Polygon/MultiPolygon geometry, every coordinate checked."""
+    gtype = geom.get("type")
+    coords = geom.get("coordinates")
+    if gtype == "Polygon":
+        polys, what = [coords], "Polygon"
+    elif gtype == "MultiPolygon":
+        if not isinstance(coords, list) or not coords:
+            raise RegionError(f"{where}: MultiPolygon coordinates must be a non-empty list of "
+                              f"polygons, got {_json_kind(coords)}")
+        polys, what = coords, "MultiPolygon polygon"
+    elif gtype is None:
+        raise RegionError(f"{where}: the geometry has no 'type'")
+    else:
+        raise RegionError(f"{where}: geometry type {str(gtype)[:40]!r} is not a region; only "
+                          "Polygon and MultiPolygon annotations are regions")
+    out = []
+    for j, rings in enumerate(polys):
+        at = f"{where}: {what} {j}" if gtype == "MultiPolygon" else f"{where}: Polygon"
+        if not isinstance(rings, list) or not rings:
+            raise RegionError(f"{at}: coordinates must be a non-empty list of rings (lists of "
+                              f"[x, y] points), got {_json_kind(rings)}")
+        arrs = [_ring(r, f"{at}, ring {k}") for k, r in enumerate(rings)]
+        arrs = [a[:-1] if len(a) > 3 and np.allclose(a[0], a[-1]) else a for a in arrs]
+        try:
+            out.append(Polygon(arrs[0], arrs[1:]))
+        except RegionError as exc:
+            raise RegionError(f"{at}: {exc}") from None
+    return out
+
+
+def _ring(ring: object, where: str) -> np.ndarray:
+    """One ring of [x, y] points as (row, col) vertices in histoquant's pixel convention."""
+    if not isinstance(ring, list):
+        raise RegionError(f"{where}: a ring must be a list of [x, y] points, got "
+                          f"{_json_kind(ring)}")
+    if len(ring) < 3:
+        raise RegionError(f"{where}: a ring needs at least 3 points, got {len(ring)}")
+    xy = np.empty((len(ring), 2), dtype=float)
+    for n, point in enumerate(ring):
+        if (not isinstance(point, list) or len(point) < 2
+                or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                           for c in point[:2])):
+            raise RegionError(f"{where}: point {n} must be [x, y] numbers, got "
+                              f"{_json_kind(point)}"
+                              + (f" {point[:4]!r}" if isinstance(point, list) else ""))
+        try:
+            xy[n] = point[0], point[1]
+        except OverflowError:  # an integer beyond float range
+            xy[n] = np.inf
+    if not np.isfinite(xy).all():
+        raise RegionError(f"{where}: holds a coordinate that is not a finite number (NaN or "
+                          "infinity)")
+    return xy[:, ::-1] - HALF
 
 
 def write_geojson(regions: list[Region], path: str | Path) -> Path:
