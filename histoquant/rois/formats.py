@@ -15,6 +15,7 @@ from ..io.writers import atomic_path
 from .region import Polygon, Region
 
 __all__ = ["read_regions", "write_regions", "read_imagej_rois", "write_imagej_rois",
+           "composite_polygons",
            "read_geojson", "write_geojson"]
 
 # ImageJ and QuPath put pixel corners on integer coordinates; histoquant puts pixel centres
@@ -109,11 +110,51 @@ def _imagej_polygons(roi, path: Path) -> list[Polygon]:
         raise RegionError(f"{path}: ROI {roi.name!r} has coordinates that are not finite")
     if len(polys) == 1:
         return [Polygon(polys[0])]
-    # Composite ROI: the largest path is the outline, paths inside it are holes.
-    areas = [abs(_area(p)) for p in polys]
-    order = np.argsort(areas)[::-1]
-    outer = polys[order[0]]
-    return [Polygon(outer, [polys[i] for i in order[1:]])]
+    return composite_polygons(polys)
+
+
+def composite_polygons(paths: list[np.ndarray]) -> list[Polygon]:
+    """The polygons an ImageJ composite (shape) ROI covers, as ImageJ fills it.
+
+    ImageJ fills a shape ROI's sub-paths by the even–odd rule: a path inside no other path is
+    an outline, a path inside one is a hole, a path inside a hole is an island again, and
+    disjoint paths are separate pieces — nine disjoint rectangles are nine pieces, not one
+    rectangle with eight holes outside it. Nesting is decided by the share of a path's
+    vertices inside another path (sub-paths of a shape ROI do not cross).
+
+    Parameters
+    ----------
+    paths : list of ndarray
+        Closed sub-paths, (N, 2) arrays of (row, col).
+
+    Returns
+    -------
+    list of Polygon
+        One polygon per outline or island, with its direct holes.
+    """
+    from skimage.measure import points_in_poly
+
+    n = len(paths)
+    areas = np.array([abs(_area(p)) for p in paths])
+    # inside[i, j]: path i lies inside path j (a larger path, by a majority of i's vertices)
+    inside = np.zeros((n, n), dtype=bool)
+    for i in range(n):
+        for j in range(n):
+            if i != j and areas[j] > areas[i]:
+                inside[i, j] = points_in_poly(paths[i], paths[j]).mean() > 0.5
+    depth = inside.sum(axis=1)
+    polygons: dict[int, Polygon] = {}
+    for i in np.argsort(depth, kind="stable"):
+        if depth[i] % 2 == 0:
+            polygons[int(i)] = Polygon(paths[i])
+        else:
+            # a hole of the smallest outline holding it: the one just one level up
+            parents = [int(j) for j in np.flatnonzero(inside[i]) if depth[j] == depth[i] - 1]
+            if parents:
+                polygons[min(parents, key=lambda j: areas[j])].holes.append(paths[i])
+            else:  # inconsistent nesting (crossing paths): keep the area rather than lose it
+                polygons[int(i)] = Polygon(paths[i])
+    return list(polygons.values())
 
 
 def _area(p: np.ndarray) -> float:
