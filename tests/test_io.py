@@ -224,3 +224,45 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "t.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_time_points_are_not_z_planes(tmp_path, caplog):
+    """OME T is time, not depth: the first time point is measured, with a warning; a real
+    Z-stack stays a Z-stack."""
+    import logging
+
+    import tifffile
+
+    from histoquant.io import read_image
+
+    t0 = np.zeros((64, 64), np.uint16)
+    t0[10:20, 10:20] = 1000
+    t1 = np.zeros_like(t0)
+    t1[40:50, 40:50] = 1000
+    meta = {"PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}
+    tifffile.imwrite(tmp_path / "t.ome.tif", np.stack([t0, t1]), ome=True,
+                     metadata={"axes": "TYX", **meta})
+    tifffile.imwrite(tmp_path / "z.ome.tif", np.stack([t0, t1]), ome=True,
+                     metadata={"axes": "ZYX", **meta})
+    with caplog.at_level(logging.WARNING):
+        timed = read_image(tmp_path / "t.ome.tif")
+    assert timed.axes == "YX"
+    assert (np.asarray(timed.data) == t0).all()  # not a projection of both moments
+    assert timed.metadata["time_points"] == 2
+    assert any("2 time points" in w and "t.ome.tif" in w for w in timed.metadata["warnings"])
+    assert "2 time points" in caplog.text
+    stack = read_image(tmp_path / "z.ome.tif")
+    assert stack.axes == "ZYX" and stack.data.shape == (2, 64, 64)
+
+
+def test_time_points_lazy_read_the_first(tmp_path):
+    import tifffile
+
+    from histoquant.io import read_image
+
+    data = np.stack([np.full((32, 32), 7, np.uint16), np.full((32, 32), 9, np.uint16)])
+    tifffile.imwrite(tmp_path / "t.ome.tif", data, ome=True,
+                     metadata={"axes": "TYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5})
+    image = read_image(tmp_path / "t.ome.tif", lazy=True)
+    assert image.axes == "YX"
+    assert int(np.asarray(image.data[:, :]).max()) == 7

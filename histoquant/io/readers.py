@@ -293,18 +293,30 @@ class LazyView:
         return np.transpose(block, perm) if perm != list(range(len(perm))) else block
 
 
-def _to_channels_last(arr: Any, axes: str, path: Path | str = "<array>") -> tuple[Any, str]:
+def _to_channels_last(arr: Any, axes: str, path: Path | str = "<array>",
+                      warnings: list[str] | None = None) -> tuple[Any, str]:
     """Squeeze singleton T/Q/I axes and move channels last; returns (array, axes).
 
-    ``path`` names the file in the error raised for axes histoquant cannot use.
+    ``path`` names the file in the error raised for axes histoquant cannot use. Time is not
+    depth: of several time points (OME ``T``) the first is measured, with a warning appended
+    to ``warnings`` — projecting them as a Z-stack would merge different moments into one
+    section. Other non-singleton stack axes (tifffile's ``Q``/``I`` for an unnamed page
+    sequence) are taken as Z.
     """
     axes = axes.upper().replace("S", "C")
     arr_axes = list(axes)
     shape = list(arr.shape)
-    # Drop singleton axes we do not use; a non-singleton extra axis becomes Z.
     keep = []
     for ax, n in zip(arr_axes, shape):
-        keep.append(not (ax in "TQIRE" and n == 1))
+        if ax == "T" and n > 1:
+            keep.append(False)
+            note = (f"{path}: holds {n} time points (OME axis T); the first is measured. "
+                    "Export the time point to measure as its own file to choose another.")
+            log.warning("%s", note)
+            if warnings is not None:
+                warnings.append(note)
+        else:
+            keep.append(not (ax in "TQIRE" and n == 1))
     lazy = not isinstance(arr, np.ndarray)
     index = tuple(slice(None) if k else 0 for k in keep)
     if not all(keep) and not lazy:
@@ -376,7 +388,9 @@ def _read_tiff(path: Path, lenient: bool, level: int = 0, lazy: bool | None = No
             "downsample": downsample,
             "warnings": warnings,
         }
-    arr, axes = _to_channels_last(arr, axes, path)
+    arr, axes = _to_channels_last(arr, axes, path, warnings)
+    if any(a == "T" and n > 1 for a, n in zip(metadata["original_axes"].upper(), series.shape)):
+        metadata["time_points"] = int(series.shape[metadata["original_axes"].upper().index("T")])
     n_channels = arr.shape[-1] if axes.endswith("C") else 1
     rgb = bool(
         n_channels == 3
@@ -572,7 +586,7 @@ def _read_zarr(path: Path, lenient: bool, level: int = 0, lazy: bool | None = No
     if not (lazy or (lazy is None and big)):
         _check_in_memory(path, pixels, lazy_possible=True)
     data = arr if (lazy or (lazy is None and big)) else arr[...]
-    data, axes = _to_channels_last(data, axes, path)
+    data, axes = _to_channels_last(data, axes, path, warnings)
     n_channels = data.shape[-1] if axes.endswith("C") else 1
     if names and len(names) != n_channels:
         names = ()
