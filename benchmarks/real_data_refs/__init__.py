@@ -1,0 +1,1 @@
+"""Hand-made references for ``benchmarks/real_data.py`` (atlas masks, by-eye counts)."""
