@@ -82,6 +82,7 @@ class Case:
     good: tuple[str, ...] = ()     # images whose rows must be in the tables all the same
     prepare: Callable[[Path], None] | None = None  # called with the output folder first
     says: str | None = None        # a regular expression the error message must match
+    warns: str | None = None       # for a result: a regular expression stderr must match
 
 
 @dataclass
@@ -355,7 +356,15 @@ def build_corpus(root: Path, references: dict[str, pd.DataFrame]) -> list[Case]:
                  says=_SAYS["ome"]))
     _imagej(src / "ij_mm.tif", nissl, 0.3337, "mm")  # 333.7 µm/px: a file that says mm
     add(Case("motor-neurons: ImageJ calibration 333.7 µm/px (mm)", "file",
-             ["motor-neurons", "in/ij_mm.tif"], names="ij_mm.tif"))
+             ["motor-neurons", "in/ij_mm.tif"], expect="result",
+             check=lambda o: ((o / "summary.csv").exists(), "measured, with a warning"),
+             warns=r"ij_mm\.tif.*333\.7"))
+    timed = np.stack([nissl, nissl[::-1]])
+    _ome(src / "two_timepoints.ome.tif", timed, px, axes="TYXS")
+    add(Case("motor-neurons: OME-TIFF with 2 time points", "file",
+             ["motor-neurons", "in/two_timepoints.ome.tif"], expect="result",
+             check=_same_as(references["motor-neurons"], "n_motor_neurons"),
+             warns=r"2 time points"))
     for value in ("0", "-1", "nan", "inf", "1e-9"):
         add(Case(f"motor-neurons: --pixel-size {value}", "flag",
                  ["motor-neurons", "in/good.ome.tif", "--pixel-size", value]))
@@ -462,6 +471,15 @@ def build_corpus(root: Path, references: dict[str, pd.DataFrame]) -> list[Case]:
              ["motor-neurons", "in/good.ome.tif", "--regions", "in/traversal_members.zip"],
              expect="either", check=lambda o: ((o / "summary.csv").exists(),
                                                "read, nothing extracted")))
+    pts = {"type": "FeatureCollection", "features": [
+        feature({"type": "Point", "coordinates": [5, 5]}, "landmark"),
+        feature({"type": "Polygon", "coordinates": [[[0, 0], [1024, 0], [1024, 1024], [0, 1024],
+                                                      [0, 0]]]}, "whole")]}
+    _write_text(src / "with_points.geojson", json.dumps(pts))
+    add(Case("motor-neurons: GeoJSON with a landmark point", "regions",
+             ["motor-neurons", "in/good.ome.tif", "--regions", "in/with_points.geojson"],
+             expect="result", check=_same_as(references["motor-neurons"], "n_motor_neurons"),
+             warns=r"landmark"))
     weird = src / "weird name ü (1).ome.tif"
     shutil.copy(EXAMPLES / "nissl_R01_L3.ome.tif", weird)
     add(Case("motor-neurons: spaces and unicode in the file name", "file",
@@ -604,6 +622,8 @@ def run_case(case: Case, root: Path, timeout: float) -> Outcome:
             return Outcome(case, "silent wrong result", seconds,
                            "exit 0 where an error was due", err)
         ok, detail = case.check(out) if case.check else (True, "")
+        if ok and case.warns and not re.search(case.warns, err):
+            ok, detail = False, f"no warning matching {case.warns!r}"
         if ok and case.good:
             ok, detail = _rows_of(*case.good)(out)
         return Outcome(case, "correct result" if ok else "silent wrong result", seconds,

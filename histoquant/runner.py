@@ -10,12 +10,15 @@ instead of failing every image the same way.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .assays.base import AssaySpec, resolve_params
 from .errors import HistoquantError
@@ -104,7 +107,10 @@ def run_files(
         path = Path(path)
         try:
             image = read_image(path, pixel_size_um)
-            result = spec.run(image, regions=run_regions, params=p, channels=channels)
+            if isinstance(image.data, np.ndarray):
+                result = spec.run(image, regions=run_regions, params=p, channels=channels)
+            else:
+                result = _run_tiled(spec, image, run_regions, p, channels)
             if meta:
                 result.set_ids(**meta)
             write_result_files(result, outdir)
@@ -140,6 +146,40 @@ def run_files(
                                        if e["path"] in tracebacks else e
                                        for e in report.errors]})
     return report
+
+
+def _run_tiled(spec: AssaySpec, image: Any, regions: Any, params: Any,
+               channels: Mapping[str, str | int] | None) -> AssayResult:
+    """Measure an image too large for memory tile by tile, as a study run does.
+
+    The reader opens a file lazily only above its in-memory limit
+    (:data:`~histoquant.io.limits.MAX_IN_MEMORY_PIXELS`); handing that to the assay would read
+    it whole. The tiles read only their windows; the result has tables but no label image
+    or QC overlay (a study run draws the overview with a dot per object).
+    """
+    from .batch.config import SlideOptions
+    from .errors import RegionError
+    from .tiling import PolygonSource, WholeImage, run_tiled
+
+    if isinstance(regions, str) and regions == "auto":
+        raise RegionError(
+            f"{image.source}: --regions auto on an image larger than memory needs the "
+            "whole-slide machinery of a study run: use 'histoquant batch FOLDER --assay "
+            f"{spec.name} --regions auto'")
+    if regions is None:
+        src = WholeImage()
+    else:
+        polys: dict[str, list] = {}
+        for r in regions:
+            polys.setdefault(r.name, []).extend(r.to_polygons())
+        src = PolygonSource(polys)
+    opts = SlideOptions()
+    px = image.require_pixel_size()
+    res = run_tiled(spec, image, src, params=params, channels=channels, tile_px=opts.tile_px,
+                    overlap_px=math.ceil(opts.overlap_um / px))
+    return AssayResult(assay=spec.name, image=image.name, objects=res.objects,
+                       summary=res.summary, labels=None, qc=None, params=params.to_dict(),
+                       pixel_size_um=px, warnings=list(res.warnings))
 
 
 def _short_traceback(exc: BaseException, limit: int = 8) -> str:

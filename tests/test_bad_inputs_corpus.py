@@ -5,6 +5,7 @@ wrong result — and in a batch every good image keeps its row."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ def _corpus_module():
     spec = importlib.util.spec_from_file_location("bad_inputs", ROOT / "benchmarks" /
                                                   "bad_inputs.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
 
