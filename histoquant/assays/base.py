@@ -147,6 +147,10 @@ def resolve_regions(image: Image, regions: Any,
         regions = read_regions(regions)
     if isinstance(regions, Region):
         regions = [regions]
+    if isinstance(regions, (list, tuple)) and regions and source == image.source:
+        files = {r.properties.get("source_file") for r in regions if isinstance(r, Region)}
+        if len(files) == 1 and None not in files:
+            source = f"{files.pop()} (regions of {image.source})"
     return normalize_regions(regions, shape, source=source)
 
 

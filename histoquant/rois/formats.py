@@ -30,10 +30,16 @@ def read_regions(path: str | Path) -> list[Region]:
         raise RegionError(f"{path}: no such region file")
     suffix = path.suffix.lower()
     if suffix in (".roi", ".zip"):
-        return read_imagej_rois(path)
-    if suffix in (".geojson", ".json"):
-        return read_geojson(path)
-    raise RegionError(f"{path}: unknown region format {suffix!r}; use .roi, .zip or .geojson")
+        regions = read_imagej_rois(path)
+    elif suffix in (".geojson", ".json"):
+        regions = read_geojson(path)
+    else:
+        raise RegionError(f"{path}: unknown region format {suffix!r}; use .roi, .zip or "
+                          ".geojson")
+    # Regions read once and applied to many images still name their file in any error.
+    for r in regions:
+        r.properties.setdefault("source_file", str(path))
+    return regions
 
 
 def write_regions(regions: list[Region], path: str | Path) -> Path:
@@ -411,8 +417,9 @@ def write_geojson(regions: list[Region], path: str | Path) -> Path:
                     else {"type": "MultiPolygon", "coordinates": coords})
         props = {"objectType": "annotation", "name": region.name,
                  "classification": {"name": region.name}}
+        # source_file is where this process read the region, not part of the region
         props.update({k: v for k, v in region.properties.items()
-                      if isinstance(v, (str, int, float, bool))})
+                      if isinstance(v, (str, int, float, bool)) and k != "source_file"})
         features.append({"type": "Feature", "geometry": geometry, "properties": props})
     path = Path(path)
     with atomic_path(path) as tmp:
