@@ -876,4 +876,5 @@ SPEC = AssaySpec(
         ChannelRole("vessel", False, "vessel stain: lectin, FITC-dextran, RECA-1 or CD31"),
     ),
     auto_regions=("grey_matter",),
+    modalities=("fluorescence",),
 )
