@@ -213,10 +213,14 @@ def check_image_modality(image: Image, modalities: tuple[str, ...], assay: str =
 
     The message says what was seen (the detection's evidence) and how to override it.
     """
+    from ..io.modality import REFUSE_CONFIDENCE
+
     kind = image.modality
     if kind in modalities:
         return kind
     meta = image.metadata
+    if "modality_evidence" in meta and meta.get("modality_confidence", 1.0) < REFUSE_CONFIDENCE:
+        return kind  # a toss-up (blank image, pure noise): no ground to refuse
     if "modality_evidence" in meta:
         seen = (f"it looks like {kind} ({meta['modality_evidence']}; confidence "
                 f"{meta.get('modality_confidence', float('nan')):.2f})")

@@ -19,8 +19,9 @@ low-resolution sample of the tissue (non-padding) pixels, on three pieces of evi
    dominant channel and near-black others (correlation ≲ 0.5).
 
 Each piece is a score in [-1, 1] (positive: fluorescence), weighted 2 : 1 : 1 (colour only
-for 3-channel images); the sign decides, the size is the confidence. A user can always
-override (``read_image(..., modality=...)``, ``--modality``).
+for 3-channel images); the sign decides, the size is the confidence. An assay refuses an
+image only on a detection with confidence ≥ ``REFUSE_CONFIDENCE`` (0.7): a blank image or
+pure noise without a tail is no evidence. A user can always override (``read_image(..., modality=...)``, ``--modality``).
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Modality", "MODALITIES", "detect_modality", "check_modality"]
+__all__ = ["Modality", "MODALITIES", "REFUSE_CONFIDENCE", "detect_modality", "check_modality"]
 
 MODALITIES = ("brightfield", "fluorescence")
 
+#: A detected modality this sure (or a declared one) makes an assay refuse the other.
+REFUSE_CONFIDENCE = 0.7
 #: Largest side of the sample the decision is made on.
 _SAMPLE_SIDE = 512
 
@@ -116,7 +119,7 @@ def _full_range(values: np.ndarray, dtype: np.dtype) -> tuple[float, float]:
     lo = min(0.0, float(finite.min()))
     if hi <= 1.0 + 1e-6 and lo >= 0:
         return 0.0, 1.0  # float images scaled to [0, 1]
-    return lo, max(hi, lo + 1e-12)
+    return float("nan"), float("nan")  # float data of unknown range: brightness says nothing
 
 
 def detect_modality(pixels_or_image: Any) -> Modality:
@@ -141,18 +144,28 @@ def detect_modality(pixels_or_image: Any) -> Modality:
         tissue = np.ones_like(pad)
     vals = arr[tissue].astype(np.float64)  # (N, C)
     lo, hi = _full_range(vals, dtype)
+    known_range = np.isfinite(hi)
+    if not known_range:
+        lo = float(np.min(vals))
+        hi = float(np.percentile(vals, 99.9))
     norm = (vals - lo) / max(hi - lo, 1e-12)
     grey = norm.mean(axis=1)
     med = float(np.median(grey))
     p1, p99 = (float(x) for x in np.percentile(grey, [1, 99]))
+    if p99 <= p1:
+        # one value (a blank or saturated image): nothing to tell; the assays' emptiness
+        # checks speak
+        return Modality("fluorescence" if med < 0.45 else "brightfield", 0.5,
+                        "the tissue pixels hold one value: no evidence either way")
     # 1. background brightness: 0.45 is the boundary, ±0.3 around it saturates the score
-    s_bright = float(np.clip((0.45 - med) / 0.3, -1, 1))
+    s_bright = float(np.clip((0.45 - med) / 0.3, -1, 1)) if known_range else 0.0
     # 2. which way the tail goes
     span = max(p99 - p1, 1e-12)
     asym = ((p99 - med) - (med - p1)) / span
     s_tail = float(np.clip(asym / 0.5, -1, 1))
-    scores = [(2.0, s_bright), (1.0, s_tail)]
-    parts = [f"background (median of tissue pixels) at {100 * med:.0f} % of the data range",
+    scores = [(2.0 if known_range else 0.0, s_bright), (1.0, s_tail)]
+    parts = [f"background (median of tissue pixels) at {100 * med:.0f} % of the data range"
+             if known_range else "float data of unknown range (brightness not used)",
              f"signal {'brighter' if asym > 0 else 'darker'} than the background "
              f"(tail asymmetry {asym:+.2f})"]
     if norm.shape[1] == 3:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["find_padding", "padding_window_px"]
+__all__ = ["find_padding", "padding_window_px", "padding_of_image"]
 
 #: Largest tolerance (grey levels of 8-bit data) the JPEG-ripple estimate may return.
 _MAX_JPEG_TOLERANCE = 6
@@ -54,6 +54,20 @@ def padding_window_px(shape: tuple[int, ...]) -> int:
     w = int(min(shape[0], shape[1]) // 64)
     w = max(9, min(31, w))
     return w | 1
+
+
+def padding_of_image(image, projection: str = "max") -> np.ndarray:
+    """:func:`find_padding` of an :class:`~histoquant.io.image.Image` (all channels, Z projected).
+
+    Cached in ``image.metadata["_padding"]`` (keyed by the image's shape) so the assays and
+    the statistics of one image compute it once.
+    """
+    cache = image.metadata.get("_padding")
+    if cache is not None and cache.shape == tuple(image.shape_yx):
+        return cache
+    mask = find_padding(image.plane(projection))
+    image.metadata["_padding"] = mask
+    return mask
 
 
 def find_padding(pixels: np.ndarray, *, tolerance: float | None = None,

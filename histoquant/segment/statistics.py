@@ -315,10 +315,11 @@ def background_stats(values: np.ndarray, *, step: float | None = None,
     -------
     BackgroundStats
     """
+    orig_dtype = np.dtype(dtype) if dtype is not None else np.asarray(values).dtype
     v = np.asarray(values, dtype=np.float64).ravel()
     v = v[np.isfinite(v)]
     if step is None:
-        step = quantisation_step(v, dtype)
+        step = quantisation_step(v, orig_dtype)
     floor = noise_floor(step)
     if v.size == 0:
         nan = float("nan")
