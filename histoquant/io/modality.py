@@ -21,7 +21,8 @@ low-resolution sample of the tissue (non-padding) pixels, on three pieces of evi
 Each piece is a score in [-1, 1] (positive: fluorescence), weighted 2 : 1 : 1 (colour only
 for 3-channel images); the sign decides, the size is the confidence. An assay refuses an
 image only on a detection with confidence ≥ ``REFUSE_CONFIDENCE`` (0.7): a blank image or
-pure noise without a tail is no evidence. A user can always override (``read_image(..., modality=...)``, ``--modality``).
+pure noise without a tail is no evidence. A user can always override
+(``read_image(..., modality=...)``, ``--modality``).
 """
 
 from __future__ import annotations
