@@ -101,3 +101,30 @@ def test_padding_does_not_change_the_evans_blue_figures():
     # the noise estimate ignores the zeros of the canvas (they would make it ≈ 0); the coarse
     # background's edge tiles move with the canvas, hence 10 %
     assert abs(pad.extra["noise_sd"] - clean.noise_sd) / clean.noise_sd < 0.10
+
+
+def test_evans_blue_phantom_as_padded_jpeg_rgb_export_gives_the_clean_figures():
+    """The phantom saved as a real export is: 8-bit fluorescence RGB (R = EvB, G = vessels),
+    JPEG (quality 75, chroma subsampled), on a grey canvas. Tolerances: the padding changes
+    nothing (0.3 points); 8 bits and JPEG move the EvB+ area of the grey matter by ≤ 2.5
+    points (the JPEG's chroma subsampling blends R with G along vessels)."""
+    from histoquant.synthetic.artefacts import jpeg_roundtrip
+
+    image, truth = make_evans_blue_phantom((512, 512), 0.5, seed=1, leak_area_pct=3.0)
+    gm = truth["grey_matter"]
+    clean = eb.run(image, {"grey_matter": gm}).summary.iloc[0]
+    rgb = jpeg_roundtrip(as_fluorescence_rgb([image.channel(0), image.channel(1)], ("R", "G")),
+                         quality=75)
+    assert detect_modality(rgb).kind == "fluorescence"
+    ch = {"evb": "R", "vessel": "G"}
+    plain = eb.run(Image(rgb, axes="YXC", pixel_size_um=0.5, rgb=True), channels=ch)
+    padded, (dy, dx) = add_padding(rgb, (40, 0, 60, 0), value=(38, 38, 38))
+    pimg = Image(padded, axes="YXC", pixel_size_um=0.5, rgb=True)
+    pad = eb.run(pimg, channels=ch)
+    a, b = plain.summary.iloc[0], pad.summary.iloc[0]
+    assert abs(a.evb_positive_area_pct - b.evb_positive_area_pct) < 0.3
+    assert abs(a.region_area_mm2 - b.region_area_mm2) / a.region_area_mm2 < 0.01
+    gm_p, _ = add_padding(gm, (40, 0, 60, 0), value=False)
+    s = eb.run(pimg, {"grey_matter": gm_p}, channels=ch).summary.iloc[0]
+    assert abs(s.evb_positive_area_pct - clean.evb_positive_area_pct) < 2.5
+    assert abs(s.extravascular_area_pct - clean.extravascular_area_pct) < 2.5
