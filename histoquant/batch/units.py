@@ -368,7 +368,8 @@ def process_unit(unit: Unit) -> UnitOutput:
         if not isinstance(image.data, np.ndarray) and (in_memory or not (
                 unit.split_sections or big)):
             # one read of a small file beats many small window reads
-            image = dataclasses.replace(image, data=_load(image))
+            image = dataclasses.replace(image, data=_load(image),
+                                        modality=image.known_modality)
         if unit.split_sections or big:
             summary, objects, qc, warnings, sat, info = _run_slide(unit, image)
         else:

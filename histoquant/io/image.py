@@ -60,7 +60,8 @@ class Image:
     z_step_um: float | None = None
     path: Path | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    modality: str | None = None  # a property below: detected lazily unless given
+    # a property below: detected lazily unless given (not in repr/eq: reading it may detect)
+    modality: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.axes not in _VALID_AXES:
@@ -99,6 +100,16 @@ class Image:
         return "image"
 
     @property
+    def known_modality(self) -> str | None:
+        """The modality if given or already detected, else None (reading it never detects).
+
+        Pass it on when copying an image (``dataclasses.replace(img, ...,
+        modality=img.known_modality)``): ``replace`` would otherwise read ``modality`` and
+        detect it, reading pixels of a lazy whole slide for nothing.
+        """
+        return self.__dict__.get("_modality")
+
+    @property
     def n_channels(self) -> int:
         """Number of channels (1 for a single-channel image)."""
         return int(self.data.shape[-1]) if self.axes.endswith("C") else 1
@@ -132,7 +143,7 @@ class Image:
                 pixel_size_um,
                 self.pixel_size_um,
             )
-        return replace(self, pixel_size_um=pixel_size_um,
+        return replace(self, pixel_size_um=pixel_size_um, modality=self.known_modality,
                        metadata={**self.metadata, "warnings": warnings})
 
     def require_pixel_size(self) -> float:

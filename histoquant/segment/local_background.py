@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from .statistics import MAD_TO_SD
 from .statistics import block_mean as _stat_block_mean
 
 __all__ = ["block_mean", "block_any", "SmoothBackground", "estimate_background",
@@ -150,7 +151,7 @@ def background_stats(values: np.ndarray, *, n_iter: int = 6, clip: float = 3.0,
         v = v[:: -(-v.size // max_samples)]
     level, sigma = float(np.median(v)), 0.0
     for _ in range(n_iter):
-        sigma = 1.4826 * float(np.median(np.abs(v - level)))
+        sigma = MAD_TO_SD * float(np.median(np.abs(v - level)))
         if sigma <= 0:
             break
         keep = v < level + clip * sigma
@@ -161,5 +162,5 @@ def background_stats(values: np.ndarray, *, n_iter: int = 6, clip: float = 3.0,
     # a one-sided clip trims the upper tail of the noise too; the lower side is untouched
     lower = v[v <= level]
     if lower.size > 16:
-        sigma = max(sigma, 1.4826 * float(np.median(level - lower)))
+        sigma = max(sigma, MAD_TO_SD * float(np.median(level - lower)))
     return level, sigma
