@@ -387,12 +387,6 @@ def classify(objects: pd.DataFrame, p: MotorNeuronParams,
     return ok.to_numpy()
 
 
-#: An RGB image whose light (99th percentile per channel) stays below this fraction of full
-#: scale has no light background: it is not brightfield. Glass and pale neuropil transmit
-#: ≥ 50 % of the lamp in every brightfield field examined; fluorescence exports are dark.
-_MIN_BRIGHTFIELD_WHITE = 0.35
-
-
 def guess_modality(image: Image) -> str:
     """``"brightfield"`` or ``"fluorescence"``: the image's detected modality.
 
@@ -406,6 +400,11 @@ def guess_modality(image: Image) -> str:
         return str(found)
     if image.n_channels != 3 or not image.rgb:
         return "fluorescence"
+    return _modality_from_pixels(image)
+
+
+def _modality_from_pixels(image: Image) -> str:
+    """Brightfield when the tissue (padding excluded) is mostly light, else fluorescence."""
     rgb = np.asarray(image.plane())
     h, w = rgb.shape[:2]
     step = max(1, int(np.sqrt(h * w / 250_000)))
@@ -464,6 +463,13 @@ def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
     modality = _resolve_modality(image, p)
     if modality == "fluorescence":
         return _run_fluorescence(image, regions, p, channels, report)
+    if p.modality == "brightfield" and image.n_channels == 3 and \
+            _modality_from_pixels(image) == "fluorescence":
+        raise EmptyImageError(
+            f"{image.source}: no light background (the tissue is mostly dark): this is not "
+            "a brightfield image, and optical density against a dark background would turn "
+            "the background into stain. For a fluorescence image set modality="
+            "'fluorescence' (or 'auto')")
     if channels and any(v is not None for v in dict(channels).values()):
         raise ChannelError(f"{image.source}: a brightfield analysis reads the RGB image and "
                            f"takes no channel (got {dict(channels)}); for a fluorescence "
@@ -482,13 +488,6 @@ def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
     factor = max(1, int(np.floor(p.work_pixel_size_um / px + 1e-6)))
     pxw = px * factor
     white = estimate_white(rgb)
-    if float(np.max(white)) < _MIN_BRIGHTFIELD_WHITE * image.max_value():
-        raise EmptyImageError(
-            f"{image.source}: no light background (brightest channel's 99th percentile "
-            f"{float(np.max(white)):.4g} of {image.max_value():.4g}): this is not a "
-            "brightfield image, and optical density against a dark background would turn "
-            "the background into stain. For a fluorescence image set modality="
-            "'fluorescence' (or 'auto')")
     stain = estimate_stain_vector(rgb, white, fallback=p.stain_vector) \
         if p.estimate_stain_vector else p.stain_vector
     density = stain_density(crop, stain, white, factor=factor)

@@ -90,9 +90,8 @@ class FluorescentSomaParams:
 def _simple_padding(pixels: np.ndarray) -> np.ndarray:
     """Padding: areas flat in every channel over 9 × 9 windows, joined to the image border.
 
-    A fallback for :func:`histoquant.segment.padding.find_padding` where that is missing.
-    Flat cores are grown by 4 px into pixels within 6 grey levels of their value (the JPEG
-    ripple along a padding edge).
+    A fallback for :func:`histoquant.segment.padding.find_padding` where that is missing;
+    it takes half a JPEG block (4 px) of tissue along the padding edge with the ripple.
     """
     px = np.asarray(pixels)
     if px.ndim == 2:
@@ -111,12 +110,9 @@ def _simple_padding(pixels: np.ndarray) -> np.ndarray:
     keep = np.zeros(n + 1, bool)
     keep[border] = True
     keep[0] = False
-    core = ndi.binary_dilation(keep[lab], np.ones((9, 9), bool))
-    value = np.median(px[keep[lab]], axis=0) if keep[lab].any() else None
-    if value is None:
-        return core
-    near = np.all(np.abs(px.astype(np.float32) - value) <= 6, axis=-1)
-    return core | (near & ndi.binary_dilation(core, np.ones((9, 9), bool)))
+    # The flat cores stop 4 px short of the padding's edge; growing them by 8 px reaches
+    # 4 px beyond it, over the ripple a JPEG block (8 × 8 px) leaves along a padding edge.
+    return ndi.binary_dilation(keep[lab], np.ones((17, 17), bool))
 
 
 def padding_mask(pixels: np.ndarray) -> np.ndarray:
