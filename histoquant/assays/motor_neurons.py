@@ -390,27 +390,29 @@ def classify(objects: pd.DataFrame, p: MotorNeuronParams,
 def guess_modality(image: Image) -> str:
     """``"brightfield"`` or ``"fluorescence"``: the image's detected modality.
 
-    ``image.modality`` when the image carries one (the readers' detection); otherwise a
-    single channel or a non-RGB stack is fluorescence, and an RGB image is brightfield when
-    its tissue (padding excluded) is mostly light — the median brightness of its brightest
-    channel above half of full scale — and fluorescence when it is mostly dark.
+    ``image.modality`` when the image carries one (the readers' detection); otherwise
+    brightfield when the tissue (padding excluded) is mostly light — the median of each
+    pixel's brightest channel above half of full scale: transmitted light through a section —
+    and fluorescence when it is mostly dark (emitted light on a black background). A light
+    single-channel image is thus a greyscale brightfield export, which the brightfield path
+    refuses with a message asking for RGB.
     """
     found = getattr(image, "modality", None)
     if found in ("brightfield", "fluorescence"):
         return str(found)
-    if image.n_channels != 3 or not image.rgb:
-        return "fluorescence"
     return _modality_from_pixels(image)
 
 
 def _modality_from_pixels(image: Image) -> str:
     """Brightfield when the tissue (padding excluded) is mostly light, else fluorescence."""
-    rgb = np.asarray(image.plane())
-    h, w = rgb.shape[:2]
+    data = np.asarray(image.plane())
+    if data.ndim == 2:
+        data = data[..., None]
+    h, w = data.shape[:2]
     step = max(1, int(np.sqrt(h * w / 250_000)))
-    sub = rgb[::step, ::step]
+    sub = data[::step, ::step]
     tissue = ~padding_mask(sub)
-    vals = sub[tissue] if tissue.sum() >= 100 else sub.reshape(-1, 3)
+    vals = sub[tissue] if tissue.sum() >= 100 else sub.reshape(-1, sub.shape[-1])
     top = float(image.max_value())
     return "brightfield" if float(np.median(vals.max(axis=-1))) > 0.5 * top else "fluorescence"
 
@@ -463,8 +465,7 @@ def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
     modality = _resolve_modality(image, p)
     if modality == "fluorescence":
         return _run_fluorescence(image, regions, p, channels, report)
-    if p.modality == "brightfield" and image.n_channels == 3 and \
-            _modality_from_pixels(image) == "fluorescence":
+    if p.modality == "brightfield" and _modality_from_pixels(image) == "fluorescence":
         raise EmptyImageError(
             f"{image.source}: no light background (the tissue is mostly dark): this is not "
             "a brightfield image, and optical density against a dark background would turn "
