@@ -252,7 +252,7 @@ def _tile_image(image: Image, win: Window) -> Image:
     meta.update(name=image.name, tile_origin_yx=(win.R0, win.C0))
     return Image(data, axes=image.axes, pixel_size_um=image.pixel_size_um,
                  channel_names=image.channel_names, rgb=image.rgb, z_step_um=image.z_step_um,
-                 path=image.path, metadata=meta)
+                 path=image.path, metadata=meta, modality=image.modality)
 
 
 def _combiner(spec: AssaySpec) -> Callable[[pd.DataFrame], pd.DataFrame] | None:

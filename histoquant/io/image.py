@@ -45,6 +45,11 @@ class Image:
         File the image was read from.
     metadata : dict
         Anything else the reader found worth keeping (format, original axes, bit depth).
+    modality : {"brightfield", "fluorescence"} or None
+        Light background and absorbing stain, or dark background and emitting stain. ``None``
+        (the default) detects it from the pixels on first use
+        (:func:`histoquant.io.modality.detect_modality`, cached; the evidence is in
+        ``metadata["modality_evidence"]``); a value given here overrides the detection.
     """
 
     data: Any
@@ -55,6 +60,7 @@ class Image:
     z_step_um: float | None = None
     path: Path | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    modality: str | None = None  # a property below: detected lazily unless given
 
     def __post_init__(self) -> None:
         if self.axes not in _VALID_AXES:
@@ -328,6 +334,33 @@ def _stem(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem
+
+
+def _get_modality(self: Image) -> str:
+    """Brightfield or fluorescence: as given, else detected from the pixels once and cached."""
+    kind = self.__dict__.get("_modality")
+    if kind is None:
+        from .modality import detect_modality
+
+        found = detect_modality(self)
+        kind = found.kind
+        self.__dict__["_modality"] = kind
+        self.metadata["modality_evidence"] = found.evidence
+        self.metadata["modality_confidence"] = found.confidence
+    return kind
+
+
+def _set_modality(self: Image, value: str | None) -> None:
+    if isinstance(value, property):  # the dataclass default seen through the class
+        value = None
+    from .modality import check_modality
+
+    self.__dict__["_modality"] = check_modality(value)
+
+
+# A dataclass field backed by a property: Image(..., modality=...) and replace() set it, reading
+# it detects the modality on first use.
+Image.modality = property(_get_modality, _set_modality)  # type: ignore[assignment]
 
 
 def as_image(
