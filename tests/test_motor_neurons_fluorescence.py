@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from histoquant.assays.motor_neurons import MotorNeuronParams, guess_modality, run
-from histoquant.errors import ChannelError, EmptyImageError, ParamsError
+from histoquant.errors import ChannelError, ModalityError, ParamsError
 from histoquant.io import as_image
 from histoquant.segment.fluorescent_somata import FluorescentSomaParams, pick_soma_channel
 from histoquant.synthetic.fluorescent_somata import fluorescent_somata_phantom
@@ -101,7 +101,7 @@ def test_pick_soma_channel_ignores_white_annotations():
 
 def test_forced_brightfield_on_fluorescence_is_refused():
     image, _ = _phantom(2.0, 0, True)
-    with pytest.raises(EmptyImageError, match="not a brightfield image"):
+    with pytest.raises(ModalityError, match="fluorescence"):
         run(image, params={"modality": "brightfield"})
 
 

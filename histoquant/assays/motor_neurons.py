@@ -61,6 +61,7 @@ from .base import (
     AssaySpec,
     ChannelRole,
     Progress,
+    check_image_modality,
     prepare_image,
     region_table,
     resolve_channels,
@@ -90,9 +91,9 @@ class MotorNeuronParams(AssayParams):
         help="what the image is: 'brightfield' (cresyl-violet Nissl, dark somata on a light "
              "background, read as optical density) or 'fluorescence' (a somata stain — "
              "fluorescent Nissl / NeuroTrace, ChAT, NeuN — bright somata on a dark "
-             "background, read as signal-to-noise). 'auto' takes the image's detected "
-             "modality. A brightfield analysis of an image without a light background is "
-             "refused")
+             "background, read as signal-to-noise). 'auto' takes the image's modality, "
+             "declared (--modality) or detected. 'brightfield' on an image detected as "
+             "fluorescence with confidence is refused")
     engine: str = param(
         "classical", choices=("classical", "cellpose"),
         help="soma segmentation engine: 'classical' (threshold, distance/intensity "
@@ -388,33 +389,13 @@ def classify(objects: pd.DataFrame, p: MotorNeuronParams,
 
 
 def guess_modality(image: Image) -> str:
-    """``"brightfield"`` or ``"fluorescence"``: the image's detected modality.
+    """``"brightfield"`` or ``"fluorescence"``: the image's modality.
 
-    ``image.modality`` when the image carries one (the readers' detection); otherwise
-    brightfield when the tissue (padding excluded) is mostly light — the median of each
-    pixel's brightest channel above half of full scale: transmitted light through a section —
-    and fluorescence when it is mostly dark (emitted light on a black background). A light
-    single-channel image is thus a greyscale brightfield export, which the brightfield path
-    refuses with a message asking for RGB.
+    The one the image was declared (``read_image(..., modality=...)``, ``--modality``) or
+    detected from its tissue pixels (:func:`histoquant.io.modality.detect_modality`: light
+    background and absorbing stain, or dark background and emitting stain).
     """
-    found = getattr(image, "modality", None)
-    if found in ("brightfield", "fluorescence"):
-        return str(found)
-    return _modality_from_pixels(image)
-
-
-def _modality_from_pixels(image: Image) -> str:
-    """Brightfield when the tissue (padding excluded) is mostly light, else fluorescence."""
-    data = np.asarray(image.plane())
-    if data.ndim == 2:
-        data = data[..., None]
-    h, w = data.shape[:2]
-    step = max(1, int(np.sqrt(h * w / 250_000)))
-    sub = data[::step, ::step]
-    tissue = ~padding_mask(sub)
-    vals = sub[tissue] if tissue.sum() >= 100 else sub.reshape(-1, sub.shape[-1])
-    top = float(image.max_value())
-    return "brightfield" if float(np.median(vals.max(axis=-1))) > 0.5 * top else "fluorescence"
+    return str(image.modality)
 
 
 def _resolve_modality(image: Image, p: MotorNeuronParams) -> str:
@@ -465,12 +446,10 @@ def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
     modality = _resolve_modality(image, p)
     if modality == "fluorescence":
         return _run_fluorescence(image, regions, p, channels, report)
-    if p.modality == "brightfield" and _modality_from_pixels(image) == "fluorescence":
-        raise EmptyImageError(
-            f"{image.source}: no light background (the tissue is mostly dark): this is not "
-            "a brightfield image, and optical density against a dark background would turn "
-            "the background into stain. For a fluorescence image set modality="
-            "'fluorescence' (or 'auto')")
+    if p.modality == "brightfield":
+        # Optical density against a dark background would turn the background into stain
+        # (the 100,000 µm² "somata" of a fluorescence export): refuse a confident detection.
+        check_image_modality(image, ("brightfield",), SPEC.name)
     if channels and any(v is not None for v in dict(channels).values()):
         raise ChannelError(f"{image.source}: a brightfield analysis reads the RGB image and "
                            f"takes no channel (got {dict(channels)}); for a fluorescence "
@@ -756,4 +735,5 @@ SPEC = AssaySpec(
              "NeuN); picked automatically in an RGB export"),),
     rgb=True,
     auto_regions=("ventral_horn_left", "ventral_horn_right"),
+    modalities=("brightfield", "fluorescence"),
 )
