@@ -32,6 +32,7 @@ Criteria and why (figures from the project's REFERENCE.md):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -72,6 +73,8 @@ from .base import (
 __all__ = ["MotorNeuronParams", "run", "SPEC", "OBJECT_CLASSES"]
 
 OBJECT_CLASSES = ("motor_neuron", "other")
+
+log = logging.getLogger(__name__)
 
 # QC overlays are drawn at most this many pixels on their long side.
 _QC_MAX_PX = 4096
@@ -621,7 +624,11 @@ def _run_fluorescence(image: Image, regions, p: MotorNeuronParams, channels,
     del labels_w
     summary = _summary(image.name, objects, masks, px)
     display = _fluorescence_display(plane, idx, int(np.ceil(max(h, w) / _QC_MAX_PX)))
-    qc = _qc_overlay(display, labels, objects, masks, summary, image.name, prestrided=True)
+    how = "named" if scores is None else "picked"
+    log.info("%s: fluorescence, soma channel %s (%s)", image.source, image.channel_names[idx],
+             how)
+    qc = _qc_overlay(display, labels, objects, masks, summary, image.name, prestrided=True,
+                     note=f"; fluorescence, soma channel {image.channel_names[idx]} ({how})")
     report(1.0, "done")
     return AssayResult(
         assay=SPEC.name, image=image.name, objects=objects.reset_index(drop=True),
@@ -680,15 +687,17 @@ def _outline_mask(labels: np.ndarray) -> np.ndarray:
 
 
 def _qc_overlay(rgb, labels: np.ndarray, objects: pd.DataFrame, masks: dict[str, np.ndarray],
-                summary: pd.DataFrame, name: str, prestrided: bool = False) -> np.ndarray:
+                summary: pd.DataFrame, name: str, prestrided: bool = False,
+                note: str = "") -> np.ndarray:
     """RGB uint8 overlay: soma outlines by class, region outlines, counts as a caption.
 
     Drawn at most ``_QC_MAX_PX`` pixels on the long side (a strided view of the image);
-    ``prestrided``: ``rgb`` is already the strided uint8 display image.
+    ``prestrided``: ``rgb`` is already the strided uint8 display image; ``note`` is added
+    to the first caption line.
     """
     h, w = labels.shape
     step = int(np.ceil(max(h, w) / _QC_MAX_PX))
-    lines = [f"{name}: motor neurons (green) / other somata (orange)"]
+    lines = [f"{name}: motor neurons (green) / other somata (orange){note}"]
     for _, row in summary.iterrows():
         lines.append(f"{row['region']}: {row['n_motor_neurons']} motor neurons "
                      f"({row['motor_neurons_per_mm2']:.1f} per mm2), {row['n_somata']} somata")
