@@ -129,3 +129,19 @@ def test_fluorescent_defaults_match_the_assay():
     p = MotorNeuronParams()
     assert dataclasses.asdict(p.fluorescent_segmentation()) == \
         dataclasses.asdict(FluorescentSomaParams())
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_confocal_pixel_size_and_any_dtype(dtype):
+    """0.3 µm/px single channel (a confocal field), as 8-bit, 16-bit and 0–1 float."""
+    image, truth = fluorescent_somata_phantom((1536, 1536), 0.3, seed=1, n_motor_neurons=10,
+                                              n_small=15, rgb=False)
+    data = np.asarray(image.data)
+    if dtype == "uint16":
+        data = data.astype(np.uint16) * 257
+    elif dtype == "float32":
+        data = data.astype(np.float32) / 255
+    result = run(as_image(data, 0.3))
+    assert result.extra["modality"] == "fluorescence"
+    mn, kinds = _matched(result, truth, 0.3)
+    assert kinds.count("motor_neuron") == len(mn) == truth.n_motor_neurons
