@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from histoquant.assays.motor_neurons import MotorNeuronParams, guess_modality, run
-from histoquant.errors import ChannelError, ModalityError, ParamsError
+from histoquant.errors import ChannelError, EmptyImageError, ModalityError, ParamsError
 from histoquant.io import as_image
 from histoquant.segment.fluorescent_somata import FluorescentSomaParams, pick_soma_channel
 from histoquant.synthetic.fluorescent_somata import fluorescent_somata_phantom
@@ -145,3 +145,13 @@ def test_confocal_pixel_size_and_any_dtype(dtype):
     assert result.extra["modality"] == "fluorescence"
     mn, kinds = _matched(result, truth, 0.3)
     assert kinds.count("motor_neuron") == len(mn) == truth.n_motor_neurons
+
+
+def test_regions_on_padding_are_named_in_the_error():
+    image, _ = fluorescent_somata_phantom((512, 512), 2.0, seed=0, padding_px=120)
+    h, w = image.shape_yx
+    on_padding = np.zeros((h, w), bool)
+    # in the 120 px (240 µm) bottom band, more than the 60 µm margin from the tissue
+    on_padding[h - 30:, : w // 2] = True
+    with pytest.raises(EmptyImageError, match="no tissue, only padding"):
+        run(image, regions={"ventral_horn_left": on_padding})

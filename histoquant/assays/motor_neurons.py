@@ -578,7 +578,11 @@ def _run_fluorescence(image: Image, regions, p: MotorNeuronParams, channels,
     signal = block_mean(chan, factor)
     tissue = block_any(tissue_full, factor, 0.5)
     del tissue_full
-    if not tissue.any() or float(signal[tissue].max()) - float(signal[tissue].min()) <= 0:
+    if not tissue.any():
+        raise EmptyImageError(f"{image.source}: the regions ({', '.join(masks)}) and the "
+                              f"{margin * px:.0f} µm around them hold no tissue, only padding "
+                              "(the export's constant canvas); check where the regions lie")
+    if float(signal[tissue].max()) - float(signal[tissue].min()) <= 0:
         raise EmptyImageError(f"{image.source}: the soma channel "
                               f"{image.channel_names[idx]!r} holds no contrast in the "
                               "tissue (blank, saturated or all padding); there are no cells "
