@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .background import _axis
+from .padding import find_padding
 from .somata import SomaSegmentationParams, segment_somata_classical
 
 __all__ = ["FluorescentSomaParams", "segment_fluorescent_somata", "local_background_noise",
@@ -87,40 +88,8 @@ class FluorescentSomaParams:
             min_area_um2=self.min_area_um2)
 
 
-def _simple_padding(pixels: np.ndarray) -> np.ndarray:
-    """Padding: areas flat in every channel over 9 × 9 windows, joined to the image border.
-
-    A fallback for :func:`histoquant.segment.padding.find_padding` where that is missing;
-    it takes half a JPEG block (4 px) of tissue along the padding edge with the ripple.
-    """
-    px = np.asarray(pixels)
-    if px.ndim == 2:
-        px = px[..., None]
-    h, w = px.shape[:2]
-    if h < 9 or w < 9:
-        return np.zeros((h, w), bool)
-    flat = np.ones((h, w), bool)
-    for c in range(px.shape[2]):
-        ch = px[..., c]
-        flat &= ndi.maximum_filter(ch, 9) == ndi.minimum_filter(ch, 9)
-    lab, n = ndi.label(flat)
-    if n == 0:
-        return flat
-    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-    keep = np.zeros(n + 1, bool)
-    keep[border] = True
-    keep[0] = False
-    # The flat cores stop 4 px short of the padding's edge; growing them by 8 px reaches
-    # 4 px beyond it, over the ripple a JPEG block (8 × 8 px) leaves along a padding edge.
-    return ndi.binary_dilation(keep[lab], np.ones((17, 17), bool))
-
-
 def padding_mask(pixels: np.ndarray) -> np.ndarray:
     """Boolean (Y, X) mask of padding (never tissue) of a (Y, X) or (Y, X, C) image."""
-    try:
-        from .padding import find_padding
-    except ImportError:  # the shared padding finder is not in this version
-        return _simple_padding(pixels)
     return find_padding(pixels)
 
 
