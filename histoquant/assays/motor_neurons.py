@@ -58,6 +58,7 @@ from ..segment.fluorescent_somata import (
 from ..segment.local_background import block_any, block_mean
 from ..segment.somata import SomaSegmentationParams, segment_somata
 from ..segment.stain import CRESYL_VIOLET_OD, estimate_stain_vector, estimate_white, stain_density
+from ..segment.statistics import noise_floor, quantisation_step, sample_pixels
 from .base import (
     AssaySpec,
     ChannelRole,
@@ -587,9 +588,9 @@ def _run_fluorescence(image: Image, regions, p: MotorNeuronParams, channels,
                               f"{image.channel_names[idx]!r} holds no contrast in the "
                               "tissue (blank, saturated or all padding); there are no cells "
                               "to measure")
-    # Integer data are quantised: a flat block still has 1/√12 grey level of noise, less
-    # after averaging factor² pixels.
-    quant = 1 / np.sqrt(12) / factor if np.issubdtype(plane.dtype, np.integer) else 0.0
+    # A noise below the data's quantisation step is not measurable noise: the shared floor
+    # (histoquant.segment.statistics) keeps one-level JPEG ripples out of the somata.
+    quant = noise_floor(quantisation_step(sample_pixels(chan, None, 50_000), plane.dtype))
     report(0.1, "background and noise")
     block = max(2, round(p.background_scale_um / 2 / pxw))
     snr, excess, stats = signal_to_noise(signal, tissue, block, noise_floor=quant)

@@ -195,8 +195,8 @@ def local_background_noise(signal: np.ndarray, tissue: np.ndarray, block_px: int
     block_px : int
         Block side in pixels (half the background scale).
     noise_floor : float
-        Least noise (the quantisation of an integer image: a perfectly flat block is not
-        noise-free).
+        Least noise (one quantisation step of the data,
+        :func:`histoquant.segment.statistics.noise_floor`).
 
     Returns
     -------
