@@ -3,6 +3,11 @@
 Run::
 
     python benchmarks/bench_motor_neurons.py [--sizes 2048 8192] [--pixel-size 0.5]
+                                             [--modality fluorescence]
+
+``--modality fluorescence`` times the fluorescence path instead, on the fluorescent somata
+phantom (:mod:`histoquant.synthetic.fluorescent_somata`, RGB with the stain in red, 30 motor
+neurons per 2k tile, no padding).
 
 Each size runs in a fresh single-threaded subprocess (so ``ru_maxrss`` is its own):
 
@@ -37,15 +42,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _make_input(size: int, pixel_size_um: float, path: Path) -> int:
+def _make_input(size: int, pixel_size_um: float, path: Path,
+                modality: str = "brightfield") -> int:
     """Write the RGB phantom of ``size`` px to ``path`` (.npy); return its motor neurons."""
     import numpy as np
 
-    from histoquant.synthetic.nissl import nissl_phantom
-
     base = min(size, 2048)
-    image, truth = nissl_phantom((base, base), pixel_size_um, seed=7,
-                                 motor_neuron_density_per_mm2=30.0)
+    if modality == "fluorescence":
+        from histoquant.synthetic.fluorescent_somata import fluorescent_somata_phantom
+
+        image, truth = fluorescent_somata_phantom((base, base), pixel_size_um, seed=7,
+                                                  n_motor_neurons=30, n_small=60)
+    else:
+        from histoquant.synthetic.nissl import nissl_phantom
+
+        image, truth = nissl_phantom((base, base), pixel_size_um, seed=7,
+                                     motor_neuron_density_per_mm2=30.0)
     reps = size // base
     rgb = np.tile(image.data, (reps, reps, 1)) if reps > 1 else image.data
     np.save(path, rgb)
@@ -118,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192])
     parser.add_argument("--pixel-size", type=float, default=0.5)
+    parser.add_argument("--modality", choices=("brightfield", "fluorescence"),
+                        default="brightfield")
     parser.add_argument("--make", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--n-true", type=int, default=0, help=argparse.SUPPRESS)
@@ -125,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.make:
         path = Path(tempfile.gettempdir()) / f"bench_mn_{args.make}.npy"
         print(json.dumps({"path": str(path),
-                          "n_true": _make_input(args.make, args.pixel_size, path)}))
+                          "n_true": _make_input(args.make, args.pixel_size, path,
+                                                args.modality)}))
         return 0
     if args.one:
         print(json.dumps(_one(args.one, args.pixel_size, args.n_true)))
@@ -133,11 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    print(f"motor-neuron assay benchmark (one thread; load average "
+    print(f"motor-neuron assay benchmark, {args.modality} (one thread; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: wall time suffers from "
           "other processes, CPU time less so)")
     for size in args.sizes:
-        made = _sub(["--make", str(size), "--pixel-size", str(args.pixel_size)], env)
+        made = _sub(["--make", str(size), "--pixel-size", str(args.pixel_size),
+                     "--modality", args.modality], env)
         if made is None:
             return 1
         r = _sub(["--one", made["path"], "--pixel-size", str(args.pixel_size),

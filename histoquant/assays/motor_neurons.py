@@ -32,12 +32,14 @@ Criteria and why (figures from the project's REFERENCE.md):
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..errors import EmptyImageError, ParamsError
+from ..errors import ChannelError, EmptyImageError, ParamsError
 from ..io.image import Image, check_finite, check_not_empty
 from ..measure.nucleolus import nucleolus_contrast
 from ..measure.objects import assign_regions, measure_objects
@@ -46,13 +48,34 @@ from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines
 from ..results import AssayResult
 from ..segment.background import flatten_background
 from ..segment.cellpose_engine import CellposeOptions, require_cellpose, segment_cellpose
+from ..segment.fluorescent_somata import (
+    FluorescentSomaParams,
+    padding_mask,
+    pick_soma_channel,
+    segment_fluorescent_somata,
+    signal_to_noise,
+)
+from ..segment.local_background import block_any, block_mean
 from ..segment.somata import SomaSegmentationParams, segment_somata
 from ..segment.stain import CRESYL_VIOLET_OD, estimate_stain_vector, estimate_white, stain_density
-from .base import AssaySpec, Progress, prepare_image, region_table, resolve_params, resolve_regions
+from ..segment.statistics import noise_floor, quantisation_step, sample_pixels
+from .base import (
+    AssaySpec,
+    ChannelRole,
+    Progress,
+    check_image_modality,
+    prepare_image,
+    region_table,
+    resolve_channels,
+    resolve_params,
+    resolve_regions,
+)
 
 __all__ = ["MotorNeuronParams", "run", "SPEC", "OBJECT_CLASSES"]
 
 OBJECT_CLASSES = ("motor_neuron", "other")
+
+log = logging.getLogger(__name__)
 
 # QC overlays are drawn at most this many pixels on their long side.
 _QC_MAX_PX = 4096
@@ -67,6 +90,14 @@ _CELLPOSE = {f["name"]: f for f in CellposeOptions.field_info()}
 class MotorNeuronParams(AssayParams):
     """Parameters of the motor-neuron assay; every size in µm."""
 
+    modality: str = param(
+        "auto", choices=("auto", "brightfield", "fluorescence"),
+        help="what the image is: 'brightfield' (cresyl-violet Nissl, dark somata on a light "
+             "background, read as optical density) or 'fluorescence' (a somata stain — "
+             "fluorescent Nissl / NeuroTrace, ChAT, NeuN — bright somata on a dark "
+             "background, read as signal-to-noise). 'auto' takes the image's modality, "
+             "declared (--modality) or detected. 'brightfield' on an image detected as "
+             "fluorescence with confidence is refused")
     engine: str = param(
         "classical", choices=("classical", "cellpose"),
         help="soma segmentation engine: 'classical' (threshold, distance/intensity "
@@ -219,6 +250,51 @@ class MotorNeuronParams(AssayParams):
              "near-black dots (≥ 1 OD above the nucleus in the real field examined), Nissl "
              "texture in a nucleus ≤ 0.5")
 
+    fluorescence_snr: float = param(
+        3.0, unit="σ", minimum=0.0,
+        help="fluorescence: a soma pixel is at least this many times the local noise above "
+             "the local background (median of the tissue pixels in blocks of half "
+             "background_scale_um; the noise is their spread below it). 3 σ keeps the "
+             "neuropil's bright fibres out of most of the foreground while motor-neuron "
+             "somata stand 4–8 σ above the ventral-horn neuropil in the ChAT sections "
+             "examined (2 µm/px)")
+    fluorescence_smooth_um: float = param(
+        1.0, unit="µm",
+        help="fluorescence: Gaussian smoothing before thresholding; evens camera noise and "
+             "JPEG blocking (8 px blocks) without merging somata 2–3 µm apart")
+    fluorescence_open_um: float = param(
+        3.0, unit="µm",
+        help="fluorescence: radius of the opening that cuts processes and fibres off the "
+             "somata. Stained fibres and dendrites (ChAT+, Nissl) are ≤ 5 µm thick, a "
+             "motor-neuron soma ≥ 20 µm: a 3 µm radius removes the first and keeps the "
+             "second (brightfield uses open_um; the fluorescent neuropil is full of bright "
+             "fibres the Nissl neuropil does not have)")
+    fluorescence_intensity_weight_um_per_snr: float = param(
+        0.4, unit="µm/σ", minimum=0.0,
+        help="fluorescence: weight of the signal-to-noise ratio in the splitting "
+             "landscape: a dim gap of 5 σ between two somata counts like a 2 µm neck (the "
+             "brightfield 20 µm/OD at a 0.1 OD gap)")
+    fluorescence_intensity_cap_snr: float = param(
+        10.0, unit="σ", minimum=0.0,
+        help="fluorescence: signal-to-noise above this counts as this in the splitting "
+             "landscape (at most 4 µm of brightness, as brightfield's 0.2 OD cap), so the "
+             "bright granules of one soma do not split it")
+    fluorescence_refine_fraction: float = param(
+        0.5, minimum=0.0, maximum=1.0,
+        help="fluorescence: each object keeps its pixels above this fraction of its own "
+             "upper-quartile signal above background: 0.5 puts the outline at half the "
+             "soma's brightness, where the edge of a blurred bright object lies (full width "
+             "at half maximum), so a soma's size does not grow with the blur of a low "
+             "magnification or a JPEG export")
+    fluorescence_min_mean_snr: float = param(
+        5.0, unit="σ", minimum=0.0,
+        help="fluorescence, motor-neuron criterion: mean signal-to-noise of the soma (the "
+             "role brightfield's min_mean_od plays). ChAT+ motor neurons average 5–16 σ "
+             "above the ventral-horn neuropil in the sections examined (2 µm/px), while "
+             "patches of bright fibres and tangentially cut dendrites of their size that "
+             "pass the pixel threshold average 4–5 σ. Caveat: a faintly stained soma is "
+             "excluded too; lower it to keep them")
+
     def __post_init__(self) -> None:
         super().__post_init__()
         # A zero colour has no direction to project on: say so now, not once per image.
@@ -226,6 +302,20 @@ class MotorNeuronParams(AssayParams):
             raise ParamsError("MotorNeuronParams: stain_vector: the three OD values are all "
                               "0; give the stain's colour, e.g. "
                               f"{list(CRESYL_VIOLET_OD)}")
+
+    def fluorescent_segmentation(self) -> FluorescentSomaParams:
+        """The fluorescent soma-segmentation part of these parameters."""
+        return FluorescentSomaParams(
+            background_scale_um=self.background_scale_um,
+            smooth_um=self.fluorescence_smooth_um, snr=self.fluorescence_snr,
+            max_hole_um2=self.max_hole_um2, open_um=self.fluorescence_open_um,
+            first_prominence_um=self.first_prominence_um,
+            seed_prominence_um=self.seed_prominence_um,
+            relative_prominence=self.relative_prominence,
+            intensity_weight_um_per_snr=self.fluorescence_intensity_weight_um_per_snr,
+            intensity_cap_snr=self.fluorescence_intensity_cap_snr,
+            refine_fraction=self.fluorescence_refine_fraction, seam_ratio=self.seam_ratio,
+            trim_fraction=self.trim_fraction, min_area_um2=self.min_soma_area_um2)
 
     def segmentation(self) -> SomaSegmentationParams:
         """The soma-segmentation part of these parameters."""
@@ -282,34 +372,62 @@ def preflight(params: MotorNeuronParams | None = None) -> None:
         require_cellpose(p.cellpose_model)
 
 
-def classify(objects: pd.DataFrame, p: MotorNeuronParams) -> np.ndarray:
-    """``True`` where a soma meets every motor-neuron criterion of ``p``."""
+def classify(objects: pd.DataFrame, p: MotorNeuronParams,
+             modality: str = "brightfield") -> np.ndarray:
+    """``True`` where a soma meets every motor-neuron criterion of ``p``.
+
+    The size criteria (µm) are the same in both modalities; the brightness criterion is the
+    mean optical density in brightfield and the mean signal-to-noise ratio in fluorescence.
+    """
     ok = (objects["equivalent_diameter_um"] >= p.min_equivalent_diameter_um) & \
          (objects["equivalent_diameter_um"] <= p.max_equivalent_diameter_um) & \
          (objects["area_um2"] >= p.min_area_um2) & \
-         (objects["mean_optical_density"] >= p.min_mean_od) & \
          (objects["feret_max_um"].fillna(0) >= p.min_feret_max_um)
+    if modality == "fluorescence":
+        ok &= objects["mean_snr"] >= p.fluorescence_min_mean_snr
+    else:
+        ok &= objects["mean_optical_density"] >= p.min_mean_od
     if p.require_nucleolus:
         ok &= objects["nucleolus_visible"].astype(bool)
     return ok.to_numpy()
 
 
+def guess_modality(image: Image) -> str:
+    """``"brightfield"`` or ``"fluorescence"``: the image's modality.
+
+    The one the image was declared (``read_image(..., modality=...)``, ``--modality``) or
+    detected from its tissue pixels (:func:`histoquant.io.modality.detect_modality`: light
+    background and absorbing stain, or dark background and emitting stain).
+    """
+    return str(image.modality)
+
+
+def _resolve_modality(image: Image, p: MotorNeuronParams) -> str:
+    return guess_modality(image) if p.modality == "auto" else p.modality
+
+
 def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
         pixel_size_um: float | None = None, progress: Progress | None = None) -> AssayResult:
-    """Count and measure motor neurons in a Nissl-stained brightfield image.
+    """Count and measure motor neurons in a brightfield Nissl or a fluorescence image.
 
     Parameters
     ----------
     image : Image or ndarray
-        Brightfield RGB image (Y, X, 3) of a cresyl-violet section with a known pixel size.
+        Brightfield RGB image (Y, X, 3) of a cresyl-violet section, or a fluorescence image
+        of a somata stain (fluorescent Nissl / NeuroTrace, ChAT, NeuN: one channel, a
+        multichannel stack, or an RGB export), with a known pixel size. Which of the two is
+        the ``modality`` parameter (default: detected).
     regions : None, "auto", path or regions
         Where to count: ``None`` = the whole image (region ``image``); ``"auto"`` = the
         ventral horns found by :mod:`histoquant.anatomy`; an ImageJ RoiSet / GeoJSON file;
         or masks / :class:`~histoquant.rois.Region` objects.
     params : MotorNeuronParams, dict or path, optional
         Parameters (defaults when omitted).
-    channels : None
-        Unused (the assay reads the RGB image); accepted for the common interface.
+    channels : mapping, optional
+        Fluorescence: ``{"soma": NAME_OR_INDEX}``, the channel of the somata stain. Left out,
+        a single channel is used as it is and the stained channel of an RGB export is
+        picked automatically (recorded in ``extra["soma_channel"]``); a multichannel stack
+        needs it. Brightfield reads the RGB image and takes no channel.
     pixel_size_um : float, optional
         Pixel size in µm when the image does not carry one (or to override it).
     progress : callable, optional
@@ -320,7 +438,7 @@ def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
     AssayResult
         ``objects``: one row per soma in a region (``class`` = ``motor_neuron`` or
         ``other``); ``summary``: one row per region; ``labels``: every soma at image
-        resolution; ``qc``: the overlay.
+        resolution; ``qc``: the overlay. ``extra["modality"]`` says which path ran.
     """
     p = resolve_params(MotorNeuronParams, params)
 
@@ -329,6 +447,17 @@ def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
             progress(float(np.clip(f, 0, 1)), msg)
 
     image = prepare_image(image, pixel_size_um)
+    modality = _resolve_modality(image, p)
+    if modality == "fluorescence":
+        return _run_fluorescence(image, regions, p, channels, report)
+    if p.modality == "brightfield":
+        # Optical density against a dark background would turn the background into stain
+        # (the 100,000 µm² "somata" of a fluorescence export): refuse a confident detection.
+        check_image_modality(image, ("brightfield",), SPEC.name)
+    if channels and any(v is not None for v in dict(channels).values()):
+        raise ChannelError(f"{image.source}: a brightfield analysis reads the RGB image and "
+                           f"takes no channel (got {dict(channels)}); for a fluorescence "
+                           "image set modality='fluorescence'")
     px = float(image.pixel_size_um)
     rgb = image.require_rgb()
     if np.issubdtype(np.asarray(rgb[:1, :1]).dtype, np.floating):
@@ -402,8 +531,128 @@ def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
         assay=SPEC.name, image=image.name, objects=objects.reset_index(drop=True),
         summary=summary, labels=labels, masks=masks, qc=qc, params=p.to_dict(),
         pixel_size_um=px,
-        extra={"stain_vector": [float(v) for v in np.asarray(stain, float)],
+        extra={"modality": "brightfield",
+               "stain_vector": [float(v) for v in np.asarray(stain, float)],
                "white": [float(v) for v in white], "work_pixel_size_um": pxw})
+
+
+def _soma_channel(image: Image, channels, tissue: np.ndarray | None,
+                  plane: np.ndarray) -> tuple[int, list[float] | None]:
+    """Index of the somata channel: named, the only one, or picked in an RGB export."""
+    named = resolve_channels(image, SPEC.channel_roles, channels)
+    if "soma" in named:
+        return named["soma"], None
+    if image.n_channels == 1:
+        return 0, None
+    if image.rgb and image.n_channels == 3:
+        idx, scores = pick_soma_channel(plane, tissue)
+        return idx, scores
+    raise ChannelError(
+        f"{image.source}: which channel holds the somata stain (fluorescent Nissl, ChAT, "
+        f"NeuN)? The image has {image._channel_list()}. Give it with --channel soma=NAME|INDEX "
+        "or channels={'soma': ...}.")
+
+
+def _run_fluorescence(image: Image, regions, p: MotorNeuronParams, channels,
+                      report: Callable[[float, str], None]) -> AssayResult:
+    """The fluorescence path of :func:`run`: bright somata on a dark background."""
+    if p.require_nucleolus:
+        raise ParamsError(f"{image.source}: require_nucleolus needs the brightfield path (a "
+                          "nucleolus is looked for as a dark spot in a pale Nissl nucleus); "
+                          "turn it off for a fluorescence image")
+    px = float(image.pixel_size_um)
+    plane = np.asarray(image.plane())
+    if np.issubdtype(plane.dtype, np.floating):
+        check_finite(plane, image.source)
+    check_not_empty(plane, image.source)
+    masks = resolve_regions(image, regions, SPEC.auto_regions)
+    h, w = image.shape_yx
+    report(0.02, "tissue and soma channel")
+    margin = int(np.ceil(max(60.0, p.background_scale_um / 2) / px))
+    rs, cs = _crop_box(masks, margin)
+    crop = plane[rs, cs]
+    tissue_full = ~padding_mask(crop)
+    idx, scores = _soma_channel(image, channels, tissue_full, crop)
+    factor = max(1, int(np.floor(p.work_pixel_size_um / px + 1e-6)))
+    pxw = px * factor
+    chan = crop[..., idx] if crop.ndim == 3 else crop
+    signal = block_mean(chan, factor)
+    tissue = block_any(tissue_full, factor, 0.5)
+    del tissue_full
+    if not tissue.any():
+        raise EmptyImageError(f"{image.source}: the regions ({', '.join(masks)}) and the "
+                              f"{margin * px:.0f} µm around them hold no tissue, only padding "
+                              "(the export's constant canvas); check where the regions lie")
+    if float(signal[tissue].max()) - float(signal[tissue].min()) <= 0:
+        raise EmptyImageError(f"{image.source}: the soma channel "
+                              f"{image.channel_names[idx]!r} holds no contrast in the "
+                              "tissue (blank, saturated or all padding); there are no cells "
+                              "to measure")
+    # A noise below the data's quantisation step is not measurable noise: the shared floor
+    # (histoquant.segment.statistics) keeps one-level JPEG ripples out of the somata.
+    quant = noise_floor(quantisation_step(sample_pixels(chan, None, 50_000), plane.dtype))
+    report(0.1, "background and noise")
+    block = max(2, round(p.background_scale_um / 2 / pxw))
+    snr, excess, stats = signal_to_noise(signal, tissue, block, noise_floor=quant)
+    del signal
+    report(0.2, "soma segmentation")
+    if p.engine == "cellpose":
+        np.maximum(excess, 0, out=excess)
+        labels_w = segment_cellpose(excess, pxw, cellpose_options(p),
+                                    progress=lambda f, m: report(0.2 + 0.55 * f, m))
+    else:
+        labels_w = segment_fluorescent_somata(
+            snr, pxw, p.fluorescent_segmentation(),
+            progress=lambda f, m: report(0.2 + 0.55 * f, m))
+    labels_w[~tissue] = 0
+    report(0.75, "measuring somata")
+    offset = (rs.start * px, cs.start * px)
+    shift = (factor - 1) / 2 * px
+    objects = measure_objects(labels_w, pxw, intensities={"intensity": excess, "snr": snr},
+                              offset_um=(offset[0] + shift, offset[1] + shift))
+    # The brightfield columns stay, empty, so both paths give the same table.
+    objects["mean_optical_density"] = np.nan
+    objects["nucleolus_contrast_od"] = np.nan
+    objects["nucleolus_visible"] = False
+    objects["class"] = np.where(classify(objects, p, "fluorescence"), "motor_neuron", "other")
+    objects = assign_regions(objects, masks, px)
+    objects.insert(0, "image", image.name)
+    report(0.85, "label image and QC")
+    kept = np.zeros(int(labels_w.max()) + 1, dtype=bool)
+    kept[objects["label"].to_numpy()] = True
+    labels_w[~kept[labels_w]] = 0
+    del snr, excess
+    dtype = np.uint16 if labels_w.max(initial=0) < 65536 else np.int32
+    labels = np.zeros((h, w), dtype=dtype)
+    _upsample_labels(labels_w, factor, (rs.stop - rs.start, cs.stop - cs.start),
+                     labels[rs, cs])
+    del labels_w
+    summary = _summary(image.name, objects, masks, px)
+    display = _fluorescence_display(plane, idx, int(np.ceil(max(h, w) / _QC_MAX_PX)))
+    how = "named" if scores is None else "picked"
+    log.info("%s: fluorescence, soma channel %s (%s)", image.source, image.channel_names[idx],
+             how)
+    qc = _qc_overlay(display, labels, objects, masks, summary, image.name, prestrided=True,
+                     note=f"; fluorescence, soma channel {image.channel_names[idx]} ({how})")
+    report(1.0, "done")
+    return AssayResult(
+        assay=SPEC.name, image=image.name, objects=objects.reset_index(drop=True),
+        summary=summary, labels=labels, masks=masks, qc=qc, params=p.to_dict(),
+        pixel_size_um=px,
+        extra={"modality": "fluorescence", "soma_channel": image.channel_names[idx],
+               "soma_channel_index": int(idx),
+               "channel_scores": None if scores is None else [float(v) for v in scores],
+               "background": stats["background"], "noise": stats["noise"],
+               "work_pixel_size_um": pxw})
+
+
+def _fluorescence_display(plane: np.ndarray, idx: int, step: int) -> np.ndarray:
+    """The soma channel, strided by ``step``, stretched to grey (1st–99.8th percentile)."""
+    chan = plane[::step, ::step, idx] if plane.ndim == 3 else plane[::step, ::step]
+    chan = np.asarray(chan, np.float32)
+    lo, hi = np.percentile(chan, [1, 99.8])
+    grey = np.clip((chan - lo) / max(float(hi - lo), 1e-12) * 255, 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
 def _summary(name: str, objects: pd.DataFrame, masks: dict[str, np.ndarray],
@@ -443,14 +692,17 @@ def _outline_mask(labels: np.ndarray) -> np.ndarray:
 
 
 def _qc_overlay(rgb, labels: np.ndarray, objects: pd.DataFrame, masks: dict[str, np.ndarray],
-                summary: pd.DataFrame, name: str) -> np.ndarray:
+                summary: pd.DataFrame, name: str, prestrided: bool = False,
+                note: str = "") -> np.ndarray:
     """RGB uint8 overlay: soma outlines by class, region outlines, counts as a caption.
 
-    Drawn at most ``_QC_MAX_PX`` pixels on the long side (a strided view of the image).
+    Drawn at most ``_QC_MAX_PX`` pixels on the long side (a strided view of the image);
+    ``prestrided``: ``rgb`` is already the strided uint8 display image; ``note`` is added
+    to the first caption line.
     """
     h, w = labels.shape
     step = int(np.ceil(max(h, w) / _QC_MAX_PX))
-    lines = [f"{name}: motor neurons (green) / other somata (orange)"]
+    lines = [f"{name}: motor neurons (green) / other somata (orange){note}"]
     for _, row in summary.iterrows():
         lines.append(f"{row['region']}: {row['n_motor_neurons']} motor neurons "
                      f"({row['motor_neurons_per_mm2']:.1f} per mm2), {row['n_somata']} somata")
@@ -462,7 +714,7 @@ def _qc_overlay(rgb, labels: np.ndarray, objects: pd.DataFrame, masks: dict[str,
     out = np.empty((band.shape[0] + hq, wq, 3), np.uint8)
     out[:band.shape[0]] = band
     disp = out[band.shape[0]:]
-    src = rgb[::step, ::step, :3]
+    src = rgb[:hq, :wq, :3] if prestrided else rgb[::step, ::step, :3]
     if np.asarray(src[:1, :1]).dtype == np.uint8:
         disp[:] = src
     else:
@@ -487,11 +739,15 @@ def _qc_overlay(rgb, labels: np.ndarray, objects: pd.DataFrame, masks: dict[str,
 
 SPEC = AssaySpec(
     name="motor-neurons",
-    title="Motor neurons in Nissl (cresyl violet) brightfield sections: count, soma size, "
-          "density per mm²",
+    title="Motor neurons in Nissl (cresyl violet) brightfield or somata-stained (NeuroTrace, "
+          "ChAT, NeuN) fluorescence sections: count, soma size, density per mm²",
     params_cls=MotorNeuronParams,
     run=run,
-    channel_roles=(),
+    channel_roles=(ChannelRole(
+        "soma", required=False,
+        help="fluorescence only: the somata stain (fluorescent Nissl / NeuroTrace, ChAT, "
+             "NeuN); picked automatically in an RGB export"),),
     rgb=True,
     auto_regions=("ventral_horn_left", "ventral_horn_right"),
+    modalities=("brightfield", "fluorescence"),
 )
