@@ -145,3 +145,16 @@ def test_zeros_outside_a_round_field_of_view_do_not_enter_the_noise():
     good = background_stats(fov[sup])
     assert abs(good.sd - 6) < 0.5 and abs(good.level - 40) < 0.5
     assert naive.level < 30 or naive.sd > 10  # what the zeros did
+
+
+def test_lower_half_sd_is_the_sd_of_a_normal_background_under_one_sided_signal():
+    from histoquant.segment.statistics import lower_half_sd
+
+    rng = np.random.default_rng(0)
+    background = rng.normal(10.0, 2.0, 200_000)
+    signal = rng.uniform(20, 60, 60_000)  # only adds: the lower half stays background
+    assert lower_half_sd(background) == pytest.approx(2.0, rel=0.02)
+    # with the level given (the background's), the bright tail does not move the estimate
+    assert lower_half_sd(np.concatenate([background, signal]), level=10.0) == \
+        pytest.approx(2.0, rel=0.03)
+    assert lower_half_sd(np.array([])) == 0.0

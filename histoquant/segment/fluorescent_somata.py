@@ -36,12 +36,10 @@ from scipy import ndimage as ndi
 from .background import _axis
 from .padding import find_padding
 from .somata import SomaSegmentationParams, segment_somata_classical
+from .statistics import P10_TO_SD as _P10_TO_SD
 
 __all__ = ["FluorescentSomaParams", "segment_fluorescent_somata", "local_background_noise",
            "signal_to_noise", "pick_soma_channel", "padding_mask"]
-
-# Spread of the lower half of a normal distribution: median − 10th percentile = 1.2816 σ.
-_P10_TO_SD = 1.2816
 
 
 @dataclass(frozen=True)

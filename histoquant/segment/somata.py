@@ -100,9 +100,10 @@ def neuropil_noise(smoothed: np.ndarray, max_samples: int = 1_000_000) -> float:
     values below 0 are neuropil (and paler structures) alone: their 10th percentile is
     −1.28 σ for a normal spread.
     """
+    from .statistics import lower_half_sd
+
     step = max(1, int(np.ceil(np.sqrt(smoothed.size / max_samples))))
-    sample = smoothed[::step, ::step]
-    return float(max(0.0, -np.percentile(sample, 10) / 1.2816))
+    return lower_half_sd(smoothed[::step, ::step], level=0.0)
 
 
 def soma_foreground(smoothed: np.ndarray, pixel_size_um: float, foreground_od: float,

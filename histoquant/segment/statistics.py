@@ -48,13 +48,17 @@ import numpy as np
 from scipy.special import ndtri
 
 __all__ = [
-    "MAD_TO_SD", "CLIP_FRACTION", "block_sum", "block_counts", "block_mean", "block_any",
+    "MAD_TO_SD", "P10_TO_SD", "lower_half_sd", "CLIP_FRACTION", "block_sum", "block_counts",
+    "block_mean", "block_any",
     "robust_location_scale", "sample_pixels", "quantisation_step", "noise_floor",
     "BackgroundStats", "background_stats", "threshold_above", "tissue_support",
 ]
 
 #: MAD × this = the SD of a normal distribution (1 / Φ⁻¹(0.75)).
 MAD_TO_SD = 1.4826
+#: Median − 10th percentile of a normal distribution, in SDs (−Φ⁻¹(0.1)): the spread of a
+#: background from its lower half alone, when the upper half holds the signal.
+P10_TO_SD = 1.2816
 #: Share of tissue pixels at the minimum value from which a channel counts as clipped.
 CLIP_FRACTION = 0.2
 #: Upper end (cumulative share) of the background distribution used by the clipped fit.
@@ -195,6 +199,34 @@ def _kth_of_two(a: np.ndarray, b: np.ndarray, k: int) -> float:
     last_a = a[i - 1] if i > 0 else -np.inf
     last_b = b[j - 1] if j > 0 else -np.inf
     return float(max(last_a, last_b))
+
+
+def lower_half_sd(values: np.ndarray, level: float | None = None) -> float:
+    """SD of a background from the values below its level: (level − 10th percentile) / 1.2816.
+
+    For data whose signal only adds (stained somata on flattened neuropil, bright cells on a
+    dark background), the lower half of the distribution is background alone.
+
+    Parameters
+    ----------
+    values : ndarray
+        Pixel values (any shape).
+    level : float, optional
+        The background level (default: the median of ``values``).
+
+    Returns
+    -------
+    float
+        Never negative.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0:
+        return 0.0
+    if level is None:
+        p10, level = np.percentile(v, [10, 50])
+    else:
+        p10 = np.percentile(v, 10)
+    return float(max(0.0, (float(level) - float(p10)) / P10_TO_SD))
 
 
 def sample_pixels(arr: np.ndarray, mask: np.ndarray | None = None,
