@@ -362,12 +362,10 @@ def test_example_and_cli(tmp_path):
 # Fundus photographs: vessels 1–10 px wide, low contrast, ~10 µm/px, lengths compared in
 # px (pixel size 1). Settings for them, not the defaults: scales for 1–8 px vessels, low
 # thresholds (thin vessels are a few grey levels deep), edge at 35 % (their profiles are
-# Gaussian, not flat-topped), longer gaps bridged, and no ridge core: the core joins
-# outlines broken by patchy immunostaining, which absorption photographs do not have; on
-# these five it added +4…+7 % length (+20 % on image 04) that neither observer traced.
+# Gaussian, not flat-topped), longer gaps bridged.
 DRIVE_PARAMS = {"vessel_scales_um": [1.0, 2.0, 4.0], "min_vessel_area_um2": 20,
                 "threshold_high": 2.5, "threshold_low": 0.5, "max_gap_um": 10,
-                "edge_level_pct": 35, "ridge_core": False}
+                "edge_level_pct": 35}
 
 
 @pytest.mark.realdata
@@ -396,8 +394,9 @@ def test_drive_length_against_two_observers(shared_data):
     table = pd.DataFrame(rows)
     print("\n" + table.round(1).to_string(index=False))
     err = table["error_vs_1_pct"].abs()
-    # Measured: errors −0.4, −1.7, −3.1, +16.5, −5.5 % (image 04: choroidal vessels taken
-    # for retinal ones); the observers differ by +1.6, −3.3, −11.5, −0.6, −14.5 %.
+    # Measured: errors +3.1, +1.5, +1.0, +19.4, −2.7 % (image 04: choroidal vessels taken
+    # for retinal ones; without the ridge core −0.4, −1.7, −3.1, +16.5, −5.5 %); the
+    # observers differ by +1.6, −3.3, −11.5, −0.6, −14.5 %.
     assert err.mean() <= 10.0
     assert (err <= 20.0).all()
     assert err.median() <= table["observer2_vs_1_pct"].abs().max()
@@ -423,7 +422,8 @@ def test_vesselnn_length_against_label(shared_data):
     error = 100 * (ours - ref) / ref
     print(f"\nvesselNN: ours {ours:.0f} µm, max-projected label {ref:.0f} µm, "
           f"error {error:+.1f} %")
-    # Measured −7.4 %. The label's projection covers 56 % of the field, so its skeleton is
+    # Measured +3.7 % (−7.4 % without the ridge core, which joins faint stretches of the
+    # capillaries). The label's projection covers 56 % of the field, so its skeleton is
     # a loose reference; the bound only guards against a broken pipeline.
     assert abs(error) <= 25.0
 
