@@ -396,7 +396,7 @@ def test_drive_length_against_two_observers(shared_data):
     print("\n" + table.round(1).to_string(index=False))
     err = table["error_core_pct"].abs()
     plain = table["error_no_core_pct"].abs()
-    # Measured with the ridge core (the default): +3.1, +1.6, +0.9, +20.7, −2.6 % (image 04:
+    # Measured with the ridge core (the default): +3.1, +1.6, +0.9, +20.8, −2.6 % (image 04:
     # choroidal vessels taken for retinal ones); without it −0.4, −1.7, −3.1, +16.5, −5.5 %
     # (the figures before issue #14); the observers differ by +1.6, −3.3, −11.5, −0.6,
     # −14.5 %. The core joins faint stretches the observer traced (03, 05) and some he did

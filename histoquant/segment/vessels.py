@@ -419,6 +419,23 @@ def fill_padding(image: np.ndarray, padding: np.ndarray, pixel_size_um: float,
     return out
 
 
+def _near(mask: np.ndarray, reach_px: int) -> np.ndarray:
+    """Pixels within about ``reach_px`` (at least that, at most twice) of ``mask``.
+
+    Found on a grid of blocks of ``reach_px``/2 (a block touching the mask and its
+    neighbours two blocks away): a few passes over a small image instead of two maximum
+    filters over the whole one.
+    """
+    from .coarse_background import block_any
+
+    f = max(1, reach_px // 2)
+    small = block_any(mask, f)
+    for _ in range(2):
+        small = _dilate_square(small)
+    h, w = mask.shape
+    return np.repeat(np.repeat(small, f, axis=0)[:h], f, axis=1)[:, :w]
+
+
 def _dilate_square(mask: np.ndarray) -> np.ndarray:
     """``binary_dilation`` by the 3 × 3 square, by shifted ORs (rows, then columns)."""
     out = np.array(mask, dtype=bool)
@@ -447,12 +464,13 @@ def _joining_pieces(pieces: np.ndarray, objects: np.ndarray, n_objects: int) -> 
     rr, cc = np.nonzero((objects > 0) & _dilate_square(pieces))
     if rr.size == 0:
         return np.zeros_like(pieces)
-    padded = np.pad(plab, 1)
+    h, w = plab.shape
     obj = objects[rr, cc].astype(np.int64)
     codes = []
     for dr in (-1, 0, 1):
         for dc in (-1, 0, 1):
-            v = padded[rr + 1 + dr, cc + 1 + dc].astype(np.int64)
+            # clipped at the image edge onto the object pixel itself, which is no piece
+            v = plab[np.clip(rr + dr, 0, h - 1), np.clip(cc + dc, 0, w - 1)].astype(np.int64)
             codes.append(v[v > 0] * (n_objects + 1) + obj[v > 0])
     pairs = np.unique(np.concatenate(codes))
     n_touch = np.bincount(pairs // (n_objects + 1), minlength=n_p + 1)
@@ -567,10 +585,7 @@ def segment_tubes(
             # A centreline stops about a half-width short of where its mask is cut, and the
             # ridge mask is up to ≈ 2 large scales wide on each side: the neighbourhood
             # reaches that far into the outlines so that the centreline meets them.
-            reach = 2 * half + 3
-            near = joins.view(np.uint8)
-            near = ndi.maximum_filter1d(ndi.maximum_filter1d(near, reach, axis=1), reach,
-                                        axis=0).view(bool) & core
+            near = core & _near(joins, half + 2)
             tube |= _joining_pieces(_dilate_cross(thin_lee(near), 1) & ~tube, labels, n)
     del labels
     px2 = px * px
