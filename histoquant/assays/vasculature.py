@@ -70,12 +70,12 @@ class VasculatureParams(AssayParams):
         True,
         help="Add the ridge centreline to the half-maximum outline, so that an unevenly "
              "stained vessel stays one connected vessel where its outline breaks (on a "
-             "real tumour CD31 field without it: 150 fragments, 92 free ends per mm "
+             "real tumour CD31 field without it: 152 pieces, 92 free ends per mm "
              "[measured]). Off: outlines only, as before.")
     ridge_core_threshold: float = param(
         5.0, minimum=0.0,
-        help="Noise units a ridge must keep all along (connected to a seed above "
-             "threshold_high) for its centreline to join two vessel outlines: the lowest "
+        help="Noise units a ridge (grown from a seed above threshold_high) must keep all "
+             "along for its centreline to join two vessel outlines: the lowest "
              "maximum of pure noise (5.0–6.6 on 4–16 MP [measured]), well above "
              "threshold_low, because the core adds length where the outline has none. "
              "Measured: 4 gave +12 % length on the vesselNN stack (5: +1.4 %, 6: −2.6 %); "
