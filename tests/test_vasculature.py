@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage as ndi
 
 from histoquant.assays.vasculature import SPEC, VasculatureParams, run
 from histoquant.errors import ChannelError, EmptyImageError, PixelSizeError
@@ -243,6 +244,61 @@ def test_blank_pericyte_channel_gives_zero_coverage(small):
     assert "no_pericytes" in s["flags"]
 
 
+def test_pericyte_signal_off_the_vessels_is_not_pericyte_length(small):
+    """Invariant: pericyte length ≤ vessel length and coverage ≤ 100 %, whatever the
+    pericyte channel holds away from the vessels."""
+    image, truth = small
+    data = image.data.copy()
+    endo = data[..., 0].astype(float)
+    # a grid of bright, pericyte-like lines (2 µm wide, every 25 µm) wherever the
+    # tissue is more than 8 µm from any vessel: other NG2+ cells, processes off the wall
+    vessel_like = endo > endo.min() + 0.2 * (endo.max() - endo.min())
+    far = ndi.distance_transform_edt(~vessel_like) * PX > 8.0
+    yy, xx = np.mgrid[: data.shape[0], : data.shape[1]] * PX
+    grid = (np.abs((yy % 25.0) - 12.5) < 1.0) | (np.abs((xx % 25.0) - 12.5) < 1.0)
+    peri = data[..., 1]
+    peri[far & grid] = peri.max()
+    noisy = Image(data, axes="YXC", pixel_size_um=PX, channel_names=image.channel_names)
+    clean = run(image).summary.iloc[0]
+    s = run(noisy).summary.iloc[0]
+    assert s["pericyte_length_um"] <= s["vessel_length_um"]
+    assert 0.0 <= s["pericyte_coverage_length_pct"] <= 100.0
+    assert 0.0 <= s["pericyte_coverage_area_pct"] <= 100.0
+    # the grid holds far more line length than the vessels: none of it may count
+    assert s["pericyte_length_um"] == pytest.approx(clean["pericyte_length_um"], rel=0.05)
+    assert s["pericyte_length_um"] == pytest.approx(truth.pericyte_length_um, rel=0.1)
+
+
+def test_pericyte_length_is_covered_vessel_length(phantom):
+    _, _, _, res = phantom
+    s = res.summary.iloc[0]
+    assert s["pericyte_length_um"] <= s["vessel_length_um"]
+    assert s["pericyte_length_um"] == pytest.approx(
+        s["vessel_length_um"] * s["pericyte_coverage_length_pct"] / 100.0, rel=1e-9)
+
+
+def test_ridge_core_joins_a_dim_stretch():
+    """A vessel whose middle is 5× dimmer than its ends stays one vessel with two ends."""
+    px = 0.5
+    h, w = 120, 400
+    yy, xx = np.mgrid[:h, :w] * px
+    d = np.abs(yy - h * px / 2)
+    profile = np.clip(3.0 - d, 0, 1)  # a 6 µm tube, 1 µm soft edge
+    brightness = np.where(np.abs(xx - w * px / 2) < 15.0, 0.2, 1.0)  # a 30 µm dim stretch
+    img = (100 + 1000 * profile * brightness
+           + np.random.default_rng(1).normal(0, 10, (h, w))).astype(np.float32)
+    img[:, :20] = 100 + np.random.default_rng(2).normal(0, 10, (h, 20))
+    img[:, -20:] = 100 + np.random.default_rng(3).normal(0, 10, (h, 20))
+    true_len = (w - 40) * px
+    on = run(Image(img, pixel_size_um=px)).summary.iloc[0]
+    off = run(Image(img, pixel_size_um=px), params={"ridge_core": False}).summary.iloc[0]
+    # without the core the half-maximum outline (of the bright ends) breaks at the dim
+    # stretch: two pieces, four ends; with it, one vessel of the true length
+    assert off["n_vessel_ends"] == 4
+    assert on["n_vessel_ends"] == 2
+    assert on["vessel_length_um"] == pytest.approx(true_len, rel=0.03)
+
+
 def test_no_vessels_is_flagged_not_an_error():
     rng = np.random.default_rng(0)
     noise = rng.normal(200, 15, (400, 400, 2)).clip(0).astype(np.uint16)
@@ -326,23 +382,31 @@ def test_drive_length_against_two_observers(shared_data):
         fov = np.asarray(PILImage.open(folder / "fov" / f"{i:02d}_test_mask.gif")) > 0
         m1 = np.asarray(PILImage.open(folder / "manual1" / f"{i:02d}_manual1.gif")) > 0
         m2 = np.asarray(PILImage.open(folder / "manual2" / f"{i:02d}_manual2.gif")) > 0
-        r = run(Image(green_inverted, pixel_size_um=1.0), regions={"fov": fov},
-                params=DRIVE_PARAMS)
-        ours = r.summary["vessel_length_um"].iloc[0]
         # the tracings are skeletonised and measured the same way
         l1 = trace_skeleton(m1, 1.0).length_in(fov)
         l2 = trace_skeleton(m2, 1.0).length_in(fov)
-        rows.append({"image": i, "ours_px": ours, "observer1_px": l1, "observer2_px": l2,
-                     "error_vs_1_pct": 100 * (ours - l1) / l1,
-                     "observer2_vs_1_pct": 100 * (l2 - l1) / l1})
+        row = {"image": i, "observer1_px": l1, "observer2_vs_1_pct": 100 * (l2 - l1) / l1}
+        for name, extra in (("core", {}), ("no_core", {"ridge_core": False})):
+            r = run(Image(green_inverted, pixel_size_um=1.0), regions={"fov": fov},
+                    params={**DRIVE_PARAMS, **extra})
+            ours = r.summary["vessel_length_um"].iloc[0]
+            row[f"error_{name}_pct"] = 100 * (ours - l1) / l1
+        rows.append(row)
     table = pd.DataFrame(rows)
     print("\n" + table.round(1).to_string(index=False))
-    err = table["error_vs_1_pct"].abs()
-    # Measured: errors −0.4, −1.7, −3.1, +16.5, −5.5 % (image 04: choroidal vessels taken
-    # for retinal ones); the observers differ by +1.6, −3.3, −11.5, −0.6, −14.5 %.
+    err = table["error_core_pct"].abs()
+    plain = table["error_no_core_pct"].abs()
+    # Measured with the ridge core (the default): +3.1, +1.6, +0.9, +20.8, −2.6 % (image 04:
+    # choroidal vessels taken for retinal ones); without it −0.4, −1.7, −3.1, +16.5, −5.5 %
+    # (the figures before issue #14); the observers differ by +1.6, −3.3, −11.5, −0.6,
+    # −14.5 %. The core joins faint stretches the observer traced (03, 05) and some he did
+    # not (01, 04): no worse on the whole, not better.
     assert err.mean() <= 10.0
-    assert (err <= 20.0).all()
     assert err.median() <= table["observer2_vs_1_pct"].abs().max()
+    assert err.mean() <= plain.mean() + 2.0
+    assert err.median() <= plain.median() + 2.0
+    assert (plain <= 20.0).all()
+    assert (err <= 25.0).all()
 
 
 @pytest.mark.realdata
@@ -365,6 +429,62 @@ def test_vesselnn_length_against_label(shared_data):
     error = 100 * (ours - ref) / ref
     print(f"\nvesselNN: ours {ours:.0f} µm, max-projected label {ref:.0f} µm, "
           f"error {error:+.1f} %")
-    # Measured −7.4 %. The label's projection covers 56 % of the field, so its skeleton is
-    # a loose reference; the bound only guards against a broken pipeline.
+    # Measured +1.4 % (−7.4 % without the ridge core, which joins faint stretches of the
+    # capillaries). The label's projection covers 56 % of the field, so its skeleton is
+    # a loose reference; the first bound only guards against a broken pipeline, the second
+    # against doing worse than the −7.4 % measured before issue #14 (2 points of slack).
     assert abs(error) <= 25.0
+    assert abs(error) <= 7.4 + 2.0
+
+
+@pytest.mark.realdata
+def test_cd31_ng2_network_and_pericyte_invariant(shared_data):
+    """A real tumour CD31/NG2 field: a connected network, pericyte length ≤ vessel length."""
+    path = shared_data / "vessels" / "tumour_cd31_ng2" / "cd31_ng2_1.jpg"
+    if not path.exists():
+        pytest.skip("CD31/NG2 image absent")
+    r = run(read_image(path, pixel_size_um=0.65), channels={"endothelium": 1, "pericyte": 0},
+            pixel_size_um=0.65)
+    s = r.summary.iloc[0]
+    ends_per_mm = s["n_vessel_ends"] / (s["vessel_length_um"] / 1000.0)
+    print(f"\ncd31_ng2_1: {s['vessel_length_um']:.0f} µm of vessel, "
+          f"{s['n_vessel_segments']} segments, {s['n_branch_points']} branch points, "
+          f"{s['n_vessel_ends']} free ends ({ends_per_mm:.1f}/mm), pericyte "
+          f"{s['pericyte_length_um']:.0f} µm, coverage {s['pericyte_coverage_length_pct']:.1f} %")
+    # invariant: pericyte signal counts only on the vessel
+    assert s["pericyte_length_um"] <= s["vessel_length_um"]
+    assert 0.0 <= s["pericyte_coverage_length_pct"] <= 100.0
+    # Before the ridge core: 3.07 mm in 152 pieces with 6 branch points and 282 free ends,
+    # 92 per mm; an observer sees a branching network. At most half as many ends per mm.
+    assert ends_per_mm <= 46.0
+    assert s["n_branch_points"] >= 30
+
+
+@pytest.mark.realdata
+def test_drive_zeros_outside_the_field_of_view(shared_data):
+    """A round field of view with zeros outside: given as padding, the zeros neither enter
+    the noise statistics nor make a ridge all round the field."""
+    from PIL import Image as PILImage
+
+    from histoquant.segment.vessels import segment_tubes
+
+    folder = shared_data / "vessels" / "drive"
+    if not folder.is_dir():
+        pytest.skip("DRIVE images absent")
+    rgb = np.asarray(PILImage.open(folder / "images" / "01_test.tif"))
+    fov = np.asarray(PILImage.open(folder / "fov" / "01_test_mask.gif")) > 0
+    m1 = np.asarray(PILImage.open(folder / "manual1" / "01_manual1.gif")) > 0
+    zeroed = np.where(fov, 255 - rgb[..., 1].astype(np.float32), 0).astype(np.float32)
+    kw = {"scales_um": [1.0, 2.0, 4.0], "min_area_um2": 20, "threshold_high": 2.5,
+          "threshold_low": 0.5, "edge_level_pct": 35, "core_threshold": 5.0}
+    ref = trace_skeleton(m1, 1.0).length_in(fov)
+    errors = {}
+    for name, extra in (("zeros in the statistics", {}), ("padding", {"padding": ~fov})):
+        seg = segment_tubes(zeroed, 1.0, **kw, **extra)
+        length = trace_skeleton(seg.mask, 1.0, max_gap_um=10).length_in(fov)
+        errors[name] = 100 * (length - ref) / ref
+    print(f"\nDRIVE 01 zeroed outside its FOV: {errors}")
+    # Measured +76 % with the zeros let in, +14 % given as padding (+3 % on the photograph,
+    # whose bright outside (inverted) also hides the faint vessels along the rim).
+    assert errors["zeros in the statistics"] > 50.0
+    assert abs(errors["padding"]) <= 20.0

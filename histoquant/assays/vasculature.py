@@ -66,6 +66,20 @@ class VasculatureParams(AssayParams):
         3.0, minimum=0.0,
         help="Hysteresis growth threshold in noise units: a faint stretch of a vessel stays "
              "attached down to 3 noise units, where noise alone rarely forms long lines.")
+    ridge_core: bool = param(
+        True,
+        help="Add the ridge centreline to the half-maximum outline, so that an unevenly "
+             "stained vessel stays one connected vessel where its outline breaks (on a "
+             "real tumour CD31 field without it: 152 pieces, 92 free ends per mm "
+             "[measured]). Off: outlines only, as before.")
+    ridge_core_threshold: float = param(
+        5.0, minimum=0.0,
+        help="Noise units a ridge (grown from a seed above threshold_high) must keep all "
+             "along for its centreline to join two vessel outlines: the lowest "
+             "maximum of pure noise (5.0–6.6 on 4–16 MP [measured]), well above "
+             "threshold_low, because the core adds length where the outline has none. "
+             "Measured: 4 gave +12 % length on the vesselNN stack (5: +1.4 %, 6: −2.6 %); "
+             "6 left 47 free ends per mm on a tumour CD31 field (5: 45, 4: 39).")
     edge_level_pct: float = param(
         50.0, unit="%", minimum=5.0, maximum=95.0,
         help="Vessel edge where the background-corrected intensity falls to this percentage "
@@ -123,7 +137,8 @@ class VasculatureParams(AssayParams):
         help="A vessel point counts as covered when pericyte signal lies on the vessel's "
              "cross-section there, up to this far beyond the vessel edge (the pericyte "
              "wraps the outside of the endothelium; 1 µm allows for registration between "
-             "channels and the PSF).")
+             "channels and the PSF). Pericyte signal further from the wall is not counted: "
+             "pericyte length is the covered vessel length.")
     coverage_max_angle_deg: float = param(
         30.0, unit="°", minimum=0.0, maximum=90.0,
         help="Pericyte cover must run along the vessel: a pericyte centreline within this "
@@ -348,7 +363,8 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
                          edge_level_pct=p.edge_level_pct,
                          background_radius_um=p.background_radius_um,
                          min_area_um2=p.min_vessel_area_um2, max_hole_um2=p.max_hole_um2,
-                         mask=stats_mask)
+                         mask=stats_mask,
+                         core_threshold=p.ridge_core_threshold if p.ridge_core else None)
     _report(progress, 0.35, "tracing vessel skeleton")
     vtrace = trace_skeleton(vseg.mask, px, min_spur_length_um=p.min_spur_length_um,
                             smoothing_um=p.path_smoothing_um, end_correction=p.end_correction,
@@ -477,8 +493,14 @@ def _summary(name, masks, px, vseg, vtrace, peri, covered, bodies, warnings) -> 
             flags.append("no_vessels")
         nan = float("nan")
         if peri.seg is not None:
-            plen = peri.trace.length_in(mask) if peri.trace is not None else 0.0
+            # Pericyte length is the vessel length the pericytes cover (pericyte signal on
+            # the vessel's cross-section, up to coverage_tolerance_um beyond its wall, running
+            # along it): NG2/PDGFRβ signal away from vessels (other cells, processes off the
+            # wall) is not pericyte length, and pericyte length can never exceed the vessel
+            # length (on a tumour CD31/NG2 field the pericyte channel's own skeleton was
+            # 4.2 mm against 3.1 mm of vessel).
             cov_len = float(vtrace.entry_length_um[inside & covered].sum())
+            plen = cov_len
             peri_px = float((peri.seg.mask & vseg.mask & mask).sum())
             row.update(
                 pericyte_length_um=plen,
