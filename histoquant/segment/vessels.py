@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit
 from scipy import ndimage as ndi
 
-from .coarse_background import block_sum
+from .statistics import MAD_TO_SD, block_mean
 
 __all__ = ["TubeSegmentation", "subtract_background", "ridge_zscore", "segment_tubes",
            "remove_small"]
@@ -116,15 +116,8 @@ def hysteresis(values: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def _block_reduce_mean(img: np.ndarray, f: int) -> np.ndarray:
-    if f <= 1:
-        return img
-    h, w = img.shape
-    hp, wp = -(-h // f) * f, -(-w // f) * f
-    if (hp, wp) != (h, w):
-        img = np.pad(img, ((0, hp - h), (0, wp - w)), mode="edge")
-    out = block_sum(img, f).astype(np.float32, copy=False)
-    out *= np.float32(1.0 / (f * f))
-    return out
+    # the one block mean (segment.statistics): a partial edge block averages its own pixels
+    return img if f <= 1 else block_mean(img, f)
 
 
 def _interp_axis(small: np.ndarray, ratio: float, n_out: int, axis: int) -> np.ndarray:
@@ -317,7 +310,7 @@ def _sato_bright(img: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _robust_z(resp: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """(response − median) / (1.4826·MAD) over the positive responses inside ``mask``."""
+    """(response − median) / (MAD_TO_SD·MAD) over the positive responses inside ``mask``."""
     vals = resp[mask] if mask is not None else resp.ravel()
     step = max(1, vals.size // 2_000_000)
     vals = vals[::step]
@@ -325,7 +318,7 @@ def _robust_z(resp: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     if vals.size < 16:
         return np.zeros_like(resp, dtype=np.float32)
     med = float(np.median(vals))
-    mad = 1.4826 * float(np.median(np.abs(vals - med)))
+    mad = MAD_TO_SD * float(np.median(np.abs(vals - med)))
     if not mad > 0:
         mad = float(np.std(vals))
     if not mad > 0:
