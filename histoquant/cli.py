@@ -91,6 +91,11 @@ def _add_common(p: argparse.ArgumentParser, spec: AssaySpec | None) -> None:
     roles = ", ".join(r.name for r in spec.channel_roles) if spec else "see each assay"
     p.add_argument("--channel", action="append", type=_channel_arg, default=[],
                    metavar="ROLE=NAME|INDEX", help=f"channel for a role ({roles})")
+    if spec is not None:  # single-assay commands; a study's images are read by the batch runner
+        p.add_argument("--modality", choices=("brightfield", "fluorescence"), default=None,
+                       help="what the images are (light background and absorbing stain, or "
+                            "dark background and emitting stain); detected from the pixels by "
+                            "default")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
@@ -257,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                params=_params_with_flags(args),
                                pixel_size_um=args.pixel_size_um, regions=args.regions,
                                channels=channels, progress=_Progress(args.quiet, args.command),
-                               meta=_meta_from_args(args))
+                               meta=_meta_from_args(args), modality=args.modality)
             ok = report.ok
             if not args.quiet:
                 print(f"{len(report.results)} image(s) measured, {len(report.errors)} failed; "

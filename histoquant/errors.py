@@ -17,6 +17,7 @@ __all__ = [
     "ParamsError",
     "DependencyError",
     "OutputPathError",
+    "ModalityError",
 ]
 
 
@@ -55,3 +56,7 @@ class DependencyError(HistoquantError):
 class OutputPathError(HistoquantError):
     """A file would be written outside the output folder (a symbolic link leading out of it,
     or a name that climbs out); nothing is written there."""
+
+
+class ModalityError(HistoquantError):
+    """The image is brightfield where the assay needs fluorescence, or the other way round."""

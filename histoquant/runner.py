@@ -54,6 +54,7 @@ def run_files(
     channels: Mapping[str, str | int] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     meta: Mapping[str, Any] | None = None,
+    modality: str | None = None,
 ) -> RunReport:
     """Run ``spec`` on every file and write summary/objects/labels/qc/run.json to ``outdir``.
 
@@ -73,6 +74,8 @@ def run_files(
         Regions for every file; ``None`` measures whole images.
     channels : mapping, optional
         Channel role → name or index.
+    modality : {"brightfield", "fluorescence"}, optional
+        What every file is, overriding the detection from the pixels.
     progress : callable, optional
         ``progress(done, total, message)`` after each file.
     meta : mapping, optional
@@ -103,7 +106,7 @@ def run_files(
     for i, path in enumerate(paths):
         path = Path(path)
         try:
-            image = read_image(path, pixel_size_um)
+            image = read_image(path, pixel_size_um, modality=modality)
             result = spec.run(image, regions=run_regions, params=p, channels=channels)
             if meta:
                 result.set_ids(**meta)

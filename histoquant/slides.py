@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import EmptyImageError
 from .io import Image, image_levels, read_image
+from .segment.statistics import block_mean as _stat_block_mean
 
 __all__ = ["Overview", "overview", "read_region", "find_sections", "display_rgb",
            "saturated_pct"]
@@ -65,14 +66,10 @@ def _yx_block(data, axes: str, r0: int, r1: int, c0: int, c1: int) -> np.ndarray
 
 
 def _block_mean(block: np.ndarray, f: int) -> np.ndarray:
-    h, w = block.shape[:2]
-    ph, pw = (-h) % f, (-w) % f
-    if ph or pw:
-        pad = [(0, ph), (0, pw)] + [(0, 0)] * (block.ndim - 2)
-        block = np.pad(block, pad, mode="edge")
-    h2, w2 = block.shape[0] // f, block.shape[1] // f
-    shaped = block.reshape(h2, f, w2, f, *block.shape[2:]).astype(np.float32)
-    return shaped.mean(axis=(1, 3))
+    """Block mean of one read window (segment.statistics.block_mean: a partial edge block
+    averages the pixels it holds; it used to replicate the edge pixels into the missing part,
+    which weighted the last row/column more than the others)."""
+    return _stat_block_mean(block, f)
 
 
 def _reduce(image: Image, f: int, bounds: tuple[int, int, int, int] | None = None,

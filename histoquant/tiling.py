@@ -235,7 +235,7 @@ def shift_objects(objects: pd.DataFrame, dy_px: float, dx_px: float,
     return out
 
 
-def _tile_image(image: Image, win: Window) -> Image:
+def _tile_image(image: Image, win: Window, modality: str | None = None) -> Image:
     try:
         if image.axes.startswith("Z"):
             data = np.asarray(image.data[:, win.R0:win.R1, win.C0:win.C1])
@@ -248,11 +248,11 @@ def _tile_image(image: Image, win: Window) -> Image:
             f"{image.source}: pixels of rows {win.R0}-{win.R1}, columns {win.C0}-{win.C1} "
             f"could not be read ({type(exc).__name__}: {exc}); the file may be damaged or "
             "truncated: re-copy or re-export it.") from exc
-    meta = {k: v for k, v in image.metadata.items() if k != "multiscales"}
+    meta = {k: v for k, v in image.metadata.items() if k not in ("multiscales", "_padding")}
     meta.update(name=image.name, tile_origin_yx=(win.R0, win.C0))
     return Image(data, axes=image.axes, pixel_size_um=image.pixel_size_um,
                  channel_names=image.channel_names, rgb=image.rgb, z_step_um=image.z_step_um,
-                 path=image.path, metadata=meta)
+                 path=image.path, metadata=meta, modality=modality)
 
 
 def _combiner(spec: AssaySpec) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
@@ -307,6 +307,10 @@ def run_tiled(
         full-image coordinates with labels numbered 1, 2, ... in tile order.
     """
     px = image.require_pixel_size()
+    # An assay for one modality checks it on the whole image, once (a tile of background
+    # alone says little); the tiles inherit it.
+    modality = image.modality if set(spec.modalities) != {"brightfield", "fluorescence"} \
+        else None
     windows = tile_grid(image.shape_yx, tile_px, overlap_px, bounds)
     summaries, objects, warnings = [], [], []
     skipped = 0
@@ -319,7 +323,7 @@ def run_tiled(
         if not masks:
             skipped += 1
             continue
-        tile = _tile_image(image, win)
+        tile = _tile_image(image, win, modality)
         if top is not None:
             hit = tile.data >= top
             if tile.axes.endswith("C"):

@@ -12,14 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ChannelError, HistoquantError, ParamsError, RegionError
+from ..errors import ChannelError, HistoquantError, ModalityError, ParamsError, RegionError
 from ..io.image import Image, as_image
 from ..params import AssayParams
 from ..results import AssayResult
 from ..rois import Region, normalize_regions, read_regions
 
 __all__ = ["ChannelRole", "AssaySpec", "get_assay", "available_assays", "resolve_regions",
-           "resolve_channels", "resolve_params", "region_table", "Progress"]
+           "resolve_channels", "resolve_params", "region_table", "Progress",
+           "check_image_modality"]
 
 Progress = Callable[[float, str], None]
 """Progress callback: ``progress(fraction_done, message)`` with the fraction in [0, 1]."""
@@ -48,6 +49,38 @@ class AssaySpec:
     channel_roles: tuple[ChannelRole, ...] = ()
     rgb: bool = False
     auto_regions: tuple[str, ...] = ("grey_matter",)
+    #: The modalities the assay measures; other images are refused with a ModalityError.
+    modalities: tuple[str, ...] = ("brightfield", "fluorescence")
+
+    def __post_init__(self) -> None:
+        from ..io.modality import MODALITIES
+
+        bad = [m for m in self.modalities if m not in MODALITIES]
+        if bad or not self.modalities:
+            raise ValueError(f"{self.name}: modalities must be among {MODALITIES}, not {bad}")
+        if set(self.modalities) != set(MODALITIES):
+            # One check for every caller (CLI, batch, napari, Python): the spec's run refuses
+            # an image of the other modality before the assay reads a pixel.
+            object.__setattr__(self, "run", _modality_checked(self.run, self.modalities,
+                                                              self.name))
+
+
+def _modality_checked(run: Callable[..., AssayResult], modalities: tuple[str, ...],
+                      name: str) -> Callable[..., AssayResult]:
+    import functools
+
+    if getattr(run, "__histoquant_modalities__", None) == modalities:
+        return run
+
+    @functools.wraps(run)
+    def checked(image: Any, *args: Any, **kwargs: Any) -> AssayResult:
+        if isinstance(image, (Image, np.ndarray)):
+            image = as_image(image)
+            check_image_modality(image, modalities, name)
+        return run(image, *args, **kwargs)
+
+    checked.__histoquant_modalities__ = modalities  # type: ignore[attr-defined]
+    return checked
 
 
 def available_assays() -> dict[str, AssaySpec]:
@@ -161,8 +194,43 @@ def region_table(image_name: str, masks: Mapping[str, np.ndarray],
     })
 
 
-def prepare_image(image: Image | np.ndarray, pixel_size_um: float | None = None) -> Image:
-    """Wrap arrays, apply a pixel-size override, and require a known pixel size."""
+def prepare_image(image: Image | np.ndarray, pixel_size_um: float | None = None, *,
+                  modalities: tuple[str, ...] | None = None, assay: str = "") -> Image:
+    """Wrap arrays, apply a pixel-size override, require a pixel size and the right modality.
+
+    ``modalities`` are those the assay measures (its ``SPEC.modalities``); an image of another
+    modality raises :class:`~histoquant.errors.ModalityError`.
+    """
     image = as_image(image, pixel_size_um)
     image.require_pixel_size()
+    if modalities is not None:
+        check_image_modality(image, modalities, assay)
     return image
+
+
+def check_image_modality(image: Image, modalities: tuple[str, ...], assay: str = "") -> str:
+    """The image's modality, or ModalityError when ``modalities`` do not include it.
+
+    The message says what was seen (the detection's evidence) and how to override it.
+    """
+    from ..io.modality import REFUSE_CONFIDENCE
+
+    kind = image.modality
+    if kind in modalities:
+        return kind
+    meta = image.metadata
+    if "modality_evidence" in meta and meta.get("modality_confidence", 1.0) < REFUSE_CONFIDENCE:
+        return kind  # a toss-up (blank image, pure noise): no ground to refuse
+    if "modality_evidence" in meta:
+        seen = (f"it looks like {kind} ({meta['modality_evidence']}; confidence "
+                f"{meta.get('modality_confidence', float('nan')):.2f})")
+    else:
+        seen = f"it was declared {kind}"
+    want = " or ".join(modalities)
+    other = modalities[0]
+    raise ModalityError(
+        f"{image.source}: {assay + ' ' if assay else ''}measures {want} images, but {seen}. "
+        f"If the image really is {other}, say so: --modality {other} on the command line, "
+        f"read_image(path, modality={other!r}) or Image(..., modality={other!r}) in Python, "
+        f"'modality: {other}' in the study file."
+    )

@@ -39,8 +39,18 @@ from ..errors import EmptyImageError, ParamsError, RegionError
 from ..io.image import Image, check_not_empty
 from ..params import AssayParams, param
 from ..results import AssayResult
-from ..segment.coarse_background import block_any, block_counts, block_sum, coarse_background
-from ..segment.robust_stats import robust_location_scale, sample_pixels
+from ..segment.coarse_background import coarse_background
+from ..segment.padding import padding_of_image
+from ..segment.statistics import (
+    CLIP_FRACTION,
+    background_stats,
+    block_any,
+    block_counts,
+    block_mean,
+    block_sum,
+    quantisation_step,
+    sample_pixels,
+)
 from .base import (
     AssaySpec,
     ChannelRole,
@@ -148,6 +158,15 @@ class EvansBlueParams(AssayParams):
         help="The vessel mask is dilated by this much before splitting intra- from "
              "extravascular EvB: the endothelium and optical blur (≈ 0.5 µm at NA 0.75) "
              "make intravascular dye spill just outside the stained wall [U].")
+    max_glow_margin_um: float = param(
+        10.0, unit="µm", minimum=0.0, maximum=50.0,
+        help="The vessel margin widens to the glow of dye inside the vessels: the distance at "
+             "which the median EvB intensity of 1 µm rings around the vessels falls below the "
+             "threshold, at most this much (0: never widen). Glow (blur of a bright lumen, "
+             "≈ 2–5 µm in a widefield image) rings nearly every filled vessel, so it moves "
+             "the median; a leak surrounds only some vessels and does not. 10 µm is twice "
+             "the widest blur seen on real 8-bit fields and a quarter of the intercapillary "
+             "distance (≈ 40 µm).")
     profile_bin_um: float = param(
         2.0, unit="µm", minimum=0.1,
         help="Bin width of the perivascular profile; a 10–50 µm halo spans 5–25 bins.")
@@ -178,6 +197,7 @@ class _Channel:
     background_const: float | None
     loc: float
     sd: float
+    notes: tuple[str, ...] = ()
 
 
 def _raw_channel(image: Image, index: int, p: EvansBlueParams) -> np.ndarray:
@@ -216,6 +236,28 @@ def _correct(raw: np.ndarray, *, dtype: np.dtype, support: np.ndarray,
         saturated = raw >= sat_level
     if lo == raw_max:
         check_not_empty(raw, f"{source} ({role} channel)")  # raises, naming the value
+    # The raw values' quantisation step (1 for 8-bit and 12-in-16-bit data) and whether the
+    # channel is clipped at its minimum (an 8-bit export's zero-clipped background): both
+    # are properties of the raw data, read before any correction.
+    raw_sample = sample_pixels(raw, support)
+    step = quantisation_step(raw_sample, dtype)
+    clipped = raw_sample.size > 0 and float(np.mean(raw_sample <= lo)) >= CLIP_FRACTION \
+        and p.background_method != "reference"
+    notes: list[str] = []
+    if clipped:
+        # A clipped background has no level to subtract or divide by: the clip is the
+        # background. Subtract only the dark level and fit the background as a normal
+        # distribution censored at the clip (segment.statistics.background_stats).
+        frac = float(np.mean(raw_sample <= lo))
+        notes.append(f"{source}: {100 * frac:.0f} % of the {role} channel's tissue pixels sit at "
+                     f"its minimum ({lo:g}): a clipped background; its level and noise come "
+                     "from the clipped-normal fit, and the flat-field and coarse background "
+                     "are skipped")
+        if p.dark_level:
+            raw -= np.float32(p.dark_level)
+        st = background_stats(sample_pixels(raw, support), step=step, dtype=dtype)
+        return _Channel(raw, raw_max, 8 * np.dtype(dtype).itemsize, sat_level, saturated, None,
+                        float(p.dark_level), st.level, st.sd, tuple(notes))
     field = None
     if p.background_method == "coarse" or p.flatfield == "background":
         cell = max(1, round(p.background_scale_um / px))
@@ -244,12 +286,11 @@ def _correct(raw: np.ndarray, *, dtype: np.dtype, support: np.ndarray,
         const = ref_level + p.dark_level  # back in raw counts (at mean illumination)
     elif p.background_method == "none":
         const = float(p.dark_level)
-    loc, sd = robust_location_scale(sample_pixels(raw, support))
-    if np.issubdtype(np.dtype(dtype), np.integer):
-        # Integer data cannot show a spread below its quantisation step (1/√12 counts).
-        sd = max(sd, 1 / math.sqrt(12))
+    # Median and MAD with high outliers clipped; the SD never below one quantisation step
+    # (segment.statistics: a one-level JPEG ripple is not noise to threshold on).
+    st = background_stats(sample_pixels(raw, support), step=step, dtype=dtype)
     return _Channel(raw, raw_max, 8 * np.dtype(dtype).itemsize, sat_level, saturated, field, const,
-                    loc, sd)
+                    st.level, st.sd, tuple(notes))
 
 
 def _threshold(ch: _Channel, support: np.ndarray, method: str, k: float,
@@ -371,6 +412,11 @@ def _regions(image: Image, regions: Any, p: EvansBlueParams) -> tuple[dict[str, 
     else:
         masks = resolve_regions(image, regions, SPEC.auto_regions)
     masks = {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
+    # Padding, tile frames and the outside of a field of view are never tissue: out of the
+    # measured areas and out of every background and noise estimate.
+    pad = padding_of_image(image)
+    if pad.any() and not pad.all():
+        masks = {name: m & ~pad for name, m in masks.items()}
     reference = None
     if p.background_method == "reference":
         if p.reference_region not in masks:
@@ -488,7 +534,7 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
             progress(frac, msg)
 
     p = resolve_params(EvansBlueParams, params)
-    image = prepare_image(image, pixel_size_um)
+    image = prepare_image(image, pixel_size_um, modalities=SPEC.modalities, assay=SPEC.name)
     px = float(image.pixel_size_um)
     chans = resolve_channels(image, SPEC.channel_roles, channels)
     has_vessel = "vessel" in chans
@@ -500,13 +546,15 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     evb = _correct(_raw_channel(image, chans["evb"], p), dtype=image.dtype,
                    support=support, reference=reference, p=p, px=px, source=image.source,
                    role="evb")
+    warnings.extend(evb.notes)
     threshold = _threshold(evb, support, p.threshold_method, p.threshold_k, p.threshold)
     seed = max(threshold, p.seed_ratio * threshold)
     report(0.35, "threshold")
     labels, n_patches = _positive_patches(evb.corrected, support, threshold, seed,
                                           p.min_patch_area_um2 / (px * px))
     positive = labels > 0
-    vessel = zone = None
+    vessel = zone = grid = None
+    margin_um = float("nan")
     vessel_display = None
     v_threshold = float("nan")
     if has_vessel:
@@ -514,18 +562,31 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         vch = _correct(_raw_channel(image, chans["vessel"], p), dtype=image.dtype,
                        support=support, reference=reference, p=p, px=px,
                        source=image.source, role="vessel")
+        warnings.extend(vch.notes)
         v_threshold = _threshold(vch, support, p.vessel_threshold_method,
                                  p.vessel_threshold_k, p.vessel_threshold)
         vessel = _vessel_mask(vch.corrected, v_threshold, p, px)
         q = _qc_step(image.shape_yx)
         vessel_display = vch.corrected[::q, ::q].copy()
         del vch
-        zone = _dilate(vessel, p.vessel_margin_um / px)
+        margin_um = p.vessel_margin_um
+        if vessel.any() and p.max_glow_margin_um > margin_um:
+            grid = _DistanceGrid.make(vessel, px, p)
+            glow = _glow_margin_um(evb.corrected, support, grid, threshold,
+                                   p.max_glow_margin_um)
+            if glow > margin_um:
+                warnings.append(f"{image.name}: EvB glows around most vessels (median "
+                                f"intensity above the threshold up to {glow:.1f} µm out); the "
+                                f"vessel margin is widened from {margin_um:g} to {glow:.1f} µm "
+                                "(max_glow_margin_um)")
+                margin_um = glow
+        zone = _dilate(vessel, margin_um / px)
         if not vessel.any():
             warnings.append(f"{image.name}: no vessel found in the vessel channel (threshold "
                             f"{v_threshold:.4g}); intra/extravascular split is empty")
     report(0.7, "measuring")
-    grid = _DistanceGrid.make(vessel, px, p) if has_vessel and vessel.any() else None
+    if grid is None and has_vessel and vessel.any():
+        grid = _DistanceGrid.make(vessel, px, p)
     summary = _summary(image, masks, evb, positive, n_patches, labels, threshold, seed,
                        v_threshold, vessel, zone, p, px, warnings)
     objects = _objects(image.name, labels, n_patches, evb.corrected, masks, zone, grid, px)
@@ -539,7 +600,7 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         out_masks.update(vessel=vessel, vessel_zone=zone)
     extra = {"profile": profile, "tables": {"profiles": profile},
              "threshold": threshold, "seed_threshold": seed, "noise_sd": evb.sd,
-             "vessel_threshold": v_threshold}
+             "vessel_threshold": v_threshold, "vessel_margin_um": margin_um}
     report(1.0, "done")
     return AssayResult(assay=SPEC.name, image=image.name, objects=objects, summary=summary,
                        labels=labels, masks=out_masks, qc=qc, params=p.to_dict(),
@@ -571,6 +632,33 @@ class _DistanceGrid:
         vgrid = block_sum(vessel, f) >= 0.5 * block_counts(vessel.shape, f)
         dist = ndi.distance_transform_edt(~vgrid, sampling=f * px).astype(np.float32)
         return cls(f, vgrid, dist)
+
+
+def _glow_margin_um(corrected: np.ndarray, support: np.ndarray, grid: _DistanceGrid,
+                    threshold: float, max_um: float) -> float:
+    """Distance (µm) out to which the median EvB of rings around the vessels is positive.
+
+    On the ≈ 1 µm grid of :class:`_DistanceGrid`: the EvB block means in 1 µm rings of
+    distance from the vessel mask (inside the measured regions); the margin is the inner edge
+    of the first ring whose median is below ``threshold``, at most ``max_um``. 0 when the first
+    ring already is (no glow).
+    """
+    f = grid.factor
+    dist = grid.distance_um
+    near = (dist > 0) & (dist <= max_um + 1.0)
+    near &= block_sum(support, f) >= 0.5 * block_counts(support.shape, f)
+    if not near.any():
+        return 0.0
+    vals = block_mean(corrected, f)[near]
+    d = dist[near]
+    ring_um = max(1.0, float(d.min()))  # 1 µm, or the grid step when coarser
+    for k in np.arange(0.0, max_um, ring_um):
+        sel = (d > k) & (d <= k + ring_um)
+        if sel.sum() < 20:
+            continue
+        if float(np.median(vals[sel])) < threshold:
+            return float(k)
+    return float(max_um)
 
 
 def _region_sum(values: np.ndarray, mask: np.ndarray) -> float:
@@ -841,11 +929,10 @@ def study_threshold(images: Sequence[Image | np.ndarray | str | Path], params: A
         raise ParamsError(f"regions_per_image has {len(regions_per_image)} entries for "
                           f"{len(images)} images")
     pools = []
-    is_integer = False
+    steps = []
     for i, item in enumerate(images):
         img = read_image(item, pixel_size_um) if isinstance(item, (str, Path)) else item
         img = prepare_image(img, pixel_size_um)
-        is_integer |= np.issubdtype(img.dtype, np.integer)
         chans = resolve_channels(img, SPEC.channel_roles, channels)
         reg = regions if regions_per_image is None else regions_per_image[i]
         masks, reference = _regions(img, reg, p)
@@ -853,16 +940,16 @@ def study_threshold(images: Sequence[Image | np.ndarray | str | Path], params: A
         ch = _correct(_raw_channel(img, chans["evb"], p), dtype=img.dtype,
                       support=support, reference=reference, p=p, px=img.pixel_size_um,
                       source=img.source, role="evb")
+        steps.append(quantisation_step(sample_pixels(_raw_channel(img, chans["evb"], p),
+                                                     support, samples_per_image), img.dtype))
         values = sample_pixels(ch.corrected, support, samples_per_image)
         if values.size > samples_per_image:
             values = values[np.linspace(0, values.size - 1, samples_per_image).astype(np.intp)]
         pools.append(values)
     pooled = np.concatenate(pools)
     if p.threshold_method == "mad":
-        loc, sd = robust_location_scale(pooled)
-        if is_integer:
-            sd = max(sd, 1 / math.sqrt(12))
-        return float(loc + p.threshold_k * sd)
+        st = background_stats(pooled, step=max(steps))
+        return float(st.level + p.threshold_k * st.sd)
     return _histogram_threshold(pooled, p.threshold_method)
 
 
@@ -876,4 +963,5 @@ SPEC = AssaySpec(
         ChannelRole("vessel", False, "vessel stain: lectin, FITC-dextran, RECA-1 or CD31"),
     ),
     auto_regions=("grey_matter",),
+    modalities=("fluorescence",),
 )

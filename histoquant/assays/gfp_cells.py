@@ -1465,4 +1465,5 @@ SPEC = AssaySpec(
                     "emit; objects bright here too are autofluorescent"),
     ),
     auto_regions=("tissue", "grey_matter", "white_matter"),
+    modalities=("fluorescence",),
 )

@@ -624,4 +624,5 @@ SPEC = AssaySpec(
     run=run,
     channel_roles=SPEC_ROLES,
     auto_regions=("grey_matter",),
+    modalities=("fluorescence",),
 )

@@ -14,6 +14,7 @@
         channels: {}                    # role: channel name or index
         params: {min_soma_area_um2: 300}
         pixel_size_um: null             # default pixel size for this assay's files
+        modality: null                  # brightfield | fluorescence; null detects it
         measures: [n_motor_neurons]     # columns for Prism tables and plots (default: all)
     slides: {split_sections: false, tile_px: 4096, overlap_um: 100}
     qc: {max_saturated_pct: 1.0, min_anatomy_score: 0.5}
@@ -39,7 +40,8 @@ __all__ = ["StudyError", "AssayPlan", "SlideOptions", "QCOptions", "StudyConfig"
 
 STUDY_FILE_NAMES = ("study.yaml", "study.yml", "study.json")
 _TOP_KEYS = ("title", "samples", "pattern", "groups", "exclude", "assays", "slides", "qc")
-_ASSAY_KEYS = ("files", "regions", "channels", "params", "pixel_size_um", "measures")
+_ASSAY_KEYS = ("files", "regions", "channels", "params", "pixel_size_um", "measures",
+               "modality")
 
 
 class StudyError(ParamsError):
@@ -119,6 +121,8 @@ class AssayPlan:
     channels: Mapping[str, str | int] = field(default_factory=dict)
     pixel_size_um: float | None = None
     measures: tuple[str, ...] = ()
+    #: "brightfield" / "fluorescence" overrides the detection from the pixels; None detects.
+    modality: str | None = None
 
     def selects(self, rel: str) -> bool:
         """Whether this assay reads the file at ``rel`` (relative POSIX path)."""
@@ -276,7 +280,17 @@ def _assay_plan(name: str, settings: Any, folder: Path, problems: list[str],
         except (TypeError, ValueError):
             problems.append(f"{where}.pixel_size_um: a positive number of µm, not {px!r}")
             px = None
-    return AssayPlan(name=spec.name, spec=spec, params=params,
+    modality = settings.get("modality")
+    if modality is not None:
+        from ..io.modality import MODALITIES
+
+        if str(modality).lower() not in MODALITIES:
+            problems.append(f"{where}.modality: one of {', '.join(MODALITIES)}, not "
+                            f"{modality!r}")
+            modality = None
+        else:
+            modality = str(modality).lower()
+    return AssayPlan(name=spec.name, spec=spec, params=params, modality=modality,
                      files=_str_list(settings.get("files"), f"{where}.files", problems),
                      regions=regions, channels=dict(channels), pixel_size_um=px,
                      measures=_str_list(settings.get("measures"), f"{where}.measures",

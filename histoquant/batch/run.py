@@ -196,11 +196,13 @@ def plan_study(
                 "slides": cfg.slides.to_dict(), "image_name": s.image,
                 "section": s.section,
             }
+            if plan.modality is not None:  # absent otherwise: earlier results stay reusable
+                settings["modality"] = plan.modality
             key = unit_key(hashes.get(p, "unreadable"), plan.spec.name, settings)
             unit = Unit(key=key, sample=s, assay=plan.name, spec=plan.spec, params=plan.params,
                         channels=dict(plan.channels), regions=plan.regions,
                         pixel_size_um=px, split_sections=bool(split), slides=cfg.slides,
-                        qc=cfg.qc)
+                        qc=cfg.qc, modality=plan.modality)
             if p in unreadable:
                 failed.append(UnitOutput(key=key, ok=False, meta={
                     "image": s.image, "file": s.rel, "assay": plan.name, "key": key,

@@ -56,6 +56,7 @@ class Unit:
     split_sections: bool
     slides: SlideOptions
     qc: QCOptions
+    modality: str | None = None  # the study's override; None detects from the pixels
 
 
 @dataclass
@@ -353,7 +354,7 @@ def process_unit(unit: Unit) -> UnitOutput:
     try:
         # opened lazily: a whole slide is read tile by tile, a small image loaded below
         image = read_image(s.path, unit.pixel_size_um, channel_names=s.channel_names,
-                           lazy=True)
+                           lazy=True, modality=unit.modality)
         image.metadata["name"] = s.image
         meta["shape_yx"] = list(image.shape_yx)
         meta["pixel_size_um"] = image.pixel_size_um
@@ -367,7 +368,8 @@ def process_unit(unit: Unit) -> UnitOutput:
         if not isinstance(image.data, np.ndarray) and (in_memory or not (
                 unit.split_sections or big)):
             # one read of a small file beats many small window reads
-            image = dataclasses.replace(image, data=_load(image))
+            image = dataclasses.replace(image, data=_load(image),
+                                        modality=image.known_modality)
         if unit.split_sections or big:
             summary, objects, qc, warnings, sat, info = _run_slide(unit, image)
         else:

@@ -1,6 +1,7 @@
 """Reading and writing images with their pixel size."""
 
 from .image import Image, as_image, check_finite, check_not_empty, dtype_max
+from .modality import Modality, detect_modality
 from .readers import IMAGE_SUFFIXES, image_levels, is_image_file, read_image
 from .safe_paths import OutputFolder, check_inside, safe_file_name, safe_name
 from .writers import atomic_path, write_imagej_tiff, write_ome_tiff, write_ome_zarr
@@ -11,6 +12,8 @@ __all__ = [
     "check_finite",
     "check_not_empty",
     "dtype_max",
+    "Modality",
+    "detect_modality",
     "IMAGE_SUFFIXES",
     "image_levels",
     "is_image_file",

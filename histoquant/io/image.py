@@ -45,6 +45,11 @@ class Image:
         File the image was read from.
     metadata : dict
         Anything else the reader found worth keeping (format, original axes, bit depth).
+    modality : {"brightfield", "fluorescence"} or None
+        Light background and absorbing stain, or dark background and emitting stain. ``None``
+        (the default) detects it from the pixels on first use
+        (:func:`histoquant.io.modality.detect_modality`, cached; the evidence is in
+        ``metadata["modality_evidence"]``); a value given here overrides the detection.
     """
 
     data: Any
@@ -55,6 +60,8 @@ class Image:
     z_step_um: float | None = None
     path: Path | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # a property below: detected lazily unless given (not in repr/eq: reading it may detect)
+    modality: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.axes not in _VALID_AXES:
@@ -93,6 +100,16 @@ class Image:
         return "image"
 
     @property
+    def known_modality(self) -> str | None:
+        """The modality if given or already detected, else None (reading it never detects).
+
+        Pass it on when copying an image (``dataclasses.replace(img, ...,
+        modality=img.known_modality)``): ``replace`` would otherwise read ``modality`` and
+        detect it, reading pixels of a lazy whole slide for nothing.
+        """
+        return self.__dict__.get("_modality")
+
+    @property
     def n_channels(self) -> int:
         """Number of channels (1 for a single-channel image)."""
         return int(self.data.shape[-1]) if self.axes.endswith("C") else 1
@@ -126,7 +143,7 @@ class Image:
                 pixel_size_um,
                 self.pixel_size_um,
             )
-        return replace(self, pixel_size_um=pixel_size_um,
+        return replace(self, pixel_size_um=pixel_size_um, modality=self.known_modality,
                        metadata={**self.metadata, "warnings": warnings})
 
     def require_pixel_size(self) -> float:
@@ -328,6 +345,33 @@ def _stem(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem
+
+
+def _get_modality(self: Image) -> str:
+    """Brightfield or fluorescence: as given, else detected from the pixels once and cached."""
+    kind = self.__dict__.get("_modality")
+    if kind is None:
+        from .modality import detect_modality
+
+        found = detect_modality(self)
+        kind = found.kind
+        self.__dict__["_modality"] = kind
+        self.metadata["modality_evidence"] = found.evidence
+        self.metadata["modality_confidence"] = found.confidence
+    return kind
+
+
+def _set_modality(self: Image, value: str | None) -> None:
+    if isinstance(value, property):  # the dataclass default seen through the class
+        value = None
+    from .modality import check_modality
+
+    self.__dict__["_modality"] = check_modality(value)
+
+
+# A dataclass field backed by a property: Image(..., modality=...) and replace() set it, reading
+# it detects the modality on first use.
+Image.modality = property(_get_modality, _set_modality)  # type: ignore[assignment]
 
 
 def as_image(

@@ -42,6 +42,7 @@ def read_image(
     channel_names: list[str] | tuple[str, ...] | None = None,
     level: int = 0,
     lazy: bool | None = None,
+    modality: str | None = None,
 ) -> Image:
     """Read an image file with its pixel size.
 
@@ -61,6 +62,9 @@ def read_image(
         by default TIFF and OME-Zarr files with more than
         :data:`~histoquant.io.limits.MAX_IN_MEMORY_PIXELS` pixels or 2 GB of pixels are opened
         lazily.
+    modality : {"brightfield", "fluorescence"}, optional
+        What the image is. By default it is detected from the pixels when first needed
+        (``image.modality``; see :mod:`histoquant.io.modality`); give it to override.
 
     Returns
     -------
@@ -101,7 +105,10 @@ def read_image(
         image = _dispatch(path, name, lenient=True, level=level, lazy=lazy, given=given)
     if pixel_size_um is not None and level:
         pixel_size_um = pixel_size_um * image.metadata.get("downsample", 1.0)
-    return _finish(image, path, pixel_size_um, channel_names)
+    image = _finish(image, path, pixel_size_um, channel_names)
+    if modality is not None:
+        image.modality = modality
+    return image
 
 
 def image_levels(path: str | Path) -> list[tuple[int, int]]:

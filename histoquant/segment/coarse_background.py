@@ -24,57 +24,10 @@ from .robust_stats import clipped_median_along, robust_location_scale, sample_pi
 
 _SAMPLES_PER_BLOCK_EDGE = 12
 
+from .statistics import _block_reduce, block_any, block_counts, block_mean, block_sum  # noqa: E402, F401
+
 __all__ = ["block_sum", "block_mean", "block_counts", "block_any", "CoarseField",
            "coarse_background"]
-
-
-def block_sum(arr: np.ndarray, factor: int) -> np.ndarray:
-    """Sum over ``factor`` × ``factor`` blocks; the last row/column of blocks may be partial.
-
-    Booleans are counted (int32); floats are summed in their precision (float32 for
-    integer input). Done as 2 × ``factor`` strided additions, which is several times faster
-    than ``np.add.reduceat`` or a 4D reshape on large images.
-    """
-    arr = np.asarray(arr)
-    if arr.dtype == bool:
-        dtype = np.int32
-    elif arr.dtype == np.float64:
-        dtype = np.float64
-    else:
-        dtype = np.float32
-    return _block_reduce(arr, factor, dtype, np.add)
-
-
-def block_counts(shape: tuple[int, int], factor: int) -> np.ndarray:
-    """Number of pixels in each block of :func:`block_sum` (smaller at the far edges)."""
-    ny = np.diff(np.append(np.arange(0, shape[0], factor), shape[0]))
-    nx = np.diff(np.append(np.arange(0, shape[1], factor), shape[1]))
-    return np.outer(ny, nx).astype(np.float32)
-
-
-def block_mean(arr: np.ndarray, factor: int) -> np.ndarray:
-    """Mean over ``factor`` × ``factor`` blocks (partial edge blocks averaged over their size)."""
-    return (block_sum(arr, factor) / block_counts(arr.shape, factor)).astype(np.float32)
-
-
-def block_any(mask: np.ndarray, factor: int) -> np.ndarray:
-    """True for each block holding at least one True pixel."""
-    return _block_reduce(np.asarray(mask, dtype=bool), factor, bool, np.logical_or)
-
-
-def _block_reduce(arr: np.ndarray, f: int, dtype, op) -> np.ndarray:
-    h, w = arr.shape
-    f = max(1, int(f))
-    ny, nx = -(-h // f), -(-w // f)
-    rows = np.zeros((ny, w), dtype=dtype)
-    for i in range(min(f, h)):
-        part = arr[i::f]
-        op(rows[: part.shape[0]], part, out=rows[: part.shape[0]])
-    out = np.zeros((ny, nx), dtype=dtype)
-    for j in range(min(f, w)):
-        part = rows[:, j::f]
-        op(out[:, : part.shape[1]], part, out=out[:, : part.shape[1]])
-    return out
 
 
 @dataclass

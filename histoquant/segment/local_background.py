@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from .statistics import MAD_TO_SD
+from .statistics import block_mean as _stat_block_mean
+
 __all__ = ["block_mean", "block_any", "SmoothBackground", "estimate_background",
            "background_stats"]
 
@@ -23,39 +26,13 @@ _CHUNK_ROWS = 1024
 def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
     """Mean over ``factor`` × ``factor`` blocks, as float32; partial edge blocks included.
 
-    Works on any 2D array (also a strided channel view) in row chunks, so a full-resolution
-    float copy of a large image is never made.
+    The one definition is :func:`histoquant.segment.statistics.block_mean` (a partial edge
+    block averages the pixels it holds); this name is kept for its callers.
     """
     arr = np.asarray(image)
     if arr.ndim != 2:
         raise ValueError(f"block_mean needs a 2D array, got shape {arr.shape}")
-    f = int(factor)
-    h, w = arr.shape
-    if f <= 1:
-        return arr.astype(np.float32, copy=True)
-    hb, wb = -(-h // f), -(-w // f)
-    out = np.empty((hb, wb), np.float32)
-    step = max(f, (_CHUNK_ROWS // f) * f)
-    w_full = (w // f) * f
-    for r0 in range(0, h, step):
-        chunk = arr[r0:r0 + step].astype(np.float32)
-        n = chunk.shape[0]
-        nb_full = n // f
-        rows = np.empty((-(-n // f), w), np.float32)
-        if nb_full:
-            rows[:nb_full] = chunk[: nb_full * f].reshape(nb_full, f, w).sum(axis=1)
-        if n % f:
-            rows[nb_full] = chunk[nb_full * f:].sum(axis=0)
-        counts_r = np.full(len(rows), f, np.float32)
-        if n % f:
-            counts_r[-1] = n % f
-        b0 = r0 // f
-        blk = out[b0:b0 + len(rows)]
-        blk[:, : w // f] = rows[:, :w_full].reshape(len(rows), w // f, f).sum(axis=2) / f
-        if w % f:
-            blk[:, -1] = rows[:, w_full:].sum(axis=1) / (w % f)
-        blk /= counts_r[:, None]
-    return out
+    return _stat_block_mean(arr, factor)
 
 
 def block_any(mask: np.ndarray, factor: int, fraction: float = 0.5) -> np.ndarray:
@@ -174,7 +151,7 @@ def background_stats(values: np.ndarray, *, n_iter: int = 6, clip: float = 3.0,
         v = v[:: -(-v.size // max_samples)]
     level, sigma = float(np.median(v)), 0.0
     for _ in range(n_iter):
-        sigma = 1.4826 * float(np.median(np.abs(v - level)))
+        sigma = MAD_TO_SD * float(np.median(np.abs(v - level)))
         if sigma <= 0:
             break
         keep = v < level + clip * sigma
@@ -185,5 +162,5 @@ def background_stats(values: np.ndarray, *, n_iter: int = 6, clip: float = 3.0,
     # a one-sided clip trims the upper tail of the noise too; the lower side is untouched
     lower = v[v <= level]
     if lower.size > 16:
-        sigma = max(sigma, 1.4826 * float(np.median(level - lower)))
+        sigma = max(sigma, MAD_TO_SD * float(np.median(level - lower)))
     return level, sigma

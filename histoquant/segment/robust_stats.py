@@ -13,73 +13,8 @@ import numpy as np
 
 __all__ = ["MAD_TO_SD", "robust_location_scale", "clipped_median_along", "sample_pixels"]
 
-MAD_TO_SD = 1.4826
-
-
-def robust_location_scale(values: np.ndarray, clip_sd: float = 3.0,
-                          iterations: int = 5) -> tuple[float, float]:
-    """Median and MAD-based SD of ``values`` after iterative clipping of high outliers.
-
-    Values more than ``clip_sd`` SDs above the median are dropped and the statistics
-    recomputed, up to ``iterations`` times. Low values are kept: a background has no
-    negative outliers that signal would create.
-
-    Returns
-    -------
-    (location, sd) : tuple of float
-        ``nan, nan`` when ``values`` is empty.
-    """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = np.sort(v[np.isfinite(v)])
-    n = v.size
-    if n == 0:
-        return float("nan"), float("nan")
-    # Sorted once, every clipping round is a prefix of ``v``: its median is two look-ups and
-    # its MAD a rank search, instead of two partitions of the whole sample per round.
-    loc = _median_of_sorted(v[:n])
-    sd = MAD_TO_SD * _mad_of_sorted(v[:n], loc)
-    for _ in range(iterations):
-        if sd <= 0:
-            break
-        m = min(n, int(np.searchsorted(v, loc + clip_sd * sd, side="right")))
-        if m == n or m == 0:
-            break
-        n = m
-        loc = _median_of_sorted(v[:n])
-        sd = MAD_TO_SD * _mad_of_sorted(v[:n], loc)
-    return loc, sd
-
-
-def _median_of_sorted(v: np.ndarray) -> float:
-    n = v.size
-    return float(0.5 * (v[(n - 1) // 2] + v[n // 2]))
-
-
-def _mad_of_sorted(v: np.ndarray, loc: float) -> float:
-    """Median of ``|v - loc|`` for sorted ``v``: the deviations are two sorted runs."""
-    i = int(np.searchsorted(v, loc, side="left"))
-    below = loc - v[:i][::-1]  # ascending
-    above = v[i:] - loc  # ascending
-    n = v.size
-    return float(0.5 * (_kth_of_two(below, above, (n - 1) // 2)
-                        + _kth_of_two(below, above, n // 2)))
-
-
-def _kth_of_two(a: np.ndarray, b: np.ndarray, k: int) -> float:
-    """The ``k``-th smallest (0-based) element of the union of sorted ``a`` and ``b``."""
-    # Binary search for how many of the k + 1 smallest come from ``a``.
-    lo, hi = max(0, k + 1 - b.size), min(k + 1, a.size)
-    while lo < hi:
-        i = (lo + hi) // 2
-        j = k + 1 - i
-        if j > 0 and i < a.size and b[j - 1] > a[i]:
-            lo = i + 1
-        else:
-            hi = i
-    i, j = lo, k + 1 - lo
-    last_a = a[i - 1] if i > 0 else -np.inf
-    last_b = b[j - 1] if j > 0 else -np.inf
-    return float(max(last_a, last_b))
+# One definition of each, in segment.statistics; kept importable from here.
+from .statistics import MAD_TO_SD, robust_location_scale, sample_pixels
 
 
 def clipped_median_along(values: np.ndarray, clip_sd: float = 2.5,
@@ -100,19 +35,4 @@ def clipped_median_along(values: np.ndarray, clip_sd: float = 2.5,
             v[high] = np.nan
             loc = np.nanmedian(v, axis=-1)
     return loc.astype(np.float32)
-
-
-def sample_pixels(arr: np.ndarray, mask: np.ndarray | None = None,
-                  max_samples: int = 250_000) -> np.ndarray:
-    """A regular (deterministic) subsample of the pixels of ``arr`` inside ``mask``.
-
-    Strides the image so that about ``max_samples`` pixels of the mask are kept: enough for a
-    median to 0.3 % of an SD, and fast on whole-slide images.
-    """
-    n = int(mask.sum()) if mask is not None else arr.size
-    step = max(1, int(np.sqrt(n / max_samples)))
-    sub = arr[::step, ::step]
-    if mask is None:
-        return sub.ravel()
-    return sub[mask[::step, ::step]]
 

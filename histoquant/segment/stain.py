@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import ChannelError, EmptyImageError
 from ..io.image import value_scale
+from .statistics import block_mean
 
 __all__ = ["CRESYL_VIOLET_OD", "unit_vector", "estimate_white", "estimate_stain_vector",
            "stain_density", "optical_density"]
@@ -179,19 +180,6 @@ def stain_density(rgb, stain_vector: Sequence[float] = CRESYL_VIOLET_OD,
 
 
 def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
-    """Mean over ``f × f`` blocks; partial blocks at the edges average what they hold."""
-    h, w = a.shape
-    hf, wf = h // f, w // f
-    ho, wo = -(-h // f), -(-w // f)
-    out = np.empty((ho, wo), dtype=np.float32)
-    if hf and wf:
-        out[:hf, :wf] = a[:hf * f, :wf * f].reshape(hf, f, wf, f).mean(axis=(1, 3))
-    if wo > wf and hf:
-        out[:hf, wf] = a[:hf * f, wf * f:].reshape(hf, f, -1).mean(axis=(1, 2))
-    if ho > hf:
-        rest = a[hf * f:]
-        if wf:
-            out[hf, :wf] = rest[:, :wf * f].reshape(rest.shape[0], wf, f).mean(axis=(0, 2))
-        if wo > wf:
-            out[hf, wf] = rest[:, wf * f:].mean()
-    return out
+    """Mean over ``f × f`` blocks (segment.statistics.block_mean: partial edge blocks average
+    the pixels they hold)."""
+    return block_mean(a, f)
