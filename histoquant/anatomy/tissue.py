@@ -146,6 +146,9 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
     from skimage.segmentation import watershed
 
     empty = TissuePieces([], np.zeros(signal.shape, bool), float("nan"), False)
+    # rat-calibrated lengths scale with the cord (meninges, fascicles and the gaps
+    # between them are smaller in a smaller cord)
+    trim_scale = max(size_scale, 0.45)
     field = np.ones(signal.shape, bool) if valid is None else np.asarray(valid, bool)
     if not field.any():
         return empty
@@ -160,7 +163,7 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
         # the edge; the statistics then come from the imaged field only, as a canvas of
         # one value would pull the field's level and noise towards it.
         signal = np.where(field, signal, np.float32(np.median(signal[ring])))
-    s = _smooth(signal, px_um, _SMOOTH_UM)
+    s = _smooth(signal, px_um, _SMOOTH_UM * trim_scale)
     if float(np.ptp(s[field])) == 0.0:
         return empty
     vals = s.ravel() if brightfield else s[field]
@@ -197,7 +200,8 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
         return TissuePieces([], raw, thr, False)
     px_area_mm2 = (px_um / 1000.0) ** 2
     hole_px = int(_MAX_HOLE_MM2 / px_area_mm2)
-    body = opening(raw, _OPEN_UM / px_um)
+    open_um = _OPEN_UM * trim_scale
+    body = opening(raw, open_um / px_um)
     body = remove_small(body, 0.05 / px_area_mm2)
     body = fill_small_holes(body, hole_px)
     if not body.any():
@@ -226,11 +230,11 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
     for lab in keep:
         core = basins == lab
         # give back the boundary detail the opening took, but nothing of a neighbour basin
-        grown = dilate(core, _OPEN_UM / px_um + 1) & raw & ((basins == 0) | core)
+        grown = dilate(core, open_um / px_um + 1) & raw & ((basins == 0) | core)
         grown = fill_small_holes(grown, hole_px)
-        trunk = opening(grown, _TRIM_RADIUS_UM * max(size_scale, 0.45) / px_um)
+        trunk = opening(grown, _TRIM_RADIUS_UM * trim_scale / px_um)
         if trunk.any():
-            grown &= dilate(trunk, _TRIM_KEEP_UM / px_um)
+            grown &= dilate(trunk, _TRIM_KEEP_UM * trim_scale / px_um)
         lab_g, n_g = ndi.label(grown)
         if n_g > 1:
             sizes = ndi.sum_labels(grown, lab_g, index=np.arange(1, n_g + 1))

@@ -23,7 +23,7 @@ from ..errors import ChannelError, EmptyImageError
 from ..io.image import Image
 
 __all__ = ["WorkingImage", "read_downsampled", "tissue_signal", "pyramid_downsamples",
-           "padding_mask", "is_brightfield"]
+           "padding_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +211,8 @@ def tissue_signal(image: Image, factor: int, channel: int | str | None = None
     grey or white borders, empty tiles) hold no tissue, so they are found (see
     :func:`padding_mask`), recorded as ``valid == False`` and left out of the statistics.
 
-    RGB with no channel named: brightfield or fluorescence is decided from the pixels
-    (:func:`is_brightfield`). Brightfield: summed optical density against the brightest
+    RGB with no channel named: brightfield or fluorescence is ``image.modality`` (detected
+    from the pixels by :func:`histoquant.io.modality.detect_modality`, or given by the user). Brightfield: summed optical density against the brightest
     part of the slide. Fluorescence exported as RGB (a stain in one or two colour planes,
     on a dark field): the colour plane whose tissue stands out best, as for a multi-channel
     image. Otherwise one fluorescence channel minus its background (a low percentile of the
@@ -227,7 +227,7 @@ def tissue_signal(image: Image, factor: int, channel: int | str | None = None
         pad = _working_padding(image, factor, rgb)
         scale = 255.0 / float(max(image.max_value(), 1.0))
         display = np.clip(rgb * scale, 0, 255).astype(np.uint8)
-        if is_brightfield(rgb, pad, float(max(image.max_value(), 1.0))):
+        if image.modality == "brightfield":
             # the slide's white: a dark fill (black padding) is no reference, but the glass
             # itself can be flat enough to pass for a fill, so bright fills stay in
             lum = rgb.mean(axis=-1)
@@ -327,20 +327,6 @@ def _working_padding(image: Image, factor: int, working: np.ndarray) -> np.ndarr
     if factor > 1 and pad.any() and not pad.all():
         pad = ndi.binary_dilation(pad)
     return pad
-
-
-def is_brightfield(rgb: np.ndarray, padding: np.ndarray, max_value: float) -> bool:
-    """Whether an RGB image is brightfield (tissue darker than a bright slide) rather than
-    fluorescence exported as RGB (tissue brighter than a dark field).
-
-    The imaged field (padding left out) of a brightfield slide is mostly the bright glass
-    and pale white matter; a fluorescence field is dark outside the labelled tissue and
-    dim inside it. The median brightness of the field, against half of full scale, tells
-    them apart.
-    """
-    lum = rgb.mean(axis=-1)
-    vals = lum[~padding] if (~padding).sum() > 100 else lum.ravel()
-    return float(np.median(vals)) > 0.5 * max_value
 
 
 def _separability(sig: np.ndarray, max_value: float = 1.0) -> float:
