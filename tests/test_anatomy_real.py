@@ -57,17 +57,22 @@ def test_whole_section(section, pixel_size_um):
     # grey matter: the dark butterfly; ventral horns lie below the canal
     frac = s.metrics["grey_matter_fraction"]
     assert 0.12 <= frac <= 0.30, frac
+    # the horns are split at working resolution: the line through the canal is exact to
+    # within one working pixel (``slide.factor`` image pixels)
+    tol = 1 + slide.factor
     for name in ("ventral_horn_left", "ventral_horn_right"):
         rows = np.nonzero(s.mask(name).any(axis=1))[0]
-        assert rows.min() >= s.canal_rc[0] - 2 and rows.max() > s.canal_rc[0] + 100
+        assert rows.min() >= s.canal_rc[0] - tol and rows.max() > s.canal_rc[0] + 100
     for name in ("dorsal_horn_left", "dorsal_horn_right"):
         rows = np.nonzero(s.mask(name).any(axis=1))[0]
-        assert rows.max() <= s.canal_rc[0] + 2 and rows.min() < s.canal_rc[0] - 150
+        assert rows.max() <= s.canal_rc[0] + tol and rows.min() < s.canal_rc[0] - 150
     # animal's left is on the image's right (section seen from its rostral face)
     assert np.nonzero(s.mask("ventral_horn_left"))[1].mean() > s.canal_rc[1]
     if pixel_size_um is None:
         assert np.isnan(s.metrics["grey_matter_area_mm2"])
-        assert slide.assumed_pixel_size_um == pytest.approx(7.0, rel=0.15)
+        # the cord (≈ 570 px) taken as the 'auto' prior's 2.7 mm: 7.0 µm/px for a 4 mm rat
+        # cord scaled by 2.7 / 4
+        assert slide.assumed_pixel_size_um == pytest.approx(7.0 * 2700 / 4000, rel=0.15)
     else:
         assert 6.0 < s.metrics["tissue_area_mm2"] < 16.0
 
@@ -195,3 +200,12 @@ def test_mouse_grey_matter_against_atlas(mouse_results, shared_data, stain, sid)
     grey = s.mask("grey_matter") | s.mask("central_canal")
     assert atlas.dice(drawn.cord, s.mask("tissue")) >= 0.5
     assert atlas.dice(drawn.grey, grey) >= 0.85
+
+
+def test_species_prior_sets_the_assumed_scale(section):
+    """species='rat' assumes a 4 mm cord, 'mouse' 1.8 mm: the assumed pixel size follows."""
+    rat = find_sections(section, {"species": "rat"})
+    mouse = find_sections(section, {"species": "mouse"})
+    assert rat.assumed_pixel_size_um == pytest.approx(7.0, rel=0.15)
+    assert mouse.assumed_pixel_size_um < rat.assumed_pixel_size_um * 0.6
+    assert len(rat.sections) == 1 and rat.sections[0].ventral_direction == "down"

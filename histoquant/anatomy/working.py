@@ -212,7 +212,8 @@ def tissue_signal(image: Image, factor: int, channel: int | str | None = None
     :func:`padding_mask`), recorded as ``valid == False`` and left out of the statistics.
 
     RGB with no channel named: brightfield or fluorescence is ``image.modality`` (detected
-    from the pixels by :func:`histoquant.io.modality.detect_modality`, or given by the user). Brightfield: summed optical density against the brightest
+    from the pixels by :func:`histoquant.io.modality.detect_modality`, or given by the
+    user). Brightfield: summed optical density against the brightest
     part of the slide. Fluorescence exported as RGB (a stain in one or two colour planes,
     on a dark field): the colour plane whose tissue stands out best, as for a multi-channel
     image. Otherwise one fluorescence channel minus its background (a low percentile of the
@@ -284,8 +285,8 @@ def tissue_signal(image: Image, factor: int, channel: int | str | None = None
                         bg, valid=valid)
 
 
-# Images up to this many pixels are checked for padding at full resolution (exact fill
-# colours, one-pixel frame lines); larger ones on the block means.
+# Images in memory up to this many pixels are checked for padding at full resolution (exact
+# fill colours, one-pixel frame lines); larger or lazy ones on the block means.
 _FULL_RES_PADDING_PX = 40_000_000
 
 
@@ -307,7 +308,7 @@ def padding_mask(pixels: np.ndarray, max_value: float = 255.0) -> np.ndarray:
     full = arr >= max_value
     full = full.all(axis=-1) if full.ndim == 3 else full
     if full.any():
-        lab, n = ndi.label(full)
+        lab, _ = ndi.label(full)
         edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
         pad |= np.isin(lab, edge[edge > 0])
     return pad
@@ -318,7 +319,9 @@ def _working_padding(image: Image, factor: int, working: np.ndarray) -> np.ndarr
     (a block mixing a fill with tissue has neither's value)."""
     H, W = image.shape_yx
     mx = float(max(image.max_value(), 1.0))
-    if factor > 1 and H * W <= _FULL_RES_PADDING_PX and image.axes in ("YX", "YXC"):
+    in_memory = isinstance(image.data, np.ndarray)   # a lazy file is never read whole
+    if (factor > 1 and in_memory and H * W <= _FULL_RES_PADDING_PX
+            and image.axes in ("YX", "YXC")):
         full = padding_mask(np.asarray(image.data), mx)
         h, w = working.shape[:2]
         full = np.pad(full, ((0, h * factor - H), (0, w * factor - W)), constant_values=True)
