@@ -125,3 +125,15 @@ def test_cli_mirrored_flag_maps_into_params(tmp_path):
     assert list(summary["section"]) == [1, 2] and summary["mirrored"].all()
     regions = read_regions(out / "regions" / "slide.geojson")
     assert {"s1_grey_matter", "s2_grey_matter"} <= {r.name for r in regions}
+
+
+def test_species_param_is_validated():
+    from histoquant.anatomy import AnatomyParams
+    from histoquant.errors import ParamsError
+
+    assert AnatomyParams().species == "auto"
+    assert AnatomyParams(species="mouse").section_area_floor_mm2 < AnatomyParams(
+        species="rat").section_area_floor_mm2
+    assert AnatomyParams(min_section_area_mm2=0.5).section_area_floor_mm2 == 0.5
+    with pytest.raises(ParamsError):
+        AnatomyParams.from_dict({"species": "cat"})

@@ -9,6 +9,12 @@ from ..params import AssayParams, param
 
 __all__ = ["AnatomyParams", "VENTRAL_WORDS", "parse_ventral"]
 
+# Size priors per species [U for mouse]: lumbar cord width rat 3.8–4.1 mm (REFERENCE.md),
+# mouse ≈ 1.5–2 mm; 'auto' takes the geometric mean so it is within 1.5x of either.
+_RAT_CORD_WIDTH_UM = 4000.0
+_RAT_MIN_SECTION_MM2 = 1.0
+_SPECIES_SCALE = {"rat": 1.0, "mouse": 0.45, "auto": 0.675}
+
 # Direction of the ventral side on screen -> angle (counter-clockwise from "down").
 VENTRAL_WORDS = {"down": 0.0, "right": 90.0, "up": 180.0, "left": -90.0}
 
@@ -60,16 +66,23 @@ class AnatomyParams(AssayParams):
         help="Whether grey matter has a higher or lower signal than white matter. 'auto': "
              "higher optical density in brightfield (Nissl stains neurons), and for "
              "fluorescence the class that does not form the section's outer rim is grey.")
-    min_section_area_mm2: float = param(
-        1.0, unit="mm²", minimum=0.0,
-        help="Smallest tissue piece reported as a section. A whole rat lumbar section is "
-             "8.5–10.6 mm² (REFERENCE.md); 1 mm² keeps fragments (reported and flagged) and "
-             "drops roots, meninges and debris, which are far smaller [U].")
-    assumed_cord_width_um: float = param(
-        4000.0, unit="µm", minimum=500.0,
+    species: str = param(
+        "auto", choices=("auto", "rat", "mouse"),
+        help="Sets the size priors: the cord width assumed when the pixel size is unknown, "
+             "and the sizes that tell a section from roots and debris. Lumbar cords are "
+             "≈ 3.8–4.1 mm wide in rat (REFERENCE.md) and ≈ 1.5–2 mm in mouse [U]. 'auto' "
+             "sits between them (2.7 mm, within 1.5× of either), so one default serves both.")
+    min_section_area_mm2: float | None = param(
+        None, unit="mm²", minimum=0.0,
+        help="Smallest tissue piece reported as a section; None: 1 mm² for rat, scaled by "
+             "the species' cord size squared otherwise (0.2 mm² mouse, 0.46 mm² auto). A "
+             "whole rat lumbar section is 8.5–10.6 mm² (REFERENCE.md); the floor keeps "
+             "fragments (reported and flagged) and drops roots, meninges and debris [U].")
+    assumed_cord_width_um: float | None = param(
+        None, unit="µm", minimum=500.0,
         help="Only when the pixel size is unknown: the largest section is assumed to be "
-             "this wide to choose the working resolution (REFERENCE.md: L2–L5 are "
-             "3.8–4.1 mm wide). Areas are then not reported (NaN).")
+             "this wide to choose the working resolution; None: from ``species`` (rat "
+             "4000, mouse 1800, auto 2700 µm). Areas are then not reported (NaN).")
     grey_fraction_range_pct: tuple[float, float] = param(
         (33.0, 55.0), unit="%",
         help="Plausible grey-matter share of the section; outside it the quality score "
@@ -94,6 +107,26 @@ class AnatomyParams(AssayParams):
         if not 0 <= lo < hi <= 100:
             raise ParamsError(f"grey_fraction_range_pct = {self.grey_fraction_range_pct}: "
                               "needs 0 ≤ low < high ≤ 100")
+
+    @property
+    def size_scale(self) -> float:
+        """Cord size of ``species`` relative to a rat lumbar cord (rat 1, mouse 0.45, auto
+        0.675: the geometric mean)."""
+        return _SPECIES_SCALE[self.species]
+
+    @property
+    def cord_width_um(self) -> float:
+        """The cord width assumed when the pixel size is unknown."""
+        if self.assumed_cord_width_um is not None:
+            return float(self.assumed_cord_width_um)
+        return _RAT_CORD_WIDTH_UM * self.size_scale
+
+    @property
+    def section_area_floor_mm2(self) -> float:
+        """Smallest section area: the parameter, or 1 mm² scaled to the species."""
+        if self.min_section_area_mm2 is not None:
+            return float(self.min_section_area_mm2)
+        return _RAT_MIN_SECTION_MM2 * self.size_scale**2
 
     @property
     def ventral_angle(self) -> float | str:

@@ -110,25 +110,30 @@ def _aligned_factor(image: Image, factor: int, at_least: bool = False) -> int:
 
 
 def _estimate_pixel_size(image: Image, params: AnatomyParams) -> float:
-    """Guess the pixel size from the largest tissue body, assumed ``assumed_cord_width_um``
+    """Guess the pixel size from the largest tissue body, assumed ``params.cord_width_um``
     wide (its major axis)."""
-    from skimage.filters import threshold_otsu
     from skimage.measure import label, regionprops
 
     H, W = image.shape_yx
     f0 = _aligned_factor(image, max(1, math.ceil(max(H, W) / 600)))
+    width = params.cord_width_um
     ws = tissue_signal(image, f0)
-    s = ndi.gaussian_filter(ws.signal, 1.5)
-    if np.ptp(s) == 0:
-        return params.assumed_cord_width_um / max(H, W) * 2
-    t = threshold_otsu(s)
-    m = ndi.binary_opening(s > t, iterations=2)
-    m = ndi.binary_fill_holes(m)
+    # the tissue as the anatomy finds it, at a provisional scale (the image's long side
+    # taken as 2.5 cord widths): the scale only sets smoothing and opening sizes here
+    guess = width * 2.5 / (max(H, W))
+    pieces = find_tissue(ws.signal, guess * f0, brightfield=ws.brightfield,
+                         background=ws.background, min_section_area_mm2=0.0,
+                         valid=ws.valid, size_scale=params.size_scale)
+    # the largest body kept as a section (roots and meninges trimmed off), else the tissue
+    m = max(pieces.sections, key=np.sum) if pieces.sections else pieces.tissue
+    if not m.any():
+        return width / max(H, W) * 2
+    m = ndi.binary_fill_holes(ndi.binary_opening(m, iterations=2))
     props = [p for p in regionprops(label(m)) if p.area > 0]
     if not props:
-        return params.assumed_cord_width_um / max(H, W) * 2
+        return width / max(H, W) * 2
     big = max(props, key=lambda p: p.area)
-    return params.assumed_cord_width_um / (big.axis_major_length * f0)
+    return width / (big.axis_major_length * f0)
 
 
 def find_sections(image: Image | np.ndarray, params: AnatomyParams | Mapping | None = None,
@@ -166,8 +171,7 @@ def find_sections(image: Image | np.ndarray, params: AnatomyParams | Mapping | N
     if px is None:
         assumed = _estimate_pixel_size(image, params)
         log.warning("%s: pixel size unknown; assuming %.3g µm from a %.0f µm wide section "
-                    "(areas not reported)", image.source, assumed,
-                    params.assumed_cord_width_um)
+                    "(areas not reported)", image.source, assumed, params.cord_width_um)
     use_px = px or assumed
     factor = _aligned_factor(image, max(1, round(params.working_pixel_size_um / use_px)))
     if progress:
@@ -175,12 +179,13 @@ def find_sections(image: Image | np.ndarray, params: AnatomyParams | Mapping | N
     ws = tissue_signal(image, factor, channel)
     wpx = use_px * factor
     pieces = find_tissue(ws.signal, wpx, brightfield=ws.brightfield, background=ws.background,
-                         min_section_area_mm2=params.min_section_area_mm2)
+                         min_section_area_mm2=params.section_area_floor_mm2, valid=ws.valid,
+                         size_scale=params.size_scale)
     slide = SlideAnatomy(image.name, image.shape_yx, factor, px, assumed, ws)
     if px is None:
         slide.warnings.append(
             f"pixel size unknown: assumed {assumed:.3g} µm from a "
-            f"{params.assumed_cord_width_um:.0f} µm wide section; areas not reported")
+            f"{params.cord_width_um:.0f} µm wide section; areas not reported")
     if not pieces.contrast_ok:
         slide.status = "no_tissue"
         slide.warnings.append("no tissue found (no contrast between tissue and slide)")
@@ -188,7 +193,7 @@ def find_sections(image: Image | np.ndarray, params: AnatomyParams | Mapping | N
     if not pieces.sections:
         slide.status = "no_section"
         slide.warnings.append("tissue found, but no piece large enough to be a cord "
-                              f"section (≥ {params.min_section_area_mm2} mm²)")
+                              f"section (≥ {params.section_area_floor_mm2:.2g} mm²)")
         return slide
     n = len(pieces.sections)
     for i, mask in enumerate(pieces.sections, start=1):

@@ -30,6 +30,10 @@ _MAX_HOLE_MM2 = 0.05
 # survive an opening of this radius and lies further than _TRIM_KEEP_UM from what does.
 _TRIM_RADIUS_UM = 250.0
 _TRIM_KEEP_UM = 40.0
+# Twin basins (similar peak and area: the two halves of one butterfly) are one body when
+# their pass is at least this fraction of the lower peak: the grey commissure is
+# ≈ 0.3–0.5 of a horn's thickness, two sections touching at a point far less [U].
+_TWIN_PASS = 0.25
 
 
 def disk(radius_px: float) -> np.ndarray:
@@ -113,7 +117,8 @@ def _smooth(signal: np.ndarray, px_um: float, sigma_um: float) -> np.ndarray:
 
 
 def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
-                background: float = 0.0, min_section_area_mm2: float = 1.0) -> TissuePieces:
+                background: float = 0.0, min_section_area_mm2: float = 1.0,
+                valid: np.ndarray | None = None, size_scale: float = 1.0) -> TissuePieces:
     """Find the tissue and the cord cross-sections in a working-resolution tissue signal.
 
     Parameters
@@ -128,30 +133,65 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
         Raw background level subtracted from a fluorescence signal (for the contrast test).
     min_section_area_mm2 : float
         Smallest body kept as a section.
+    valid : ndarray of bool, optional
+        The imaged field (False on padding); None = everything.
+    size_scale : float
+        Cord size relative to a rat lumbar cord (1 rat, 0.45 mouse, 0.675 either): scales
+        the thickness that tells a section from roots (0.3 mm for rat and for "either",
+        whose cords are at least 0.4 mm thick in radius once the size prior is applied;
+        0.2 mm for mouse) and the root-trimming radius.
     """
     from skimage.filters import threshold_otsu
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
-    s = _smooth(signal, px_um, _SMOOTH_UM)
     empty = TissuePieces([], np.zeros(signal.shape, bool), float("nan"), False)
-    if float(np.ptp(s)) == 0.0:
+    # rat-calibrated lengths scale with the cord (meninges, fascicles and the gaps
+    # between them are smaller in a smaller cord)
+    trim_scale = max(size_scale, 0.45)
+    field = np.ones(signal.shape, bool) if valid is None else np.asarray(valid, bool)
+    if not field.any():
         return empty
+    ring = dilate(field, 2.0) & ~field
+    if brightfield:
+        # Brightfield padding is set to the glass's optical density (0): a white canvas
+        # is glass-like and helps the statistics; a black one would be the darkest "tissue"
+        signal = np.where(field, signal, np.float32(0.0))
+    elif ring.any():
+        # Fluorescence padding takes the level of the padding along the field's edge (a
+        # flat tile background, or the canvas), so smoothing neither brightens nor darkens
+        # the edge; the statistics then come from the imaged field only, as a canvas of
+        # one value would pull the field's level and noise towards it.
+        signal = np.where(field, signal, np.float32(np.median(signal[ring])))
+    s = _smooth(signal, px_um, _SMOOTH_UM * trim_scale)
+    if float(np.ptp(s[field])) == 0.0:
+        return empty
+    vals = s.ravel() if brightfield else s[field]
     # Otsu's threshold on the whole image splits the slide from the tissue, unless white
     # matter is closer to the grey matter than to the slide: then it splits grey from the
     # rest. So Otsu only finds "clearly tissue"; the threshold is then put at 30 % of the
     # way from the slide's level to that tissue's (or 6 noise σ above the slide). A few
     # very dark pixels (pen marks, the scan border) are clipped first, as they would drag
     # Otsu up.
-    otsu = float(threshold_otsu(np.clip(s, None, np.percentile(s, 99.5))))
-    lo, hi = s[s <= otsu], s[s > otsu]
+    otsu = float(threshold_otsu(np.clip(vals, None, np.percentile(vals, 99.5))))
+    lo, hi = vals[vals <= otsu], vals[vals > otsu]
     if not len(lo) or not len(hi):
         return empty
-    bg = float(np.median(lo))
-    noise = float(np.median(np.abs(lo - bg))) * 1.4826
     tissue_level = float(np.median(hi))
-    thr = min(otsu, bg + max(6.0 * noise, 0.3 * (tissue_level - bg)))
-    raw = s > thr
+    if brightfield:
+        bg = float(np.median(lo))
+        noise = float(np.median(np.abs(lo - bg))) * 1.4826
+        thr = min(otsu, bg + max(6.0 * noise, 0.3 * (tissue_level - bg)))
+    else:
+        # Fluorescence: white matter is often barely above the empty field (a faint
+        # autofluorescence), so "below Otsu" mixes field and white matter. The field's
+        # level is the lowest well-populated mode of the histogram instead, counting the
+        # padding along the field's edge (a flat tile background is padding, and may be
+        # all the empty field there is); the threshold sits 3 of the field's noise σ above
+        # it, or a tenth of the way to the clear tissue.
+        bg, noise = _lowest_mode(np.concatenate([vals, s[ring]]) if ring.any() else vals)
+        thr = min(otsu, bg + max(3.0 * noise, 0.1 * (tissue_level - bg)))
+    raw = (s > thr) & field
     if brightfield:
         ok = tissue_level >= 0.08
     else:
@@ -160,7 +200,8 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
         return TissuePieces([], raw, thr, False)
     px_area_mm2 = (px_um / 1000.0) ** 2
     hole_px = int(_MAX_HOLE_MM2 / px_area_mm2)
-    body = opening(raw, _OPEN_UM / px_um)
+    open_um = _OPEN_UM * trim_scale
+    body = opening(raw, open_um / px_um)
     body = remove_small(body, 0.05 / px_area_mm2)
     body = fill_small_holes(body, hole_px)
     if not body.any():
@@ -183,22 +224,46 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
     areas = ndi.sum_labels(np.ones_like(basins), basins, index=np.arange(1, n + 1))
     radii = label_max(dist, basins, n)[1:]
     keep = [i + 1 for i in range(n)
-            if areas[i] * px_area_mm2 >= min_section_area_mm2 and radii[i] >= _MIN_RADIUS_UM]
+            if areas[i] * px_area_mm2 >= min_section_area_mm2
+            and radii[i] >= _MIN_RADIUS_UM * min(1.0, size_scale / 0.675)]
     sections = []
     for lab in keep:
         core = basins == lab
         # give back the boundary detail the opening took, but nothing of a neighbour basin
-        grown = dilate(core, _OPEN_UM / px_um + 1) & raw & ((basins == 0) | core)
+        grown = dilate(core, open_um / px_um + 1) & raw & ((basins == 0) | core)
         grown = fill_small_holes(grown, hole_px)
-        trunk = opening(grown, _TRIM_RADIUS_UM / px_um)
+        trunk = opening(grown, _TRIM_RADIUS_UM * trim_scale / px_um)
         if trunk.any():
-            grown &= dilate(trunk, _TRIM_KEEP_UM / px_um)
+            grown &= dilate(trunk, _TRIM_KEEP_UM * trim_scale / px_um)
         lab_g, n_g = ndi.label(grown)
         if n_g > 1:
             sizes = ndi.sum_labels(grown, lab_g, index=np.arange(1, n_g + 1))
             grown = lab_g == (int(np.argmax(sizes)) + 1)
         sections.append(grown)
     return TissuePieces(number_sections(sections), raw, thr, True)
+
+
+def _lowest_mode(values: np.ndarray) -> tuple[float, float]:
+    """Level and noise σ of the lowest well-populated mode of ``values`` (the empty field).
+
+    A histogram of 256 bins between the 0.5th and 99.5th percentiles, lightly smoothed; the
+    first local maximum holding at least a fifth of the highest one. The noise σ comes from
+    the peak's half width at half maximum on its lower side (the upper side mixes with
+    tissue; the tail below holds dark specks and edge pixels that are not noise).
+    """
+    lo_v, hi_v = np.percentile(values, [0.5, 99.5])
+    if hi_v <= lo_v:
+        return float(lo_v), 0.0
+    h, e = np.histogram(values, bins=256, range=(lo_v, hi_v))
+    h = ndi.gaussian_filter1d(h.astype(float), 1.5)
+    peaks = np.nonzero((h[1:-1] >= h[:-2]) & (h[1:-1] >= h[2:]) & (h[1:-1] >= 0.2 * h.max()))[0]
+    i = int(peaks[0]) + 1 if len(peaks) else int(np.argmax(h))
+    mode = float(0.5 * (e[i] + e[i + 1]))
+    j = i
+    while j > 0 and h[j] > 0.5 * h[i]:
+        j -= 1
+    width = (e[1] - e[0]) * max(i - j, 1)
+    return mode, float(width / 1.1774)
 
 
 def _merge_shallow(basins: np.ndarray, dist: np.ndarray, ratio: float = 0.75) -> np.ndarray:
@@ -238,11 +303,22 @@ def _merge_shallow(basins: np.ndarray, dist: np.ndarray, ratio: float = 0.75) ->
             i = parent[i]
         return i
 
+    areas = np.bincount(basins.ravel(), minlength=n + 1).astype(float)
     for (a_, b_), v in sorted(passes.items(), key=lambda kv: -kv[1]):
         ra, rb = find(a_), find(b_)
-        if ra != rb and v >= ratio * min(peaks[ra], peaks[rb]):
+        if ra == rb:
+            continue
+        low = min(peaks[ra], peaks[rb])
+        # the two halves of a section whose white matter is too faint to be seen (only
+        # the butterfly found) meet at the grey commissure, a narrow but real bridge; they
+        # are twins (similar thickness and area), where a root is far smaller than the
+        # cord and two sections touch at a point
+        twins = (low >= 0.7 * max(peaks[ra], peaks[rb])
+                 and min(areas[ra], areas[rb]) >= 0.5 * max(areas[ra], areas[rb]))
+        if v >= ratio * low or (twins and v >= _TWIN_PASS * low):
             parent[rb] = ra
             peaks[ra] = max(peaks[ra], peaks[rb])
+            areas[ra] += areas[rb]
     lut = np.array([find(i) for i in range(n + 1)])
     return lut[basins]
 

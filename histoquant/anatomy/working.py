@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from ..errors import ChannelError, EmptyImageError
 from ..io.image import Image
 
-__all__ = ["WorkingImage", "read_downsampled", "tissue_signal", "pyramid_downsamples"]
+__all__ = ["WorkingImage", "read_downsampled", "tissue_signal", "pyramid_downsamples",
+           "padding_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ class WorkingImage:
         What the signal was made from (``"RGB optical density"`` or a channel name).
     background : float
         Raw level subtracted from a fluorescence channel (0 for brightfield).
+    valid : ndarray of bool, optional
+        The imaged field: False on padding, frames and empty fills (None = all imaged).
+        ``signal`` keeps the padding's own level there: use it only inside ``valid``.
     """
 
     signal: np.ndarray
@@ -59,6 +64,7 @@ class WorkingImage:
     brightfield: bool
     channel: str
     background: float = 0.0
+    valid: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -201,62 +207,152 @@ def tissue_signal(image: Image, factor: int, channel: int | str | None = None
                   ) -> WorkingImage:
     """Read ``image`` at ``factor`` and turn it into a tissue signal.
 
-    Brightfield RGB (``image.rgb`` and no channel named): summed optical density against the
-    brightest part of the slide. Otherwise one fluorescence channel minus its background
-    (a low percentile); with several channels and none named, the one whose tissue stands
-    out best (largest Otsu between-class variance ratio) is used.
+    Padding first: constant fills and frames around a stitched or rotated field (black,
+    grey or white borders, empty tiles) hold no tissue, so they are found (see
+    :func:`padding_mask`), recorded as ``valid == False`` and left out of the statistics.
+
+    RGB with no channel named: brightfield or fluorescence is ``image.modality`` (detected
+    from the pixels by :func:`histoquant.io.modality.detect_modality`, or given by the
+    user). Brightfield: summed optical density against the brightest
+    part of the slide. Fluorescence exported as RGB (a stain in one or two colour planes,
+    on a dark field): the colour plane whose tissue stands out best, as for a multi-channel
+    image. Otherwise one fluorescence channel minus its background (a low percentile of the
+    imaged field); with several channels and none named, the one whose tissue stands out
+    best (largest Otsu between-class variance ratio over the imaged field) is used, and its
+    name recorded in ``channel``.
     """
     full_shape = image.shape_yx
-    if image.rgb and image.n_channels == 3 and channel is None:
+    rgb_image = image.rgb and image.n_channels == 3
+    if rgb_image and channel is None:
         rgb = read_downsampled(image, factor)
-        white = np.percentile(rgb.reshape(-1, 3), 99.5, axis=0)
-        white = np.maximum(white, 1.0)
-        od = -np.log10(np.clip(rgb, 1.0, None) / white)
-        signal = np.clip(od, 0, None).sum(axis=-1).astype(np.float32)
+        pad = _working_padding(image, factor, rgb)
         scale = 255.0 / float(max(image.max_value(), 1.0))
         display = np.clip(rgb * scale, 0, 255).astype(np.uint8)
-        _check_signal(signal, image)
-        return WorkingImage(signal, display, factor, full_shape, True, "RGB optical density")
-    if channel is not None:
-        idx = image.channel_index(channel)
-        candidates = [idx]
-    elif image.n_channels == 1:
-        candidates = [0]
+        if image.modality == "brightfield":
+            # the slide's white: a dark fill (black padding) is no reference, but the glass
+            # itself can be flat enough to pass for a fill, so bright fills stay in
+            lum = rgb.mean(axis=-1)
+            ref = ~pad | (lum >= np.median(lum))
+            white = np.percentile(rgb[ref], 99.5, axis=0)
+            white = np.maximum(white, 1.0)
+            od = -np.log10(np.clip(rgb, 1.0, None) / white)
+            signal = np.clip(od, 0, None).sum(axis=-1).astype(np.float32)
+            _check_signal(signal, image)
+            return WorkingImage(signal, display, factor, full_shape, True,
+                                "RGB optical density", valid=~pad)
+        planes = [(i, rgb[..., i]) for i in range(3)]
     else:
-        candidates = list(range(image.n_channels))
+        planes = None
+        pad = None
+        display = None
+    if planes is None:
+        if image.n_channels == 1 or not image.axes.endswith("C"):
+            raw = read_downsampled(image, factor, None)
+            raw = raw if raw.ndim == 2 else raw[..., 0]
+            planes = [(0, raw)]
+            pad = _working_padding(image, factor, raw)
+        else:
+            # padding is one colour in every channel at once: found on all of them
+            stack = read_downsampled(image, factor)
+            pad = _working_padding(image, factor, stack)
+            idxs = ([image.channel_index(channel)] if channel is not None
+                    else list(range(image.n_channels)))
+            planes = [(i, stack[..., i]) for i in idxs]
     best = None
-    for idx in candidates:
-        raw = read_downsampled(image, factor, idx if image.axes.endswith("C") else None)
-        bg = float(np.percentile(raw, 1.0))
+    for idx, raw in planes:
+        valid = ~pad
+        vals = raw[valid] if valid.any() else raw.ravel()
+        bg = float(np.percentile(vals, 1.0))
         sig = raw - np.float32(bg)
-        score = _separability(sig) if len(candidates) > 1 else 1.0
+        score = (_separability(sig[valid] if valid.any() else sig,
+                               float(image.max_value())) if len(planes) > 1 else 1.0)
         if best is None or score > best[0]:
-            best = (score, idx, sig, bg)
+            best = (score, idx, sig, bg, valid)
     if best is None:  # pragma: no cover - n_channels >= 1 always
         raise ChannelError(f"{image.source}: no channel to read")
-    _, idx, signal, bg = best
-    if len(candidates) > 1:
-        log.info("%s: anatomy uses channel %s (best tissue contrast)", image.source,
-                 image.channel_names[idx])
+    _, idx, signal, bg, valid = best
+    name = image.channel_names[idx]
+    if rgb_image and channel is None:
+        name = f"{('red', 'green', 'blue')[idx]} plane of the RGB image (fluorescence)"
+    if len(planes) > 1:
+        log.info("%s: anatomy uses %s (best tissue contrast)", image.source, name)
     from ..qc import to_display_rgb
 
     _check_signal(signal, image)
-    return WorkingImage(signal.astype(np.float32), to_display_rgb(signal), factor,
-                        full_shape, False, image.channel_names[idx], bg)
+    if display is None:
+        display = to_display_rgb(signal)
+    return WorkingImage(signal.astype(np.float32), display, factor, full_shape, False, name,
+                        bg, valid=valid)
 
 
-def _separability(sig: np.ndarray) -> float:
+# Images in memory up to this many pixels are checked for padding at full resolution (exact
+# fill colours, one-pixel frame lines); larger or lazy ones on the block means.
+_FULL_RES_PADDING_PX = 40_000_000
+
+
+def padding_mask(pixels: np.ndarray, max_value: float = 255.0) -> np.ndarray:
+    """Padding, frames and empty fills of an image (True = not imaged).
+
+    :func:`histoquant.segment.padding.find_padding`, plus fills at full scale in every
+    channel (a white canvas wedge left by rotating an export) connected to the border:
+    never tissue in fluorescence or brightfield, and too narrow in places for the solid-
+    window test. 8-bit data given as block means are rounded back to 8 bit first, so a fill
+    stays exactly one value.
+    """
+    from ..segment.padding import find_padding
+
+    arr = np.asarray(pixels)
+    if max_value == 255.0 and arr.dtype != np.uint8:
+        arr = np.clip(np.round(arr), 0, 255).astype(np.uint8)
+    pad = np.asarray(find_padding(arr), bool)
+    full = arr >= max_value
+    full = full.all(axis=-1) if full.ndim == 3 else full
+    if full.any():
+        lab, _ = ndi.label(full)
+        edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+        pad |= np.isin(lab, edge[edge > 0])
+    return pad
+
+
+def _working_padding(image: Image, factor: int, working: np.ndarray) -> np.ndarray:
+    """Padding at the working resolution: a working pixel touching any padding is padding
+    (a block mixing a fill with tissue has neither's value)."""
+    H, W = image.shape_yx
+    mx = float(max(image.max_value(), 1.0))
+    in_memory = isinstance(image.data, np.ndarray)   # a lazy file is never read whole
+    if (factor > 1 and in_memory and H * W <= _FULL_RES_PADDING_PX
+            and image.axes in ("YX", "YXC")):
+        full = padding_mask(np.asarray(image.data), mx)
+        h, w = working.shape[:2]
+        full = np.pad(full, ((0, h * factor - H), (0, w * factor - W)), constant_values=True)
+        return full.reshape(h, factor, w, factor).any(axis=(1, 3))
+    pad = padding_mask(working, mx)
+    if factor > 1 and pad.any() and not pad.all():
+        pad = ndi.binary_dilation(pad)
+    return pad
+
+
+def _separability(sig: np.ndarray, max_value: float = 1.0) -> float:
+    """Tissue contrast of a channel: Otsu's between-class standard deviation as a fraction
+    of full scale.
+
+    Absolute, not relative to the channel's own spread: an almost empty colour plane of a
+    JPEG (values 0–3) splits cleanly into two classes of noise, but its classes differ by
+    a few levels, while a stained plane's differ by tens.
+    """
     from skimage.filters import threshold_otsu
 
-    v = np.log1p(np.clip(sig, 0, None) / max(float(np.percentile(sig, 99)), 1e-6))
+    v = np.asarray(sig, np.float64).ravel()
+    if v.size > 400_000:
+        v = v[:: v.size // 400_000]
     if np.ptp(v) == 0:
         return 0.0
     t = threshold_otsu(v)
     a, b = v[v <= t], v[v > t]
     if not len(a) or not len(b):
         return 0.0
-    between = len(a) * len(b) / v.size**2 * (a.mean() - b.mean()) ** 2
-    return float(between / max(v.var(), 1e-12))
+    w = len(a) * len(b) / v.size**2
+    return float(np.sqrt(w) * abs(b.mean() - a.mean()) / max(max_value, 1e-12))
 
 
 def _check_signal(signal: np.ndarray, image: Image) -> None:
