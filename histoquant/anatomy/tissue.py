@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..segment.statistics import MAD_TO_SD
+
 __all__ = ["TissuePieces", "find_tissue", "disk", "number_sections", "erode", "dilate",
            "opening", "remove_small", "fill_small_holes"]
 
@@ -180,7 +182,7 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
     tissue_level = float(np.median(hi))
     if brightfield:
         bg = float(np.median(lo))
-        noise = float(np.median(np.abs(lo - bg))) * 1.4826
+        noise = float(np.median(np.abs(lo - bg))) * MAD_TO_SD
         thr = min(otsu, bg + max(6.0 * noise, 0.3 * (tissue_level - bg)))
     else:
         # Fluorescence: white matter is often barely above the empty field (a faint

@@ -21,6 +21,7 @@ from scipy import ndimage as ndi
 
 from ..errors import ChannelError, EmptyImageError
 from ..io.image import Image
+from ..segment.statistics import block_counts, block_sum
 
 __all__ = ["WorkingImage", "read_downsampled", "tissue_signal", "pyramid_downsamples",
            "padding_mask"]
@@ -97,8 +98,6 @@ def _block_mean(data: Any, axes: str, f: int, channel: int | None) -> np.ndarray
     nz = int(data.shape[0]) if axes.startswith("Z") else 1
     row_bytes = W * n_c * nz * max(np.dtype(data.dtype).itemsize, 4)
     band = f * max(1, _BAND_BYTES // max(row_bytes * f, 1))
-    col_counts = np.full(w, f, dtype=np.float64)
-    col_counts[-1] = W - (w - 1) * f
     for r0 in range(0, H, band):
         r1 = min(H, r0 + band)
         index: list = [slice(None)] * len(axes)
@@ -113,14 +112,10 @@ def _block_mean(data: Any, axes: str, f: int, channel: int | None) -> np.ndarray
             blk = blk[..., None]
         rows = r1 - r0
         hb = math.ceil(rows / f)
-        pad_r, pad_c = hb * f - rows, w * f - W
-        if pad_r or pad_c:
-            blk = np.pad(blk, ((0, pad_r), (0, pad_c), (0, 0)))
-        sums = blk.reshape(hb, f, w, f, -1).sum(axis=(1, 3), dtype=np.float64)
-        row_counts = np.full(hb, f, dtype=np.float64)
-        row_counts[-1] = rows - (hb - 1) * f
-        out[r0 // f: r0 // f + hb] = sums / (row_counts[:, None] * col_counts[None, :])[
-            ..., None]
+        # the one block reduction (segment.statistics), band by band so that a lazy slide
+        # is read a band at a time; float64 sums keep whole-slide blocks exact
+        sums = block_sum(blk.astype(np.float64, copy=False), f)
+        out[r0 // f: r0 // f + hb] = sums / block_counts((rows, W), f)[..., None]
     out = out.astype(np.float32)
     return out[..., 0] if n_c == 1 else out
 
