@@ -449,15 +449,17 @@ def test_qc_mark_radius_is_the_equivalent_radius(fibre_run):
 
     image, _, res = fibre_run
     px = image.pixel_size_um
-    # 768² px is below the QC's 2048 px limit: display pixel = image pixel
+    # 768² px is below the QC's 2048 px limit: display pixel = image pixel; the caption
+    # band sits above the picture
     assert res.qc.shape[1] == 768
+    band = res.qc.shape[0] - 768
     cells = res.objects[res.objects["class"] == "gfp_cell"]
     for _, row in cells.iterrows():
         radius = qc_mark_radius_px(row["equivalent_diameter_um"], px, 1)
         assert radius == round(row["equivalent_diameter_um"] / 2 / px)
         r, c = round(row["centroid_y_um"] / px), round(row["centroid_x_um"] / px)
         # circle_perimeter puts the ring's rightmost pixel exactly radius px from the centre
-        assert tuple(res.qc[r, c + radius]) == QC_COLOURS["gfp_cell"]
+        assert tuple(res.qc[band + r, c + radius]) == QC_COLOURS["gfp_cell"]
     # a 20 µm cell at 1 µm/px is circled with a 10 px radius, not the 40 µm of the old mark
     assert qc_mark_radius_px(20.0, 1.0, 1) == 10
     assert qc_mark_radius_px(20.0, 0.5, 4) == 5

@@ -393,17 +393,22 @@ def _compact_blobs(comp: np.ndarray, i: int, sl: tuple[slice, slice], cell_px: f
     for k, csl in enumerate(ndi.find_objects(core_lab), 1):
         if csl is None:
             continue
-        blob = core_lab == k
+        # work in the blob's box grown by the dilation radius: a network component can
+        # hold thousands of bodies, and whole-component masks per blob would be quadratic
+        box = tuple(slice(max(0, c.start - r), min(n, c.stop + r))
+                    for c, n in zip(csl, core_lab.shape))
+        blob = core_lab[box] == k
         area = int(blob.sum())
         if area > max_area_px or area < min_area_px:
             continue
         # give the blob back the rim the opening shaved off, inside the component
-        blob = ndi.binary_dilation(blob, structure=disk(r)) & sub
+        blob = ndi.binary_dilation(blob, structure=disk(r)) & sub[box]
         new = first_id + len(out)
-        view[blob] = new
+        view[box][blob] = new
         rr, cc = np.nonzero(blob)
-        out.append((new, (slice(sl[0].start + rr.min(), sl[0].start + rr.max() + 1),
-                          slice(sl[1].start + cc.min(), sl[1].start + cc.max() + 1))))
+        r0, c0 = sl[0].start + box[0].start, sl[1].start + box[1].start
+        out.append((new, (slice(r0 + rr.min(), r0 + rr.max() + 1),
+                          slice(c0 + cc.min(), c0 + cc.max() + 1))))
     return out
 
 
@@ -740,7 +745,9 @@ def _classical_objects(ctx: _Context, z: np.ndarray, union_low: np.ndarray,
                                         len(rows) + 1, no_body=True))
             done += 1
             continue
-        big = area_um2 > big_area_um2
+        # a blob cut out of a big component is never cut again: it was at most
+        # max_area before its rim was given back, and cutting it again would find itself
+        big = area_um2 > big_area_um2 and i <= n_comp
         reddish = has_ref and not big and _plain_ratio(
             comp, i, sl, gfp_low, bg_g, ref_low, bg_ref.values) > 1.5 * p.max_reference_ratio
         if big or reddish:
@@ -1584,11 +1591,10 @@ def _qc_overlay(q: int, layers: list, labels: np.ndarray, objects: pd.DataFrame,
     fibres = objects[objects["class"] == "fibre"] if len(objects) else objects
     n_fibre = [int((fibres["region"] == r).sum()) if len(fibres) else 0
                for r in summary["region"]]
-    lines = [f"{img.name}: GFP+ cells (green circles, each at the cell's equivalent "
-             f"diameter) {per_region('n_gfp_cells')}",
-             f"rejected: autofluorescent (vermillion x) {per_region('n_rejected_autofluorescent')}"
-             "; fibre (blue outline) "
-             + ", ".join(f"{r}={int(n)}" for r, n in zip(summary["region"], n_fibre))
+    lines = [f"{img.name}: GFP+ cells (green circle = the cell's own size) "
+             f"{per_region('n_gfp_cells')}",
+             f"rejected: autofluorescent (vermillion x) {per_region('n_rejected_autofluorescent')}",
+             "fibre (blue) " + ", ".join(f"{r}={n}" for r, n in zip(summary["region"], n_fibre))
              + f"; texture (purple) {per_region('n_rejected_texture')}"
              f"; size (grey) {per_region('n_rejected_size')}"]
     return add_caption(rgb, lines)
