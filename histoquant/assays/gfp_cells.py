@@ -1147,8 +1147,6 @@ class _Context:
             "_row": round(float(yy.mean()) + crop.rows.start),
             "_col": round(float(xx.mean()) + crop.cols.start),
         }
-        if shape:
-            row.update(self._shape(crop, part))
         if crop.ref is not None:
             ref_signal = float(crop.ref[part].mean())
             row["reference_signal"] = ref_signal
@@ -1158,6 +1156,10 @@ class _Context:
             pos = float(np.maximum(s_vals, 0).sum())
             tophat = crop.tophat(self.p.granule_diameter_um / px)
             row["granularity"] = float(tophat[part].sum() / pos) if pos > 0 else np.nan
+            _classify(row, self.p, crop.ref is not None, False)
+        if shape and row["class"] not in ("autofluorescent", "too_small", "too_large"):
+            # the shape can change only the class of an object that could still be a cell
+            row.update(self._shape(crop, part))
             _classify(row, self.p, crop.ref is not None, False)
         return row
 
@@ -1376,10 +1378,10 @@ def _summary_table(objects: pd.DataFrame, masks: Mapping[str, np.ndarray], name:
     summary["n_rejected_autofluorescent"] = count(cls == "autofluorescent")
     summary["n_rejected_size"] = count(cls.isin(["too_small", "too_large"]))
     reason = objects["reason"].fillna("") if len(objects) else pd.Series(dtype=str)
-    tokens = reason.str.split("+") if len(objects) else reason
     for r in REJECT_REASONS:
-        summary[f"n_rejected_{r}"] = count(tokens.map(lambda t, r=r: r in t)
-                                           & (cls != "gfp_cell")) if len(objects) else 0
+        named = reason.str.contains(rf"(?:^|\+){r}(?:\+|$)", regex=True) if len(objects) \
+            else reason
+        summary[f"n_rejected_{r}"] = count(named & (cls != "gfp_cell")) if len(objects) else 0
     summary["n_objects"] = count(cls.notna()) if len(objects) else 0
     summary["flag"] = flag
     return summary
