@@ -392,3 +392,141 @@ def test_gfp_positive_fraction_on_reporter_embryo(shared_data):
     # 1024² px of dense E13.5 tissue at 0.5 µm: thousands of nuclei, a minority GFP+ overall
     assert 1000 <= s["n_nuclei"] <= 6000
     assert 10 <= s["gfp_positive_nuclei_pct"] <= 75
+
+
+# ------------------------------------------------------------------ cell bodies, not fibres
+
+
+@pytest.fixture(scope="module")
+def fibre_run():
+    from histoquant.synthetic.round_cells import make_cells_and_fibres
+
+    image, truth = make_cells_and_fibres(seed=0)
+    return image, truth, run(image, channels={"gfp": 0})
+
+
+def test_fibre_phantom_counts_exactly_the_cells(fibre_run):
+    _, truth, res = fibre_run
+    # 12 round somata in a connected network of 14 fibres, four of which pass through cells.
+    # Every cell is counted; at most one extra object (today: one crossing of two fibres
+    # whose opened core is 17 µm wide and keeps 0.65 of its significance, next to the 0.35
+    # texture limit)
+    n = int(res.summary["n_gfp_cells"].iloc[0])
+    assert truth["n_cells"] <= n <= truth["n_cells"] + 1
+    lab = np.asarray(res.labels)
+    counted = _counted_labels(res)
+    for c in range(1, truth["n_cells"] + 1):
+        under, n = np.unique(lab[truth["cell_labels"] == c], return_counts=True)
+        assert int(under[np.argmax(n)]) in counted, f"cell {c} not counted"
+
+
+def test_fibres_rejected_with_reason(fibre_run):
+    _, truth, res = fibre_run
+    obj = res.objects
+    lab = np.asarray(res.labels)
+    # the fibre pixels (outside cells) belong to rejected objects; a counted cell keeps
+    # at most the stub of a fibre that runs into it (its rim, given back after the opening)
+    counted = _counted_labels(res)
+    owned = np.isin(lab[truth["fibre_mask"]], list(counted))
+    assert owned.mean() < 0.05, owned.mean()
+    # at most the one fibre crossing of test_fibre_phantom_counts_exactly_the_cells
+    mostly_fibre = [label for label in counted
+                    if truth["fibre_mask"][lab == label].mean() >= 0.25]
+    assert len(mostly_fibre) <= 1
+    fibres = obj[obj["class"] == "fibre"]
+    assert len(fibres) > 0
+    assert fibres["reason"].str.contains("thin").any()
+    s = res.summary.iloc[0]
+    assert s["n_rejected_thin"] == obj["reason"].str.split("+").map(lambda t: "thin" in t).sum()
+    for col in ("n_rejected_too_small", "n_rejected_too_large", "n_rejected_elongated",
+                "n_rejected_low_solidity", "n_rejected_texture"):
+        assert col in res.summary.columns
+
+
+def test_elongated_decoys_rejected_as_elongated(fibre_run):
+    _, truth, res = fibre_run
+    lab = np.asarray(res.labels)
+    obj = res.objects.drop_duplicates("label").set_index("label")
+    for d in range(1, int(truth["decoy_labels"].max()) + 1):
+        under, n = np.unique(lab[truth["decoy_labels"] == d], return_counts=True)
+        row = obj.loc[int(under[np.argmax(n)])]
+        # 60 x 10 µm: as wide as a small cell, six times longer
+        assert row["class"] == "fibre" and "elongated" in row["reason"], (d, row["reason"])
+
+
+def test_qc_mark_radius_is_the_equivalent_radius(fibre_run):
+    from histoquant.assays.gfp_cells import QC_COLOURS, qc_mark_radius_px
+
+    image, _, res = fibre_run
+    px = image.pixel_size_um
+    # 768² px is below the QC's 2048 px limit: display pixel = image pixel; the caption
+    # band sits above the picture
+    assert res.qc.shape[1] == 768
+    band = res.qc.shape[0] - 768
+    cells = res.objects[res.objects["class"] == "gfp_cell"]
+    for _, row in cells.iterrows():
+        radius = qc_mark_radius_px(row["equivalent_diameter_um"], px, 1)
+        assert radius == round(row["equivalent_diameter_um"] / 2 / px)
+        r, c = round(row["centroid_y_um"] / px), round(row["centroid_x_um"] / px)
+        # circle_perimeter puts the ring's rightmost pixel exactly radius px from the centre
+        assert tuple(res.qc[band + r, c + radius]) == QC_COLOURS["gfp_cell"]
+    # a 20 µm cell at 1 µm/px is circled with a 10 px radius, not the 40 µm of the old mark
+    assert qc_mark_radius_px(20.0, 1.0, 1) == 10
+    assert qc_mark_radius_px(20.0, 0.5, 4) == 5
+
+
+def test_shape_params_validated():
+    with pytest.raises(ParamsError):
+        GfpCellParams(max_elongation=0.5)
+    with pytest.raises(ParamsError):
+        GfpCellParams(min_solidity=1.5)
+
+
+# ChAT sections: the failure of issue #14 (about 1,300 "cells" on a section with a few dozen
+# cell bodies). By-eye count of 214_L1_ChAT (red channel, contrast stretched between the 1st
+# and 99.95th percentile of tissue pixels, grey matter rows 200-950 / cols 600-1450 viewed
+# in 250 px tiles at 3x, a soma counted in the tile that holds its centre): dorsal horns 8,
+# intermediate zone and central canal 23 (two clusters of ~5 lateral to the grey commissure),
+# ventral horns 7 -> 38 ChAT+ somata (+-5: dim profiles and cells inside clusters are
+# uncertain). The white matter holds thousands of bright ChAT+ axon profiles (1-3 px dots)
+# and the ventral roots packed axons; none is a soma.
+CHAT_BY_EYE_214 = 38
+
+
+@pytest.mark.realdata
+def test_chat_section_counts_cell_bodies_not_fibres(shared_data):
+    path = shared_data / "spinal_cord_fluorescent" / "chat" / "214_L1_ChAT.jpg"
+    res = run(read_image(path), pixel_size_um=2.02, channels={"gfp": 0})
+    s = res.summary.iloc[0]
+    n = int(s["n_gfp_cells"])
+    print(f"214_L1_ChAT: {n} counted (by eye {CHAT_BY_EYE_214}); rejected thin "
+          f"{s['n_rejected_thin']}, texture {s['n_rejected_texture']}, elongated "
+          f"{s['n_rejected_elongated']}, too small {s['n_rejected_too_small']}")
+    # Before the body/fibre separation: 1,243 counted (33x the by-eye count); now 153 (4x).
+    # NOT yet within the 30 % the issue aims at: the remaining over-count is mostly clumps
+    # of white-matter axon profiles and neuropil blobs that are as wide, as round and as
+    # significant (in local σ) as a soma, and are told apart by eye only by being dimmer
+    # than the somata. This bound guards the order of magnitude (and that every soma-rich
+    # section is not counted as a thousand cells); tighten it when that is solved.
+    assert CHAT_BY_EYE_214 * 0.7 <= n <= CHAT_BY_EYE_214 * 5
+    assert s["n_rejected_thin"] > 5 * n
+    counted = res.objects[res.objects["class"] == "gfp_cell"]
+    # ChAT+ somata (motor neurons 20-30 µm, smaller interneurons) at 2 µm/px
+    assert 12 <= counted["equivalent_diameter_um"].median() <= 30
+
+
+@pytest.mark.realdata
+def test_twophoton_planes_objects_are_cell_sized(shared_data):
+    import tifffile
+
+    files = sorted((shared_data / "gfp_twophoton" / "ch0").glob("*.tif"))[:15:5]
+    assert files
+    for f in files:
+        plane = tifffile.imread(f)
+        res = run(Image(plane.astype(np.float32), "YX", pixel_size_um=2.0),
+                  channels={"gfp": 0})
+        counted = res.objects[res.objects["class"] == "gfp_cell"]
+        print(f"{f.name}: {len(counted)} counted, median diameter "
+              f"{counted['equivalent_diameter_um'].median():.1f} µm")
+        assert len(counted) > 0
+        assert 8 <= counted["equivalent_diameter_um"].median() <= 25

@@ -72,8 +72,13 @@ __all__ = ["GfpCellParams", "run", "SPEC", "aggregate_by_level", "normalize_leve
 # stated once
 _CP = {f["name"]: f for f in CellposeOptions.field_info()}
 
-CLASSES = ("gfp_cell", "no_nucleus", "autofluorescent", "too_small", "too_large")
+CLASSES = ("gfp_cell", "no_nucleus", "autofluorescent", "too_small", "too_large", "fibre",
+           "texture")
 """Object classes; only ``gfp_cell`` is counted as a GFP+ cell."""
+
+REJECT_REASONS = ("too_small", "too_large", "thin", "elongated", "low_solidity", "texture")
+"""Shape and size reasons counted per region as ``n_rejected_<reason>`` in the summary (an
+object whose ``reason`` names several counts under each)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,32 @@ class GfpCellParams(AssayParams):
         2.5, unit="µm", minimum=0.2,
         help="Largest lipofuscin granule: granules are ≈ 1–2.5 µm [U from histology "
              "figures]. Sets the white top-hat that measures granularity.")
+    max_elongation: float = param(
+        3.0, minimum=1.0,
+        help="Largest major/minor axis ratio of a cell body (ellipse of the same second "
+             "moments). A soma or a rounded MSC in tissue is at most ≈ 2:1; a spindle MSC "
+             "in culture reaches 3–5:1 [U]. Longer objects are fibres (class fibre, reason "
+             "elongated): axon and dendrite segments, a glowing fold.")
+    min_solidity: float = param(
+        0.7, minimum=0.0, maximum=1.0,
+        help="Smallest area/convex-hull ratio of a cell body. A soma with the stubs of its "
+             "processes measures ≈ 0.75–1 (ChAT somata 0.71–1.0 at 2 µm/px [real]); crossing "
+             "or branching fibres fill little of their hull (class fibre, reason "
+             "low_solidity).")
+    max_thin_fraction: float = param(
+        0.5, minimum=0.0, maximum=1.0,
+        help="Largest share of an object's area narrower than the smallest cell (what an "
+             "opening with a disk of min_cell_diameter_um removes). A cell body is mostly "
+             "wider than that; a fibre or a network of fibres is all thin (class fibre, "
+             "reason thin).")
+    max_texture_fraction: float = param(
+        0.35, minimum=0.0, maximum=1.0,
+        help="Largest share of an object's significance in structure finer than the smallest "
+             "cell (what a grey opening with a disk of min_cell_diameter_um removes). GFP or "
+             "ChAT fills the cytoplasm, so a soma keeps most of it (ChAT somata lose "
+             "0.02–0.28 [real]; a dim phantom cell up to 0.34, its noise peaks being opened "
+             "away [phantom]); a clump of puncta or fibres is bright dots with dark gaps and "
+             "loses more, up to 0.6 (class texture).")
     split_touching: bool = param(
         True, help="Separate touching cells by a watershed on the distance transform.")
     require_nucleus: bool = param(
@@ -339,36 +370,45 @@ def _low_slices(rows: slice, cols: slice, f: int) -> tuple[slice, slice]:
 
 def _compact_blobs(comp: np.ndarray, i: int, sl: tuple[slice, slice], cell_px: float,
                    max_area_px: float, min_area_px: float,
-                   first_id: int) -> list[tuple[int, tuple[slice, slice]]]:
+                   first_id: int, body: np.ndarray | None = None,
+                   ) -> list[tuple[int, tuple[slice, slice]]]:
     """Relabel the compact, cell-sized blobs of large component ``i`` as new components.
 
-    An opening with a disk about one smallest-cell wide removes thin structures (a glowing
-    tissue edge, a fold line) and keeps blobs at least that wide; each kept blob no larger
-    than ``max_area_px`` gets label ``first_id``, ``first_id + 1``... in ``comp`` (changed in
-    place). Returns their ``(label, slices)``.
+    The blobs are the cell bodies ``body`` (block grid, significant after a grey opening
+    with a disk of the smallest cell) inside the component; without ``body``, a binary
+    opening with a disk about one smallest-cell wide. Either removes thin structures (a
+    glowing tissue edge, a fold line, a fibre network) and keeps blobs at least that wide;
+    the grey opening also splits bodies joined by dim fibres that a binary opening keeps.
+    Each kept blob no larger than ``max_area_px`` gets label ``first_id``, ``first_id +
+    1``... in ``comp`` (changed in place). Returns their ``(label, slices)``.
     """
     from skimage.morphology import disk
 
     sub = comp[sl] == i
     r = max(1, int(cell_px / 2))
-    core = ndi.binary_opening(sub, structure=disk(r))
+    core = body[sl] & sub if body is not None else ndi.binary_opening(sub, structure=disk(r))
     core_lab = ndi.label(core)[0]
     out = []
     view = comp[sl]
     for k, csl in enumerate(ndi.find_objects(core_lab), 1):
         if csl is None:
             continue
-        blob = core_lab == k
+        # work in the blob's box grown by the dilation radius: a network component can
+        # hold thousands of bodies, and whole-component masks per blob would be quadratic
+        box = tuple(slice(max(0, c.start - r), min(n, c.stop + r))
+                    for c, n in zip(csl, core_lab.shape))
+        blob = core_lab[box] == k
         area = int(blob.sum())
         if area > max_area_px or area < min_area_px:
             continue
         # give the blob back the rim the opening shaved off, inside the component
-        blob = ndi.binary_dilation(blob, structure=disk(r)) & sub
+        blob = ndi.binary_dilation(blob, structure=disk(r)) & sub[box]
         new = first_id + len(out)
-        view[blob] = new
+        view[box][blob] = new
         rr, cc = np.nonzero(blob)
-        out.append((new, (slice(sl[0].start + rr.min(), sl[0].start + rr.max() + 1),
-                          slice(sl[1].start + cc.min(), sl[1].start + cc.max() + 1))))
+        r0, c0 = sl[0].start + box[0].start, sl[1].start + box[1].start
+        out.append((new, (slice(r0 + rr.min(), r0 + rr.max() + 1),
+                          slice(c0 + cc.min(), c0 + cc.max() + 1))))
     return out
 
 
@@ -426,6 +466,38 @@ def _paint_blocks(labels: np.ndarray, rows_low: np.ndarray, cols_low: np.ndarray
             rr, cc = r[ok], c[ok]
             free = labels[rr, cc] == 0
             labels[rr[free], cc[free]] = label
+
+
+_DIM_BODY_RETENTION = 0.6
+"""Share of its component's peak significance a dim cell body must keep through the
+soma-scale opening when it does not reach detection_sigma there. At 0.6 the GFP phantom's dim
+cells (0.3-0.6 x the tissue autofluorescence, 4-6 σ) keep their bodies (at 0.7, 2 of 40 are
+lost) [phantom]. It does not separate clumps of white-matter axon profiles on ChAT sections:
+214_L1_ChAT counts 153 at 0.6, 134 at 0.7, 95 with detection_sigma alone [real]."""
+
+
+def _soma_radius_px(p: GfpCellParams, pixel_size_um: float) -> int:
+    """Radius in pixels of the disk of the smallest cell (at least 1)."""
+    return max(1, round(p.min_cell_diameter_um / 2 / pixel_size_um))
+
+
+def _soma_opening(arr: np.ndarray, radius_px: int) -> np.ndarray:
+    """Grey opening of ``arr`` with a disk of ``radius_px``: what is narrower than the disk
+    (fibres, puncta, neuropil) is taken down to its surroundings; wider blobs keep their
+    level and outline."""
+    from skimage.morphology import disk, opening
+
+    if radius_px <= 3:
+        return ndi.grey_opening(arr, footprint=disk(radius_px))
+    # a large disk as a sequence of small footprints: ~ exact and several times faster
+    return opening(arr, footprint=disk(radius_px, decomposition="sequence"))
+
+
+def _binary_opening_disk(mask: np.ndarray, radius_px: int) -> np.ndarray:
+    """Binary opening of ``mask`` with a disk of ``radius_px``."""
+    from skimage.morphology import disk
+
+    return ndi.binary_opening(mask, structure=disk(radius_px))
 
 
 def _split_touching(mask: np.ndarray, h_px: float) -> np.ndarray:
@@ -548,7 +620,8 @@ def run(
 
     dapi = _DapiReader(img, ch["dapi"], p, f, union_low) if has_dapi else None
     ctx = _Context(img, p, px, f, shape, gfp_plane, ref_plane, bg_gfp, bg_ref,
-                   noise.at_full_resolution(f, shape), dapi)
+                   noise.at_full_resolution(f, shape), dapi, z_low=z,
+                   zo_low=_soma_opening(z, _soma_radius_px(p, fpx)))
     if p.engine == "cellpose":
         rows, labels = _cellpose_objects(ctx, gfp_plane, union, report)
     else:
@@ -615,6 +688,38 @@ def _classical_objects(ctx: _Context, z: np.ndarray, union_low: np.ndarray,
     hole_area = np.pi * (p.max_nucleus_diameter_um / 2 / fpx) ** 2
     fg = remove_small_holes(fg, max_size=max(1, int(hole_area)))
     comp, n_comp = ndi.label(fg)
+    # Cell bodies: what stays significant after a grey opening with a disk of the smallest
+    # cell. Fibres, neuropil and single granules are narrower than that and vanish; a
+    # component holding no body is listed as rejected on the blocks, without the costly
+    # full-resolution work (a ChAT section has thousands of fibre pieces).
+    # ... and where at least half the signal is in structure that wide: the blurred flanks
+    # of a bright fibre can be many σ above a clean background, but they are never half the
+    # fibre's own brightness, while a body keeps nearly all of its own
+    wide = np.where(ctx.zo_low >= 0.5 * z, ctx.zo_low, 0)
+    # A body is a region of `wide` above extent_sigma that peaks detection_sigma after the
+    # opening -- or, for a dim cell, keeps most of its component's peak: the opening takes
+    # the noise peaks off a dim filled cell (4-6 σ) and would lose it otherwise.
+    cand, n_cand = ndi.label((wide >= p.extent_sigma) & fg)
+    if n_cand:
+        # per-label maxima over the foreground pixels only (ndi.maximum sorts the image)
+        on = np.flatnonzero(fg)
+        c_lab, k_lab = comp.ravel()[on], cand.ravel()[on]
+        peak_open = np.zeros(n_cand + 1, np.float32)
+        np.maximum.at(peak_open, k_lab, wide.ravel()[on])
+        comp_peak = np.zeros(n_comp + 1, np.float32)
+        np.maximum.at(comp_peak, c_lab, z.ravel()[on])
+        # the component each candidate lies in (a 4-connected candidate inside fg lies in
+        # one 4-connected component)
+        owner = np.zeros(n_cand + 1, np.int64)
+        owner[k_lab] = c_lab
+        need = np.minimum(p.detection_sigma, _DIM_BODY_RETENTION * comp_peak[owner])
+        ok = peak_open >= np.maximum(need, p.extent_sigma)
+        ok[0] = False
+        body = ok[cand]
+    else:
+        body = np.zeros_like(fg)
+    has_body = np.bincount(comp[body], minlength=n_comp + 1) > 0
+    ctx.body_low = body
 
     report(0.3, f"measuring {n_comp} candidate(s)")
     rows: list[dict[str, Any]] = []
@@ -637,7 +742,14 @@ def _classical_objects(ctx: _Context, z: np.ndarray, union_low: np.ndarray,
             labels = labels.astype(np.int32)
         i, sl = queue.pop(0)
         area_um2 = float((comp[sl] == i).sum()) * fpx ** 2
-        big = area_um2 > big_area_um2
+        if i <= n_comp and not has_body[i]:
+            rows.extend(ctx.measure_low(comp, i, sl, gfp_low, ref_low, bg_g, labels,
+                                        len(rows) + 1, no_body=True))
+            done += 1
+            continue
+        # a blob cut out of a big component is never cut again: it was at most
+        # max_area before its rim was given back, and cutting it again would find itself
+        big = area_um2 > big_area_um2 and i <= n_comp
         reddish = has_ref and not big and _plain_ratio(
             comp, i, sl, gfp_low, bg_g, ref_low, bg_ref.values) > 1.5 * p.max_reference_ratio
         if big or reddish:
@@ -652,7 +764,7 @@ def _classical_objects(ctx: _Context, z: np.ndarray, union_low: np.ndarray,
                                      big_area_um2 / fpx ** 2, next_id)
             else:
                 found = _compact_blobs(comp, i, sl, p.min_cell_diameter_um / fpx,
-                                       big_area_um2 / fpx ** 2, min_area_low, next_id)
+                                       big_area_um2 / fpx ** 2, min_area_low, next_id, body)
             next_id += len(found)
             queue = found + queue
             if float((comp[sl] == i).sum()) >= min_area_low:
@@ -862,6 +974,12 @@ class _Context:
     bg_ref: SmoothBackground | None
     noise: _NoiseMap
     dapi: _DapiReader | None
+    z_low: np.ndarray | None = None
+    """Block-grid significance (smoothed signal over local σ)."""
+    zo_low: np.ndarray | None = None
+    """``z_low`` after a grey opening with a disk of the smallest cell."""
+    body_low: np.ndarray | None = None
+    """Block-grid cell bodies (classical engine): significant after the opening."""
 
     def measure_candidate(self, comp: np.ndarray, i: int, sl: tuple[slice, slice],
                           labels: np.ndarray, next_label: int) -> list[dict[str, Any]]:
@@ -884,12 +1002,27 @@ class _Context:
         support = ndi.binary_closing(obj, iterations=r_close, border_value=0) | obj
         support = ndi.binary_fill_holes(support)
         crop.support = support
-        whole = self._measure_part(crop, support, label=next_label, granularity=False)
+        whole = self._measure_part(crop, support, label=next_label, granularity=False,
+                                   shape=False)
         if whole["class"] == "autofluorescent":
             # a clump bright in the reference channel is rejected whole: splitting it, or
             # looking for nuclei in it, cannot make it a GFP+ cell
             self._paint(labels, crop, support, whole["label"])
             return [whole]
+        out: list[dict[str, Any]] = []
+        if self.body_low is not None:
+            # the parts of the component as wide as a cell body are the candidates; the
+            # rest (fibres leaving a soma, neuropil around it) is listed as rejected
+            low = _low_slices(rows, cols, f)
+            body = _upsample_mask(self.body_low[low] & (comp_crop == i), f, rows, cols)
+            if f > 1:
+                body = ndi.binary_dilation(body, iterations=f)
+            body &= support
+            rest = support & ~body
+            support = body
+            if rest.any():
+                out = self._measure_rest(crop, rest, labels, next_label)
+                next_label += len(out)
         parts = ndi.label(support)[0]
         if p.split_touching:
             # only a part with room for two of the smallest cells can hold touching cells
@@ -902,7 +1035,30 @@ class _Context:
                 parts = _split_touching(support, 0.125 * p.min_cell_diameter_um / px)
         work = [parts == j for j, psl in enumerate(ndi.find_objects(parts), 1)
                 if psl is not None]
-        return self._measure_parts(crop, work, labels, next_label)
+        return out + self._measure_parts(crop, work, labels, next_label)
+
+    def _measure_rest(self, crop: _Crop, rest: np.ndarray, labels: np.ndarray,
+                      next_label: int) -> list[dict[str, Any]]:
+        """One rejected row per connected piece of ``rest`` (what is left of a component
+        once its cell bodies are taken out: fibres, neuropil) at least
+        ``min_object_area_um2`` large."""
+        lab, n = ndi.label(rest, structure=np.ones((3, 3)))
+        if n == 0:
+            return []
+        min_px = self.p.min_object_area_um2 / self.px ** 2
+        sizes = np.bincount(lab.ravel())
+        out = []
+        for j in np.nonzero(sizes[1:] >= max(min_px, 1))[0] + 1:
+            piece = lab == j
+            row = self._measure_part(crop, piece, label=next_label + len(out),
+                                     granularity=False, shape=False)
+            row["thin_fraction"] = 1.0
+            _classify(row, self.p, crop.ref is not None, False)
+            if self.dapi is not None:
+                row["n_nuclei"], row["nucleated"] = pd.NA, pd.NA
+            self._paint(labels, crop, piece, row["label"])
+            out.append(row)
+        return out
 
     def measure_mask(self, masks: np.ndarray, j: int, sl: tuple[slice, slice],
                      labels: np.ndarray, next_label: int) -> list[dict[str, Any]]:
@@ -968,8 +1124,10 @@ class _Context:
         view[part & (view == 0)] = label
 
     def _measure_part(self, crop: _Crop, part: np.ndarray, *, label: int,
-                      granularity: bool) -> dict[str, Any]:
-        """Measurements and class of one full-resolution object (``part`` in ``crop``)."""
+                      granularity: bool, shape: bool = True) -> dict[str, Any]:
+        """Measurements and class of one full-resolution object (``part`` in ``crop``);
+        ``shape``: also its cell-body shape (solidity, elongation, thin and texture
+        fractions)."""
         px = self.px
         area_um2 = float(part.sum()) * px ** 2
         yy, xx = np.nonzero(part)
@@ -999,14 +1157,49 @@ class _Context:
             tophat = crop.tophat(self.p.granule_diameter_um / px)
             row["granularity"] = float(tophat[part].sum() / pos) if pos > 0 else np.nan
             _classify(row, self.p, crop.ref is not None, False)
+        if shape and row["class"] not in ("autofluorescent", "too_small", "too_large"):
+            # the shape can change only the class of an object that could still be a cell
+            row.update(self._shape(crop, part))
+            _classify(row, self.p, crop.ref is not None, False)
         return row
+
+    def _shape(self, crop: _Crop, part: np.ndarray) -> dict[str, float]:
+        """Cell-body shape of ``part``: solidity, elongation (major/minor axis of the
+        ellipse of the same second moments), thin fraction (share of the area an opening
+        with a disk of the smallest cell removes) and texture fraction (share of the
+        smoothed significance a grey opening of that size removes, on the block grid)."""
+        from ..measure.objects import measure_objects
+
+        box = ndi.find_objects(part.astype(np.uint8))[0]
+        sub = part[box]
+        m = measure_objects(sub.astype(np.int32), self.px).iloc[0]
+        ecc = float(m["eccentricity"])
+        elong = 1.0 / np.sqrt(max(1.0 - ecc ** 2, 1e-12))
+        r = _soma_radius_px(self.p, self.px)
+        padded = np.pad(sub, r + 1)
+        kept = _binary_opening_disk(padded, r)
+        thin = 1.0 - float(kept.sum()) / max(float(sub.sum()), 1.0)
+        texture = np.nan
+        if self.z_low is not None:
+            rows = slice(crop.rows.start + box[0].start, crop.rows.start + box[0].stop)
+            cols = slice(crop.cols.start + box[1].start, crop.cols.start + box[1].stop)
+            low = _low_slices(rows, cols, self.f)
+            z = np.maximum(_upsample_mask(self.z_low[low], self.f, rows, cols)[sub], 0)
+            zo = np.maximum(_upsample_mask(self.zo_low[low], self.f, rows, cols)[sub], 0)
+            total = float(z.sum())
+            texture = 1.0 - float(zo.sum()) / total if total > 0 else np.nan
+        return {"solidity": float(m["solidity"]), "elongation": float(elong),
+                "thin_fraction": thin, "texture_fraction": texture}
 
     def measure_low(self, comp: np.ndarray, i: int, sl: tuple[slice, slice],
                     gfp_low: np.ndarray, ref_low: np.ndarray | None, bg_g: np.ndarray,
-                    labels: np.ndarray, label: int) -> list[dict[str, Any]]:
+                    labels: np.ndarray, label: int, no_body: bool = False
+                    ) -> list[dict[str, Any]]:
         """Measure an object on the blocks only: objects far larger than a cell (folds, edges,
-        clumps) and objects plainly brighter in the reference channel than a GFP cell can
-        be. Neither can become a counted cell, so the full-resolution work is skipped."""
+        clumps), objects plainly brighter in the reference channel than a GFP cell can
+        be, and (``no_body``) objects with no part as wide as the smallest cell (fibres,
+        neuropil, specks). None can become a counted cell, so the full-resolution work is
+        skipped."""
         p, f, px = self.p, self.f, self.px
         m = comp[sl] == i
         area_um2 = float(m.sum()) * (f * px) ** 2
@@ -1037,6 +1230,10 @@ class _Context:
         if self.dapi is not None:
             row["n_nuclei"] = pd.NA
             row["nucleated"] = pd.NA
+        if no_body:
+            # nothing in it is as wide as a cell body: a fibre (or fibre network) unless
+            # it is smaller than a cell anyway
+            row["thin_fraction"] = 1.0
         _classify(row, p, ref_low is not None, self.dapi is not None)
         return [row]
 
@@ -1092,12 +1289,16 @@ def _classify(row: dict[str, Any], p: GfpCellParams, has_ref: bool, has_dapi: bo
     if np.isfinite(gran) and gran > p.max_granularity:
         reasons.append("granular")
     d = row["equivalent_diameter_um"]
+    fibre = _shape_reasons(row, p)
     if reasons:
         cls = "autofluorescent"
     elif d < p.min_cell_diameter_um:
-        cls, reasons = "too_small", ["size"]
+        cls, reasons = "too_small", ["too_small"]
     elif d > p.max_cell_diameter_um:
-        cls, reasons = "too_large", ["size"]
+        cls, reasons = "too_large", ["too_large"]
+    elif fibre:
+        cls = "texture" if fibre == ["texture"] else "fibre"
+        reasons = fibre
     elif has_dapi and p.require_nucleus and row.get("nucleated") is False:
         cls, reasons = "no_nucleus", ["no_nucleus"]
     else:
@@ -1106,9 +1307,30 @@ def _classify(row: dict[str, Any], p: GfpCellParams, has_ref: bool, has_dapi: bo
     row["reason"] = "+".join(dict.fromkeys(reasons))
 
 
+def _shape_reasons(row: dict[str, Any], p: GfpCellParams) -> list[str]:
+    """Why an object is not a cell body (empty when it is one, or was not measured)."""
+    out = []
+
+    def above(key: str, limit: float) -> bool:
+        v = row.get(key, np.nan)
+        return v is not None and np.isfinite(v) and v > limit
+
+    if above("thin_fraction", p.max_thin_fraction):
+        out.append("thin")
+    if above("elongation", p.max_elongation):
+        out.append("elongated")
+    v = row.get("solidity", np.nan)
+    if v is not None and np.isfinite(v) and v < p.min_solidity:
+        out.append("low_solidity")
+    if above("texture_fraction", p.max_texture_fraction):
+        out.append("texture")
+    return out
+
+
 _OBJECT_COLUMNS = ["image", "region", "label", "centroid_y_um", "centroid_x_um", "area_um2",
                    "equivalent_diameter_um", "gfp_mean", "gfp_background", "gfp_signal",
                    "gfp_peak_sigma", "reference_signal", "reference_ratio", "granularity",
+                   "solidity", "elongation", "thin_fraction", "texture_fraction",
                    "n_nuclei", "nucleated", "class", "reason"]
 
 
@@ -1155,6 +1377,11 @@ def _summary_table(objects: pd.DataFrame, masks: Mapping[str, np.ndarray], name:
         summary["n_gfp_nucleated"] = pd.array([pd.NA] * len(summary), dtype="Int64")
     summary["n_rejected_autofluorescent"] = count(cls == "autofluorescent")
     summary["n_rejected_size"] = count(cls.isin(["too_small", "too_large"]))
+    reason = objects["reason"].fillna("") if len(objects) else pd.Series(dtype=str)
+    for r in REJECT_REASONS:
+        named = reason.str.contains(rf"(?:^|\+){r}(?:\+|$)", regex=True) if len(objects) \
+            else reason
+        summary[f"n_rejected_{r}"] = count(named & (cls != "gfp_cell")) if len(objects) else 0
     summary["n_objects"] = count(cls.notna()) if len(objects) else 0
     summary["flag"] = flag
     return summary
@@ -1292,41 +1519,58 @@ def _composite(layers: Sequence[tuple[np.ndarray, tuple[int, int, int]]]) -> np.
     return np.ascontiguousarray(np.moveaxis(planes.astype(np.uint8), 0, -1))
 
 
+QC_COLOURS = {"gfp_cell": (0, 158, 115), "autofluorescent": (213, 94, 0),
+              "no_nucleus": (240, 228, 66), "too_small": (150, 150, 150),
+              "too_large": (150, 150, 150), "fibre": (86, 180, 233), "texture": (204, 121, 167)}
+"""Outline colour of each class in the QC picture (Okabe–Ito; counted cells also circled)."""
+
+
+def qc_mark_radius_px(equivalent_diameter_um: float, pixel_size_um: float, q: int) -> int:
+    """Radius in QC display pixels of the circle drawn round a counted cell.
+
+    The circle is the disk of the cell's own area (its equivalent diameter), drawn at the
+    display's reduction ``q`` (display pixel = ``q`` image pixels), so a 15 µm cell gets a
+    15 µm circle: the mark shows the object that was counted, not a fixed symbol. At least
+    2 px, so a cell shrunk by a strong reduction still shows a ring.
+    """
+    return max(2, round(equivalent_diameter_um / 2 / pixel_size_um / q))
+
+
 def _qc_overlay(q: int, layers: list, labels: np.ndarray, objects: pd.DataFrame,
                 masks: Mapping[str, np.ndarray], summary: pd.DataFrame,
                 p: GfpCellParams, img: Image, nuclei: pd.DataFrame | None = None) -> np.ndarray:
-    """Composite (GFP green, reference magenta, DAPI blue), object outlines by class,
-    counted cells circled green, autofluorescent objects crossed vermillion, and a caption."""
+    """Composite (GFP green, reference magenta, DAPI blue), object outlines by class
+    (:data:`QC_COLOURS`), counted cells circled green at their equivalent diameter,
+    autofluorescent objects crossed vermillion, and a caption."""
     from skimage.draw import circle_perimeter, line
 
     from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines, draw_outlines
 
     rgb = _composite(layers)
     small = labels[::q, ::q][: rgb.shape[0], : rgb.shape[1]]
-    colours = {"gfp_cell": CLASS_COLOURS["gfp_cell"],
-               "autofluorescent": CLASS_COLOURS["autofluorescent"],
-               "no_nucleus": (240, 228, 66), "too_small": (150, 150, 150),
-               "too_large": (150, 150, 150)}
     per_label = {}
     for lab, cls in zip(objects.get("label", []), objects.get("class", [])):
-        per_label[int(lab)] = colours.get(cls, (255, 255, 255))
+        per_label[int(lab)] = QC_COLOURS.get(cls, (255, 255, 255))
     draw_outlines(rgb, small.astype(np.int32), per_label, thickness_px=1)
     draw_mask_outlines(rgb, {k: v[::q, ::q][: rgb.shape[0], : rgb.shape[1]]
                              for k, v in masks.items()})
-    radius = max(6, int(p.max_cell_diameter_um / img.pixel_size_um / q))
+    px = img.pixel_size_um
     marked = objects.drop_duplicates("label") if len(objects) else objects
     marked = marked[marked["class"].isin(["gfp_cell", "autofluorescent"])] if len(marked) \
         else marked
-    for cls, y_um, x_um in zip(marked.get("class", []), marked.get("centroid_y_um", []),
-                               marked.get("centroid_x_um", [])):
-        r = int(y_um / img.pixel_size_um / q)
-        c = int(x_um / img.pixel_size_um / q)
+    for cls, y_um, x_um, d_um in zip(marked.get("class", []), marked.get("centroid_y_um", []),
+                                     marked.get("centroid_x_um", []),
+                                     marked.get("equivalent_diameter_um", [])):
+        r = round(float(y_um) / px / q)
+        c = round(float(x_um) / px / q)
+        radius = qc_mark_radius_px(d_um, px, q)
         if cls == "gfp_cell":
-            for dr in (0, 1):
-                rr, cc = circle_perimeter(r, c, radius + dr, shape=rgb.shape[:2])
+            # the cell's own disk, one ring inside the other so it reads on any background
+            for rad in (radius, radius + 1):
+                rr, cc = circle_perimeter(r, c, rad, shape=rgb.shape[:2])
                 rgb[rr, cc] = CLASS_COLOURS["gfp_cell"]
         else:
-            k = max(3, radius // 3)
+            k = max(2, round(radius / 1.4))
             for r0, c0, r1, c1 in ((r - k, c - k, r + k, c + k), (r - k, c + k, r + k, c - k)):
                 rr, cc = line(r0, c0, r1, c1)
                 ok = (rr >= 0) & (rr < rgb.shape[0]) & (cc >= 0) & (cc < rgb.shape[1])
@@ -1344,11 +1588,19 @@ def _qc_overlay(q: int, layers: list, labels: np.ndarray, objects: pd.DataFrame,
             c2 = np.clip(cc + dc, 0, rgb.shape[1] - 1)
             rgb[r2[yes], c2[yes]] = (240, 228, 66)
             rgb[r2[~yes], c2[~yes]] = (60, 60, 60)
-    lines = [f"{img.name}: GFP+ cells (green circles) "
-             + ", ".join(f"{r}={n}" for r, n in zip(summary["region"], summary["n_gfp_cells"])),
-             "rejected autofluorescent (vermillion x): "
-             + ", ".join(f"{r}={n}" for r, n in zip(summary["region"],
-                                                    summary["n_rejected_autofluorescent"]))]
+
+    def per_region(col: str) -> str:
+        return ", ".join(f"{r}={n}" for r, n in zip(summary["region"], summary[col]))
+
+    fibres = objects[objects["class"] == "fibre"] if len(objects) else objects
+    n_fibre = [int((fibres["region"] == r).sum()) if len(fibres) else 0
+               for r in summary["region"]]
+    lines = [f"{img.name}: GFP+ cells (green circle = the cell's own size) "
+             f"{per_region('n_gfp_cells')}",
+             f"rejected: autofluorescent (vermillion x) {per_region('n_rejected_autofluorescent')}",
+             "fibre (blue) " + ", ".join(f"{r}={n}" for r, n in zip(summary["region"], n_fibre))
+             + f"; texture (purple) {per_region('n_rejected_texture')}"
+             f"; size (grey) {per_region('n_rejected_size')}"]
     return add_caption(rgb, lines)
 
 

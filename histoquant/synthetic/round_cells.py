@@ -13,7 +13,7 @@ from scipy import ndimage as ndi
 
 from ..io.image import Image
 
-__all__ = ["make_round_cells"]
+__all__ = ["make_round_cells", "make_cells_and_fibres"]
 
 
 def make_round_cells(
@@ -82,3 +82,105 @@ def make_round_cells(
     absorbance = np.clip(signal, 0.0, None)[..., None] * np.array([0.9, 1.3, 0.4], np.float32)
     data = np.clip(255.0 * np.exp(-absorbance) * 0.97, 0, 255).astype(np.uint8)
     return Image(data, "YXC", pixel_size_um=pixel_size_um, rgb=True), labels
+
+
+def make_cells_and_fibres(
+    shape: tuple[int, int] = (768, 768),
+    *,
+    pixel_size_um: float = 1.0,
+    n_cells: int = 12,
+    diameter_um: tuple[float, float] = (12.0, 25.0),
+    n_fibres: int = 14,
+    fibre_width_um: float = 2.5,
+    n_elongated: int = 4,
+    elongated_size_um: tuple[float, float] = (60.0, 10.0),
+    noise: float = 0.08,
+    seed: int = 0,
+) -> tuple[Image, dict]:
+    """Round cell bodies in a network of fibres, with elongated decoys: a gfp-cells phantom.
+
+    A stand-in for a ChAT or GFP section where labelled somata sit among labelled fibres
+    (axons, dendrites, neuropil): long straight fibres cross the whole field, cross one another
+    into one connected network and pass through some of the cells; elongated decoys
+    (wider than a fibre, as wide as a small cell, far longer) test the elongation limit.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image height and width in pixels.
+    pixel_size_um : float
+        Pixel edge in µm; every size is set in µm.
+    n_cells : int
+        Cell bodies to place (never touching one another or a decoy).
+    diameter_um : (float, float)
+        Range of cell diameters (uniform).
+    n_fibres : int
+        Straight fibres from edge to edge, at random angles.
+    fibre_width_um : float
+        Fibre width (full width at half maximum).
+    n_elongated : int
+        Elongated decoys (ellipses of ``elongated_size_um`` = length, width).
+    noise : float
+        Gaussian noise σ as a fraction of a cell's brightness.
+    seed : int
+        Random seed.
+
+    Returns
+    -------
+    image : Image
+        ``YX`` float32 (one fluorescence channel), pixel size set.
+    truth : dict
+        ``cell_labels`` (int32, 1..n), ``n_cells``, ``cells`` (list of (row, col,
+        diameter_um)), ``fibre_mask`` (bool), ``decoy_labels`` (int32, 1..n_elongated).
+    """
+    rng = np.random.default_rng(seed)
+    h, w = (int(s) for s in shape)
+    px = float(pixel_size_um)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cells = np.zeros((h, w), np.int32)
+    decoys = np.zeros((h, w), np.int32)
+    placed: list[tuple[float, float, float]] = []
+    signal = np.zeros((h, w), np.float32)
+    margin = 40.0 / px
+    for _ in range(2000):
+        if len(placed) >= n_cells + n_elongated:
+            break
+        decoy = len(placed) >= n_cells
+        r = (elongated_size_um[0] if decoy else rng.uniform(*diameter_um)) / px / 2
+        cy, cx = rng.uniform(margin, h - margin), rng.uniform(margin, w - margin)
+        if any(np.hypot(cy - py, cx - qx) < r + pr + 15 / px for py, qx, pr in placed):
+            continue
+        placed.append((cy, cx, r))
+        if decoy:
+            t = rng.uniform(0, np.pi)
+            u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)
+            v = -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
+            a, b = elongated_size_um[0] / px / 2, elongated_size_um[1] / px / 2
+            inside = (u / a) ** 2 + (v / b) ** 2 <= 1
+            decoys[inside] = len(placed) - n_cells
+            signal[inside] = np.maximum(signal[inside], rng.uniform(0.7, 1.0))
+        else:
+            inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+            cells[inside] = len(placed)
+            signal[inside] = np.maximum(signal[inside], rng.uniform(0.7, 1.0))
+    # fibres: lines through the field, through some cells too (a soma on a fibre must still
+    # be found, and the fibre must not be)
+    fibre = np.zeros((h, w), np.float32)
+    half = fibre_width_um / px / 2
+    for k in range(n_fibres):
+        if k < len(placed) // 3:
+            cy, cx = placed[k][0], placed[k][1]   # through a cell or a decoy
+        else:
+            cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        t = rng.uniform(0, np.pi)
+        d = np.abs(-(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t))
+        fibre = np.maximum(fibre, np.clip(half + 0.5 - d, 0, 1) * rng.uniform(0.5, 0.9))
+    fibre_mask = fibre > 0.5
+    signal = np.maximum(signal, fibre)
+    img = ndi.gaussian_filter(signal, 0.8 / px)
+    img += rng.normal(0.0, noise, img.shape).astype(np.float32)
+    data = np.clip(0.05 + 0.8 * img, 0, 1).astype(np.float32)
+    truth = {"cell_labels": cells, "n_cells": int(cells.max()),
+             "cells": [p for p in placed[:n_cells]], "fibre_mask": fibre_mask & (cells == 0),
+             "decoy_labels": decoys}
+    return Image(data, "YX", pixel_size_um=px), truth
