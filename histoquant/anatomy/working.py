@@ -223,7 +223,7 @@ def tissue_signal(image: Image, factor: int, channel: int | str | None = None
         pad = _working_padding(image, factor, rgb)
         scale = 255.0 / float(max(image.max_value(), 1.0))
         display = np.clip(rgb * scale, 0, 255).astype(np.uint8)
-        if image.modality == "brightfield":
+        if image.modality_from(display, pad) == "brightfield":
             # the slide's white: a dark fill (black padding) is no reference, but the glass
             # itself can be flat enough to pass for a fill, so bright fills stay in
             lum = rgb.mean(axis=-1)

@@ -361,6 +361,25 @@ def _get_modality(self: Image) -> str:
     return kind
 
 
+def _modality_from(self: Image, pixels: np.ndarray, padding: np.ndarray | None = None) -> str:
+    """The modality as given or already found, else detected from ``pixels`` and cached.
+
+    For a caller that already holds a reduced copy of the whole image (the anatomy's working
+    image): detecting on it costs no read of the full-resolution file, where the plain
+    property samples windows of level 0.
+    """
+    kind = self.__dict__.get("_modality")
+    if kind is None:
+        from .modality import detect_modality
+
+        found = detect_modality(pixels, padding)
+        kind = found.kind
+        self.__dict__["_modality"] = kind
+        self.metadata["modality_evidence"] = found.evidence
+        self.metadata["modality_confidence"] = found.confidence
+    return kind
+
+
 def _set_modality(self: Image, value: str | None) -> None:
     if isinstance(value, property):  # the dataclass default seen through the class
         value = None
@@ -372,6 +391,7 @@ def _set_modality(self: Image, value: str | None) -> None:
 # A dataclass field backed by a property: Image(..., modality=...) and replace() set it, reading
 # it detects the modality on first use.
 Image.modality = property(_get_modality, _set_modality)  # type: ignore[assignment]
+Image.modality_from = _modality_from  # type: ignore[attr-defined]
 
 
 def as_image(

@@ -146,13 +146,16 @@ def _full_range(values: np.ndarray, dtype: np.dtype) -> tuple[float, float]:
     return float("nan"), float("nan")  # float data of unknown range: brightness says nothing
 
 
-def detect_modality(pixels_or_image: Any) -> Modality:
+def detect_modality(pixels_or_image: Any, padding: np.ndarray | None = None) -> Modality:
     """Decide whether an image is brightfield or fluorescence from its pixels.
 
     Parameters
     ----------
     pixels_or_image : Image or numpy.ndarray
         An :class:`~histoquant.io.image.Image`, or (Y, X) / (Y, X, C) pixels.
+    padding : numpy.ndarray of bool, optional
+        The padding of ``pixels`` (same Y, X shape) when the caller has found it already;
+        found here otherwise.
 
     Returns
     -------
@@ -162,7 +165,12 @@ def detect_modality(pixels_or_image: Any) -> Modality:
     from ..segment.padding import find_padding
 
     arr, dtype = _sample(pixels_or_image)
-    pad = find_padding(arr)
+    if padding is not None and not hasattr(pixels_or_image, "axes"):
+        full = np.asarray(pixels_or_image)
+        s = max(1, int(np.ceil(max(full.shape[:2]) / _SAMPLE_SIDE)))
+        pad = np.asarray(padding, bool)[::s, ::s]
+    else:
+        pad = find_padding(arr)
     tissue = ~pad
     if tissue.sum() < 16:
         tissue = np.ones_like(pad)
