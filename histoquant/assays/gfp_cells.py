@@ -54,6 +54,7 @@ from ..segment.local_background import (
     estimate_background,
 )
 from ..segment.nuclei import nuclear_threshold, segment_nuclei, smooth_sigma_px
+from ..segment.statistics import MAD_TO_SD
 from .base import (
     AssaySpec,
     ChannelRole,
@@ -296,7 +297,7 @@ class _NoiseMap:
 
 
 def _local_noise(resid: np.ndarray, valid: np.ndarray, tile_px: int) -> _NoiseMap:
-    """Per-tile background level and σ (median, 1.4826·MAD after one 3σ clip) of ``resid``.
+    """Per-tile background level and σ (median, MAD_TO_SD·MAD after one 3σ clip) of ``resid``.
 
     Tiles with too few valid pixels borrow the nearest good tile's values.
     """
@@ -312,11 +313,11 @@ def _local_noise(resid: np.ndarray, valid: np.ndarray, tile_px: int) -> _NoiseMa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN tiles
         level = np.nanmedian(blocks, axis=2)
-        sigma = 1.4826 * np.nanmedian(np.abs(blocks - level[..., None]), axis=2)
+        sigma = MAD_TO_SD * np.nanmedian(np.abs(blocks - level[..., None]), axis=2)
         clipped = np.where(blocks < (level + 3 * sigma)[..., None], blocks, np.nan)
         level = np.nanmedian(clipped, axis=2)
         lower = np.where(clipped <= level[..., None], clipped, np.nan)
-        sigma = 1.4826 * np.nanmedian(level[..., None] - lower, axis=2)
+        sigma = MAD_TO_SD * np.nanmedian(level[..., None] - lower, axis=2)
         count = np.isfinite(blocks).sum(axis=2)
     good = (count >= max(16, blocks.shape[2] // 8)) & np.isfinite(level) & np.isfinite(sigma)
     if not good.any():
