@@ -14,7 +14,11 @@ PY=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
     "$PY" -m venv .venv
 fi
-pip() { .venv/bin/python -m pip "$@"; }
+# This machine's pip configuration may name local package folders that are absent; pip warns
+# once per package about each. Those lines say nothing about the install: filtered out.
+pip() {
+    .venv/bin/python -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 pip install -q --disable-pip-version-check --upgrade pip
 
 if [[ $want_test == 1 ]]; then
