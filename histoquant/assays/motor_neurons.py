@@ -50,12 +50,12 @@ from ..segment.background import flatten_background
 from ..segment.cellpose_engine import CellposeOptions, require_cellpose, segment_cellpose
 from ..segment.fluorescent_somata import (
     FluorescentSomaParams,
-    padding_mask,
     pick_soma_channel,
     segment_fluorescent_somata,
     signal_to_noise,
 )
 from ..segment.local_background import block_any, block_mean
+from ..segment.padding import find_padding
 from ..segment.somata import SomaSegmentationParams, segment_somata
 from ..segment.stain import CRESYL_VIOLET_OD, estimate_stain_vector, estimate_white, stain_density
 from ..segment.statistics import noise_floor, quantisation_step, sample_pixels
@@ -571,7 +571,7 @@ def _run_fluorescence(image: Image, regions, p: MotorNeuronParams, channels,
     margin = int(np.ceil(max(60.0, p.background_scale_um / 2) / px))
     rs, cs = _crop_box(masks, margin)
     crop = plane[rs, cs]
-    tissue_full = ~padding_mask(crop)
+    tissue_full = ~find_padding(crop)
     idx, scores = _soma_channel(image, channels, tissue_full, crop)
     factor = max(1, int(np.floor(p.work_pixel_size_um / px + 1e-6)))
     pxw = px * factor

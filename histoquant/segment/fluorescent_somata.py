@@ -34,12 +34,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .background import _axis
-from .padding import find_padding
 from .somata import SomaSegmentationParams, segment_somata_classical
 from .statistics import P10_TO_SD as _P10_TO_SD
 
 __all__ = ["FluorescentSomaParams", "segment_fluorescent_somata", "local_background_noise",
-           "signal_to_noise", "pick_soma_channel", "padding_mask"]
+           "signal_to_noise", "pick_soma_channel"]
 
 
 @dataclass(frozen=True)
@@ -84,11 +83,6 @@ class FluorescentSomaParams:
             refine_fraction=self.refine_fraction, refine_cap_od=float("inf"),
             seam_ratio=self.seam_ratio, trim_fraction=self.trim_fraction,
             min_area_um2=self.min_area_um2)
-
-
-def padding_mask(pixels: np.ndarray) -> np.ndarray:
-    """Boolean (Y, X) mask of padding (never tissue) of a (Y, X) or (Y, X, C) image."""
-    return find_padding(pixels)
 
 
 def pick_soma_channel(pixels: np.ndarray, tissue: np.ndarray | None = None
