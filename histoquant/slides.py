@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import EmptyImageError
 from .io import Image, image_levels, read_image
-from .segment.statistics import block_mean as _stat_block_mean
+from .segment.statistics import block_mean
 
 __all__ = ["Overview", "overview", "read_region", "find_sections", "display_rgb",
            "saturated_pct"]
@@ -65,13 +65,6 @@ def _yx_block(data, axes: str, r0: int, r1: int, c0: int, c1: int) -> np.ndarray
     return np.asarray(data[r0:r1, c0:c1])
 
 
-def _block_mean(block: np.ndarray, f: int) -> np.ndarray:
-    """Block mean of one read window (segment.statistics.block_mean: a partial edge block
-    averages the pixels it holds; it used to replicate the edge pixels into the missing part,
-    which weighted the last row/column more than the others)."""
-    return _stat_block_mean(block, f)
-
-
 def _reduce(image: Image, f: int, bounds: tuple[int, int, int, int] | None = None,
             block_px: int = 2048) -> np.ndarray:
     """Block-average a window of ``image`` by ``f``, reading ``block_px``-sized pieces."""
@@ -82,7 +75,7 @@ def _reduce(image: Image, f: int, bounds: tuple[int, int, int, int] | None = Non
     step = max(f, (block_px // f) * f)
     rows = []
     for a in range(r0, r1, step):
-        row = [_block_mean(_yx_block(image.data, image.axes, a, min(r1, a + step), b,
+        row = [block_mean(_yx_block(image.data, image.axes, a, min(r1, a + step), b,
                                      min(c1, b + step)), f)
                for b in range(c0, c1, step)]
         rows.append(np.concatenate(row, axis=1))

@@ -174,12 +174,7 @@ def stain_density(rgb, stain_vector: Sequence[float] = CRESYL_VIOLET_OD,
                                       "them before analysis")
             dens = optical_density(block, white) @ v.astype(np.float32)
         if factor > 1:
-            dens = _block_mean(dens, factor)
+            dens = block_mean(dens, factor)
         out[r0 // factor: r0 // factor + dens.shape[0]] = dens
     return out
 
-
-def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
-    """Mean over ``f × f`` blocks (segment.statistics.block_mean: partial edge blocks average
-    the pixels they hold)."""
-    return block_mean(a, f)
