@@ -177,4 +177,3 @@ def stain_density(rgb, stain_vector: Sequence[float] = CRESYL_VIOLET_OD,
             dens = block_mean(dens, factor)
         out[r0 // factor: r0 // factor + dens.shape[0]] = dens
     return out
-
