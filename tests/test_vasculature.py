@@ -299,6 +299,62 @@ def test_ridge_core_joins_a_dim_stretch():
     assert on["vessel_length_um"] == pytest.approx(true_len, rel=0.03)
 
 
+def test_ridge_core_adds_the_join_not_its_dangling_branches():
+    """The core joins two outlines through a dim stretch; a dim branch leaving that stretch
+    close to a bright end (so that it has no half-maximum outline of its own) joins nothing,
+    so it is not added: it would add length and a free end the outline never had."""
+    px = 0.5
+    h, w = 200, 400
+    yy, xx = np.mgrid[:h, :w] * px
+    cy, cx = 150 * px, w * px / 2
+    tube = np.clip(3.0 - np.abs(yy - cy), 0, 1)  # a 6 µm horizontal tube, 1 µm soft edge
+    dim = np.abs(xx - cx) < 15.0  # a 30 µm dim stretch in its middle
+    # a dim 6 µm branch 12 µm long, leaving the dim stretch 7 µm from its bright left end
+    bx = cx - 8.0
+    branch = np.clip(3.0 - np.abs(xx - bx), 0, 1) * ((yy > cy - 12.0) & (yy < cy))
+    profile = np.maximum(tube * np.where(dim, 0.2, 1.0), 0.2 * branch)
+    img = 100 + 1000 * profile + np.random.default_rng(1).normal(0, 10, (h, w))
+    img[:, :20] = 100 + np.random.default_rng(2).normal(0, 10, (h, 20))
+    img[:, -20:] = 100 + np.random.default_rng(3).normal(0, 10, (h, 20))
+    img = img.astype(np.float32)
+    true_len = (w - 40) * px
+    r = run(Image(img, pixel_size_um=px))
+    s = r.summary.iloc[0]
+    # the dim stretch is joined: one vessel, two ends, the tube's length (with the branch
+    # added, as before this rule: three ends and 193 µm)
+    assert s["n_vessel_ends"] == 2
+    assert s["vessel_length_um"] == pytest.approx(true_len, rel=0.03)
+    # and nothing of the branch beyond the tube's own half-width (3 µm) and the 3 px core
+    above = yy < cy - 3.0 - 2 * px
+    assert not (r.masks["vessels"] & above).any()
+
+
+def test_prune_dangling_keeps_paths_between_anchors_and_loops():
+    """Leaf pruning by hand-checkable cases: a path between two anchors with a side branch,
+    a branch hanging from one anchor, and a loop."""
+    from histoquant.segment.vessels import _prune_dangling
+
+    line = np.zeros((20, 30), bool)
+    anchor = np.zeros_like(line)
+    line[5, 2:20] = True  # a path between anchors at (5, 2) and (5, 19) ...
+    anchor[5, 2] = anchor[5, 19] = True
+    line[6:12, 10] = True  # ... with a side branch of 6 px ending free
+    line[14, 2:9] = True  # a branch from an anchor ending free
+    anchor[14, 2] = True
+    loop = np.zeros_like(line)
+    loop[15:19, 20] = loop[15:19, 25] = loop[15, 20:26] = loop[18, 20:26] = True
+    line |= loop
+    line[16, 26:29] = True  # a tail on the loop
+    out = _prune_dangling(line, anchor)
+    assert out[5, 2:20].all()  # the path between anchors stays whole
+    # its side branch goes, but for the pixel that touches three of the path's: it lies
+    # within the 3 px the path is widened to
+    assert not out[7:12, 10].any()
+    assert out[14].sum() == 1 and out[14, 2]  # the hanging branch goes, the anchor stays
+    assert (out & loop).sum() == loop.sum()  # a loop has no leaf: it stays
+    assert not out[16, 27:29].any()  # the loop's tail goes (but for the pixel on the loop)
+
+
 def test_no_vessels_is_flagged_not_an_error():
     rng = np.random.default_rng(0)
     noise = rng.normal(200, 15, (400, 400, 2)).clip(0).astype(np.uint16)
