@@ -473,7 +473,6 @@ def _joining_pieces(pieces: np.ndarray, objects: np.ndarray, n_objects: int) -> 
     return keep[plab]
 
 
-@njit(cache=True, nogil=True)
 def _prune_dangling(line: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     """A one-pixel-wide ``line`` without its branches that end anywhere but at an anchor.
 
@@ -482,8 +481,23 @@ def _prune_dangling(line: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     remains is the union of the paths between anchors, and the loops. Removing a leaf never
     disconnects the rest. One pass over the pixels, then work in proportion to the pixels
     removed (rounds of skan path pruning would rebuild the graph once per level of
-    branching).
+    branching). A branch pixel touching three pixels of a path is no leaf and stays: it lies
+    within the 3 px the path is widened to.
     """
+    rows = np.flatnonzero(line.any(axis=1))
+    if rows.size == 0:
+        return line.copy()
+    cols = np.flatnonzero(line.any(axis=0))
+    # only the box around the line: the work array is then as small as the line
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    out = np.zeros_like(line)
+    out[box] = _prune_leaves(np.ascontiguousarray(line[box]),
+                             np.ascontiguousarray(anchor[box]))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _prune_leaves(line, anchor):
     h, w = line.shape
     out = line.copy()
     deg = np.zeros((h, w), np.int8)
