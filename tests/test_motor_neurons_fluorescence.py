@@ -155,3 +155,58 @@ def test_regions_on_padding_are_named_in_the_error():
     on_padding[h - 30:, : w // 2] = True
     with pytest.raises(EmptyImageError, match="no tissue, only padding"):
         run(image, regions={"ventral_horn_left": on_padding})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dim_somata_in_bright_neuropil_are_found(seed):
+    """Issue #14, 214_L1: round motor neurons 4–5 σ above a bright, granular neuropil (below
+    the 5 σ main criterion) are counted by the dim-soma rule; nothing else is added."""
+    image, truth = _phantom(2.0, seed, False, n_dim=3)
+    result = run(image)
+    mn, kinds = _matched(result, truth, 2.0)
+    o = result.objects
+    lab = truth.labels[(o["centroid_y_um"] / 2.0).astype(int),
+                       (o["centroid_x_um"] / 2.0).astype(int)]
+    dim_labels = set(truth.cells.loc[truth.cells["dim"], "label"])
+    assert len(dim_labels) == 3
+    on_dim = o[[int(v) in dim_labels for v in lab]]
+    # each dim soma is one object, a motor neuron
+    assert len(on_dim) == 3
+    assert (on_dim["class"] == "motor_neuron").all()
+    # the case is what it claims: at least one is below the main brightness criterion
+    assert (on_dim["mean_snr"] < MotorNeuronParams().fluorescence_min_mean_snr).any()
+    assert kinds.count("motor_neuron") == len(mn) == truth.n_motor_neurons
+    # and without the rule it is missed (so the test can fail)
+    off = run(image, params={"fluorescence_dim_min_mean_snr": 5.0})
+    assert int(off.summary["n_motor_neurons"].sum()) < truth.n_motor_neurons
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fibre_bundles_give_no_motor_neuron(seed):
+    """Issue #14, 263_L4 / 290_L6: a bright beaded bundle 12 µm wide, whole or cut into
+    soma-sized pieces, gives no motor neuron; the motor-neuron count stays exact."""
+    image, truth = _phantom(2.0, seed, False, n_bundles=2)
+    assert truth.bundles is not None and truth.bundles.any()
+    result = run(image)
+    o = result.objects
+    yy = (o["centroid_y_um"] / 2.0).astype(int)
+    xx = (o["centroid_x_um"] / 2.0).astype(int)
+    on_bundle = o[truth.bundles[yy, xx]]
+    # the bundles are segmented into objects of motor-neuron size...
+    assert (on_bundle["equivalent_diameter_um"] >= 20).any()
+    # ...none of which is called a motor neuron
+    assert (on_bundle["class"] != "motor_neuron").all()
+    mn, kinds = _matched(result, truth, 2.0)
+    assert kinds.count("motor_neuron") == len(mn) == truth.n_motor_neurons
+    # without the fibre rules they would be (so the test can fail)
+    off = run(image, params={"fluorescence_max_elongation": 100.0,
+                             "fluorescence_fibre_min_elongation": 100.0})
+    assert int(off.summary["n_motor_neurons"].sum()) > truth.n_motor_neurons
+
+
+def test_default_phantom_unchanged_by_the_hard_cases():
+    """The hard cases draw from their own random stream: the default image is as before."""
+    a, ta = _phantom(2.0, 0, False)
+    b, tb = _phantom(2.0, 0, False, n_dim=0, n_bundles=0)
+    assert np.array_equal(np.asarray(a.data), np.asarray(b.data))
+    assert tb.bundles is None and not ta.cells["dim"].any()
