@@ -157,16 +157,17 @@ def test_regions_on_padding_are_named_in_the_error():
         run(image, regions={"ventral_horn_left": on_padding})
 
 
+@pytest.mark.parametrize("px", [0.5, 2.0])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_dim_somata_in_bright_neuropil_are_found(seed):
+def test_dim_somata_in_bright_neuropil_are_found(px, seed):
     """Issue #14, 214_L1: round motor neurons 4–5 σ above a bright, granular neuropil (below
     the 5 σ main criterion) are counted by the dim-soma rule; nothing else is added."""
-    image, truth = _phantom(2.0, seed, False, n_dim=3)
+    image, truth = _phantom(px, seed, False, n_dim=3)
     result = run(image)
-    mn, kinds = _matched(result, truth, 2.0)
+    mn, kinds = _matched(result, truth, px)
     o = result.objects
-    lab = truth.labels[(o["centroid_y_um"] / 2.0).astype(int),
-                       (o["centroid_x_um"] / 2.0).astype(int)]
+    lab = truth.labels[(o["centroid_y_um"] / px).astype(int),
+                       (o["centroid_x_um"] / px).astype(int)]
     dim_labels = set(truth.cells.loc[truth.cells["dim"], "label"])
     assert len(dim_labels) == 3
     on_dim = o[[int(v) in dim_labels for v in lab]]
@@ -181,22 +182,23 @@ def test_dim_somata_in_bright_neuropil_are_found(seed):
     assert int(off.summary["n_motor_neurons"].sum()) < truth.n_motor_neurons
 
 
+@pytest.mark.parametrize("px", [0.5, 2.0])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_fibre_bundles_give_no_motor_neuron(seed):
-    """Issue #14, 263_L4 / 290_L6: a bright beaded bundle 12 µm wide, whole or cut into
-    soma-sized pieces, gives no motor neuron; the motor-neuron count stays exact."""
-    image, truth = _phantom(2.0, seed, False, n_bundles=2)
+def test_fibre_bundles_give_no_motor_neuron(px, seed):
+    """Issue #14, 263_L4 / 290_L6: a bright beaded bundle 12 µm wide crossing the field,
+    whole or cut into soma-sized pieces, gives no motor neuron; the count stays exact."""
+    image, truth = _phantom(px, seed, False, n_bundles=2)
     assert truth.bundles is not None and truth.bundles.any()
     result = run(image)
     o = result.objects
-    yy = (o["centroid_y_um"] / 2.0).astype(int)
-    xx = (o["centroid_x_um"] / 2.0).astype(int)
+    yy = (o["centroid_y_um"] / px).astype(int)
+    xx = (o["centroid_x_um"] / px).astype(int)
     on_bundle = o[truth.bundles[yy, xx]]
     # the bundles are segmented into objects of motor-neuron size...
     assert (on_bundle["equivalent_diameter_um"] >= 20).any()
     # ...none of which is called a motor neuron
     assert (on_bundle["class"] != "motor_neuron").all()
-    mn, kinds = _matched(result, truth, 2.0)
+    mn, kinds = _matched(result, truth, px)
     assert kinds.count("motor_neuron") == len(mn) == truth.n_motor_neurons
     # without the fibre rules they would be (so the test can fail)
     off = run(image, params={"fluorescence_max_elongation": 100.0,

@@ -334,15 +334,18 @@ class MotorNeuronParams(AssayParams):
              "fibre bundle reach 0.3–1 (the bundle goes on past the watershed's cut), "
              "isolated somata 0–0.25 (dim neuropil, or a dendrite narrower than the box)")
     fluorescence_fibre_min_elongation: float = param(
-        2.0, minimum=1.0,
+        2.5, minimum=1.0,
         help="fluorescence, motor-neuron criterion: an object at least this elongated that "
-             "continues beyond an end of its long axis (fluorescence_continuation) is a "
-             "piece of a fibre bundle, not a soma. A bundle ≤ 12 µm wide can only give a "
-             "piece of motor-neuron size (≥ 20 µm equivalent diameter) ≥ 2.2 times as long "
-             "as wide, the piece at the bundle's end included (which continues on one side "
-             "only); round somata in a cluster, which find a neighbour past their ends, "
-             "stay below. Fusiform motor neurons (up to 3.5 : 1) end in the dim neuropil "
-             "and stay; a large value (e.g. 100) turns the rule off")
+             "continues beyond both ends of its long axis (fluorescence_continuation) is a "
+             "piece of a fibre bundle, not a soma. A piece of motor-neuron size (≥ 20 µm "
+             "equivalent diameter, ≥ 314 µm²) of a bundle w µm wide is ≥ 314 / w² times as "
+             "long as wide: ≥ 2.5 for bundles up to 11 µm, the bundles of the ChAT sections "
+             "(8–12 µm). Round somata in a cluster, which find a neighbour past their ends, "
+             "stay below it; fusiform motor neurons (up to 3.5 : 1) end in the dim neuropil "
+             "at least on one side and stay. Both ends, not one: a soma in a row of cells or "
+             "with a thick dendrite in line continues on one side (such motor neurons of "
+             "238_L2 and 290_L6 were lost with one end). A large value (e.g. 100) turns the "
+             "rule off")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -441,8 +444,9 @@ def classify(objects: pd.DataFrame, p: MotorNeuronParams,
                    (elong <= p.fluorescence_dim_max_elongation) & \
                    (objects["solidity"] >= p.fluorescence_dim_min_solidity) & \
                    (cont_max < p.fluorescence_continuation)
+        cont_min = objects["continuation_min"] if "continuation_min" in objects else np.nan
         fibre = (elong >= p.fluorescence_fibre_min_elongation) & \
-                (cont_max >= p.fluorescence_continuation)
+                (cont_min >= p.fluorescence_continuation)
         fibre |= elong > p.fluorescence_max_elongation
         ok &= ((snr >= p.fluorescence_min_mean_snr) | dim_soma) & ~fibre
     else:

@@ -290,7 +290,8 @@ def axial_continuation(labels: np.ndarray, snr: np.ndarray, which: np.ndarray | 
     -------
     dict
         ``label`` (the labels measured, ascending), ``elongation`` (major / minor axis),
-        ``continuation_min`` and ``continuation_max`` (the lower and higher of the two ends).
+        ``continuation_min`` and ``continuation_max`` (the lower and higher of the two ends;
+        an end whose box lies wholly off the image is left out, as unseen).
     """
     lab = np.asarray(labels)
     slices = ndi.find_objects(lab)
@@ -326,10 +327,11 @@ def axial_continuation(labels: np.ndarray, snr: np.ndarray, which: np.ndarray | 
         ends = []
         for sign in (1.0, -1.0):
             box = (sign * along > a) & (sign * along <= a + 2 * b) & (across <= b)
-            # a box off the image edge holds nothing: it continues into nothing
-            ends.append(float(win[box].mean()) / own if box.any() and own > 0 else 0.0)
+            # a box wholly off the image says nothing about what lies there
+            ends.append(float(win[box].mean()) / own if box.any() and own > 0 else np.nan)
+        seen = [e for e in ends if np.isfinite(e)]
         out["elongation"][i] = a / b
-        out["continuation_min"][i] = min(ends)
-        out["continuation_max"][i] = max(ends)
+        out["continuation_min"][i] = min(seen) if seen else 0.0
+        out["continuation_max"][i] = max(seen) if seen else 0.0
     out["label"] = todo
     return out

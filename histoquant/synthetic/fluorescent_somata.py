@@ -21,10 +21,10 @@ image does not change), each a failure seen on the real ChAT sections:
   brighter and more granular than the rest (the fibre-dense ventral horn), holding round motor
   neurons only ``dim_excess`` above it — they average 4–5 σ of its local noise, below the main
   brightness criterion, and must still be found;
-- **fibre bundles** (``n_bundles``): straight bright bands ``bundle_width_um`` wide and
-  ``bundle_length_um`` long, beaded along their length (as a real bundle's varicosities), as
-  bright as a dim soma: the watershed cuts them into soma-sized pieces, none of which may be
-  called a motor neuron. ``truth.bundles`` is their mask.
+- **fibre bundles** (``n_bundles``): straight bright bands ``bundle_width_um`` wide crossing
+  the field (or ``bundle_length_um`` long), beaded along their length (as a real bundle's
+  varicosities), as bright as a dim soma: the watershed cuts them into soma-sized pieces,
+  none of which may be called a motor neuron. ``truth.bundles`` is their mask.
 
 The size classes are separated by a gap (≤ 15 µm, ≥ 24 µm) and somata do not touch: the
 phantom checks detection and measurement, not where a cut-off falls in a continuum.
@@ -90,7 +90,7 @@ def fluorescent_somata_phantom(shape: tuple[int, int] = (1024, 1024),
                                padding_value: int = 40, jpeg_quality: int | None = None,
                                rgb: bool = True, n_dim: int = 0, patch_radius_um: float = 150.0,
                                dim_excess: float = 60.0, n_bundles: int = 0,
-                               bundle_width_um: float = 12.0, bundle_length_um: float = 300.0,
+                               bundle_width_um: float = 12.0, bundle_length_um: float | None = None,
                                bead_period_um: float = 45.0,
                                bundle_level: float = 90.0
                                ) -> tuple[Image, FluorescentTruth]:
@@ -134,8 +134,12 @@ def fluorescent_somata_phantom(shape: tuple[int, int] = (1024, 1024),
         puts them at 4–6 σ of the patch's noise.
     n_bundles : int
         Bright fibre bundles (straight, beaded), away from every cell.
-    bundle_width_um, bundle_length_um : float
-        Their width and length.
+    bundle_width_um : float
+        Their width.
+    bundle_length_um : float, optional
+        Their length; None (default): they cross the whole field, as a ventral horn's
+        bundles cross a horn (a bundle that ends abruptly in the field, its end piece
+        continuing on one side only, is not a case the criteria handle).
     bead_period_um : float
         Period of the beading along them: 45 µm beads of a 12 µm bundle are soma-sized
         pieces (≈ 25 µm equivalent diameter) once the watershed cuts between them.
@@ -268,22 +272,35 @@ def fluorescent_somata_phantom(shape: tuple[int, int] = (1024, 1024),
     bundles = None
     if n_bundles > 0:
         bundles = np.zeros((h, w), bool)
-        occupied = ndi.binary_dilation(labels > 0, iterations=max(1, int(np.ceil(10 / px))))
-        half_w, half_l = bundle_width_um / 2, bundle_length_um / 2
+        half_w = bundle_width_um / 2
+        half_l = np.inf if bundle_length_um is None else bundle_length_um / 2
+        # every cell as (y, x, long semi-axis): a bundle keeps 10 µm from each
+        keep_off = [(r["y_um"], r["x_um"], np.sqrt(r["area_um2"] / np.pi) * 1.25)
+                    for r in rows]
+        lines: list[tuple[float, float, float]] = []
         for _ in range(int(n_bundles)):
-            for _ in range(200):
-                y0 = rng2.uniform(half_l * 0.5, size_um[0] - half_l * 0.5)
-                x0 = rng2.uniform(half_l * 0.5, size_um[1] - half_l * 0.5)
+            for _ in range(2000):
+                y0, x0 = rng2.uniform(0, size_um[0]), rng2.uniform(0, size_um[1])
                 th = rng2.uniform(0, np.pi)
-                along = (Yp - y0) * np.sin(th) + (Xp - x0) * np.cos(th)
-                across = np.abs((Yp - y0) * np.cos(th) - (Xp - x0) * np.sin(th))
-                band = (across <= half_w + px) & (np.abs(along) <= half_l)
-                if not (band & (occupied | bundles | padding_zone)).any():
+                sn, cs = np.sin(th), np.cos(th)
+                clear = True
+                for cy, cx, r in keep_off:
+                    al = (cy - y0) * sn + (cx - x0) * cs
+                    ac = abs((cy - y0) * cs - (cx - x0) * sn)
+                    if ac <= half_w + r + 10.0 and abs(al) <= half_l + r + 10.0:
+                        clear = False
+                        break
+                # bundles do not cross each other (each piece's truth is one bundle)
+                if clear and all(abs(np.sin(th - t2)) > 0.3 for _, _, t2 in lines):
                     break
             else:
                 continue
+            lines.append((y0, x0, th))
+            along = (Yp - y0) * sn + (Xp - x0) * cs
+            across = np.abs((Yp - y0) * cs - (Xp - x0) * sn)
             edge = np.clip((half_w + px / 2 - across) / px, 0, 1)
-            edge *= np.clip((half_l - np.abs(along)) / px + 0.5, 0, 1)
+            if np.isfinite(half_l):
+                edge *= np.clip((half_l - np.abs(along)) / px + 0.5, 0, 1)
             bead = 1 + 0.3 * np.sin(2 * np.pi * along / bead_period_um)
             level += bundle_level * bead * edge
             bundles |= edge > 0.5
