@@ -212,3 +212,35 @@ def test_default_phantom_unchanged_by_the_hard_cases():
     b, tb = _phantom(2.0, 0, False, n_dim=0, n_bundles=0)
     assert np.array_equal(np.asarray(a.data), np.asarray(b.data))
     assert tb.bundles is None and not ta.cells["dim"].any()
+
+
+def test_axial_continuation_tells_a_bundle_piece_from_a_soma():
+    """A uniform bar cut into three pieces: the middle piece continues past both ends (the
+    bar goes on), the end pieces on one side; a lone disc and a lone ellipse do not."""
+    from histoquant.segment.fluorescent_somata import axial_continuation
+
+    snr = np.zeros((200, 300), np.float32)
+    labels = np.zeros(snr.shape, np.int32)
+    snr[20:30, 20:280] = 10.0  # a bar 10 px wide, 260 long, cut at columns 100 and 200
+    labels[20:30, 20:100], labels[20:30, 100:200], labels[20:30, 200:280] = 1, 2, 3
+    yy, xx = np.mgrid[:200, :300]
+    disc = (yy - 120) ** 2 + (xx - 60) ** 2 <= 15 ** 2
+    snr[disc], labels[disc] = 10.0, 4
+    ell = ((yy - 120) / 10.0) ** 2 + ((xx - 200) / 30.0) ** 2 <= 1  # 3 : 1, alone
+    snr[ell], labels[ell] = 10.0, 5
+    m = axial_continuation(labels, snr)
+    assert list(m["label"]) == [1, 2, 3, 4, 5]
+    el, cmin, cmax = m["elongation"], m["continuation_min"], m["continuation_max"]
+    # the middle piece finds the bar, as bright as itself, past both ends; the box is as wide
+    # as the object's equal-moment ellipse (2/√3 × a rectangle's width: 11.5 px, 12 rows),
+    # of which the bar fills 10 rows
+    assert cmin[1] == pytest.approx(10 / 12, abs=0.01)
+    # an end piece: the bar on one side, the dark field on the other
+    assert cmax[0] == pytest.approx(10 / 12, abs=0.01) and cmin[0] == 0.0
+    # 80 × 10 px and 100 × 10 px: elongation 8 and 10 (moments of a filled rectangle)
+    assert el[0] == pytest.approx(8.0, rel=0.02) and el[1] == pytest.approx(10.0, rel=0.02)
+    # the disc and the ellipse end in the dark both ways
+    assert cmax[3] == 0.0 and cmax[4] == 0.0
+    assert el[3] == pytest.approx(1.0, abs=0.02) and el[4] == pytest.approx(3.0, rel=0.05)
+    # only the labels asked for
+    assert list(axial_continuation(labels, snr, np.array([4]))["label"]) == [4]
