@@ -28,6 +28,13 @@ Criteria and why (figures from the project's REFERENCE.md):
 - ``min_feret_max_um = 0`` (off) and ``require_nucleolus = False``: counting only profiles with
   a visible nucleolus avoids double counts across sections (Tomlinson & Irving 1977); it
   roughly halves the count, so it is opt-in.
+
+In fluorescence (a somata stain, :func:`_run_fluorescence`) the size criteria are the same;
+brightness is the mean signal-to-noise ratio (``fluorescence_min_mean_snr``, or the lower
+``fluorescence_dim_min_mean_snr`` for a round soma from which nothing bright continues), and
+an object elongated and continuing past both ends of its long axis, or longer than
+``fluorescence_max_elongation``, is a piece of a fibre bundle, not a soma
+(:func:`histoquant.segment.fluorescent_somata.axial_continuation`; docs/motor_neurons.md).
 """
 
 from __future__ import annotations
