@@ -155,3 +155,92 @@ def test_regions_on_padding_are_named_in_the_error():
     on_padding[h - 30:, : w // 2] = True
     with pytest.raises(EmptyImageError, match="no tissue, only padding"):
         run(image, regions={"ventral_horn_left": on_padding})
+
+
+@pytest.mark.parametrize("px", [0.5, 2.0])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dim_somata_in_bright_neuropil_are_found(px, seed):
+    """Issue #14, 214_L1: round motor neurons 4–5 σ above a bright, granular neuropil (below
+    the 5 σ main criterion) are counted by the dim-soma rule; nothing else is added."""
+    image, truth = _phantom(px, seed, False, n_dim=3)
+    result = run(image)
+    mn, kinds = _matched(result, truth, px)
+    o = result.objects
+    lab = truth.labels[(o["centroid_y_um"] / px).astype(int),
+                       (o["centroid_x_um"] / px).astype(int)]
+    dim_labels = set(truth.cells.loc[truth.cells["dim"], "label"])
+    assert len(dim_labels) == 3
+    on_dim = o[[int(v) in dim_labels for v in lab]]
+    # each dim soma is one object, a motor neuron
+    assert len(on_dim) == 3
+    assert (on_dim["class"] == "motor_neuron").all()
+    # the case is what it claims: at least one is below the main brightness criterion
+    assert (on_dim["mean_snr"] < MotorNeuronParams().fluorescence_min_mean_snr).any()
+    assert kinds.count("motor_neuron") == len(mn) == truth.n_motor_neurons
+    # and without the rule it is missed (so the test can fail)
+    off = run(image, params={"fluorescence_dim_min_mean_snr": 5.0})
+    assert int(off.summary["n_motor_neurons"].sum()) < truth.n_motor_neurons
+
+
+@pytest.mark.parametrize("px", [0.5, 2.0])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fibre_bundles_give_no_motor_neuron(px, seed):
+    """Issue #14, 263_L4 / 290_L6: a bright beaded bundle 12 µm wide crossing the field,
+    whole or cut into soma-sized pieces, gives no motor neuron; the count stays exact."""
+    image, truth = _phantom(px, seed, False, n_bundles=2)
+    assert truth.bundles is not None and truth.bundles.any()
+    result = run(image)
+    o = result.objects
+    yy = (o["centroid_y_um"] / px).astype(int)
+    xx = (o["centroid_x_um"] / px).astype(int)
+    on_bundle = o[truth.bundles[yy, xx]]
+    # the bundles are segmented into objects of motor-neuron size...
+    assert (on_bundle["equivalent_diameter_um"] >= 20).any()
+    # ...none of which is called a motor neuron
+    assert (on_bundle["class"] != "motor_neuron").all()
+    mn, kinds = _matched(result, truth, px)
+    assert kinds.count("motor_neuron") == len(mn) == truth.n_motor_neurons
+    # without the fibre rules they would be (so the test can fail)
+    off = run(image, params={"fluorescence_max_elongation": 100.0,
+                             "fluorescence_fibre_min_elongation": 100.0})
+    assert int(off.summary["n_motor_neurons"].sum()) > truth.n_motor_neurons
+
+
+def test_default_phantom_unchanged_by_the_hard_cases():
+    """The hard cases draw from their own random stream: the default image is as before."""
+    a, ta = _phantom(2.0, 0, False)
+    b, tb = _phantom(2.0, 0, False, n_dim=0, n_bundles=0)
+    assert np.array_equal(np.asarray(a.data), np.asarray(b.data))
+    assert tb.bundles is None and not ta.cells["dim"].any()
+
+
+def test_axial_continuation_tells_a_bundle_piece_from_a_soma():
+    """A uniform bar cut into three pieces: the middle piece continues past both ends (the
+    bar goes on), the end pieces on one side; a lone disc and a lone ellipse do not."""
+    from histoquant.segment.fluorescent_somata import axial_continuation
+
+    snr = np.zeros((200, 300), np.float32)
+    labels = np.zeros(snr.shape, np.int32)
+    snr[20:30, 20:280] = 10.0  # a bar 10 px wide, 260 long, cut at columns 100 and 200
+    labels[20:30, 20:100], labels[20:30, 100:200], labels[20:30, 200:280] = 1, 2, 3
+    yy, xx = np.mgrid[:200, :300]
+    disc = (yy - 120) ** 2 + (xx - 60) ** 2 <= 15 ** 2
+    snr[disc], labels[disc] = 10.0, 4
+    ell = ((yy - 120) / 10.0) ** 2 + ((xx - 200) / 30.0) ** 2 <= 1  # 3 : 1, alone
+    snr[ell], labels[ell] = 10.0, 5
+    m = axial_continuation(labels, snr)
+    assert list(m["label"]) == [1, 2, 3, 4, 5]
+    el, cmin, cmax = m["elongation"], m["continuation_min"], m["continuation_max"]
+    # the middle piece finds the bar, as bright as itself, past both ends; the box is as wide
+    # as the object's equal-moment ellipse (2/√3 × a rectangle's width: 11.5 px, 12 rows),
+    # of which the bar fills 10 rows
+    assert cmin[1] == pytest.approx(10 / 12, abs=0.01)
+    # an end piece: the bar on one side, the dark field on the other
+    assert cmax[0] == pytest.approx(10 / 12, abs=0.01) and cmin[0] == 0.0
+    # 80 × 10 px and 100 × 10 px: elongation 8 and 10 (moments of a filled rectangle)
+    assert el[0] == pytest.approx(8.0, rel=0.02) and el[1] == pytest.approx(10.0, rel=0.02)
+    # the disc and the ellipse end in the dark both ways
+    assert cmax[3] == 0.0 and cmax[4] == 0.0
+    assert el[3] == pytest.approx(1.0, abs=0.02) and el[4] == pytest.approx(3.0, rel=0.05)
+    # only the labels asked for
+    assert list(axial_continuation(labels, snr, np.array([4]))["label"]) == [4]

@@ -28,6 +28,13 @@ Criteria and why (figures from the project's REFERENCE.md):
 - ``min_feret_max_um = 0`` (off) and ``require_nucleolus = False``: counting only profiles with
   a visible nucleolus avoids double counts across sections (Tomlinson & Irving 1977); it
   roughly halves the count, so it is opt-in.
+
+In fluorescence (a somata stain, :func:`_run_fluorescence`) the size criteria are the same;
+brightness is the mean signal-to-noise ratio (``fluorescence_min_mean_snr``, or the lower
+``fluorescence_dim_min_mean_snr`` for a round soma from which nothing bright continues), and
+an object elongated and continuing past both ends of its long axis, or longer than
+``fluorescence_max_elongation``, is a piece of a fibre bundle, not a soma
+(:func:`histoquant.segment.fluorescent_somata.axial_continuation`; docs/motor_neurons.md).
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from ..segment.background import flatten_background
 from ..segment.cellpose_engine import CellposeOptions, require_cellpose, segment_cellpose
 from ..segment.fluorescent_somata import (
     FluorescentSomaParams,
+    axial_continuation,
     pick_soma_channel,
     segment_fluorescent_somata,
     signal_to_noise,
@@ -293,7 +301,58 @@ class MotorNeuronParams(AssayParams):
              "above the ventral-horn neuropil in the sections examined (2 µm/px), while "
              "patches of bright fibres and tangentially cut dendrites of their size that "
              "pass the pixel threshold average 4–5 σ. Caveat: a faintly stained soma is "
-             "excluded too; lower it to keep them")
+             "excluded too, unless it passes the dim-soma criteria below; lower it to keep "
+             "them all")
+    fluorescence_dim_min_mean_snr: float = param(
+        4.0, unit="σ", minimum=0.0,
+        help="fluorescence, motor-neuron criterion: a soma dimmer than "
+             "fluorescence_min_mean_snr but at least this bright is still a motor neuron "
+             "when it is a round body standing alone (fluorescence_dim_max_elongation, "
+             "fluorescence_dim_min_solidity, nothing bright continuing from it: "
+             "fluorescence_continuation) — the rule of the by-eye counts ('a round body "
+             "distinct from the neuropil, whatever its brightness'). In a bright, "
+             "fibre-dense ventral horn the local noise is high and faintly ChAT+ motor "
+             "neurons average 4.5–4.9 σ; fibre patches of their size are irregular or "
+             "continue into the plexus. Set it equal to fluorescence_min_mean_snr to turn "
+             "the rule off")
+    fluorescence_dim_max_elongation: float = param(
+        1.5, minimum=1.0,
+        help="fluorescence, dim-soma rule: at most this ratio of the long to the short axis "
+             "(a round body; the somata of the phantom and most cut motor neurons are "
+             "≤ 1.5, fibre patches longer)")
+    fluorescence_dim_min_solidity: float = param(
+        0.9, minimum=0.0, maximum=1.0,
+        help="fluorescence, dim-soma rule: at least this solidity (area / area of the "
+             "convex hull of its pixel squares): a soma profile is convex (a digitised disc "
+             "10 px across, a 20 µm soma at 2 µm/px, scores ≈ 0.92), a patch of crossing "
+             "fibres ragged (0.65–0.85 in the ChAT sections examined)")
+    fluorescence_max_elongation: float = param(
+        4.5, minimum=1.0,
+        help="fluorescence, motor-neuron criterion: a profile more than this many times as "
+             "long as wide is a fibre bundle or a dendrite, not a soma, however it ends: "
+             "fusiform motor neurons reach ≈ 3.5 : 1 in the ChAT sections examined, a whole "
+             "bundle left in one piece 10–25 : 1")
+    fluorescence_continuation: float = param(
+        0.3, minimum=0.0,
+        help="fluorescence: an object 'continues' beyond an end of its long axis when the "
+             "mean signal-to-noise in a box as wide as the object just past that end is at "
+             "least this fraction of the object's own "
+             "(histoquant.segment.fluorescent_somata.axial_continuation). Pieces of a bright "
+             "fibre bundle reach 0.3–1 (the bundle goes on past the watershed's cut), "
+             "isolated somata 0–0.25 (dim neuropil, or a dendrite narrower than the box)")
+    fluorescence_fibre_min_elongation: float = param(
+        2.5, minimum=1.0,
+        help="fluorescence, motor-neuron criterion: an object at least this elongated that "
+             "continues beyond both ends of its long axis (fluorescence_continuation) is a "
+             "piece of a fibre bundle, not a soma. A piece of motor-neuron size (≥ 20 µm "
+             "equivalent diameter, ≥ 314 µm²) of a bundle w µm wide is ≥ 314 / w² times as "
+             "long as wide: ≥ 2.5 for bundles up to 11 µm, the bundles of the ChAT sections "
+             "(8–12 µm). Round somata in a cluster, which find a neighbour past their ends, "
+             "stay below it; fusiform motor neurons (up to 3.5 : 1) end in the dim neuropil "
+             "at least on one side and stay. Both ends, not one: a soma in a row of cells or "
+             "with a thick dendrite in line continues on one side (such motor neurons of "
+             "238_L2 and 290_L6 were lost with one end). A large value (e.g. 100) turns the "
+             "rule off")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -384,7 +443,19 @@ def classify(objects: pd.DataFrame, p: MotorNeuronParams,
          (objects["area_um2"] >= p.min_area_um2) & \
          (objects["feret_max_um"].fillna(0) >= p.min_feret_max_um)
     if modality == "fluorescence":
-        ok &= objects["mean_snr"] >= p.fluorescence_min_mean_snr
+        snr = objects["mean_snr"]
+        cont_max = objects["continuation_max"] if "continuation_max" in objects else np.nan
+        elong = objects["elongation"] if "elongation" in objects else np.nan
+        # NaN (not measured) compares False: neither a dim soma nor a fibre piece
+        dim_soma = (snr >= p.fluorescence_dim_min_mean_snr) & \
+                   (elong <= p.fluorescence_dim_max_elongation) & \
+                   (objects["solidity"] >= p.fluorescence_dim_min_solidity) & \
+                   (cont_max < p.fluorescence_continuation)
+        cont_min = objects["continuation_min"] if "continuation_min" in objects else np.nan
+        fibre = (elong >= p.fluorescence_fibre_min_elongation) & \
+                (cont_min >= p.fluorescence_continuation)
+        fibre |= elong > p.fluorescence_max_elongation
+        ok &= ((snr >= p.fluorescence_min_mean_snr) | dim_soma) & ~fibre
     else:
         ok &= objects["mean_optical_density"] >= p.min_mean_od
     if p.require_nucleolus:
@@ -610,6 +681,7 @@ def _run_fluorescence(image: Image, regions, p: MotorNeuronParams, channels,
     shift = (factor - 1) / 2 * px
     objects = measure_objects(labels_w, pxw, intensities={"intensity": excess, "snr": snr},
                               offset_um=(offset[0] + shift, offset[1] + shift))
+    _add_axial_continuation(objects, labels_w, snr, p)
     # The brightfield columns stay, empty, so both paths give the same table.
     objects["mean_optical_density"] = np.nan
     objects["nucleolus_contrast_od"] = np.nan
@@ -644,6 +716,28 @@ def _run_fluorescence(image: Image, regions, p: MotorNeuronParams, channels,
                "channel_scores": None if scores is None else [float(v) for v in scores],
                "background": stats["background"], "noise": stats["noise"],
                "work_pixel_size_um": pxw})
+
+
+def _add_axial_continuation(objects: pd.DataFrame, labels: np.ndarray, snr: np.ndarray,
+                            p: MotorNeuronParams) -> None:
+    """Elongation and axial continuation columns (in place), for the objects they can decide.
+
+    Measured only on the somata of motor-neuron size at least as bright as the dimmer of the
+    two brightness criteria (the others cannot become motor neurons): a few hundred objects
+    of a whole section, not its thousands of specks. NaN elsewhere.
+    """
+    d = objects["equivalent_diameter_um"]
+    need = (d >= p.min_equivalent_diameter_um) & (d <= p.max_equivalent_diameter_um) & \
+           (objects["mean_snr"] >= min(p.fluorescence_dim_min_mean_snr,
+                                       p.fluorescence_min_mean_snr))
+    for col in ("elongation", "continuation_min", "continuation_max"):
+        objects[col] = np.nan
+    if not need.any():
+        return
+    m = axial_continuation(labels, snr, objects.loc[need, "label"].to_numpy())
+    pos = pd.Index(objects["label"]).get_indexer(m["label"])
+    for col in ("elongation", "continuation_min", "continuation_max"):
+        objects.iloc[pos, objects.columns.get_loc(col)] = m[col]
 
 
 def _fluorescence_display(plane: np.ndarray, idx: int, step: int) -> np.ndarray:

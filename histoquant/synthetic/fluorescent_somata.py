@@ -14,6 +14,18 @@ Bright cell bodies on a dim, textured neuropil, described in µm and rendered at
 - optical blur (Gaussian, σ = 0.6 µm), 8-bit quantisation, optional **padding** (the export's
   grey canvas around a tilted tile) and **JPEG** compression.
 
+Two optional hard cases (off by default, drawn from their own random stream so the default
+image does not change), each a failure seen on the real ChAT sections:
+
+- **dim somata in a bright neuropil** (``n_dim``): a disc of neuropil (``patch_radius_um``)
+  brighter and more granular than the rest (the fibre-dense ventral horn), holding round motor
+  neurons only ``dim_excess`` above it — they average 4–5 σ of its local noise, below the main
+  brightness criterion, and must still be found;
+- **fibre bundles** (``n_bundles``): straight bright bands ``bundle_width_um`` wide crossing
+  the field (or ``bundle_length_um`` long), beaded along their length (as a real bundle's
+  varicosities), as bright as a dim soma: the watershed cuts them into soma-sized pieces,
+  none of which may be called a motor neuron. ``truth.bundles`` is their mask.
+
 The size classes are separated by a gap (≤ 15 µm, ≥ 24 µm) and somata do not touch: the
 phantom checks detection and measurement, not where a cut-off falls in a continuum.
 """
@@ -39,6 +51,7 @@ class FluorescentTruth:
     cells: pd.DataFrame
     labels: np.ndarray
     padding: np.ndarray
+    bundles: np.ndarray | None = None
 
     @property
     def n_motor_neurons(self) -> int:
@@ -75,7 +88,12 @@ def fluorescent_somata_phantom(shape: tuple[int, int] = (1024, 1024),
                                soma_level: float = 200.0, fibre_fraction: float = 0.15,
                                noise: float = 6.0, padding_px: int = 0,
                                padding_value: int = 40, jpeg_quality: int | None = None,
-                               rgb: bool = True) -> tuple[Image, FluorescentTruth]:
+                               rgb: bool = True, n_dim: int = 0, patch_radius_um: float = 150.0,
+                               dim_excess: float = 60.0, n_bundles: int = 0,
+                               bundle_width_um: float = 12.0, bundle_length_um: float | None = None,
+                               bead_period_um: float = 45.0,
+                               bundle_level: float = 90.0
+                               ) -> tuple[Image, FluorescentTruth]:
     """A fluorescent somata image with exact truth (see the module docstring).
 
     Parameters
@@ -105,6 +123,28 @@ def fluorescent_somata_phantom(shape: tuple[int, int] = (1024, 1024),
         Compress to JPEG at this quality and decode (None = lossless).
     rgb : bool
         An RGB image with the stain in the red channel (a ChAT export) instead of one channel.
+    n_dim : int
+        Dim round motor neurons (24–30 µm) in a bright, granular neuropil patch (0 = no
+        patch).
+    patch_radius_um : float
+        Radius of that patch; its neuropil is 1.5 × ``background`` with granular texture of
+        2 × ``noise`` standard deviation.
+    dim_excess : float
+        Brightness of the dim somata above the patch's neuropil level (grey levels); 60
+        puts them at 4–6 σ of the patch's noise.
+    n_bundles : int
+        Bright fibre bundles (straight, beaded), away from every cell.
+    bundle_width_um : float
+        Their width.
+    bundle_length_um : float, optional
+        Their length; None (default): they cross the whole field, as a ventral horn's
+        bundles cross a horn (a bundle that ends abruptly in the field, its end piece
+        continuing on one side only, is not a case the criteria handle).
+    bead_period_um : float
+        Period of the beading along them: 45 µm beads of a 12 µm bundle are soma-sized
+        pieces (≈ 25 µm equivalent diameter) once the watershed cuts between them.
+    bundle_level : float
+        Their mean brightness above the neuropil (grey levels); ± 30 % beading along them.
 
     Returns
     -------
@@ -112,7 +152,8 @@ def fluorescent_somata_phantom(shape: tuple[int, int] = (1024, 1024),
         uint8 image with ``pixel_size_um`` set (RGB or one channel).
     truth : FluorescentTruth
         Per-cell table (``kind``, ``y_um``, ``x_um``, ``equivalent_diameter_um``,
-        ``area_um2``, ``label``), the label image and the padding mask.
+        ``area_um2``, ``label``, ``dim``), the label image, the padding mask and the
+        bundles' mask (None without bundles).
     """
     rng = np.random.default_rng(seed)
     px = float(pixel_size_um)
@@ -121,6 +162,10 @@ def fluorescent_somata_phantom(shape: tuple[int, int] = (1024, 1024),
     pad = int(padding_px)
     # Cells only in the unpadded part, away from its edges.
     inner_um = ((h - pad) * px, (w - pad) * px)
+    padding_zone = np.zeros((h, w), bool)
+    if pad:
+        padding_zone[:, w - pad:] = True
+        padding_zone[h - pad:, :] = True
     d_mn = rng.uniform(24.0, 40.0, n_motor_neurons)
     d_small = rng.uniform(10.0, 15.0, n_small)
     diam = np.concatenate([d_mn, d_small])
@@ -139,24 +184,62 @@ def fluorescent_somata_phantom(shape: tuple[int, int] = (1024, 1024),
     level = np.zeros((h, w), np.float64)
     rows = []
     lab = 0
+
+    def draw(target: np.ndarray, value: int, cy: float, cx: float, a: float, b: float,
+             ang: float) -> None:
+        """Ellipse of semi-axes a ≥ b (µm), long axis at ``ang``, into the supersampled grid."""
+        r0 = max(0, int((cy - a - 1) / px * ss))
+        r1 = min(h * ss, int((cy + a + 1) / px * ss) + 1)
+        c0 = max(0, int((cx - a - 1) / px * ss))
+        c1 = min(w * ss, int((cx + a + 1) / px * ss) + 1)
+        Y, X = np.meshgrid(yy[r0:r1] - cy, xx[c0:c1] - cx, indexing="ij")
+        ca, sa = np.cos(ang), np.sin(ang)
+        u = Y * ca + X * sa
+        v = -Y * sa + X * ca
+        inside = (u / a) ** 2 + (v / b) ** 2 <= 1.0
+        target[r0:r1, c0:c1][inside] = value
+
     for i, (cy, cx) in enumerate(centres):
         if not np.isfinite(cy):
             continue
         lab += 1
-        r0 = max(0, int((cy - a_ax[i] - 1) / px * ss))
-        r1 = min(h * ss, int((cy + a_ax[i] + 1) / px * ss) + 1)
-        c0 = max(0, int((cx - a_ax[i] - 1) / px * ss))
-        c1 = min(w * ss, int((cx + a_ax[i] + 1) / px * ss) + 1)
-        Y, X = np.meshgrid(yy[r0:r1] - cy, xx[c0:c1] - cx, indexing="ij")
-        ca, sa = np.cos(angle[i]), np.sin(angle[i])
-        u = Y * ca + X * sa
-        v = -Y * sa + X * ca
-        inside = (u / a_ax[i]) ** 2 + (v / b_ax[i]) ** 2 <= 1.0
-        labels_ss[r0:r1, c0:c1][inside] = lab
+        draw(labels_ss, lab, cy, cx, a_ax[i], b_ax[i], angle[i])
         rows.append({"label": lab, "kind": kinds[i], "y_um": cy, "x_um": cx,
                      "equivalent_diameter_um": float(diam[i]),
                      "area_um2": float(np.pi * a_ax[i] * b_ax[i]),
-                     "brightness": float(rng.uniform(0.6, 1.0))})
+                     "brightness": float(rng.uniform(0.6, 1.0)), "dim": False})
+    # The hard cases draw from their own stream: the default image stays as it was.
+    rng2 = np.random.default_rng([int(seed), 14])
+    patch = None
+    if n_dim > 0:
+        pr = float(patch_radius_um)
+        pcy = rng2.uniform(pr, max(pr, inner_um[0] - pr))
+        pcx = rng2.uniform(pr, max(pr, inner_um[1] - pr))
+        patch = (pcy, pcx, pr)
+        placed = [(r["y_um"], r["x_um"], np.sqrt(r["area_um2"] / np.pi) * 1.25)
+                  for r in rows]
+        for _ in range(int(n_dim)):
+            d = rng2.uniform(24.0, 30.0)
+            el = rng2.uniform(1.0, 1.2)
+            ang = rng2.uniform(0, np.pi)
+            a, b = d / 2 * np.sqrt(el), d / 2 / np.sqrt(el)
+            for _ in range(500):
+                rad, th = rng2.uniform(0, pr - a - 10), rng2.uniform(0, 2 * np.pi)
+                cy, cx = pcy + rad * np.sin(th), pcx + rad * np.cos(th)
+                if all((cy - qy) ** 2 + (cx - qx) ** 2 > (a + qr + 10.0) ** 2
+                       for qy, qx, qr in placed):
+                    break
+            else:
+                continue
+            placed.append((cy, cx, a))
+            lab += 1
+            draw(labels_ss, lab, cy, cx, a, b, ang)
+            # a soma of brightness β is the blend L (1 − β) + soma_level β of the neuropil
+            # L: β = dim_excess / (soma_level − L) puts it dim_excess above the patch's L
+            rows.append({"label": lab, "kind": "motor_neuron", "y_um": cy, "x_um": cx,
+                         "equivalent_diameter_um": float(d), "area_um2": float(np.pi * a * b),
+                         "brightness": dim_excess / max(soma_level - 1.5 * background, 1.0),
+                         "dim": True})
     cells = pd.DataFrame(rows)
     bright = np.zeros(lab + 1)
     if len(cells):
@@ -179,6 +262,48 @@ def fluorescent_somata_phantom(shape: tuple[int, int] = (1024, 1024),
         # a 1.5 µm wide fibre: coverage of a pixel by the band
         fib = np.maximum(fib, np.clip((0.75 + px / 2 - dist) / px, 0, 1) * min(1.0, 1.5 / px))
     level += fibre_fraction * soma_level * fib * rng.uniform(0.5, 1.0)
+    if patch is not None:
+        pcy, pcx, pr = patch
+        inside = (Yp - pcy) ** 2 + (Xp - pcx) ** 2 <= pr ** 2
+        grain = ndi.gaussian_filter(rng2.normal(0, 1, (h, w)), max(0.5, 1.0 / px))
+        grain *= 2 * noise / max(float(grain.std()), 1e-9)
+        # replaces the neuropil there (the field and fine fibres go on under it)
+        level = np.where(inside, level + 0.5 * background + grain, level)
+    bundles = None
+    if n_bundles > 0:
+        bundles = np.zeros((h, w), bool)
+        half_w = bundle_width_um / 2
+        half_l = np.inf if bundle_length_um is None else bundle_length_um / 2
+        # every cell as (y, x, long semi-axis): a bundle keeps 10 µm from each
+        keep_off = [(r["y_um"], r["x_um"], np.sqrt(r["area_um2"] / np.pi) * 1.25)
+                    for r in rows]
+        lines: list[tuple[float, float, float]] = []
+        for _ in range(int(n_bundles)):
+            for _ in range(2000):
+                y0, x0 = rng2.uniform(0, size_um[0]), rng2.uniform(0, size_um[1])
+                th = rng2.uniform(0, np.pi)
+                sn, cs = np.sin(th), np.cos(th)
+                clear = True
+                for cy, cx, r in keep_off:
+                    al = (cy - y0) * sn + (cx - x0) * cs
+                    ac = abs((cy - y0) * cs - (cx - x0) * sn)
+                    if ac <= half_w + r + 10.0 and abs(al) <= half_l + r + 10.0:
+                        clear = False
+                        break
+                # bundles do not cross each other (each piece's truth is one bundle)
+                if clear and all(abs(np.sin(th - t2)) > 0.3 for _, _, t2 in lines):
+                    break
+            else:
+                continue
+            lines.append((y0, x0, th))
+            along = (Yp - y0) * sn + (Xp - x0) * cs
+            across = np.abs((Yp - y0) * cs - (Xp - x0) * sn)
+            edge = np.clip((half_w + px / 2 - across) / px, 0, 1)
+            if np.isfinite(half_l):
+                edge *= np.clip((half_l - np.abs(along)) / px + 0.5, 0, 1)
+            bead = 1 + 0.3 * np.sin(2 * np.pi * along / bead_period_um)
+            level += bundle_level * bead * edge
+            bundles |= edge > 0.5
     level = np.where(cover > 0, level * (1 - np.minimum(cover, 1)) + soma_level * cover, level)
     level = ndi.gaussian_filter(level, 0.6 / px)
     level += rng.normal(0, noise, level.shape)
@@ -201,7 +326,10 @@ def fluorescent_somata_phantom(shape: tuple[int, int] = (1024, 1024),
         PILImage.fromarray(data).save(buf, format="JPEG", quality=int(jpeg_quality))
         data = np.asarray(PILImage.open(io.BytesIO(buf.getvalue())))
     labels[padding] = 0
+    if bundles is not None:
+        bundles &= ~padding
     image = Image(data=data, axes="YXC" if rgb else "YX", pixel_size_um=px,
                   channel_names=("R", "G", "B") if rgb else ("C0",), rgb=rgb,
                   metadata={"name": f"fluorescent_phantom_{seed}"})
-    return image, FluorescentTruth(cells=cells, labels=labels, padding=padding)
+    return image, FluorescentTruth(cells=cells, labels=labels, padding=padding,
+                                   bundles=bundles)
