@@ -46,9 +46,22 @@ _AXIS_PRIOR = 0.1
 # (fissure) and breadth cues about two thirds; grey-matter area half [U].
 _CUE_WEIGHTS = {"surface": 1.0, "breadth": 0.5, "area": 0.25, "fissure": 0.5}
 _CONFIDENCE_SCALE = 0.6
-# Notches narrower than twice this are "narrow" (the ventral median fissure: tens of µm
-# wide in mouse and rat; the dorsal surface's broad concavity: several hundred) [U].
-_NOTCH_RADIUS_UM = 80.0
+# Closing radii that tell a slit from a V (see _fissure_cue): the ventral median fissure
+# is tens of µm wide in mouse and rat, so the small disc (fills notches < 80 µm wide) fills
+# it along its whole depth; a V between the dorsal horns (mouth ≈ 200–400 µm in mouse)
+# only at its tip. The large one (< 240 µm) fills most of such a V [U].
+_SLIT_RADII_UM = (40.0, 120.0)
+# Only notches within this distance of the axis are the median fissure or septum [U].
+_FISSURE_BAND_UM = 150.0
+# Median distance from a notch's walls to the grey matter at which it stops (first) and
+# fully (second) counts as the fissure: the fissure's walls are the ventral funiculi,
+# 240–370 µm from the grey matter on the 4 mouse atlas drawings and 420–580 µm on the rat
+# Nissl section; the walls of a V cut between the dorsal horns are the horns' own edges,
+# 30–85 µm from the grey-matter mask found there [U].
+_FISSURE_WALL_UM = (60.0, 180.0)
+# A notch of a pixel or two at 10 µm is noise of the outline: slit scores are compared
+# as (a - b) / (a + b + this) [U].
+_FISSURE_EPS_UM = 30.0
 
 
 @dataclass
@@ -225,7 +238,7 @@ def ventral_cues(grey: np.ndarray, tissue: np.ndarray, canal_rc: np.ndarray,
     else:
         cues["breadth"] = 0.0
     cues["area"] = rel(float((t > 0).sum()), float((t < 0).sum()))
-    cues["fissure"] = _fissure_cue(tissue, canal_rc, direction, perp, px_um, hull)
+    cues["fissure"] = _fissure_cue(tissue, canal_rc, direction, perp, px_um, hull, grey)
     total = sum(_CUE_WEIGHTS[k] * v for k, v in cues.items())
     spread = sum(_CUE_WEIGHTS[k] * abs(v) for k, v in cues.items())
     sign = 1.0 if total >= 0 else -1.0
@@ -237,31 +250,75 @@ def ventral_cues(grey: np.ndarray, tissue: np.ndarray, canal_rc: np.ndarray,
     return sign, confidence, cues
 
 
-def _fissure_cue(tissue: np.ndarray, canal_rc: np.ndarray, direction: np.ndarray,
-                 perp: np.ndarray, px_um: float, hull: np.ndarray | None = None) -> float:
-    """Relative depth of a narrow notch of the outline on the midline at each end of the axis.
-
-    The ventral median fissure is a deep, narrow slit (tens of µm wide); the dorsal side
-    has at most a shallow median sulcus, but its surface is often broadly concave between
-    the dorsal horns, which a convex hull would count as a deep notch. So only narrow
-    notches count: what a closing with a disc of :data:`_NOTCH_RADIUS_UM` fills in.
-    """
+def _closed(filled: np.ndarray, radius_px: float) -> np.ndarray:
+    """Binary closing of ``filled`` with a disc, padded so the border does not clip it."""
     from .tissue import disk
 
-    filled = ndi.binary_fill_holes(tissue)
-    r = max(1.0, _NOTCH_RADIUS_UM / px_um)
+    r = max(1.0, radius_px)
     pad = int(np.ceil(r)) + 1
-    closed = ndi.binary_closing(np.pad(filled, pad), structure=disk(r))[pad:-pad, pad:-pad]
-    notch = closed & ~filled
-    if not notch.any():
-        return 0.0
-    depth = ndi.distance_transform_edt(closed) * px_um
+    return ndi.binary_closing(np.pad(filled, pad), structure=disk(r))[pad:-pad, pad:-pad]
+
+
+def _fissure_cue(tissue: np.ndarray, canal_rc: np.ndarray, direction: np.ndarray,
+                 perp: np.ndarray, px_um: float, hull: np.ndarray | None = None,
+                 grey: np.ndarray | None = None) -> float:
+    """Relative slit depth of the outline on the midline at each end of the axis.
+
+    The ventral median fissure is a slit: deep, with nearly parallel walls tens of µm
+    apart, lined by the ventral white matter. Two other midline notches are not: the
+    dorsal surface's broad concavity between the dorsal columns, and — when the dark
+    dorsal columns of a fluorescence image fall outside the tissue mask — a V-shaped cut
+    between the dorsal horns, wide at the surface and tapering to the dorsal median
+    septum. Two tests tell them apart:
+
+    * shape: a closing with a disc of radius r fills a notch down to where it is 2r wide,
+      for a slit the same depth whatever r, for a V a depth proportional to r. So the
+      depth filled by a small disc (S_s, :data:`_SLIT_RADII_UM`) times its share of the
+      depth filled by a large one (S_s / S_l: ≈ 1 for a slit, less for a V) scores
+      "slit";
+    * walls: the fissure's walls are white matter, hundreds of µm from the grey matter;
+      a notch walled by grey matter is where the outline followed the butterfly (dark
+      white matter left out), not the fissure. The score is scaled by the median
+      distance of the notch's walls to the grey matter, from 0 at
+      :data:`_FISSURE_WALL_UM` [0] to 1 at [1].
+
+    Only notches within :data:`_FISSURE_BAND_UM` of the axis count.
+    """
+    filled = ndi.binary_fill_holes(tissue)
+    small, large = (_closed(filled, r / px_um) for r in _SLIT_RADII_UM)
+    notch = large & ~filled
     coords = np.argwhere(notch).astype(float)
+    if not len(coords):
+        return 0.0
     d = coords - canal_rc
     t = d @ direction
-    n = d @ perp
-    band = np.abs(n) * px_um <= 150.0
-    dep = depth[notch]
-    a = float(dep[band & (t > 0)].max()) if (band & (t > 0)).any() else 0.0
-    b = float(dep[band & (t < 0)].max()) if (band & (t < 0)).any() else 0.0
-    return float((a - b) / (a + b + 30.0))
+    band = np.abs(d @ perp) * px_um <= _FISSURE_BAND_UM
+    gi = coords.astype(int)
+    depths = []
+    for closed in (small, large):
+        dep = (ndi.distance_transform_edt(closed) * px_um)[gi[:, 0], gi[:, 1]]
+        dep[~closed[gi[:, 0], gi[:, 1]]] = 0.0
+        depths.append(dep)
+    if grey is not None and grey.any():
+        to_grey = ndi.distance_transform_edt(~grey) * px_um
+        lab, _ = ndi.label(notch)
+        lab_at = lab[gi[:, 0], gi[:, 1]]
+    score = []
+    for end in (t > 0, t < 0):
+        sel = band & end
+        if not sel.any():
+            score.append(0.0)
+            continue
+        s_s = float(depths[0][sel].max())
+        s_l = float(depths[1][sel].max())
+        e = s_s * s_s / max(s_l, s_s, 1e-9)
+        if grey is not None and grey.any():
+            # the walls: tissue pixels touching the notch piece(s) this end's band crosses
+            piece = np.isin(lab, np.unique(lab_at[sel]))
+            wall = ndi.binary_dilation(piece) & filled
+            if wall.any():
+                lo, hi = _FISSURE_WALL_UM
+                e *= float(np.clip((np.median(to_grey[wall]) - lo) / (hi - lo), 0.0, 1.0))
+        score.append(e)
+    a, b = score
+    return float((a - b) / (a + b + _FISSURE_EPS_UM))
