@@ -4,7 +4,9 @@ Axis: a cord cross-section is mirror-symmetric about its midline, and only about
 and ventral horns differ). The grey matter (weighted with the outline) is turned through
 every candidate angle and compared with its own reflection about every vertical line at
 once (an autoconvolution per row, by FFT); the best angle and line give the midline, for
-any rotation of the section.
+any rotation of the section. Near ties (patchy or lopsided grey matter, whose four patches
+mirror top-onto-bottom as well as left-onto-right) go to the outline's short axis: a
+lumbar or cervical cross-section is wider than deep (:data:`_AXIS_PRIOR`).
 
 Ventral end: four cues, each a signed relative difference between the two ends of the
 axis (positive = the "+" end looks ventral):
@@ -14,14 +16,21 @@ axis (positive = the "+" end looks ventral):
 2. ventral horns are broad and blunt, dorsal horns thin — the thickest grey matter on each
    side (largest inscribed half-width);
 3. the ventral grey matter is the larger (ventral horns 0.6–1.0 mm² each, REFERENCE.md);
-4. the ventral median fissure notches the ventral surface on the midline — the depth of
-   a narrow notch of the outline (one a 80 µm closing fills; the dorsal surface's broad
-   concavity between the dorsal horns is not one) near each end of the axis.
+4. the ventral median fissure slits the ventral surface on the midline: a notch of the
+   outline near the axis that is a slit (the same depth filled by a 40 µm and a 120 µm
+   closing, where a V fills in proportion to the disc) and is walled by white matter
+   (its walls 60–180 µm or more from the grey matter). Not the dorsal surface's broad
+   concavity, and not the V cut between the dorsal horns that a fluorescence image
+   leaves when its dark dorsal columns fall outside the tissue mask (walled by grey).
 
 Their weighted sum S decides; its size and the cues' agreement give the confidence,
 ``0.5 + 0.5·tanh(|S| / 0.6)·|S| / Σ w|cue|`` (a heuristic score, 0.5 = a coin toss, not a
 calibrated probability; cues that contradict each other pull it toward 0.5).
-"""
+
+When the white matter is as dark as the slide, the outline found is the butterfly itself:
+the surface and fissure cues then have nothing to measure and the decision rests on weak
+cues, with a confidence near 0.5 (flagged ``orientation_uncertain``) rather than a
+confident guess."""
 
 from __future__ import annotations
 
@@ -200,6 +209,21 @@ def ventral_cues(grey: np.ndarray, tissue: np.ndarray, canal_rc: np.ndarray,
                  direction: np.ndarray, px_um: float, hull: np.ndarray | None = None
                  ) -> tuple[float, float, dict[str, float]]:
     """Decide which end of the axis is ventral.
+
+    Parameters
+    ----------
+    grey, tissue : ndarray of bool
+        Working-resolution grey-matter and tissue masks of one section (same shape).
+    canal_rc : ndarray
+        The central canal (row, col) in working pixels: the ends of the axis are the two
+        sides of the line through it perpendicular to ``direction``.
+    direction : ndarray
+        Unit vector (row, col) along the dorsal–ventral axis; which end it points to is
+        what is decided.
+    px_um : float
+        Working pixel size in µm (every distance of the cues is in µm).
+    hull : ndarray of bool, optional
+        Unused; kept so existing callers keep working.
 
     Returns
     -------
