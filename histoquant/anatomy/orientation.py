@@ -68,8 +68,11 @@ _FISSURE_BAND_UM = 150.0
 # Nissl section; the walls of a V cut between the dorsal horns are the horns' own edges,
 # 30–85 µm from the grey-matter mask found there [U].
 _FISSURE_WALL_UM = (60.0, 180.0)
-# A notch of a pixel or two at 10 µm is noise of the outline: slit scores are compared
-# as (a - b) / (a + b + this) [U].
+# A notch of two or three pixels at 10 µm is the roughness of a mask's outline, not a
+# slit: this much is taken off each end's slit score (it also keeps a rat's shallow dorsal
+# median sulcus, ≈ 30 µm at 10 µm/px, from outweighing an unresolved fissure) [U].
+_FISSURE_FLOOR_UM = 30.0
+# Slit scores are compared as (a - b) / (a + b + this), so two tiny ones give ≈ 0 [U].
 _FISSURE_EPS_UM = 30.0
 
 
@@ -343,6 +346,7 @@ def _fissure_cue(tissue: np.ndarray, canal_rc: np.ndarray, direction: np.ndarray
             if wall.any():
                 lo, hi = _FISSURE_WALL_UM
                 e *= float(np.clip((np.median(to_grey[wall]) - lo) / (hi - lo), 0.0, 1.0))
-        score.append(e)
+        # a notch a few pixels deep is the mask outline's own roughness, not a slit
+        score.append(max(e - _FISSURE_FLOOR_UM, 0.0))
     a, b = score
     return float((a - b) / (a + b + _FISSURE_EPS_UM))
