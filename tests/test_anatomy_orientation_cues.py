@@ -86,7 +86,7 @@ def _decide(tissue: np.ndarray, grey: np.ndarray, canal: np.ndarray, k: int
     angle = float(np.degrees(np.arctan2(v[1], v[0])))
     toward_truth = 1.0 if axis.direction @ VENTRAL_RC[k] >= 0 else -1.0
     cues = {key: toward_truth * val for key, val in cues.items()}
-    return WORDS[int(((angle + 45.0) % 360.0) // 90.0)], conf, cues, angle
+    return WORDS[int(((angle + 45.0) % 360.0) // 90.0) % 4], conf, cues, angle
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +160,15 @@ def test_cues_are_antisymmetric_in_the_axis_direction(mouse_geometries):
     assert c1 == pytest.approx(c2)
     for key in q1:
         assert q1[key] == pytest.approx(-q2[key], abs=1e-9), key
+
+
+def test_ventral_direction_word_at_the_wrap_around():
+    """An angle a hair below -45° (halfway between down and left) must give a word,
+    not an IndexError: (angle + 45) % 360 rounds to 360.0 in floating point."""
+    from histoquant.anatomy.regions import SectionAnatomy
+
+    s = SectionAnatomy.__new__(SectionAnatomy)
+    s.angle_deg = -45.00000000000001
+    assert s.ventral_direction == "down"
+    s.angle_deg = 134.9
+    assert s.ventral_direction == "right"
