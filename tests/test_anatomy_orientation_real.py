@@ -44,3 +44,72 @@ def test_ventral_side_turns_with_the_section(shared_data, stain, sid, k):
     assert s.ventral_direction == WORDS[k] or (
         s.orientation_confidence < 0.7 and "orientation_uncertain" in s.flags), (
         s.ventral_direction, s.orientation_confidence, s.metrics.get("cue_total"))
+
+
+def _atlas_module():
+    """The atlas-drawing reader of benchmarks/real_data_refs (one home for it)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_data_refs" / "atlas.py"
+    if not path.exists():
+        return None
+    name = "_histoquant_real_data_atlas"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+ATLAS_IDS = ("214_L1", "238_L2", "280_L5", "290_L6")
+
+
+@pytest.mark.parametrize("stain", list(STAINS))
+@pytest.mark.parametrize("sid", ATLAS_IDS)
+def test_ventral_side_from_the_atlas_masks(shared_data, stain, sid):
+    """The orientation functions on the drawn cord and grey-matter masks (so on the right
+    shapes, whatever the segmentation does): ventral down in every drawn section, and
+    turned with the masks by a quarter turn. The stain only changes the image the canal is
+    looked for in."""
+    from scipy import ndimage as ndi
+
+    from histoquant.anatomy.grey_matter import find_canal
+    from histoquant.anatomy.orientation import symmetry_axis, ventral_cues
+    from histoquant.anatomy.working import tissue_signal
+
+    atlas = _atlas_module()
+    if atlas is None:
+        pytest.skip("benchmarks/real_data_refs/atlas.py (the atlas reader) is absent")
+    folder = shared_data / "spinal_cord_fluorescent"
+    path = folder / stain / f"{sid}_{STAINS[stain]}.jpg"
+    drawing = folder / "atlas" / f"{sid}_atlas.png"
+    if not path.exists() or not drawing.exists():
+        pytest.skip("image or drawing absent")
+    image = read_image(path)
+    px = 2.30 if image.shape_yx[0] <= 800 else 2.02   # data README: from the scale bars
+    drawn = atlas.extract_atlas(drawing, image.shape_yx)
+    f = max(1, round(10.0 / px))                       # the anatomy's 10 µm working scale
+    sig = tissue_signal(image.with_pixel_size(px), f).signal
+    h, w = sig.shape
+
+    def down(m: np.ndarray) -> np.ndarray:
+        m = np.pad(m[: h * f, : w * f], ((0, max(0, h * f - m.shape[0])),
+                                         (0, max(0, w * f - m.shape[1]))))
+        return m.reshape(h, f, w, f).mean(axis=(1, 3)) > 0.5
+
+    cord, grey = down(drawn.cord), down(drawn.grey & drawn.cord)
+    wpx = px * f
+    for k in (0, 1):
+        c, g, s = (np.ascontiguousarray(np.rot90(a, k)) for a in (cord, grey, sig))
+        axis = symmetry_axis(g, c, wpx)
+        canal = find_canal(s, c, g, axis.point, axis.direction, wpx)
+        sign, conf, cues = ventral_cues(g, c, np.asarray(canal.rc), axis.direction, wpx,
+                                        ndi.binary_fill_holes(c))
+        v = sign * axis.direction
+        angle = float(np.degrees(np.arctan2(v[1], v[0])))
+        assert WORDS[int(((angle + 45.0) % 360.0) // 90.0) % 4] == WORDS[k], (k, cues)
+        assert abs((angle - 90.0 * k + 180.0) % 360.0 - 180.0) < 10.0, (k, angle)
+        assert conf > 0.6, (k, conf, cues)
