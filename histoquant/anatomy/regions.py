@@ -130,7 +130,8 @@ class SectionAnatomy:
     def ventral_direction(self) -> str:
         """Nearest of down/right/up/left to where the ventral side points on screen."""
         a = (self.angle_deg + 45.0) % 360.0
-        return ("down", "right", "up", "left")[int(a // 90.0)]
+        # % 4: a float modulo of a tiny negative number rounds up to 360.0 itself
+        return ("down", "right", "up", "left")[int(a // 90.0) % 4]
 
     def working_mask(self, name: str) -> np.ndarray:
         """Mask of a region on the section's working-resolution bounding box."""
