@@ -83,7 +83,8 @@ def run_files(
     modality : {"brightfield", "fluorescence"}, optional
         What every file is, overriding the detection from the pixels.
     progress : BatchProgress, optional
-        ``progress(done, total, message)`` after each file: the protocol of a study run
+        ``progress(done, total, message)`` once with ``done = 0`` before the first file, then
+        after each file: the protocol of a study run
         (:data:`~histoquant.batch.execute.BatchProgress`), so the CLI draws both alike.
     meta : mapping, optional
         Identifiers the images share and the assay cannot see (``animal``, ``group``,
@@ -110,6 +111,8 @@ def run_files(
     t0 = time.perf_counter()
     total = len(paths)
     tracebacks: dict[str, str] = {}  # run.json only: errors.csv stays one line per image
+    if progress is not None and total:
+        progress(0, total, "")  # the bar's clock starts with the first image, not after it
     for i, path in enumerate(paths):
         path = Path(path)
         try:
