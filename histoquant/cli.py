@@ -175,24 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Progress:
-    def __init__(self, quiet: bool, label: str):
-        self.quiet, self.label = quiet, label
-
-    def __call__(self, done: int, total: int, message: str) -> None:
-        if not self.quiet:
-            width = 30
-            filled = int(width * done / max(total, 1))
-            print(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-                  f"{message[:60]:<60}", end="\n" if done == total else "", file=sys.stderr,
-                  flush=True)
-
-
 class _Bar:
-    """tqdm progress bar with ETA for the study run (created on the first update)."""
+    """The terminal's progress bar for every command: a tqdm bar with ETA on stderr.
 
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
+    Takes the runs' one progress protocol,
+    :data:`~histoquant.batch.execute.BatchProgress` (``done, total, message``); the bar is
+    created on the first call, so a run stopped before any image draws nothing.
+    """
+
+    def __init__(self, quiet: bool, label: str = "batch"):
+        self.quiet, self.label = quiet, label
         self.bar = None
 
     def __call__(self, done: int, total: int, message: str) -> None:
@@ -201,7 +193,7 @@ class _Bar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="image", desc="batch", file=sys.stderr,
+            self.bar = tqdm(total=total, unit="image", desc=self.label, file=sys.stderr,
                             dynamic_ncols=True)
         if message:
             self.bar.set_postfix_str(message[-50:], refresh=False)
@@ -261,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = run_files(args.spec, args.images, args.outdir,
                                params=_params_with_flags(args),
                                pixel_size_um=args.pixel_size_um, regions=args.regions,
-                               channels=channels, progress=_Progress(args.quiet, args.command),
+                               channels=channels, progress=_Bar(args.quiet, args.command),
                                meta=_meta_from_args(args), modality=args.modality)
             ok = report.ok
             if not args.quiet:

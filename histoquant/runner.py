@@ -13,10 +13,10 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from .io import OutputFolder, read_image
 from .output import write_result_files, write_run_json, write_tables
 from .results import AssayResult
 from .rois import read_regions
+
+if TYPE_CHECKING:
+    from .batch.execute import BatchProgress
 
 __all__ = ["RunReport", "run_files"]
 
@@ -55,7 +58,7 @@ def run_files(
     pixel_size_um: float | None = None,
     regions: Any = None,
     channels: Mapping[str, str | int] | None = None,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: BatchProgress | None = None,
     meta: Mapping[str, Any] | None = None,
     modality: str | None = None,
 ) -> RunReport:
@@ -79,8 +82,10 @@ def run_files(
         Channel role → name or index.
     modality : {"brightfield", "fluorescence"}, optional
         What every file is, overriding the detection from the pixels.
-    progress : callable, optional
-        ``progress(done, total, message)`` after each file.
+    progress : BatchProgress, optional
+        ``progress(done, total, message)`` once with ``done = 0`` before the first file, then
+        after each file: the protocol of a study run
+        (:data:`~histoquant.batch.execute.BatchProgress`), so the CLI draws both alike.
     meta : mapping, optional
         Identifiers the images share and the assay cannot see (``animal``, ``group``,
         ``level``, ``section``, or any other name): each becomes a constant column of every
@@ -106,6 +111,8 @@ def run_files(
     t0 = time.perf_counter()
     total = len(paths)
     tracebacks: dict[str, str] = {}  # run.json only: errors.csv stays one line per image
+    if progress is not None and total:
+        progress(0, total, "")  # the bar's clock starts with the first image, not after it
     for i, path in enumerate(paths):
         path = Path(path)
         try:

@@ -22,18 +22,20 @@ from .config import (
     load_study,
     load_study_config,
 )
-from .run import BatchReport, plan_study, run_batch
+from .run import BatchProgress, BatchReport, StudyPlan, plan_study, run_batch
 from .samples import Sample, build_samples, discover, find_images, read_sample_sheet
 from .tables import StudyTables, assemble
 
 __all__ = [
     "AssayPlan",
+    "BatchProgress",
     "BatchReport",
     "QCOptions",
     "Sample",
     "SlideOptions",
     "StudyConfig",
     "StudyError",
+    "StudyPlan",
     "StudyTables",
     "assemble",
     "build_samples",

@@ -3,10 +3,16 @@
 All three hand each finished unit to the same ``on_done`` callback in this process, which
 persists it at once. Workers only compute; they write nothing. Dask is optional
 (``pip install histoquant[dask]``) and imported only when a scheduler is named.
+
+:func:`measure_units` is a study run's measuring step: it skips the units an earlier run
+finished (``resume``), runs the rest with :func:`execute`, keeps each finished unit in the
+part store and writes its QC picture the moment it arrives, and reports progress through
+the one :data:`BatchProgress` protocol.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -14,16 +20,28 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DependencyError
+from ..io.safe_paths import OutputFolder
+from .plan import StudyPlan
+from .store import PartStore, decode_part
 from .units import Unit, UnitOutput, process_unit
+from .writers import write_qc_picture
 
-__all__ = ["execute", "dask_client", "side_process"]
+__all__ = ["BatchProgress", "Measured", "execute", "measure_units", "dask_client",
+           "side_process"]
 
 log = logging.getLogger(__name__)
 
 OnDone = Callable[[Unit, UnitOutput], None]
+
+#: ``progress(done, total, message)``: the one progress protocol of a run over images —
+#: called once with ``done = 0`` before the first image, then after each image (the CLI
+#: draws it as a tqdm bar, the napari widget as a progress bar). Not
+#: :data:`histoquant.assays.base.Progress`, an assay's progress within one image.
+BatchProgress = Callable[[int, int, str], None]
 
 
 def _crashed(unit: Unit, why: str) -> UnitOutput:
@@ -240,3 +258,102 @@ def execute(units: Sequence[Unit], on_done: OnDone, *, jobs: int = 1,
         _serial(units, on_done)
     else:
         _processes(_largest_first(units), min(jobs, len(units)), on_done)
+
+
+@dataclass
+class Measured:
+    """What the measuring step of a study run left for assembling.
+
+    Attributes
+    ----------
+    records : dict of str to dict
+        Unit key → record of every unit that failed (at planning or now), with ``error``.
+    finished : dict of str to UnitOutput
+        Units measured now, decoded from their parts (tables and thumbnail; the QC picture is
+        already written and dropped).
+    n_run : int
+        Units measured now.
+    n_reused : int
+        Units skipped because an earlier run finished them (``resume``).
+    """
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finished: dict[str, UnitOutput] = field(default_factory=dict)
+    n_run: int = 0
+    n_reused: int = 0
+
+
+def measure_units(plan: StudyPlan, store: PartStore, out: OutputFolder, *, jobs: int = 1,
+                  scheduler: Any = None, resume: bool = False,
+                  progress: BatchProgress | None = None) -> Measured:
+    """Measure the plan's units; keep each in ``store`` and write its QC picture as it ends.
+
+    Parameters
+    ----------
+    plan : StudyPlan
+        The checked plan.
+    store : PartStore
+        Where finished units are kept (and, with ``resume``, found).
+    out : OutputFolder
+        The run's output folder, for the QC pictures.
+    jobs : int
+        Worker processes on this machine.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler; overrides ``jobs``.
+    resume : bool
+        Skip units whose part an earlier run left.
+    progress : BatchProgress, optional
+        Told before the first unit and after each.
+
+    Returns
+    -------
+    Measured
+
+    Raises
+    ------
+    KeyboardInterrupt
+        Passed on, after a warning saying how many units are kept for ``resume``.
+    """
+    m = Measured(records={f.key: f.meta for f in plan.failed})
+    todo = []
+    for u in plan.units:
+        if resume and store.has(u.key):
+            m.n_reused += 1
+        else:
+            todo.append(u)
+    total = len(todo)
+    done = 0
+
+    def on_done(unit: Unit, result: UnitOutput) -> None:
+        nonlocal done
+        done += 1
+        if done == 1 and (jobs > 1 or scheduler is not None):
+            # The report's statistics need scipy.stats (≈ 0.7 s to import): imported here,
+            # while the workers measure, it is off the serial tail of a parallel run.
+            import scipy.stats  # noqa: F401
+        if result.ok:
+            data = store.write(result)
+            # Parsed and its QC picture written now, while the workers measure, rather than
+            # all at the end; only the tables and thumbnail are kept for assembling.
+            part = decode_part(data, result.key, pictures=True)
+            if part.qc_png:
+                write_qc_picture(out, unit.assay, unit.sample.image, part.qc_png)
+            m.finished[result.key] = dataclasses.replace(part, qc_png=None)
+            m.n_run += 1
+            msg = f"{unit.sample.rel} ({unit.assay}): ok"
+        else:
+            m.records[unit.key] = result.meta
+            msg = f"{unit.sample.rel} ({unit.assay}): FAILED {result.meta['error']['error']}"
+            log.warning("%s: %s", unit.sample.rel, result.meta["error"]["message"])
+        if progress is not None:
+            progress(done, total, msg)
+
+    if progress is not None and total:
+        progress(0, total, "")
+    try:
+        execute(todo, on_done, jobs=jobs, scheduler=scheduler)
+    except KeyboardInterrupt:
+        log.warning("interrupted: %d of %d finished image(s) are kept in %s; run again with "
+                    "--resume to go on", done, total, store.dir)
+        raise
+    return m

@@ -1,0 +1,389 @@
+"""The files of a study run, one writer per output.
+
+=========================  ===========================================================
+writer                     writes
+=========================  ===========================================================
+:func:`write_qc_picture`   ``qc/<assay>/<image>.png``
+:func:`write_csv_tables`   ``objects.csv``, ``sections.csv``, ``animals.csv``,
+                           ``tables/<assay>__<name>.csv`` and ``errors.csv``
+:func:`write_prism`        ``prism/<assay>__<measure>__<region>__<level>.csv``
+:func:`write_workbook`     ``study.xlsx``
+:func:`write_report`       ``report.html``
+:func:`write_run_record`   ``run.json``
+=========================  ===========================================================
+
+Each takes the :class:`~histoquant.io.safe_paths.OutputFolder` and what it writes; none
+computes a table (that is :mod:`histoquant.batch.assemble`'s work). Every file name made from a
+name in the data goes through :func:`~histoquant.io.safe_paths.safe_file_name` and every file
+is written atomically. A folder a writer owns (``tables/``, ``prism/``) loses the CSV files an
+earlier run left there and this one did not write, so the folder always matches ``run.json``.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ..io.safe_paths import OutputFolder, safe_file_name, safe_name
+from ..output import write_bytes, write_csv, write_excel, write_json
+from .report import build_report
+from .samples import Sample, natural_key
+from .tables import StudyTables, extra_table
+
+if TYPE_CHECKING:
+    from .plan import StudyPlan
+
+__all__ = ["EXCEL_OBJECT_ROWS", "PrismBlocks", "qc_path", "write_qc_picture",
+           "write_csv_tables", "write_prism", "write_workbook", "report_run_info",
+           "write_report", "run_record", "write_run_record"]
+
+# Larger object tables stay out of the Excel workbook (objects.csv always has every row).
+EXCEL_OBJECT_ROWS = 100_000
+
+#: The Prism tables as the workbook's ``prism`` sheet shows them: (title, table) pairs.
+PrismBlocks = list[tuple[str, pd.DataFrame]]
+
+#: One study-wide extra table's pieces: (sample, assay, table) per image.
+ExtraPieces = list[tuple[Sample, str, pd.DataFrame]]
+
+
+def qc_path(out: OutputFolder, assay: str, image: str) -> Path:
+    """``qc/<assay>/<image>.png``, every part made safe.
+
+    An image name holding its folder (two files of the same name in different folders, see
+    ``samples._image_names``) keeps that folder under ``qc/<assay>/``.
+
+    Parameters
+    ----------
+    out : OutputFolder
+        The run's output folder.
+    assay : str
+        Assay name.
+    image : str
+        The image's name in the study (``Sample.image``).
+
+    Returns
+    -------
+    Path
+        Inside ``out`` (checked).
+    """
+    *folders, name = image.split("/")
+    return out.path("qc", safe_name(assay), *map(safe_name, folders),
+                    safe_file_name(name, suffix=".png"))
+
+
+def write_qc_picture(out: OutputFolder, assay: str, image: str, png: bytes) -> Path:
+    """Write one image's QC overlay (PNG bytes made by the worker) to :func:`qc_path`.
+
+    Parameters
+    ----------
+    out : OutputFolder
+        The run's output folder.
+    assay, image : str
+        Which image × assay it shows.
+    png : bytes
+        The encoded picture, written as it is.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    return write_bytes(png, qc_path(out, assay, image))
+
+
+def _clear_stale(folder: Path, kept: set[str]) -> None:
+    """Delete the CSV files in ``folder`` that this run did not write."""
+    if folder.is_dir():
+        for stale in folder.glob("*.csv"):
+            if stale.name not in kept:
+                stale.unlink()
+
+
+def write_csv_tables(out: OutputFolder, tables: StudyTables,
+                     extras: Mapping[tuple[str, str], ExtraPieces],
+                     groups: Sequence[str]) -> None:
+    """Write the study's CSV tables.
+
+    ``objects.csv``, ``sections.csv`` and ``animals.csv``; each assay's extra tables as
+    ``tables/<assay>__<name>.csv``; ``errors.csv`` when an image failed (an earlier run's
+    ``errors.csv`` is deleted when none did).
+
+    Parameters
+    ----------
+    out : OutputFolder
+        The run's output folder.
+    tables : StudyTables
+        The assembled tables.
+    extras : mapping of (assay, name) to list of (sample, assay, table)
+        The per-image pieces of every extra table, joined here with the study's metadata.
+    groups : sequence of str
+        Group order, for sorting the extra tables as the others are.
+    """
+    write_csv(tables.objects, out.path("objects.csv"))
+    write_csv(tables.sections, out.path("sections.csv"))
+    write_csv(tables.animals, out.path("animals.csv"))
+    # checked before the stale files in it are deleted, too
+    tables_dir = out.path("tables")
+    kept = set()
+    for (assay, name), items in sorted(extras.items()):
+        file_name = safe_file_name(assay, name, suffix=".csv")
+        write_csv(extra_table(items, groups), out.path("tables", file_name))
+        kept.add(file_name)
+    _clear_stale(tables_dir, kept)
+    err_path = out.path("errors.csv")
+    if len(tables.errors):
+        write_csv(tables.errors, err_path)
+    elif err_path.exists():
+        err_path.unlink()
+
+
+def write_prism(out: OutputFolder, tables: StudyTables) -> PrismBlocks:
+    """Write one wide CSV per assay × measure × region × level under ``prism/``.
+
+    Parameters
+    ----------
+    out : OutputFolder
+        The run's output folder.
+    tables : StudyTables
+        The assembled tables; ``tables.prism`` holds the wide tables.
+
+    Returns
+    -------
+    PrismBlocks
+        The same tables with their titles, for the workbook's ``prism`` sheet.
+    """
+    prism_dir = out.path("prism")
+    written = set()
+    blocks = []
+    for (assay, measure, region, level), df in tables.prism.items():
+        # the table and the workbook's title keep the names as they are; only the file name
+        # is made safe (unchanged for ordinary names)
+        name = safe_file_name(assay, measure, region, level, suffix=".csv")
+        write_csv(df, out.path("prism", name))
+        written.add(name)
+        blocks.append((f"{assay} · {measure} · {region} · {level}", df))
+    _clear_stale(prism_dir, written)
+    return blocks
+
+
+def write_workbook(out: OutputFolder, tables: StudyTables, prism: PrismBlocks, *,
+                   side: ProcessPoolExecutor | None = None) -> Future | None:
+    """Write ``study.xlsx``: sections, animals, objects, errors and the Prism tables.
+
+    Parameters
+    ----------
+    out : OutputFolder
+        The run's output folder.
+    tables : StudyTables
+        The assembled tables. An objects table over :data:`EXCEL_OBJECT_ROWS` rows is
+        replaced by a note pointing to ``objects.csv``.
+    prism : PrismBlocks
+        From :func:`write_prism`, one under the other on the ``prism`` sheet.
+    side : ProcessPoolExecutor, optional
+        A spare process (:func:`~histoquant.batch.execute.side_process`) to write the
+        workbook in while this one writes the report.
+
+    Returns
+    -------
+    Future or None
+        With ``side``, the pending write: its ``result()`` raises what the writing raised.
+    """
+    objects_sheet = tables.objects
+    if len(objects_sheet) > EXCEL_OBJECT_ROWS:
+        # openpyxl needs minutes and GBs for a million rows; objects.csv holds them all
+        objects_sheet = pd.DataFrame({"note": [f"{len(tables.objects)} objects: see "
+                                               "objects.csv"]})
+    sheets = {"sections": tables.sections, "animals": tables.animals,
+              "objects": objects_sheet}
+    if len(tables.errors):
+        sheets["errors"] = tables.errors
+    if side is not None:
+        return side.submit(write_excel, sheets, out.path("study.xlsx"),
+                           blocks={"prism": prism})
+    write_excel(sheets, out.path("study.xlsx"), blocks={"prism": prism})
+    return None
+
+
+def report_run_info(plan: StudyPlan, *, n_units: int, n_run: int, n_reused: int,
+                    n_failed: int, jobs: int, scheduler: Any) -> dict[str, Any]:
+    """The small table at the top of the HTML report.
+
+    Parameters
+    ----------
+    plan : StudyPlan
+        The study run.
+    n_units, n_run, n_reused, n_failed : int
+        Image × assay pairs in all, measured now, reused from an earlier run, failed.
+    jobs : int
+        Worker processes on this machine.
+    scheduler : str or distributed.Client, optional
+        The Dask scheduler, when the run used one.
+
+    Returns
+    -------
+    dict
+        Label → value, in the order shown.
+    """
+    from .. import __version__
+
+    return {
+        "histoquant": __version__,
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "study folder": str(plan.config.folder),
+        "images × assays": n_units,
+        "measured now": n_run,
+        "reused (resume)": n_reused,
+        "failed": n_failed,
+        "workers": f"Dask {scheduler}" if scheduler is not None else f"{jobs} process(es)",
+    }
+
+
+def write_report(out: OutputFolder, plan: StudyPlan, tables: StudyTables,
+                 units: Sequence[Mapping[str, Any]], thumbnails: Mapping[str, bytes], *,
+                 run_info: Mapping[str, Any], measures: Mapping[str, Sequence[str]],
+                 notes: Sequence[str]) -> Path:
+    """Write ``report.html`` (:func:`~histoquant.batch.report.build_report`).
+
+    Parameters
+    ----------
+    out : OutputFolder
+        The run's output folder.
+    plan : StudyPlan
+        The study run (its title, or the folder's name).
+    tables : StudyTables
+        The assembled tables.
+    units : sequence of mapping
+        One record per image × assay, failures included.
+    thumbnails : mapping of str to bytes
+        Unit key → QC thumbnail PNG.
+    run_info : mapping
+        From :func:`report_run_info`.
+    measures : mapping of str to sequence of str
+        Assay → the measures the study file asks to plot.
+    notes : sequence of str
+        Things the user should know.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    cfg = plan.config
+    title = cfg.title or f"histoquant study: {cfg.folder.name}"
+    html = build_report(tables, units, thumbnails, title=title, run_info=run_info,
+                        measures=measures, notes=notes)
+    return write_bytes(html.encode("utf-8"), out.path("report.html"))
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    from ..results import versions
+
+    out = versions()
+    for dist in ("openpyxl", "dask", "distributed", "tqdm", "pillow",
+                 "imagecodecs"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    out["platform"] = platform.platform()
+    return out
+
+
+def _file_record(path: Path | None) -> dict[str, Any] | None:
+    from ..output import file_sha256
+
+    if path is None:
+        return None
+    try:
+        return {"path": str(path), "sha256": file_sha256(path)}
+    except OSError:
+        return {"path": str(path), "sha256": None}
+
+
+def run_record(plan: StudyPlan, units: Sequence[Mapping[str, Any]], *,
+               notes: Sequence[str], jobs: int, scheduler: Any, resume: bool,
+               timings: Mapping[str, float]) -> dict[str, Any]:
+    """What ``run.json`` holds: how the run was made, from what, and what came of each image.
+
+    Parameters
+    ----------
+    plan : StudyPlan
+        The study run: its study file, sample sheet, settings and input hashes.
+    units : sequence of mapping
+        One record per image × assay, failures included (with ``error`` and, for an
+        unexpected exception, ``traceback``).
+    notes : sequence of str
+        The run's notes.
+    jobs, scheduler, resume
+        How it was executed.
+    timings : mapping of str to float
+        Seconds per stage, rounded to the millisecond here.
+
+    Returns
+    -------
+    dict
+        JSON-ready.
+    """
+    from .. import __version__
+
+    cfg = plan.config
+    n_failed = sum("error" in m for m in units)
+    return {
+        "histoquant": __version__,
+        "status": "complete",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": sys.argv,
+        "study_folder": str(cfg.folder),
+        "study_file": _file_record(cfg.path),
+        "sample_sheet": _file_record(plan.sheet),
+        "study_config": cfg.raw,
+        "assays": {a: {"params": p.params.to_dict(), "params_class": type(p.params).__name__,
+                       "files": list(p.files), "regions": p.regions,
+                       "channels": dict(p.channels), "pixel_size_um": p.pixel_size_um,
+                       "measures": list(p.measures)} for a, p in cfg.assays.items()},
+        "slides": cfg.slides.to_dict(),
+        "qc": cfg.qc.to_dict(),
+        "execution": {"jobs": jobs, "scheduler": str(scheduler) if scheduler is not None
+                      else None, "resume": resume},
+        "versions": _versions(),
+        "inputs": [{"file": k, "sha256": v} for k, v in sorted(
+            plan.inputs.items(), key=lambda kv: natural_key(kv[0]))],
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "units": [{k: m.get(k) for k in ("file", "image", "assay", "key", "seconds", "mode",
+                                          "n_sections", "n_tiles", "saturated_pct", "flags",
+                                          "pixel_size_um", "shape_yx")}
+                  for m in units],
+        "failures": [{**m["error"], **({"traceback": m["traceback"]} if "traceback" in m
+                                       else {})} for m in units if "error" in m],
+        "notes": list(notes),
+        "outputs": ["objects.csv", "sections.csv", "animals.csv", "prism/", "study.xlsx",
+                    "qc/", "report.html"] + (["errors.csv"] if n_failed else []),
+    }
+
+
+def write_run_record(out: OutputFolder, record: Mapping[str, Any]) -> Path:
+    """Write ``run.json`` (from :func:`run_record`), last, once every other output is there.
+
+    Parameters
+    ----------
+    out : OutputFolder
+        The run's output folder.
+    record : mapping
+        The run's record.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    return write_json(dict(record), out.path("run.json"))
