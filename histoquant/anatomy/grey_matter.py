@@ -30,6 +30,14 @@ _RIM_UM = 80.0
 _SPECK_MM2 = 0.03
 _HOLE_MM2 = 0.05
 _CANAL_SEARCH_UM = 350.0
+# Fluorescence: the ring around the section whose signal joins the grey/white threshold
+# (at least the thickness of white matter beside a horn in a mouse cord, ≈ 100–300 µm).
+_RING_UM = 150.0
+# The section counts as "only the butterfly" when this share of it is in the bright class.
+_BUTTERFLY_ONLY = 0.8
+# A dark grey matter (lower contrast) fills at least this share of the section [U, from
+# REFERENCE.md's 40–47 % with room for error].
+_MIN_DARK_GREY = 0.2
 _CANAL_NOMINAL_RADIUS_UM = 35.0   # REFERENCE.md lumen ≈ 70–115 × 30–45 µm
 
 
@@ -52,38 +60,65 @@ def _masked_smooth(signal: np.ndarray, mask: np.ndarray, sigma_px: float) -> np.
 
 
 def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *,
-                        contrast: str = "auto", brightfield: bool = True) -> GreyMatter:
+                        contrast: str = "auto", brightfield: bool = True,
+                        field: np.ndarray | None = None) -> GreyMatter:
     """Segment the grey matter of one section (working-resolution masks).
 
     Parameters
     ----------
     signal : ndarray
-        Working-resolution tissue signal.
+        Working-resolution tissue signal (fluorescence: 0 at the empty field's level).
     section : ndarray of bool
-        The section's tissue mask.
+        The section's tissue mask. ``signal`` and ``section`` should reach at least
+        ``_RING_UM`` (150 µm) beyond the section: fluorescence uses that ring.
     px_um : float
         Working pixel size in µm.
     contrast : {"auto", "higher", "lower"}
         Whether grey matter has the higher signal; "auto" decides (see module doc).
     brightfield : bool
         Signal is optical density (grey matter then higher under "auto").
-    """
-    from skimage.filters import threshold_otsu
+    field : ndarray of bool, optional
+        The imaged field (False on padding, whose tissue signal is taken as the empty
+        field's, 0); None = everything.
 
-    g = _masked_smooth(signal, section, _SMOOTH_UM / px_um)
+    Notes
+    -----
+    Fluorescence: white matter can be as faint as the empty slide, and the section found
+    is then only the butterfly (or the butterfly and a few bright patches of white
+    matter). Otsu's threshold inside such a section splits the grey matter itself (cells
+    from neuropil), and nothing in the levels or the rim tells such a section from a whole
+    cord (measured on the mouse exports: the butterfly's dim neuropil and a cord's white
+    matter sit at the same share of the way from slide to grey). So the threshold is
+    always taken on the section **and a ring of 150 µm around it**, smoothed over both:
+    when the section is the butterfly, the ring is the faint white matter, the dim class
+    it lacked; when it is the whole cord, the ring is slide, a small share of the sample
+    below both classes, which moves Otsu's split little (it can move it between slide
+    and white matter when white matter is close to grey: the section then comes out
+    mostly grey, outside ``grey_fraction_range_pct``, and is flagged). The brightest 1 %
+    is clipped first (a fold or a bright bar would pull the threshold up).
+    """
+    ring = np.zeros_like(section)
+    if not brightfield:
+        ring = ~section & (ndi.distance_transform_edt(~section) * px_um <= _RING_UM)
+        # padding holds no tissue: its tissue signal is the empty field's (0), and a level
+        # below the field's own is noise around it
+        inside = np.ones_like(section) if field is None else np.asarray(field, bool)
+        signal = np.where(inside, np.maximum(signal, 0.0), 0.0).astype(np.float32)
+    g = _masked_smooth(signal, section | ring, _SMOOTH_UM / px_um)
     inner = erode(section, 40.0 / px_um)
     sample = g[inner] if inner.sum() > 50 else g[section]
+    if ring.any():
+        sample = np.concatenate([sample, g[ring]])
     if sample.size < 10 or float(np.ptp(sample)) == 0.0:
         return GreyMatter(np.zeros_like(section), float("nan"), True)
-    t = float(threshold_otsu(sample))
+    t = _otsu(sample)
     high = (g > t) & section
     if contrast == "higher" or (contrast == "auto" and brightfield):
         higher = True
     elif contrast == "lower":
         higher = False
     else:
-        rim = section & ~erode(section, _RIM_UM / px_um)
-        higher = float(high[rim].mean()) < 0.5 if rim.any() else True
+        higher = _grey_is_higher(high, section, px_um)
     grey = high if higher else (section & ~high)
     px_area = (px_um / 1000.0) ** 2
     grey = opening(grey, 15.0 / px_um)
@@ -99,10 +134,38 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
         depth = ndi.distance_transform_edt(section) * px_um
         shallow = np.asarray(ndi.mean(depth < _RIM_UM, lab, index=idx))
         deepest = label_max(depth, lab, n)[1:]
-        keep = idx[(sizes >= 0.1 * sizes.max()) & (shallow < 0.5)
-                   & (deepest >= 0.25 * depth.max())]
-        grey = np.isin(lab, keep)
+        # when the section is only the butterfly (white matter as faint as the slide),
+        # all of the grey matter is near its surface: the depth tests only apply when
+        # the section is more than the grey matter
+        butterfly_only = float(high.sum()) >= _BUTTERFLY_ONLY * float(section.sum())
+        ok = sizes >= 0.1 * sizes.max()
+        if not butterfly_only:
+            ok &= (shallow < 0.5) & (deepest >= 0.25 * depth.max())
+        grey = np.isin(lab, idx[ok])
     return GreyMatter(grey, t, higher)
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold with the brightest 1 % clipped (a fold or a bright artefact would
+    pull it up)."""
+    from skimage.filters import threshold_otsu
+
+    return float(threshold_otsu(np.clip(values, None, np.percentile(values, 99.0))))
+
+
+def _grey_is_higher(high: np.ndarray, section: np.ndarray, px_um: float) -> bool:
+    """Fluorescence, ``contrast="auto"``: is grey matter the brighter class?
+
+    The class that does not form the section's outer rim is grey matter, unless the rim is
+    bright because the section found is only the (bright) butterfly: then the dim class
+    inside is a few dim patches, where a dark butterfly in a bright cord would be at least
+    a fifth of the section (REFERENCE.md: 40–47 % of a lumbar section is grey).
+    """
+    rim = section & ~erode(section, _RIM_UM / px_um)
+    if not rim.any() or float(high[rim].mean()) < 0.5:
+        return True
+    low_inside = section & ~high & erode(section, _RIM_UM / px_um)
+    return float(low_inside.sum()) < _MIN_DARK_GREY * float(section.sum())
 
 
 @dataclass
