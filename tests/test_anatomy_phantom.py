@@ -141,3 +141,21 @@ def test_resolve_regions_auto_uses_anatomy():
     ph = cord_section(10.0, seed=16, angle_deg=0.0)
     masks = resolve_regions(ph.image, "auto", ("grey_matter",))
     assert dice(masks["grey_matter"], ph.truth(1)["grey_matter"]) >= 0.9
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_fluorescent_white_matter_at_slide_level(seed):
+    """White matter as dim as the slide, shown only by sparse nuclei (as in the mouse NeuN
+    and fluorescent Nissl exports): one section, and its grey matter is the butterfly, not
+    the cell-dense half of it that Otsu inside the butterfly alone would give."""
+    from histoquant.synthetic.cord import faint_white_matter_section
+
+    ph = faint_white_matter_section(4.0, seed=seed)
+    slide = find_sections(ph.image)
+    assert slide.status == "ok" and len(slide.sections) == 1
+    s = slide.sections[0]
+    truth = ph.truth(1)
+    grey = s.mask("grey_matter") | s.mask("central_canal")
+    assert dice(grey, truth["grey_matter"] | truth["central_canal"]) >= 0.9
+    # the section found lies inside the cord (the slide is not taken for tissue)
+    assert (s.mask("tissue") & ~truth["tissue"]).sum() < 0.05 * truth["tissue"].sum()
