@@ -154,7 +154,8 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
     field = np.ones(signal.shape, bool) if valid is None else np.asarray(valid, bool)
     if not field.any():
         return empty
-    ring = dilate(field, 2.0) & ~field
+    # the padding along the field's edge (none when the whole image is imaged: no transform)
+    ring = dilate(field, 2.0) & ~field if not field.all() else np.zeros(field.shape, bool)
     if brightfield:
         # Brightfield padding is set to the glass's optical density (0): a white canvas
         # is glass-like and helps the statistics; a black one would be the darkest "tissue"
