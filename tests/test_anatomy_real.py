@@ -90,17 +90,17 @@ STAINS = {"nissl": "nissl", "neun": "NeuN", "chat": "ChAT", "th": "TH"}
 # The targets that the anatomy does not reach yet, by (stain, section) (measured,
 # see docs/anatomy.md "Real images"): kept as strict expected failures, so the gap stays
 # visible and a fix shows up as an XPASS to be moved out of the list.
-# Ventral side: faint white matter leaves only the butterfly as the outline in these, and
-# the shape cues then disagree (low confidence, flagged orientation_uncertain). ChAT 214_L1
-# flipped to "up" (confidence 0.56, flagged) when its grey matter grew from Dice 0.76 to
-# 0.79 with the ring threshold: the cues there are close to a coin toss either way.
-VENTRAL_GAP = {("nissl", "280_L5"), ("chat", "214_L1"), ("chat", "290_L6")}
+# Ventral side: ChAT 214_L1 flipped to "up" (confidence 0.58, flagged) when its grey
+# matter grew from Dice 0.76 to 0.79 with the ring threshold: the shape cues there are close
+# to a coin toss either way.
+VENTRAL_GAP = {("chat", "214_L1")}
 # Grey-matter Dice < 0.85 (no pixel size given, as in these tests): the white matter of
-# 214_L1 Nissl is clipped to 0 like the slide and taken for padding, so the section is the
-# butterfly's bright part; 290_L6 Nissl's section takes in the bright meninges; 280_L5 and
-# 290_L6 NeuN reach 0.83–0.85 (0.85–0.91 with the scale-bar pixel size); ChAT labels the
-# motor pools and fibres, not the grey matter as a whole.
-GREY_GAP = {("nissl", "214_L1"), ("nissl", "290_L6"), ("neun", "280_L5"), ("neun", "290_L6"),
+# 214_L1 Nissl is clipped to 0 like the slide and its nuclei are too sparse to be tissue at
+# the assumed scale, so the section is a bright part of the butterfly; 290_L6 Nissl's
+# section takes in the bright meninges; 280_L5 NeuN's cord outline is only a thin pia line
+# on a field one grey level below the white matter (the section is the butterfly, 0.82);
+# ChAT labels the motor pools and fibres, not the grey matter as a whole.
+GREY_GAP = {("nissl", "214_L1"), ("nissl", "290_L6"), ("neun", "280_L5"),
             ("chat", "214_L1"), ("chat", "238_L2"), ("chat", "280_L5"), ("chat", "290_L6")}
 
 

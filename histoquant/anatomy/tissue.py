@@ -154,6 +154,8 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
     field = np.ones(signal.shape, bool) if valid is None else np.asarray(valid, bool)
     if not field.any():
         return empty
+    if not brightfield and not field.all():
+        field = field | _dark_padding(signal, field)
     # the padding along the field's edge (none when the whole image is imaged: no transform)
     ring = dilate(field, 2.0) & ~field if not field.all() else np.zeros(field.shape, bool)
     if brightfield:
@@ -246,6 +248,29 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
     return TissuePieces(number_sections(sections), raw, thr, True)
 
 
+# Padding at most this fraction of the field's range (its 99.5th percentile) below the
+# field's dark end counts as empty field in fluorescence [U: 2 grey levels of a 0–100 range].
+_DARK_PAD_FRACTION = 0.02
+
+
+def _dark_padding(signal: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """Fluorescence padding that is the empty field itself: at the field's dark end.
+
+    An export whose dark background was clipped to 0 has black "padding" that is the same 0
+    as the empty slide around the section, and as white matter clipped with it (the mouse
+    exports: 238_L2 NeuN, 214_L1 Nissl). Left out, the field holds no empty slide at all, and
+    its lowest mode is the white matter, which then falls below the tissue threshold. Such
+    padding is given back to the field. A fill well below the field's dark end (black
+    padding around a grey tile) stays padding: it is not the tile's empty slide.
+    """
+    vals = signal[field]
+    if not vals.size:
+        return np.zeros(signal.shape, bool)
+    lo, hi = np.percentile(vals, [1.0, 99.5])
+    tol = _DARK_PAD_FRACTION * max(float(hi - lo), 1e-6)
+    return ~field & (signal >= lo - tol) & (signal <= lo + tol)
+
+
 def _lowest_mode(values: np.ndarray) -> tuple[float, float]:
     """Level and noise σ of the lowest well-populated mode of ``values`` (the empty field).
 
@@ -259,8 +284,10 @@ def _lowest_mode(values: np.ndarray) -> tuple[float, float]:
         return float(lo_v), 0.0
     h, e = np.histogram(values, bins=256, range=(lo_v, hi_v))
     h = ndi.gaussian_filter1d(h.astype(float), 1.5)
-    peaks = np.nonzero((h[1:-1] >= h[:-2]) & (h[1:-1] >= h[2:]) & (h[1:-1] >= 0.2 * h.max()))[0]
-    i = int(peaks[0]) + 1 if len(peaks) else int(np.argmax(h))
+    # zero bins beyond both ends, so a mode in the first bin (a field clipped at 0) counts
+    hp = np.concatenate([[0.0], h, [0.0]])
+    peaks = np.nonzero((hp[1:-1] >= hp[:-2]) & (hp[1:-1] >= hp[2:]) & (h >= 0.2 * h.max()))[0]
+    i = int(peaks[0]) if len(peaks) else int(np.argmax(h))
     mode = float(0.5 * (e[i] + e[i + 1]))
     j = i
     while j > 0 and h[j] > 0.5 * h[i]:
