@@ -35,6 +35,9 @@ _CANAL_SEARCH_UM = 350.0
 _RING_UM = 150.0
 # The section counts as "only the butterfly" when this share of it is in the bright class.
 _BUTTERFLY_ONLY = 0.8
+# Fluorescence: a bright class under this share of the section is an artefact, not the grey
+# matter (REFERENCE.md 40–47 %; ChAT's motor pools alone are ≈ 10–15 %) [U].
+_MIN_BRIGHT_SHARE = 0.08
 # A dark grey matter (lower contrast) fills at least this share of the section [U, from
 # REFERENCE.md's 40–47 % with room for error].
 _MIN_DARK_GREY = 0.2
@@ -113,6 +116,16 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
         return GreyMatter(np.zeros_like(section), float("nan"), True)
     t = _otsu(sample)
     high = (g > t) & section
+    for _ in range(2 if ring.any() else 0):
+        # a bright artefact (a fold, a bar of mounting debris) larger than the clipped 1 %
+        # is split off by Otsu alone; grey matter is never so small a share of a section
+        # (REFERENCE.md: 40–47 %), so the artefact is clipped at Otsu's level and the split
+        # taken again
+        if float(high.sum()) >= _MIN_BRIGHT_SHARE * float(section.sum()):
+            break
+        sample = np.minimum(sample, t)
+        t = _otsu(sample)
+        high = (g > t) & section
     if contrast == "higher" or (contrast == "auto" and brightfield):
         higher = True
     elif contrast == "lower":
