@@ -11,6 +11,7 @@ larger than a vessel or the canal (a bubble over the tissue, a tear) stay holes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -232,10 +233,19 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
             if areas[i] * px_area_mm2 >= min_section_area_mm2
             and radii[i] >= _MIN_RADIUS_UM * min(1.0, size_scale / 0.675)]
     sections = []
+    grow_px = open_um / px_um + 1
     for lab in keep:
-        core = basins == lab
+        # every step below stays within grow_px of the basin: work in its box (plus a
+        # one-pixel empty frame, so holes and components come out as on the whole image)
+        rows, cols = np.nonzero(basins == lab)
+        m = math.ceil(grow_px) + 2
+        r0, c0 = max(0, rows.min() - m), max(0, cols.min() - m)
+        r1 = min(raw.shape[0], rows.max() + m + 1)
+        c1 = min(raw.shape[1], cols.max() + m + 1)
+        bas = basins[r0:r1, c0:c1]
+        core = bas == lab
         # give back the boundary detail the opening took, but nothing of a neighbour basin
-        grown = dilate(core, open_um / px_um + 1) & raw & ((basins == 0) | core)
+        grown = dilate(core, grow_px) & raw[r0:r1, c0:c1] & ((bas == 0) | core)
         grown = fill_small_holes(grown, hole_px)
         trunk = opening(grown, _TRIM_RADIUS_UM * trim_scale / px_um)
         if trunk.any():
@@ -244,7 +254,9 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
         if n_g > 1:
             sizes = ndi.sum_labels(grown, lab_g, index=np.arange(1, n_g + 1))
             grown = lab_g == (int(np.argmax(sizes)) + 1)
-        sections.append(grown)
+        full = np.zeros(raw.shape, bool)
+        full[r0:r1, c0:c1] = grown
+        sections.append(full)
     return TissuePieces(number_sections(sections), raw, thr, True)
 
 
