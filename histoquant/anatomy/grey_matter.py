@@ -5,8 +5,11 @@ than white matter; in fluorescence, grey matter usually differs from white matte
 brightness (denser vessels and cells, no myelin) in either direction. The signal is smoothed
 over ≈ 25 µm inside the section only (normalised convolution, so the slide does not darken
 the border), split in two by Otsu's threshold, and the class that does not form the
-section's outer rim is grey matter. Small specks are dropped and small holes (vessels, the
-canal) filled.
+section's outer rim is grey matter. In fluorescence the sample also holds a 150 µm ring
+around the section (white matter can be as faint as the slide, and the section found is
+then only the butterfly: see :func:`segment_grey_matter`), and a bright class too small to
+be grey matter (an artefact) is clipped away. Small specks are dropped and small holes
+(vessels, the canal) filled.
 
 Central canal: a lumen is empty, so its tissue signal falls near the slide's. It is looked
 for near the grey commissure, where the midline crosses the grey matter; when no lumen is
