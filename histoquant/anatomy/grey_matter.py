@@ -38,6 +38,10 @@ _CANAL_SEARCH_UM = 350.0
 _RING_UM = 150.0
 # The section counts as "only the butterfly" when this share of it is in the bright class.
 _BUTTERFLY_ONLY = 0.8
+# Fluorescence: a section less convex than this is the butterfly found alone. Whole cord
+# sections measure 0.93–0.97 (quality.py scores 0.93 as fully compact); the butterflies
+# found alone in the mouse exports 0.76–0.88 [U: the gap between them].
+_BUTTERFLY_SOLIDITY = 0.9
 # Fluorescence: a bright class under this share of the section is an artefact, not the grey
 # matter (REFERENCE.md 40–47 %; ChAT's motor pools alone are ≈ 10–15 %) [U].
 _MIN_BRIGHT_SHARE = 0.08
@@ -101,7 +105,15 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
     below both classes, which moves Otsu's split little (it can move it between slide
     and white matter when white matter is close to grey: the section then comes out
     mostly grey, outside ``grey_fraction_range_pct``, and is flagged). The brightest 1 %
-    is clipped first (a fold or a bright bar would pull the threshold up).
+    is clipped first (a fold or a bright bar would pull the threshold up), and a bright
+    class under 8 % of the section is clipped away and the split taken again.
+
+    A section far from convex (solidity under 0.9: whole cords measure 0.93–0.97, the
+    butterflies found alone in the mouse exports 0.76–0.88) is the butterfly alone, all of
+    it grey matter from dim neuropil to bright cells; its split is taken on
+    ``log(1 + signal)``, which puts the dim neuropil with the cells rather than with the
+    ring. Not for whole sections: there the ring is slide, and on a log scale Otsu would
+    split the slide from the tissue.
     """
     ring = np.zeros_like(section)
     if not brightfield:
@@ -117,7 +129,9 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
         sample = np.concatenate([sample, g[ring]])
     if sample.size < 10 or float(np.ptp(sample)) == 0.0:
         return GreyMatter(np.zeros_like(section), float("nan"), True)
-    t = _otsu(sample)
+    # a section far from convex is the butterfly alone (see Notes): Otsu on the log signal
+    log_scale = bool(ring.any()) and _solidity(section) < _BUTTERFLY_SOLIDITY
+    t = _otsu(sample, log_scale)
     high = (g > t) & section
     for _ in range(2 if ring.any() else 0):
         # a bright artefact (a fold, a bar of mounting debris) larger than the clipped 1 %
@@ -127,7 +141,7 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
         if float(high.sum()) >= _MIN_BRIGHT_SHARE * float(section.sum()):
             break
         sample = np.minimum(sample, t)
-        t = _otsu(sample)
+        t = _otsu(sample, log_scale)
         high = (g > t) & section
     if contrast == "higher" or (contrast == "auto" and brightfield):
         higher = True
@@ -161,12 +175,23 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
     return GreyMatter(grey, t, higher)
 
 
-def _otsu(values: np.ndarray) -> float:
+def _otsu(values: np.ndarray, log_scale: bool = False) -> float:
     """Otsu's threshold with the brightest 1 % clipped (a fold or a bright artefact would
-    pull it up)."""
+    pull it up); with ``log_scale``, on ``log(1 + value)`` of a signal ≥ 0."""
     from skimage.filters import threshold_otsu
 
-    return float(threshold_otsu(np.clip(values, None, np.percentile(values, 99.0))))
+    v = np.clip(values, None, np.percentile(values, 99.0))
+    if log_scale:
+        return float(np.expm1(threshold_otsu(np.log1p(np.maximum(v, 0.0)))))
+    return float(threshold_otsu(v))
+
+
+def _solidity(section: np.ndarray) -> float:
+    """Area of the filled section over that of its convex hull."""
+    from skimage.morphology import convex_hull_image
+
+    filled = ndi.binary_fill_holes(section)
+    return float(filled.sum() / max(int(convex_hull_image(filled).sum()), 1))
 
 
 def _grey_is_higher(high: np.ndarray, section: np.ndarray, px_um: float) -> bool:
