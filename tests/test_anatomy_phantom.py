@@ -141,3 +141,44 @@ def test_resolve_regions_auto_uses_anatomy():
     ph = cord_section(10.0, seed=16, angle_deg=0.0)
     masks = resolve_regions(ph.image, "auto", ("grey_matter",))
     assert dice(masks["grey_matter"], ph.truth(1)["grey_matter"]) >= 0.9
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_fluorescent_white_matter_at_slide_level(seed):
+    """White matter as dim as the slide, shown only by sparse nuclei (as in the mouse NeuN
+    and fluorescent Nissl exports): one section, and its grey matter is the butterfly, not
+    the cell-dense half of it that Otsu inside the butterfly alone would give."""
+    from histoquant.synthetic.cord import faint_white_matter_section
+
+    ph = faint_white_matter_section(4.0, seed=seed)
+    slide = find_sections(ph.image)
+    assert slide.status == "ok" and len(slide.sections) == 1
+    s = slide.sections[0]
+    truth = ph.truth(1)
+    grey = s.mask("grey_matter") | s.mask("central_canal")
+    assert dice(grey, truth["grey_matter"] | truth["central_canal"]) >= 0.9
+    # the section found lies inside the cord (the slide is not taken for tissue)
+    assert (s.mask("tissue") & ~truth["tissue"]).sum() < 0.05 * truth["tissue"].sum()
+
+
+def test_bright_artefact_is_not_the_grey_matter():
+    """A bright bar (a fold or mounting debris, as across the 214_L1 Nissl export) larger
+    than the clipped brightest 1 % is not taken for the grey matter: grey matter is never so
+    small a share of a section."""
+    from histoquant.io import Image
+    from histoquant.synthetic.cord import faint_white_matter_section
+
+    ph = faint_white_matter_section(4.0, seed=3)
+    pixels = np.asarray(ph.image.data).copy()
+    truth = ph.truth(1)
+    rr, cc = np.nonzero(truth["grey_matter"])
+    r0, c0 = int(rr.mean()), int(cc.mean())
+    # a 0.8 × 0.16 mm bar, 6x as bright as grey matter, across the middle of the butterfly
+    pixels[r0 - 20: r0 + 20, c0 - 100: c0 + 100] = 6 * int(np.median(pixels[truth["grey_matter"]]))
+    # more than the clipped brightest 1 % of the butterfly (found alone here), far less
+    # than grey matter
+    assert 0.02 < 40 * 200 / truth["grey_matter"].sum() < 0.1
+    image = Image(pixels, axes="YX", pixel_size_um=4.0, channel_names=("tissue",))
+    s = find_sections(image).sections[0]
+    grey = s.mask("grey_matter") | s.mask("central_canal")
+    assert dice(grey, truth["grey_matter"] | truth["central_canal"]) >= 0.85

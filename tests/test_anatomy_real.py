@@ -88,18 +88,16 @@ def test_qc_overlay(section, tmp_path):
 MOUSE_IDS = ("214_L1", "238_L2", "263_L4", "280_L5", "290_L6")
 STAINS = {"nissl": "nissl", "neun": "NeuN", "chat": "ChAT", "th": "TH"}
 # The targets that the anatomy does not reach yet, by (stain, section) (measured,
-# see docs/anatomy.md "Real images"): kept as expected failures so the gap stays visible.
-# Ventral side: none left since the fissure cue ignores the V cut between the dorsal horns
-# and the axis search breaks ties toward the short axis (280_L5 Nissl, 290_L6 Nissl and
-# ChAT were wrong before); the weakest are right at confidence 0.52-0.6, flagged.
-VENTRAL_GAP: set[tuple[str, str]] = set()
-# Grey-matter Dice < 0.85: white matter as faint as the empty field (the section is then
-# the butterfly, and Otsu inside it splits the butterfly), a dim patchy export (214_L1
-# Nissl), tile seams (290_L6 Nissl), or a sparse stain whose grey matter is not bright
-# (ChAT: only the motor pools are).
-GREY_GAP = {("nissl", "214_L1"), ("nissl", "280_L5"), ("nissl", "290_L6"),
-            ("neun", "238_L2"), ("neun", "280_L5"), ("neun", "290_L6"),
-            ("chat", "214_L1"), ("chat", "238_L2"), ("chat", "280_L5"), ("chat", "290_L6")}
+# see docs/anatomy.md "Real images"): kept as strict expected failures, so the gap stays
+# visible and a fix shows up as an XPASS to be moved out of the list.
+# Ventral side (no pixel size given, as in these tests): 214_L1 Nissl, whose white matter is
+# clipped to the slide's 0, so the section found is the butterfly alone and the outline cues
+# (surface reach, fissure) say little: "up" at low confidence, flagged.
+VENTRAL_GAP = {("nissl", "214_L1")}
+# Grey-matter Dice < 0.85 (no pixel size given, as in these tests): 290_L6 Nissl's white
+# matter is 0.6 of grey's level and its section takes in bright meninges (0.75); ChAT
+# labels the motor pools and fibres, not the grey matter as a whole (0.30–0.79).
+GREY_GAP = {("nissl", "290_L6"), ("chat", "214_L1"), ("chat", "238_L2"), ("chat", "290_L6")}
 
 
 def _atlas_module(root):
@@ -136,7 +134,7 @@ def mouse_results(shared_data):
 
 
 def _mark(stain, sid, gap, reason):
-    marks = [pytest.mark.xfail(reason=reason, strict=False)] if (stain, sid) in gap else []
+    marks = [pytest.mark.xfail(reason=reason, strict=True)] if (stain, sid) in gap else []
     return pytest.param(stain, sid, marks=marks, id=f"{stain}-{sid}")
 
 

@@ -112,3 +112,44 @@ def test_fluorescence_picks_the_channel_with_tissue_contrast():
     img = Image(data, axes="YXC", pixel_size_um=20.0, channel_names=("noise", "dapi"))
     assert tissue_signal(img, 1).channel == "dapi"
     assert tissue_signal(img, 1, channel="noise").channel == "noise"
+
+
+def test_padding_of_a_large_lazy_image_is_found_on_the_coarse_grid():
+    """A lazy image's padding is searched on 2 × 2 block means of its working image: the
+    black and grey fills come out as padding to within one working pixel, and the section
+    is found whole."""
+    import zarr
+
+    from histoquant.anatomy import find_sections
+    from histoquant.anatomy.working import _COARSE_PADDING_MIN_PX
+    from histoquant.measure.scores import dice
+    from histoquant.synthetic.cord import cord_section
+
+    ph = cord_section(5.0, seed=2, extras=False)
+    rgb = np.asarray(ph.image.data).astype(np.int16)
+    h, w = rgb.shape[:2]
+    # the phantom's glass is one exact colour (it would be a fill itself); a scanned
+    # slide's is not
+    noise = np.random.default_rng(0).integers(-6, 7, (h, w, 1), dtype=np.int16)
+    rgb = np.clip(rgb + noise, 0, 255).astype(np.uint8)
+    left, top = 161, 97            # odd widths: the fills' edges fall inside coarse blocks
+    canvas = np.zeros((h + top, w + left, 3), np.uint8)
+    canvas[:top] = 128             # grey band on top, black on the left
+    canvas[top:, left:] = rgb
+    z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=canvas.shape,
+                          dtype=canvas.dtype, chunks=(256, 256, 3))
+    z[...] = canvas
+    img = Image(z, axes="YXC", pixel_size_um=5.0, rgb=True)
+    ws = tissue_signal(img, 2)
+    assert min(ws.shape) >= 2 * _COARSE_PADDING_MIN_PX   # the coarse search is the one used
+    truth = np.zeros(ws.shape, bool)
+    truth[: top // 2, :] = True
+    truth[:, : left // 2] = True
+    # every fill pixel is padding, and at most two working pixels of the field beside it
+    assert ws.valid is not None and not ws.valid[truth].any()
+    assert (~ws.valid & ~truth).sum() <= 2 * (ws.shape[0] + ws.shape[1])
+    slide = find_sections(img)
+    assert len(slide.sections) == 1
+    tissue = np.zeros(canvas.shape[:2], bool)
+    tissue[top:, left:] = ph.truth(1)["tissue"]
+    assert dice(slide.sections[0].mask("tissue"), tissue) >= 0.95

@@ -5,8 +5,11 @@ than white matter; in fluorescence, grey matter usually differs from white matte
 brightness (denser vessels and cells, no myelin) in either direction. The signal is smoothed
 over ≈ 25 µm inside the section only (normalised convolution, so the slide does not darken
 the border), split in two by Otsu's threshold, and the class that does not form the
-section's outer rim is grey matter. Small specks are dropped and small holes (vessels, the
-canal) filled.
+section's outer rim is grey matter. In fluorescence the sample also holds a 150 µm ring
+around the section (white matter can be as faint as the slide, and the section found is
+then only the butterfly: see :func:`segment_grey_matter`), and a bright class too small to
+be grey matter (an artefact) is clipped away. Small specks are dropped and small holes
+(vessels, the canal) filled.
 
 Central canal: a lumen is empty, so its tissue signal falls near the slide's. It is looked
 for near the grey commissure, where the midline crosses the grey matter; when no lumen is
@@ -30,6 +33,21 @@ _RIM_UM = 80.0
 _SPECK_MM2 = 0.03
 _HOLE_MM2 = 0.05
 _CANAL_SEARCH_UM = 350.0
+# Fluorescence: the ring around the section whose signal joins the grey/white threshold
+# (at least the thickness of white matter beside a horn in a mouse cord, ≈ 100–300 µm).
+_RING_UM = 150.0
+# The section counts as "only the butterfly" when this share of it is in the bright class.
+_BUTTERFLY_ONLY = 0.8
+# Fluorescence: a section less convex than this is the butterfly found alone. Whole cord
+# sections measure 0.93–0.97 (quality.py scores 0.93 as fully compact); the butterflies
+# found alone in the mouse exports 0.76–0.88 [U: the gap between them].
+_BUTTERFLY_SOLIDITY = 0.9
+# Fluorescence: a bright class under this share of the section is an artefact, not the grey
+# matter (REFERENCE.md 40–47 %; ChAT's motor pools alone are ≈ 10–15 %) [U].
+_MIN_BRIGHT_SHARE = 0.08
+# A dark grey matter (lower contrast) fills at least this share of the section [U, from
+# REFERENCE.md's 40–47 % with room for error].
+_MIN_DARK_GREY = 0.2
 _CANAL_NOMINAL_RADIUS_UM = 35.0   # REFERENCE.md lumen ≈ 70–115 × 30–45 µm
 
 
@@ -52,38 +70,85 @@ def _masked_smooth(signal: np.ndarray, mask: np.ndarray, sigma_px: float) -> np.
 
 
 def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *,
-                        contrast: str = "auto", brightfield: bool = True) -> GreyMatter:
+                        contrast: str = "auto", brightfield: bool = True,
+                        field: np.ndarray | None = None) -> GreyMatter:
     """Segment the grey matter of one section (working-resolution masks).
 
     Parameters
     ----------
     signal : ndarray
-        Working-resolution tissue signal.
+        Working-resolution tissue signal (fluorescence: 0 at the empty field's level).
     section : ndarray of bool
-        The section's tissue mask.
+        The section's tissue mask. ``signal`` and ``section`` should reach at least
+        ``_RING_UM`` (150 µm) beyond the section: fluorescence uses that ring.
     px_um : float
         Working pixel size in µm.
     contrast : {"auto", "higher", "lower"}
         Whether grey matter has the higher signal; "auto" decides (see module doc).
     brightfield : bool
         Signal is optical density (grey matter then higher under "auto").
-    """
-    from skimage.filters import threshold_otsu
+    field : ndarray of bool, optional
+        The imaged field (False on padding, whose tissue signal is taken as the empty
+        field's, 0); None = everything.
 
-    g = _masked_smooth(signal, section, _SMOOTH_UM / px_um)
+    Notes
+    -----
+    Fluorescence: white matter can be as faint as the empty slide, and the section found
+    is then only the butterfly (or the butterfly and a few bright patches of white
+    matter). Otsu's threshold inside such a section splits the grey matter itself (cells
+    from neuropil), and nothing in the levels or the rim tells such a section from a whole
+    cord (measured on the mouse exports: the butterfly's dim neuropil and a cord's white
+    matter sit at the same share of the way from slide to grey). So the threshold is
+    always taken on the section **and a ring of 150 µm around it**, smoothed over both:
+    when the section is the butterfly, the ring is the faint white matter, the dim class
+    it lacked; when it is the whole cord, the ring is slide, a small share of the sample
+    below both classes, which moves Otsu's split little (it can move it between slide
+    and white matter when white matter is close to grey: the section then comes out
+    mostly grey, outside ``grey_fraction_range_pct``, and is flagged). The brightest 1 %
+    is clipped first (a fold or a bright bar would pull the threshold up), and a bright
+    class under 8 % of the section is clipped away and the split taken again.
+
+    A section far from convex (solidity under 0.9: whole cords measure 0.93–0.97, the
+    butterflies found alone in the mouse exports 0.76–0.88) is the butterfly alone, all of
+    it grey matter from dim neuropil to bright cells; its split is taken on
+    ``log(1 + signal)``, which puts the dim neuropil with the cells rather than with the
+    ring. Not for whole sections: there the ring is slide, and on a log scale Otsu would
+    split the slide from the tissue.
+    """
+    ring = np.zeros_like(section)
+    if not brightfield:
+        ring = ~section & (ndi.distance_transform_edt(~section) * px_um <= _RING_UM)
+        # padding holds no tissue: its tissue signal is the empty field's (0), and a level
+        # below the field's own is noise around it
+        inside = np.ones_like(section) if field is None else np.asarray(field, bool)
+        signal = np.where(inside, np.maximum(signal, 0.0), 0.0).astype(np.float32)
+    g = _masked_smooth(signal, section | ring, _SMOOTH_UM / px_um)
     inner = erode(section, 40.0 / px_um)
     sample = g[inner] if inner.sum() > 50 else g[section]
+    if ring.any():
+        sample = np.concatenate([sample, g[ring]])
     if sample.size < 10 or float(np.ptp(sample)) == 0.0:
         return GreyMatter(np.zeros_like(section), float("nan"), True)
-    t = float(threshold_otsu(sample))
+    # a section far from convex is the butterfly alone (see Notes): Otsu on the log signal
+    log_scale = bool(ring.any()) and _solidity(section) < _BUTTERFLY_SOLIDITY
+    t = _otsu(sample, log_scale)
     high = (g > t) & section
+    for _ in range(2 if ring.any() else 0):
+        # a bright artefact (a fold, a bar of mounting debris) larger than the clipped 1 %
+        # is split off by Otsu alone; grey matter is never so small a share of a section
+        # (REFERENCE.md: 40–47 %), so the artefact is clipped at Otsu's level and the split
+        # taken again
+        if float(high.sum()) >= _MIN_BRIGHT_SHARE * float(section.sum()):
+            break
+        sample = np.minimum(sample, t)
+        t = _otsu(sample, log_scale)
+        high = (g > t) & section
     if contrast == "higher" or (contrast == "auto" and brightfield):
         higher = True
     elif contrast == "lower":
         higher = False
     else:
-        rim = section & ~erode(section, _RIM_UM / px_um)
-        higher = float(high[rim].mean()) < 0.5 if rim.any() else True
+        higher = _grey_is_higher(high, section, px_um)
     grey = high if higher else (section & ~high)
     px_area = (px_um / 1000.0) ** 2
     grey = opening(grey, 15.0 / px_um)
@@ -99,10 +164,49 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
         depth = ndi.distance_transform_edt(section) * px_um
         shallow = np.asarray(ndi.mean(depth < _RIM_UM, lab, index=idx))
         deepest = label_max(depth, lab, n)[1:]
-        keep = idx[(sizes >= 0.1 * sizes.max()) & (shallow < 0.5)
-                   & (deepest >= 0.25 * depth.max())]
-        grey = np.isin(lab, keep)
+        # when the section is only the butterfly (white matter as faint as the slide),
+        # all of the grey matter is near its surface: the depth tests only apply when
+        # the section is more than the grey matter
+        butterfly_only = float(high.sum()) >= _BUTTERFLY_ONLY * float(section.sum())
+        ok = sizes >= 0.1 * sizes.max()
+        if not butterfly_only:
+            ok &= (shallow < 0.5) & (deepest >= 0.25 * depth.max())
+        grey = np.isin(lab, idx[ok])
     return GreyMatter(grey, t, higher)
+
+
+def _otsu(values: np.ndarray, log_scale: bool = False) -> float:
+    """Otsu's threshold with the brightest 1 % clipped (a fold or a bright artefact would
+    pull it up); with ``log_scale``, on ``log(1 + value)`` of a signal ≥ 0."""
+    from skimage.filters import threshold_otsu
+
+    v = np.clip(values, None, np.percentile(values, 99.0))
+    if log_scale:
+        return float(np.expm1(threshold_otsu(np.log1p(np.maximum(v, 0.0)))))
+    return float(threshold_otsu(v))
+
+
+def _solidity(section: np.ndarray) -> float:
+    """Area of the filled section over that of its convex hull."""
+    from skimage.morphology import convex_hull_image
+
+    filled = ndi.binary_fill_holes(section)
+    return float(filled.sum() / max(int(convex_hull_image(filled).sum()), 1))
+
+
+def _grey_is_higher(high: np.ndarray, section: np.ndarray, px_um: float) -> bool:
+    """Fluorescence, ``contrast="auto"``: is grey matter the brighter class?
+
+    The class that does not form the section's outer rim is grey matter, unless the rim is
+    bright because the section found is only the (bright) butterfly: then the dim class
+    inside is a few dim patches, where a dark butterfly in a bright cord would be at least
+    a fifth of the section (REFERENCE.md: 40–47 % of a lumbar section is grey).
+    """
+    rim = section & ~erode(section, _RIM_UM / px_um)
+    if not rim.any() or float(high[rim].mean()) < 0.5:
+        return True
+    low_inside = section & ~high & erode(section, _RIM_UM / px_um)
+    return float(low_inside.sum()) < _MIN_DARK_GREY * float(section.sum())
 
 
 @dataclass

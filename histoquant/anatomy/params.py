@@ -65,7 +65,9 @@ class AnatomyParams(AssayParams):
         "auto", choices=("auto", "higher", "lower"),
         help="Whether grey matter has a higher or lower signal than white matter. 'auto': "
              "higher optical density in brightfield (Nissl stains neurons), and for "
-             "fluorescence the class that does not form the section's outer rim is grey.")
+             "fluorescence the class that does not form the section's outer rim is grey, "
+             "unless the rim is bright with little dim tissue inside (a butterfly found "
+             "without its faint white matter: grey is then the bright class).")
     species: str = param(
         "auto", choices=("auto", "rat", "mouse"),
         help="Sets the size priors: the cord width assumed when the pixel size is unknown, "

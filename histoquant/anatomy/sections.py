@@ -13,6 +13,7 @@ from scipy import ndimage as ndi
 
 from ..errors import RegionError
 from ..io.image import Image, as_image
+from .grey_matter import _RING_UM as _GREY_RING_UM
 from .grey_matter import find_canal, segment_grey_matter
 from .orientation import reflect_dice, symmetry_axis, ventral_cues
 from .params import AnatomyParams
@@ -208,7 +209,8 @@ def find_sections(image: Image | np.ndarray, params: AnatomyParams | Mapping | N
 def _analyse(ws: WorkingImage, full_mask: np.ndarray, index: int, wpx: float,
              calibrated: bool, params: AnatomyParams) -> SectionAnatomy:
     rows, cols = np.nonzero(full_mask)
-    pad = 3
+    # the crop reaches beyond the section by the ring the grey-matter threshold samples
+    pad = 3 + math.ceil(_GREY_RING_UM / wpx)
     r0, c0 = max(0, rows.min() - pad), max(0, cols.min() - pad)
     r1 = min(full_mask.shape[0], rows.max() + pad + 1)
     c1 = min(full_mask.shape[1], cols.max() + pad + 1)
@@ -216,8 +218,9 @@ def _analyse(ws: WorkingImage, full_mask: np.ndarray, index: int, wpx: float,
         or cols.max() == full_mask.shape[1] - 1
     sec = full_mask[r0:r1, c0:c1]
     sig = ws.signal[r0:r1, c0:c1]
+    field = None if ws.valid is None else ws.valid[r0:r1, c0:c1]
     grey = segment_grey_matter(sig, sec, wpx, contrast=params.grey_matter_contrast,
-                               brightfield=ws.brightfield).mask
+                               brightfield=ws.brightfield, field=field).mask
     ventral = params.ventral_angle
     if ventral == "auto":
         axis = symmetry_axis(grey, sec, wpx)

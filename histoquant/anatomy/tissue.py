@@ -11,6 +11,7 @@ larger than a vessel or the canal (a bubble over the tissue, a tear) stay holes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,7 +155,10 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
     field = np.ones(signal.shape, bool) if valid is None else np.asarray(valid, bool)
     if not field.any():
         return empty
-    ring = dilate(field, 2.0) & ~field
+    if not brightfield and not field.all():
+        field = field | _dark_padding(signal, field)
+    # the padding along the field's edge (none when the whole image is imaged: no transform)
+    ring = dilate(field, 2.0) & ~field if not field.all() else np.zeros(field.shape, bool)
     if brightfield:
         # Brightfield padding is set to the glass's optical density (0): a white canvas
         # is glass-like and helps the statistics; a black one would be the darkest "tissue"
@@ -229,10 +233,19 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
             if areas[i] * px_area_mm2 >= min_section_area_mm2
             and radii[i] >= _MIN_RADIUS_UM * min(1.0, size_scale / 0.675)]
     sections = []
+    grow_px = open_um / px_um + 1
     for lab in keep:
-        core = basins == lab
+        # every step below stays within grow_px of the basin: work in its box (plus a
+        # one-pixel empty frame, so holes and components come out as on the whole image)
+        rows, cols = np.nonzero(basins == lab)
+        m = math.ceil(grow_px) + 2
+        r0, c0 = max(0, rows.min() - m), max(0, cols.min() - m)
+        r1 = min(raw.shape[0], rows.max() + m + 1)
+        c1 = min(raw.shape[1], cols.max() + m + 1)
+        bas = basins[r0:r1, c0:c1]
+        core = bas == lab
         # give back the boundary detail the opening took, but nothing of a neighbour basin
-        grown = dilate(core, open_um / px_um + 1) & raw & ((basins == 0) | core)
+        grown = dilate(core, grow_px) & raw[r0:r1, c0:c1] & ((bas == 0) | core)
         grown = fill_small_holes(grown, hole_px)
         trunk = opening(grown, _TRIM_RADIUS_UM * trim_scale / px_um)
         if trunk.any():
@@ -241,8 +254,33 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
         if n_g > 1:
             sizes = ndi.sum_labels(grown, lab_g, index=np.arange(1, n_g + 1))
             grown = lab_g == (int(np.argmax(sizes)) + 1)
-        sections.append(grown)
+        full = np.zeros(raw.shape, bool)
+        full[r0:r1, c0:c1] = grown
+        sections.append(full)
     return TissuePieces(number_sections(sections), raw, thr, True)
+
+
+# Padding at most this fraction of the field's range (its 99.5th percentile) below the
+# field's dark end counts as empty field in fluorescence [U: 2 grey levels of a 0–100 range].
+_DARK_PAD_FRACTION = 0.02
+
+
+def _dark_padding(signal: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """Fluorescence padding that is the empty field itself: at the field's dark end.
+
+    An export whose dark background was clipped to 0 has black "padding" that is the same 0
+    as the empty slide around the section, and as white matter clipped with it (the mouse
+    exports: 238_L2 NeuN, 214_L1 Nissl). Left out, the field holds no empty slide at all, and
+    its lowest mode is the white matter, which then falls below the tissue threshold. Such
+    padding is given back to the field. A fill well below the field's dark end (black
+    padding around a grey tile) stays padding: it is not the tile's empty slide.
+    """
+    vals = signal[field]
+    if not vals.size:
+        return np.zeros(signal.shape, bool)
+    lo, hi = np.percentile(vals, [1.0, 99.5])
+    tol = _DARK_PAD_FRACTION * max(float(hi - lo), 1e-6)
+    return ~field & (signal >= lo - tol) & (signal <= lo + tol)
 
 
 def _lowest_mode(values: np.ndarray) -> tuple[float, float]:
@@ -258,8 +296,10 @@ def _lowest_mode(values: np.ndarray) -> tuple[float, float]:
         return float(lo_v), 0.0
     h, e = np.histogram(values, bins=256, range=(lo_v, hi_v))
     h = ndi.gaussian_filter1d(h.astype(float), 1.5)
-    peaks = np.nonzero((h[1:-1] >= h[:-2]) & (h[1:-1] >= h[2:]) & (h[1:-1] >= 0.2 * h.max()))[0]
-    i = int(peaks[0]) + 1 if len(peaks) else int(np.argmax(h))
+    # zero bins beyond both ends, so a mode in the first bin (a field clipped at 0) counts
+    hp = np.concatenate([[0.0], h, [0.0]])
+    peaks = np.nonzero((hp[1:-1] >= hp[:-2]) & (hp[1:-1] >= hp[2:]) & (h >= 0.2 * h.max()))[0]
+    i = int(peaks[0]) if len(peaks) else int(np.argmax(h))
     mode = float(0.5 * (e[i] + e[i + 1]))
     j = i
     while j > 0 and h[j] > 0.5 * h[i]:

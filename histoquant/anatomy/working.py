@@ -21,7 +21,7 @@ from scipy import ndimage as ndi
 
 from ..errors import ChannelError, EmptyImageError
 from ..io.image import Image
-from ..segment.statistics import block_counts, block_sum
+from ..segment.statistics import block_counts, block_mean, block_sum
 
 __all__ = ["WorkingImage", "read_downsampled", "tissue_signal", "pyramid_downsamples",
            "padding_mask"]
@@ -283,6 +283,9 @@ def tissue_signal(image: Image, factor: int, channel: int | str | None = None
 # Images in memory up to this many pixels are checked for padding at full resolution (exact
 # fill colours, one-pixel frame lines); larger or lazy ones on the block means.
 _FULL_RES_PADDING_PX = 40_000_000
+# Working images whose short side is at least twice this are searched for padding on 2 × 2
+# block means (the padding search's window is then still ≥ 9 px: 1/64 of the short side).
+_COARSE_PADDING_MIN_PX = 300
 
 
 def padding_mask(pixels: np.ndarray, max_value: float = 255.0) -> np.ndarray:
@@ -321,7 +324,16 @@ def _working_padding(image: Image, factor: int, working: np.ndarray) -> np.ndarr
         h, w = working.shape[:2]
         full = np.pad(full, ((0, h * factor - H), (0, w * factor - W)), constant_values=True)
         return full.reshape(h, factor, w, factor).any(axis=(1, 3))
-    pad = padding_mask(working, mx)
+    h, w = working.shape[:2]
+    if min(h, w) >= 2 * _COARSE_PADDING_MIN_PX:
+        # a large working image (a lazy whole slide): the fills are searched on 2 × 2 block
+        # means (a constant fill stays exact, and padding is never narrower than tens of
+        # working pixels), four times fewer pixels; the one-pixel growth below then covers
+        # the half block along its edge
+        coarse = padding_mask(block_mean(working, 2), mx)
+        pad = np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)[:h, :w]
+    else:
+        pad = padding_mask(working, mx)
     if factor > 1 and pad.any() and not pad.all():
         pad = ndi.binary_dilation(pad)
     return pad

@@ -31,7 +31,8 @@ import numpy as np
 from ..io.image import Image
 
 __all__ = ["CordGeometry", "SectionPose", "CordPhantom", "SlideModel", "random_geometry",
-           "cord_section", "cord_slide", "section_model", "render_slide", "section_codes",
+           "cord_section", "cord_slide", "faint_white_matter_section", "section_model",
+           "render_slide", "section_codes",
            "REGION_CODES"]
 
 REGION_CODES = {
@@ -544,6 +545,46 @@ def cord_section(pixel_size_um: float = 10.0, *, seed: int = 0, angle_deg: float
     model = section_model(rng, angle_deg=angle_deg, mirrored=mirrored, modality=modality,
                           extras=extras, margin_um=margin_um, geometry=geometry, seed=seed)
     return _build(model, pixel_size_um, rng)
+
+
+def faint_white_matter_section(pixel_size_um: float = 4.0, *, seed: int = 0,
+                               nuclei_spacing_um: float = 40.0) -> CordPhantom:
+    """A fluorescent section whose white matter is as dim as the empty slide.
+
+    Real fluorescence exports (NeuN, fluorescent Nissl) often show white matter at the
+    slide's level, or clipped to the same 0: only sparse bright nuclei (glia) show it. Here
+    white matter takes the empty slide's level, plus one nucleus (8 µm across, as bright as
+    a grey-matter pixel) per ``nuclei_spacing_um`` squared; no meninges, roots or debris.
+
+    Parameters
+    ----------
+    pixel_size_um : float
+        Pixel size (fine enough for the nuclei to be seen: ≤ 4 µm).
+    seed : int
+        Random seed: shape, noise and nucleus positions.
+    nuclei_spacing_um : float
+        Mean distance between white-matter nuclei.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    model = section_model(rng, modality="fluorescence", extras=False, margin_um=600.0,
+                          seed=seed)
+    model.stain = (float(_FL[0] / _FL[1]), model.stain[1])   # white matter = slide level
+    ph = _build(model, pixel_size_um, rng)
+    wm = np.where(ph.labels >= 10, ph.labels % 10, ph.labels) == 1
+    ys, xs = np.nonzero(wm)
+    n = min(len(ys), int(len(ys) * pixel_size_um**2 / nuclei_spacing_um**2))
+    pick = rng.choice(len(ys), n, replace=False)
+    spots = np.zeros(wm.shape, np.float32)
+    spots[ys[pick], xs[pick]] = 1.0
+    sigma = 4.0 / pixel_size_um           # an 8 µm nucleus
+    spots = gaussian_filter(spots, sigma) * (2 * np.pi * sigma**2) * 0.6 * _FL[2]
+    pixels = np.clip(np.asarray(ph.image.data, np.float32) + spots, 0, 65535)
+    image = Image(pixels.astype(np.uint16), axes="YX", pixel_size_um=pixel_size_um,
+                  channel_names=("tissue",))
+    image.metadata["name"] = "faint_white_matter_phantom"
+    return CordPhantom(image=image, labels=ph.labels, sections=ph.sections)
 
 
 def cord_slide(n_sections: int = 4, pixel_size_um: float = 15.0, *, seed: int = 0,
