@@ -74,6 +74,24 @@ def test_assay_widget_classes_are_plain_classes():
         aw.NoSuchAssayWidget  # noqa: B018 - the attribute access is what is tested
 
 
+def test_sample_commands_are_plain_functions(monkeypatch):
+    """Every sample command the manifest names is written out in the module and opens its
+    own assay's example."""
+    from npe2 import PluginManifest
+
+    import histoquant_napari._sample_data as sd
+
+    assert "__getattr__" not in vars(sd)
+    asked = []
+    monkeypatch.setattr(sd, "sample_layers", lambda assay: asked.append(assay) or [])
+    pm = PluginManifest.from_distribution("histoquant-napari")
+    commands = {c.id: c.python_name for c in pm.contributions.commands}
+    for sample in pm.contributions.sample_data:
+        module, func = commands[sample.command].split(":")
+        assert module == sd.__name__ and callable(vars(sd).get(func)), func
+        assert vars(sd)[func]() == [] and asked[-1] == sample.key
+
+
 def test_core_and_plugin_import_without_qt():
     code = ("import sys, histoquant, histoquant.assays, histoquant_napari, "
             "histoquant_napari._reader, histoquant_napari._writer, "
