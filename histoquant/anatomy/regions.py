@@ -32,11 +32,14 @@ face: give ``mirrored=True`` and the sides swap.
 
 With several sections in one image, each region name is prefixed with its section number:
 ``s1_ventral_horn_left``, ``s2_ventral_horn_left``, … (sections numbered top-to-bottom,
-left-to-right); a single section keeps the plain names.
+left-to-right); a single section keeps the plain names. :func:`region_base_name` undoes the
+prefix, and :func:`swap_left_right` renames regions when the mirrored setting was wrong.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +47,8 @@ import numpy as np
 
 from ..rois import Polygon, Region, mask_to_polygons
 
-__all__ = ["REGION_CODES", "REGION_NAMES", "SectionAnatomy", "region_key", "Window"]
+__all__ = ["REGION_CODES", "REGION_NAMES", "SectionAnatomy", "region_base_name", "region_key",
+           "swap_left_right", "Window"]
 
 REGION_CODES: dict[str, tuple[int, ...]] = {
     "tissue": (1, 2, 3, 4, 5, 6),
@@ -65,6 +69,65 @@ Window = tuple[tuple[int, int], tuple[int, int]]
 def region_key(name: str, section: int, n_sections: int) -> str:
     """Name of a region in tables: plain for a lone section, ``s<k>_<name>`` otherwise."""
     return name if n_sections == 1 else f"s{section}_{name}"
+
+
+#: The section prefix :func:`region_key` puts before a region's name.
+_SECTION_PREFIX = re.compile(r"^s\d+_")
+
+
+def region_base_name(region: Region | str) -> str:
+    """The anatomy's name of a region, without the section prefix.
+
+    ``s2_ventral_horn_left`` → ``ventral_horn_left``: the inverse of :func:`region_key`, so that
+    a region of any section can be matched against :data:`REGION_NAMES`.
+
+    Parameters
+    ----------
+    region : Region or str
+        A region (as :meth:`SectionAnatomy.regions` makes them, or read from a region file), or
+        a region's name.
+
+    Returns
+    -------
+    str
+        The ``region`` property when the region has one (the anatomy sets it, and it survives a
+        user's renaming of the shape), else the name with a leading ``s<k>_`` removed.
+    """
+    if isinstance(region, Region):
+        name = (region.properties or {}).get("region")
+        if name:
+            return str(name)
+        region = region.name
+    return _SECTION_PREFIX.sub("", region)
+
+
+def swap_left_right(names: Iterable[str]) -> list[str]:
+    """Exchange the ``_left`` and ``_right`` endings of region names.
+
+    The fix for a section whose ``mirrored`` setting was wrong (mounted face-down, or not):
+    the animal's left and right are then each other's, while every other region is unchanged.
+    Only the ending is read, so section prefixes and user-made names (``vh_left``) swap too.
+
+    Parameters
+    ----------
+    names : iterable of str
+        Region names, e.g. ``["grey_matter", "s1_ventral_horn_left"]``.
+
+    Returns
+    -------
+    list of str
+        The names in the same order, ``*_left`` renamed ``*_right`` and ``*_right`` renamed
+        ``*_left``; other names as given. Swapping twice gives the names back.
+    """
+    out = []
+    for name in names:
+        if name.endswith("_left"):
+            out.append(name[: -len("_left")] + "_right")
+        elif name.endswith("_right"):
+            out.append(name[: -len("_right")] + "_left")
+        else:
+            out.append(name)
+    return out
 
 
 @dataclass

@@ -54,6 +54,44 @@ def test_manifest_has_a_widget_and_sample_for_every_assay():
     assert {"AnatomyWidget", "BatchWidget"} <= widget_targets
 
 
+def test_assay_widget_classes_are_plain_classes():
+    """Each assay's Plugins-menu class is written out in the module (no ``__getattr__``
+    factory), is an AssayWidget preset to that assay, and is the one the manifest names."""
+    from npe2 import PluginManifest
+
+    import histoquant_napari._assay_widget as aw
+
+    assert "__getattr__" not in vars(aw)
+    pm = PluginManifest.from_distribution("histoquant-napari")
+    targets = {c.python_name for c in pm.contributions.commands}
+    for name in aw.assay_specs():
+        cls = vars(aw).get(aw.widget_class_name(name))
+        assert isinstance(cls, type) and issubclass(cls, aw.AssayWidget), name
+        assert cls.assay_name == name and cls.__module__ == aw.__name__
+        assert cls.__name__ in aw.__all__
+        assert f"{aw.__name__}:{cls.__name__}" in targets, name
+    with pytest.raises(AttributeError):
+        aw.NoSuchAssayWidget  # noqa: B018 - the attribute access is what is tested
+
+
+def test_sample_commands_are_plain_functions(monkeypatch):
+    """Every sample command the manifest names is written out in the module and opens its
+    own assay's example."""
+    from npe2 import PluginManifest
+
+    import histoquant_napari._sample_data as sd
+
+    assert "__getattr__" not in vars(sd)
+    asked = []
+    monkeypatch.setattr(sd, "sample_layers", lambda assay: asked.append(assay) or [])
+    pm = PluginManifest.from_distribution("histoquant-napari")
+    commands = {c.id: c.python_name for c in pm.contributions.commands}
+    for sample in pm.contributions.sample_data:
+        module, func = commands[sample.command].split(":")
+        assert module == sd.__name__ and callable(vars(sd).get(func)), func
+        assert vars(sd)[func]() == [] and asked[-1] == sample.key
+
+
 def test_core_and_plugin_import_without_qt():
     code = ("import sys, histoquant, histoquant.assays, histoquant_napari, "
             "histoquant_napari._reader, histoquant_napari._writer, "

@@ -8,7 +8,6 @@ opened and saved through :mod:`histoquant.rois`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from magicgui.widgets import Container, FloatSpinBox, Label, Select
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QScrollArea, QWidget
 
+from histoquant.anatomy.regions import REGION_NAMES, region_base_name, swap_left_right
 from histoquant.assays import AssaySpec, available_assays
 from histoquant.errors import ChannelError, DependencyError, RegionError
 from histoquant.params import AssayParams
@@ -30,11 +30,8 @@ from ._params_form import ParamsForm
 from ._shapes import regions_from_shapes_layer, shapes_layer_kwargs
 from ._table import ResultTable, result_tables
 
-__all__ = ["AnatomyWidget", "find_regions", "REGION_NAMES", "swap_left_right"]
+__all__ = ["AnatomyWidget", "find_regions", "REGION_NAMES"]
 
-#: Regions asked of histoquant.anatomy when it does not publish its own list.
-REGION_NAMES = ("tissue", "grey_matter", "white_matter", "ventral_horn_left",
-                "ventral_horn_right", "dorsal_horn_left", "dorsal_horn_right", "central_canal")
 #: Made by default: the regions the assays measure in. The tissue outline, the white matter
 #: (tissue minus grey matter) and the canal (already a hole in the grey matter) nest around the
 #: same centre and would pile their labels on the canal; tick them when an assay needs them.
@@ -52,12 +49,8 @@ def anatomy_spec() -> AssaySpec:
 
 
 def region_names() -> tuple[str, ...]:
-    """Names of the regions the anatomy finds."""
-    try:
-        from histoquant.anatomy import REGION_NAMES as names
-    except ImportError:
-        return REGION_NAMES
-    return tuple(names)
+    """Names of the regions the anatomy finds (the region choices offered)."""
+    return tuple(REGION_NAMES)
 
 
 def anatomy_params_cls() -> type[AssayParams] | None:
@@ -66,12 +59,6 @@ def anatomy_params_cls() -> type[AssayParams] | None:
         return anatomy_spec().params_cls
     except DependencyError:
         return None
-
-
-def _base_name(region: Region) -> str:
-    """``s2_ventral_horn_left`` → ``ventral_horn_left`` (the anatomy's name for the region)."""
-    name = (region.properties or {}).get("region")
-    return str(name) if name else re.sub(r"^s\d+_", "", region.name)
 
 
 def find_regions(image: Any, names: tuple[str, ...], params: Any = None,
@@ -92,20 +79,7 @@ def find_regions(image: Any, names: tuple[str, ...], params: Any = None,
             f"{image.name}: no spinal cord section found ({status or 'nothing found'}"
             f"{'; ' + '; '.join(result.warnings) if result.warnings else ''}). Check the "
             "layer and the anatomy parameters, or draw the regions by hand.")
-    return [r for r in found if _base_name(r) in names], result
-
-
-def swap_left_right(names: list[str]) -> list[str]:
-    """Exchange ``_left`` and ``_right`` in region names (the section was mounted flipped)."""
-    out = []
-    for n in names:
-        if n.endswith("_left"):
-            out.append(n[: -len("_left")] + "_right")
-        elif n.endswith("_right"):
-            out.append(n[: -len("_right")] + "_left")
-        else:
-            out.append(n)
-    return out
+    return [r for r in found if region_base_name(r) in names], result
 
 
 @dataclass

@@ -2,10 +2,12 @@
 
 :class:`AssayWidget` reads everything from the assay's :class:`~histoquant.assays.AssaySpec`:
 the input layers it needs (one RGB layer, or one layer or colour channel per channel role), the
-parameter form (from the params dataclass) and the title. A new assay module in
-``histoquant.assays`` therefore gets a working widget with no change here; the manifest lists
-one entry per assay (``<CamelName>Widget``, made by :func:`__getattr__`) so that each shows in
-napari's Plugins menu.
+parameter form (from the params dataclass) and the title, and its combo box offers every
+registered assay. So that each assay also has its own entry in napari's Plugins menu, the
+manifest lists one small subclass per assay (:class:`MotorNeuronsWidget`, ...), named by
+:func:`widget_class_name`, that only presets :attr:`AssayWidget.assay_name`. A new assay module
+in ``histoquant.assays`` needs one such subclass here and its entry in ``napari.yaml`` (the
+plugin tests check that every registered assay has both).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from ._results import class_colours, result_layer_data
 from ._shapes import regions_from_shapes_layer
 from ._table import ResultTable, result_tables
 
-__all__ = ["AssayWidget", "assay_specs", "widget_class_name", "short_title"]
+__all__ = ["AssayWidget", "EvansBlueWidget", "GfpCellsWidget", "MotorNeuronsWidget",
+           "VasculatureWidget", "assay_specs", "short_title", "widget_class_name"]
 
 #: Assays with a dedicated widget instead of the generic one.
 SPECIAL = ("anatomy",)
@@ -292,19 +295,29 @@ class AssayWidget(RunnerWidget):
             _notify.warning(message)
 
 
-def __getattr__(name: str) -> type[AssayWidget]:
-    """``MotorNeuronsWidget`` etc.: an AssayWidget subclass preset to that assay.
+# One class per assay for the manifest's Plugins-menu entries. Plain classes rather than ones
+# made on demand: napari, npe2's validation and readers of the code find them by name.
 
-    The manifest names these so that each assay has its own Plugins-menu entry, while the
-    widget itself stays generic. The class exists for any ``<CamelName>Widget``; opening it for
-    an assay this histoquant does not have fails with a message listing the ones it has.
-    """
-    import re
 
-    if re.fullmatch(r"(?:[A-Z][a-z0-9]*)+Widget", name) and name != "AssayWidget":
-        assay = "-".join(p.lower() for p in re.findall(r"[A-Z][a-z0-9]*", name[:-6]))
-        cls = type(name, (AssayWidget,), {"assay_name": assay, "__module__": __name__,
-                                          "__doc__": f"The {assay} assay widget."})
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class MotorNeuronsWidget(AssayWidget):
+    """The assay widget opened on the ``motor-neurons`` assay (Plugins ▸ Motor neurons)."""
+
+    assay_name = "motor-neurons"
+
+
+class EvansBlueWidget(AssayWidget):
+    """The assay widget opened on the ``evans-blue`` assay (Plugins ▸ Evans Blue)."""
+
+    assay_name = "evans-blue"
+
+
+class VasculatureWidget(AssayWidget):
+    """The assay widget opened on the ``vasculature`` assay (Plugins ▸ Microvessels)."""
+
+    assay_name = "vasculature"
+
+
+class GfpCellsWidget(AssayWidget):
+    """The assay widget opened on the ``gfp-cells`` assay (Plugins ▸ GFP+ cells)."""
+
+    assay_name = "gfp-cells"

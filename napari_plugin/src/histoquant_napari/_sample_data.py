@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["example_images_dir", "example_file", "sample_layers", "phantom_for",
-           "region_files_for"]
+           "region_files_for", "sample_anatomy", "sample_evans_blue", "sample_gfp_cells",
+           "sample_motor_neurons", "sample_vasculature"]
 
 log = logging.getLogger(__name__)
 
@@ -216,16 +217,30 @@ def sample_layers(assay: str) -> list[LayerData]:
     return layers
 
 
-def __getattr__(name: str) -> Any:
-    """``sample_motor_neurons`` etc.: the sample-data command of each assay in the manifest."""
-    if name.startswith("sample_"):
-        assay = name[len("sample_"):].replace("_", "-")
+# The manifest's sample-data commands, one per assay, written out (not made on demand by a module
+# __getattr__) so that the names napari.yaml lists can be found in the code.
 
-        def _sample() -> list[LayerData]:
-            return sample_layers(assay)
 
-        _sample.__name__ = name
-        _sample.__doc__ = f"Example image for the {assay} assay."
-        globals()[name] = _sample
-        return _sample
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def sample_motor_neurons() -> list[LayerData]:
+    """Example image for the motor-neurons assay (File ▸ Open Sample)."""
+    return sample_layers("motor-neurons")
+
+
+def sample_evans_blue() -> list[LayerData]:
+    """Example image for the evans-blue assay (File ▸ Open Sample)."""
+    return sample_layers("evans-blue")
+
+
+def sample_vasculature() -> list[LayerData]:
+    """Example image for the vasculature assay (File ▸ Open Sample)."""
+    return sample_layers("vasculature")
+
+
+def sample_gfp_cells() -> list[LayerData]:
+    """Example image for the gfp-cells assay (File ▸ Open Sample)."""
+    return sample_layers("gfp-cells")
+
+
+def sample_anatomy() -> list[LayerData]:
+    """Example whole section for the anatomy (File ▸ Open Sample)."""
+    return sample_layers("anatomy")
