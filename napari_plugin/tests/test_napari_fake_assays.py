@@ -158,8 +158,13 @@ def test_closed_widget_ignores_layer_events(make_napari_viewer, qtbot, fake_regi
     dock.deleteLater()
     w.deleteLater()
     del w, dock
-    qtbot.wait(50)
-    gc.collect()
+
+    def collected():
+        gc.collect()
+        return ref() is None
+
+    # deleteLater runs when Qt's event loop gets to it: seconds on a loaded machine, not 50 ms
+    qtbot.waitUntil(collected, timeout=10_000)
     layer.name = "renamed"  # layer events after the widget is gone: no error
     _open(viewer, rgb_file)
     assert ref() is None  # the viewer's events did not keep the closed widget alive
