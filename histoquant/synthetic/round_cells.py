@@ -164,8 +164,12 @@ def make_cells_and_fibres(
             cells[inside] = len(placed)
             signal[inside] = np.maximum(signal[inside], rng.uniform(0.7, 1.0))
     # fibres: lines through the field, through some cells too (a soma on a fibre must still
-    # be found, and the fibre must not be)
+    # be found, and the fibre must not be). A fibre is dimmer than a soma, 0.15-0.45 against
+    # the cells' 0.7-1.0: a thin process holds far less label than a cell body's depth of
+    # cytoplasm (on the real ChAT sections, fibre networks' mean signal is 0.3x the somata's,
+    # 90th percentile 0.6x [real, benchmarks/real_data.py])
     fibre = np.zeros((h, w), np.float32)
+    fibre_profile = np.zeros((h, w), np.float32)  # the fibres' geometry, brightness aside
     half = fibre_width_um / px / 2
     for k in range(n_fibres):
         if k < len(placed) // 3:
@@ -174,8 +178,10 @@ def make_cells_and_fibres(
             cy, cx = rng.uniform(0, h), rng.uniform(0, w)
         t = rng.uniform(0, np.pi)
         d = np.abs(-(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t))
-        fibre = np.maximum(fibre, np.clip(half + 0.5 - d, 0, 1) * rng.uniform(0.5, 0.9))
-    fibre_mask = fibre > 0.5
+        profile = np.clip(half + 0.5 - d, 0, 1)
+        fibre = np.maximum(fibre, profile * rng.uniform(0.15, 0.45))
+        fibre_profile = np.maximum(fibre_profile, profile)
+    fibre_mask = fibre_profile > 0.5
     signal = np.maximum(signal, fibre)
     img = ndi.gaussian_filter(signal, 0.8 / px)
     img += rng.normal(0.0, noise, img.shape).astype(np.float32)
