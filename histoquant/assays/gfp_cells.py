@@ -813,6 +813,16 @@ def _classical_objects(ctx: _Context, z: np.ndarray, union_low: np.ndarray,
     if has_ref:
         gfp_res = ndi.gaussian_filter(gfp_low - bg_g, 0.7)
         ref_res = ndi.gaussian_filter(ref_low - bg_ref.values, 0.7)
+        # components plainly brighter in the reference channel than a GFP cell can be
+        # (a glowing tissue edge, lipofuscin, red blood cells): autofluorescence the reference
+        # has judged, left out of every candidate's neighbourhood ring (see _surround)
+        on = comp.ravel() > 0
+        g_sum = np.bincount(comp.ravel()[on], (gfp_low - bg_g).ravel()[on], n_comp + 1)
+        r_sum = np.bincount(comp.ravel()[on], (ref_low - bg_ref.values).ravel()[on], n_comp + 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            red = (r_sum > 1.5 * p.max_reference_ratio * g_sum) & (r_sum > 0)
+        red[0] = False
+        ctx.autofluorescent_low = red[comp]
     while queue:
         if labels.dtype == np.uint16 and len(rows) > 60_000:
             labels = labels.astype(np.int32)
@@ -1061,6 +1071,8 @@ class _Context:
     """Block-grid cell bodies (classical engine): significant after the opening."""
     tissue: np.ndarray | None = None
     """Full-resolution mask of what is not padding (None: no padding)."""
+    autofluorescent_low: np.ndarray | None = None
+    """Block-grid components plainly brighter in the reference channel than GFP."""
 
     def measure_candidate(self, comp: np.ndarray, i: int, sl: tuple[slice, slice],
                           labels: np.ndarray, next_label: int) -> list[dict[str, Any]]:
@@ -1107,9 +1119,10 @@ class _Context:
                 out = self._measure_rest(crop, rest, labels, next_label)
                 next_label += len(out)
         parts = ndi.label(support)[0]
-        # the neighbourhood ring is drawn round each connected body before touching cells
-        # are cut apart: a touching cell is not the tissue its neighbour sits in
-        crop.groups = parts
+        # the neighbourhood ring is drawn round all the candidate's bodies together, before
+        # touching cells are cut apart: a touching cell, or the other half of a cell the
+        # body step cut in two, is not the tissue its neighbour sits in
+        crop.groups = (parts > 0).astype(np.int32)
         if p.split_touching:
             # only a part with room for two of the smallest cells can hold touching cells
             two_cells = 2 * np.pi * (p.min_cell_diameter_um / 2 / px) ** 2
@@ -1287,9 +1300,10 @@ class _Context:
 
         ``ring_contrast``: the object's mean significance above the median of the ring of
         ``neuropil_ring_um`` around it, in units of the ring's spread (90th percentile −
-        median, at least one noise σ). The ring leaves out padding, the object's siblings
-        (parts of the same candidate) and the other cell-body candidates nearby: a soma
-        in a dense motor pool or a touching cell is measured against the tissue around it,
+        median, at least one noise σ). The ring is drawn round all the candidate's bodies
+        together and leaves out padding, components plainly brighter in the reference channel
+        than GFP, and other cell bodies nearby that stand far out of it: a soma in a dense
+        motor pool or a touching cell is measured against the tissue around it,
         not against its neighbours. ``peak_density``: maxima of the significance inside the
         object standing at least ``min_peak_prominence`` of the object's amplitude (and one
         σ) above the saddle to a brighter one, merged when closer than
@@ -1314,6 +1328,9 @@ class _Context:
         edge = crop.tissue is not None and not crop.tissue[dist <= 1.5].all()
         if crop.tissue is not None:
             ring &= crop.tissue
+        if self.autofluorescent_low is not None:
+            low = _low_slices(crop.rows, crop.cols, self.f)
+            ring &= ~_upsample_mask(self.autofluorescent_low[low], self.f, crop.rows, crop.cols)
         inside = z[part]
         contrast, med, textured = np.nan, 0.0, False
         if ring.sum() >= 8 and (crop.neighbours is not None or self.body_low is not None):
