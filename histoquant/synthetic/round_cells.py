@@ -92,6 +92,7 @@ def make_cells_and_fibres(
     diameter_um: tuple[float, float] = (12.0, 25.0),
     n_fibres: int = 14,
     fibre_width_um: float = 2.5,
+    fibre_brightness: tuple[float, float] = (0.15, 0.45),
     n_elongated: int = 4,
     elongated_size_um: tuple[float, float] = (60.0, 10.0),
     noise: float = 0.08,
@@ -118,6 +119,11 @@ def make_cells_and_fibres(
         Straight fibres from edge to edge, at random angles.
     fibre_width_um : float
         Fibre width (full width at half maximum).
+    fibre_brightness : (float, float)
+        Range of a fibre's brightness (uniform, per fibre) against the cells' 0.7-1.0. The
+        default, 0.15-0.45, is the typical case (on the real ChAT sections, fibre networks'
+        mean signal is 0.3x the somata's); 0.5-0.9 is the bright tail (90th percentile 0.6x
+        [real]): a fibre almost as bright as the soma it passes through.
     n_elongated : int
         Elongated decoys (ellipses of ``elongated_size_um`` = length, width).
     noise : float
@@ -164,10 +170,11 @@ def make_cells_and_fibres(
             cells[inside] = len(placed)
             signal[inside] = np.maximum(signal[inside], rng.uniform(0.7, 1.0))
     # fibres: lines through the field, through some cells too (a soma on a fibre must still
-    # be found, and the fibre must not be). A fibre is dimmer than a soma, 0.15-0.45 against
-    # the cells' 0.7-1.0: a thin process holds far less label than a cell body's depth of
-    # cytoplasm (on the real ChAT sections, fibre networks' mean signal is 0.3x the somata's,
-    # 90th percentile 0.6x [real, benchmarks/real_data.py])
+    # be found, and the fibre must not be). A fibre is dimmer than a soma, by default 0.15-0.45
+    # against the cells' 0.7-1.0: a thin process holds far less label than a cell body's depth
+    # of cytoplasm (on the real ChAT sections, fibre networks' mean signal is 0.3x the
+    # somata's, 90th percentile 0.6x [real, benchmarks/real_data.py]); fibre_brightness sets
+    # the bright tail
     fibre = np.zeros((h, w), np.float32)
     fibre_profile = np.zeros((h, w), np.float32)  # the fibres' geometry, brightness aside
     half = fibre_width_um / px / 2
@@ -179,7 +186,7 @@ def make_cells_and_fibres(
         t = rng.uniform(0, np.pi)
         d = np.abs(-(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t))
         profile = np.clip(half + 0.5 - d, 0, 1)
-        fibre = np.maximum(fibre, profile * rng.uniform(0.15, 0.45))
+        fibre = np.maximum(fibre, profile * rng.uniform(*fibre_brightness))
         fibre_profile = np.maximum(fibre_profile, profile)
     fibre_mask = fibre_profile > 0.5
     signal = np.maximum(signal, fibre)
