@@ -262,6 +262,7 @@ def _fluorescent_section(rows: Rows, out: Path, path: Path, stain: str, channel:
             PILImage.fromarray(qc).save(d / f"{path.stem}__anatomy_{tag}.png")
     if stain != "chat":
         return
+    _chat_as_gfp(rows, out, image, name, section_id)
     refs = pd.read_csv(HERE / "real_data_refs" / "chat_counts.csv").set_index("section")
     ref = refs.loc[section_id] if section_id in refs.index else None
     res, err, secs = timed(lambda: motor_neurons.run(image, regions="auto"))
@@ -279,6 +280,32 @@ def _fluorescent_section(rows: Rows, out: Path, path: Path, stain: str, channel:
     rows.add(ds, name, "motor-neurons", "defaults (regions=auto: ventral horns)",
              "n_motor_neurons", n, refval, rel_err(n, refval) if refval != "" else "",
              f"{note}; regions {regions}; fluorescence read as brightfield RGB", secs)
+
+
+def _chat_as_gfp(rows: Rows, out: Path, image, name: str, section_id: str) -> None:
+    """gfp-cells on the ChAT channel: cell bodies anywhere in the section, against every
+    ChAT+ soma marked by eye (``real_data_refs/chat_somata.py``)."""
+    from real_data_refs.chat_somata import counts
+
+    from histoquant.assays import gfp_cells
+
+    ds = "spinal_cord_fluorescent"
+    ref = counts().loc[section_id] if section_id in counts().index else None
+    setting = "defaults (gfp=R, the ChAT channel)"
+    refval = round(float(ref["estimate"])) if ref is not None else ""
+    note = (f"by-eye ChAT+ somata, whole section, range {int(ref['low'])}–{int(ref['high'])}"
+            if ref is not None else "no by-eye count")
+    res, err, secs = timed(lambda: gfp_cells.run(image, channels={"gfp": "R"}))
+    if err:
+        rows.add(ds, name, "gfp-cells", setting, "n_gfp_cells", err, refval, "", note, secs)
+        return
+    save_qc(out, ds, name.replace("/", "_"), "gfp-cells", setting, res.qc)
+    s = res.summary.iloc[0]
+    n = int(s["n_gfp_cells"])
+    rows.add(ds, name, "gfp-cells", setting, "n_gfp_cells", n, refval,
+             rel_err(n, refval) if refval != "" else "",
+             f"{note}; rejected low_contrast {s['n_rejected_low_contrast']}, punctate "
+             f"{s['n_rejected_punctate']}, thin {s['n_rejected_thin']}", secs)
 
 
 def spinal_cord_nissl() -> Iterator[Job]:

@@ -397,27 +397,38 @@ def test_gfp_positive_fraction_on_reporter_embryo(shared_data):
 # ------------------------------------------------------------------ cell bodies, not fibres
 
 
-@pytest.fixture(scope="module")
-def fibre_run():
+# fibre brightness against the cells' 0.7-1.0: typical (real ChAT fibre networks: 0.3x the
+# somata on average) and the bright tail (90th percentile 0.6x), a fibre about as bright as the
+# soma it passes through
+_FIBRES = {"dim": (0.15, 0.45), "bright": (0.5, 0.9)}
+
+
+@pytest.fixture(scope="module", params=list(_FIBRES))
+def fibre_run(request):
     from histoquant.synthetic.round_cells import make_cells_and_fibres
 
-    image, truth = make_cells_and_fibres(seed=0)
+    image, truth = make_cells_and_fibres(seed=0, fibre_brightness=_FIBRES[request.param])
     return image, truth, run(image, channels={"gfp": 0})
 
 
 def test_fibre_phantom_counts_exactly_the_cells(fibre_run):
     _, truth, res = fibre_run
     # 12 round somata in a connected network of 14 fibres, four of which pass through cells.
-    # Every cell is counted; at most one extra object (today: one crossing of two fibres
-    # whose opened core is 17 µm wide and keeps 0.65 of its significance, next to the 0.35
-    # texture limit)
-    n = int(res.summary["n_gfp_cells"].iloc[0])
-    assert truth["n_cells"] <= n <= truth["n_cells"] + 1
+    # Every cell is counted, also on a fibre as bright as itself (the ring around such a soma
+    # holds two arcs of the fibre: 10 of 12 counted when they set the ring's spread).
     lab = np.asarray(res.labels)
     counted = _counted_labels(res)
     for c in range(1, truth["n_cells"] + 1):
         under, n = np.unique(lab[truth["cell_labels"] == c], return_counts=True)
         assert int(under[np.argmax(n)]) in counted, f"cell {c} not counted"
+    # At most two extra objects, each a fibre crossing (mostly fibre pixels): the crossings
+    # whose opened core keeps 0.65 of its significance, at the 0.35 texture limit, and stands
+    # out of a ring whose bulk is tissue as a soma on a fibre does
+    n = int(res.summary["n_gfp_cells"].iloc[0])
+    assert truth["n_cells"] <= n <= truth["n_cells"] + 2
+    cells = set(np.unique(lab[truth["cell_labels"] > 0]).tolist())
+    for label in counted - cells:
+        assert truth["fibre_mask"][lab == label].mean() >= 0.25, label
 
 
 def test_fibres_rejected_with_reason(fibre_run):
@@ -429,10 +440,10 @@ def test_fibres_rejected_with_reason(fibre_run):
     counted = _counted_labels(res)
     owned = np.isin(lab[truth["fibre_mask"]], list(counted))
     assert owned.mean() < 0.05, owned.mean()
-    # at most the one fibre crossing of test_fibre_phantom_counts_exactly_the_cells
+    # at most the fibre crossings of test_fibre_phantom_counts_exactly_the_cells
     mostly_fibre = [label for label in counted
                     if truth["fibre_mask"][lab == label].mean() >= 0.25]
-    assert len(mostly_fibre) <= 1
+    assert len(mostly_fibre) <= 2
     fibres = obj[obj["class"] == "fibre"]
     assert len(fibres) > 0
     assert fibres["reason"].str.contains("thin").any()
@@ -502,13 +513,11 @@ def test_chat_section_counts_cell_bodies_not_fibres(shared_data):
     print(f"214_L1_ChAT: {n} counted (by eye {CHAT_BY_EYE_214}); rejected thin "
           f"{s['n_rejected_thin']}, texture {s['n_rejected_texture']}, elongated "
           f"{s['n_rejected_elongated']}, too small {s['n_rejected_too_small']}")
-    # Before the body/fibre separation: 1,243 counted (33x the by-eye count); now 153 (4x).
-    # NOT yet within the 30 % the issue aims at: the remaining over-count is mostly clumps
-    # of white-matter axon profiles and neuropil blobs that are as wide, as round and as
-    # significant (in local σ) as a soma, and are told apart by eye only by being dimmer
-    # than the somata. This bound guards the order of magnitude (and that every soma-rich
-    # section is not counted as a thousand cells); tighten it when that is solved.
-    assert CHAT_BY_EYE_214 * 0.7 <= n <= CHAT_BY_EYE_214 * 5
+    # Before the body/fibre separation: 1,243 counted (33x the by-eye count); then 153
+    # (4x); with the ring contrast and maxima count 115 (3x this count, 3.6x the located
+    # by-eye estimate of test_chat_sections_against_by_eye_somata). Not yet within the 30 %
+    # the issue aims at (see there for what is left); tighten when that is solved.
+    assert CHAT_BY_EYE_214 * 0.7 <= n <= CHAT_BY_EYE_214 * 3.5
     assert s["n_rejected_thin"] > 5 * n
     counted = res.objects[res.objects["class"] == "gfp_cell"]
     # ChAT+ somata (motor neurons 20-30 µm, smaller interneurons) at 2 µm/px
@@ -530,3 +539,145 @@ def test_twophoton_planes_objects_are_cell_sized(shared_data):
               f"{counted['equivalent_diameter_um'].median():.1f} µm")
         assert len(counted) > 0
         assert 8 <= counted["equivalent_diameter_um"].median() <= 25
+
+
+# ------------------------------------------------------------------ padding is not tissue
+
+
+def _padded(kind: str, arr: np.ndarray) -> np.ndarray:
+    from histoquant.synthetic.artefacts import add_padding, round_field_of_view
+
+    if kind == "black":
+        return add_padding(arr, 150, 0.0)[0]
+    if kind == "grey":   # a slide scanner's mid-grey canvas, brighter than the background
+        return add_padding(arr, 150, 0.5)[0]
+    # the outside of a round field of view, the whole phantom inside the disk
+    return round_field_of_view(add_padding(arr, 200, 0.0)[0], 0.48)[0]
+
+
+@pytest.fixture(scope="module")
+def unpadded_fibre_run():
+    from histoquant.synthetic.round_cells import make_cells_and_fibres
+
+    image, truth = make_cells_and_fibres(seed=0)
+    return image, truth, run(image, channels={"gfp": 0})
+
+
+def _cells_counted(res, truth, offset: tuple[int, int]) -> int:
+    """How many of the phantom's cells are counted, the phantom at ``offset`` µm in the image
+    (the phantom's pixel is 1 µm)."""
+    counted = res.objects[res.objects["class"] == "gfp_cell"]
+    cy, cx = (counted["centroid_y_um"] - offset[0]), (counted["centroid_x_um"] - offset[1])
+    return sum(bool((np.hypot(cy - y, cx - x) < 5).any()) for y, x, _ in truth["cells"])
+
+
+@pytest.mark.parametrize("kind", ["black", "grey", "round"])
+def test_padding_is_neither_tissue_nor_statistics(unpadded_fibre_run, kind):
+    image, truth, base = unpadded_fibre_run
+    padded = Image(_padded(kind, np.asarray(image.data)), "YX",
+                   pixel_size_um=image.pixel_size_um)
+    res = run(padded, channels={"gfp": 0})
+    s, s0 = res.summary.iloc[0], base.summary.iloc[0]
+    # before padding was excluded: black 23, grey 13, round 33 counted against 13 unpadded,
+    # the noise σ 15 % low (black) or 2.8x high (grey). Every cell is counted in both; the
+    # totals differ by at most one fibre crossing at the 0.35 texture limit (0.349 unpadded,
+    # 0.370 in the round field: see test_fibre_phantom_counts_exactly_the_cells)
+    pad = 200 if kind == "round" else 150
+    assert _cells_counted(base, truth, (0, 0)) == truth["n_cells"]
+    assert _cells_counted(res, truth, (pad, pad)) == truth["n_cells"]
+    assert abs(int(s["n_gfp_cells"]) - int(s0["n_gfp_cells"])) <= 1
+    sigma, sigma0 = res.extra["gfp_noise_sigma_median"], base.extra["gfp_noise_sigma_median"]
+    assert sigma == pytest.approx(sigma0, rel=0.03)
+    # the measured area is the phantom's, not the canvas (a black canvas also takes the
+    # phantom's own clipped-zero pixels along its edge: at most a few per cent)
+    assert s["region_area_mm2"] == pytest.approx(s0["region_area_mm2"], rel=0.03)
+    assert res.extra["padding_fraction"] > 0.4
+
+
+# ------------------------------------------------------------------ clumps of dots are not cells
+
+
+def test_dot_clumps_are_not_cells():
+    from histoquant.synthetic.round_cells import make_cells_and_dot_clumps
+
+    new_reasons = 0
+    for seed in range(3):
+        image, truth = make_cells_and_dot_clumps(seed=seed)
+        res = run(image, channels={"gfp": 0})
+        lab = np.asarray(res.labels)
+        counted = _counted_labels(res)
+        obj = res.objects.drop_duplicates("label").set_index("label")
+        for c in range(1, truth["n_cells"] + 1):
+            under, n = np.unique(lab[truth["cell_labels"] == c], return_counts=True)
+            assert int(under[np.argmax(n)]) in counted, (seed, "cell", c)
+        for c in range(1, truth["n_clumps"] + 1):
+            under = set(np.unique(lab[truth["clump_labels"] == c]).tolist()) - {0}
+            assert not under & counted, (seed, "clump", c)
+            for label in under:
+                reason = str(obj.loc[label, "reason"])
+                new_reasons += "low_contrast" in reason or "punctate" in reason
+        assert int(res.summary["n_gfp_cells"].iloc[0]) == truth["n_cells"]
+        # the new columns are measured on every object that could still be a cell
+        cells = res.objects[res.objects["class"] == "gfp_cell"]
+        assert (cells["ring_contrast"] >= 1.5).all() and (cells["n_maxima"] >= 1).all()
+    # the clumps are told apart by standing out of the dots around them little and by their
+    # many maxima (texture alone let one of the twelve through)
+    assert new_reasons >= 6
+
+
+def test_touching_cells_keep_their_ring_contrast(phantom_runs):
+    # a touching neighbour is left out of a cell's ring: with it in, both cells of a pair
+    # measured 0.4-1.9 and were lost as low_contrast
+    for _, truth, res in phantom_runs:
+        lab = np.asarray(res.labels)
+        obj = res.objects.drop_duplicates("label").set_index("label")
+        for _, c in truth.cells[truth.cells["touching"]].iterrows():
+            under, n = np.unique(lab[truth.cell_labels == c["label"]], return_counts=True)
+            row = obj.loc[int(under[np.argmax(n)])]
+            assert row["ring_contrast"] > 5, row["ring_contrast"]
+
+
+# ------------------------------------------------------------------ ChAT sections, every soma
+
+CHAT_SECTIONS = ("214_L1", "238_L2", "263_L4", "280_L5", "290_L6")
+
+
+@pytest.fixture(scope="module")
+def chat_somata():
+    from pathlib import Path
+
+    refs = Path(__file__).resolve().parents[1] / "benchmarks" / "real_data_refs"
+    return pd.read_csv(refs / "chat_somata_points.csv")
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("section", CHAT_SECTIONS)
+def test_chat_sections_against_by_eye_somata(shared_data, chat_somata, section):
+    from scipy.spatial import cKDTree
+
+    path = shared_data / "spinal_cord_fluorescent" / "chat" / f"{section}_ChAT.jpg"
+    image = read_image(path)
+    # data README: 2.02 µm/px for the 1,200- and 1,070-row images, 2.30 for the 750-row ones
+    px = 2.30 if image.shape_yx[0] <= 800 else 2.02
+    res = run(image, pixel_size_um=px, channels={"gfp": 0})
+    pts = chat_somata[chat_somata["section"] == section]
+    clear = pts[pts["certainty"] == "clear"]
+    estimate = len(clear) + (len(pts) - len(clear)) / 2
+    cells = res.objects[res.objects["class"] == "gfp_cell"]
+    n = len(cells)
+    tree = cKDTree(cells[["centroid_y_um", "centroid_x_um"]].to_numpy())
+    d, _ = tree.query(clear[["row_px", "col_px"]].to_numpy() * px)
+    found = float((d <= 14.0).mean())
+    s = res.summary.iloc[0]
+    print(f"{section}: {n} counted, by eye {len(clear)}-{len(pts)} (estimate {estimate:.0f}); "
+          f"clear somata found {found:.2f}; rejected low_contrast "
+          f"{s['n_rejected_low_contrast']}, punctate {s['n_rejected_punctate']}, padding_edge "
+          f"{s['n_rejected_padding_edge']}")
+    # Before issue #14: 1,000-1,300 counted per section; before the ring contrast: 154-198
+    # (2.6-5x the by-eye estimate). Now 92-123: still 1.7-3.6x. The rest is mostly single
+    # small blobs in the white matter and grey-matter fibre junctions, as round, as bright
+    # against their ring and as single-peaked as the small cells of the two-photon planes,
+    # which stricter settings cut by up to a half. Tighten when that is solved.
+    assert len(clear) <= n <= 4 * estimate
+    assert found >= 0.55
+    assert s["n_rejected_low_contrast"] + s["n_rejected_punctate"] > n / 2
