@@ -220,3 +220,29 @@ def test_bright_artefact_is_not_the_grey_matter():
     s = find_sections(image).sections[0]
     grey = s.mask("grey_matter") | s.mask("central_canal")
     assert dice(grey, truth["grey_matter"] | truth["central_canal"]) >= 0.85
+
+
+def test_ventral_root_block_is_cut_from_the_grey_matter():
+    """A bright block at the ventral surface (a ventral root bundle, as in the mouse ChAT
+    exports) joined to the grey matter by a bright band is dropped with the band's
+    surface part; the grey matter deeper than 100 µm stays, and a butterfly-only section
+    (grey ≥ 80 % of it) is left alone."""
+    from histoquant.anatomy.sections import _trim_ventral_surface
+
+    px = 10.0
+    yy, xx = np.indices((200, 200))
+    sec = (yy - 100) ** 2 + (xx - 100) ** 2 <= 80 ** 2          # an 1.6 mm cord
+    is_ventral = yy > 100
+    grey = (yy - 100) ** 2 + (xx - 100) ** 2 <= 40 ** 2          # 400 µm deep everywhere
+    # a root block 160 µm across centred on the surface: none of it deeper than 100 µm
+    root = sec & ((yy - 170) ** 2 + (xx - 140) ** 2 <= 8 ** 2)
+    band = sec & (np.abs((yy - 100) - (xx - 100) * 1.75) <= 2) & (yy > 100)
+    found = grey | root | band
+    out = _trim_ventral_surface(found, sec, is_ventral, px)
+    assert not (out & root).any()
+    assert (out & grey).sum() == grey.sum()
+    depth = np.hypot(yy - 100, xx - 100)
+    assert not (out & sec & (80 - depth < 100 / px) & is_ventral).any()
+    butterfly = sec & (np.abs(xx - 100) <= 70)                    # 84 % of the section
+    assert butterfly.sum() >= 0.8 * sec.sum()
+    assert (_trim_ventral_surface(butterfly, sec, is_ventral, px) == butterfly).all()
