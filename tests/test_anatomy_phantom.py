@@ -161,6 +161,44 @@ def test_fluorescent_white_matter_at_slide_level(seed):
     assert (s.mask("tissue") & ~truth["tissue"]).sum() < 0.05 * truth["tissue"].sum()
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sparse_stain_grey_matter_is_not_only_the_motor_pools(seed):
+    """A sparse stain (as the mouse ChAT exports): white matter a little dimmer than a faint
+    grey neuropil and dotted with bright profiles, and the motor pools (the deep halves of
+    the ventral horns, ≈ 13 % of the section) twice as bright as the neuropil. Otsu's two
+    classes split the pools from the rest (Dice ≈ 0.5); the grey matter found is the whole
+    butterfly, because a bright class so far under the published 40–47 % share is re-split
+    in three and four classes."""
+    from scipy import ndimage as ndi
+
+    from histoquant.io import Image
+    from histoquant.synthetic.cord import faint_white_matter_section
+
+    ph = faint_white_matter_section(4.0, seed=seed)
+    pixels = np.asarray(ph.image.data).astype(np.float32)
+    truth = ph.truth(1)
+    level = float(np.median(pixels[truth["grey_matter"]]))
+    white = truth["tissue"] & ~truth["grey_matter"] & ~truth["central_canal"]
+    pixels[white] += 0.6 * level              # white matter above the slide, below grey
+    pools = np.zeros(pixels.shape, bool)
+    for side in ("ventral_horn_left", "ventral_horn_right"):
+        horn = truth[side]
+        depth = ndi.distance_transform_edt(horn)
+        pools |= horn & (depth > np.percentile(depth[horn], 40))
+    rng = np.random.default_rng(seed)
+    pixels[pools] = 2.0 * level + rng.normal(0.0, 0.1 * level, int(pools.sum()))
+    share = pools.sum() / truth["tissue"].sum()
+    assert 0.1 < share < 0.2                  # far under grey matter's share
+    image = Image(np.clip(pixels, 0, 65535).astype(np.uint16), axes="YX",
+                  pixel_size_um=4.0, channel_names=("tissue",))
+    s = find_sections(image).sections[0]
+    grey = s.mask("grey_matter") | s.mask("central_canal")
+    assert dice(grey, truth["grey_matter"] | truth["central_canal"]) >= 0.9
+    # the pools are inside it, and the dorsal horns too
+    for side in ("dorsal_horn_left", "dorsal_horn_right"):
+        assert (grey & truth[side]).sum() >= 0.8 * truth[side].sum()
+
+
 def test_bright_artefact_is_not_the_grey_matter():
     """A bright bar (a fold or mounting debris, as across the 214_L1 Nissl export) larger
     than the clipped brightest 1 % is not taken for the grey matter: grey matter is never so
@@ -182,3 +220,29 @@ def test_bright_artefact_is_not_the_grey_matter():
     s = find_sections(image).sections[0]
     grey = s.mask("grey_matter") | s.mask("central_canal")
     assert dice(grey, truth["grey_matter"] | truth["central_canal"]) >= 0.85
+
+
+def test_ventral_root_block_is_cut_from_the_grey_matter():
+    """A bright block at the ventral surface (a ventral root bundle, as in the mouse ChAT
+    exports) joined to the grey matter by a bright band is dropped with the band's
+    surface part; the grey matter deeper than 100 µm stays, and a butterfly-only section
+    (grey ≥ 80 % of it) is left alone."""
+    from histoquant.anatomy.sections import _trim_ventral_surface
+
+    px = 10.0
+    yy, xx = np.indices((200, 200))
+    sec = (yy - 100) ** 2 + (xx - 100) ** 2 <= 80 ** 2          # an 1.6 mm cord
+    is_ventral = yy > 100
+    grey = (yy - 100) ** 2 + (xx - 100) ** 2 <= 40 ** 2          # 400 µm deep everywhere
+    # a root block 160 µm across centred on the surface: none of it deeper than 100 µm
+    root = sec & ((yy - 170) ** 2 + (xx - 140) ** 2 <= 8 ** 2)
+    band = sec & (np.abs((yy - 100) - (xx - 100) * 1.75) <= 2) & (yy > 100)
+    found = grey | root | band
+    out = _trim_ventral_surface(found, sec, is_ventral, px)
+    assert not (out & root).any()
+    assert (out & grey).sum() == grey.sum()
+    depth = np.hypot(yy - 100, xx - 100)
+    assert not (out & sec & (80 - depth < 100 / px) & is_ventral).any()
+    butterfly = sec & (np.abs(xx - 100) <= 70)                    # 84 % of the section
+    assert butterfly.sum() >= 0.8 * sec.sum()
+    assert (_trim_ventral_surface(butterfly, sec, is_ventral, px) == butterfly).all()

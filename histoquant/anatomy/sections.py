@@ -13,8 +13,8 @@ from scipy import ndimage as ndi
 
 from ..errors import RegionError
 from ..io.image import Image, as_image
+from .grey_matter import _BUTTERFLY_ONLY, find_canal, segment_grey_matter
 from .grey_matter import _RING_UM as _GREY_RING_UM
-from .grey_matter import find_canal, segment_grey_matter
 from .orientation import reflect_dice, symmetry_axis, ventral_cues
 from .params import AnatomyParams
 from .quality import section_quality
@@ -206,6 +206,40 @@ def find_sections(image: Image | np.ndarray, params: AnatomyParams | Mapping | N
     return slide
 
 
+# Ventral grey matter never reaches the cord's surface: the ventral and lateral funiculi lie
+# between (≈ 300 µm thick in the mouse atlas drawings of the lumbar cord) [U].
+_VENTRAL_WHITE_UM = 100.0
+# ... unless the section found is the butterfly alone (white matter as faint as the slide):
+# the ventral horns then make the surface, and a trim would take a large share of them [U].
+_MAX_TRIM_SHARE = 0.3
+
+
+def _trim_ventral_surface(grey: np.ndarray, sec: np.ndarray, is_ventral: np.ndarray,
+                          wpx: float) -> np.ndarray:
+    """Grey matter without what touches the section's surface on the ventral side.
+
+    A bright ventral root bundle (ChAT: motor axons) or a fibre-rich ventral white matter
+    joins the grey matter where it is as bright as it; ventral grey matter lies deep, so
+    the grey matter within 100 µm of the ventral surface is dropped, then the pieces cut
+    off from the main grey matter (a root block) with it. Not when the section is the
+    butterfly alone (grey matter ≥ 80 % of it, or a trim that would take more than 30 % of
+    the ventral grey matter): the ventral horns then make its surface.
+    """
+    ventral_grey = grey & is_ventral
+    if not ventral_grey.any() or float(grey.sum()) >= _BUTTERFLY_ONLY * float(sec.sum()):
+        return grey
+    depth = ndi.distance_transform_edt(np.pad(sec, 1))[1:-1, 1:-1] * wpx
+    cut = ventral_grey & (depth < _VENTRAL_WHITE_UM)
+    if float(cut.sum()) > _MAX_TRIM_SHARE * float(ventral_grey.sum()):
+        return grey
+    kept = grey & ~cut
+    lab, n = ndi.label(kept)
+    if n > 1:
+        sizes = np.bincount(lab.ravel())[1:]
+        kept = np.isin(lab, 1 + np.flatnonzero(sizes >= 0.1 * sizes.max()))
+    return kept
+
+
 def _analyse(ws: WorkingImage, full_mask: np.ndarray, index: int, wpx: float,
              calibrated: bool, params: AnatomyParams) -> SectionAnatomy:
     rows, cols = np.nonzero(full_mask)
@@ -255,6 +289,7 @@ def _analyse(ws: WorkingImage, full_mask: np.ndarray, index: int, wpx: float,
     is_left = m_r * right[0] + m_c * right[1] > 0   # animal's left: image right, unmirrored
     codes = np.zeros(sec.shape, np.uint8)
     codes[sec] = 1
+    grey = _trim_ventral_surface(grey, sec, is_ventral, wpx)
     g = grey & sec & ~canal.lumen
     codes[g & is_ventral & is_left] = 2
     codes[g & is_ventral & ~is_left] = 3
