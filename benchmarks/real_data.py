@@ -836,7 +836,11 @@ def _read_image_row(rows: Rows, path: Path) -> None:
             records.append(record.getMessage())
 
     handler = Grab(level=logging.WARNING)
-    logging.getLogger("histoquant").addHandler(handler)
+    hq = logging.getLogger("histoquant")
+    # main() quiets the root logger to ERROR; the reader's warnings are what is checked here
+    old_level = hq.level
+    hq.setLevel(logging.WARNING)
+    hq.addHandler(handler)
     caught: list = []
     t0 = time.perf_counter()
     try:
@@ -847,7 +851,8 @@ def _read_image_row(rows: Rows, path: Path) -> None:
     except Exception as exc:
         err = f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
     finally:
-        logging.getLogger("histoquant").removeHandler(handler)
+        hq.removeHandler(handler)
+        hq.setLevel(old_level)
     secs = time.perf_counter() - t0
     shape_ref, px_ref, px_src = _file_says(path)
     msgs = records + [str(w.message) for w in caught]
