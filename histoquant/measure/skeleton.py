@@ -34,9 +34,10 @@ The distance transform is needed only at skeleton pixels: :func:`.distance.dista
 searches outwards from each of them, ring by ring, and gives exactly the values of
 ``scipy.ndimage.distance_transform_edt`` there. A KD-tree (``scipy.spatial.cKDTree``) of the
 skeleton pixels serves only the neighbour searches: skeleton pieces within ``max_gap_um`` of a
-free end, and junction pixels close enough to form one branch point. Every skeleton pixel of every path carries the length it stands
-for (``entry_length_um``), so that the length inside any region, or inside a pericyte mask,
-is a sum over pixels.
+free end, and junction pixels close enough to form one branch point.
+
+Every skeleton pixel of every path carries the length it stands for (``entry_length_um``),
+so that the length inside any region, or inside a pericyte mask, is a sum over pixels.
 """
 
 from __future__ import annotations
