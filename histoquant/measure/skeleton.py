@@ -32,9 +32,11 @@ the geometry that turns pixel skeletons into centreline lengths in µm:
 
 The distance transform is needed only at skeleton pixels: :func:`.distance.distance_at`
 searches outwards from each of them, ring by ring, and gives exactly the values of
-``scipy.ndimage.distance_transform_edt`` there. A KD-tree (``scipy.spatial.cKDTree``) of the
-skeleton pixels serves only the neighbour searches: skeleton pieces within ``max_gap_um`` of a
-free end, and junction pixels close enough to form one branch point.
+``scipy.ndimage.distance_transform_edt`` there (a pixel more than 48 px from the background,
+rare, falls back to a KD-tree of the background pixels bordering the mask). KD-trees
+(``scipy.spatial.cKDTree``) of skeleton pixels serve the neighbour searches: skeleton pieces
+within ``max_gap_um`` of a free end, and junction pixels close enough to form one branch
+point.
 
 Every skeleton pixel of every path carries the length it stands for (``entry_length_um``),
 so that the length inside any region, or inside a pericyte mask, is a sum over pixels.
