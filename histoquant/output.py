@@ -77,8 +77,8 @@ def write_label_image(labels: np.ndarray, path: str | Path,
     return path
 
 
-# QC overlays are noisy micrographs: zlib level 1 encodes them ~3x faster than Pillow's
-# default 6 and the files come out no larger (measured on the example study's overlays).
+# QC overlays are noisy micrographs: zlib level 1 encodes them several times faster than
+# Pillow's default 6 and the files come out no larger (figures in benchmarks/RESULTS.md).
 PNG_COMPRESS_LEVEL = 1
 
 
@@ -280,8 +280,9 @@ def write_excel(sheets: dict[str, pd.DataFrame], path: str | Path, *,
     from openpyxl import Workbook
 
     path = Path(path)
-    # A streaming (write-only) workbook: pandas' to_excel builds a cell object per value and
-    # took ~3x longer, the slowest serial step of a study run with many objects.
+    # A streaming (write-only) workbook: pandas' to_excel builds a cell object per value,
+    # which made it the slowest serial step of a study run with many objects
+    # (figures in benchmarks/RESULTS.md).
     book = Workbook(write_only=True)
     for name, df in sheets.items():
         if len(df) >= EXCEL_MAX_ROWS:

@@ -193,8 +193,9 @@ def find_sections(view: Overview, *, min_area_mm2: float = 1.0, smooth_um: float
     view : Overview
         Slide overview with a pixel size.
     min_area_mm2 : float
-        Smallest section kept. A rat lumbar cord section is 9–11 mm² (REFERENCE.md: 3.8–4.1 ×
-        2.9–3.6 mm); 1 mm² keeps damaged or partial sections and drops debris.
+        Smallest section kept. A rat lumbar cord section is 9–11 mm² (3.8–4.1 ×
+        2.9–3.6 mm; Watson et al. 2009, The Spinal Cord); 1 mm² keeps damaged or partial
+        sections and drops debris.
     smooth_um : float
         Blur and closing scale.
     max_sections : int

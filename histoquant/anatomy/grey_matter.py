@@ -46,17 +46,18 @@ _BUTTERFLY_ONLY = 0.8
 # found alone in the mouse exports 0.76–0.88 [U: the gap between them].
 _BUTTERFLY_SOLIDITY = 0.9
 # Fluorescence: a bright class under this share of the section is an artefact, not the grey
-# matter (REFERENCE.md 40–47 %; ChAT's motor pools alone are ≈ 10–15 %) [U].
+# matter (40–47 %, Watson et al. 2009; ChAT's motor pools alone are ≈ 10–15 %) [U].
 _MIN_BRIGHT_SHARE = 0.08
 # A dark grey matter (lower contrast) fills at least this share of the section [U, from
-# REFERENCE.md's 40–47 % with room for error].
+# the published 40–47 % with room for error].
 _MIN_DARK_GREY = 0.2
-# Published grey-matter share of a lumbar cross-section (REFERENCE.md: 40 % L2 to 47 % L4).
+# Published grey-matter share of a lumbar cross-section: 40 % L2 to 47 % L4 (rat atlas
+# plates, Watson et al. 2009, The Spinal Cord).
 _GREY_SHARE = (0.40, 0.47)
 # Fluorescence: bright features narrower than this (axon profiles, cells, fibre bundles)
 # are opened away before the grey/white split (a motor neuron is ≈ 20–40 µm) [U].
 _SPECK_OPEN_UM = 30.0
-_CANAL_NOMINAL_RADIUS_UM = 35.0   # REFERENCE.md lumen ≈ 70–115 × 30–45 µm
+_CANAL_NOMINAL_RADIUS_UM = 35.0   # rat lumen ≈ 70–115 × 30–45 µm (Watson et al. 2009)
 
 
 @dataclass
@@ -127,7 +128,7 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
     the neuropil's level and not the bright specks on it (on the mouse exports it raised
     the grey/white separation of ChAT and of 290_L6 Nissl, whose white matter is dotted
     with bright axon profiles). After the split, a whole section whose bright class is
-    under 40 % of it (REFERENCE.md: 40–47 % is grey) takes the lower threshold of a
+    under 40 % of it (Watson et al. 2009: 40–47 % is grey) takes the lower threshold of a
     three- or four-class Otsu whose share is nearer that range (see ``_check_share``).
     Local variance (fibre texture) was measured as a cue and is not used: white matter's
     axon profiles make it as textured as grey matter in ChAT and fluorescent Nissl.
@@ -160,7 +161,7 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
     for _ in range(2 if ring.any() else 0):
         # a bright artefact (a fold, a bar of mounting debris) larger than the clipped 1 %
         # is split off by Otsu alone; grey matter is never so small a share of a section
-        # (REFERENCE.md: 40–47 %), so the artefact is clipped at Otsu's level and the split
+        # (40–47 %, Watson et al. 2009), so the artefact is clipped at Otsu's level and the split
         # taken again
         if float(high.sum()) >= _MIN_BRIGHT_SHARE * float(section.sum()):
             break
@@ -208,7 +209,7 @@ def _check_share(g: np.ndarray, sample: np.ndarray, section: np.ndarray, high: n
     ventral horns above a faint dorsal neuropil). The sample is then split in three and in
     four classes (slide, white matter, faint grey, bright grey: the slide and the white
     matter can be one class or two), and of those lower thresholds the one whose bright
-    share is nearest REFERENCE.md's 40–47 % is taken, if nearer than Otsu's."""
+    share is nearest the published 40–47 % is taken, if nearer than Otsu's."""
     from skimage.filters import threshold_multiotsu
 
     n = float(section.sum())
@@ -261,7 +262,7 @@ def _grey_is_higher(high: np.ndarray, section: np.ndarray, px_um: float) -> bool
     The class that does not form the section's outer rim is grey matter, unless the rim is
     bright because the section found is only the (bright) butterfly: then the dim class
     inside is a few dim patches, where a dark butterfly in a bright cord would be at least
-    a fifth of the section (REFERENCE.md: 40–47 % of a lumbar section is grey).
+    a fifth of the section (40–47 % of a lumbar section is grey; Watson et al. 2009).
     """
     rim = section & ~erode(section, _RIM_UM / px_um)
     if not rim.any() or float(high[rim].mean()) < 0.5:
@@ -322,7 +323,7 @@ def find_canal(signal: np.ndarray, section: np.ndarray, grey: np.ndarray,
             sizes = ndi.sum_labels(cand, lab, idx) * px_um**2
             peak = label_max(rel, lab, n)[1:]
             cents = np.array(ndi.center_of_mass(cand, lab, idx)).reshape(-1, 2) + np.array([r0, c0])
-            # REFERENCE.md lumen ≈ 70–115 × 30–45 µm; a partly closed one is smaller, but
+            # the published lumen is ≈ 70–115 × 30–45 µm; a partly closed one is smaller, but
             # a single dark-ringed pixel is noise
             lo_area, hi_area = max(2 * px_um**2, 300.0), 6 * np.pi * 60 * 25
             n_perp = np.array([-axis[1], axis[0]])

@@ -15,7 +15,7 @@ axis (positive = the "+" end looks ventral):
    matter — the grey matter's nearest approach to the surface on each side;
 2. ventral horns are broad and blunt, dorsal horns thin — the thickest grey matter on each
    side (largest inscribed half-width);
-3. the ventral grey matter is the larger (ventral horns 0.6–1.0 mm² each, REFERENCE.md);
+3. the ventral grey matter is the larger (ventral horns 0.6–1.0 mm² each, Watson et al. 2009);
 4. the ventral median fissure slits the ventral surface on the midline: a notch of the
    outline near the axis that is a slit (the same depth filled by a 40 µm and a 120 µm
    closing, where a V fills in proportion to the disc) and is walled by white matter
@@ -43,7 +43,7 @@ __all__ = ["Axis", "symmetry_axis", "ventral_cues", "reflect_dice"]
 
 _SEARCH_PX_UM = 40.0
 # A lumbar (and cervical) cross-section is wider than deep: rat L2–L5 3.8–4.1 × 2.9–3.6 mm
-# (REFERENCE.md), mouse ≈ 1.3–1.6× as wide as deep on the 5 lumbar sections of the shared
+# (Watson et al. 2009), mouse ≈ 1.3–1.6× as wide as deep on the 5 lumbar sections of the shared
 # data. So the dorsal–ventral axis is the outline's short axis. This prior only breaks near
 # ties of the mirror score (patchy grey matter, a blob of a neighbouring section on the
 # outline): it lowers the score of an axis at angle φ from the short axis by

@@ -9,8 +9,9 @@ from ..params import AssayParams, param
 
 __all__ = ["AnatomyParams", "VENTRAL_WORDS", "parse_ventral"]
 
-# Size priors per species [U for mouse]: lumbar cord width rat 3.8–4.1 mm (REFERENCE.md),
-# mouse ≈ 1.5–2 mm; 'auto' takes the geometric mean so it is within 1.5x of either.
+# Size priors per species [U for mouse]: lumbar cord width rat 3.8–4.1 mm (Watson et al.
+# 2009, The Spinal Cord), mouse ≈ 1.5–2 mm; 'auto' takes the geometric mean so it is within
+# 1.5x of either.
 _RAT_CORD_WIDTH_UM = 4000.0
 _RAT_MIN_SECTION_MM2 = 1.0
 _SPECIES_SCALE = {"rat": 1.0, "mouse": 0.45, "auto": 0.675}
@@ -47,7 +48,7 @@ class AnatomyParams(AssayParams):
         10.0, unit="µm", minimum=2.0, maximum=50.0,
         help="The anatomy runs on the image block-averaged to about this pixel size, so "
              "time and memory do not depend on the scan resolution. At 10 µm a 4 mm cord "
-             "(REFERENCE.md: 3.8–4.1 mm wide) is ≈ 400 px across and a dorsal horn "
+             "(3.8–4.1 mm wide; Watson et al. 2009) is ≈ 400 px across and a dorsal horn "
              "(≈ 0.2–0.3 mm wide) 20–30 px, while single cells (10–30 µm) average out.")
     ventral: float | str = param(
         "auto", unit="",
@@ -72,13 +73,13 @@ class AnatomyParams(AssayParams):
         "auto", choices=("auto", "rat", "mouse"),
         help="Sets the size priors: the cord width assumed when the pixel size is unknown, "
              "and the sizes that tell a section from roots and debris. Lumbar cords are "
-             "≈ 3.8–4.1 mm wide in rat (REFERENCE.md) and ≈ 1.5–2 mm in mouse [U]. 'auto' "
+             "≈ 3.8–4.1 mm wide in rat (Watson et al. 2009) and ≈ 1.5–2 mm in mouse [U]. 'auto' "
              "sits between them (2.7 mm, within 1.5× of either), so one default serves both.")
     min_section_area_mm2: float | None = param(
         None, unit="mm²", minimum=0.0,
         help="Smallest tissue piece reported as a section; None: 1 mm² for rat, scaled by "
              "the species' cord size squared otherwise (0.2 mm² mouse, 0.46 mm² auto). A "
-             "whole rat lumbar section is 8.5–10.6 mm² (REFERENCE.md); the floor keeps "
+             "whole rat lumbar section is 8.5–10.6 mm² (Watson et al. 2009); the floor keeps "
              "fragments (reported and flagged) and drops roots, meninges and debris [U].")
     assumed_cord_width_um: float | None = param(
         None, unit="µm", minimum=500.0,
@@ -88,8 +89,8 @@ class AnatomyParams(AssayParams):
     grey_fraction_range_pct: tuple[float, float] = param(
         (33.0, 55.0), unit="%",
         help="Plausible grey-matter share of the section; outside it the quality score "
-             "drops and the section is flagged. REFERENCE.md gives 40 % (L2) to 47 % (L4) "
-             "for the rat lumbar cord, widened for other levels and segmentation error [U].")
+             "drops and the section is flagged. The rat lumbar cord is 40 % (L2) to 47 % (L4) "
+             "grey (Watson et al. 2009), widened for other levels and segmentation error [U].")
     min_quality: float = param(
         0.6, minimum=0.0, maximum=1.0,
         help="Sections scoring below this are flagged 'low_quality' in the summary so they "

@@ -82,9 +82,9 @@ class EvansBlueParams(AssayParams):
     background_scale_um: float = param(
         200.0, unit="µm", minimum=1.0,
         help="Tile size of the coarse background. Perivascular EvB deposits are 10–50 µm "
-             "(REFERENCE.md, Winkler 2013) and a diffuse leak rarely exceeds ~100 µm, so a "
-             "200 µm tile is mostly background even around a large leak, while illumination "
-             "varies over mm [U].")
+             "(Winkler et al. 2013, Acta Neuropathol) and a diffuse leak rarely exceeds "
+             "~100 µm, so a 200 µm tile is mostly background even around a large leak, "
+             "while illumination varies over mm [U].")
     reference_region: str = param(
         "white_matter",
         help="Region whose median is the background when background_method='reference'. "
@@ -123,7 +123,8 @@ class EvansBlueParams(AssayParams):
     min_patch_area_um2: float = param(
         5.0, unit="µm²", minimum=0.0,
         help="Patches smaller than this are dropped as noise: a quarter of the cross-section "
-             "of one 6.4 µm capillary (REFERENCE.md), far below a 10 µm perivascular deposit.")
+             "of one 6.4 µm capillary (Mayhew & Momoh 1974), far below a 10 µm perivascular "
+             "deposit.")
     saturation_level: float = param(
         0.0, minimum=0.0,
         help="Raw value at which the camera saturates; 0 = automatic (the largest value of "
@@ -137,7 +138,8 @@ class EvansBlueParams(AssayParams):
     vessel_threshold_method: str = param(
         "otsu", choices=("otsu", "mad", "triangle", "fixed"),
         help="Vessel channel threshold. Otsu: vessel stains are bright and cover 4–10 % of "
-             "grey matter (REFERENCE.md: ≈ 4 % volume), a two-class histogram Otsu splits well.")
+             "grey matter (≈ 4 % volume, Mayhew & Momoh 1974), a two-class histogram Otsu "
+             "splits well.")
     vessel_threshold_k: float = param(
         3.0, minimum=0.0, help="Robust SDs above background when vessel_threshold_method='mad'.")
     vessel_threshold: float = param(
@@ -146,7 +148,7 @@ class EvansBlueParams(AssayParams):
     vessel_min_area_um2: float = param(
         20.0, unit="µm²", minimum=0.0,
         help="Vessel specks smaller than this are dropped: a capillary seen over 4 µm of its "
-             "6.4 µm width is ≈ 25 µm² (REFERENCE.md).")
+             "6.4 µm width is ≈ 25 µm² (Mayhew & Momoh 1974).")
     vessel_lumen_max_um2: float = param(
         300.0, unit="µm²", minimum=0.0,
         help="Holes in the vessel mask up to this area are filled as lumens (an endothelial "
@@ -173,7 +175,7 @@ class EvansBlueParams(AssayParams):
     profile_max_um: float = param(
         50.0, unit="µm", minimum=0.0,
         help="Profile range from the vessel wall: perivascular deposits reach 10–50 µm "
-             "(REFERENCE.md, Winkler 2013).")
+             "(Winkler et al. 2013, Acta Neuropathol).")
     projection: str = param(
         "max", choices=("max", "mean", "sum"),
         help="How a Z-stack is reduced to 2D; max keeps each leak's in-focus intensity.")

@@ -91,8 +91,8 @@ class GfpCellParams(AssayParams):
     min_cell_diameter_um: float = param(
         8.0, unit="µm", minimum=1.0,
         help="Smallest GFP+ cell profile (equivalent diameter). MSCs are 13–30 µm (≈ 23 µm, "
-             "REFERENCE.md [S]); a section can graze a cell, so the floor sits below 13 µm "
-             "but above a single red blood cell (6–7.5 µm [S]).")
+             "Toma et al. 2009; Ge et al. 2014); a section can graze a cell, so the floor sits "
+             "below 13 µm but above a single red blood cell (6–7.5 µm [S]).")
     max_cell_diameter_um: float = param(
         40.0, unit="µm", minimum=2.0,
         help="Largest single GFP+ cell profile: 30 µm (largest cultured MSC [S]) plus room "
@@ -250,7 +250,7 @@ class GfpCellParams(AssayParams):
         help="Cell diameter cellpose rescales the image for (objects ≈ 30 px for the "
              "network, which also sets its cost). None: the midpoint of "
              "min_cell_diameter_um and max_cell_diameter_um (24 µm at the defaults, close to "
-             "the ≈ 23 µm MSC of REFERENCE.md [S]). engine=cellpose only.")
+             "the ≈ 23 µm MSC of Toma et al. 2009). engine=cellpose only.")
     cellpose_flow_threshold: float = param(
         _CP["flow_threshold"]["default"], minimum=_CP["flow_threshold"]["minimum"],
         help="Cellpose flow-error threshold; higher keeps more, worse-shaped masks. "

@@ -15,12 +15,12 @@ What it does, per image and region (normally ``ventral_horn_left`` / ``ventral_h
 5. **classification**: a soma is a ``motor_neuron`` when it meets every criterion below,
    otherwise ``other``.
 
-Criteria and why (figures from the project's REFERENCE.md):
+Criteria and why (published figures; sources in brackets):
 
 - ``min_equivalent_diameter_um = 20``: the usual counting cut-off for ventral-horn motor
   neurons (diameter > 20 µm; Tsukagoshi et al. 1979, Weber et al. 1997). It excludes glial
   nuclei (≈ 9 µm) and small neurons / γ-motor neurons (≈ 16 µm) while α-motor neurons are
-  ≈ 28 µm across.
+  ≈ 28 µm across (rat anterior-horn stereology, Mayhew & Momoh 1974, J Anat).
 - ``max_equivalent_diameter_um = 80``: motor-neuron profiles are 10–60 µm; larger objects are
   clumps or folds.
 - ``min_area_um2 = 0`` (off): set 440 µm² to count α-motor neurons only (α/γ cut-off of
@@ -118,7 +118,7 @@ class MotorNeuronParams(AssayParams):
         25.0, unit="µm", minimum=_CELLPOSE["diameter_um"]["minimum"],
         help="typical soma diameter handed to cellpose, which rescales the image so it is "
              "≈ 30 px: 25 µm sits between glial nuclei (≈ 9 µm) and α-motor neurons "
-             "(≈ 28 µm, REFERENCE.md) so both stay within the model's size range [U]; "
+             "(≈ 28 µm, Mayhew & Momoh 1974) so both stay within the model's size range [U]; "
              "None = no rescaling")
     cellpose_flow_threshold: float = param(
         _CELLPOSE["flow_threshold"]["default"], help=_CELLPOSE["flow_threshold"]["help"],

@@ -90,7 +90,7 @@ class SlideOptions(AssayParams):
     min_section_area_mm2: float = param(
         1.0, unit="mm²", minimum=0,
         help="smaller tissue pieces are debris; a rat lumbar section is 9–11 mm² "
-        "(REFERENCE.md), so 1 mm² keeps damaged sections")
+        "(Watson et al. 2009), so 1 mm² keeps damaged sections")
 
 
 @dataclass(frozen=True)

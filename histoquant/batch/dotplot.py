@@ -1,10 +1,12 @@
 """Per-animal dot plots for the study report, written directly as inline SVG.
 
-A report plots every measure of every assay and region (often 40 or more plots); with
-matplotlib each costs ≈ 0.1 s of layout and PNG encoding and the report became the slowest
-serial step of a parallel run. The plot itself is simple — points, a mean ± SEM bar, a linear
-y axis — so it is written as SVG: about a millisecond per plot, sharp at any zoom, searchable
-text, and each point names its animal and value when the pointer rests on it.
+A report plots every measure of every assay and region (often 40 or more plots); drawn with
+matplotlib, their layout and PNG encoding made the report the slowest serial step of a
+parallel run (figures in ``benchmarks/RESULTS.md``). The plot itself is simple — points, a
+mean ± SEM bar, a linear y axis — so it is written as SVG: cheap, sharp at any zoom,
+searchable text, and each point names its animal and value when the pointer rests on it.
+``tests/test_dotplot.py`` checks that every animal is drawn once at its value and that the
+mean and SEM are right.
 """
 
 from __future__ import annotations

@@ -30,10 +30,16 @@ the geometry that turns pixel skeletons into centreline lengths in µm:
 - **Widths.** The mask's width across the smoothed centreline at every skeleton pixel (rays
   both ways), the median per path away from junctions.
 
-The distance transform is needed only at skeleton pixels, where a KD-tree of the mask's
-boundary gives it exactly. Every skeleton pixel of every path carries the length it stands
-for (``entry_length_um``), so that the length inside any region, or inside a pericyte mask,
-is a sum over pixels.
+The distance transform is needed only at skeleton pixels: :func:`.distance.distance_at`
+searches outwards from each of them, ring by ring, and gives exactly the values of
+``scipy.ndimage.distance_transform_edt`` there (a pixel more than 48 px from the background,
+rare, falls back to a KD-tree of the background pixels bordering the mask). KD-trees
+(``scipy.spatial.cKDTree``) of skeleton pixels serve the neighbour searches: skeleton pieces
+within ``max_gap_um`` of a free end, and junction pixels close enough to form one branch
+point.
+
+Every skeleton pixel of every path carries the length it stands for (``entry_length_um``),
+so that the length inside any region, or inside a pericyte mask, is a sum over pixels.
 """
 
 from __future__ import annotations

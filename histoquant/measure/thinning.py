@@ -1,13 +1,13 @@
 """Lee's thinning of 2D masks, visiting only the pixels on the mask's boundary.
 
 :func:`thin_lee` gives the same skeleton as ``skimage.morphology.skeletonize(mask,
-method="lee")`` (pixel for pixel; the tests compare the two), many times faster on large
-images. scikit-image runs its 3D implementation on a one-slice volume: every erosion step
-scans the whole image four times (one per border direction), so a 16-megapixel image with a
-15 µm vessel is scanned ≈ 100 times. Here each step looks only at the foreground pixels that
-touch the background and whose neighbourhood changed since they were last found not
-deletable, kept in raster order so that the sequential re-check deletes pixels in the same
-order as scikit-image.
+method="lee")`` (pixel for pixel; ``tests/test_thinning.py`` compares the two), many times
+faster on large images (figures in ``benchmarks/RESULTS.md``). scikit-image runs its 3D
+implementation on a one-slice volume: every erosion step scans the whole image four times
+(one per border direction), so a 16-megapixel image with a 15 µm vessel is scanned ≈ 100
+times. Here each step looks only at the foreground pixels that touch the background and whose
+neighbourhood changed since they were last found not deletable, kept in raster order so that
+the sequential re-check deletes pixels in the same order as scikit-image.
 
 The algorithm (Lee, Kashyap & Chu 1994, as in scikit-image) for a single slice: for each
 border direction in turn (above, below, right, left), collect the foreground pixels whose

@@ -86,7 +86,7 @@ class CellposeOptions(AssayParams):
         help="Expected object diameter. None: no rescaling (Cellpose-SAM was trained on many "
         "object sizes and needs none). Given: the image is resized so objects are ~30 px "
         "across for the network, which also sets the network's cost. For rat motor-neuron "
-        "somata ~28-40 µm (REFERENCE.md: alpha-MN ~28 µm equivalent diameter, range 10-60).",
+        "somata ~28-40 µm (alpha-MN ~28 µm equivalent diameter, Mayhew & Momoh 1974; range 10-60).",
     )
     flow_threshold: float = param(
         0.4,
@@ -106,7 +106,7 @@ class CellposeOptions(AssayParams):
         unit="µm²",
         minimum=0.0,
         help="Masks smaller than this are dropped (cellpose's min_size, converted to pixels). "
-        "20 µm² is a disc of 5 µm, below any nucleus (glial nuclei ~9 µm, REFERENCE.md): it "
+        "20 µm² is a disc of 5 µm, below any nucleus (glial nuclei ~9 µm, Mayhew & Momoh 1974): it "
         "only removes specks; the assay applies its own size criteria afterwards.",
     )
     channels: tuple[int, ...] = param(
@@ -165,7 +165,7 @@ class CellposeOptions(AssayParams):
         minimum=0.0,
         help="Overlap of neighbouring tiles. It must exceed the largest object's diameter so "
         "the tile that keeps an object saw all of it: motor-neuron somata reach 60 µm "
-        "(REFERENCE.md), and 100 µm leaves context around them.",
+        "(rat retrograde-tracer studies), and 100 µm leaves context around them.",
     )
 
     def __post_init__(self) -> None:

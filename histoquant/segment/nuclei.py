@@ -108,8 +108,8 @@ def segment_nuclei(
         Pixel size in µm.
     diameter_um : (float, float)
         Smallest and largest nucleus diameter in µm. The default 5–20 µm spans glial nuclei
-        (≈ 9 µm) to large motor-neuron nuclei (REFERENCE.md); objects under half the area of a
-        ``min`` disc are dropped.
+        (≈ 9 µm; Mayhew & Momoh 1974, J Anat) to large motor-neuron nuclei; objects under half
+        the area of a ``min`` disc are dropped.
     threshold_sigma : float
         Foreground threshold in noise σ above the background level. 5 σ keeps dim nuclei and
         leaves noise out (a 5 σ excursion of smoothed noise is rare over a whole image).

@@ -5,10 +5,11 @@ ventral, +x the animal's left as seen on the rostral face with dorsal up) and ev
 the centre of every pixel of the requested grid, so the truth is exact at any pixel size,
 rotation and mirroring, with no resampling.
 
-Dimensions follow REFERENCE.md for the adult rat lumbar cord: width 3.8–4.1 mm, height
-2.9–3.6 mm, grey-matter fraction 40–47 %, one ventral horn 0.6–1.0 mm², canal lumen
-≈ 70–115 × 30–45 µm. Ventral horns are broad and blunt; dorsal horns are thinner and run
-dorsolaterally to the surface; a ventral median fissure notches the ventral surface.
+Dimensions follow the rat atlas plates (Watson et al. 2009, The Spinal Cord) for the adult
+lumbar cord: width 3.8–4.1 mm, height 2.9–3.6 mm, grey-matter fraction 40–47 %, one ventral
+horn 0.6–1.0 mm², canal lumen ≈ 70–115 × 30–45 µm. Ventral horns are broad and blunt; dorsal
+horns are thinner and run dorsolaterally to the surface; a ventral median fissure notches the
+ventral surface.
 Outside the cord: broken meningeal membranes, nerve-root fascicles, debris, and a
 mounting-medium bubble.
 
@@ -136,7 +137,7 @@ class CordPhantom:
 def random_geometry(rng: np.random.Generator, asymmetry: float = 0.06) -> CordGeometry:
     """Draw a plausible rat lumbar (L2–L5) section shape.
 
-    Width 3.8–4.2 mm and height 2.9–3.6 mm (REFERENCE.md), each side's horns varied
+    Width 3.8–4.2 mm and height 2.9–3.6 mm (Watson et al. 2009), each side's horns varied
     independently by about ``asymmetry`` (relative), the grey matter then scaled so that the
     grey-matter fraction lands in 40–47 %.
     """

@@ -1,11 +1,11 @@
 """Evans Blue phantom: a grey/white matter field with capillaries and known leak patches.
 
-What it models (figures from REFERENCE.md):
+What it models (published figures; sources in brackets):
 
 - a field of a spinal cord section: grey matter (a lobed blob in the middle) in white matter;
-- capillaries 5–8 µm wide (rat anterior horn 6.4 µm), about 6 mm of capillary per mm² of
-  section in grey matter (1,200 mm/mm³ seen through a ≈ 5 µm optical section, ≈ 4 % of the
-  area) and a quarter of that in white matter [S for grey matter, U for white matter];
+- capillaries 5–8 µm wide (rat anterior horn 6.4 µm; Mayhew & Momoh 1974, J Anat), about 6 mm of
+  capillary per mm² of section in grey matter (1,200 mm/mm³ seen through a ≈ 5 µm optical section,
+  ≈ 4 % of the area) and a quarter of that in white matter [S for grey matter, U for white matter];
 - Evans Blue where it has leaked: perivascular halos 3–12 µm wide along 10–40 µm of leaky
   capillaries and diffuse patches 8–50 µm across (Auer et al. 1979; Winkler et al. 2013),
   only in grey matter, together a chosen percentage of the grey-matter area (intact < 0.5 %,
@@ -114,7 +114,7 @@ def _vessel_paths(shape, px_um, grey, rng, grey_density_mm_per_mm2, white_ratio)
         pts = np.empty((n, 2))
         pts[:, 0] = y0 + np.cumsum(np.sin(heading)) * step_um / px_um
         pts[:, 1] = x0 + np.cumsum(np.cos(heading)) * step_um / px_um
-        radius_um = rng.uniform(2.6, 3.8)  # 5.2–7.6 µm wide (6.4 µm mean, REFERENCE.md)
+        radius_um = rng.uniform(2.6, 3.8)  # 5.2–7.6 µm wide (6.4 µm mean, Mayhew & Momoh 1974)
         paths.append((pts, radius_um / px_um, in_grey))
         made += length_um
     return paths

@@ -4,7 +4,7 @@ Bright cell bodies on a dim, textured neuropil, described in µm and rendered at
 (0.5 µm/px confocal to 2 µm/px whole-section exports), with exact truth:
 
 - **motor neurons**: elliptical somata of 24–40 µm equivalent diameter (α-motor neurons
-  ≈ 28 µm, REFERENCE.md), brightness 0.6–1 of the brightest;
+  ≈ 28 µm, Mayhew & Momoh 1974, J Anat), brightness 0.6–1 of the brightest;
 - **small neurons**: 10–15 µm (small neurons ≈ 16 µm, glial nuclei ≈ 9 µm), as bright — the
   size criterion, not the brightness, must tell them apart;
 - **neuropil**: a dim level with a slow ±30 % field (uneven staining), thin bright fibres

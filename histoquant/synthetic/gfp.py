@@ -5,10 +5,9 @@ Three channels (``dapi``, ``gfp``, ``reference``), uint16, with exact truth:
 - tissue (an ellipse) with uneven, mottled broad-spectrum autofluorescence in the GFP and the
   reference channel, dark outside, and a bright autofluorescent rim at the tissue edge;
 - DAPI nuclei everywhere (glial-sized, 6–10 µm);
-- GFP+ cells: 13–30 µm (MSC ≈ 23 µm, REFERENCE.md), GFP filling the cytoplasm around a
-  nucleus (the nucleus holds half the cytoplasmic GFP), a faint bleed-through into the
-  reference channel, some of them dim; optional touching pairs and GFP+ objects without a
-  nucleus;
+- GFP+ cells: 13–30 µm (MSC ≈ 23 µm; Toma et al. 2009, Ge et al. 2014), GFP filling the cytoplasm
+  around a nucleus (the nucleus holds half the cytoplasmic GFP), a faint bleed-through into the
+  reference channel, some of them dim; optional touching pairs and GFP+ objects without a nucleus;
 - lipofuscin decoys: punctate 0.8–2 µm granules clustered on one side of a large pale neuronal
   nucleus, bright in GFP *and* reference (broad emission, Mochizuki et al. 1995);
 - red-blood-cell decoys: 6–7.5 µm biconcave discs, alone or in short chains, bright in both

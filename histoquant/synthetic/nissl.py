@@ -5,7 +5,8 @@ stain textures all live in physical coordinates — and only then rendered at a 
 same :class:`NisslTissue` rendered at 0.5 and 1 µm/px is the same biology, which is what the
 rescaling tests need.
 
-What it draws, with the figures it is based on (``/work/shared/REFERENCE.md``):
+What it draws, with the figures it is based on (sizes from rat anterior-horn stereology,
+Mayhew & Momoh 1974, J Anat):
 
 - **motor neurons**: large multipolar somata, 23–42 µm equivalent diameter (α-motor neurons
   ≈ 28 µm [S]), 3–5 tapering proximal dendrites, coarse Nissl granules in the cytoplasm, a pale

@@ -4,8 +4,8 @@ The network is drawn in micrometres, independently of any pixel grid, so the sam
 can be rendered at any pixel size. Its truth (centreline length, diameters, pericyte coverage,
 pericyte cell bodies) comes from the curves, never from pixels.
 
-Geometry (numbers from ``REFERENCE.md``)
----------------------------------------
+Geometry (capillary figures: rat anterior-horn stereology, Mayhew & Momoh 1974, J Anat)
+---------------------------------------------------------------------------------------
 - Two families of wavy capillaries ("rows" and "cols", ≈ 70 µm apart, crossing each other in
   projection), diagonal connectors between neighbouring rows (two T-junctions each), blind
   sprouts (one free end each) and one larger vessel crossing the field at 45°. Crossings are
