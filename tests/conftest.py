@@ -22,6 +22,25 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def atlas_refs():
+    """``benchmarks/real_data_refs/atlas.py``, the reader of the atlas drawings (one home for
+    it; loaded by path since ``benchmarks`` is not a package). Skips when it is absent."""
+    import importlib.util
+    import sys
+
+    path = ROOT / "benchmarks" / "real_data_refs" / "atlas.py"
+    if not path.exists():
+        pytest.skip(f"{path} (the atlas reader) is absent")
+    name = "_histoquant_real_data_atlas"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
 def random_cpsam_dir(tmp_path_factory):
     """A models folder holding a seeded random-weight Cellpose-SAM saved under the name cpsam."""
     pytest.importorskip("cellpose")

@@ -46,30 +46,12 @@ def test_ventral_side_turns_with_the_section(shared_data, stain, sid, k):
         s.ventral_direction, s.orientation_confidence, s.metrics.get("cue_total"))
 
 
-def _atlas_module():
-    """The atlas-drawing reader of benchmarks/real_data_refs (one home for it)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_data_refs" / "atlas.py"
-    if not path.exists():
-        return None
-    name = "_histoquant_real_data_atlas"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
 ATLAS_IDS = ("214_L1", "238_L2", "280_L5", "290_L6")
 
 
 @pytest.mark.parametrize("stain", list(STAINS))
 @pytest.mark.parametrize("sid", ATLAS_IDS)
-def test_ventral_side_from_the_atlas_masks(shared_data, stain, sid):
+def test_ventral_side_from_the_atlas_masks(shared_data, atlas_refs, stain, sid):
     """The orientation functions on the drawn cord and grey-matter masks (so on the right
     shapes, whatever the segmentation does): ventral down in every drawn section, and
     turned with the masks by a quarter turn. The stain only changes the image the canal is
@@ -80,9 +62,7 @@ def test_ventral_side_from_the_atlas_masks(shared_data, stain, sid):
     from histoquant.anatomy.orientation import symmetry_axis, ventral_cues
     from histoquant.anatomy.working import tissue_signal
 
-    atlas = _atlas_module()
-    if atlas is None:
-        pytest.skip("benchmarks/real_data_refs/atlas.py (the atlas reader) is absent")
+    atlas = atlas_refs
     folder = shared_data / "spinal_cord_fluorescent"
     path = folder / stain / f"{sid}_{STAINS[stain]}.jpg"
     drawing = folder / "atlas" / f"{sid}_atlas.png"

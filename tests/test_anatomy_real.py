@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -100,23 +98,6 @@ VENTRAL_GAP = {("nissl", "214_L1")}
 GREY_GAP = {("nissl", "290_L6"), ("chat", "290_L6")}
 
 
-def _atlas_module(root):
-    """The atlas-drawing reader of benchmarks/real_data_refs (one home for it)."""
-    import importlib.util
-    import sys
-
-    path = root / "benchmarks" / "real_data_refs" / "atlas.py"
-    if not path.exists():
-        return None
-    name = "_histoquant_real_data_atlas"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="module")
 def mouse_results(shared_data):
     """find_sections on every mouse image, defaults only: {(stain, id): (image, slide)}."""
@@ -187,11 +168,10 @@ def test_mouse_confidence_is_honest(mouse_results, stain, sid):
 @pytest.mark.parametrize("stain, sid", [
     _mark(st, sid, GREY_GAP, "grey matter not recovered to Dice 0.85 yet")
     for st in STAINS for sid in MOUSE_IDS if sid != "263_L4"])
-def test_mouse_grey_matter_against_atlas(mouse_results, shared_data, stain, sid):
+def test_mouse_grey_matter_against_atlas(mouse_results, shared_data, atlas_refs, stain,
+                                          sid):
     """Grey-matter Dice ≥ 0.85 against the atlas drawing of the same section."""
-    atlas = _atlas_module(Path(__file__).resolve().parents[1])
-    if atlas is None:
-        pytest.skip("benchmarks/real_data_refs/atlas.py (the atlas reader) is absent")
+    atlas = atlas_refs
     image, slide = mouse_results[stain, sid]
     drawn = atlas.extract_atlas(shared_data / "spinal_cord_fluorescent" / "atlas"
                                 / f"{sid}_atlas.png", image.shape_yx)

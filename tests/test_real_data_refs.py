@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,21 +32,12 @@ def data() -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def atlas_module():
-    spec = importlib.util.spec_from_file_location("real_data_refs_atlas", REFS / "atlas.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_atlas_extraction_on_one_drawing(data, atlas_module):
+def test_atlas_extraction_on_one_drawing(data, atlas_refs):
     from PIL import Image
 
     folder = data / "spinal_cord_fluorescent"
     image = np.asarray(Image.open(folder / "chat" / "214_L1_ChAT.jpg"))
-    atlas = atlas_module.extract_atlas(folder / "atlas" / "214_L1_atlas.png", image.shape[:2])
+    atlas = atlas_refs.extract_atlas(folder / "atlas" / "214_L1_atlas.png", image.shape[:2])
     # the drawing's canvas is 1950 px wide, the image 1956: masks come at the image's shape
     assert atlas.canvas_shape == (1200, 1950)
     assert atlas.cord.shape == atlas.grey.shape == image.shape[:2]
@@ -67,7 +56,7 @@ def test_atlas_extraction_on_one_drawing(data, atlas_module):
     top, mid_c = rows.min(), int(np.median(cols))
     assert not atlas.grey[top + 40, mid_c]
     assert atlas.grey[int(np.median(rows)), mid_c]
-    assert atlas_module.dice(atlas.cord, atlas.cord) == 1.0
+    assert atlas_refs.dice(atlas.cord, atlas.cord) == 1.0
 
 
 def test_chat_counts_cover_every_chat_section(data):
