@@ -1,4 +1,4 @@
-"""Large-scale background estimated on a coarse grid, and the block arithmetic it needs.
+"""Large-scale background estimated on a coarse grid (block reduction: :mod:`.statistics`).
 
 Why a coarse grid: the background of a fluorescence section (camera offset, tissue
 autofluorescence, uneven illumination) varies over hundreds of µm, while the signal to keep
@@ -20,14 +20,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import EmptyImageError
-from .robust_stats import clipped_median_along, robust_location_scale, sample_pixels
+from .statistics import block_sum, clipped_median_along, robust_location_scale, sample_pixels
 
 _SAMPLES_PER_BLOCK_EDGE = 12
 
-from .statistics import _block_reduce, block_any, block_counts, block_mean, block_sum  # noqa: E402, F401
-
-__all__ = ["block_sum", "block_mean", "block_counts", "block_any", "CoarseField",
-           "coarse_background"]
+__all__ = ["CoarseField", "coarse_background"]
 
 
 @dataclass

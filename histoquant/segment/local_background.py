@@ -14,32 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .statistics import MAD_TO_SD
-from .statistics import block_mean as _stat_block_mean
+from .statistics import MAD_TO_SD, block_mean
 
-__all__ = ["block_mean", "block_any", "SmoothBackground", "estimate_background",
-           "background_stats"]
+__all__ = ["SmoothBackground", "estimate_background", "background_stats"]
 
 _CHUNK_ROWS = 1024
-
-
-def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
-    """Mean over ``factor`` × ``factor`` blocks, as float32; partial edge blocks included.
-
-    The one definition is :func:`histoquant.segment.statistics.block_mean` (a partial edge
-    block averages the pixels it holds); this name is kept for its callers.
-    """
-    arr = np.asarray(image)
-    if arr.ndim != 2:
-        raise ValueError(f"block_mean needs a 2D array, got shape {arr.shape}")
-    return _stat_block_mean(arr, factor)
-
-
-def block_any(mask: np.ndarray, factor: int, fraction: float = 0.5) -> np.ndarray:
-    """Boolean block reduction: a block is True where at least ``fraction`` of it is True."""
-    if int(factor) <= 1:
-        return np.asarray(mask, bool).copy()
-    return block_mean(np.asarray(mask, np.uint8), factor) >= fraction
 
 
 @dataclass
@@ -94,7 +73,8 @@ def estimate_background(image_low: np.ndarray, object_size_px: float,
     A grey opening with a square of side just over ``object_size_px`` removes every bright
     object that fits inside it (cells, nuclei) and keeps what varies more slowly (tissue
     autofluorescence, illumination); a box filter of the same size smooths the steps the square
-    leaves. Works on the block-averaged image (see :func:`block_mean`); when the square would
+    leaves. Works on the block-averaged image (see
+    :func:`histoquant.segment.statistics.block_mean`); when the square would
     be wider than ``max_filter_px``, the image is block-averaged further first and the result
     interpolated back, since a background that ignores objects of that size varies too slowly
     to need the finer grid.

@@ -26,12 +26,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import ParamsError
-from .local_background import (
-    SmoothBackground,
-    background_stats,
-    block_mean,
-    estimate_background,
-)
+from .local_background import SmoothBackground, background_stats, estimate_background
+from .statistics import block_mean
 
 __all__ = ["segment_nuclei", "nuclei_background", "nuclear_threshold", "smooth_sigma_px"]
 
