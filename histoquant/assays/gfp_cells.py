@@ -46,7 +46,7 @@ from ..io.image import Image
 from ..params import AssayParams, param
 from ..results import AssayResult
 from ..segment.cellpose_engine import CellposeOptions, require_cellpose, segment_cellpose
-from ..segment.local_background import SmoothBackground, background_stats, estimate_background
+from ..segment.local_background import SmoothBackground, estimate_background
 from ..segment.nuclei import nuclear_threshold, segment_nuclei, smooth_sigma_px
 from ..segment.padding import padding_of_image
 from ..segment.statistics import (
@@ -55,6 +55,7 @@ from ..segment.statistics import (
     block_any,
     block_mean,
     robust_location_scale,
+    sigma_clipped_background,
 )
 from .base import (
     AssaySpec,
@@ -358,7 +359,7 @@ def _local_noise(resid: np.ndarray, valid: np.ndarray, tile_px: int) -> _NoiseMa
         count = np.isfinite(blocks).sum(axis=2)
     good = (count >= max(16, blocks.shape[2] // 8)) & np.isfinite(level) & np.isfinite(sigma)
     if not good.any():
-        lv, sg = background_stats(resid[valid] if valid.any() else resid)
+        lv, sg = sigma_clipped_background(resid[valid] if valid.any() else resid)
         level = np.full((nty, ntx), lv, np.float32)
         sigma = np.full((nty, ntx), sg, np.float32)
     elif not good.all():

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .statistics import MAD_TO_SD, block_mean
+from .statistics import block_mean
 
-__all__ = ["SmoothBackground", "estimate_background", "background_stats"]
+__all__ = ["SmoothBackground", "estimate_background"]
 
 _CHUNK_ROWS = 1024
 
@@ -108,39 +108,3 @@ def estimate_background(image_low: np.ndarray, object_size_px: float,
     size = max(3, int(np.ceil(object_size_px)) + 1)
     opened = ndi.grey_opening(img, size=(size, size))
     return ndi.uniform_filter(opened, size).astype(np.float32)
-
-
-def background_stats(values: np.ndarray, *, n_iter: int = 6, clip: float = 3.0,
-                     max_samples: int = 250_000) -> tuple[float, float]:
-    """Level and spread of the background among ``values`` by iterative sigma clipping.
-
-    Objects are the bright tail; clipping at median + ``clip`` × robust σ and repeating
-    converges to the background mode as long as background is a sizeable share of the values.
-    The spread is 1.4826 × the median absolute deviation (σ of a normal distribution).
-
-    Returns
-    -------
-    level, sigma : float
-    """
-    v = np.asarray(values, np.float32).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return 0.0, 0.0
-    if v.size > max_samples:
-        # an evenly strided subsample: as good as a random one for a median, and far cheaper
-        v = v[:: -(-v.size // max_samples)]
-    level, sigma = float(np.median(v)), 0.0
-    for _ in range(n_iter):
-        sigma = MAD_TO_SD * float(np.median(np.abs(v - level)))
-        if sigma <= 0:
-            break
-        keep = v < level + clip * sigma
-        if keep.all() or keep.sum() < 16:
-            break
-        v = v[keep]
-        level = float(np.median(v))
-    # a one-sided clip trims the upper tail of the noise too; the lower side is untouched
-    lower = v[v <= level]
-    if lower.size > 16:
-        sigma = max(sigma, MAD_TO_SD * float(np.median(level - lower)))
-    return level, sigma
