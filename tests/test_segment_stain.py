@@ -129,11 +129,11 @@ def test_block_grid_reads_linear_between_centres_and_fills_gaps():
 
     b = 10
     grid = np.add.outer(np.arange(4.0), 2 * np.arange(5.0)).astype(np.float32)
-    full = read_block_grid(grid, b, 0, 40, 50)
+    full = read_block_grid(grid, b, 0, 40, 0, 50)
     # between the outermost block centres (pixels 4.5 … 34.5 / 44.5) the field is linear
     y, x = 14, 27
     assert np.isclose(full[y, x], (y + 0.5) / b - 0.5 + 2 * ((x + 0.5) / b - 0.5), atol=1e-5)
-    assert np.array_equal(read_block_grid(grid, b, 12, 20, 50), full[12:20])
+    assert np.array_equal(read_block_grid(grid, b, 12, 20, 7, 31), full[12:20, 7:31])
     assert np.all(full[:4] == full[4])  # held beyond the first centre
     gappy = np.full((6, 6), 3.0, np.float32)
     gappy[2:4, 2:4] = np.nan

@@ -4,10 +4,11 @@ Used by the Nissl optical-density flattening here (:func:`flatten_background`) a
 fluorescent-soma local background and noise
 (:func:`histoquant.segment.fluorescent_somata.local_background_noise`): both measure one
 statistic per block, smooth the grid with :func:`smooth_block_grid` and read it back between
-block centres with :func:`read_block_grid`. (The other background estimators answer other
-questions: :mod:`.coarse_background`, sigma-clipped tiles for a leak's surround;
-:mod:`.local_background`, a grey opening that removes cells and nuclei; the level and noise
-statistics themselves are in :mod:`.statistics`.)
+block centres with :func:`read_block_grid` (which also reads
+:class:`histoquant.segment.local_background.SmoothBackground`). The other background
+estimators answer other questions: :mod:`.coarse_background`, sigma-clipped tiles for a
+leak's surround; :mod:`.local_background`, a grey opening that removes cells and nuclei; the
+level and noise statistics themselves are in :mod:`.statistics`.
 
 Background flattening removes slow variations of staining and illumination.
 
@@ -97,16 +98,18 @@ def smooth_block_grid(grid: np.ndarray) -> np.ndarray:
     return grid.astype(np.float32)
 
 
-def read_block_grid(grid: np.ndarray, block_px: int, r0: int, r1: int, w: int) -> np.ndarray:
-    """Rows ``r0:r1`` (width ``w``) of a block grid interpolated bilinearly between centres.
+def read_block_grid(grid: np.ndarray, block_px: int, r0: int, r1: int, c0: int, c1: int
+                    ) -> np.ndarray:
+    """Pixels ``[r0:r1, c0:c1]`` of a block grid interpolated bilinearly between centres.
 
     Block ``(i, j)`` is centred on pixel ``((i + 0.5) · block_px − 0.5, (j + 0.5) · block_px −
-    0.5)``; beyond the outermost centres the edge value is held. Reading a strip at a time
-    keeps a second full-size float array from ever being made.
+    0.5)``; beyond the outermost centres the edge value is held. Reading a strip or a crop at
+    a time keeps a second full-size float array from ever being made. Returns float32 for a
+    float32 grid.
     """
     b = int(block_px)
     gy = (np.arange(r0, r1, dtype=np.float64) + 0.5) / b - 0.5
-    gx = (np.arange(w, dtype=np.float64) + 0.5) / b - 0.5
+    gx = (np.arange(c0, c1, dtype=np.float64) + 0.5) / b - 0.5
     iy0, wy = _axis(gy, grid.shape[0])
     ix0, wx = _axis(gx, grid.shape[1])
     iy1 = np.minimum(iy0 + 1, grid.shape[0] - 1)
@@ -127,7 +130,7 @@ def flatten_background(image: np.ndarray, block_px: int, percentile: float | Non
     h, w = image.shape
     for r0 in range(0, h, strip_rows):
         r1 = min(h, r0 + strip_rows)
-        image[r0:r1] -= read_block_grid(grid, b, r0, r1, w)
+        image[r0:r1] -= read_block_grid(grid, b, r0, r1, 0, w)
     return image
 
 

@@ -197,10 +197,10 @@ def signal_to_noise(signal: np.ndarray, tissue: np.ndarray, block_px: int,
     excess = np.empty((h, w), np.float32)
     for r0 in range(0, h, strip_rows):
         r1 = min(h, r0 + strip_rows)
-        e = signal[r0:r1].astype(np.float32) - read_block_grid(bg, b, r0, r1, w)
+        e = signal[r0:r1].astype(np.float32) - read_block_grid(bg, b, r0, r1, 0, w)
         e[~tissue[r0:r1]] = 0
         excess[r0:r1] = e
-        snr[r0:r1] = e / read_block_grid(noise, b, r0, r1, w)
+        snr[r0:r1] = e / read_block_grid(noise, b, r0, r1, 0, w)
     return snr, excess, {"noise": global_sd, "background": float(np.median(bg))}
 
 

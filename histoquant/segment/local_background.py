@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from .background import read_block_grid
 from .statistics import block_mean
 
 __all__ = ["SmoothBackground", "estimate_background"]
@@ -40,14 +41,6 @@ class SmoothBackground:
     factor: int
     shape: tuple[int, int]
 
-    def _axis(self, start: int, stop: int, n_low: int) -> tuple[np.ndarray, np.ndarray,
-                                                                  np.ndarray]:
-        pos = (np.arange(start, stop, dtype=np.float64) + 0.5) / self.factor - 0.5
-        pos = np.clip(pos, 0, n_low - 1)
-        i0 = np.floor(pos).astype(np.intp)
-        i1 = np.minimum(i0 + 1, n_low - 1)
-        return i0, i1, (pos - i0).astype(np.float32)
-
     def crop(self, rows: slice, cols: slice) -> np.ndarray:
         """Bilinear full-resolution background of ``image[rows, cols]`` (float32)."""
         h, w = self.shape
@@ -55,10 +48,7 @@ class SmoothBackground:
         c0, c1, _ = cols.indices(w)
         if self.factor <= 1:
             return self.values[r0:r1, c0:c1].astype(np.float32, copy=True)
-        i0, i1, wy = self._axis(r0, r1, self.values.shape[0])
-        j0, j1, wx = self._axis(c0, c1, self.values.shape[1])
-        tmp = self.values[i0] * (1 - wy)[:, None] + self.values[i1] * wy[:, None]
-        return tmp[:, j0] * (1 - wx)[None, :] + tmp[:, j1] * wx[None, :]
+        return read_block_grid(self.values, self.factor, r0, r1, c0, c1)
 
     def full(self) -> np.ndarray:
         """The background at full resolution (float32; allocates the whole image)."""
