@@ -20,7 +20,13 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import EmptyImageError
-from .statistics import block_sum, clipped_median_along, robust_location_scale, sample_pixels
+from .statistics import (
+    block_counts,
+    block_sum,
+    clipped_median_along,
+    robust_location_scale,
+    sample_pixels,
+)
 
 _SAMPLES_PER_BLOCK_EDGE = 12
 
@@ -209,9 +215,9 @@ def _estimate(sub, sup, n, per, stride, block, shape, min_support, clip_sd, sour
     values = np.full((nby * n, nbx * n), np.nan, dtype=np.float32)
     values[:hs, :ws] = np.where(sup, sub, np.float32(np.nan))
     values = values.reshape(nby, n, nbx, n).transpose(0, 2, 1, 3).reshape(nby, nbx, n * n)
-    in_image = np.zeros((nby * n, nbx * n), dtype=bool)
-    in_image[:hs, :ws] = True
-    n_in_image = in_image.reshape(nby, n, nbx, n).sum(axis=(1, 3))
+    # pixels of each block inside the image (the last row and column may be partial); integer
+    # counts, as before, so the min_support comparison is unchanged
+    n_in_image = block_counts((hs, ws), n).astype(np.int64)
     means, n_finite = _nanmedian_rows(values)
     means[n_finite < min_support * n_in_image] = np.nan
     half = per // 2
