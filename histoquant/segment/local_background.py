@@ -19,8 +19,6 @@ from .statistics import block_mean
 
 __all__ = ["SmoothBackground", "estimate_background"]
 
-_CHUNK_ROWS = 1024
-
 
 @dataclass
 class SmoothBackground:
