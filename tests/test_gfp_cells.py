@@ -12,8 +12,8 @@ from histoquant.assays.gfp_cells import GfpCellParams, aggregate_by_level, norma
 from histoquant.errors import ChannelError, EmptyImageError, ParamsError, PixelSizeError
 from histoquant.io import Image, read_image, write_ome_tiff
 from histoquant.measure.scores import match_labels
-from histoquant.segment.local_background import block_mean
 from histoquant.segment.nuclei import segment_nuclei
+from histoquant.segment.statistics import block_mean
 from histoquant.synthetic.gfp import make_example, make_gfp_phantom
 
 SEEDS = range(5)

@@ -8,7 +8,13 @@ import pytest
 from histoquant import Image, ModalityError
 from histoquant.assays import evans_blue as eb
 from histoquant.io.modality import detect_modality
-from histoquant.segment.statistics import background_stats, block_mean, quantisation_step
+from histoquant.segment.statistics import (
+    background_stats,
+    block_any,
+    block_mean,
+    clipped_median_along,
+    quantisation_step,
+)
 from histoquant.synthetic.artefacts import add_padding, as_fluorescence_rgb, to_uint8
 from histoquant.synthetic.evans_blue import make_evans_blue_phantom
 
@@ -69,6 +75,35 @@ def test_block_mean_partial_edge_blocks_average_their_pixels():
     assert b[0, 2] == a[0:2, 4].mean()
     rgb = np.stack([a, 2 * a], -1)
     assert np.allclose(block_mean(rgb, 2)[..., 1], 2 * b)
+
+
+def test_block_any_any_pixel_versus_min_fraction():
+    """The one block_any: any True pixel by default, a share of the pixels when asked."""
+    m = np.zeros((5, 5), bool)
+    m[0, 0] = True  # 1 of 4 in block (0, 0)
+    m[2:4, 2] = True  # 2 of 4 in block (1, 1)
+    m[4, 4] = True  # the whole (1-pixel) corner block
+    m[4, 0] = True  # 1 of the 2 pixels of edge block (2, 0)
+    assert block_any(m, 2).tolist() == [[True, False, False], [False, True, False],
+                                         [True, False, True]]
+    assert block_any(m, 2, min_fraction=0.5).tolist() == [[False, False, False],
+                                                          [False, True, False],
+                                                          [True, False, True]]
+    assert block_any(m, 2, min_fraction=0.75).sum() == 1  # the corner block only
+    assert np.array_equal(block_any(m, 1, min_fraction=0.5), m)
+    # equal to the half-pixels rule it replaces (block mean of the 0/1 mask ≥ 0.5)
+    rng = np.random.default_rng(0)
+    r = rng.random((203, 157)) < 0.5
+    for f in (2, 3, 7, 16):
+        old = block_mean(r.astype(np.uint8), f) >= 0.5
+        assert np.array_equal(block_any(r, f, min_fraction=0.5), old)
+
+
+def test_clipped_median_along_drops_bright_outliers_per_row():
+    rows = np.array([[1, 2, 3, 2, 100, np.nan], [5, 5, 5, 5, 5, 5], [np.nan] * 6], np.float32)
+    with np.errstate(all="ignore"):
+        loc = clipped_median_along(rows, clip_sd=2.5)
+    assert loc[0] == 2.0 and loc[1] == 5.0 and np.isnan(loc[2])
 
 
 def test_evans_blue_on_an_8bit_zero_clipped_channel_is_measured_not_refused():

@@ -13,6 +13,7 @@ from scipy import ndimage as ndi
 
 from histoquant.assays import evans_blue as eb
 from histoquant.io import read_image
+from histoquant.segment.statistics import MAD_TO_SD
 
 pytestmark = pytest.mark.realdata
 
@@ -41,7 +42,7 @@ def lectin_reference(rgb: np.ndarray, px: float) -> dict:
     t_g = float(bg.mean() + 5 * bg.std())
     tracer = g > t_g
     med = float(np.median(r))
-    t_r = med + 3 * 1.4826 * float(np.median(np.abs(r - med)))
+    t_r = med + 3 * MAD_TO_SD * float(np.median(np.abs(r - med)))
     vessel = ndi.binary_opening(r > t_r, np.ones((3, 3), bool))
     lab, _ = ndi.label(~vessel)
     sizes = np.bincount(lab.ravel()) * px * px

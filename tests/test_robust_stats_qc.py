@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
 from histoquant.qc import draw_mask_outlines
-from histoquant.segment.robust_stats import MAD_TO_SD, robust_location_scale
+from histoquant.segment.statistics import MAD_TO_SD, robust_location_scale
 
 
 def _naive(values, clip_sd=3.0, iterations=5):

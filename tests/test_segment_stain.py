@@ -121,3 +121,21 @@ def test_background_level_ignores_pale_lumina_and_dark_cells():
     img[-25:] = 0.8     # a quarter of dark soma
     grid = background_level(img, block_px=100)
     np.testing.assert_allclose(grid, 0.2, atol=0.02)
+
+
+def test_block_grid_reads_linear_between_centres_and_fills_gaps():
+    """The shared grid reader is exact on a linear field; the smoother fills NaN blocks."""
+    from histoquant.segment.background import read_block_grid, smooth_block_grid
+
+    b = 10
+    grid = np.add.outer(np.arange(4.0), 2 * np.arange(5.0)).astype(np.float32)
+    full = read_block_grid(grid, b, 0, 40, 0, 50)
+    # between the outermost block centres (pixels 4.5 … 34.5 / 44.5) the field is linear
+    y, x = 14, 27
+    assert np.isclose(full[y, x], (y + 0.5) / b - 0.5 + 2 * ((x + 0.5) / b - 0.5), atol=1e-5)
+    assert np.array_equal(read_block_grid(grid, b, 12, 20, 7, 31), full[12:20, 7:31])
+    assert np.all(full[:4] == full[4])  # held beyond the first centre
+    gappy = np.full((6, 6), 3.0, np.float32)
+    gappy[2:4, 2:4] = np.nan
+    assert np.allclose(smooth_block_grid(gappy), 3.0)
+    assert not smooth_block_grid(np.full((3, 3), np.nan)).any()

@@ -11,8 +11,8 @@ from histoquant.measure.distance import distance_at
 from histoquant.measure.rays import first_hits, padded_flat, run_lengths
 from histoquant.measure.skeleton import _skan
 from histoquant.measure.thinning import thin_lee
+from histoquant.segment.statistics import block_mean
 from histoquant.segment.vessels import (
-    _block_reduce_mean,
     _dilate_cross,
     _gauss1d,
     _max_filter,
@@ -73,7 +73,7 @@ def test_block_means_and_resampling(shape):
         # the one block mean: a partial edge block is the mean of the pixels it holds
         ref = np.array([[img[i:i + f, j:j + f].mean() for j in range(0, shape[1], f)]
                         for i in range(0, shape[0], f)])
-        assert np.allclose(_block_reduce_mean(img, f), ref, atol=1e-6)
+        assert np.allclose(block_mean(img, f), ref, atol=1e-6)
 
     def bilinear(small, f_from, f_to, out_shape):
         # direct formula: block centres kept, edge values held
@@ -89,7 +89,7 @@ def test_block_means_and_resampling(shape):
         return rows[:, c0] * (1 - wc) + rows[:, c1] * wc
 
     for f_from, f_to in ((2, 1), (4, 2), (5, 2), (5, 1), (3, 1)):
-        small = _block_reduce_mean(img, f_from)
+        small = block_mean(img, f_from)
         out_shape = shape if f_to == 1 else (-(-shape[0] // f_to), -(-shape[1] // f_to))
         ours = _resample_grid(small, f_from, f_to, shape)
         assert ours.shape == out_shape

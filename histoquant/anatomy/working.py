@@ -84,11 +84,20 @@ def read_downsampled(image: Image, factor: int, channel: int | None = None) -> n
     if level is not None:
         data, axes, d = level
         log.debug("%s: reading pyramid level with downsample %d", image.source, d)
-        return _block_mean(data, axes, factor // d, channel)
-    return _block_mean(image.data, image.axes, factor, channel)
+        return _read_block_mean_in_bands(data, axes, factor // d, channel)
+    return _read_block_mean_in_bands(image.data, image.axes, factor, channel)
 
 
-def _block_mean(data: Any, axes: str, f: int, channel: int | None) -> np.ndarray:
+def _read_block_mean_in_bands(data: Any, axes: str, f: int, channel: int | None
+                              ) -> np.ndarray:
+    """Block mean of a possibly lazy (dask / zarr / memory-mapped) array, read band by band.
+
+    Not a second block mean: the arithmetic is :func:`~histoquant.segment.statistics.block_sum`
+    / :func:`~histoquant.segment.statistics.block_counts`. What this adds is the reading: a
+    whole slide is never loaded at once (bands of whole blocks, ``_BAND_BYTES`` each), one
+    channel is picked and a Z stack max-projected while reading, and sums are float64 so that
+    the large blocks of a whole-slide overview stay exact.
+    """
     y = axes.index("Y")
     H, W = int(data.shape[y]), int(data.shape[y + 1])
     has_c = axes.endswith("C")

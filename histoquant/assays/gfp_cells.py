@@ -46,16 +46,17 @@ from ..io.image import Image
 from ..params import AssayParams, param
 from ..results import AssayResult
 from ..segment.cellpose_engine import CellposeOptions, require_cellpose, segment_cellpose
-from ..segment.local_background import (
-    SmoothBackground,
-    background_stats,
-    block_any,
-    block_mean,
-    estimate_background,
-)
+from ..segment.local_background import SmoothBackground, estimate_background
 from ..segment.nuclei import nuclear_threshold, segment_nuclei, smooth_sigma_px
 from ..segment.padding import padding_of_image
-from ..segment.statistics import MAD_TO_SD, P10_TO_SD, robust_location_scale
+from ..segment.statistics import (
+    MAD_TO_SD,
+    P10_TO_SD,
+    block_any,
+    block_mean,
+    robust_location_scale,
+    sigma_clipped_background,
+)
 from .base import (
     AssaySpec,
     ChannelRole,
@@ -358,7 +359,7 @@ def _local_noise(resid: np.ndarray, valid: np.ndarray, tile_px: int) -> _NoiseMa
         count = np.isfinite(blocks).sum(axis=2)
     good = (count >= max(16, blocks.shape[2] // 8)) & np.isfinite(level) & np.isfinite(sigma)
     if not good.any():
-        lv, sg = background_stats(resid[valid] if valid.any() else resid)
+        lv, sg = sigma_clipped_background(resid[valid] if valid.any() else resid)
         level = np.full((nty, ntx), lv, np.float32)
         sigma = np.full((nty, ntx), sg, np.float32)
     elif not good.all():
@@ -679,10 +680,12 @@ def run(
                 f"has the same pixels as the GFP channel ({img.channel_names[ch['gfp']]}) — "
                 "probably one channel exported twice. Every object would be called "
                 "autofluorescent (ratio 1). Give the real reference channel, or none.")
-    union_low = block_any(union, f) if not union.all() else np.ones(gfp_low.shape, bool)
+    # a block counts as in the union / in the padding when at least half its pixels are
+    union_low = block_any(union, f, min_fraction=0.5) if not union.all() \
+        else np.ones(gfp_low.shape, bool)
     # blocks that are tissue (not padding): the background is estimated over them only,
     # the padding filled with the nearest tissue value first
-    tissue_low = ~block_any(pad, f) if pad is not None else None
+    tissue_low = ~block_any(pad, f, min_fraction=0.5) if pad is not None else None
 
     report(0.15, "background and noise")
     bg_size = p.background_scale_um / fpx

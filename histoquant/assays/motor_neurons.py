@@ -62,11 +62,16 @@ from ..segment.fluorescent_somata import (
     segment_fluorescent_somata,
     signal_to_noise,
 )
-from ..segment.local_background import block_any, block_mean
 from ..segment.padding import find_padding
 from ..segment.somata import SomaSegmentationParams, segment_somata
 from ..segment.stain import CRESYL_VIOLET_OD, estimate_stain_vector, estimate_white, stain_density
-from ..segment.statistics import noise_floor, quantisation_step, sample_pixels
+from ..segment.statistics import (
+    block_any,
+    block_mean,
+    noise_floor,
+    quantisation_step,
+    sample_pixels,
+)
 from .base import (
     AssaySpec,
     ChannelRole,
@@ -648,7 +653,7 @@ def _run_fluorescence(image: Image, regions, p: MotorNeuronParams, channels,
     pxw = px * factor
     chan = crop[..., idx] if crop.ndim == 3 else crop
     signal = block_mean(chan, factor)
-    tissue = block_any(tissue_full, factor, 0.5)
+    tissue = block_any(tissue_full, factor, min_fraction=0.5)
     del tissue_full
     if not tissue.any():
         raise EmptyImageError(f"{image.source}: the regions ({', '.join(masks)}) and the "

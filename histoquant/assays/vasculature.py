@@ -592,7 +592,7 @@ def _qc_step(shape: tuple[int, int]) -> int:
 
 def _qc_plane(channel: np.ndarray) -> np.ndarray:
     """A channel reduced to the QC overlay's size (block means)."""
-    from ..segment.coarse_background import block_mean
+    from ..segment.statistics import block_mean
 
     q = _qc_step(channel.shape)
     return block_mean(channel, q) if q > 1 else channel
@@ -600,7 +600,7 @@ def _qc_plane(channel: np.ndarray) -> np.ndarray:
 
 def _qc_overlay(image, layers, p, masks, vtrace, peri, covered, bodies, summary):
     from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines, to_display_rgb
-    from ..segment.coarse_background import block_any
+    from ..segment.statistics import block_any
 
     q = _qc_step(image.shape_yx)
     rgb = to_display_rgb(None, channels=layers)

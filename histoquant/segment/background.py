@@ -1,4 +1,16 @@
-"""Background flattening: remove slow variations of staining and illumination.
+"""Background on a grid of blocks: one value per block, smoothed, read back bilinearly.
+
+Used by the Nissl optical-density flattening here (:func:`flatten_background`) and by the
+fluorescent-soma local background and noise
+(:func:`histoquant.segment.fluorescent_somata.local_background_noise`): both measure one
+statistic per block, smooth the grid with :func:`smooth_block_grid` and read it back between
+block centres with :func:`read_block_grid` (which also reads
+:class:`histoquant.segment.local_background.SmoothBackground`). The other background
+estimators answer other questions: :mod:`.coarse_background`, sigma-clipped tiles for a
+leak's surround; :mod:`.local_background`, a grey opening that removes cells and nuclei; the
+level and noise statistics themselves are in :mod:`.statistics`.
+
+Background flattening removes slow variations of staining and illumination.
 
 Uneven illumination multiplies the light, so in optical density it adds a slow offset; uneven
 staining of the neuropil does the same. Both are estimated as the neuropil level — the densest
@@ -11,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["background_level", "flatten_background"]
+__all__ = ["background_level", "flatten_background", "smooth_block_grid", "read_block_grid"]
 
 
 def _shorth_centre(blocks: np.ndarray, fraction: float) -> np.ndarray:
@@ -54,11 +66,56 @@ def background_level(image: np.ndarray, block_px: int, percentile: float | None 
             rest = rows[:, wf * b:].reshape(1, -1)
             grid[i, wf] = np.percentile(rest, percentile) if percentile is not None \
                 else _shorth_centre(rest, fraction)[0]
+    return smooth_block_grid(grid)
+
+
+def smooth_block_grid(grid: np.ndarray) -> np.ndarray:
+    """A grid of block values made smooth: gaps filled, then a 3 × 3 median and a blur.
+
+    NaN blocks (too little tissue to measure) take the value of the nearest valid block; an
+    all-NaN grid becomes zeros. The median comes first so that a block that is all soma or all
+    vessel lumen does not punch a hole in the background; the Gaussian (σ = 1 block) then
+    removes the steps between blocks.
+
+    Parameters
+    ----------
+    grid : numpy.ndarray
+        2D float grid, one value per block.
+
+    Returns
+    -------
+    numpy.ndarray of float32, same shape.
+    """
+    bad = ~np.isfinite(grid)
+    if bad.all():
+        return np.zeros_like(grid)
+    if bad.any():
+        idx = ndi.distance_transform_edt(bad, return_distances=False, return_indices=True)
+        grid = grid[tuple(idx)]
     if grid.size > 1:
-        # A median first: robust to a block that is all soma or all vessel lumen.
         grid = ndi.median_filter(grid, size=3, mode="nearest")
         grid = ndi.gaussian_filter(grid, 1.0, mode="nearest")
-    return grid
+    return grid.astype(np.float32)
+
+
+def read_block_grid(grid: np.ndarray, block_px: int, r0: int, r1: int, c0: int, c1: int
+                    ) -> np.ndarray:
+    """Pixels ``[r0:r1, c0:c1]`` of a block grid interpolated bilinearly between centres.
+
+    Block ``(i, j)`` is centred on pixel ``((i + 0.5) · block_px − 0.5, (j + 0.5) · block_px −
+    0.5)``; beyond the outermost centres the edge value is held. Reading a strip or a crop at
+    a time keeps a second full-size float array from ever being made. Returns float32 for a
+    float32 grid.
+    """
+    b = int(block_px)
+    gy = (np.arange(r0, r1, dtype=np.float64) + 0.5) / b - 0.5
+    gx = (np.arange(c0, c1, dtype=np.float64) + 0.5) / b - 0.5
+    iy0, wy = _axis(gy, grid.shape[0])
+    ix0, wx = _axis(gx, grid.shape[1])
+    iy1 = np.minimum(iy0 + 1, grid.shape[0] - 1)
+    ix1 = np.minimum(ix0 + 1, grid.shape[1] - 1)
+    rows = grid[iy0] * (1 - wy[:, None]) + grid[iy1] * wy[:, None]
+    return rows[:, ix0] * (1 - wx) + rows[:, ix1] * wx
 
 
 def flatten_background(image: np.ndarray, block_px: int, percentile: float | None = None,
@@ -71,18 +128,9 @@ def flatten_background(image: np.ndarray, block_px: int, percentile: float | Non
     grid = background_level(image, block_px, percentile, fraction)
     b = max(1, int(block_px))
     h, w = image.shape
-    gy = (np.arange(h, dtype=np.float64) + 0.5) / b - 0.5
-    gx = (np.arange(w, dtype=np.float64) + 0.5) / b - 0.5
-    iy0, wy = _axis(gy, grid.shape[0])
-    ix0, wx = _axis(gx, grid.shape[1])
-    iy1 = np.minimum(iy0 + 1, grid.shape[0] - 1)
-    ix1 = np.minimum(ix0 + 1, grid.shape[1] - 1)
     for r0 in range(0, h, strip_rows):
         r1 = min(h, r0 + strip_rows)
-        sy0, sy1, swy = iy0[r0:r1], iy1[r0:r1], wy[r0:r1, None]
-        rows = grid[sy0] * (1 - swy) + grid[sy1] * swy
-        level = rows[:, ix0] * (1 - wx) + rows[:, ix1] * wx
-        image[r0:r1] -= level
+        image[r0:r1] -= read_block_grid(grid, b, r0, r1, 0, w)
     return image
 
 

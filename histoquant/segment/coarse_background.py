@@ -1,4 +1,4 @@
-"""Large-scale background estimated on a coarse grid, and the block arithmetic it needs.
+"""Large-scale background estimated on a coarse grid (block reduction: :mod:`.statistics`).
 
 Why a coarse grid: the background of a fluorescence section (camera offset, tissue
 autofluorescence, uneven illumination) varies over hundreds of µm, while the signal to keep
@@ -20,14 +20,17 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import EmptyImageError
-from .robust_stats import clipped_median_along, robust_location_scale, sample_pixels
+from .statistics import (
+    block_counts,
+    block_sum,
+    clipped_median_along,
+    robust_location_scale,
+    sample_pixels,
+)
 
 _SAMPLES_PER_BLOCK_EDGE = 12
 
-from .statistics import _block_reduce, block_any, block_counts, block_mean, block_sum  # noqa: E402, F401
-
-__all__ = ["block_sum", "block_mean", "block_counts", "block_any", "CoarseField",
-           "coarse_background"]
+__all__ = ["CoarseField", "coarse_background"]
 
 
 @dataclass
@@ -212,9 +215,9 @@ def _estimate(sub, sup, n, per, stride, block, shape, min_support, clip_sd, sour
     values = np.full((nby * n, nbx * n), np.nan, dtype=np.float32)
     values[:hs, :ws] = np.where(sup, sub, np.float32(np.nan))
     values = values.reshape(nby, n, nbx, n).transpose(0, 2, 1, 3).reshape(nby, nbx, n * n)
-    in_image = np.zeros((nby * n, nbx * n), dtype=bool)
-    in_image[:hs, :ws] = True
-    n_in_image = in_image.reshape(nby, n, nbx, n).sum(axis=(1, 3))
+    # pixels of each block inside the image (the last row and column may be partial); integer
+    # counts, as before, so the min_support comparison is unchanged
+    n_in_image = block_counts((hs, ws), n).astype(np.int64)
     means, n_finite = _nanmedian_rows(values)
     means[n_finite < min_support * n_in_image] = np.nan
     half = per // 2

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage as ndi
 
-from .background import _axis
+from .background import read_block_grid, smooth_block_grid
 from .somata import SomaSegmentationParams, segment_somata_classical
 from .statistics import P10_TO_SD as _P10_TO_SD
 
@@ -149,34 +149,6 @@ def _block_stats(signal: np.ndarray, tissue: np.ndarray, block_px: int
     return med, sd
 
 
-def _fill_and_smooth(grid: np.ndarray) -> np.ndarray:
-    """NaN blocks take the nearest valid block's value; then a 3 × 3 median and a blur."""
-    bad = ~np.isfinite(grid)
-    if bad.all():
-        return np.zeros_like(grid)
-    if bad.any():
-        idx = ndi.distance_transform_edt(bad, return_distances=False, return_indices=True)
-        grid = grid[tuple(idx)]
-    if grid.size > 1:
-        # A median first: robust to a block that is all soma.
-        grid = ndi.median_filter(grid, size=3, mode="nearest")
-        grid = ndi.gaussian_filter(grid, 1.0, mode="nearest")
-    return grid.astype(np.float32)
-
-
-def _read_grid(grid: np.ndarray, block_px: int, r0: int, r1: int, w: int) -> np.ndarray:
-    """The grid interpolated bilinearly between block centres, rows ``r0:r1`` of width ``w``."""
-    b = max(2, int(block_px))
-    gy = (np.arange(r0, r1, dtype=np.float64) + 0.5) / b - 0.5
-    gx = (np.arange(w, dtype=np.float64) + 0.5) / b - 0.5
-    iy0, wy = _axis(gy, grid.shape[0])
-    ix0, wx = _axis(gx, grid.shape[1])
-    iy1 = np.minimum(iy0 + 1, grid.shape[0] - 1)
-    ix1 = np.minimum(ix0 + 1, grid.shape[1] - 1)
-    rows = grid[iy0] * (1 - wy[:, None]) + grid[iy1] * wy[:, None]
-    return rows[:, ix0] * (1 - wx) + rows[:, ix1] * wx
-
-
 def local_background_noise(signal: np.ndarray, tissue: np.ndarray, block_px: int,
                            noise_floor: float = 0.0) -> tuple[np.ndarray, np.ndarray, float]:
     """Smooth grids of the local background level and noise, and the tissue's overall noise.
@@ -203,8 +175,8 @@ def local_background_noise(signal: np.ndarray, tissue: np.ndarray, block_px: int
     med, sd = _block_stats(signal, tissue, block_px)
     ok = np.isfinite(sd)
     global_sd = float(np.median(sd[ok])) if ok.any() else 0.0
-    bg = _fill_and_smooth(med)
-    noise = _fill_and_smooth(sd)
+    bg = smooth_block_grid(med)
+    noise = smooth_block_grid(sd)
     np.maximum(noise, np.float32(max(0.5 * global_sd, noise_floor, 1e-12)), out=noise)
     return bg, noise, global_sd
 
@@ -220,14 +192,15 @@ def signal_to_noise(signal: np.ndarray, tissue: np.ndarray, block_px: int,
     """
     h, w = signal.shape
     bg, noise, global_sd = local_background_noise(signal, tissue, block_px, noise_floor)
+    b = max(2, int(block_px))  # as in _block_stats
     snr = np.empty((h, w), np.float32)
     excess = np.empty((h, w), np.float32)
     for r0 in range(0, h, strip_rows):
         r1 = min(h, r0 + strip_rows)
-        e = signal[r0:r1].astype(np.float32) - _read_grid(bg, block_px, r0, r1, w)
+        e = signal[r0:r1].astype(np.float32) - read_block_grid(bg, b, r0, r1, 0, w)
         e[~tissue[r0:r1]] = 0
         excess[r0:r1] = e
-        snr[r0:r1] = e / _read_grid(noise, block_px, r0, r1, w)
+        snr[r0:r1] = e / read_block_grid(noise, b, r0, r1, 0, w)
     return snr, excess, {"noise": global_sd, "background": float(np.median(bg))}
 
 

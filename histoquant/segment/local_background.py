@@ -14,32 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .statistics import MAD_TO_SD
-from .statistics import block_mean as _stat_block_mean
+from .background import read_block_grid
+from .statistics import block_mean
 
-__all__ = ["block_mean", "block_any", "SmoothBackground", "estimate_background",
-           "background_stats"]
-
-_CHUNK_ROWS = 1024
-
-
-def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
-    """Mean over ``factor`` × ``factor`` blocks, as float32; partial edge blocks included.
-
-    The one definition is :func:`histoquant.segment.statistics.block_mean` (a partial edge
-    block averages the pixels it holds); this name is kept for its callers.
-    """
-    arr = np.asarray(image)
-    if arr.ndim != 2:
-        raise ValueError(f"block_mean needs a 2D array, got shape {arr.shape}")
-    return _stat_block_mean(arr, factor)
-
-
-def block_any(mask: np.ndarray, factor: int, fraction: float = 0.5) -> np.ndarray:
-    """Boolean block reduction: a block is True where at least ``fraction`` of it is True."""
-    if int(factor) <= 1:
-        return np.asarray(mask, bool).copy()
-    return block_mean(np.asarray(mask, np.uint8), factor) >= fraction
+__all__ = ["SmoothBackground", "estimate_background"]
 
 
 @dataclass
@@ -61,14 +39,6 @@ class SmoothBackground:
     factor: int
     shape: tuple[int, int]
 
-    def _axis(self, start: int, stop: int, n_low: int) -> tuple[np.ndarray, np.ndarray,
-                                                                  np.ndarray]:
-        pos = (np.arange(start, stop, dtype=np.float64) + 0.5) / self.factor - 0.5
-        pos = np.clip(pos, 0, n_low - 1)
-        i0 = np.floor(pos).astype(np.intp)
-        i1 = np.minimum(i0 + 1, n_low - 1)
-        return i0, i1, (pos - i0).astype(np.float32)
-
     def crop(self, rows: slice, cols: slice) -> np.ndarray:
         """Bilinear full-resolution background of ``image[rows, cols]`` (float32)."""
         h, w = self.shape
@@ -76,10 +46,7 @@ class SmoothBackground:
         c0, c1, _ = cols.indices(w)
         if self.factor <= 1:
             return self.values[r0:r1, c0:c1].astype(np.float32, copy=True)
-        i0, i1, wy = self._axis(r0, r1, self.values.shape[0])
-        j0, j1, wx = self._axis(c0, c1, self.values.shape[1])
-        tmp = self.values[i0] * (1 - wy)[:, None] + self.values[i1] * wy[:, None]
-        return tmp[:, j0] * (1 - wx)[None, :] + tmp[:, j1] * wx[None, :]
+        return read_block_grid(self.values, self.factor, r0, r1, c0, c1)
 
     def full(self) -> np.ndarray:
         """The background at full resolution (float32; allocates the whole image)."""
@@ -94,7 +61,8 @@ def estimate_background(image_low: np.ndarray, object_size_px: float,
     A grey opening with a square of side just over ``object_size_px`` removes every bright
     object that fits inside it (cells, nuclei) and keeps what varies more slowly (tissue
     autofluorescence, illumination); a box filter of the same size smooths the steps the square
-    leaves. Works on the block-averaged image (see :func:`block_mean`); when the square would
+    leaves. Works on the block-averaged image (see
+    :func:`histoquant.segment.statistics.block_mean`); when the square would
     be wider than ``max_filter_px``, the image is block-averaged further first and the result
     interpolated back, since a background that ignores objects of that size varies too slowly
     to need the finer grid.
@@ -128,39 +96,3 @@ def estimate_background(image_low: np.ndarray, object_size_px: float,
     size = max(3, int(np.ceil(object_size_px)) + 1)
     opened = ndi.grey_opening(img, size=(size, size))
     return ndi.uniform_filter(opened, size).astype(np.float32)
-
-
-def background_stats(values: np.ndarray, *, n_iter: int = 6, clip: float = 3.0,
-                     max_samples: int = 250_000) -> tuple[float, float]:
-    """Level and spread of the background among ``values`` by iterative sigma clipping.
-
-    Objects are the bright tail; clipping at median + ``clip`` × robust σ and repeating
-    converges to the background mode as long as background is a sizeable share of the values.
-    The spread is 1.4826 × the median absolute deviation (σ of a normal distribution).
-
-    Returns
-    -------
-    level, sigma : float
-    """
-    v = np.asarray(values, np.float32).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return 0.0, 0.0
-    if v.size > max_samples:
-        # an evenly strided subsample: as good as a random one for a median, and far cheaper
-        v = v[:: -(-v.size // max_samples)]
-    level, sigma = float(np.median(v)), 0.0
-    for _ in range(n_iter):
-        sigma = MAD_TO_SD * float(np.median(np.abs(v - level)))
-        if sigma <= 0:
-            break
-        keep = v < level + clip * sigma
-        if keep.all() or keep.sum() < 16:
-            break
-        v = v[keep]
-        level = float(np.median(v))
-    # a one-sided clip trims the upper tail of the noise too; the lower side is untouched
-    lower = v[v <= level]
-    if lower.size > 16:
-        sigma = max(sigma, MAD_TO_SD * float(np.median(level - lower)))
-    return level, sigma

@@ -26,12 +26,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import ParamsError
-from .local_background import (
-    SmoothBackground,
-    background_stats,
-    block_mean,
-    estimate_background,
-)
+from .local_background import SmoothBackground, estimate_background
+from .statistics import block_mean, sigma_clipped_background
 
 __all__ = ["segment_nuclei", "nuclei_background", "nuclear_threshold", "smooth_sigma_px"]
 
@@ -75,7 +71,7 @@ def nuclear_threshold(smooth_resid: np.ndarray, threshold_sigma: float = 5.0) ->
     values = np.asarray(smooth_resid, np.float32).ravel()
     if values.size > 250_000:
         values = values[:: values.size // 250_000 + 1]
-    level, sigma = background_stats(values)
+    level, sigma = sigma_clipped_background(values)
     noise_based = level + threshold_sigma * max(sigma, 1e-6)
     if np.ptp(values) <= 0:
         return noise_based

@@ -42,6 +42,7 @@ it, which the clipping leaves intact.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,8 +50,8 @@ from scipy.special import ndtri
 
 __all__ = [
     "MAD_TO_SD", "P10_TO_SD", "lower_half_sd", "CLIP_FRACTION", "block_sum", "block_counts",
-    "block_mean", "block_any",
-    "robust_location_scale", "sample_pixels", "quantisation_step", "noise_floor",
+    "block_mean", "block_any", "robust_location_scale", "clipped_median_along",
+    "sigma_clipped_background", "sample_pixels", "quantisation_step", "noise_floor",
     "BackgroundStats", "background_stats", "threshold_above", "tissue_support",
 ]
 
@@ -110,9 +111,31 @@ def block_mean(arr: np.ndarray, factor: int) -> np.ndarray:
     return (s / n).astype(np.float32, copy=False)
 
 
-def block_any(mask: np.ndarray, factor: int) -> np.ndarray:
-    """True for each block holding at least one True pixel."""
-    return _block_reduce(np.asarray(mask, dtype=bool), factor, bool, np.logical_or)
+def block_any(mask: np.ndarray, factor: int, min_fraction: float | None = None) -> np.ndarray:
+    """Boolean block reduction of ``mask`` over ``factor × factor`` blocks.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        2D mask (any dtype; non-zero is True).
+    factor : int
+        Block side in pixels; ``≤ 1`` returns a boolean copy.
+    min_fraction : float, optional
+        ``None`` (default): a block is True when it holds at least one True pixel (a mask
+        drawn at low resolution must not lose thin structures). A number: a block is True
+        when at least this share of its pixels is True (``0.5``: the majority rule, for a
+        tissue mask whose edge blocks must be mostly tissue to count); a partial edge block
+        counts the pixels it holds.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    if min_fraction is None:
+        return _block_reduce(np.asarray(mask, dtype=bool), factor, bool, np.logical_or)
+    if int(factor) <= 1:
+        return np.asarray(mask, bool).copy()
+    return block_mean(np.asarray(mask, np.uint8), factor) >= min_fraction
 
 
 def _block_reduce(arr: np.ndarray, f: int, dtype, op) -> np.ndarray:
@@ -168,6 +191,31 @@ def robust_location_scale(values: np.ndarray, clip_sd: float = 3.0,
         loc = _median_of_sorted(v[:n])
         sd = MAD_TO_SD * _mad_of_sorted(v[:n], loc)
     return loc, sd
+
+
+def clipped_median_along(values: np.ndarray, clip_sd: float = 2.5,
+                         iterations: int = 5) -> np.ndarray:
+    """Row-wise :func:`robust_location_scale` location of a 2D array holding NaN for gaps.
+
+    Returns the float32 median of each row after iteratively setting values more than
+    ``clip_sd`` MAD-based SDs above it to NaN; a row whose spread is 0, or that would lose
+    every value, keeps its values. All-NaN rows give NaN.
+    """
+    v = np.array(values, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
+        loc = np.nanmedian(v, axis=-1)
+        for _ in range(iterations):
+            sd = MAD_TO_SD * np.nanmedian(np.abs(v - loc[:, None]), axis=-1)
+            high = v > (loc + clip_sd * sd)[:, None]
+            # keep rows whose spread is 0 or whose whole row would go
+            high &= (sd > 0)[:, None]
+            high &= (np.isfinite(v) & ~high).any(axis=-1)[:, None]
+            if not high.any():
+                break
+            v[high] = np.nan
+            loc = np.nanmedian(v, axis=-1)
+    return loc.astype(np.float32)
 
 
 def _median_of_sorted(v: np.ndarray) -> float:
@@ -227,6 +275,46 @@ def lower_half_sd(values: np.ndarray, level: float | None = None) -> float:
     else:
         p10 = np.percentile(v, 10)
     return float(max(0.0, (float(level) - float(p10)) / P10_TO_SD))
+
+
+def sigma_clipped_background(values: np.ndarray, *, n_iter: int = 6, clip: float = 3.0,
+                             max_samples: int = 250_000) -> tuple[float, float]:
+    """Level and spread of the background among ``values`` by iterative sigma clipping.
+
+    Objects are the bright tail; clipping at median + ``clip`` × robust σ and repeating
+    converges to the background mode as long as background is a sizeable share of the values.
+    The spread is ``MAD_TO_SD`` × the median absolute deviation (σ of a normal
+    distribution), and never less than that of the values below the level (the one-sided
+    clip trims the upper tail of the noise too). Unlike :func:`background_stats` (one
+    channel's tissue pixels, quantisation floor, zero-clipped channels) this is for a
+    residual that is already background-subtracted (nuclei, GFP objects).
+
+    Returns
+    -------
+    level, sigma : float
+    """
+    v = np.asarray(values, np.float32).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 0.0
+    if v.size > max_samples:
+        # an evenly strided subsample: as good as a random one for a median, and far cheaper
+        v = v[:: -(-v.size // max_samples)]
+    level, sigma = float(np.median(v)), 0.0
+    for _ in range(n_iter):
+        sigma = MAD_TO_SD * float(np.median(np.abs(v - level)))
+        if sigma <= 0:
+            break
+        keep = v < level + clip * sigma
+        if keep.all() or keep.sum() < 16:
+            break
+        v = v[keep]
+        level = float(np.median(v))
+    # a one-sided clip trims the upper tail of the noise too; the lower side is untouched
+    lower = v[v <= level]
+    if lower.size > 16:
+        sigma = max(sigma, MAD_TO_SD * float(np.median(level - lower)))
+    return level, sigma
 
 
 def sample_pixels(arr: np.ndarray, mask: np.ndarray | None = None,

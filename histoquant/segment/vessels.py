@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit
 from scipy import ndimage as ndi
 
-from .statistics import MAD_TO_SD, block_mean
+from .statistics import MAD_TO_SD, block_any, block_mean
 
 __all__ = ["TubeSegmentation", "subtract_background", "ridge_zscore", "segment_tubes",
            "remove_small"]
@@ -114,11 +114,6 @@ def hysteresis(values: np.ndarray, low: float, high: float) -> np.ndarray:
     keep[labels[values > high]] = True
     keep[0] = False
     return keep[labels]
-
-
-def _block_reduce_mean(img: np.ndarray, f: int) -> np.ndarray:
-    # the one block mean (segment.statistics): a partial edge block averages its own pixels
-    return img if f <= 1 else block_mean(img, f)
 
 
 def _interp_axis(small: np.ndarray, ratio: float, n_out: int, axis: int) -> np.ndarray:
@@ -190,7 +185,7 @@ def subtract_background(image: np.ndarray, pixel_size_um: float, radius_um: floa
     img = np.asarray(image, dtype=np.float32)
     radius_px = radius_um / pixel_size_um
     f = max(1, int(radius_px // 4))
-    small = _block_reduce_mean(img, f)
+    small = block_mean(img, f)
     size = max(3, int(2 * radius_px / f) | 1)
     bg = ndi.percentile_filter(small, percentile, size=size, mode="reflect")
     bg = ndi.uniform_filter(bg, size=size, mode="reflect")
@@ -360,7 +355,7 @@ def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[fl
     best, f_best = None, None
     for f, s_um in sorted(zip(factors, scales_um), key=lambda t: -t[0]):
         s_px = s_um / pixel_size_um
-        small = _block_reduce_mean(img, f)
+        small = block_mean(img, f)
         # outside the image is background (0 after background subtraction): a vessel along
         # the border is not mirrored into a double-width one
         if method == "sato":
@@ -370,8 +365,7 @@ def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[fl
             resp = np.asarray(resp, dtype=np.float32)
         small_mask = None
         if mask is not None:
-            small_mask = _block_reduce_mean(mask.astype(np.float32), f) > 0.5 if f > 1 \
-                else mask
+            small_mask = block_mean(mask.astype(np.float32), f) > 0.5 if f > 1 else mask
         z = _robust_z(resp, small_mask)
         del resp
         if best is not None:
@@ -401,8 +395,8 @@ def fill_padding(image: np.ndarray, padding: np.ndarray, pixel_size_um: float,
         return img
     f = max(1, int(radius_um / pixel_size_um // 4))
     inside = (~pad).astype(np.float32)
-    den = _block_reduce_mean(inside, f)
-    num = _block_reduce_mean(np.where(pad, np.float32(0), img), f)
+    den = block_mean(inside, f)
+    num = block_mean(np.where(pad, np.float32(0), img), f)
     have = den > 0.25
     small = np.where(have, num / np.maximum(den, 1e-6), 0).astype(np.float32)
     # each empty block takes the value of the nearest block with image in it
@@ -420,8 +414,6 @@ def _near(mask: np.ndarray, reach_px: int) -> np.ndarray:
     neighbours two blocks away): a few passes over a small image instead of two maximum
     filters over the whole one.
     """
-    from .coarse_background import block_any
-
     f = max(1, reach_px // 2)
     small = block_any(mask, f)
     for _ in range(2):
