@@ -77,6 +77,16 @@ def test_block_mean_partial_edge_blocks_average_their_pixels():
     assert np.allclose(block_mean(rgb, 2)[..., 1], 2 * b)
 
 
+def test_block_mean_factor_one_copies_unless_told_not_to():
+    img = np.arange(12, dtype=np.float32).reshape(3, 4)
+    same = block_mean(img, 1, copy=False)
+    assert same is img  # the vessel kernels' hot path: no full-size copy
+    copied = block_mean(img, 1)
+    assert copied is not img and np.array_equal(copied, img)
+    as_float = block_mean(img.astype(np.uint8), 1, copy=False)
+    assert as_float.dtype == np.float32 and np.array_equal(as_float, img)
+
+
 def test_block_any_any_pixel_versus_min_fraction():
     """The one block_any: any True pixel by default, a share of the pixels when asked."""
     m = np.zeros((5, 5), bool)

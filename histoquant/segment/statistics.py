@@ -96,14 +96,16 @@ def block_counts(shape: tuple[int, ...], factor: int) -> np.ndarray:
     return np.outer(ny, nx).astype(np.float32)
 
 
-def block_mean(arr: np.ndarray, factor: int) -> np.ndarray:
+def block_mean(arr: np.ndarray, factor: int, *, copy: bool = True) -> np.ndarray:
     """Mean over ``factor × factor`` blocks, float32; a partial edge block averages its pixels.
 
-    Works on (Y, X) and (Y, X, C) arrays; ``factor ≤ 1`` returns a float32 copy.
+    Works on (Y, X) and (Y, X, C) arrays; ``factor ≤ 1`` returns a float32 copy, or with
+    ``copy=False`` the float32 input itself (no full-size copy on a hot path; the caller
+    then must not write into the result).
     """
     arr = np.asarray(arr)
     if int(factor) <= 1:
-        return arr.astype(np.float32, copy=True)
+        return arr.astype(np.float32, copy=copy)
     s = block_sum(arr, factor)
     n = block_counts(arr.shape, factor)
     if s.ndim > 2:

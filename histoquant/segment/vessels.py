@@ -185,7 +185,7 @@ def subtract_background(image: np.ndarray, pixel_size_um: float, radius_um: floa
     img = np.asarray(image, dtype=np.float32)
     radius_px = radius_um / pixel_size_um
     f = max(1, int(radius_px // 4))
-    small = block_mean(img, f)
+    small = block_mean(img, f, copy=False)
     size = max(3, int(2 * radius_px / f) | 1)
     bg = ndi.percentile_filter(small, percentile, size=size, mode="reflect")
     bg = ndi.uniform_filter(bg, size=size, mode="reflect")
@@ -355,7 +355,7 @@ def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[fl
     best, f_best = None, None
     for f, s_um in sorted(zip(factors, scales_um), key=lambda t: -t[0]):
         s_px = s_um / pixel_size_um
-        small = block_mean(img, f)
+        small = block_mean(img, f, copy=False)
         # outside the image is background (0 after background subtraction): a vessel along
         # the border is not mirrored into a double-width one
         if method == "sato":
@@ -395,8 +395,8 @@ def fill_padding(image: np.ndarray, padding: np.ndarray, pixel_size_um: float,
         return img
     f = max(1, int(radius_um / pixel_size_um // 4))
     inside = (~pad).astype(np.float32)
-    den = block_mean(inside, f)
-    num = block_mean(np.where(pad, np.float32(0), img), f)
+    den = block_mean(inside, f, copy=False)
+    num = block_mean(np.where(pad, np.float32(0), img), f, copy=False)
     have = den > 0.25
     small = np.where(have, num / np.maximum(den, 1e-6), 0).astype(np.float32)
     # each empty block takes the value of the nearest block with image in it
