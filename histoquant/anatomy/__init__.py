@@ -15,7 +15,14 @@ left/right convention, and ``docs/anatomy.md`` for the method.
 
 from .overlay import anatomy_overlay
 from .params import AnatomyParams
-from .regions import REGION_CODES, REGION_NAMES, SectionAnatomy, region_key
+from .regions import (
+    REGION_CODES,
+    REGION_NAMES,
+    SectionAnatomy,
+    region_base_name,
+    region_key,
+    swap_left_right,
+)
 from .sections import SlideAnatomy, auto_regions, find_sections
 
 __all__ = [
@@ -27,5 +34,7 @@ __all__ = [
     "anatomy_overlay",
     "auto_regions",
     "find_sections",
+    "region_base_name",
     "region_key",
+    "swap_left_right",
 ]
