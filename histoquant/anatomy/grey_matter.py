@@ -217,7 +217,7 @@ def _check_share(g: np.ndarray, sample: np.ndarray, section: np.ndarray, high: n
     lo, hi = _GREY_SHARE
     if share >= lo:
         return high, t
-    v = np.clip(sample, None, np.percentile(sample, 99.0))
+    v = _clip_brightest(sample)
     cands = []
     for k in (3, 4):
         try:
@@ -237,12 +237,18 @@ def _check_share(g: np.ndarray, sample: np.ndarray, section: np.ndarray, high: n
     return best
 
 
+def _clip_brightest(values: np.ndarray) -> np.ndarray:
+    """``values`` with the brightest 1 % clipped: a fold or a bright artefact would pull a
+    threshold up."""
+    return np.clip(values, None, np.percentile(values, 99.0))
+
+
 def _otsu(values: np.ndarray, log_scale: bool = False) -> float:
-    """Otsu's threshold with the brightest 1 % clipped (a fold or a bright artefact would
-    pull it up); with ``log_scale``, on ``log(1 + value)`` of a signal ≥ 0."""
+    """Otsu's threshold of :func:`_clip_brightest` ``values``; with ``log_scale``, on
+    ``log(1 + value)`` of a signal ≥ 0."""
     from skimage.filters import threshold_otsu
 
-    v = np.clip(values, None, np.percentile(values, 99.0))
+    v = _clip_brightest(values)
     if log_scale:
         return float(np.expm1(threshold_otsu(np.log1p(np.maximum(v, 0.0)))))
     return float(threshold_otsu(v))
