@@ -1,67 +1,24 @@
-"""How a measurement column combines over pieces: tiles of a slide, sections of an animal.
+"""Combine summary rows as each assay declares: tiles into a region, sections into an animal.
 
-Counts, areas and lengths add up; densities, fractions, percentages, means and intensities do
-not, and are averaged instead. The rule is read from the column name, which by the project's
-convention carries its unit (``n_cells``, ``positive_area_um2``, ``density_per_mm2``,
-``coverage_pct``, ``mean_soma_area_um2``).
+The rules live with the assay (:class:`~histoquant.assays.contract.Measure` in its ``SPEC``);
+this module only applies them, so a tiled run, the batch's animal table and the plugin all
+combine a column the same way. A column no rule covers is an error, never a guess.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["measure_kind", "measure_columns", "combine_rows"]
+from .assays.contract import Measure
+from .errors import HistoquantError
 
-# Any of these words in a name makes the column an average, whatever its unit.
-_MEAN_WORDS = {"mean", "median", "avg", "average", "sd", "std", "sem", "cv", "fraction",
-               "ratio", "density", "coverage", "intensity", "score", "threshold", "index",
-               "pct", "percent", "per", "background", "snr", "diameter", "width", "radius",
-               "circularity", "solidity", "eccentricity", "orientation", "angle", "depth",
-               "bit", "bits", "level", "saturation", "flag", "quality", "confidence",
-               # positions and sizes of one thing are not amounts either
-               "x", "y", "row", "col", "centroid", "position", "height", "pixel", "symmetry"}
-_SUM_WORDS = {"n", "count", "number", "total", "sum"}
-# An amount summed over pixels adds up even when its name says intensity.
-_AMOUNT_WORDS = {"integrated", "total", "sum"}
-_SUM_SUFFIXES = ("_um2", "_mm2", "_um", "_mm", "_um3", "_mm3", "_px", "_px2")
+__all__ = ["measure_columns", "combine_tiles", "combine_sections"]
 
-
-def measure_kind(name: str, dtype: np.dtype | None = None) -> str:
-    """How column ``name`` combines over pieces: ``"sum"``, ``"mean"``, ``"min"`` or ``"max"``.
-
-    Parameters
-    ----------
-    name : str
-        Column name, with its unit suffix.
-    dtype : numpy dtype, optional
-        Column type; an integer column with no other hint is a count.
-
-    Returns
-    -------
-    str
-        ``"min"``/``"max"`` for names starting so; ``"sum"`` for integrated or total amounts;
-        ``"mean"`` for densities, fractions, percentages, averages, intensities, thresholds
-        and scores; ``"sum"`` for counts (``n_*``, ``*_count``), areas, lengths and other
-        integer columns; ``"mean"`` otherwise.
-    """
-    words = re.split(r"[_\W]+", name.lower())
-    if words[0] in ("min", "minimum"):
-        return "min"
-    if words[0] in ("max", "maximum"):
-        return "max"
-    if _AMOUNT_WORDS.intersection(words):
-        return "sum"
-    if _MEAN_WORDS.intersection(words):
-        return "mean"
-    if _SUM_WORDS.intersection(words) or name.lower().endswith(_SUM_SUFFIXES):
-        return "sum"
-    if dtype is not None and (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, bool)):
-        return "sum"
-    return "mean"
+#: Looks up the declaration of a column (``AssaySpec.measure``); raises when there is none.
+MeasureLookup = Callable[[str], Measure]
 
 
 def measure_columns(df: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
@@ -73,57 +30,138 @@ def measure_columns(df: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
             and not pd.api.types.is_bool_dtype(df[c])]
 
 
-def combine_rows(df: pd.DataFrame, by: Sequence[str], *, weight: str | None = None,
-                 mean_only: bool = False) -> pd.DataFrame:
-    """Combine the rows of ``df`` within each group of ``by``, column by column.
+def _weighted(values: pd.Series, weights: pd.Series, keys: list[pd.Series]) -> np.ndarray:
+    values = pd.to_numeric(values, errors="coerce").astype(float)
+    weights = pd.to_numeric(weights, errors="coerce").astype(float)
+    valid = values.notna() & weights.notna()
+    num = (values.where(valid, 0.0) * weights.where(valid, 0.0)).groupby(
+        keys, sort=False, dropna=False).sum()
+    den = weights.where(valid, 0.0).groupby(keys, sort=False, dropna=False).sum()
+    return (num / den.replace(0.0, np.nan)).to_numpy()
+
+
+def _join(values: pd.Series) -> str:
+    seen: list[str] = []
+    for v in values.dropna().astype(str):
+        for part in v.split(";"):
+            if part and part not in seen:
+                seen.append(part)
+    return ";".join(seen)
+
+
+def combine_tiles(rows: pd.DataFrame, objects: pd.DataFrame, measure: MeasureLookup,
+                  by: Sequence[str] = ("image", "region")) -> pd.DataFrame:
+    """One summary row per ``by`` group from the rows of its tiles, by the declared rules.
 
     Parameters
     ----------
-    df : DataFrame
-        One row per piece.
+    rows : DataFrame
+        The summary rows of every tile (a ``tile`` column is ignored).
+    objects : DataFrame
+        The stitched objects (each counted once), with a ``region`` column; read by the
+        ``objects`` rule.
+    measure : callable
+        ``measure(column) -> Measure`` (:meth:`AssaySpec.measure`).
     by : sequence of str
-        Columns identifying a group (kept, in first-seen order of groups).
-    weight : str, optional
-        Column whose values weight the averages (``region_area_mm2`` for tiles of one region,
-        which makes densities and area fractions exact). NaN values are left out of averages.
-    mean_only : bool
-        Average min/max columns too (for animals: the mean of the sections' maxima).
+        Columns that identify one region's rows.
 
     Returns
     -------
     DataFrame
-        One row per group; non-numeric columns keep their first value.
+        One row per group, the columns of ``rows`` in their order.
     """
-    by = list(by)
-    if df.empty:
-        return df.copy()
-    groups = df.groupby(by, sort=False, dropna=False)
+    by = [b for b in by if b in rows.columns]
+    rows = rows.drop(columns=[c for c in ("tile",) if c in rows.columns])
+    if rows.empty:
+        return rows.reset_index(drop=True)
+    groups = rows.groupby(by, sort=False, dropna=False)
     out = groups.size().reset_index()[by]
-    w = df[weight].astype(float) if weight and weight in df.columns else None
-    for col in df.columns:
+    keys = [rows[b] for b in by]
+    for col in rows.columns:
         if col in by:
             continue
-        series = df[col]
-        if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-            out[col] = groups[col].first().to_numpy()
-            continue
-        kind = measure_kind(col, series.dtype)
-        if mean_only and kind in ("min", "max"):
-            kind = "mean"
-        if kind == "sum":
+        m = measure(col)
+        series = rows[col]
+        rule = m.tiles
+        if rule == "sum":
             out[col] = groups[col].sum(min_count=1).to_numpy()
-        elif kind == "min":
-            out[col] = groups[col].min().to_numpy()
-        elif kind == "max":
-            out[col] = groups[col].max().to_numpy()
-        elif w is not None and col != weight:
-            values = series.astype(float)
-            valid = values.notna() & w.notna()
-            keys = [df[b] for b in by]
-            num = (values.where(valid, 0.0) * w.where(valid, 0.0)).groupby(
-                keys, sort=False, dropna=False).sum()
-            den = w.where(valid, 0.0).groupby(keys, sort=False, dropna=False).sum()
-            out[col] = (num / den.replace(0.0, np.nan)).to_numpy()
+        elif rule == "ratio":
+            num, den = (rows[c].astype(float).groupby(keys, sort=False, dropna=False)
+                        .sum(min_count=1) for c in m.of)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[col] = (m.scale * num / den.where(den > 0)).to_numpy()
+        elif rule == "weighted":
+            out[col] = _weighted(series, rows[m.of[0]], keys)
+        elif rule == "image":
+            if "region_area_mm2" in rows.columns and pd.api.types.is_numeric_dtype(series):
+                out[col] = _weighted(series, rows["region_area_mm2"], keys)
+            else:
+                out[col] = groups[col].first().to_numpy()
+        elif rule == "objects":
+            out[col] = _object_stat(out, by, objects, m)
+        elif rule == "any":
+            out[col] = groups[col].agg(lambda s: bool(s.fillna(False).astype(bool).any())) \
+                .to_numpy()
+        elif rule in ("min", "max", "first"):
+            out[col] = getattr(groups[col], rule)().to_numpy()
+        else:  # join
+            out[col] = groups[col].agg(_join).to_numpy()
+    return out[[c for c in rows.columns]]
+
+
+def _object_stat(out: pd.DataFrame, by: list[str], objects: pd.DataFrame,
+                 m: Measure) -> np.ndarray:
+    column = m.of[0]
+    if objects is None or objects.empty:
+        return np.full(len(out), np.nan)
+    if column not in objects.columns:
+        raise HistoquantError(f"summary column {m.name!r} is declared as a mean of object "
+                              f"column {column!r}, which the objects table lacks")
+    sel = objects
+    for key, value in m.where:
+        sel = sel[sel[key] == value]
+    obj_by = [b for b in by if b in sel.columns]
+    means = sel.groupby(obj_by, sort=False, dropna=False)[column].mean()
+    idx = pd.MultiIndex.from_frame(out[obj_by]) if len(obj_by) > 1 else out[obj_by[0]]
+    return means.reindex(idx).to_numpy(dtype=float)
+
+
+def combine_sections(sections: pd.DataFrame, by: Sequence[str],
+                     measure: MeasureLookup) -> pd.DataFrame:
+    """One row per ``by`` group (an animal × level × region) from its sections' rows.
+
+    Measurement columns combine by their declared animal rule (``sum``, ``mean``,
+    ``weighted``); ``none`` columns and non-numeric columns are left out.
+
+    Parameters
+    ----------
+    sections : DataFrame
+        One row per section × region of one assay.
+    by : sequence of str
+        Identifier columns of a group.
+    measure : callable
+        ``measure(column) -> Measure`` (:meth:`AssaySpec.measure`).
+
+    Returns
+    -------
+    DataFrame
+        ``by`` columns, then the combined measures in their order in ``sections``.
+    """
+    by = list(by)
+    cols = measure_columns(sections, exclude=by)
+    if sections.empty:
+        return pd.DataFrame(columns=[*by, *cols])
+    groups = sections.groupby(by, sort=False, dropna=False)
+    out = groups.size().reset_index()[by]
+    keys = [sections[b] for b in by]
+    for col in cols:
+        m = measure(col)
+        if m.animal == "none":
+            continue
+        if m.animal == "sum":
+            out[col] = groups[col].sum(min_count=1).to_numpy()
+        elif m.animal == "weighted":
+            out[col] = _weighted(sections[col], sections[m.animal_weight], keys)
         else:
             out[col] = groups[col].mean().to_numpy()
     return out

@@ -5,7 +5,7 @@
     OUTDIR/summary.csv         one row per image × region
     OUTDIR/objects.csv         one row per object
     OUTDIR/errors.csv          one row per image that failed (only when one did)
-    OUTDIR/<name>.csv          an assay's extra tables (``result.extra["tables"]``), e.g.
+    OUTDIR/<name>.csv          an assay's extra tables (``result.tables``), e.g.
                                profiles.csv of the Evans Blue assay
     OUTDIR/labels/<stem>.tif   label image of every object, or the mask of an area assay
     OUTDIR/qc/<stem>.png       QC overlay
@@ -149,13 +149,13 @@ def write_tables(results: Iterable[AssayResult], outdir: str | Path,
 def extra_tables(results: Iterable[AssayResult]) -> dict[str, pd.DataFrame]:
     """Assay-specific tables, concatenated over results.
 
-    An assay puts a table in ``result.extra["tables"][name]`` (a tidy DataFrame, ``image``
+    An assay puts a table in ``result.tables[name]`` (a tidy DataFrame, ``image``
     first); the runner writes it as ``OUTDIR/<name>.csv`` beside summary.csv. Names are
     letters, digits and underscores; ``summary``, ``objects`` and ``errors`` are reserved.
     """
     found: dict[str, list[pd.DataFrame]] = {}
     for r in results:
-        for name, table in (r.extra.get("tables") or {}).items():
+        for name, table in r.tables.items():
             if name in ("summary", "objects", "errors") or not name.replace("_", "").isalnum():
                 raise ValueError(f"{r.assay}: extra table name {name!r} is not allowed")
             if isinstance(table, pd.DataFrame):

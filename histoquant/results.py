@@ -88,8 +88,13 @@ class AssayResult:
         Pixel size the measurement used.
     warnings : list of str
         Problems worth a look that did not stop the measurement (saturation, low score).
+    tables : dict of str to DataFrame
+        The assay's extra tables by name (declared in its ``SPEC.tables``, e.g. the Evans
+        Blue perivascular ``profiles``, the gfp-cells ``nuclei``), ``image`` first; every one
+        is written to disk as ``<name>.csv``, by the CLI and by the batch.
     extra : dict
-        Assay-specific tables or values (profiles, thresholds).
+        Other assay-specific values (found regions, label images of secondary objects, the
+        channel chosen) that are not tables.
     """
 
     assay: str
@@ -102,6 +107,7 @@ class AssayResult:
     params: dict[str, Any] = field(default_factory=dict)
     pixel_size_um: float | None = None
     warnings: list[str] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=versions)
 

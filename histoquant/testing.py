@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .assays.base import AssaySpec, ChannelRole, prepare_image, resolve_params, resolve_regions
+from .assays.contract import REGION_AREA, Measure
 from .io import Image
 from .params import AssayParams, param
 from .results import AssayResult
@@ -86,7 +87,18 @@ def run_blobs(image, regions=None, params=None, *, channels=None, pixel_size_um=
 BLOB_SPEC = AssaySpec(
     name="blobs", title="Toy blob counter (testing only)", params_cls=BlobParams, run=run_blobs,
     channel_roles=(ChannelRole("signal", help="channel with bright blobs"),),
-    auto_regions=("grey_matter",))
+    auto_regions=("grey_matter",),
+    positions=(("y_um", "x_um"),),
+    measures=(
+        REGION_AREA,
+        Measure("n_blobs", "count", "blobs found", animal="sum"),
+        Measure("blob_density_per_mm2", "per mm²", "blobs per mm²", tiles="ratio",
+                of=("n_blobs", "region_area_mm2")),
+        Measure("positive_area_pct", "%", "area above the threshold", tiles="weighted",
+                of=("region_area_mm2",)),
+        Measure("mean_blob_area_um2", "µm²", "mean blob area", tiles="objects",
+                of=("area_um2",), animal="weighted", animal_weight="n_blobs"),
+    ))
 
 
 def register(monkeypatch, spec: AssaySpec = BLOB_SPEC) -> AssaySpec:

@@ -5,18 +5,16 @@ its core grown by an overlap on every side, so an object near the core's edge is
 (the overlap must be wider than the largest object). The regions handed to the assay are cut to
 the core, and of the objects found only those whose centroid falls inside the core are kept;
 since cores do not overlap, every object is counted by exactly one tile. Areas and lengths
-measured inside the core-cut regions add up over tiles; densities, fractions and averages are
-combined as averages weighted by the region area of each tile (see
-:mod:`histoquant.aggregate`). An assay module may define
-``combine_tile_summaries(summaries: DataFrame) -> DataFrame`` to combine its own summary rows
-exactly (the DataFrame has one row per tile × region and a ``tile`` column).
+measured inside the core-cut regions add up over tiles; every other summary column is
+combined by the rule its assay declares (:class:`~histoquant.assays.contract.Measure`):
+densities and fractions as ratios of the summed amounts, means of per-object values as means
+over the stitched objects (see :func:`histoquant.aggregate.combine_tiles`).
 
 Memory is bounded by one tile: pixels are read window by window from lazy (zarr) images.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,23 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .aggregate import combine_rows
+from .aggregate import combine_tiles
 from .assays.base import AssaySpec
 from .errors import HistoquantError, ImageReadError
 from .io import Image
 from .rois import Polygon, rasterize
 
 __all__ = ["Window", "tile_grid", "RegionSource", "WholeImage", "MaskSource", "PolygonSource",
-           "TiledResult", "run_tiled", "shift_objects", "CENTROID_COLUMNS"]
-
-# (row, col) column pairs that hold object positions, in µm then in pixels; the first pair
-# found decides which tile keeps an object, and every pair found is shifted to slide coordinates.
-CENTROID_COLUMNS_UM = (("centroid_y_um", "centroid_x_um"), ("y_um", "x_um"),
-                       ("centroid_row_um", "centroid_col_um"), ("row_um", "col_um"))
-CENTROID_COLUMNS_PX = (("centroid_row", "centroid_col"), ("row", "col"), ("y_px", "x_px"),
-                       ("row_px", "col_px"), ("centroid_y_px", "centroid_x_px"))
-CENTROID_COLUMNS = CENTROID_COLUMNS_UM + CENTROID_COLUMNS_PX
-
+           "TiledResult", "run_tiled", "shift_objects"]
 
 @dataclass(frozen=True)
 class Window:
@@ -210,28 +199,15 @@ class TiledResult:
     measured_px: int = 0
 
 
-def _centroid_pair(df: pd.DataFrame) -> tuple[str, str, bool] | None:
-    for pair in CENTROID_COLUMNS_UM:
-        if all(c in df.columns for c in pair):
-            return pair[0], pair[1], True
-    for pair in CENTROID_COLUMNS_PX:
-        if all(c in df.columns for c in pair):
-            return pair[0], pair[1], False
-    return None
-
-
-def shift_objects(objects: pd.DataFrame, dy_px: float, dx_px: float,
-                  pixel_size_um: float) -> pd.DataFrame:
-    """Move every known position column of ``objects`` by (dy, dx) pixels (µm columns too)."""
+def shift_objects(objects: pd.DataFrame, dy_px: float, dx_px: float, pixel_size_um: float,
+                  positions: Sequence[tuple[str, str]] = (("centroid_y_um", "centroid_x_um"),)
+                  ) -> pd.DataFrame:
+    """Move the µm position columns ``positions`` of ``objects`` by (dy, dx) pixels."""
     out = objects.copy()
-    for ry, rx in CENTROID_COLUMNS_UM:
+    for ry, rx in positions:
         if ry in out.columns and rx in out.columns:
             out[ry] = out[ry] + dy_px * pixel_size_um
             out[rx] = out[rx] + dx_px * pixel_size_um
-    for ry, rx in CENTROID_COLUMNS_PX:
-        if ry in out.columns and rx in out.columns:
-            out[ry] = out[ry] + dy_px
-            out[rx] = out[rx] + dx_px
     return out
 
 
@@ -253,18 +229,6 @@ def _tile_image(image: Image, win: Window, modality: str | None = None) -> Image
     return Image(data, axes=image.axes, pixel_size_um=image.pixel_size_um,
                  channel_names=image.channel_names, rgb=image.rgb, z_step_um=image.z_step_um,
                  path=image.path, metadata=meta, modality=modality)
-
-
-def _combiner(spec: AssaySpec) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
-    module = getattr(spec.run, "__module__", None)
-    if not module:
-        return None
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return None
-    fn = getattr(mod, "combine_tile_summaries", None)
-    return fn if callable(fn) else None
 
 
 def run_tiled(
@@ -340,23 +304,22 @@ def run_tiled(
         summaries.append(result.summary.assign(tile=i))
         obj = result.objects
         if len(obj):
-            pair = _centroid_pair(obj)
-            if pair is None:
+            ry, rx = spec.positions[0]
+            if ry not in obj.columns or rx not in obj.columns:
                 raise HistoquantError(
-                    f"assay {spec.name!r} reports objects without centroid columns (one of "
-                    f"{[p for p in CENTROID_COLUMNS]}); it cannot be run tile by tile")
-            ry, rx, in_um = pair
-            scale = px if in_um else 1.0
-            rr = np.floor(obj[ry].to_numpy(float) / scale + 0.5) + win.R0
-            cc = np.floor(obj[rx].to_numpy(float) / scale + 0.5) + win.C0
+                    f"assay {spec.name!r} reports objects without its declared position "
+                    f"columns {ry!r}, {rx!r} (AssaySpec.positions); it cannot be run tile by "
+                    "tile")
+            rr = np.floor(obj[ry].to_numpy(float) / px + 0.5) + win.R0
+            cc = np.floor(obj[rx].to_numpy(float) / px + 0.5) + win.C0
             keep = (rr >= win.r0) & (rr < win.r1) & (cc >= win.c0) & (cc < win.c1)
-            obj = shift_objects(obj[keep], win.R0, win.C0, px)
+            obj = shift_objects(obj[keep], win.R0, win.C0, px, spec.positions)
             objects.append(obj)
         if progress is not None:
             progress((i + 1) / len(windows), f"tile {i + 1}/{len(windows)}")
-    summary = _combine(spec, summaries, image.name)
     objs = pd.concat(objects, ignore_index=True) if objects else pd.DataFrame(
         columns=["image", "region"])
+    summary = _combine(spec, summaries, objs, image.name)
     if len(objs):
         if "label" in objs.columns:
             objs["label"] = np.arange(1, len(objs) + 1)
@@ -367,17 +330,11 @@ def run_tiled(
                        measured_px=measured)
 
 
-def _combine(spec: AssaySpec, summaries: list[pd.DataFrame], name: str) -> pd.DataFrame:
+def _combine(spec: AssaySpec, summaries: list[pd.DataFrame], objects: pd.DataFrame,
+             name: str) -> pd.DataFrame:
     if not summaries:
         return pd.DataFrame(columns=["image", "region"])
     table = pd.concat(summaries, ignore_index=True)
-    custom = _combiner(spec)
-    if custom is not None:
-        out = custom(table)
-    else:
-        by = [c for c in ("image", "region") if c in table.columns]
-        out = combine_rows(table.drop(columns="tile"), by, weight="region_area_mm2")
-    out = out.drop(columns=[c for c in ("tile",) if c in out.columns])
-    if "image" in out.columns:
-        out["image"] = name
+    table["image"] = name
+    out = combine_tiles(table, objects, spec.measure, by=("image", "region"))
     return out.reset_index(drop=True)

@@ -202,13 +202,14 @@ def test_load_study_config_keeps_the_plain_dict_view(folder):
 
 
 def test_an_assay_preflight_fails_before_any_work(folder, tmp_path, monkeypatch):
-    import histoquant.testing as toy
+    import dataclasses
+
     from histoquant.errors import DependencyError
 
     def preflight(params):
         raise DependencyError("the model weights are not on disk")
 
-    monkeypatch.setattr(toy, "preflight", preflight, raising=False)
+    register(monkeypatch, dataclasses.replace(BLOB_SPEC, preflight=preflight))
     with pytest.raises(DependencyError, match="weights"):
         plan_study(folder, tmp_path / "out", assays=["blobs"])
     assert not (tmp_path / "out").exists()

@@ -114,8 +114,7 @@ def test_objects_and_labels_agree_with_summary(phantoms):
 
 def test_perivascular_profile_shows_halos(phantoms):
     _, _truth, result = phantoms[1]
-    profile = result.extra["profile"]
-    assert profile is result.extra["tables"]["profiles"]
+    profile = result.tables["profiles"]
     assert list(profile.columns[:3]) == ["image", "region", "compartment"]
     peri = profile[profile.compartment == "perivascular"]
     assert peri.distance_min_um.is_monotonic_increasing
@@ -153,7 +152,7 @@ def test_single_channel_without_vessels():
     assert row.integrated_intensity_um2 == pytest.approx(true["integrated_intensity_um2"],
                                                          rel=0.05)
     assert np.isnan(row.extravascular_fraction_pct)
-    assert result.extra["profile"].empty
+    assert result.tables["profiles"].empty
     assert (result.objects["class"] == "positive").all()
 
 

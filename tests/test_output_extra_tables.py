@@ -1,4 +1,4 @@
-"""The runner writes an assay's extra tables (``result.extra["tables"]``) beside summary.csv."""
+"""The runner writes an assay's extra tables (``result.tables``) beside summary.csv."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def _result(name: str, rows: int) -> AssayResult:
     summary = pd.DataFrame({"image": [name], "region": ["image"], "n": [1]})
     profile = pd.DataFrame({"image": [name] * rows, "distance_um": list(range(rows))})
     return AssayResult("demo", name, pd.DataFrame({"image": []}), summary,
-                       extra={"tables": {"profiles": profile}})
+                       tables={"profiles": profile})
 
 
 def test_extra_tables_are_concatenated_and_written(tmp_path):
@@ -25,13 +25,13 @@ def test_extra_tables_are_concatenated_and_written(tmp_path):
 
 def test_no_extra_tables_writes_nothing_more(tmp_path):
     res = _result("a", 1)
-    res.extra = {}
+    res.tables = {}
     write_tables([res], tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["objects.csv", "summary.csv"]
 
 
 def test_reserved_names_are_refused():
     res = _result("a", 1)
-    res.extra = {"tables": {"summary": pd.DataFrame({"image": ["a"]})}}
+    res.tables = {"summary": pd.DataFrame({"image": ["a"]})}
     with pytest.raises(ValueError, match="not allowed"):
         extra_tables([res])

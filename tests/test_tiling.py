@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from histoquant.aggregate import combine_rows, measure_kind
 from histoquant.io import Image, read_image
 from histoquant.rois import Polygon
 from histoquant.synthetic.slide import PhantomSection, PhantomSlide, phantom_slide
@@ -117,31 +115,3 @@ def test_lazy_pyramidal_slide_reads_by_tile(tmp_path):
     np.testing.assert_array_equal(low.data, slide.render(step=4))
     res = run_tiled(BLOB_SPEC, img, WholeImage(), tile_px=256, overlap_px=20)
     assert int(res.summary["n_blobs"].iloc[0]) == 40
-
-
-def test_measure_kinds_from_names():
-    assert measure_kind("n_cells") == "sum"
-    assert measure_kind("positive_area_um2") == "sum"
-    assert measure_kind("endothelial_length_um") == "sum"
-    assert measure_kind("density_per_mm2") == "mean"
-    assert measure_kind("coverage_pct") == "mean"
-    assert measure_kind("mean_soma_area_um2") == "mean"
-    assert measure_kind("max_soma_area_um2") == "max"
-    assert measure_kind("evb_intensity") == "mean"
-    assert measure_kind("cells", np.dtype(int)) == "sum"
-    assert measure_kind("integrated_intensity_um2") == "sum"
-    assert measure_kind("bit_depth", np.dtype(int)) == "mean"
-    assert measure_kind("threshold") == "mean"
-    assert measure_kind("canal_x_um") == "mean"
-    assert measure_kind("pixel_size_um") == "mean"
-    assert measure_kind("height_um") == "mean"
-
-
-def test_combine_rows_weights_averages_by_area():
-    df = pd.DataFrame({"image": ["a", "a", "b"], "region": ["r", "r", "r"],
-                       "region_area_mm2": [1.0, 3.0, 2.0], "n_cells": [2, 6, 1],
-                       "density_per_mm2": [2.0, 6.0 / 3.0, 0.5]})
-    out = combine_rows(df, ["image", "region"], weight="region_area_mm2")
-    assert out["n_cells"].tolist() == [8, 1]
-    assert out["density_per_mm2"].tolist() == pytest.approx([2.0, 0.5])
-    assert out["region_area_mm2"].tolist() == [4.0, 2.0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ from scipy import ndimage as ndi
 
 from ..errors import RegionError
 from ..io.image import Image, as_image
+from ..progress import Progress
 from .grey_matter import _BUTTERFLY_ONLY, find_canal, segment_grey_matter
 from .grey_matter import _RING_UM as _GREY_RING_UM
 from .orientation import reflect_dice, symmetry_axis, ventral_cues
@@ -25,8 +26,6 @@ from .working import WorkingImage, pyramid_downsamples, read_downsampled, tissue
 __all__ = ["SlideAnatomy", "find_sections", "auto_regions"]
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[float, str], None]
 
 
 @dataclass

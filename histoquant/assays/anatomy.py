@@ -20,6 +20,7 @@ from ..anatomy.regions import REGION_CODES
 from ..io.image import Image, as_image
 from ..results import AssayResult
 from .base import AssaySpec, ChannelRole, Progress, resolve_channels, resolve_params
+from .contract import Measure
 
 __all__ = ["AnatomyParams", "run", "SPEC", "SUMMARY_COLUMNS"]
 
@@ -148,4 +149,38 @@ SPEC = AssaySpec(
                                     "uses optical density"),),
     rgb=True,
     auto_regions=(),
+    measures=(
+        Measure("status", "", "what was found (ok, no_tissue, ...)", tiles="join",
+                animal="none"),
+        Measure("flags", "", "problems found with the section", tiles="join", animal="none"),
+        Measure("quality_score", "", "0-1 confidence in the section's outline and regions",
+                tiles="min", animal="none"),
+        Measure("orientation_angle_deg", "°", "rotation that puts the ventral side down",
+                tiles="first", animal="none"),
+        Measure("ventral_direction", "", "where the ventral side lies in the image",
+                tiles="first", animal="none"),
+        Measure("orientation_confidence", "", "0-1 confidence in the orientation",
+                tiles="min", animal="none"),
+        Measure("orientation_source", "", "the cue that set the orientation", tiles="first",
+                animal="none"),
+        Measure("mirrored", "", "mounted face-down", tiles="first", animal="none"),
+        Measure("canal_found", "", "the central canal was found", tiles="first",
+                animal="none"),
+        Measure("canal_x_um", "µm", "central canal position", tiles="first", animal="none"),
+        Measure("canal_y_um", "µm", "central canal position", tiles="first", animal="none"),
+        Measure("tissue_area_mm2", "mm²", "section area", animal="mean"),
+        Measure("grey_matter_area_mm2", "mm²", "grey matter area", animal="mean"),
+        Measure("white_matter_area_mm2", "mm²", "white matter area", animal="mean"),
+        Measure("grey_matter_fraction", "", "grey matter / section area", tiles="ratio",
+                of=("grey_matter_area_mm2", "tissue_area_mm2")),
+        Measure("*_horn_*_area_mm2", "mm²", "area of one horn", animal="mean"),
+        Measure("width_um", "µm", "section width (left-right)", tiles="max"),
+        Measure("height_um", "µm", "section height (dorsal-ventral)", tiles="max"),
+        Measure("symmetry", "", "left-right symmetry of the outline (1 = mirror image)",
+                tiles="min", animal="none"),
+        Measure("pixel_size_um", "µm", "pixel size of the image", tiles="first",
+                animal="none"),
+        Measure("working_pixel_size_um", "µm", "pixel size anatomy worked at",
+                tiles="first", animal="none"),
+    ),
 )

@@ -15,15 +15,15 @@ import pandas as pd
 from ..errors import ChannelError, HistoquantError, ModalityError, ParamsError, RegionError
 from ..io.image import Image, as_image
 from ..params import AssayParams
+from ..progress import Progress
 from ..results import AssayResult
 from ..rois import Region, normalize_regions, read_regions
+from .contract import ExtraTable, Measure, find_measure
 
-__all__ = ["ChannelRole", "AssaySpec", "get_assay", "available_assays", "resolve_regions",
-           "resolve_channels", "resolve_params", "region_table", "Progress",
-           "check_image_modality"]
+__all__ = ["ChannelRole", "AssaySpec", "Measure", "ExtraTable", "get_assay", "available_assays",
+           "resolve_regions", "resolve_channels", "check_result", "resolve_params",
+           "region_table", "Progress", "check_image_modality"]
 
-Progress = Callable[[float, str], None]
-"""Progress callback: ``progress(fraction_done, message)`` with the fraction in [0, 1]."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,11 @@ class AssaySpec:
     """How the CLI, the batch runner and the napari plugin see an assay.
 
     ``run(image, regions=None, params=None, *, channels=None, progress=None) -> AssayResult``
+
+    Everything the batch, the tiler and the plugin need to know about the assay's tables is
+    declared here (see :mod:`histoquant.assays.contract`): the summary columns with their
+    units and combination rules, the extra tables, the object position columns, and a
+    preflight check.
     """
 
     name: str
@@ -51,6 +56,17 @@ class AssaySpec:
     auto_regions: tuple[str, ...] = ("grey_matter",)
     #: The modalities the assay measures; other images are refused with a ModalityError.
     modalities: tuple[str, ...] = ("brightfield", "fluorescence")
+    #: Every summary column: unit, meaning, and how it combines over tiles and per animal.
+    measures: tuple[Measure, ...] = ()
+    #: Tables besides summary and objects, each written as ``<name>.csv``.
+    tables: tuple[ExtraTable, ...] = ()
+    #: ``preflight(params)`` raises a HistoquantError before a batch starts when the run
+    #: cannot work (a missing optional engine, a model file that is not there).
+    preflight: Callable[[Any], None] | None = None
+    #: (row, column) pairs of object columns in µm that are positions; the first is where an
+    #: object is (which tile keeps it, where the viewer puts it); all are moved when tiles are
+    #: put back into slide coordinates.
+    positions: tuple[tuple[str, str], ...] = (("centroid_y_um", "centroid_x_um"),)
 
     def __post_init__(self) -> None:
         from ..io.modality import MODALITIES
@@ -58,29 +74,71 @@ class AssaySpec:
         bad = [m for m in self.modalities if m not in MODALITIES]
         if bad or not self.modalities:
             raise ValueError(f"{self.name}: modalities must be among {MODALITIES}, not {bad}")
-        if set(self.modalities) != set(MODALITIES):
+        names = [m.name for m in self.measures]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: a summary column is declared twice")
+        if set(self.modalities) != set(MODALITIES) or self.measures or self.tables:
             # One check for every caller (CLI, batch, napari, Python): the spec's run refuses
-            # an image of the other modality before the assay reads a pixel.
-            object.__setattr__(self, "run", _modality_checked(self.run, self.modalities,
-                                                              self.name))
+            # an image of the other modality before the assay reads a pixel, and what it
+            # returns holds only declared summary columns and tables.
+            object.__setattr__(self, "run", _checked(self.run, self))
+
+    def measure(self, column: str) -> Measure:
+        """The declaration of summary column ``column``.
+
+        Raises
+        ------
+        HistoquantError
+            When the assay does not declare it (a bug in the assay: every summary column is
+            declared in its ``SPEC``).
+        """
+        found = find_measure(self.measures, column)
+        if found is None:
+            raise HistoquantError(
+                f"assay {self.name!r} reports summary column {column!r}, which its SPEC does "
+                "not declare (AssaySpec.measures): its unit and how it combines are unknown")
+        return found
 
 
-def _modality_checked(run: Callable[..., AssayResult], modalities: tuple[str, ...],
-                      name: str) -> Callable[..., AssayResult]:
+def _checked(run: Callable[..., AssayResult], spec: AssaySpec) -> Callable[..., AssayResult]:
     import functools
 
-    if getattr(run, "__histoquant_modalities__", None) == modalities:
-        return run
+    from ..io.modality import MODALITIES
+
+    run = getattr(run, "__wrapped__", run) if getattr(run, "__histoquant_checked__", False) \
+        else run
+    restricted = set(spec.modalities) != set(MODALITIES)
 
     @functools.wraps(run)
     def checked(image: Any, *args: Any, **kwargs: Any) -> AssayResult:
-        if isinstance(image, (Image, np.ndarray)):
+        if restricted and isinstance(image, (Image, np.ndarray)):
             image = as_image(image)
-            check_image_modality(image, modalities, name)
-        return run(image, *args, **kwargs)
+            check_image_modality(image, spec.modalities, spec.name)
+        result = run(image, *args, **kwargs)
+        check_result(spec, result)
+        return result
 
-    checked.__histoquant_modalities__ = modalities  # type: ignore[attr-defined]
+    checked.__histoquant_checked__ = True  # type: ignore[attr-defined]
     return checked
+
+
+def check_result(spec: AssaySpec, result: AssayResult) -> None:
+    """Raise HistoquantError when ``result`` holds a summary column or table ``spec`` lacks.
+
+    Every column's unit and combination rule, and every table's name, are declared in the
+    assay's ``SPEC``; an undeclared one is a bug in the assay, caught on its first test run.
+    """
+    from ..results import ID_COLUMNS
+
+    if spec.measures and isinstance(result.summary, pd.DataFrame):
+        for col in result.summary.columns:
+            if col not in ID_COLUMNS:
+                spec.measure(col)
+    declared = {t.name for t in spec.tables}
+    extra = sorted(set(result.tables) - declared)
+    if extra:
+        raise HistoquantError(f"assay {spec.name!r} returns table(s) {extra} that its SPEC "
+                              "does not declare (AssaySpec.tables)")
 
 
 def available_assays() -> dict[str, AssaySpec]:

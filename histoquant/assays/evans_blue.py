@@ -61,6 +61,7 @@ from .base import (
     resolve_params,
     resolve_regions,
 )
+from .contract import REGION_AREA, ExtraTable, Measure
 
 __all__ = ["EvansBlueParams", "run", "study_threshold", "corrected_channel", "SPEC"]
 
@@ -519,8 +520,7 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     AssayResult
         ``summary`` (one row per region), ``objects`` (one row per positive patch),
         ``labels`` (patch labels), ``masks`` (``positive``, ``vessel``, ``vessel_zone``),
-        ``qc`` (RGB overlay), ``extra["profile"]`` (perivascular profile table, also in
-        ``extra["tables"]["profiles"]``), ``warnings``.
+        ``qc`` (RGB overlay), ``tables["profiles"]`` (the perivascular profile), ``warnings``.
 
     Raises
     ------
@@ -600,13 +600,13 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     out_masks = {"positive": positive}
     if vessel is not None:
         out_masks.update(vessel=vessel, vessel_zone=zone)
-    extra = {"profile": profile, "tables": {"profiles": profile},
-             "threshold": threshold, "seed_threshold": seed, "noise_sd": evb.sd,
+    extra = {"threshold": threshold, "seed_threshold": seed, "noise_sd": evb.sd,
              "vessel_threshold": v_threshold, "vessel_margin_um": margin_um}
     report(1.0, "done")
     return AssayResult(assay=SPEC.name, image=image.name, objects=objects, summary=summary,
                        labels=labels, masks=out_masks, qc=qc, params=p.to_dict(),
-                       pixel_size_um=px, warnings=warnings, extra=extra)
+                       pixel_size_um=px, warnings=warnings, tables={"profiles": profile},
+                       extra=extra)
 
 
 # --------------------------------------------------------------------------------------------
@@ -966,4 +966,62 @@ SPEC = AssaySpec(
     ),
     auto_regions=("grey_matter",),
     modalities=("fluorescence",),
+    tables=(ExtraTable("profiles", "EvB-positive area and intensity by distance band from the "
+                                   "vessels (perivascular) and in the rest of the region"),),
+    measures=(
+        REGION_AREA,
+        Measure("evb_positive_area_um2", "µm²", "EvB-positive area", animal="sum"),
+        Measure("evb_positive_area_pct", "%", "EvB-positive area, % of the region",
+                tiles="ratio", of=("evb_positive_area_um2", "region_area_mm2"), scale=1e-4),
+        Measure("n_patches", "count", "EvB-positive patches (a patch cut by a tile seam counts "
+                                      "once per tile)", animal="sum"),
+        Measure("mean_intensity", "a.u.", "mean corrected EvB intensity over the region",
+                tiles="weighted", of=("region_area_mm2",)),
+        Measure("positive_mean_intensity", "a.u.",
+                "mean corrected EvB intensity over the positive area", tiles="weighted",
+                of=("evb_positive_area_um2",)),
+        Measure("integrated_intensity_um2", "a.u. × µm²",
+                "corrected EvB intensity summed over the positive area", animal="sum"),
+        Measure("vessel_area_pct", "%", "vessel area, % of the region", tiles="weighted",
+                of=("region_area_mm2",)),
+        Measure("intravascular_area_um2", "µm²", "EvB-positive area within the vessel zone",
+                animal="sum"),
+        Measure("extravascular_area_um2", "µm²", "EvB-positive area outside the vessel zone",
+                animal="sum"),
+        Measure("extravascular_area_pct", "%", "extravascular EvB-positive area, % of the "
+                "region", tiles="ratio", of=("extravascular_area_um2", "region_area_mm2"),
+                scale=1e-4),
+        Measure("extravascular_fraction_pct", "%", "extravascular share of the EvB-positive "
+                "area", tiles="ratio", of=("extravascular_area_um2", "evb_positive_area_um2"),
+                scale=100.0),
+        Measure("intravascular_integrated_intensity_um2", "a.u. × µm²",
+                "corrected intensity summed over the intravascular positive area",
+                animal="sum"),
+        Measure("extravascular_integrated_intensity_um2", "a.u. × µm²",
+                "corrected intensity summed over the extravascular positive area",
+                animal="sum"),
+        Measure("threshold", "a.u.", "EvB threshold (corrected units)", tiles="image",
+                animal="none"),
+        Measure("seed_threshold", "a.u.", "hysteresis seed level", tiles="image",
+                animal="none"),
+        Measure("threshold_method", "", "how the threshold was set", tiles="first",
+                animal="none"),
+        Measure("noise_sd", "a.u.", "robust noise SD of the EvB channel", tiles="image",
+                animal="none"),
+        Measure("background", "grey levels", "mean raw background over the region",
+                tiles="weighted", of=("region_area_mm2",), animal="none"),
+        Measure("background_method", "", "how the background was estimated", tiles="first",
+                animal="none"),
+        Measure("vessel_threshold", "a.u.", "vessel channel threshold", tiles="image",
+                animal="none"),
+        Measure("bit_depth", "bits", "bit depth of the EvB data", tiles="max", animal="none"),
+        Measure("saturation_level", "grey levels", "raw level taken as saturated",
+                tiles="image", animal="none"),
+        Measure("saturated_pct", "%", "saturated pixels, % of the region", tiles="weighted",
+                of=("region_area_mm2",), animal="none"),
+        Measure("saturated_positive_pct", "%", "saturated pixels, % of the positive area",
+                tiles="weighted", of=("evb_positive_area_um2",), animal="none"),
+        Measure("saturation_flag", "", "too much of the positive area is saturated",
+                tiles="any", animal="none"),
+    ),
 )

@@ -67,6 +67,7 @@ from .base import (
     resolve_params,
     resolve_regions,
 )
+from .contract import REGION_AREA, ExtraTable, Measure
 
 __all__ = ["GfpCellParams", "run", "SPEC", "aggregate_by_level", "normalize_level", "CLASSES",
            "cellpose_options", "preflight"]
@@ -1943,4 +1944,25 @@ SPEC = AssaySpec(
     ),
     auto_regions=("tissue", "grey_matter", "white_matter"),
     modalities=("fluorescence",),
+    preflight=preflight,
+    tables=(ExtraTable("nuclei", "one row per nucleus counted in the DAPI channel (with "
+                                 "count_nuclei): position, area, GFP+ or not"),),
+    measures=(
+        REGION_AREA,
+        Measure("n_gfp_cells", "count", "GFP+ cells (objects that pass every criterion)",
+                animal="sum"),
+        Measure("gfp_cells_per_mm2", "per mm²", "GFP+ cells per mm² of the region",
+                tiles="ratio", of=("n_gfp_cells", "region_area_mm2")),
+        Measure("n_gfp_objects", "count", "GFP+ objects before the nucleus check",
+                animal="sum"),
+        Measure("n_gfp_nucleated", "count", "GFP+ objects holding a DAPI nucleus",
+                animal="sum"),
+        Measure("n_rejected_*", "count", "objects rejected for this reason", animal="sum"),
+        Measure("n_objects", "count", "every candidate object measured", animal="sum"),
+        Measure("n_nuclei", "count", "DAPI nuclei counted (count_nuclei)", animal="sum"),
+        Measure("n_gfp_positive_nuclei", "count", "nuclei inside GFP signal", animal="sum"),
+        Measure("gfp_positive_nuclei_pct", "%", "GFP+ nuclei, % of the nuclei",
+                tiles="ratio", of=("n_gfp_positive_nuclei", "n_nuclei"), scale=100.0),
+        Measure("flag", "", "problems found with the image", tiles="join", animal="none"),
+    ),
 )

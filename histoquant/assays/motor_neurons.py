@@ -83,6 +83,7 @@ from .base import (
     resolve_params,
     resolve_regions,
 )
+from .contract import REGION_AREA, Measure
 
 __all__ = ["MotorNeuronParams", "run", "SPEC", "OBJECT_CLASSES"]
 
@@ -849,4 +850,24 @@ SPEC = AssaySpec(
     rgb=True,
     auto_regions=("ventral_horn_left", "ventral_horn_right"),
     modalities=("brightfield", "fluorescence"),
+    preflight=preflight,
+    measures=(
+        REGION_AREA,
+        Measure("n_motor_neurons", "count", "somata classed as motor neurons", animal="sum"),
+        Measure("motor_neurons_per_mm2", "per mm²", "motor neurons per mm² of the region",
+                tiles="ratio", of=("n_motor_neurons", "region_area_mm2")),
+        Measure("n_motor_neurons_with_nucleolus", "count",
+                "motor neurons whose nucleolus is visible in the section plane", animal="sum"),
+        Measure("n_somata", "count", "every soma found (motor neurons and others)",
+                animal="sum"),
+        Measure("mean_motor_neuron_area_um2", "µm²", "mean soma area of the motor neurons",
+                tiles="objects", of=("area_um2",), where=(("class", "motor_neuron"),),
+                animal="weighted", animal_weight="n_motor_neurons"),
+        Measure("mean_motor_neuron_equivalent_diameter_um", "µm",
+                "mean equivalent-circle diameter of the motor neurons", tiles="objects",
+                of=("equivalent_diameter_um",), where=(("class", "motor_neuron"),),
+                animal="weighted", animal_weight="n_motor_neurons"),
+        Measure("mean_soma_area_um2", "µm²", "mean area of every soma found",
+                tiles="objects", of=("area_um2",), animal="weighted", animal_weight="n_somata"),
+    ),
 )

@@ -36,6 +36,7 @@ from .base import (
     resolve_params,
     resolve_regions,
 )
+from .contract import REGION_AREA, Measure
 
 __all__ = ["VasculatureParams", "run", "SPEC", "covered_entries"]
 
@@ -658,4 +659,40 @@ SPEC = AssaySpec(
     channel_roles=SPEC_ROLES,
     auto_regions=("grey_matter",),
     modalities=("fluorescence",),
+    measures=(
+        REGION_AREA,
+        Measure("vessel_length_um", "µm", "vessel centreline length", animal="sum"),
+        Measure("vessel_length_density_mm_per_mm2", "mm/mm²",
+                "vessel length per area of the region", tiles="ratio",
+                of=("vessel_length_um", "region_area_mm2"), scale=1e-3),
+        Measure("n_vessel_segments", "count", "centreline segments between branch points "
+                "and ends (a segment cut by a tile seam counts once per tile)", animal="sum"),
+        Measure("n_branch_points", "count", "centreline branch points", animal="sum"),
+        Measure("n_vessel_ends", "count", "free ends of the centreline", animal="sum"),
+        Measure("vessel_diameter_mean_um", "µm", "length-weighted mean vessel diameter",
+                tiles="weighted", of=("vessel_length_um",), animal="weighted",
+                animal_weight="vessel_length_um"),
+        Measure("vessel_area_um2", "µm²", "vessel (endothelial) area", animal="sum"),
+        Measure("vessel_area_fraction_pct", "%", "vessel area, % of the region",
+                tiles="ratio", of=("vessel_area_um2", "region_area_mm2"), scale=1e-4),
+        Measure("vessel_end_correction_um", "µm", "length added at free ends (half a "
+                "vessel width each)", animal="none"),
+        Measure("pericyte_length_um", "µm", "vessel length covered by pericytes",
+                animal="sum"),
+        Measure("pericyte_length_density_mm_per_mm2", "mm/mm²",
+                "pericyte-covered vessel length per area of the region", tiles="ratio",
+                of=("pericyte_length_um", "region_area_mm2"), scale=1e-3),
+        Measure("pericyte_coverage_length_pct", "%",
+                "pericyte coverage by length: covered / vessel length", tiles="ratio",
+                of=("pericyte_length_um", "vessel_length_um"), scale=100.0),
+        Measure("pericyte_coverage_area_pct", "%",
+                "pericyte coverage by area: pericyte signal on the vessel / vessel area",
+                tiles="weighted", of=("vessel_area_um2",)),
+        Measure("n_pericyte_bodies", "count", "pericyte cell bodies on the vessels",
+                animal="sum"),
+        Measure("pericyte_bodies_per_mm", "per mm", "pericyte bodies per mm of vessel",
+                tiles="ratio", of=("n_pericyte_bodies", "vessel_length_um"), scale=1e3),
+        Measure("flags", "", "problems found (no_vessels, no_pericytes)", tiles="join",
+                animal="none"),
+    ),
 )

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import DependencyError
 from ..io.safe_paths import OutputFolder
+from ..progress import BatchProgress
 from .plan import StudyPlan
 from .store import PartStore, decode_part
 from .units import Unit, UnitOutput, process_unit
@@ -37,11 +38,9 @@ log = logging.getLogger(__name__)
 
 OnDone = Callable[[Unit, UnitOutput], None]
 
-#: ``progress(done, total, message)``: the one progress protocol of a run over images —
-#: called once with ``done = 0`` before the first image, then after each image (the CLI
-#: draws it as a tqdm bar, the napari widget as a progress bar). Not
-#: :data:`histoquant.assays.base.Progress`, an assay's progress within one image.
-BatchProgress = Callable[[int, int, str], None]
+# BatchProgress (histoquant.progress): ``progress(done, total, message)``, the one progress
+# protocol of a run over images — called once with ``done = 0`` before the first image, then
+# after each image (the CLI draws it as a tqdm bar, the napari widget as a progress bar).
 
 
 def _crashed(unit: Unit, why: str) -> UnitOutput:

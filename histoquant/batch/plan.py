@@ -57,19 +57,12 @@ class StudyPlan:
 def _preflight(cfg: StudyConfig) -> None:
     """Let each assay check its needs once, before any image (cellpose weights, say).
 
-    An assay module may define ``preflight(params)``, raising a HistoquantError (usually a
-    DependencyError) that says what is missing.
+    An assay declares the check as ``AssaySpec.preflight(params)``, which raises a
+    HistoquantError (usually a DependencyError) that says what is missing.
     """
-    import importlib
-
     for plan in cfg.assays.values():
-        module = getattr(plan.spec.run, "__module__", None)
-        try:
-            fn = getattr(importlib.import_module(module), "preflight", None) if module else None
-        except ImportError:
-            fn = None
-        if callable(fn):
-            fn(plan.params)
+        if plan.spec.preflight is not None:
+            plan.spec.preflight(plan.params)
 
 
 def plan_study(

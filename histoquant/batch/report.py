@@ -168,7 +168,7 @@ def build_report(tables: StudyTables, units: Sequence[Mapping[str, Any]],
         out.append(f"<p class='note'>{html.escape(STATS_NOTE)}</p>")
         for m in cols:
             out.append(f"<div class='measure'><h3>{html.escape(m)}</h3><p class='note'>"
-                       f"One point per animal ({describe_measure(m)}); bar: mean ± SEM.</p>")
+                       f"One point per animal ({describe_measure(assay, m)}); bar: mean ± SEM.</p>")
             for region in sorted(set(df["region"]), key=natural_key):
                 sub = df[df["region"] == region]
                 svg = dot_plot_svg(sub, m, [g for g in groups if g in set(sub["group"])],

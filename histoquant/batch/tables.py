@@ -2,9 +2,11 @@
 
 - ``objects``: one row per detected object, with the study metadata.
 - ``sections``: one row per image × section × region × assay.
-- ``animals``: one row per assay × animal × level × region; counts, areas and lengths are
-  summed over the animal's sections, everything else (densities, fractions, percentages,
-  averages) is the mean of the sections; ``n_sections`` says how many.
+- ``animals``: one row per assay × animal × level × region; each measure combines over the
+  animal's sections as its assay declares (:class:`~histoquant.assays.contract.Measure`:
+  counts, areas and lengths summed; densities and fractions the mean of the sections; means of
+  per-object values weighted by the number of objects; technical columns left out);
+  ``n_sections`` says how many.
 - Prism: per assay × measure × region × level, one row per animal and one column per group.
 """
 
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..aggregate import combine_rows, measure_columns, measure_kind
+from ..aggregate import combine_sections, measure_columns
+from ..assays.base import get_assay
 from .samples import Sample, natural_key
 
 __all__ = ["StudyTables", "assemble", "prism_tables", "group_order", "extra_table",
@@ -139,11 +142,11 @@ def animal_table(sections: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
         return pd.DataFrame(columns=[*ANIMAL_IDS, "n_sections"])
     out = []
     for assay, df in sections.groupby("assay", sort=False):
-        cols = measure_columns(df)
         df = df.dropna(axis=1, how="all")
-        cols = [c for c in cols if c in df.columns]
-        keyed = df[ANIMAL_IDS + cols]
-        combined = combine_rows(keyed, ANIMAL_IDS, mean_only=True)
+        cols = measure_columns(df)
+        combined = combine_sections(df[ANIMAL_IDS + cols], ANIMAL_IDS,
+                                    get_assay(str(assay)).measure)
+        cols = [c for c in cols if c in combined.columns]
         n = (df.assign(_sec=df["image"] + "\x00" + df["section"])
              .groupby(ANIMAL_IDS, sort=False)["_sec"].nunique().reset_index(name="n_sections"))
         combined = combined.merge(n, on=ANIMAL_IDS, how="left")
@@ -188,7 +191,8 @@ def prism_tables(animals: pd.DataFrame, groups: Sequence[str],
     return out
 
 
-def describe_measure(name: str) -> str:
-    """How a measure was combined from sections into one value per animal."""
-    kind = measure_kind(name)
-    return "sum over sections" if kind == "sum" else "mean over sections"
+def describe_measure(assay: str, name: str) -> str:
+    """Unit and how a measure was combined from sections into one value per animal."""
+    m = get_assay(assay).measure(name)
+    unit = f"{m.unit}; " if m.unit else ""
+    return f"{unit}{m.describe_animal()}"

@@ -248,7 +248,7 @@ def _run_direct(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, n
             draw_mask_outlines(qc, masks)
     sat = saturated_pct(np.asarray(image.data), image.dtype)
     extra = {name: _with_section(t, unit.sample.section) for name, t in
-             (res.extra.get("tables") or {}).items() if isinstance(t, pd.DataFrame)}
+             res.tables.items() if isinstance(t, pd.DataFrame)}
     return summary, objects, qc, list(res.warnings), sat, {"mode": "direct", "n_tiles": 1,
                                                            "n_sections": 1, "extra": extra}
 
@@ -297,7 +297,7 @@ def _run_slide(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, np
     qc = display_rgb(view.data, image.rgb, view.dtype_max)
     if masks[0] is not None:
         draw_mask_outlines(qc, {sid: m for sid, m in zip(ids, masks)})
-    _draw_dots(qc, objs, px, view.scale)
+    _draw_dots(qc, objs, px, view.scale, unit.spec.positions[0])
     sat = 100.0 * saturated / measured if measured else 0.0
     info.update(mode="tiled", n_tiles=n_tiles, n_sections=len(masks),
                 overview_scale=list(view.scale))
@@ -305,23 +305,18 @@ def _run_slide(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, np
 
 
 def _draw_dots(rgb: np.ndarray, objects: pd.DataFrame, px: float,
-               scale: tuple[float, float]) -> None:
-    from ..tiling import CENTROID_COLUMNS_PX, CENTROID_COLUMNS_UM
-
-    if not len(objects):
+               scale: tuple[float, float], position: tuple[str, str]) -> None:
+    ry, rx = position
+    if not len(objects) or ry not in objects.columns or rx not in objects.columns:
         return
-    for (ry, rx), factor in [(p, px) for p in CENTROID_COLUMNS_UM] + \
-            [(p, 1.0) for p in CENTROID_COLUMNS_PX]:
-        if ry in objects.columns and rx in objects.columns:
-            r = np.clip((objects[ry].to_numpy(float) / factor / scale[0]).astype(int), 0,
-                        rgb.shape[0] - 1)
-            c = np.clip((objects[rx].to_numpy(float) / factor / scale[1]).astype(int), 0,
-                        rgb.shape[1] - 1)
-            for dr in (-1, 0, 1):
-                for dc in (-1, 0, 1):
-                    rgb[np.clip(r + dr, 0, rgb.shape[0] - 1),
-                        np.clip(c + dc, 0, rgb.shape[1] - 1)] = (0, 158, 115)
-            return
+    r = np.clip((objects[ry].to_numpy(float) / px / scale[0]).astype(int), 0,
+                rgb.shape[0] - 1)
+    c = np.clip((objects[rx].to_numpy(float) / px / scale[1]).astype(int), 0,
+                rgb.shape[1] - 1)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            rgb[np.clip(r + dr, 0, rgb.shape[0] - 1),
+                np.clip(c + dc, 0, rgb.shape[1] - 1)] = (0, 158, 115)
 
 
 def _load(image: Image) -> np.ndarray:

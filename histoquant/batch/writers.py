@@ -5,6 +5,7 @@ writer                     writes
 =========================  ===========================================================
 :func:`write_qc_picture`   ``qc/<assay>/<image>.png``
 :func:`write_csv_tables`   ``objects.csv``, ``sections.csv``, ``animals.csv``,
+                           ``columns.csv`` (unit and meaning of every measure),
                            ``tables/<assay>__<name>.csv`` and ``errors.csv``
 :func:`write_prism`        ``prism/<assay>__<measure>__<region>__<level>.csv``
 :func:`write_workbook`     ``study.xlsx``
@@ -31,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..assays.base import get_assay
+from ..assays.contract import data_dictionary
 from ..io.safe_paths import OutputFolder, safe_file_name, safe_name
 from ..output import write_bytes, write_csv, write_excel, write_json
 from .report import build_report
@@ -112,7 +115,9 @@ def write_csv_tables(out: OutputFolder, tables: StudyTables,
                      groups: Sequence[str]) -> None:
     """Write the study's CSV tables.
 
-    ``objects.csv``, ``sections.csv`` and ``animals.csv``; each assay's extra tables as
+    ``objects.csv``, ``sections.csv`` and ``animals.csv``; ``columns.csv``, the data
+    dictionary of the measures (unit, meaning, how sections combine per animal, from each
+    assay's declaration); each assay's extra tables as
     ``tables/<assay>__<name>.csv``; ``errors.csv`` when an image failed (an earlier run's
     ``errors.csv`` is deleted when none did).
 
@@ -130,6 +135,10 @@ def write_csv_tables(out: OutputFolder, tables: StudyTables,
     write_csv(tables.objects, out.path("objects.csv"))
     write_csv(tables.sections, out.path("sections.csv"))
     write_csv(tables.animals, out.path("animals.csv"))
+    assays = sorted(set(tables.sections["assay"])) if "assay" in tables.sections else []
+    write_csv(pd.DataFrame(data_dictionary([get_assay(a) for a in assays]),
+                           columns=["assay", "column", "unit", "meaning", "per_animal",
+                                    "over_tiles"]), out.path("columns.csv"))
     # checked before the stale files in it are deleted, too
     tables_dir = out.path("tables")
     kept = set()

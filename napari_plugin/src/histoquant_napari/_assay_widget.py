@@ -278,7 +278,8 @@ class AssayWidget(RunnerWidget):
         layers = []
         for data, kwargs, kind in result_layer_data(
                 result, scale=tuple(ref.scale[-2:]), translate=tuple(ref.translate[-2:]),
-                units=tuple(str(u) for u in units[-2:]) if units is not None else None):
+                units=tuple(str(u) for u in units[-2:]) if units is not None else None,
+                position=job.spec.positions[0]):
             layers.append(self.add_or_update(data, kwargs, kind))
         self.result_layers = layers
         if layers:

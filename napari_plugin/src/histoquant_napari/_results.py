@@ -15,7 +15,7 @@ import pandas as pd
 
 from histoquant.results import AssayResult
 
-__all__ = ["result_layer_data", "centroid_columns", "result_layer_name", "class_colours"]
+__all__ = ["result_layer_data", "result_layer_name", "class_colours"]
 
 #: Colours of object classes: cool ones for what an assay keeps, warm ones for classes whose
 #: name says they were set aside (autofluorescent, rejected, no_nucleus, ...).
@@ -42,21 +42,6 @@ def class_colours(objects: pd.DataFrame) -> dict[str, str]:
 
 LayerData = tuple[Any, dict[str, Any], str]
 
-_CENTROID_PAIRS = tuple(
-    (f"{prefix}{y}_um", f"{prefix}{x}_um")
-    for prefix in ("centroid_", "", "center_", "centre_")
-    for y, x in (("y", "x"), ("row", "col"))
-)
-
-
-def centroid_columns(objects: pd.DataFrame) -> tuple[str, str] | None:
-    """Names of the (row, column) centroid columns in µm of an objects table, if it has them."""
-    for y, x in _CENTROID_PAIRS:
-        if y in objects.columns and x in objects.columns:
-            return y, x
-    return None
-
-
 def _label_features(objects: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame | None:
     """Objects as Labels features: napari maps label value → row through an ``index`` column."""
     if objects.empty or "label" not in objects.columns:
@@ -80,6 +65,7 @@ def result_layer_data(
     scale: tuple[float, float],
     translate: tuple[float, float] = (0.0, 0.0),
     units: tuple[str, str] | None = None,
+    position: tuple[str, str] = ("centroid_y_um", "centroid_x_um"),
 ) -> list[LayerData]:
     """Layer data tuples showing ``result`` over the image it was measured on.
 
@@ -91,6 +77,9 @@ def result_layer_data(
         The measured image layer's scale and translation on its last two axes.
     units : (str, str), optional
         Physical units of the image layer's axes.
+    position : (str, str)
+        The objects' (row, column) position columns in µm, as the assay declares them
+        (``AssaySpec.positions[0]``); objects without a label image are drawn there.
     """
     def name(what: str) -> str:
         return result_layer_name(what, result.assay, result.image)
@@ -122,7 +111,7 @@ def result_layer_data(
         data = mask.astype(np.uint8) if mask.dtype == bool else mask
         out.append((data, {**common, "name": name(mask_name), "metadata": meta,
                            "opacity": 0.5, "visible": False}, "labels"))
-    cols = centroid_columns(result.objects)
+    cols = position if all(c in result.objects.columns for c in position) else None
     if result.labels is None and cols is not None and not result.objects.empty \
             and result.pixel_size_um:
         px = float(result.pixel_size_um)

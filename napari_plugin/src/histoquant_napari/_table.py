@@ -23,10 +23,9 @@ __all__ = ["ResultTable", "format_cell", "fill_table", "result_tables"]
 
 
 def result_tables(result: object) -> dict[str, pd.DataFrame]:
-    """The tables of an AssayResult: summary, objects, then ``extra['tables']`` by name."""
+    """The tables of an AssayResult: summary, objects, then its extra ``tables`` by name."""
     out = {"summary": result.summary, "objects": result.objects}
-    extra = (getattr(result, "extra", None) or {}).get("tables") or {}
-    for name, df in extra.items():
+    for name, df in (getattr(result, "tables", None) or {}).items():
         if isinstance(df, pd.DataFrame) and name not in out:
             out[str(name)] = df
     return out
