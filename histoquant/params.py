@@ -105,7 +105,7 @@ class ParamsValidationError(ParamsError):
         super().__init__(message)
 
     def lines(self, with_where: bool = True) -> list[str]:
-        """One line per problem, with the location (and ``WHERE: `` unless told not to)."""
+        """One line per problem, with the location (and the ``WHERE:`` prefix unless told not to)."""
         out = []
         for key, text in self.problems:
             loc = (f"{self.prefix}{key}" if key is not None

@@ -152,7 +152,7 @@ def coarse_background(image: np.ndarray, window_px: int, support: np.ndarray | N
         less than ``min_support`` of their area in the support take their value from the
         nearest measured window.
     blocks_per_window : int
-        Each window is measured as ``blocks_per_window``² block medians (each of ≈ 144
+        Each window is measured as (``blocks_per_window``)² block medians (each of ≈ 144
         regularly sampled pixels), which are then combined robustly.
     min_support : float
         Least fraction of a window (and of a block) inside the support for it to count.
