@@ -128,7 +128,7 @@ def _params_with_flags(args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, one subcommand per assay plus ``batch``."""
+    """Return the argument parser, one subcommand per assay plus ``batch``."""
     parser = argparse.ArgumentParser(
         prog="histoquant",
         description="Measure spinal cord sections: motor neurons, Evans Blue, vessels, GFP+ "

@@ -55,7 +55,8 @@ class DependencyError(HistoquantError):
 
 class OutputPathError(HistoquantError):
     """A file would be written outside the output folder (a symbolic link leading out of it,
-    or a name that climbs out); nothing is written there."""
+    or a name that climbs out); nothing is written there.
+    """
 
 
 class ModalityError(HistoquantError):

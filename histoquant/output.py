@@ -225,7 +225,7 @@ def _bold(sheet, value):
 
 
 def _excel_value(v: Any) -> Any:
-    """A value openpyxl can store: missing → empty cell, NumPy scalars → Python."""
+    """Return a value openpyxl can store: missing → empty cell, NumPy scalars → Python."""
     if v is None or v is pd.NaT:
         return None
     if isinstance(v, np.generic):
@@ -243,7 +243,7 @@ def _excel_value(v: Any) -> Any:
 
 
 def _excel_column(col: pd.Series) -> list:
-    """A column as Python values openpyxl can store, converted column-wise (fast)."""
+    """Return a column as Python values openpyxl can store, converted column-wise (fast)."""
     if pd.api.types.is_bool_dtype(col) or (pd.api.types.is_integer_dtype(col) and \
             not col.hasnans):
         return col.tolist()

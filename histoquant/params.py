@@ -55,7 +55,7 @@ _SUFFIX_BOUNDS = (("_fraction", (0.0, 1.0)),)
 
 def param(default: Any, *, unit: str = "", help: str = "", choices: tuple | None = None,
           minimum: float | None = None, maximum: float | None = None) -> Any:
-    """A dataclass field carrying its unit, help text, allowed choices and range.
+    """Return a dataclass field carrying its unit, help text, allowed choices and range.
 
     Parameters
     ----------
@@ -105,7 +105,7 @@ class ParamsValidationError(ParamsError):
         super().__init__(message)
 
     def lines(self, with_where: bool = True) -> list[str]:
-        """One line per problem, with the location (and the ``WHERE:`` prefix unless told not to)."""
+        """One line per problem, with the location (and ``WHERE:`` unless told not to)."""
         out = []
         for key, text in self.problems:
             loc = (f"{self.prefix}{key}" if key is not None
@@ -115,7 +115,7 @@ class ParamsValidationError(ParamsError):
         return out
 
     def at(self, where: str | os.PathLike[str], prefix: str = "") -> ParamsValidationError:
-        """The same problems located in ``where`` (a file), keys prefixed by ``prefix``."""
+        """Return the same problems located in ``where`` (a file), keys prefixed by ``prefix``."""
         return ParamsValidationError(self.problems, str(where), prefix)
 
 
@@ -131,7 +131,7 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _bounds(f: dataclasses.Field, hint: Any = None) -> tuple[Any, Any]:
-    """The field's declared range, filled in from its unit, name or integer type."""
+    """Return the field's declared range, filled in from its unit, name or integer type."""
     lo, hi = f.metadata.get("minimum"), f.metadata.get("maximum")
     unit = f.metadata.get("unit") or ""
     if not unit:
@@ -306,7 +306,7 @@ class AssayParams:
 
 
 def _range_problem(value: Any, lo: Any, hi: Any, unit: str) -> str | None:
-    """What is wrong with a number (or any number in a tuple/list), or None."""
+    """Return what is wrong with a number (or any number in a tuple/list), or None."""
     items = value if isinstance(value, (list, tuple)) else (value,)
     for v in items:
         if isinstance(v, bool) or not isinstance(v, numbers.Real):

@@ -193,6 +193,6 @@ def _run_tiled(spec: AssaySpec, image: Any, regions: Any, params: Any,
 
 
 def _short_traceback(exc: BaseException, limit: int = 8) -> str:
-    """The last ``limit`` frames of ``exc``'s traceback, as text."""
+    """Return the last ``limit`` frames of ``exc``'s traceback, as text."""
     frames = traceback.extract_tb(exc.__traceback__)[-limit:]
     return "".join(traceback.format_list(frames)).rstrip()

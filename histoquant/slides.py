@@ -139,7 +139,7 @@ def read_region(image: Image, bounds: tuple[int, int, int, int] | None = None,
 
 
 def overview(image: Image, max_px: int = 2048) -> Overview:
-    """A reduced copy of ``image`` whose longer side is at most about ``max_px`` pixels.
+    """Return a reduced copy of ``image`` whose longer side is at most about ``max_px`` pixels.
 
     Uses the coarsest pyramid level of the file that is still fine enough, then averages
     blocks of it; memory stays bounded by ``max_px`` whatever the slide size.

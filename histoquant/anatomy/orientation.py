@@ -30,7 +30,8 @@ calibrated probability; cues that contradict each other pull it toward 0.5).
 When the white matter is as dark as the slide, the outline found is the butterfly itself:
 the surface and fissure cues then have nothing to measure and the decision rests on weak
 cues, with a confidence near 0.5 (flagged ``orientation_uncertain``) rather than a
-confident guess."""
+confident guess.
+"""
 
 from __future__ import annotations
 
@@ -180,7 +181,8 @@ def symmetry_axis(grey: np.ndarray, tissue: np.ndarray, px_um: float,
 
 def _minor_axis(tissue: np.ndarray) -> tuple[float, float]:
     """Direction of the filled outline's short axis, as an axis angle (degrees, 0 = vertical),
-    and its elongation ``1 - minor/major`` (0 for a disc) from the second moments."""
+    and its elongation ``1 - minor/major`` (0 for a disc) from the second moments.
+    """
     filled = ndi.binary_fill_holes(tissue)
     coords = np.argwhere(filled).astype(float)
     if len(coords) < 3:

@@ -22,7 +22,8 @@ VENTRAL_WORDS = {"down": 0.0, "right": 90.0, "up": 180.0, "left": -90.0}
 
 def parse_ventral(value: float | str) -> float | str:
     """Normalise a ventral override: ``"auto"``, or an angle in degrees (0 = ventral down,
-    counter-clockwise positive) from a word (down/right/up/left) or a number."""
+    counter-clockwise positive) from a word (down/right/up/left) or a number.
+    """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     text = str(value).strip().lower()
@@ -114,7 +115,8 @@ class AnatomyParams(AssayParams):
     @property
     def size_scale(self) -> float:
         """Cord size of ``species`` relative to a rat lumbar cord (rat 1, mouse 0.45, auto
-        0.675: the geometric mean)."""
+        0.675: the geometric mean).
+        """
         return _SPECIES_SCALE[self.species]
 
     @property

@@ -76,7 +76,7 @@ _SECTION_PREFIX = re.compile(r"^s\d+_")
 
 
 def region_base_name(region: Region | str) -> str:
-    """The anatomy's name of a region, without the section prefix.
+    """Return the anatomy's name of a region, without the section prefix.
 
     ``s2_ventral_horn_left`` → ``ventral_horn_left``: the inverse of :func:`region_key`, so that
     a region of any section can be matched against :data:`REGION_NAMES`.
@@ -211,7 +211,7 @@ class SectionAnatomy:
 
     def regions(self, names: tuple[str, ...] = REGION_NAMES, n_sections: int = 1
                 ) -> list[Region]:
-        """The section's regions as polygons in full-resolution pixel coordinates."""
+        """Return the section's regions as polygons in full-resolution pixel coordinates."""
         out = []
         f = self.factor
         off = np.asarray(self.offset, dtype=float)

@@ -104,7 +104,8 @@ class SlideAnatomy:
 def _aligned_factor(image: Image, factor: int, at_least: bool = False) -> int:
     """``factor`` moved to a multiple of the coarsest pyramid level at or below it, so that
     level can be read instead of the full image (the nearest multiple, or the next one up
-    with ``at_least``)."""
+    with ``at_least``).
+    """
     levels = [d for d in pyramid_downsamples(image) if d <= factor]
     d = max(levels) if levels else 1
     return d * max(1, math.ceil(factor / d) if at_least else round(factor / d))
@@ -112,7 +113,8 @@ def _aligned_factor(image: Image, factor: int, at_least: bool = False) -> int:
 
 def _estimate_pixel_size(image: Image, params: AnatomyParams) -> float:
     """Guess the pixel size from the largest tissue body, assumed ``params.cord_width_um``
-    wide (its major axis)."""
+    wide (its major axis).
+    """
     from skimage.measure import label, regionprops
 
     H, W = image.shape_yx

@@ -131,7 +131,8 @@ def _read_block_mean_in_bands(data: Any, axes: str, f: int, channel: int | None
 
 def pyramid_downsamples(image: Image) -> list[int]:
     """Integer downsampling factors of the pyramid levels stored in ``image``'s file
-    (``[1]`` when there is no usable pyramid)."""
+    (``[1]`` when there is no usable pyramid).
+    """
     levels = _open_levels(image)
     return [d for _, _, d in levels] if levels else [1]
 
@@ -298,7 +299,7 @@ _COARSE_PADDING_MIN_PX = 300
 
 
 def padding_mask(pixels: np.ndarray, max_value: float = 255.0) -> np.ndarray:
-    """Padding, frames and empty fills of an image (True = not imaged).
+    """Return padding, frames and empty fills of an image (True = not imaged).
 
     :func:`histoquant.segment.padding.find_padding`, plus fills at full scale in every
     channel (a white canvas wedge left by rotating an export) connected to the border:
@@ -322,8 +323,9 @@ def padding_mask(pixels: np.ndarray, max_value: float = 255.0) -> np.ndarray:
 
 
 def _working_padding(image: Image, factor: int, working: np.ndarray) -> np.ndarray:
-    """Padding at the working resolution: a working pixel touching any padding is padding
-    (a block mixing a fill with tissue has neither's value)."""
+    """Return padding at the working resolution: a working pixel touching any padding is padding
+    (a block mixing a fill with tissue has neither's value).
+    """
     H, W = image.shape_yx
     mx = float(max(image.max_value(), 1.0))
     in_memory = isinstance(image.data, np.ndarray)   # a lazy file is never read whole

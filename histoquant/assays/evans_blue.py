@@ -447,7 +447,7 @@ def _check_params(p: EvansBlueParams, vessel: bool) -> None:
 def corrected_channel(image: Image | np.ndarray, params: Any = None, *,
                       channels: Mapping[str, str | int] | None = None, regions: Any = None,
                       pixel_size_um: float | None = None, role: str = "evb") -> np.ndarray:
-    """The background-corrected (and flat-fielded) channel the assay thresholds.
+    """Return the background-corrected (and flat-fielded) channel the assay thresholds.
 
     Parameters
     ----------

@@ -368,7 +368,7 @@ class MotorNeuronParams(AssayParams):
                               f"{list(CRESYL_VIOLET_OD)}")
 
     def fluorescent_segmentation(self) -> FluorescentSomaParams:
-        """The fluorescent soma-segmentation part of these parameters."""
+        """Return the fluorescent soma-segmentation part of these parameters."""
         return FluorescentSomaParams(
             background_scale_um=self.background_scale_um,
             smooth_um=self.fluorescence_smooth_um, snr=self.fluorescence_snr,
@@ -382,7 +382,7 @@ class MotorNeuronParams(AssayParams):
             trim_fraction=self.trim_fraction, min_area_um2=self.min_soma_area_um2)
 
     def segmentation(self) -> SomaSegmentationParams:
-        """The soma-segmentation part of these parameters."""
+        """Return the soma-segmentation part of these parameters."""
         return SomaSegmentationParams(
             smooth_um=self.smooth_um, foreground_od=self.foreground_od,
             foreground_snr=self.foreground_snr, refine_cap_od=self.refine_cap_od,
@@ -422,7 +422,7 @@ def _upsample_labels(small: np.ndarray, factor: int, shape: tuple[int, int],
 
 
 def cellpose_options(p: MotorNeuronParams) -> CellposeOptions:
-    """The cellpose adapter's options from the assay's ``cellpose_*`` parameters."""
+    """Return the cellpose adapter's options from the assay's ``cellpose_*`` parameters."""
     return CellposeOptions(model=p.cellpose_model, diameter_um=p.cellpose_diameter_um,
                            flow_threshold=p.cellpose_flow_threshold,
                            cellprob_threshold=p.cellpose_cellprob_threshold,
@@ -438,7 +438,7 @@ def preflight(params: MotorNeuronParams | None = None) -> None:
 
 def classify(objects: pd.DataFrame, p: MotorNeuronParams,
              modality: str = "brightfield") -> np.ndarray:
-    """``True`` where a soma meets every motor-neuron criterion of ``p``.
+    """Return ``True`` where a soma meets every motor-neuron criterion of ``p``.
 
     The size criteria (µm) are the same in both modalities; the brightness criterion is the
     mean optical density in brightfield and the mean signal-to-noise ratio in fluorescence.
@@ -631,7 +631,7 @@ def _soma_channel(image: Image, channels, tissue: np.ndarray | None,
 
 def _run_fluorescence(image: Image, regions, p: MotorNeuronParams, channels,
                       report: Callable[[float, str], None]) -> AssayResult:
-    """The fluorescence path of :func:`run`: bright somata on a dark background."""
+    """Return the fluorescence path of :func:`run`: bright somata on a dark background."""
     if p.require_nucleolus:
         raise ParamsError(f"{image.source}: require_nucleolus needs the brightfield path (a "
                           "nucleolus is looked for as a dark spot in a pale Nissl nucleus); "
@@ -746,7 +746,7 @@ def _add_axial_continuation(objects: pd.DataFrame, labels: np.ndarray, snr: np.n
 
 
 def _fluorescence_display(plane: np.ndarray, idx: int, step: int) -> np.ndarray:
-    """The soma channel, strided by ``step``, stretched to grey (1st–99.8th percentile)."""
+    """Return the soma channel, strided by ``step``, stretched to grey (1st–99.8th percentile)."""
     chan = plane[::step, ::step, idx] if plane.ndim == 3 else plane[::step, ::step]
     chan = np.asarray(chan, np.float32)
     lo, hi = np.percentile(chan, [1, 99.8])

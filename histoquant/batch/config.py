@@ -163,7 +163,7 @@ def find_study_file(folder: Path) -> Path | None:
 
 
 def _params_problems(exc: HistoquantError, where: str, source: Path | None = None) -> list[str]:
-    """The problems of a params error, one per bad key, located as ``where.key``.
+    """Return the problems of a params error, one per bad key, located as ``where.key``.
 
     ``source`` names a separate params file the values came from; without it the values
     are in the study file itself, which the StudyError's first line names.
@@ -298,7 +298,7 @@ def _assay_plan(name: str, settings: Any, folder: Path, problems: list[str],
 
 
 def load_study_config(path: str | Path) -> dict[str, dict[str, Any]]:
-    """The assays of a study file as ``{assay: {files, regions, channels, params, ...}}``.
+    """Return the assays of a study file as ``{assay: {files, regions, channels, params, ...}}``.
 
     The plain-dict view of :func:`load_study` (kept for callers of the first folder batch,
     such as the napari plugin's sample menu); ``params`` is the full parameter mapping.

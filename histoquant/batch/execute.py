@@ -158,7 +158,7 @@ _DIED = ("the worker process died while measuring this image, alone (out of memo
 
 
 def dask_client(scheduler: Any):
-    """A ``distributed.Client`` for a scheduler address (or the client given)."""
+    """Return a ``distributed.Client`` for a scheduler address (or the client given)."""
     try:
         import distributed
     except ImportError as exc:

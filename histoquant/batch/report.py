@@ -124,7 +124,7 @@ def build_report(tables: StudyTables, units: Sequence[Mapping[str, Any]],
                  thumbnails: Mapping[str, bytes], *, title: str, run_info: Mapping[str, Any],
                  measures: Mapping[str, Sequence[str]] | None = None,
                  notes: Sequence[str] = ()) -> str:
-    """The HTML report as a string.
+    """Return the HTML report as a string.
 
     Parameters
     ----------

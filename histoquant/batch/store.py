@@ -32,7 +32,7 @@ ID_DTYPES = {c: str for c in ("image", "animal", "group", "level", "section", "r
 
 
 def encode_part(out: UnitOutput) -> bytes:
-    """The zip file of a finished unit, as bytes.
+    """Return the zip file of a finished unit, as bytes.
 
     Done in the worker, so that CSV encoding and compression run in parallel rather than in
     the one process that collects results. PNGs are stored, not deflated again.
@@ -51,7 +51,7 @@ def encode_part(out: UnitOutput) -> bytes:
 
 
 def decode_part(data: bytes, key: str, *, pictures: bool = False) -> UnitOutput:
-    """A unit's output from its part file's bytes (tables always; PNGs when ``pictures``).
+    """Return a unit's output from its part file's bytes (tables always; PNGs when ``pictures``).
 
     Tables are always parsed from the part's CSV text, whether the part was just made or
     written by an earlier run, so that every run assembles identical tables.
@@ -89,7 +89,7 @@ class PartStore:
         self.dir = self.out.root / ".parts"
 
     def path(self, key: str) -> Path:
-        """The part file of ``key`` (a hex digest, so a plain file name)."""
+        """Return the part file of ``key`` (a hex digest, so a plain file name)."""
         return self.out.path(".parts", f"{key}.zip")
 
     def has(self, key: str) -> bool:

@@ -38,7 +38,7 @@ class StudyTables:
 
 
 def group_order(samples: Sequence[Sample], preferred: Sequence[str] = ()) -> tuple[str, ...]:
-    """Groups in the study file's order, then any others alphabetically."""
+    """Return groups in the study file's order, then any others alphabetically."""
     seen = {s.group for s in samples}
     return tuple([g for g in preferred if g in seen]
                  + sorted(seen - set(preferred), key=natural_key))
@@ -126,7 +126,7 @@ def assemble(
 
 def extra_table(parts: Sequence[tuple[Sample, str, pd.DataFrame]],
                 groups: Sequence[str]) -> pd.DataFrame:
-    """An assay's extra table (e.g. Evans Blue profiles) over the study, with metadata."""
+    """Return an assay's extra table (e.g. Evans Blue profiles) over the study, with metadata."""
     df = _concat([_with_metadata(t, smp, a) for smp, a, t in parts])
     keys = [k for k in ("assay", "group", "animal", "level", "section", "image", "region")
             if k in df.columns]

@@ -194,7 +194,7 @@ def _auto_regions(unit: Unit, image: Image, view, section, info: dict[str, Any])
 
 
 def _anatomy_quality(anatomy, small: Image) -> float | None:
-    """The anatomy's quality score of the section, when it offers one."""
+    """Return the anatomy's quality score of the section, when it offers one."""
     find = getattr(anatomy, "find_sections", None)
     if find is None:
         return None
@@ -214,7 +214,8 @@ def _section_ids(base: str, n: int) -> list[str]:
 
 def _with_section(df: pd.DataFrame, base: str) -> pd.DataFrame:
     """Add the sample's section; an assay that numbers sections itself keeps its numbers
-    (prefixed by the sheet's section when the image holds several)."""
+    (prefixed by the sheet's section when the image holds several).
+    """
     if "section" in df.columns and df["section"].notna().any():
         theirs = df["section"].astype(str)
         if not base:

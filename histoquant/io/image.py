@@ -274,7 +274,7 @@ def value_scale(values: Any, dtype: Any = None) -> float:
 
 
 def _strided_sample(data: Any, max_pixels: int = 1 << 20) -> np.ndarray:
-    """A strided sample of (Z)YX(C) pixels; reads every pixel only for a small image."""
+    """Return a strided sample of (Z)YX(C) pixels; reads every pixel only for a small image."""
     if isinstance(data, np.ndarray) and data.size <= 4 * max_pixels:
         return data
     shape = data.shape
@@ -362,7 +362,7 @@ def _get_modality(self: Image) -> str:
 
 
 def _modality_from(self: Image, pixels: np.ndarray, padding: np.ndarray | None = None) -> str:
-    """The modality as given or already found, else detected from ``pixels`` and cached.
+    """Return the modality as given or already found, else detected from ``pixels`` and cached.
 
     For a caller that already holds a reduced copy of the whole image (the anatomy's working
     image): detecting on it costs no read of the full-resolution file, where the plain

@@ -105,7 +105,7 @@ def _sample(pixels_or_image: Any) -> np.ndarray:
 
 
 def _windows(data: Any, axes: str, h: int, w: int, n: int = 12, side: int = 40) -> np.ndarray:
-    """A mosaic of ``n × n`` windows of ``side`` px spread over a lazy (on-disk) image.
+    """Return a mosaic of ``n × n`` windows of ``side`` px spread over a lazy (on-disk) image.
 
     A strided read of a chunked array decodes every chunk; ``n²`` small windows decode at
     most ``n²`` chunks, enough pixels (≈ 230,000) for the decision.

@@ -30,7 +30,7 @@ LAZY_BYTES = 2 * 1024**3
 
 
 def is_image_file(path: str | Path) -> bool:
-    """True when ``path`` has a suffix :func:`read_image` understands."""
+    """Return True when ``path`` has a suffix :func:`read_image` understands."""
     name = Path(path).name.lower()
     return name.endswith(IMAGE_SUFFIXES)
 

@@ -61,7 +61,7 @@ def _clean(text: str) -> tuple[str, bool]:
 
 
 def _truncate(text: str, max_bytes: int) -> str:
-    """The longest prefix of ``text`` whose UTF-8 encoding fits ``max_bytes``."""
+    """Return the longest prefix of ``text`` whose UTF-8 encoding fits ``max_bytes``."""
     return text.encode("utf-8")[:max(max_bytes, 0)].decode("utf-8", "ignore")
 
 

@@ -1,2 +1,3 @@
 """Measurement primitives shared by assays: object features in µm, skeleton lengths,
-accuracy scores."""
+accuracy scores.
+"""

@@ -261,7 +261,7 @@ def _on_border(rc: np.ndarray, shape) -> np.ndarray:
 
 
 def _skan(skel: np.ndarray):
-    """skan's ``Skeleton(skel)``, with the pixel graph built here.
+    """Skan's ``Skeleton(skel)``, with the pixel graph built here.
 
     The graph is the one skan builds (8-neighbour edges of length 1 or √2; among junction
     pixels only a minimum spanning tree), so paths, degrees and lengths are skan's; skan

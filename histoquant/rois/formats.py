@@ -120,7 +120,7 @@ def _imagej_polygons(roi, path: Path) -> list[Polygon]:
 
 
 def composite_polygons(paths: list[np.ndarray]) -> list[Polygon]:
-    """The polygons an ImageJ composite (shape) ROI covers, as ImageJ fills it.
+    """Return the polygons an ImageJ composite (shape) ROI covers, as ImageJ fills it.
 
     ImageJ fills a shape ROI's sub-paths by the even–odd rule: a path inside no other path is
     an outline, a path inside one is a hole, a path inside a hole is an island again, and
@@ -312,7 +312,7 @@ def _json_kind(value: object) -> str:
 
 
 def _geojson_features(data: object, path: Path) -> list:
-    """The list of features of any GeoJSON top level histoquant accepts."""
+    """Return the list of features of any GeoJSON top level histoquant accepts."""
     if isinstance(data, list):
         return data
     if isinstance(data, dict):
@@ -345,7 +345,7 @@ def _feature_name(props: dict) -> str | None:
 
 
 def _geometry_polygons(geom: dict, where: str) -> list[Polygon]:
-    """The polygons of a Polygon/MultiPolygon geometry, every coordinate checked."""
+    """Return the polygons of a Polygon/MultiPolygon geometry, every coordinate checked."""
     gtype = geom.get("type")
     coords = geom.get("coordinates")
     if gtype == "Polygon":

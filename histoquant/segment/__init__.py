@@ -1,2 +1,3 @@
 """Segmentation primitives shared by assays: stain separation, background, thresholds, blobs,
-ridges."""
+ridges.
+"""

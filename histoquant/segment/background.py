@@ -70,7 +70,7 @@ def background_level(image: np.ndarray, block_px: int, percentile: float | None 
 
 
 def smooth_block_grid(grid: np.ndarray) -> np.ndarray:
-    """A grid of block values made smooth: gaps filled, then a 3 × 3 median and a blur.
+    """Return a grid of block values made smooth: gaps filled, then a 3 × 3 median and a blur.
 
     NaN blocks (too little tissue to measure) take the value of the nearest valid block; an
     all-NaN grid becomes zeros. The median comes first so that a block that is all soma or all

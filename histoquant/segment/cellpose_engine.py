@@ -185,7 +185,7 @@ class CellposeOptions(AssayParams):
 
 
 def cellpose_models_dir() -> Path:
-    """The folder cellpose keeps model weights in.
+    """Return the folder cellpose keeps model weights in.
 
     ``CELLPOSE_LOCAL_MODELS_PATH`` when set, else ``~/.cellpose/models`` (cellpose's own rule;
     read at each call here, whereas cellpose reads it once when imported).
@@ -195,7 +195,7 @@ def cellpose_models_dir() -> Path:
 
 
 def resolve_model_path(model: str | os.PathLike[str]) -> Path:
-    """The weights file of a cellpose model given by name or path; never downloads.
+    """Return the weights file of a cellpose model given by name or path; never downloads.
 
     Parameters
     ----------

@@ -62,7 +62,7 @@ class CoarseField:
     valid: np.ndarray
 
     def upsample(self, rows: slice | None = None) -> np.ndarray:
-        """The field at full resolution (float32), or only the rows in ``rows``."""
+        """Return the field at full resolution (float32), or only the rows in ``rows``."""
         h, w = self.shape
         rows = rows or slice(0, h)
         ys = np.arange(rows.start or 0, h if rows.stop is None else min(rows.stop, h))
@@ -102,7 +102,7 @@ class CoarseField:
         return float((values * weights).sum() / total) if total else float("nan")
 
     def map(self, func) -> CoarseField:
-        """A new field with ``func`` applied to the grid values."""
+        """Return a new field with ``func`` applied to the grid values."""
         return CoarseField(np.asarray(func(self.grid), dtype=np.float32), self.spacing_px,
                            self.offset_px, self.shape, self.block_px, self.valid)
 

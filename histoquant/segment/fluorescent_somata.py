@@ -68,7 +68,7 @@ class FluorescentSomaParams:
     min_area_um2: float = 8.0
 
     def classical(self) -> SomaSegmentationParams:
-        """The classical engine's parameters on a signal-to-noise image.
+        """Return the classical engine's parameters on a signal-to-noise image.
 
         The engine's "density" is the signal-to-noise ratio here: its thresholds and the cap
         of the brightness term are in units of the local noise, its neuropil-noise rule is off

@@ -49,7 +49,7 @@ class SmoothBackground:
         return read_block_grid(self.values, self.factor, r0, r1, c0, c1)
 
     def full(self) -> np.ndarray:
-        """The background at full resolution (float32; allocates the whole image)."""
+        """Return the background at full resolution (float32; allocates the whole image)."""
         return self.crop(slice(0, self.shape[0]), slice(0, self.shape[1]))
 
 

@@ -237,7 +237,7 @@ def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
 
 
 def _runs_of_padding(runs: np.ndarray, core: np.ndarray) -> np.ndarray:
-    """Runs that are frames or seams: those touching the image border or the solid padding.
+    """Return the runs that are frames or seams: touching the image border or the solid padding.
 
     A flat, JPEG-smoothed slide background also holds long runs of one exact colour, inside
     the tile; a frame or seam line runs to the edge of the image or of the padding.

@@ -94,7 +94,7 @@ def fill_small_holes(mask: np.ndarray, max_size_px: int) -> np.ndarray:
 
 
 def neuropil_noise(smoothed: np.ndarray, max_samples: int = 1_000_000) -> float:
-    """Standard deviation of the neuropil, from the half of the distribution below its level.
+    """Return the standard deviation of the neuropil, from the half of the distribution below its level.
 
     After background flattening the neuropil sits at 0; somata only add density, so the
     values below 0 are neuropil (and paler structures) alone: their 10th percentile is
@@ -241,7 +241,7 @@ def _landscape(mask: np.ndarray, smoothed: np.ndarray, pixel_size_um: float,
 
 def _surely_one(markers: np.ndarray, land: np.ndarray, mask: np.ndarray, peaks: np.ndarray,
                 h: float, relative: float) -> bool:
-    """True when no maximum of a piece can be prominent: it would all merge into one soma.
+    """Return True when no maximum of a piece can be prominent: it would all merge into one soma.
 
     The pass between two maxima is at least the lowest landscape value on the straight
     segment joining them, when that segment stays in the piece. If every maximum rises less

@@ -46,7 +46,7 @@ def unit_vector(v: Sequence[float]) -> np.ndarray:
 
 
 def _sample(rgb, max_pixels: int = 250_000) -> np.ndarray:
-    """A strided subsample of an RGB array (works on lazy arrays) as (N, 3) float32."""
+    """Return a strided subsample of an RGB array (works on lazy arrays) as (N, 3) float32."""
     h, w = rgb.shape[:2]
     step = max(1, int(np.ceil(np.sqrt(h * w / max_pixels))))
     return np.asarray(rgb[::step, ::step, :3], dtype=np.float32).reshape(-1, 3)
@@ -88,7 +88,7 @@ def optical_density(pixels: np.ndarray, white: Sequence[float]) -> np.ndarray:
 def estimate_stain_vector(rgb, white: Sequence[float] | None = None,
                           fraction: float = 0.01,
                           fallback: Sequence[float] = CRESYL_VIOLET_OD) -> np.ndarray:
-    """The stain's OD colour measured in this image (one-stain Macenko-like estimate).
+    """Return the stain's OD colour measured in this image (one-stain Macenko-like estimate).
 
     The mean OD direction of the ``fraction`` of pixels with the largest OD (excluding
     saturated ones): in a Nissl section those are Nissl bodies and glial nuclei, which carry

@@ -89,7 +89,7 @@ def block_sum(arr: np.ndarray, factor: int) -> np.ndarray:
 
 
 def block_counts(shape: tuple[int, ...], factor: int) -> np.ndarray:
-    """Number of pixels in each block of :func:`block_sum` (smaller at the far edges)."""
+    """Return the number of pixels in each block of :func:`block_sum` (smaller at the far edges)."""
     f = max(1, int(factor))
     ny = np.diff(np.append(np.arange(0, shape[0], f), shape[0]))
     nx = np.diff(np.append(np.arange(0, shape[1], f), shape[1]))
@@ -236,7 +236,7 @@ def _mad_of_sorted(v: np.ndarray, loc: float) -> float:
 
 
 def _kth_of_two(a: np.ndarray, b: np.ndarray, k: int) -> float:
-    """The ``k``-th smallest (0-based) element of the union of sorted ``a`` and ``b``."""
+    """Return the ``k``-th smallest (0-based) element of the union of sorted ``a`` and ``b``."""
     lo, hi = max(0, k + 1 - b.size), min(k + 1, a.size)
     while lo < hi:
         i = (lo + hi) // 2
@@ -321,7 +321,7 @@ def sigma_clipped_background(values: np.ndarray, *, n_iter: int = 6, clip: float
 
 def sample_pixels(arr: np.ndarray, mask: np.ndarray | None = None,
                   max_samples: int = 250_000) -> np.ndarray:
-    """A regular (deterministic) subsample of the pixels of ``arr`` inside ``mask``.
+    """Return a regular (deterministic) subsample of the pixels of ``arr`` inside ``mask``.
 
     Strides the image so that about ``max_samples`` pixels of the mask are kept: enough for a
     median to 0.3 % of an SD, and fast on whole-slide images.
@@ -340,7 +340,7 @@ def sample_pixels(arr: np.ndarray, mask: np.ndarray | None = None,
 
 
 def quantisation_step(values: np.ndarray, dtype: np.dtype | None = None) -> float:
-    """The data's quantisation step: the greatest common divisor of its value differences.
+    """Return the data's quantisation step: the greatest common divisor of its value differences.
 
     1 for 8-bit data and for 12-bit data stored in 16 bits; 16 for 12-bit data scaled into 16
     bits (every value a multiple of 16 apart). Float data holding only integers (a
@@ -500,7 +500,7 @@ def threshold_above(stats: BackgroundStats, k: float) -> float:
 
 def tissue_support(pixels: np.ndarray, support: np.ndarray | None = None,
                    padding: np.ndarray | None = None) -> np.ndarray:
-    """The pixels statistics may use: ``support`` (or everything) minus the padding.
+    """Return the pixels statistics may use: ``support`` (or everything) minus the padding.
 
     ``pixels`` is the whole image, (Y, X) or (Y, X, C) — all channels, so that a channel clipped
     at zero is not taken for padding where the others still vary. ``padding`` may be given

@@ -379,7 +379,7 @@ def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[fl
 
 def fill_padding(image: np.ndarray, padding: np.ndarray, pixel_size_um: float,
                  radius_um: float) -> np.ndarray:
-    """The image with its padding replaced by a smooth continuation of the image around it.
+    """Return the image with its padding replaced by a smooth continuation of the image around it.
 
     Padding (a round field of view's zeros, a canvas) is not tissue. Left at 0 it makes a
     step at the field's edge that the background subtraction cannot follow (its low
@@ -435,7 +435,7 @@ def _dilate_square(mask: np.ndarray) -> np.ndarray:
 
 
 def _joining_pieces(pieces: np.ndarray, objects: np.ndarray, n_objects: int) -> np.ndarray:
-    """The connected pieces of ``pieces`` that touch at least two labelled objects.
+    """Return the connected pieces of ``pieces`` that touch at least two labelled objects.
 
     ``objects`` holds the objects' labels 1…``n_objects`` (0 elsewhere). Core pieces that
     only stick out of one vessel add length where the outline has none (textured
@@ -466,7 +466,7 @@ def _joining_pieces(pieces: np.ndarray, objects: np.ndarray, n_objects: int) -> 
 
 
 def _prune_dangling(line: np.ndarray, anchor: np.ndarray) -> np.ndarray:
-    """A one-pixel-wide ``line`` without its branches that end anywhere but at an anchor.
+    """Return a one-pixel-wide ``line`` without its branches that end anywhere but at an anchor.
 
     Leaves (pixels with at most one 8-neighbour on the line) that are not anchors are
     removed, and their neighbours checked again, until every leaf left is an anchor: what

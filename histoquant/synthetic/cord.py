@@ -125,7 +125,8 @@ class CordPhantom:
 
     def truth(self, section: int = 1) -> dict[str, np.ndarray]:
         """Boolean truth masks of one section: every region name plus ``grey_matter``,
-        ``tissue`` (section including its canal) and ``white_matter``."""
+        ``tissue`` (section including its canal) and ``white_matter``.
+        """
         lab = self.labels
         codes = {name: lab == 10 * section + code for name, code in REGION_CODES.items()}
         grey = codes["ventral_horn_left"] | codes["ventral_horn_right"] | \
@@ -333,7 +334,8 @@ class SlideModel:
     def codes(self, y0_um: float, x0_um: float, shape: tuple[int, int],
               pixel_size_um: float) -> np.ndarray:
         """Slide label map (``10*s + code``, 7–9 outside) of a window; pixel centres at
-        ``y0 + i * pixel_size``."""
+        ``y0 + i * pixel_size``.
+        """
         ys = y0_um + np.arange(shape[0]) * pixel_size_um
         xs = x0_um + np.arange(shape[1]) * pixel_size_um
         out = _extras_codes(self.ellipses, self.rings, *np.meshgrid(ys, xs, indexing="ij"))
@@ -497,7 +499,7 @@ def section_model(rng: np.random.Generator, *, angle_deg: float | None = 0.0,
                   mirrored: bool = False, modality: str = "brightfield", extras: bool = True,
                   margin_um: float = 1300.0, geometry: CordGeometry | None = None,
                   seed: int = 0) -> SlideModel:
-    """The model of :func:`cord_section` (render any window of it at any pixel size)."""
+    """Return the model of :func:`cord_section` (render any window of it at any pixel size)."""
     if modality not in ("brightfield", "fluorescence"):
         raise ValueError("modality must be 'brightfield' or 'fluorescence'")
     geom = geometry if geometry is not None else random_geometry(rng)
@@ -550,7 +552,7 @@ def cord_section(pixel_size_um: float = 10.0, *, seed: int = 0, angle_deg: float
 
 def faint_white_matter_section(pixel_size_um: float = 4.0, *, seed: int = 0,
                                nuclei_spacing_um: float = 40.0) -> CordPhantom:
-    """A fluorescent section whose white matter is as dim as the empty slide.
+    """Return a fluorescent section whose white matter is as dim as the empty slide.
 
     Real fluorescence exports (NeuN, fluorescent Nissl) often show white matter at the
     slide's level, or clipped to the same 0: only sparse bright nuclei (glia) show it. Here
@@ -592,7 +594,7 @@ def cord_slide(n_sections: int = 4, pixel_size_um: float = 15.0, *, seed: int = 
                columns: int | None = None, angle_deg: float | None = None,
                mirrored: bool = False, modality: str = "brightfield",
                spacing_um: float = 6500.0) -> CordPhantom:
-    """A slide with several sections in a jittered grid, each turned at random.
+    """Return a slide with several sections in a jittered grid, each turned at random.
 
     Sections are numbered top-to-bottom, left-to-right, as :mod:`histoquant.anatomy` numbers
     them.

@@ -94,7 +94,7 @@ def fluorescent_somata_phantom(shape: tuple[int, int] = (1024, 1024),
                                bead_period_um: float = 45.0,
                                bundle_level: float = 90.0
                                ) -> tuple[Image, FluorescentTruth]:
-    """A fluorescent somata image with exact truth (see the module docstring).
+    """Return a fluorescent somata image with exact truth (see the module docstring).
 
     Parameters
     ----------

@@ -340,7 +340,7 @@ def _noise_field(rng: np.random.Generator, size_um: tuple[float, float], step: f
 
 def _smooth_field(rng: np.random.Generator, size_um: tuple[float, float], scale_um: float,
                   ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """A slow field in about [-1, 1] varying over ``scale_um``."""
+    """Return a slow field in about [-1, 1] varying over ``scale_um``."""
     step = scale_um / 3.0
     shape = (int(np.ceil(size_um[0] / step)) + 2, int(np.ceil(size_um[1] / step)) + 2)
     grid = ndi.gaussian_filter(rng.standard_normal(shape), 1.5, mode="wrap")
@@ -552,7 +552,7 @@ def _free_except(occ: _Occupancy, y: float, x: float, r: float, host: NisslCell)
 
 def nissl_phantom(shape: tuple[int, int] = (1024, 1024), pixel_size_um: float = 0.5, *,
                   seed: int = 0, **tissue_kwargs) -> tuple[Image, NisslTruth]:
-    """A Nissl-stained ventral-horn image with exact truth.
+    """Return a Nissl-stained ventral-horn image with exact truth.
 
     Parameters
     ----------

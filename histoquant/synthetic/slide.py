@@ -71,7 +71,7 @@ class PhantomSlide:
         return pd.DataFrame(rows, columns=["section", "row", "col"])
 
     def counts(self) -> list[int]:
-        """Number of cells in each section."""
+        """Return the number of cells in each section."""
         return [len(s.cells_yx) for s in self.sections]
 
     def render(self, r0: int = 0, r1: int | None = None, c0: int = 0, c1: int | None = None,
@@ -159,7 +159,7 @@ def phantom_slide(
     cell_radius_um: float = 8.0,
     seed: int = 0,
 ) -> PhantomSlide:
-    """A slide with elliptical sections and randomly placed, non-touching cells.
+    """Return a slide with elliptical sections and randomly placed, non-touching cells.
 
     Parameters
     ----------

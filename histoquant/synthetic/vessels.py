@@ -131,7 +131,7 @@ def _in_intervals(x: np.ndarray, intervals: list[tuple[float, float]]) -> np.nda
 
 
 def _wiggle(rng: np.random.Generator, amplitude_um: float):
-    """A smooth lateral offset f(t): two sine terms, wavelengths 120–400 µm."""
+    """Return a smooth lateral offset f(t): two sine terms, wavelengths 120–400 µm."""
     lam = rng.uniform(120, 400, 2)
     phase = rng.uniform(0, 2 * np.pi, 2)
     amp = rng.uniform(0.3, 0.5, 2) * amplitude_um
@@ -554,7 +554,7 @@ def _render_ellipses(img: np.ndarray, ellipses: np.ndarray, px: float, value: fl
 
 
 def _smooth_field(shape, rng, lo, hi, cells=5):
-    """A smooth random field between lo and hi (cubic interpolation of a coarse grid)."""
+    """Return a smooth random field between lo and hi (cubic interpolation of a coarse grid)."""
     grid = rng.uniform(0, 1, (cells + 1, cells + 1)).astype(np.float32)
     zoom = (shape[0] / cells, shape[1] / cells)
     f = ndi.zoom(grid, zoom, order=3, mode="nearest", grid_mode=True)[: shape[0], : shape[1]]

@@ -42,7 +42,8 @@ __all__ = ["BatchWidget", "BatchCancelled"]
 
 class BatchCancelled(Exception):
     """Raised inside the progress callback to stop a batch (not a HistoquantError, so the core
-    does not record it as a failed image but lets it end the run)."""
+    does not record it as a failed image but lets it end the run).
+    """
 
 
 class _Relay(QObject):

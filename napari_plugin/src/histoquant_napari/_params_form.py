@@ -157,7 +157,7 @@ class ParamsForm(Container):
             return text
 
     def values(self) -> dict[str, Any]:
-        """The form's values as a plain mapping (not yet validated)."""
+        """Return the form's values as a plain mapping (not yet validated)."""
         out = {}
         for name, kind in self._kinds.items():
             value = self[name].value
@@ -165,7 +165,7 @@ class ParamsForm(Container):
         return out
 
     def params(self) -> AssayParams:
-        """The parameters the form shows, validated by the core (ParamsError when invalid)."""
+        """Return the parameters the form shows, validated by the core (ParamsError if invalid)."""
         return self.params_cls.from_dict(self.values())
 
     def set_params(self, params: AssayParams | dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ __all__ = ["ResultTable", "format_cell", "fill_table", "result_tables"]
 
 
 def result_tables(result: object) -> dict[str, pd.DataFrame]:
-    """The tables of an AssayResult: summary, objects, then ``extra['tables']`` by name."""
+    """Return the tables of an AssayResult: summary, objects, then ``extra['tables']`` by name."""
     out = {"summary": result.summary, "objects": result.objects}
     extra = (getattr(result, "extra", None) or {}).get("tables") or {}
     for name, df in extra.items():
@@ -147,7 +147,8 @@ class ResultTable(QWidget):
 
     def set_tables(self, tables: dict[str, pd.DataFrame] | pd.DataFrame) -> None:
         """Keep ``tables`` (name → DataFrame) and show the first; a lone DataFrame is the
-        summary."""
+        summary.
+        """
         if isinstance(tables, pd.DataFrame):
             tables = {"summary": tables}
         self.tables = {k: v for k, v in tables.items() if isinstance(v, pd.DataFrame)}
