@@ -94,9 +94,11 @@ def write_png(rgb: np.ndarray, path: str | Path, *, root: str | Path | None = No
 
 
 def write_result_files(result: AssayResult, outdir: str | Path) -> None:
-    """Write a result's label image and QC overlay under ``outdir/labels`` and ``outdir/qc``,
-    and, when ``result.extra["regions"]`` holds :class:`~histoquant.rois.Region` objects,
-    ``outdir/regions/<stem>.geojson`` (QuPath) and ``.zip`` (ImageJ RoiSet).
+    """Write a result's label image, QC overlay and regions under ``outdir``.
+
+    The label image goes under ``outdir/labels``, the QC overlay under ``outdir/qc``, and,
+    when ``result.extra["regions"]`` holds :class:`~histoquant.rois.Region` objects, the
+    regions as ``outdir/regions/<stem>.geojson`` (QuPath) and ``.zip`` (ImageJ RoiSet).
 
     ``<stem>`` is ``result.image`` made safe by :func:`~histoquant.io.safe_paths.safe_file_name`.
 

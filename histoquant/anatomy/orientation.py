@@ -180,8 +180,10 @@ def symmetry_axis(grey: np.ndarray, tissue: np.ndarray, px_um: float,
 
 
 def _minor_axis(tissue: np.ndarray) -> tuple[float, float]:
-    """Direction of the filled outline's short axis, as an axis angle (degrees, 0 = vertical),
-    and its elongation ``1 - minor/major`` (0 for a disc) from the second moments.
+    """Return the outline's short-axis direction and its elongation, from second moments.
+
+    The direction is an axis angle (degrees, 0 = vertical) of the filled outline's short axis;
+    the elongation is ``1 - minor/major`` (0 for a disc).
     """
     filled = ndi.binary_fill_holes(tissue)
     coords = np.argwhere(filled).astype(float)

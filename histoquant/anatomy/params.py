@@ -21,8 +21,10 @@ VENTRAL_WORDS = {"down": 0.0, "right": 90.0, "up": 180.0, "left": -90.0}
 
 
 def parse_ventral(value: float | str) -> float | str:
-    """Normalise a ventral override: ``"auto"``, or an angle in degrees (0 = ventral down,
-    counter-clockwise positive) from a word (down/right/up/left) or a number.
+    """Normalise a ventral override: ``"auto"``, or an angle in degrees.
+
+    The angle (0 = ventral down, counter-clockwise positive) is read from a word
+    (down/right/up/left) or a number.
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -114,8 +116,9 @@ class AnatomyParams(AssayParams):
 
     @property
     def size_scale(self) -> float:
-        """Cord size of ``species`` relative to a rat lumbar cord (rat 1, mouse 0.45, auto
-        0.675: the geometric mean).
+        """Cord size of ``species`` relative to a rat lumbar cord.
+
+        Rat 1, mouse 0.45, auto 0.675 (the geometric mean).
         """
         return _SPECIES_SCALE[self.species]
 

@@ -102,9 +102,10 @@ class SlideAnatomy:
 
 
 def _aligned_factor(image: Image, factor: int, at_least: bool = False) -> int:
-    """``factor`` moved to a multiple of the coarsest pyramid level at or below it, so that
-    level can be read instead of the full image (the nearest multiple, or the next one up
-    with ``at_least``).
+    """Move ``factor`` to a multiple of the coarsest pyramid level at or below it.
+
+    That level can then be read instead of the full image (the nearest multiple, or the next
+    one up with ``at_least``).
     """
     levels = [d for d in pyramid_downsamples(image) if d <= factor]
     d = max(levels) if levels else 1
@@ -112,8 +113,9 @@ def _aligned_factor(image: Image, factor: int, at_least: bool = False) -> int:
 
 
 def _estimate_pixel_size(image: Image, params: AnatomyParams) -> float:
-    """Guess the pixel size from the largest tissue body, assumed ``params.cord_width_um``
-    wide (its major axis).
+    """Guess the pixel size from the largest tissue body.
+
+    The body's major axis is assumed ``params.cord_width_um`` wide.
     """
     from skimage.measure import label, regionprops
 

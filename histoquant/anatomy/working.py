@@ -130,8 +130,9 @@ def _read_block_mean_in_bands(data: Any, axes: str, f: int, channel: int | None
 
 
 def pyramid_downsamples(image: Image) -> list[int]:
-    """Integer downsampling factors of the pyramid levels stored in ``image``'s file
-    (``[1]`` when there is no usable pyramid).
+    """Return the integer downsampling factors of the pyramid levels in ``image``'s file.
+
+    ``[1]`` when there is no usable pyramid.
     """
     levels = _open_levels(image)
     return [d for _, _, d in levels] if levels else [1]
@@ -323,8 +324,10 @@ def padding_mask(pixels: np.ndarray, max_value: float = 255.0) -> np.ndarray:
 
 
 def _working_padding(image: Image, factor: int, working: np.ndarray) -> np.ndarray:
-    """Return padding at the working resolution: a working pixel touching any padding is padding
-    (a block mixing a fill with tissue has neither's value).
+    """Return padding at the working resolution.
+
+    A working pixel touching any padding is padding (a block mixing a fill with tissue has
+    neither's value).
     """
     H, W = image.shape_yx
     mx = float(max(image.max_value(), 1.0))
@@ -351,8 +354,7 @@ def _working_padding(image: Image, factor: int, working: np.ndarray) -> np.ndarr
 
 
 def _separability(sig: np.ndarray, max_value: float = 1.0) -> float:
-    """Tissue contrast of a channel: Otsu's between-class standard deviation as a fraction
-    of full scale.
+    """Return a channel's tissue contrast: Otsu's between-class SD as a fraction of full scale.
 
     Absolute, not relative to the channel's own spread: an almost empty colour plane of a
     JPEG (values 0–3) splits cleanly into two classes of noise, but its classes differ by

@@ -213,8 +213,10 @@ def _section_ids(base: str, n: int) -> list[str]:
 
 
 def _with_section(df: pd.DataFrame, base: str) -> pd.DataFrame:
-    """Add the sample's section; an assay that numbers sections itself keeps its numbers
-    (prefixed by the sheet's section when the image holds several).
+    """Add the sample's section to a table.
+
+    An assay that numbers sections itself keeps its numbers (prefixed by the sheet's section
+    when the image holds several).
     """
     if "section" in df.columns and df["section"].notna().any():
         theirs = df["section"].astype(str)

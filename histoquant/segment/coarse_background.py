@@ -109,8 +109,9 @@ class CoarseField:
 
 def _bilinear(grid: np.ndarray, spacing: float, offset: float, ys: np.ndarray,
               xs: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation of grid values at rows ``ys`` × columns ``xs``; constant
-    beyond the outermost grid points.
+    """Interpolate grid values bilinearly at rows ``ys`` × columns ``xs``.
+
+    Constant beyond the outermost grid points.
 
     Written as two small matrix products (rows × grid × columns), so the full-resolution
     result is written once instead of gathered several times.

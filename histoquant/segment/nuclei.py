@@ -191,8 +191,9 @@ def _convex_components(comp: np.ndarray, n: int, single_area_px: float) -> np.nd
 
 
 def _peaks(surface: np.ndarray, where: np.ndarray, min_distance_px: int) -> np.ndarray:
-    """Markers at local maxima of ``surface`` inside ``where``, at least ``min_distance_px``
-    apart (a plateau gives one marker). Returns a label image of the markers.
+    """Return a label image of markers at the local maxima of ``surface`` inside ``where``.
+
+    Markers are at least ``min_distance_px`` apart; a plateau gives one marker.
     """
     if not where.any():
         return np.zeros(surface.shape, np.int32)

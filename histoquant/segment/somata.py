@@ -94,7 +94,7 @@ def fill_small_holes(mask: np.ndarray, max_size_px: int) -> np.ndarray:
 
 
 def neuropil_noise(smoothed: np.ndarray, max_samples: int = 1_000_000) -> float:
-    """Return the standard deviation of the neuropil, from the half of the distribution below its level.
+    """Return the standard deviation of the neuropil, from the half of the values below its level.
 
     After background flattening the neuropil sits at 0; somata only add density, so the
     values below 0 are neuropil (and paler structures) alone: their 10th percentile is

@@ -124,8 +124,10 @@ class CordPhantom:
     sections: list[dict] = field(default_factory=list)
 
     def truth(self, section: int = 1) -> dict[str, np.ndarray]:
-        """Boolean truth masks of one section: every region name plus ``grey_matter``,
-        ``tissue`` (section including its canal) and ``white_matter``.
+        """Return the boolean truth masks of one section.
+
+        Every region name plus ``grey_matter``, ``tissue`` (section including its canal) and
+        ``white_matter``.
         """
         lab = self.labels
         codes = {name: lab == 10 * section + code for name, code in REGION_CODES.items()}
@@ -333,8 +335,9 @@ class SlideModel:
 
     def codes(self, y0_um: float, x0_um: float, shape: tuple[int, int],
               pixel_size_um: float) -> np.ndarray:
-        """Slide label map (``10*s + code``, 7–9 outside) of a window; pixel centres at
-        ``y0 + i * pixel_size``.
+        """Return the slide label map (``10*s + code``, 7–9 outside) of a window.
+
+        Pixel centres are at ``y0 + i * pixel_size``.
         """
         ys = y0_um + np.arange(shape[0]) * pixel_size_um
         xs = x0_um + np.arange(shape[1]) * pixel_size_um

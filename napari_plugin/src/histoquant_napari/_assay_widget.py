@@ -45,7 +45,9 @@ def assay_specs() -> dict[str, AssaySpec]:
 
 
 def short_title(spec: AssaySpec, max_chars: int = 28) -> str:
-    """``Evans Blue extravasation: EvB-positive area, ...`` → ``Evans Blue extravasation``;
+    """Shorten an assay title to its subject.
+
+    ``Evans Blue extravasation: EvB-positive area, ...`` → ``Evans Blue extravasation``;
     ``Motor neurons in Nissl (cresyl violet) brightfield sections`` → ``Motor neurons``.
     """
     title = spec.title.split(":")[0].strip() or spec.name

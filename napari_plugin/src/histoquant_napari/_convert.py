@@ -168,8 +168,10 @@ def layer_pixel_size(layer: Any) -> float | None:
 
 
 def _as_array(data: Any) -> Any:
-    """NumPy arrays as they are; lazy arrays (dask, zarr) stay lazy, so that a whole-slide
-    layer is not loaded into memory just to hand it to the core, which reads what it needs.
+    """Return NumPy arrays as they are; lazy arrays (dask, zarr) stay lazy.
+
+    A whole-slide layer is not loaded into memory just to hand it to the core, which reads
+    what it needs.
     """
     if isinstance(data, np.ndarray) or not hasattr(data, "shape"):
         return np.asarray(data)

@@ -69,8 +69,10 @@ def _label_features(objects: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame |
 
 
 def result_layer_name(what: str, assay: str, image: str) -> str:
-    """``objects · evans-blue · section1``: what the layer shows first, so napari's layer list,
-    which elides the middle of long names, keeps it readable.
+    """Return a layer name such as ``objects · evans-blue · section1``.
+
+    What the layer shows comes first, so napari's layer list, which elides the middle of long
+    names, keeps it readable.
     """
     return f"{what} · {assay} · {image}"
 

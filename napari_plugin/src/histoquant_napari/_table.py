@@ -146,8 +146,9 @@ class ResultTable(QWidget):
         return self.tables.get("summary", pd.DataFrame())
 
     def set_tables(self, tables: dict[str, pd.DataFrame] | pd.DataFrame) -> None:
-        """Keep ``tables`` (name → DataFrame) and show the first; a lone DataFrame is the
-        summary.
+        """Keep ``tables`` (name → DataFrame) and show the first.
+
+        A lone DataFrame is the summary.
         """
         if isinstance(tables, pd.DataFrame):
             tables = {"summary": tables}
