@@ -193,6 +193,7 @@ class AssayParams:
     """
 
     def __post_init__(self) -> None:
+        """Validate every field (finite, in range, an allowed choice); raise on any problem."""
         problems = self._validate_fields()
         if problems:
             raise ParamsValidationError(problems, type(self).__name__)

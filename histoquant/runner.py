@@ -46,6 +46,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
+        """True when no file failed."""
         return not self.errors
 
 

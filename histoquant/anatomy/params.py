@@ -107,6 +107,7 @@ class AnatomyParams(AssayParams):
         help="Longest side of the QC overlay in pixels: readable on screen, small on disk.")
 
     def __post_init__(self) -> None:
+        """Validate the fields and normalise ``ventral`` and the grey-fraction range."""
         super().__post_init__()
         object.__setattr__(self, "ventral", _keep_text(self.ventral))
         lo, hi = self.grey_fraction_range_pct

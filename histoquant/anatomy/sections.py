@@ -69,6 +69,7 @@ class SlideAnatomy:
 
     @property
     def working_pixel_size_um(self) -> float | None:
+        """Pixel size of the working image in µm (None when the pixel size is unknown)."""
         px = self.pixel_size_um or self.assumed_pixel_size_um
         return px * self.factor if px else None
 

@@ -69,6 +69,7 @@ class WorkingImage:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """Shape of the working image, in working pixels."""
         return self.signal.shape  # type: ignore[return-value]
 
 

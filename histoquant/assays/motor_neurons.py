@@ -360,6 +360,7 @@ class MotorNeuronParams(AssayParams):
              "rule off")
 
     def __post_init__(self) -> None:
+        """Validate the fields, and refuse a stain vector of all zeros."""
         super().__post_init__()
         # A zero colour has no direction to project on: say so now, not once per image.
         if not any(self.stain_vector):

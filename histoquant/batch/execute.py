@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DependencyError
 from ..io.safe_paths import OutputFolder
@@ -29,6 +29,9 @@ from .plan import StudyPlan
 from .store import PartStore, decode_part
 from .units import Unit, UnitOutput, process_unit
 from .writers import write_qc_picture
+
+if TYPE_CHECKING:  # optional extra (histoquant[dask]): imported where a scheduler is named
+    import distributed
 
 __all__ = ["BatchProgress", "Measured", "execute", "measure_units", "dask_client",
            "side_process"]
@@ -157,8 +160,21 @@ _DIED = ("the worker process died while measuring this image, alone (out of memo
          "to retry it")
 
 
-def dask_client(scheduler: Any):
-    """Return a ``distributed.Client`` for a scheduler address (or the client given)."""
+def dask_client(scheduler: str | distributed.Client) -> tuple[distributed.Client, bool]:
+    """Return a ``distributed.Client`` for a scheduler address (or the client given).
+
+    Parameters
+    ----------
+    scheduler : str or distributed.Client
+        A scheduler address (``tcp://host:8786``) or a client already connected.
+
+    Returns
+    -------
+    client : distributed.Client
+        The client to submit work to.
+    owned : bool
+        True when the client was made here (and must be closed by the caller).
+    """
     try:
         import distributed
     except ImportError as exc:

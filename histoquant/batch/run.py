@@ -59,6 +59,7 @@ class BatchReport:
         return not self.errors
 
     def __bool__(self) -> bool:
+        """True when every image was measured."""
         return self.ok
 
 

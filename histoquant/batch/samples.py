@@ -1,4 +1,4 @@
-"""Finding the study's images and what each one is: animal, group, spinal level, section.
+r"""Finding the study's images and what each one is: animal, group, spinal level, section.
 
 The metadata comes from a sample sheet (CSV, TSV or Excel), one row per file or glob::
 

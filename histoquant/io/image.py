@@ -64,6 +64,7 @@ class Image:
     modality: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        """Check the axes, the data's shape against them, the pixel size and channel names."""
         if self.axes not in _VALID_AXES:
             raise ValueError(f"axes must be one of {_VALID_AXES}, not {self.axes!r}")
         if len(self.data.shape) != len(self.axes):
@@ -122,6 +123,7 @@ class Image:
 
     @property
     def dtype(self) -> np.dtype:
+        """Data type of the pixels."""
         return np.dtype(self.data.dtype)
 
     def with_pixel_size(self, pixel_size_um: float | None) -> Image:

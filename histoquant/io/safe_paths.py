@@ -67,7 +67,7 @@ def _truncate(text: str, max_bytes: int) -> str:
 
 def safe_file_name(*parts: object, suffix: str = "", sep: str = "__",
                    max_bytes: int = MAX_NAME_BYTES) -> str:
-    """One safe file name from one or more names joined by ``sep``, plus ``suffix``.
+    r"""One safe file name from one or more names joined by ``sep``, plus ``suffix``.
 
     Parameters
     ----------
@@ -268,4 +268,5 @@ class OutputFolder:
             scan(str(self.root), 1)
 
     def __repr__(self) -> str:
+        """``OutputFolder('<root>')``."""
         return f"OutputFolder({str(self.root)!r})"

@@ -20,16 +20,19 @@ class MatchScore:
 
     @property
     def precision(self) -> float:
+        """Fraction of predicted objects that match a true one (1 when none was predicted)."""
         d = self.true_positives + self.false_positives
         return self.true_positives / d if d else 1.0
 
     @property
     def recall(self) -> float:
+        """Fraction of true objects that a predicted one matches (1 when there is none)."""
         d = self.true_positives + self.false_negatives
         return self.true_positives / d if d else 1.0
 
     @property
     def f1(self) -> float:
+        """Harmonic mean of precision and recall (1 when there are no objects at all)."""
         d = 2 * self.true_positives + self.false_positives + self.false_negatives
         return 2 * self.true_positives / d if d else 1.0
 

@@ -32,6 +32,7 @@ class Polygon:
     holes: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        """Check the vertices (at least 3 points of 2 coordinates) and store them as floats."""
         self.exterior = _as_vertices(self.exterior)
         self.holes = [_as_vertices(h) for h in self.holes]
 
@@ -67,6 +68,7 @@ class Region:
     properties: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Check the name and the 2D mask; turn vertex arrays into :class:`Polygon` objects."""
         if not self.name or not isinstance(self.name, str):
             raise RegionError(f"a region needs a non-empty name, got {self.name!r}")
         self.polygons = [p if isinstance(p, Polygon) else Polygon(p) for p in self.polygons]

@@ -169,6 +169,7 @@ class CellposeOptions(AssayParams):
     )
 
     def __post_init__(self) -> None:
+        """Validate the fields, the normalisation percentiles' order and the channels."""
         super().__post_init__()
         if self.norm_low_pct >= self.norm_high_pct:
             raise ParamsError(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -518,7 +519,7 @@ def segment_somata_classical(density: np.ndarray, pixel_size_um: float,
 
 
 def segment_somata(density: np.ndarray, pixel_size_um: float, engine: str = "classical",
-                   **kwargs) -> np.ndarray:
+                   **kwargs: Any) -> np.ndarray:
     """Label every soma with the named engine (see :data:`ENGINES`)."""
     if engine not in ENGINES:
         from ..errors import ParamsError

@@ -55,10 +55,12 @@ class FluorescentTruth:
 
     @property
     def n_motor_neurons(self) -> int:
+        """Number of motor neurons in the truth."""
         return int((self.cells["kind"] == "motor_neuron").sum())
 
     @property
     def n_small(self) -> int:
+        """Number of small neurons in the truth."""
         return int((self.cells["kind"] == "small_neuron").sum())
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -551,7 +552,7 @@ def _free_except(occ: _Occupancy, y: float, x: float, r: float, host: NisslCell)
 
 
 def nissl_phantom(shape: tuple[int, int] = (1024, 1024), pixel_size_um: float = 0.5, *,
-                  seed: int = 0, **tissue_kwargs) -> tuple[Image, NisslTruth]:
+                  seed: int = 0, **tissue_kwargs: Any) -> tuple[Image, NisslTruth]:
     """Return a Nissl-stained ventral-horn image with exact truth.
 
     Parameters

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -120,6 +121,7 @@ class VesselTruth:
     area_mm2: float
 
     def to_dict(self) -> dict:
+        """The truth as a plain dict (for JSON)."""
         return asdict(self)
 
 
@@ -664,7 +666,7 @@ def vessel_phantom(
     *,
     seed: int = 0,
     network_kwargs: dict | None = None,
-    **render_kwargs,
+    **render_kwargs: Any,
 ) -> tuple[Image, VesselTruth, VesselNetwork]:
     """Make a network, render it and compute its truth in one call.
 

@@ -120,7 +120,8 @@ class ParamsForm(Container):
         return LineEdit(value=str(default), **common)
 
     @staticmethod
-    def _float_box(value: float, low: float, hi: float | None, common: dict[str, Any]):
+    def _float_box(value: float, low: float, hi: float | None, common: dict[str, Any],
+                   ) -> FloatSpinBox:
         box = FloatSpinBox(min=low, max=hi if hi is not None else _BIG, step=_step(value),
                            **common)
         # Enough decimals first: the box rounds its value to them, and the default must come
