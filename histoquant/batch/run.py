@@ -59,7 +59,7 @@ class BatchReport:
         return not self.errors
 
     def __bool__(self) -> bool:
-        """True when every image was measured."""
+        """Return :attr:`ok`: True when no image failed."""
         return self.ok
 
 

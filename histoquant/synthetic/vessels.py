@@ -121,7 +121,7 @@ class VesselTruth:
     area_mm2: float
 
     def to_dict(self) -> dict:
-        """The truth as a plain dict (for JSON)."""
+        """Return the truth as a plain dict (for JSON)."""
         return asdict(self)
 
 
