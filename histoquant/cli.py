@@ -19,10 +19,14 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .assays.base import AssaySpec, available_assays
 from .errors import HistoquantError
 from .io import is_image_file
+
+if TYPE_CHECKING:
+    from .params import AssayParams
 
 __all__ = ["main", "build_parser"]
 
@@ -117,7 +121,7 @@ def _add_param_flags(p: argparse.ArgumentParser, spec: AssaySpec) -> None:
             p.add_argument(f"--{name}", default=None, **kwargs)
 
 
-def _params_with_flags(args: argparse.Namespace):
+def _params_with_flags(args: argparse.Namespace) -> AssayParams | str | None:
     """``--params`` with any assay flag from ``_PARAM_FLAGS`` applied on top."""
     overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k, None) is not None}
     if not overrides:

@@ -26,7 +26,7 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ import pandas as pd
 from .io.safe_paths import OutputFolder, safe_file_name
 from .io.writers import atomic_path
 from .results import AssayResult, order_columns, versions
+
+if TYPE_CHECKING:
+    from openpyxl.worksheet.worksheet import Worksheet
 
 __all__ = ["write_csv", "write_label_image", "write_png", "write_result_files",
            "write_tables", "extra_tables", "write_run_json", "file_sha256", "write_json",
@@ -255,7 +258,7 @@ def _excel_column(col: pd.Series) -> list:
     return [_excel_value(v) for v in col.tolist()]
 
 
-def _append_table(sheet, df: pd.DataFrame) -> None:
+def _append_table(sheet: Worksheet, df: pd.DataFrame) -> None:
     sheet.append([_bold(sheet, str(c)) for c in df.columns])
     for row in zip(*(_excel_column(df[c]) for c in df.columns)):
         sheet.append(list(row))

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import EmptyImageError
 from .io import Image, image_levels, read_image
@@ -57,7 +58,7 @@ class Overview:
         return (np.asarray(rows) + 0.5) * sy - 0.5, (np.asarray(cols) + 0.5) * sx - 0.5
 
 
-def _yx_block(data, axes: str, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+def _yx_block(data: ArrayLike, axes: str, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
     """Read rows r0:r1, cols c0:c1 of a (Z)YX(C) array as (y, x[, c]), Z max-projected."""
     if axes.startswith("Z"):
         block = np.asarray(data[:, r0:r1, c0:c1])

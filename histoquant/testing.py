@@ -10,7 +10,9 @@ Register it in a test with ``monkeypatch`` (see :func:`register`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,9 @@ from .assays.base import AssaySpec, ChannelRole, prepare_image, resolve_params, 
 from .io import Image
 from .params import AssayParams, param
 from .results import AssayResult
+
+if TYPE_CHECKING:
+    import pytest
 
 __all__ = ["BlobParams", "run_blobs", "BLOB_SPEC", "register"]
 
@@ -32,7 +37,7 @@ class BlobParams(AssayParams):
     min_area_um2: float = param(20.0, unit="µm²", help="smaller blobs are noise", minimum=0)
 
 
-def _signal(image: Image, channels) -> np.ndarray:
+def _signal(image: Image, channels: Mapping[str, str | int] | None) -> np.ndarray:
     if image.rgb:
         rgb = np.asarray(image.data, dtype=np.float32)
         if image.axes.startswith("Z"):
@@ -44,8 +49,11 @@ def _signal(image: Image, channels) -> np.ndarray:
     return image.channel(idx) / image.max_value()
 
 
-def run_blobs(image, regions=None, params=None, *, channels=None, pixel_size_um=None,
-              progress=None) -> AssayResult:
+def run_blobs(image: Image | np.ndarray, regions: Any = None,
+              params: BlobParams | Mapping[str, Any] | str | None = None, *,
+              channels: Mapping[str, str | int] | None = None,
+              pixel_size_um: float | None = None,
+              progress: Callable[[float, str], None] | None = None) -> AssayResult:
     """Count blobs per region; objects are assigned to the region holding their centroid."""
     from skimage.measure import label, regionprops_table
 
@@ -89,7 +97,7 @@ BLOB_SPEC = AssaySpec(
     auto_regions=("grey_matter",))
 
 
-def register(monkeypatch, spec: AssaySpec = BLOB_SPEC) -> AssaySpec:
+def register(monkeypatch: pytest.MonkeyPatch, spec: AssaySpec = BLOB_SPEC) -> AssaySpec:
     """Make ``spec`` findable by name (``get_assay``, the CLI and batch) for one test."""
     import sys
 

@@ -40,8 +40,10 @@ an object elongated and continuing past both ends of its long axis, or longer th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -483,8 +485,10 @@ def _resolve_modality(image: Image, p: MotorNeuronParams) -> str:
     return guess_modality(image) if p.modality == "auto" else p.modality
 
 
-def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
-        pixel_size_um: float | None = None, progress: Progress | None = None) -> AssayResult:
+def run(image: Image | np.ndarray, regions: Any = None,
+        params: MotorNeuronParams | Mapping[str, Any] | str | Path | None = None, *,
+        channels: Mapping[str, str | int] | None = None, pixel_size_um: float | None = None,
+        progress: Progress | None = None) -> AssayResult:
     """Count and measure motor neurons in a brightfield Nissl or a fluorescence image.
 
     Parameters
@@ -613,7 +617,8 @@ def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
                "white": [float(v) for v in white], "work_pixel_size_um": pxw})
 
 
-def _soma_channel(image: Image, channels, tissue: np.ndarray | None,
+def _soma_channel(image: Image, channels: Mapping[str, str | int] | None,
+                  tissue: np.ndarray | None,
                   plane: np.ndarray) -> tuple[int, list[float] | None]:
     """Index of the somata channel: named, the only one, or picked in an RGB export."""
     named = resolve_channels(image, SPEC.channel_roles, channels)
@@ -630,7 +635,8 @@ def _soma_channel(image: Image, channels, tissue: np.ndarray | None,
         "or channels={'soma': ...}.")
 
 
-def _run_fluorescence(image: Image, regions, p: MotorNeuronParams, channels,
+def _run_fluorescence(image: Image, regions: Any, p: MotorNeuronParams,
+                      channels: Mapping[str, str | int] | None,
                       report: Callable[[float, str], None]) -> AssayResult:
     """Return the fluorescence path of :func:`run`: bright somata on a dark background."""
     if p.require_nucleolus:
@@ -791,7 +797,8 @@ def _outline_mask(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def _qc_overlay(rgb, labels: np.ndarray, objects: pd.DataFrame, masks: dict[str, np.ndarray],
+def _qc_overlay(rgb: np.ndarray, labels: np.ndarray, objects: pd.DataFrame,
+                masks: dict[str, np.ndarray],
                 summary: pd.DataFrame, name: str, prestrided: bool = False,
                 note: str = "") -> np.ndarray:
     """RGB uint8 overlay: soma outlines by class, region outlines, counts as a caption.

@@ -175,7 +175,8 @@ def _params_problems(exc: HistoquantError, where: str, source: Path | None = Non
     return [f"{where}: {source}: {exc}" if source else f"{where}: {exc}"]
 
 
-def _options(cls: type[AssayParams], value: Any, where: str, problems: list[str]):
+def _options(cls: type[AssayParams], value: Any, where: str, problems: list[str],
+             ) -> AssayParams:
     if value is None:
         return cls()
     if not isinstance(value, Mapping):

@@ -19,7 +19,8 @@ import re
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,10 @@ from ..output import PNG_COMPRESS_LEVEL
 from ..params import AssayParams
 from .config import QCOptions, SlideOptions
 from .samples import Sample
+
+if TYPE_CHECKING:
+    from ..slides import Overview
+    from ..tiling import MaskSource, RegionSource
 
 __all__ = ["Unit", "UnitOutput", "process_unit", "unit_key"]
 
@@ -123,8 +128,8 @@ def _flags(summary: pd.DataFrame, warnings: list[str], saturated: float,
     return flags
 
 
-def _region_source(unit: Unit, image: Image, view, section_mask: np.ndarray | None,
-                   info: dict[str, Any]):
+def _region_source(unit: Unit, image: Image, view: Overview, section_mask: np.ndarray | None,
+                   info: dict[str, Any]) -> RegionSource:
     """Regions for a tiled run, at full resolution, limited to one section."""
     from ..rois import read_regions
     from ..tiling import MaskSource, PolygonSource, WholeImage
@@ -145,7 +150,8 @@ def _region_source(unit: Unit, image: Image, view, section_mask: np.ndarray | No
     return src.restrict(section) if section is not None else src
 
 
-def _auto_regions(unit: Unit, image: Image, view, section, info: dict[str, Any]):
+def _auto_regions(unit: Unit, image: Image, view: Overview, section: MaskSource | None,
+                  info: dict[str, Any]) -> MaskSource:
     """Anatomy on a reduced copy of one section (or the image) → low-resolution masks.
 
     The copy has about ``slides.anatomy_pixel_um`` per pixel, so the anatomy never sees the
@@ -193,7 +199,7 @@ def _auto_regions(unit: Unit, image: Image, view, section, info: dict[str, Any])
                       origin=(bounds[0], bounds[2]))
 
 
-def _anatomy_quality(anatomy, small: Image) -> float | None:
+def _anatomy_quality(anatomy: ModuleType, small: Image) -> float | None:
     """Return the anatomy's quality score of the section, when it offers one."""
     find = getattr(anatomy, "find_sections", None)
     if find is None:

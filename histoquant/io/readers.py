@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ImageReadError, PixelSizeError
 from . import limits
 from .image import Image, _check_pixel_size
+
+if TYPE_CHECKING:
+    from tifffile import TiffFile, TiffFrame, TiffPage
 from .limits import check_image_size, check_pixel_size, stored_bytes
 from .pixel_size import length_to_um, resolution_to_um
 
@@ -409,7 +413,7 @@ def _read_tiff(path: Path, lenient: bool, level: int = 0, lazy: bool | None = No
                  rgb=rgb, z_step_um=z_step, path=path, metadata=metadata)
 
 
-def _check_complete(path: Path, pages) -> None:
+def _check_complete(path: Path, pages: Sequence[TiffPage | TiffFrame | None]) -> None:
     """Refuse a TIFF whose pixel data runs past the end of the file (a truncated copy).
 
     A lazily opened file is otherwise only found truncated when the missing tiles are read,
@@ -430,7 +434,7 @@ def _check_complete(path: Path, pages) -> None:
             "bytes); re-copy or re-export it.")
 
 
-def _tiff_calibration(tif, page, path: Path, lenient: bool,
+def _tiff_calibration(tif: TiffFile, page: TiffPage, path: Path, lenient: bool,
                       ) -> tuple[float | None, float | None, tuple, str]:
     """Pixel size (µm, full resolution), Z step, channel names and where the size came from."""
     import tifffile

@@ -63,7 +63,7 @@ def _first_hits(flat, h, w, origins, directions, reach, step, out):
 
 
 def run_lengths(flat: np.ndarray, shape: tuple[int, int], origins: np.ndarray,
-                directions: np.ndarray, caps, step: float = 0.25
+                directions: np.ndarray, caps: float | np.ndarray, step: float = 0.25
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Distance (px) from each origin along its direction to the first pixel outside.
 

@@ -6,6 +6,7 @@ import json
 import warnings
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from ..errors import RegionError
 from ..io.safe_paths import safe_name
 from ..io.writers import atomic_path
 from .region import Polygon, Region
+
+if TYPE_CHECKING:
+    from roifile import ImagejRoi
 
 __all__ = ["read_regions", "write_regions", "read_imagej_rois", "write_imagej_rois",
            "composite_polygons",
@@ -96,7 +100,7 @@ def read_imagej_rois(path: str | Path) -> list[Region]:
     return [Region(name, polys) for name, polys in by_name.items()]
 
 
-def _imagej_has_no_area(roi) -> bool:
+def _imagej_has_no_area(roi: ImagejRoi) -> bool:
     import roifile
 
     return roi.roitype in (roifile.ROI_TYPE.LINE, roifile.ROI_TYPE.POLYLINE,
@@ -104,7 +108,7 @@ def _imagej_has_no_area(roi) -> bool:
                            roifile.ROI_TYPE.POINT)
 
 
-def _imagej_polygons(roi, path: Path) -> list[Polygon]:
+def _imagej_polygons(roi: ImagejRoi, path: Path) -> list[Polygon]:
     paths = roi.coordinates(multi=True)
     if not isinstance(paths, list):
         paths = [paths]

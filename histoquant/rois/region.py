@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import RegionError
 
@@ -37,7 +38,7 @@ class Polygon:
         self.holes = [_as_vertices(h) for h in self.holes]
 
 
-def _as_vertices(v) -> np.ndarray:
+def _as_vertices(v: ArrayLike) -> np.ndarray:
     v = np.asarray(v, dtype=float)
     if v.ndim != 2 or v.shape[1] != 2 or len(v) < 3:
         raise RegionError(f"a polygon needs at least 3 (row, col) vertices, got shape {v.shape}")

@@ -14,6 +14,7 @@ tiles dominated by signal, then bilinear interpolation between tile centres.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +69,7 @@ class CoarseField:
         ys = np.arange(rows.start or 0, h if rows.stop is None else min(rows.stop, h))
         return _bilinear(self.grid, self.spacing_px, self.offset_px, ys, np.arange(w))
 
-    def apply(self, image: np.ndarray, op, *, rows_per_chunk: int = 1024) -> None:
+    def apply(self, image: np.ndarray, op: np.ufunc, *, rows_per_chunk: int = 1024) -> None:
         """Combine ``image`` in place with the field: ``op(image, field, out=image)``.
 
         The field is evaluated on cells of a few pixels (an eighth of the grid spacing, at
@@ -101,7 +102,7 @@ class CoarseField:
         total = weights.sum()
         return float((values * weights).sum() / total) if total else float("nan")
 
-    def map(self, func) -> CoarseField:
+    def map(self, func: Callable[[np.ndarray], np.ndarray]) -> CoarseField:
         """Return a new field with ``func`` applied to the grid values."""
         return CoarseField(np.asarray(func(self.grid), dtype=np.float32), self.spacing_px,
                            self.offset_px, self.shape, self.block_px, self.valid)

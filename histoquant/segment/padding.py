@@ -32,8 +32,13 @@ tissue background next to black padding loses at most a thin band.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage as ndi
+
+if TYPE_CHECKING:
+    from ..io.image import Image
 
 __all__ = ["find_padding", "padding_window_px", "padding_of_image"]
 
@@ -56,7 +61,7 @@ def padding_window_px(shape: tuple[int, ...]) -> int:
     return w | 1
 
 
-def padding_of_image(image, projection: str = "max") -> np.ndarray:
+def padding_of_image(image: Image, projection: str = "max") -> np.ndarray:
     """:func:`find_padding` of an :class:`~histoquant.io.image.Image` (all channels, Z projected).
 
     Cached in ``image.metadata["_padding"]`` (keyed by the image's shape) so the assays and

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import ChannelError, EmptyImageError
 from ..io.image import value_scale
@@ -45,14 +46,14 @@ def unit_vector(v: Sequence[float]) -> np.ndarray:
     return a / n
 
 
-def _sample(rgb, max_pixels: int = 250_000) -> np.ndarray:
+def _sample(rgb: ArrayLike, max_pixels: int = 250_000) -> np.ndarray:
     """Return a strided subsample of an RGB array (works on lazy arrays) as (N, 3) float32."""
     h, w = rgb.shape[:2]
     step = max(1, int(np.ceil(np.sqrt(h * w / max_pixels))))
     return np.asarray(rgb[::step, ::step, :3], dtype=np.float32).reshape(-1, 3)
 
 
-def estimate_white(rgb, percentile: float = 99.0) -> np.ndarray:
+def estimate_white(rgb: ArrayLike, percentile: float = 99.0) -> np.ndarray:
     """Per-channel intensity of unstained light (``I0``).
 
     The ``percentile`` of each channel over a subsample: on a slide with glass in the field
@@ -85,7 +86,7 @@ def optical_density(pixels: np.ndarray, white: Sequence[float]) -> np.ndarray:
     return np.maximum(od, 0, out=od)
 
 
-def estimate_stain_vector(rgb, white: Sequence[float] | None = None,
+def estimate_stain_vector(rgb: ArrayLike, white: Sequence[float] | None = None,
                           fraction: float = 0.01,
                           fallback: Sequence[float] = CRESYL_VIOLET_OD) -> np.ndarray:
     """Return the stain's OD colour measured in this image (one-stain Macenko-like estimate).
@@ -127,7 +128,7 @@ def _lut_density(block: np.ndarray, white: np.ndarray, v: np.ndarray) -> np.ndar
     return out
 
 
-def stain_density(rgb, stain_vector: Sequence[float] = CRESYL_VIOLET_OD,
+def stain_density(rgb: ArrayLike, stain_vector: Sequence[float] = CRESYL_VIOLET_OD,
                   white: Sequence[float] | None = None, *, factor: int = 1,
                   strip_pixels: int = 1 << 18) -> np.ndarray:
     """Amount of one stain per pixel (optical-density units), optionally block-averaged.

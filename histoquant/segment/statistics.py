@@ -46,6 +46,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 from scipy.special import ndtri
 
 __all__ = [
@@ -140,7 +141,7 @@ def block_any(mask: np.ndarray, factor: int, min_fraction: float | None = None) 
     return block_mean(np.asarray(mask, np.uint8), factor) >= min_fraction
 
 
-def _block_reduce(arr: np.ndarray, f: int, dtype, op) -> np.ndarray:
+def _block_reduce(arr: np.ndarray, f: int, dtype: DTypeLike, op: np.ufunc) -> np.ndarray:
     h, w = arr.shape[:2]
     rest = arr.shape[2:]
     f = max(1, int(f))

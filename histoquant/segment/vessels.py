@@ -38,7 +38,7 @@ Method
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,7 +123,8 @@ def _interp_axis(small: np.ndarray, ratio: float, n_out: int, axis: int) -> np.n
     """
     n_in = small.shape[axis]
 
-    def take(start: int, stop: int | None = None, step: int | None = None):
+    def take(start: int, stop: int | None = None, step: int | None = None,
+             ) -> tuple[slice, slice]:
         sl = slice(start, stop, step)
         return (sl, slice(None)) if axis == 0 else (slice(None), sl)
 
@@ -212,7 +213,7 @@ def _gauss1d(img: np.ndarray, sigma: float, axis: int, order: int = 0,
     return out
 
 
-def _strips(h: int, w: int):
+def _strips(h: int, w: int) -> Iterator[tuple[np.ndarray, slice]]:
     """(reused contiguous buffer, column slice) for each strip of ``_STRIP`` columns.
 
     One buffer for all strips: a fresh array per strip would be mapped from the system
@@ -256,7 +257,8 @@ _STRIP = 64  # columns per strip: a 64-column strip of a few thousand rows fits 
 _SAMPLED_SIGMA_PX = 1.5
 
 
-def _hessian_composed(img: np.ndarray, sigma: float):
+def _hessian_composed(img: np.ndarray, sigma: float,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(Hrr, Hrc, Hcc) as ``skimage.feature.hessian_matrix(..., use_gaussian_derivatives=True)``.
 
     Truncated at 8 σ/√2 (scikit-image uses 100 σ/√2 for σ ≤ 1, which adds only taps below

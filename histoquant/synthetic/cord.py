@@ -270,7 +270,8 @@ def section_codes(geom: CordGeometry, y: np.ndarray, x: np.ndarray) -> np.ndarra
     return codes
 
 
-def _section_extras(rng, geom: CordGeometry, pose: SectionPose) -> tuple[list, list]:
+def _section_extras(rng: np.random.Generator, geom: CordGeometry, pose: SectionPose,
+                    ) -> tuple[list, list]:
     """Meningeal arcs and root fascicles around one section, in slide µm."""
     ell, rings = [], []
     cy, cx = pose.centre_um
@@ -308,7 +309,7 @@ def _section_extras(rng, geom: CordGeometry, pose: SectionPose) -> tuple[list, l
     return ell, rings
 
 
-def _extras_codes(ellipses, rings, yy, xx) -> np.ndarray:
+def _extras_codes(ellipses: list, rings: list, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
     out = np.zeros(yy.shape, dtype=np.uint8)
     for (cy, cx), (ay, ax), tilt, code in ellipses:
         out[_in_ellipse(xx, yy, cx, cy, ax, ay, tilt)] = code
@@ -422,7 +423,7 @@ def _neuron_map(model: SlideModel, y0_um: float, x0_um: float, shape: tuple[int,
     return out
 
 
-def _add_stain_and_neurons(rng, model: SlideModel) -> None:
+def _add_stain_and_neurons(rng: np.random.Generator, model: SlideModel) -> None:
     """Per-slide staining strength and 15–30 motor neurons (24–40 µm) per ventral horn."""
     model.stain = (float(rng.uniform(0.8, 1.2)), float(rng.uniform(0.75, 1.1)))
     for geom, pose in zip(model.geometries, model.poses):
@@ -440,7 +441,8 @@ def _add_stain_and_neurons(rng, model: SlideModel) -> None:
                                       float(rng.uniform(12, 20))))
 
 
-def _smooth_field(rng, shape, pixel_size_um, amplitude, scale_um=400.0) -> np.ndarray:
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], pixel_size_um: float,
+                  amplitude: float, scale_um: float = 400.0) -> np.ndarray:
     """Multiplicative low-frequency staining variation of relative ``amplitude``."""
     from scipy.ndimage import zoom
 
@@ -455,7 +457,8 @@ def _smooth_field(rng, shape, pixel_size_um, amplitude, scale_um=400.0) -> np.nd
     return 1.0 + amplitude * field_
 
 
-def _pose_list(rng, centres, angle_deg, mirrored) -> list[SectionPose]:
+def _pose_list(rng: np.random.Generator, centres: list[tuple[float, float]],
+               angle_deg: float | None, mirrored: bool) -> list[SectionPose]:
     poses = []
     for c in centres:
         a = float(rng.uniform(-180, 180)) if angle_deg is None else float(angle_deg)
@@ -463,7 +466,8 @@ def _pose_list(rng, centres, angle_deg, mirrored) -> list[SectionPose]:
     return poses
 
 
-def _debris(rng, size_um, avoid, n) -> list:
+def _debris(rng: np.random.Generator, size_um: tuple[float, float],
+            avoid: list[tuple[tuple[float, float], float]], n: int) -> list:
     out = []
     for _ in range(n):
         for _try in range(20):
@@ -475,7 +479,7 @@ def _debris(rng, size_um, avoid, n) -> list:
     return out
 
 
-def _build(model: SlideModel, pixel_size_um: float, rng) -> CordPhantom:
+def _build(model: SlideModel, pixel_size_um: float, rng: np.random.Generator) -> CordPhantom:
     h = round(model.size_um[0] / pixel_size_um)
     w = round(model.size_um[1] / pixel_size_um)
     codes = model.codes(0.0, 0.0, (h, w), pixel_size_um)

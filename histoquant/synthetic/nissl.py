@@ -349,7 +349,8 @@ def _smooth_field(rng: np.random.Generator, size_um: tuple[float, float], scale_
     return _sample_grid(grid.astype(np.float32), step, ys, xs)
 
 
-def _illumination(ys, xs, size_um, falloff, rng) -> np.ndarray:
+def _illumination(ys: np.ndarray, xs: np.ndarray, size_um: tuple[float, float],
+                  falloff: float, rng: np.random.Generator) -> np.ndarray:
     cy, cx = size_um[0] * rng.uniform(0.35, 0.65), size_um[1] * rng.uniform(0.35, 0.65)
     half = 0.5 * float(np.hypot(*size_um))
     gy, gx = rng.uniform(-0.04, 0.04, size=2)

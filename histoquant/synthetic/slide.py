@@ -9,6 +9,7 @@ test counting, tiling and bookkeeping, not a stain model).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,7 +119,7 @@ class PhantomSlide:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
 
-        def tiles(step: int):
+        def tiles(step: int) -> Iterator[np.ndarray]:
             h = -(-self.shape[0] // step)
             w = -(-self.shape[1] // step)
             for a in range(0, h, tile):

@@ -33,6 +33,7 @@ staining-gain field, added to a smooth uneven background, with shot and read noi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,8 @@ def _in_intervals(x: np.ndarray, intervals: list[tuple[float, float]]) -> np.nda
     return out
 
 
-def _wiggle(rng: np.random.Generator, amplitude_um: float):
+def _wiggle(rng: np.random.Generator, amplitude_um: float,
+            ) -> Callable[[np.ndarray], np.ndarray]:
     """Return a smooth lateral offset f(t): two sine terms, wavelengths 120–400 µm."""
     lam = rng.uniform(120, 400, 2)
     phase = rng.uniform(0, 2 * np.pi, 2)
@@ -396,7 +398,8 @@ def make_vessel_network(
 
 # --------------------------------------------------------------------------------- truth
 
-def _segments_in(curve: Curve, shape, px, mask=None):
+def _segments_in(curve: Curve, shape: tuple[int, int], px: float,
+                 mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lengths of the 0.1 µm steps of a curve and which lie inside the field (and mask)."""
     p = curve.yx_um
     mid = 0.5 * (p[1:] + p[:-1])
@@ -472,8 +475,9 @@ def _ramp(z: np.ndarray) -> np.ndarray:
     return np.clip(z + 0.5, 0.0, 1.0)
 
 
-def _render_family(curves: list[Curve], shape, px, pericyte_pad_um: float,
-                   dropout_level: float):
+def _render_family(curves: list[Curve], shape: tuple[int, int], px: float,
+                   pericyte_pad_um: float, dropout_level: float,
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Endothelium and pericyte-sleeve coverage of one family of non-touching curves.
 
     Each pixel takes its nearest centreline sample; within a family no two curves come
@@ -536,7 +540,8 @@ def _render_family(curves: list[Curve], shape, px, pericyte_pad_um: float,
     return endo, peri
 
 
-def _render_ellipses(img: np.ndarray, ellipses: np.ndarray, px: float, value: float = 1.0):
+def _render_ellipses(img: np.ndarray, ellipses: np.ndarray, px: float, value: float = 1.0,
+                     ) -> None:
     """Draw anti-aliased filled ellipses (y, x, a, b, angle in µm/rad) by maximum."""
     h, w = img.shape
     for y, x, a, b, ang in ellipses:

@@ -14,12 +14,15 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
 
 from histoquant.errors import ParamsError
 from histoquant.params import AssayParams
+
+if TYPE_CHECKING:
+    from magicgui.widgets.bases import ValueWidget
 
 __all__ = ["ParamsForm", "label_for", "save_params_file"]
 
@@ -86,7 +89,7 @@ class ParamsForm(Container):
 
     # -- building ------------------------------------------------------------------------------
 
-    def _make(self, info: dict[str, Any]):
+    def _make(self, info: dict[str, Any]) -> ValueWidget:
         name, default = info["name"], info["default"]
         hint, optional = _strip_optional(info["type"])
         common = {"name": name, "label": label_for(name, info.get("unit") or ""),
