@@ -34,7 +34,18 @@ LAZY_BYTES = 2 * 1024**3
 
 
 def is_image_file(path: str | Path) -> bool:
-    """Return True when ``path`` has a suffix :func:`read_image` understands."""
+    """Return True when ``path`` has a suffix :func:`read_image` understands.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A file or folder name (it need not exist).
+
+    Returns
+    -------
+    bool
+        Whether the suffix is one of :data:`IMAGE_SUFFIXES`.
+    """
     name = Path(path).name.lower()
     return name.endswith(IMAGE_SUFFIXES)
 
@@ -116,9 +127,19 @@ def read_image(
 
 
 def image_levels(path: str | Path) -> list[tuple[int, int]]:
-    """Height and width of every pyramid level of an image file, full resolution first.
+    """Return the height and width of every pyramid level of an image file, full resolution first.
 
     A file without a pyramid has one level. Reads metadata only.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The image file (or OME-Zarr folder).
+
+    Returns
+    -------
+    list of (int, int)
+        ``(height, width)`` in pixels of each level.
 
     Raises
     ------
