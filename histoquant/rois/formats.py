@@ -28,7 +28,23 @@ HALF = 0.5
 
 
 def read_regions(path: str | Path) -> list[Region]:
-    """Read regions from an ImageJ ``.roi``/``.zip`` or a GeoJSON/JSON file."""
+    """Read regions from an ImageJ ``.roi``/``.zip`` or a GeoJSON/JSON file.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The region file; its suffix picks the format.
+
+    Returns
+    -------
+    list of Region
+        The regions, each with ``properties["source_file"]`` naming the file.
+
+    Raises
+    ------
+    RegionError
+        When the file is missing, of an unknown format, or malformed.
+    """
     path = Path(path)
     if not path.exists():
         raise RegionError(f"{path}: no such region file")
@@ -47,7 +63,25 @@ def read_regions(path: str | Path) -> list[Region]:
 
 
 def write_regions(regions: list[Region], path: str | Path) -> Path:
-    """Write regions as ImageJ RoiSet (``.zip``/``.roi``) or GeoJSON (``.geojson``/``.json``)."""
+    """Write regions as ImageJ RoiSet (``.zip``/``.roi``) or GeoJSON (``.geojson``/``.json``).
+
+    Parameters
+    ----------
+    regions : list of Region
+        The regions to write.
+    path : str or pathlib.Path
+        The file to write; its suffix picks the format.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    RegionError
+        When the suffix is not a region format.
+    """
     suffix = Path(path).suffix.lower()
     if suffix in (".roi", ".zip"):
         return write_imagej_rois(regions, path)
@@ -61,6 +95,21 @@ def read_imagej_rois(path: str | Path) -> list[Region]:
 
     ROIs sharing a name are merged into one region (several polygons). Composite ROIs keep
     their holes. Line and point ROIs are refused: they have no area.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``.roi`` or ``.zip`` file.
+
+    Returns
+    -------
+    list of Region
+        One region per ROI name.
+
+    Raises
+    ------
+    RegionError
+        When the file cannot be read or holds a ROI without area.
     """
     import roifile
 
@@ -177,6 +226,18 @@ def write_imagej_rois(regions: list[Region], path: str | Path) -> Path:
 
     Each polygon becomes a sub-pixel polygon ROI named after its region; a polygon with holes
     becomes a composite ROI.
+
+    Parameters
+    ----------
+    regions : list of Region
+        The regions to write (a mask-only region is traced into polygons).
+    path : str or pathlib.Path
+        The ``.zip`` (or ``.roi``) file to write.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
     """
     import roifile
 
@@ -250,6 +311,16 @@ def read_geojson(path: str | Path) -> list[Region]:
     Every part of the structure is checked, so a malformed file gives a
     :class:`~histoquant.errors.RegionError` naming the file, the feature and what is wrong
     (never a Python AttributeError, IndexError or TypeError).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``.geojson`` or ``.json`` file.
+
+    Returns
+    -------
+    list of Region
+        The regions, features sharing a name merged into one.
 
     Raises
     ------
@@ -405,7 +476,20 @@ def _ring(ring: object, where: str) -> np.ndarray:
 
 
 def write_geojson(regions: list[Region], path: str | Path) -> Path:
-    """Write regions as a QuPath-compatible GeoJSON FeatureCollection of annotations."""
+    """Write regions as a QuPath-compatible GeoJSON FeatureCollection of annotations.
+
+    Parameters
+    ----------
+    regions : list of Region
+        The regions to write (a mask-only region is traced into polygons).
+    path : str or pathlib.Path
+        The ``.geojson`` file to write.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
     features = []
     for region in regions:
         polys = region.to_polygons()

@@ -81,7 +81,23 @@ class Region:
                 raise RegionError(f"region {self.name!r}: mask must be 2D")
 
     def to_mask(self, shape: tuple[int, int]) -> np.ndarray:
-        """Rasterise to a boolean mask of ``shape`` (Y, X)."""
+        """Rasterise to a boolean mask of ``shape`` (Y, X).
+
+        Parameters
+        ----------
+        shape : tuple of int
+            Height and width of the image.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean mask; the stored mask itself when the region has one.
+
+        Raises
+        ------
+        RegionError
+            When a stored mask does not have ``shape``.
+        """
         if self.mask is not None:
             if self.mask.shape != tuple(shape):
                 raise RegionError(
@@ -92,19 +108,37 @@ class Region:
         return rasterize(self.polygons, shape)
 
     def to_polygons(self) -> list[Polygon]:
-        """Outlines of the region (traced from the mask when no polygons are stored)."""
+        """Return the outlines of the region (traced from the mask when no polygons are stored).
+
+        Returns
+        -------
+        list of Polygon
+            The region's polygons, in pixel coordinates.
+        """
         if self.polygons:
             return self.polygons
         return mask_to_polygons(self.mask)
 
 
 def rasterize(polygons: Iterable[Polygon], shape: tuple[int, int]) -> np.ndarray:
-    """Boolean mask of the pixels whose centres lie inside any polygon (holes excluded).
+    """Return a boolean mask of the pixels whose centres lie inside any polygon (holes excluded).
 
     Centres exactly on an edge count as inside, as in ``skimage.draw.polygon``, whose result
     this reproduces; a scanline fill keeps the cost proportional to the rows times the edges
     crossing them instead of the bounding box times all the vertices, which matters for
     outlines traced along pixel edges (thousands of vertices).
+
+    Parameters
+    ----------
+    polygons : iterable of Polygon
+        The polygons, in (row, col) pixel coordinates.
+    shape : tuple of int
+        Height and width of the mask.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean (Y, X) mask.
     """
     mask = np.zeros(shape, dtype=bool)
     for poly in polygons:
@@ -180,6 +214,19 @@ def mask_to_polygons(mask: np.ndarray, tolerance_px: float = 0.0) -> list[Polygo
 
     The outline runs along pixel edges, half a pixel outside the centres of boundary pixels,
     so that :func:`rasterize` gives the mask back.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (Y, X) mask.
+    tolerance_px : float
+        Douglas–Peucker simplification tolerance in pixels; 0 keeps every vertex (and the
+        exact round trip).
+
+    Returns
+    -------
+    list of Polygon
+        One polygon per connected piece, with its holes.
     """
     from skimage.measure import find_contours, label, regionprops
 
@@ -245,6 +292,11 @@ def normalize_regions(
     source : str, optional
         Where the regions come from (the region file and the image), named in every error
         message so that a batch's error table says which file to fix.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        A boolean mask of ``shape`` per region name.
 
     Raises
     ------
