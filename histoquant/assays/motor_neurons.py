@@ -371,7 +371,14 @@ class MotorNeuronParams(AssayParams):
                               f"{list(CRESYL_VIOLET_OD)}")
 
     def fluorescent_segmentation(self) -> FluorescentSomaParams:
-        """Return the fluorescent soma-segmentation part of these parameters."""
+        """Return the fluorescent soma-segmentation part of these parameters.
+
+        Returns
+        -------
+        FluorescentSomaParams
+            The parameters :func:`~histoquant.segment.fluorescent_somata.segment_fluorescent_somata`
+            takes.
+        """
         return FluorescentSomaParams(
             background_scale_um=self.background_scale_um,
             smooth_um=self.fluorescence_smooth_um, snr=self.fluorescence_snr,
@@ -385,7 +392,13 @@ class MotorNeuronParams(AssayParams):
             trim_fraction=self.trim_fraction, min_area_um2=self.min_soma_area_um2)
 
     def segmentation(self) -> SomaSegmentationParams:
-        """Return the soma-segmentation part of these parameters."""
+        """Return the soma-segmentation part of these parameters.
+
+        Returns
+        -------
+        SomaSegmentationParams
+            The parameters the classical engine of :mod:`histoquant.segment.somata` takes.
+        """
         return SomaSegmentationParams(
             smooth_um=self.smooth_um, foreground_od=self.foreground_od,
             foreground_snr=self.foreground_snr, refine_cap_od=self.refine_cap_od,
@@ -425,7 +438,18 @@ def _upsample_labels(small: np.ndarray, factor: int, shape: tuple[int, int],
 
 
 def cellpose_options(p: MotorNeuronParams) -> CellposeOptions:
-    """Return the cellpose adapter's options from the assay's ``cellpose_*`` parameters."""
+    """Return the cellpose adapter's options from the assay's ``cellpose_*`` parameters.
+
+    Parameters
+    ----------
+    p : MotorNeuronParams
+        The assay's parameters.
+
+    Returns
+    -------
+    CellposeOptions
+        The options of :mod:`histoquant.segment.cellpose_engine`.
+    """
     return CellposeOptions(model=p.cellpose_model, diameter_um=p.cellpose_diameter_um,
                            flow_threshold=p.cellpose_flow_threshold,
                            cellprob_threshold=p.cellpose_cellprob_threshold,
@@ -433,7 +457,18 @@ def cellpose_options(p: MotorNeuronParams) -> CellposeOptions:
 
 
 def preflight(params: MotorNeuronParams | None = None) -> None:
-    """Check once before a batch that the chosen engine can run (cellpose and its model)."""
+    """Check once before a batch that the chosen engine can run (cellpose and its model).
+
+    Parameters
+    ----------
+    params : MotorNeuronParams, optional
+        The assay's parameters (the defaults when not given).
+
+    Raises
+    ------
+    DependencyError
+        When the cellpose engine is chosen and cellpose or its model is missing.
+    """
     p = resolve_params(MotorNeuronParams, params)
     if p.engine == "cellpose":
         require_cellpose(p.cellpose_model)
@@ -445,6 +480,20 @@ def classify(objects: pd.DataFrame, p: MotorNeuronParams,
 
     The size criteria (µm) are the same in both modalities; the brightness criterion is the
     mean optical density in brightfield and the mean signal-to-noise ratio in fluorescence.
+
+    Parameters
+    ----------
+    objects : pandas.DataFrame
+        One row per soma, with the columns of the assay's object table.
+    p : MotorNeuronParams
+        The criteria.
+    modality : {"brightfield", "fluorescence"}
+        Which brightness criterion applies.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, one value per row of ``objects``.
     """
     ok = (objects["equivalent_diameter_um"] >= p.min_equivalent_diameter_um) & \
          (objects["equivalent_diameter_um"] <= p.max_equivalent_diameter_um) & \
@@ -472,11 +521,21 @@ def classify(objects: pd.DataFrame, p: MotorNeuronParams,
 
 
 def guess_modality(image: Image) -> str:
-    """``"brightfield"`` or ``"fluorescence"``: the image's modality.
+    """Return ``"brightfield"`` or ``"fluorescence"``: the image's modality.
 
     The one the image was declared (``read_image(..., modality=...)``, ``--modality``) or
     detected from its tissue pixels (:func:`histoquant.io.modality.detect_modality`: light
     background and absorbing stain, or dark background and emitting stain).
+
+    Parameters
+    ----------
+    image : Image
+        The image.
+
+    Returns
+    -------
+    str
+        The modality's name.
     """
     return str(image.modality)
 
