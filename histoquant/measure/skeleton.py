@@ -116,24 +116,62 @@ class SkeletonTrace:
         return float(self.entry_length_um.sum())
 
     def entries_in(self, mask: np.ndarray) -> np.ndarray:
-        """Boolean per entry: whether its pixel lies in ``mask``."""
+        """Return, per entry, whether its pixel lies in ``mask``.
+
+        Parameters
+        ----------
+        mask : numpy.ndarray
+            Boolean mask of the traced image's shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean, one value per entry.
+        """
         if len(self.entry_rc) == 0:
             return np.zeros(0, bool)
         return np.asarray(mask)[self.entry_rc[:, 0], self.entry_rc[:, 1]]
 
     def length_in(self, mask: np.ndarray) -> float:
-        """Centreline length (µm) whose pixels lie in ``mask``."""
+        """Return the centreline length (µm) whose pixels lie in ``mask``.
+
+        Parameters
+        ----------
+        mask : numpy.ndarray
+            Boolean mask of the traced image's shape.
+
+        Returns
+        -------
+        float
+            Length in µm.
+        """
         return float(self.entry_length_um[self.entries_in(mask)].sum())
 
     def path_lengths_in(self, mask: np.ndarray) -> np.ndarray:
-        """Length (µm) of each path inside ``mask``."""
+        """Return the length (µm) of each path inside ``mask``.
+
+        Parameters
+        ----------
+        mask : numpy.ndarray
+            Boolean mask of the traced image's shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            One length per row of :attr:`paths`.
+        """
         w = np.where(self.entries_in(mask), self.entry_length_um, 0.0)
         return np.bincount(self.entry_path, weights=w, minlength=len(self.paths))
 
     def label_image(self) -> np.ndarray:
-        """Skeleton pixels labelled with ``path + 1`` (junction pixels: one of their paths).
+        """Return skeleton pixels labelled with ``path + 1`` (junction pixels: one of their paths).
 
         Paths of length 0 (the middle of a crossing, folded into its arms) are left out.
+
+        Returns
+        -------
+        numpy.ndarray
+            Integer label image of the traced image's shape (0 off the skeleton).
         """
         n = len(self.paths)
         dtype = np.uint16 if n < 65535 else np.uint32
@@ -196,7 +234,22 @@ def _smooth_paths(coords: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
 
 def chain_smoothed_length(rc: np.ndarray, pixel_size_um: float,
                           smoothing_um: float = 1.0) -> float:
-    """Length in µm of one ordered pixel chain, smoothed as in :func:`trace_skeleton`."""
+    """Return the length in µm of one ordered pixel chain, smoothed as in :func:`trace_skeleton`.
+
+    Parameters
+    ----------
+    rc : numpy.ndarray
+        (N, 2) (row, col) pixels of the chain, in order.
+    pixel_size_um : float
+        Pixel size in µm.
+    smoothing_um : float
+        Gaussian smoothing of the chain along its length, in µm.
+
+    Returns
+    -------
+    float
+        Length in µm.
+    """
     rc = np.asarray(rc)
     indptr = np.array([0, len(rc)])
     sm, _ = _smooth_paths(rc, indptr, np.arange(len(rc)),
