@@ -63,7 +63,18 @@ class CoarseField:
     valid: np.ndarray
 
     def upsample(self, rows: slice | None = None) -> np.ndarray:
-        """Return the field at full resolution (float32), or only the rows in ``rows``."""
+        """Return the field at full resolution (float32), or only the rows in ``rows``.
+
+        Parameters
+        ----------
+        rows : slice, optional
+            The rows to evaluate; every row when not given.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (rows, X) field.
+        """
         h, w = self.shape
         rows = rows or slice(0, h)
         ys = np.arange(rows.start or 0, h if rows.stop is None else min(rows.stop, h))
@@ -76,6 +87,15 @@ class CoarseField:
         most 8 px) and broadcast over each cell, which costs one pass over the image instead
         of materialising the field at full resolution. Over one cell a background that varies
         on the scale of the windows changes by well under 1 %.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            Float (Y, X) image of the field's shape, changed in place.
+        op : numpy.ufunc
+            A binary ufunc taking ``out=`` (``np.subtract``, ``np.multiply``, ...).
+        rows_per_chunk : int
+            Rows combined at a time.
         """
         h, w = self.shape
         cell = int(max(1, min(8, self.spacing_px // 8)))
@@ -93,7 +113,18 @@ class CoarseField:
                 op(sub, band[: sub.shape[0]], out=sub)
 
     def mean_over(self, mask: np.ndarray) -> float:
-        """Mean of the field over the pixels of ``mask`` (evaluated at block centres)."""
+        """Return the mean of the field over the pixels of ``mask`` (evaluated at block centres).
+
+        Parameters
+        ----------
+        mask : numpy.ndarray
+            Boolean (Y, X) mask of the field's shape.
+
+        Returns
+        -------
+        float
+            The mean; NaN when ``mask`` is empty.
+        """
         b = self.block_px
         weights = block_sum(mask, b).astype(np.float64)
         centres_y = np.arange(weights.shape[0]) * b + (b - 1) / 2
@@ -103,7 +134,18 @@ class CoarseField:
         return float((values * weights).sum() / total) if total else float("nan")
 
     def map(self, func: Callable[[np.ndarray], np.ndarray]) -> CoarseField:
-        """Return a new field with ``func`` applied to the grid values."""
+        """Return a new field with ``func`` applied to the grid values.
+
+        Parameters
+        ----------
+        func : callable
+            Maps the grid (a 2D array) to a grid of the same shape.
+
+        Returns
+        -------
+        CoarseField
+            The new field, on the same grid.
+        """
         return CoarseField(np.asarray(func(self.grid), dtype=np.float32), self.spacing_px,
                            self.offset_px, self.shape, self.block_px, self.valid)
 

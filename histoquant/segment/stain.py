@@ -37,7 +37,23 @@ _DARK_FLOOR = 1.0
 
 
 def unit_vector(v: Sequence[float]) -> np.ndarray:
-    """``v`` scaled to unit length (float64); ChannelError for a zero or non-3-vector."""
+    """Return ``v`` scaled to unit length (float64).
+
+    Parameters
+    ----------
+    v : sequence of float
+        A 3-vector (an OD colour).
+
+    Returns
+    -------
+    numpy.ndarray
+        The unit 3-vector.
+
+    Raises
+    ------
+    ChannelError
+        For a zero vector or one that is not 3 long.
+    """
     a = np.asarray(v, dtype=np.float64).ravel()
     n = float(np.linalg.norm(a)) if a.size == 3 else 0.0
     if a.size != 3 or not np.isfinite(n) or n == 0:
@@ -54,7 +70,7 @@ def _sample(rgb: ArrayLike, max_pixels: int = 250_000) -> np.ndarray:
 
 
 def estimate_white(rgb: ArrayLike, percentile: float = 99.0) -> np.ndarray:
-    """Per-channel intensity of unstained light (``I0``).
+    """Return the per-channel intensity of unstained light (``I0``).
 
     The ``percentile`` of each channel over a subsample: on a slide with glass in the field
     that is the glass, in a field full of tissue it is the palest neuropil — either way the
@@ -62,6 +78,18 @@ def estimate_white(rgb: ArrayLike, percentile: float = 99.0) -> np.ndarray:
     removes what remains. Never above the full-brightness value, never below 1 (on an 8- or
     16-bit scale). Float pixels are on the scale their values show (0–1, 0–255 or 0–65535,
     see :func:`histoquant.io.image.value_scale`), not assumed to be 0–1.
+
+    Parameters
+    ----------
+    rgb : array_like
+        (Y, X, 3) RGB image (a lazy array is read by subsample).
+    percentile : float
+        Percentile of each channel taken as white.
+
+    Returns
+    -------
+    numpy.ndarray
+        Three intensities, on the image's scale.
     """
     s = _sample(rgb)
     dtype = np.asarray(rgb[:1, :1]).dtype
@@ -74,10 +102,22 @@ def estimate_white(rgb: ArrayLike, percentile: float = 99.0) -> np.ndarray:
 
 
 def optical_density(pixels: np.ndarray, white: Sequence[float]) -> np.ndarray:
-    """Optical density ``-log10(I / I0)`` per channel (float32), clipped at 0.
+    """Return the optical density ``-log10(I / I0)`` per channel (float32), clipped at 0.
 
     Values at or below ``_DARK_FLOOR`` grey levels (of 255) are treated as that floor, so a
     saturated pixel gives a large finite density rather than infinity.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        (..., 3) RGB values.
+    white : sequence of float
+        ``I0`` per channel (:func:`estimate_white`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 OD of the shape of ``pixels``.
     """
     white = np.asarray(white, dtype=np.float32)
     floor = np.float32(_DARK_FLOOR / 255.0) * white.max()
@@ -96,6 +136,22 @@ def estimate_stain_vector(rgb: ArrayLike, white: Sequence[float] | None = None,
     the purest stain colour. Falls back to ``fallback`` when the image has too little stain
     for a stable estimate (fewer than 200 stained pixels, or a direction more than 25° from the
     fallback, which means the darkest pixels are not the stain — dust, pigment, a fold).
+
+    Parameters
+    ----------
+    rgb : array_like
+        (Y, X, 3) RGB image (a lazy array is read by subsample).
+    white : sequence of float, optional
+        ``I0`` per channel; estimated (:func:`estimate_white`) when not given.
+    fraction : float
+        Share of the stained pixels, the densest, whose colour is averaged.
+    fallback : sequence of float
+        The OD colour used when the estimate is unstable.
+
+    Returns
+    -------
+    numpy.ndarray
+        Unit OD 3-vector of the stain.
     """
     white = estimate_white(rgb) if white is None else np.asarray(white, np.float64)
     od = optical_density(_sample(rgb), white)
