@@ -190,6 +190,11 @@ def cellpose_models_dir() -> Path:
 
     ``CELLPOSE_LOCAL_MODELS_PATH`` when set, else ``~/.cellpose/models`` (cellpose's own rule;
     read at each call here, whereas cellpose reads it once when imported).
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (it need not exist).
     """
     env = os.environ.get("CELLPOSE_LOCAL_MODELS_PATH")
     return Path(env).expanduser() if env else Path.home() / ".cellpose" / "models"

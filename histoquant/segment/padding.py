@@ -51,10 +51,20 @@ _SAMPLE = 250_000
 
 
 def padding_window_px(shape: tuple[int, ...]) -> int:
-    """Side (px) of the window that must be flat for an area to count as solid padding.
+    """Return the side (px) of the window that must be flat for an area to count as solid padding.
 
     About 1/64 of the short side of the image, odd, between 9 and 31 px: small enough for
     the padding of a 600-px export, large enough that clipped noise never passes.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the image (the first two axes count).
+
+    Returns
+    -------
+    int
+        The window side in pixels.
     """
     w = int(min(shape[0], shape[1]) // 64)
     w = max(9, min(31, w))
@@ -62,10 +72,22 @@ def padding_window_px(shape: tuple[int, ...]) -> int:
 
 
 def padding_of_image(image: Image, projection: str = "max") -> np.ndarray:
-    """:func:`find_padding` of an :class:`~histoquant.io.image.Image` (all channels, Z projected).
+    """Return :func:`find_padding` of an :class:`~histoquant.io.image.Image` (all channels, Z max).
 
     Cached in ``image.metadata["_padding"]`` (keyed by the image's shape) so the assays and
     the statistics of one image compute it once.
+
+    Parameters
+    ----------
+    image : Image
+        The image.
+    projection : {"max", "mean", "sum"}
+        How a Z-stack is reduced to 2D.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean (Y, X) padding mask.
     """
     cache = image.metadata.get("_padding")
     if cache is not None and cache.shape == tuple(image.shape_yx):

@@ -81,7 +81,22 @@ class TubeSegmentation:
 
 
 def remove_small(mask: np.ndarray, min_px: float, connectivity: int = 2) -> np.ndarray:
-    """Drop connected components of fewer than ``min_px`` pixels (8-connected by default)."""
+    """Drop connected components of fewer than ``min_px`` pixels (8-connected by default).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (Y, X) mask.
+    min_px : float
+        Smallest component kept, in pixels.
+    connectivity : int
+        1 for 4-connected, 2 for 8-connected components.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask.
+    """
     structure = ndi.generate_binary_structure(2, connectivity)
     labels, n = ndi.label(mask, structure=structure)
     if n == 0:
@@ -101,10 +116,22 @@ def _label_sizes(labels, n):
 
 
 def hysteresis(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Pixels above ``low`` connected (4-neighbours) to a pixel above ``high``.
+    """Return the pixels above ``low`` connected (4-neighbours) to a pixel above ``high``.
 
     Same result as :func:`skimage.filters.apply_hysteresis_threshold`, without its per-label
     sums. Four-connectivity keeps growth from hopping along diagonal noise.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        (Y, X) image.
+    low, high : float
+        The two thresholds, ``low ≤ high``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask.
     """
     weak = values > low
     labels, n = ndi.label(weak)
@@ -182,6 +209,22 @@ def subtract_background(image: np.ndarray, pixel_size_um: float, radius_um: floa
 
     The percentile (not the minimum) keeps the estimate steady in noise; the window is wide
     enough that it reaches between vessels, so vessels do not raise it.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (Y, X) image, vessels bright.
+    pixel_size_um : float
+        Pixel size in µm.
+    radius_um : float
+        Radius of the background window in µm.
+    percentile : float
+        Percentile of the window taken as background.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 image minus its background.
     """
     img = np.asarray(image, dtype=np.float32)
     radius_px = radius_um / pixel_size_um
@@ -329,7 +372,7 @@ def _robust_z(resp: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[float], *,
                  method: str = "sato", mask: np.ndarray | None = None) -> np.ndarray:
-    """Multi-scale bright-ridge response in noise units (maximum over scales).
+    """Return the multi-scale bright-ridge response in noise units (maximum over scales).
 
     Parameters
     ----------
@@ -344,6 +387,11 @@ def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[fl
         scikit-image ridge filter.
     mask : ndarray of bool, optional
         Pixels whose responses set the noise statistics (the analysed regions).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ridge response, in robust SDs above the median of the positive responses.
     """
     from skimage import filters
 
@@ -390,6 +438,22 @@ def fill_padding(image: np.ndarray, padding: np.ndarray, pixel_size_um: float,
     statistics already restricted to the field). The fill is the local mean of the image on
     the background's grid (blocks of ``radius_um``/4), carried outwards from the nearest
     block with image in it: flat, so it adds no ridges and no step.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (Y, X) image.
+    padding : numpy.ndarray
+        Boolean (Y, X) padding mask.
+    pixel_size_um : float
+        Pixel size in µm.
+    radius_um : float
+        Radius of the background window in µm (as in :func:`subtract_background`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 image; a copy when anything was filled.
     """
     img = np.asarray(image, dtype=np.float32)
     pad = np.asarray(padding, bool)
