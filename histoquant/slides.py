@@ -53,7 +53,18 @@ class Overview:
     dtype_max: float
 
     def to_full(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Overview pixel coordinates → full-resolution pixel coordinates (pixel centres)."""
+        """Convert overview pixel coordinates to full-resolution pixel coordinates (pixel centres).
+
+        Parameters
+        ----------
+        rows, cols : numpy.ndarray
+            Overview pixel coordinates.
+
+        Returns
+        -------
+        rows, cols : numpy.ndarray
+            Full-resolution coordinates of the same points.
+        """
         sy, sx = self.scale
         return (np.asarray(rows) + 0.5) * sy - 0.5, (np.asarray(cols) + 0.5) * sx - 0.5
 
@@ -267,7 +278,22 @@ def find_sections(view: Overview, *, min_area_mm2: float = 1.0, smooth_um: float
 
 
 def display_rgb(data: np.ndarray, rgb: bool, dtype_max: float) -> np.ndarray:
-    """8-bit RGB for QC pictures: RGB as is, one channel grey, several as a colour composite."""
+    """Return 8-bit RGB for QC pictures: RGB as is, one channel grey, several as a colour composite.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        (Y, X) or (Y, X, C) pixels.
+    rgb : bool
+        Whether 3 channels are RGB.
+    dtype_max : float
+        Full-brightness value of the data.
+
+    Returns
+    -------
+    numpy.ndarray
+        (Y, X, 3) uint8 picture.
+    """
     from .qc import to_display_rgb
 
     arr = np.asarray(data, dtype=np.float32)
@@ -283,7 +309,20 @@ def display_rgb(data: np.ndarray, rgb: bool, dtype_max: float) -> np.ndarray:
 
 
 def saturated_pct(data: np.ndarray, dtype: np.dtype) -> float:
-    """Percentage of pixels at the top of an integer type in any channel (0 for floats)."""
+    """Return the percentage of pixels at the top of an integer type in any channel (0 for floats).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        (Y, X) or (Y, X, C) pixels.
+    dtype : numpy.dtype
+        The data type of the original image.
+
+    Returns
+    -------
+    float
+        Percentage of pixels (0–100).
+    """
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.integer):
         return 0.0

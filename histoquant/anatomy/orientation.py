@@ -132,6 +132,11 @@ def symmetry_axis(grey: np.ndarray, tissue: np.ndarray, px_um: float,
         Angles (degrees, axis direction, 0 = vertical) searched.
     fixed_angle : float, optional
         Search only the line's position at this angle.
+
+    Returns
+    -------
+    Axis
+        The best midline and its symmetry score.
     """
     weight = grey.astype(np.float32) + 0.5 * tissue.astype(np.float32)
     rows, cols = np.nonzero(tissue)
@@ -197,7 +202,22 @@ def _minor_axis(tissue: np.ndarray) -> tuple[float, float]:
 
 
 def reflect_dice(mask: np.ndarray, point: np.ndarray, direction: np.ndarray) -> float:
-    """Dice overlap of ``mask`` with its reflection about the line (point, direction)."""
+    """Return the Dice overlap of ``mask`` with its reflection about the line (point, direction).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (Y, X) mask.
+    point : numpy.ndarray
+        (row, col) of a point on the line.
+    direction : numpy.ndarray
+        Unit (row, col) direction of the line.
+
+    Returns
+    -------
+    float
+        Dice coefficient in [0, 1]; 0 for an empty mask.
+    """
     coords = np.argwhere(mask).astype(float)
     if not len(coords):
         return 0.0

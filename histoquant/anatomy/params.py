@@ -25,6 +25,16 @@ def parse_ventral(value: float | str) -> float | str:
 
     The angle (0 = ventral down, counter-clockwise positive) is read from a word
     (down/right/up/left) or a number.
+
+    Parameters
+    ----------
+    value : float or str
+        ``"auto"``, a direction word, or an angle.
+
+    Returns
+    -------
+    float or str
+        ``"auto"`` or the angle in degrees.
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)

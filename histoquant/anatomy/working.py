@@ -74,11 +74,25 @@ class WorkingImage:
 
 
 def read_downsampled(image: Image, factor: int, channel: int | None = None) -> np.ndarray:
-    """Block-mean of ``image`` over ``factor`` × ``factor`` pixel blocks, as float32.
+    """Return the block mean of ``image`` over ``factor`` × ``factor`` pixel blocks, as float32.
 
-    Returns (ceil(H/f), ceil(W/f)) for one channel, or (.., .., C) for every channel when
-    ``channel`` is None and the image has channels. Partial blocks at the right and bottom
-    edges are averaged over the pixels they hold. Z stacks are max-projected.
+    Partial blocks at the right and bottom edges are averaged over the pixels they hold.
+    Z stacks are max-projected.
+
+    Parameters
+    ----------
+    image : Image
+        The image (read from its pyramid level when one matches ``factor``).
+    factor : int
+        Block side in pixels.
+    channel : int, optional
+        The channel to read; every channel when not given.
+
+    Returns
+    -------
+    numpy.ndarray
+        (ceil(H/f), ceil(W/f)) for one channel, or (.., .., C) for every channel when
+        ``channel`` is None and the image has channels.
     """
     factor = max(1, int(factor))
     level = _pyramid_level(image, factor)
@@ -133,7 +147,15 @@ def _read_block_mean_in_bands(data: Any, axes: str, f: int, channel: int | None
 def pyramid_downsamples(image: Image) -> list[int]:
     """Return the integer downsampling factors of the pyramid levels in ``image``'s file.
 
-    ``[1]`` when there is no usable pyramid.
+    Parameters
+    ----------
+    image : Image
+        An image read from a file.
+
+    Returns
+    -------
+    list of int
+        The factors, 1 (full resolution) first; ``[1]`` when there is no usable pyramid.
     """
     levels = _open_levels(image)
     return [d for _, _, d in levels] if levels else [1]
@@ -227,6 +249,20 @@ def tissue_signal(image: Image, factor: int, channel: int | str | None = None
     imaged field); with several channels and none named, the one whose tissue stands out
     best (largest Otsu between-class variance ratio over the imaged field) is used, and its
     name recorded in ``channel``.
+
+    Parameters
+    ----------
+    image : Image
+        The image.
+    factor : int
+        Downsampling factor to the working resolution.
+    channel : int or str, optional
+        The channel holding the tissue stain; chosen as above when not given.
+
+    Returns
+    -------
+    WorkingImage
+        The tissue signal, its valid (imaged) pixels and how it was made.
     """
     full_shape = image.shape_yx
     rgb_image = image.rgb and image.n_channels == 3
@@ -308,6 +344,18 @@ def padding_mask(pixels: np.ndarray, max_value: float = 255.0) -> np.ndarray:
     never tissue in fluorescence or brightfield, and too narrow in places for the solid-
     window test. 8-bit data given as block means are rounded back to 8 bit first, so a fill
     stays exactly one value.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        (Y, X) or (Y, X, C) image (or block means of one).
+    max_value : float
+        Full-brightness value of the data.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean (Y, X) mask.
     """
     from ..segment.padding import find_padding
 
