@@ -132,7 +132,13 @@ def _params_with_flags(args: argparse.Namespace) -> AssayParams | str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser, one subcommand per assay plus ``batch``."""
+    """Return the argument parser, one subcommand per assay plus ``batch``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser of the ``histoquant`` command.
+    """
     parser = argparse.ArgumentParser(
         prog="histoquant",
         description="Measure spinal cord sections: motor neurons, Evans Blue, vessels, GFP+ "
@@ -237,7 +243,18 @@ def _batch(args: argparse.Namespace, channels: dict) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``histoquant`` command; returns the exit status."""
+    """Run the ``histoquant`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (``sys.argv[1:]`` when not given).
+
+    Returns
+    -------
+    int
+        The exit status (0 when every image was measured).
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)

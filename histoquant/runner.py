@@ -92,6 +92,11 @@ def run_files(
         ``level``, ``section``, or any other name): each becomes a constant column of every
         summary and objects table, beside ``image`` and ``region``.
 
+    Returns
+    -------
+    RunReport
+        The results, the files that failed (and why), and the output folder.
+
     Raises
     ------
     HistoquantError

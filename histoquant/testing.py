@@ -54,7 +54,31 @@ def run_blobs(image: Image | np.ndarray, regions: Any = None,
               channels: Mapping[str, str | int] | None = None,
               pixel_size_um: float | None = None,
               progress: Callable[[float, str], None] | None = None) -> AssayResult:
-    """Count blobs per region; objects are assigned to the region holding their centroid."""
+    """Count blobs per region; objects are assigned to the region holding their centroid.
+
+    A minimal assay with the signature of every assay's ``run``, for tests of the machinery
+    around assays.
+
+    Parameters
+    ----------
+    image : Image or numpy.ndarray
+        The image (bright blobs; dark blobs on an RGB image).
+    regions : object, optional
+        As every assay takes them (None, ``"auto"``, Regions, masks or a region file).
+    params : BlobParams, mapping or str, optional
+        The parameters (defaults when not given).
+    channels : mapping, optional
+        Channel role ``signal`` → name or index.
+    pixel_size_um : float, optional
+        Pixel size override.
+    progress : callable, optional
+        ``progress(fraction_done, message)``.
+
+    Returns
+    -------
+    AssayResult
+        One summary row per region and one object row per blob.
+    """
     from skimage.measure import label, regionprops_table
 
     image = prepare_image(image, pixel_size_um)
@@ -98,7 +122,20 @@ BLOB_SPEC = AssaySpec(
 
 
 def register(monkeypatch: pytest.MonkeyPatch, spec: AssaySpec = BLOB_SPEC) -> AssaySpec:
-    """Make ``spec`` findable by name (``get_assay``, the CLI and batch) for one test."""
+    """Make ``spec`` findable by name (``get_assay``, the CLI and batch) for one test.
+
+    Parameters
+    ----------
+    monkeypatch : pytest.MonkeyPatch
+        The test's monkeypatch fixture (undoes the registration after the test).
+    spec : AssaySpec
+        The assay to register.
+
+    Returns
+    -------
+    AssaySpec
+        ``spec``.
+    """
     import sys
 
     from .assays import base

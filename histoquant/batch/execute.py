@@ -221,12 +221,24 @@ def _load_writers() -> None:
 
 
 def side_process(jobs: int, scheduler: Any = None) -> ProcessPoolExecutor | None:
-    """One spare local process for the serial tail of a parallel run, or None.
+    """Return one spare local process for the serial tail of a parallel run, or None.
 
     Once the images are measured the workers are gone; writing the Excel workbook (the
     slowest part of assembling a large study) in a second process overlaps it with the
     tables, the pictures and the report. Only for local runs with ``jobs`` > 1: a one-job
     run promised one process, and a Dask run's own machine may have one core.
+
+    Parameters
+    ----------
+    jobs : int
+        Number of local worker processes of the run.
+    scheduler : object, optional
+        The Dask scheduler (address or client) of a distributed run.
+
+    Returns
+    -------
+    concurrent.futures.ProcessPoolExecutor or None
+        A one-process pool, already started, or None.
     """
     if scheduler is not None or jobs <= 1:
         return None

@@ -143,6 +143,11 @@ def build_report(tables: StudyTables, units: Sequence[Mapping[str, Any]],
         Assay → measures to plot (default: all).
     notes : sequence of str
         Things the user should know (skipped files, defaults taken).
+
+    Returns
+    -------
+    str
+        A self-contained HTML page (plots as inline SVG, thumbnails inline).
     """
     measures = measures or {}
     groups = list(tables.groups)

@@ -82,7 +82,22 @@ class UnitOutput:
 
 
 def unit_key(input_sha256: str, spec_name: str, settings: dict[str, Any]) -> str:
-    """Identity of a result: the input's hash, the assay and every setting that shapes it."""
+    """Return a result's identity: the input's hash, the assay and every setting that shapes it.
+
+    Parameters
+    ----------
+    input_sha256 : str
+        The input file's SHA-256.
+    spec_name : str
+        The assay's name.
+    settings : dict
+        Every setting that changes the result (parameters, regions, channels, ...).
+
+    Returns
+    -------
+    str
+        A 24-character hex digest (also the name of the unit's part file).
+    """
     from .. import __version__
 
     blob = json.dumps({"input": input_sha256, "assay": spec_name, "histoquant": __version__,
@@ -347,6 +362,11 @@ def _load(image: Image) -> np.ndarray:
 
 def process_unit(unit: Unit) -> UnitOutput:
     """Measure one image with one assay; never raises for a bad image.
+
+    Parameters
+    ----------
+    unit : Unit
+        The image, the assay and its settings.
 
     Returns
     -------

@@ -61,7 +61,25 @@ class Modality:
 
 
 def check_modality(kind: str | None, source: str = "") -> str | None:
-    """Validate a modality given by a user; ``None`` passes (detect)."""
+    """Validate a modality given by a user; ``None`` passes (detect).
+
+    Parameters
+    ----------
+    kind : str or None
+        ``"brightfield"`` or ``"fluorescence"``, or an alias (``bf``, ``fl``, ``if``, ...).
+    source : str
+        Where the value came from, for the message.
+
+    Returns
+    -------
+    str or None
+        The modality's canonical name, or None.
+
+    Raises
+    ------
+    ParamsError
+        When ``kind`` is not a modality.
+    """
     if kind is None:
         return None
     k = str(kind).strip().lower()

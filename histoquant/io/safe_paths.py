@@ -231,11 +231,21 @@ class OutputFolder:
         self.root = Path(os.path.abspath(root))
 
     def path(self, *parts: str) -> Path:
-        """``root / parts...``, checked by :func:`check_inside`.
+        """Return ``root / parts...``, checked by :func:`check_inside`.
 
         ``parts`` are names the code chose (``"qc"``, ``"summary.csv"``) or made with
         :func:`safe_name` / :func:`safe_file_name`; a part that still climbs out or passes
         through a link to elsewhere raises :class:`~histoquant.errors.OutputPathError`.
+
+        Parameters
+        ----------
+        *parts : str
+            Folder and file names below the root.
+
+        Returns
+        -------
+        pathlib.Path
+            The path (nothing is created).
         """
         if not parts:
             raise ValueError("OutputFolder.path needs at least one name")
@@ -247,6 +257,11 @@ class OutputFolder:
         Looks at the entries of ``root`` and of its sub-folders, ``depth`` levels down,
         without following links, so that a run can stop before it measures anything
         instead of failing at its first write.
+
+        Parameters
+        ----------
+        depth : int
+            How many levels of sub-folders are looked at.
 
         Raises
         ------
