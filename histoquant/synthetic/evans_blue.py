@@ -379,6 +379,17 @@ def make_example(path: str | Path, *, seed: int = 7, size: int = 960,
     (the grey-matter outline, for ``--regions``) and ``<stem>_truth.json`` (exact
     grey-matter figures).
 
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The image file to write.
+    seed : int
+        Random seed.
+    size : int
+        Side of the image in pixels.
+    pixel_size_um : float
+        Pixel size in µm.
+
     Returns
     -------
     dict

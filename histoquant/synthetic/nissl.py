@@ -73,7 +73,18 @@ class NisslCell:
     processes: tuple[tuple[float, float, float], ...] = ()  # (angle, length_um, base_width_um)
 
     def outline_radius(self, theta: np.ndarray) -> np.ndarray:
-        """Soma radius (µm) in direction ``theta`` (radians, image y down, x right)."""
+        """Return the soma radius (µm) in direction ``theta`` (radians, image y down, x right).
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Directions in radians.
+
+        Returns
+        -------
+        numpy.ndarray
+            Radius in µm per direction.
+        """
         return self._radius_of_direction(np.exp(1j * np.asarray(theta, np.float64)))
 
     def _radius_of_direction(self, z: np.ndarray) -> np.ndarray:
@@ -164,7 +175,20 @@ class NisslTissue:
     white: tuple[float, float, float] = (240.0, 238.0, 244.0)
 
     def render(self, pixel_size_um: float) -> tuple[Image, NisslTruth]:
-        """Render the tissue at ``pixel_size_um``; returns the RGB image and its truth."""
+        """Render the tissue at ``pixel_size_um``.
+
+        Parameters
+        ----------
+        pixel_size_um : float
+            Pixel size in µm.
+
+        Returns
+        -------
+        image : Image
+            The RGB uint8 image.
+        truth : NisslTruth
+            Its exact truth at this pixel size.
+        """
         px = float(pixel_size_um)
         if not px > 0:
             raise ValueError(f"pixel_size_um must be positive, not {pixel_size_um}")
@@ -468,6 +492,11 @@ def make_nissl_tissue(size_um: tuple[float, float] = (512.0, 512.0), *, seed: in
     stain_variation, illumination_falloff, noise_grey : float
         Strength of uneven staining (relative), vignetting (relative) and camera noise (grey
         levels).
+
+    Returns
+    -------
+    NisslTissue
+        The layout, rendered at any pixel size by :meth:`NisslTissue.render`.
     """
     rng = np.random.default_rng([seed, 0])
     h_um, w_um = float(size_um[0]), float(size_um[1])

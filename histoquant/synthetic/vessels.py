@@ -88,7 +88,18 @@ class Curve:
         return np.concatenate([[0.0], np.cumsum(d)])
 
     def covered(self, arc: np.ndarray) -> np.ndarray:
-        """Whether arc positions lie in a pericyte sleeve."""
+        """Return whether arc positions lie in a pericyte sleeve.
+
+        Parameters
+        ----------
+        arc : numpy.ndarray
+            Positions along the curve, in µm from its start.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean, one value per position.
+        """
         return _in_intervals(arc, self.sleeves_um)
 
 
@@ -122,7 +133,13 @@ class VesselTruth:
     area_mm2: float
 
     def to_dict(self) -> dict:
-        """Return the truth as a plain dict (for JSON)."""
+        """Return the truth as a plain dict (for JSON).
+
+        Returns
+        -------
+        dict
+            Field name → value.
+        """
         return asdict(self)
 
 
@@ -237,6 +254,11 @@ def make_vessel_network(
         Length range of those stretches.
     parenchymal_nuclei_per_mm2 : float
         Density of nuclei away from vessels.
+
+    Returns
+    -------
+    VesselNetwork
+        The curves, sleeves and nuclei, rendered by :func:`render_vessels`.
     """
     rng = np.random.default_rng(seed)
     h, w = size_um
@@ -416,11 +438,27 @@ def _segments_in(curve: Curve, shape: tuple[int, int], px: float,
 
 def vessel_truth(network: VesselNetwork, pixel_size_um: float, shape: tuple[int, int],
                  mask: np.ndarray | None = None) -> VesselTruth:
-    """Exact truth of ``network`` inside a field of ``shape`` pixels (and inside ``mask``).
+    """Return the exact truth of ``network`` in a field of ``shape`` pixels (and in ``mask``).
 
     Lengths are sums of the curves' 0.1 µm chords whose midpoints lie in the field, so they
     do not depend on the pixel size except through the field's edges (and the mask's
     pixels, when a mask is given).
+
+    Parameters
+    ----------
+    network : VesselNetwork
+        The network.
+    pixel_size_um : float
+        Pixel size of the field in µm.
+    shape : tuple of int
+        Height and width of the field in pixels.
+    mask : numpy.ndarray, optional
+        Boolean (Y, X) mask limiting the truth to a region.
+
+    Returns
+    -------
+    VesselTruth
+        Lengths, coverage and diameters.
     """
     px = float(pixel_size_um)
     total = covered = wdiam = warea = wcov_area = 0.0
@@ -675,6 +713,19 @@ def vessel_phantom(
 ) -> tuple[Image, VesselTruth, VesselNetwork]:
     """Make a network, render it and compute its truth in one call.
 
+    Parameters
+    ----------
+    size_um : (float, float)
+        Field height and width in µm.
+    pixel_size_um : float
+        Pixel size in µm.
+    seed : int
+        Random seed of the network and the rendering.
+    network_kwargs : dict, optional
+        More arguments of :func:`make_vessel_network`.
+    **render_kwargs : object
+        More arguments of :func:`render_vessels`.
+
     Returns
     -------
     image : Image
@@ -695,6 +746,13 @@ def make_example(path: str | Path, *, seed: int = 7) -> tuple[Path, Path]:
 
     Channels are named ``endothelium`` and ``pericyte``; the truth (lengths, coverage,
     diameter) goes to a JSON file beside the image (``<stem>.truth.json``).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The image file to write.
+    seed : int
+        Random seed.
 
     Returns
     -------
