@@ -33,7 +33,9 @@ exclude_patterns = ["_build"]
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 autodoc_member_order = "bysource"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+# Each automodule of a module lists ``:members:`` (its ``__all__``); a package's shows its
+# docstring only.
+autodoc_default_options = {"show-inheritance": True}
 # The optional extras (cellpose, dask) are imported inside functions only; nothing to mock.
 
 # numpydoc renders Parameters/Returns; the class members are listed by autodoc itself, so
