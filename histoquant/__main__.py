@@ -1,3 +1,5 @@
+"""``python -m histoquant``: the command line (:func:`histoquant.cli.main`)."""
+
 import sys
 
 from .cli import main

@@ -19,10 +19,14 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .assays.base import AssaySpec, available_assays
 from .errors import HistoquantError
 from .io import is_image_file
+
+if TYPE_CHECKING:
+    from .params import AssayParams
 
 __all__ = ["main", "build_parser"]
 
@@ -117,7 +121,7 @@ def _add_param_flags(p: argparse.ArgumentParser, spec: AssaySpec) -> None:
             p.add_argument(f"--{name}", default=None, **kwargs)
 
 
-def _params_with_flags(args: argparse.Namespace):
+def _params_with_flags(args: argparse.Namespace) -> AssayParams | str | None:
     """``--params`` with any assay flag from ``_PARAM_FLAGS`` applied on top."""
     overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k, None) is not None}
     if not overrides:
@@ -128,7 +132,13 @@ def _params_with_flags(args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, one subcommand per assay plus ``batch``."""
+    """Return the argument parser, one subcommand per assay plus ``batch``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser of the ``histoquant`` command.
+    """
     parser = argparse.ArgumentParser(
         prog="histoquant",
         description="Measure spinal cord sections: motor neurons, Evans Blue, vessels, GFP+ "
@@ -233,7 +243,18 @@ def _batch(args: argparse.Namespace, channels: dict) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``histoquant`` command; returns the exit status."""
+    """Run the ``histoquant`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (``sys.argv[1:]`` when not given).
+
+    Returns
+    -------
+    int
+        The exit status (0 when every image was measured).
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -54,8 +54,10 @@ class DependencyError(HistoquantError):
 
 
 class OutputPathError(HistoquantError):
-    """A file would be written outside the output folder (a symbolic link leading out of it,
-    or a name that climbs out); nothing is written there."""
+    """A file would be written outside the output folder; nothing is written there.
+
+    A symbolic link leading out of it, or a name that climbs out.
+    """
 
 
 class ModalityError(HistoquantError):

@@ -26,7 +26,7 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ import pandas as pd
 from .io.safe_paths import OutputFolder, safe_file_name
 from .io.writers import atomic_path
 from .results import AssayResult, order_columns, versions
+
+if TYPE_CHECKING:
+    from openpyxl.worksheet.worksheet import Worksheet
 
 __all__ = ["write_csv", "write_label_image", "write_png", "write_result_files",
            "write_tables", "extra_tables", "write_run_json", "file_sha256", "write_json",
@@ -47,6 +50,20 @@ def write_csv(df: pd.DataFrame, path: str | Path, *, root: str | Path | None = N
 
     With ``root``, refuse (:class:`~histoquant.errors.OutputPathError`) a ``path`` outside
     that folder once symbolic links are resolved; the same holds for every writer here.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table (its index is not written).
+    path : str or pathlib.Path
+        The ``.csv`` file.
+    root : str or pathlib.Path, optional
+        The output folder ``path`` must lie in (symbolic links resolved).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     path = Path(path)
     with atomic_path(path, root=root) as tmp:
@@ -57,7 +74,27 @@ def write_csv(df: pd.DataFrame, path: str | Path, *, root: str | Path | None = N
 def write_label_image(labels: np.ndarray, path: str | Path,
                       pixel_size_um: float | None = None, *,
                       root: str | Path | None = None) -> Path:
-    """Write a label image or mask as a compressed ImageJ TIFF with its calibration."""
+    """Write a label image or mask as a compressed ImageJ TIFF with its calibration.
+
+    A boolean mask is written as 0/255 uint8, labels as uint16 (float32 beyond 65535, which
+    ImageJ cannot open as integers).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        The (Y, X) label image or boolean mask.
+    path : str or pathlib.Path
+        The ``.tif`` file.
+    pixel_size_um : float, optional
+        Pixel size in µm, written as the TIFF's resolution.
+    root : str or pathlib.Path, optional
+        The output folder ``path`` must lie in (symbolic links resolved).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     import tifffile
 
     arr = np.asarray(labels)
@@ -83,7 +120,22 @@ PNG_COMPRESS_LEVEL = 1
 
 
 def write_png(rgb: np.ndarray, path: str | Path, *, root: str | Path | None = None) -> Path:
-    """Write an RGB uint8 array as PNG, atomically."""
+    """Write an RGB uint8 array as PNG, atomically.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        The (Y, X, 3) uint8 picture.
+    path : str or pathlib.Path
+        The ``.png`` file.
+    root : str or pathlib.Path, optional
+        The output folder ``path`` must lie in (symbolic links resolved).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     from PIL import Image as PILImage
 
     path = Path(path)
@@ -94,11 +146,20 @@ def write_png(rgb: np.ndarray, path: str | Path, *, root: str | Path | None = No
 
 
 def write_result_files(result: AssayResult, outdir: str | Path) -> None:
-    """Write a result's label image and QC overlay under ``outdir/labels`` and ``outdir/qc``,
-    and, when ``result.extra["regions"]`` holds :class:`~histoquant.rois.Region` objects,
-    ``outdir/regions/<stem>.geojson`` (QuPath) and ``.zip`` (ImageJ RoiSet).
+    """Write a result's label image, QC overlay and regions under ``outdir``.
+
+    The label image goes under ``outdir/labels``, the QC overlay under ``outdir/qc``, and,
+    when ``result.extra["regions"]`` holds :class:`~histoquant.rois.Region` objects, the
+    regions as ``outdir/regions/<stem>.geojson`` (QuPath) and ``.zip`` (ImageJ RoiSet).
 
     ``<stem>`` is ``result.image`` made safe by :func:`~histoquant.io.safe_paths.safe_file_name`.
+
+    Parameters
+    ----------
+    result : AssayResult
+        The result of one image.
+    outdir : str or pathlib.Path
+        The output folder.
 
     Raises
     ------
@@ -123,7 +184,26 @@ def write_result_files(result: AssayResult, outdir: str | Path) -> None:
 
 def write_tables(results: Iterable[AssayResult], outdir: str | Path,
                  errors: list[dict[str, str]] | None = None) -> dict[str, pd.DataFrame]:
-    """Concatenate results into ``summary.csv`` and ``objects.csv`` (and ``errors.csv``)."""
+    """Concatenate results into ``summary.csv`` and ``objects.csv`` (and ``errors.csv``).
+
+    Each assay's extra tables (:func:`extra_tables`) are written beside them as
+    ``<name>.csv``; an ``errors.csv`` left by an earlier run is removed when there is no error.
+
+    Parameters
+    ----------
+    results : iterable of AssayResult
+        The results of the run.
+    outdir : str or pathlib.Path
+        The output folder.
+    errors : list of dict, optional
+        One row per failed image (written as ``errors.csv``).
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        Every table written, by name (``summary``, ``objects``, the extra tables,
+        ``errors`` when there are any).
+    """
     out = OutputFolder(outdir)
     results = list(results)
     summary = pd.concat([r.summary for r in results], ignore_index=True) if results \
@@ -147,11 +227,26 @@ def write_tables(results: Iterable[AssayResult], outdir: str | Path,
 
 
 def extra_tables(results: Iterable[AssayResult]) -> dict[str, pd.DataFrame]:
-    """Assay-specific tables, concatenated over results.
+    """Return the assay-specific tables, concatenated over results.
 
     An assay puts a table in ``result.tables[name]`` (a tidy DataFrame, ``image``
     first); the runner writes it as ``OUTDIR/<name>.csv`` beside summary.csv. Names are
     letters, digits and underscores; ``summary``, ``objects`` and ``errors`` are reserved.
+
+    Parameters
+    ----------
+    results : iterable of AssayResult
+        The results of the run.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        One table per name.
+
+    Raises
+    ------
+    ValueError
+        When a table's name is reserved or not made of letters, digits and underscores.
     """
     found: dict[str, list[pd.DataFrame]] = {}
     for r in results:
@@ -168,7 +263,20 @@ def extra_tables(results: Iterable[AssayResult]) -> dict[str, pd.DataFrame]:
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file (or of every file inside a folder, in sorted order)."""
+    """Return the SHA-256 of a file (or of every file inside a folder, in sorted order).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A file, or a folder (an OME-Zarr image).
+    chunk : int
+        Bytes read at a time.
+
+    Returns
+    -------
+    str
+        The hex digest.
+    """
     path = Path(path)
     h = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -181,7 +289,26 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def write_run_json(outdir: str | Path, *, assay: str, params: dict[str, Any],
                    inputs: Iterable[str | Path], extra: dict[str, Any] | None = None) -> Path:
-    """Record how a run was made: assay, parameters, versions, input files with hashes."""
+    """Record how a run was made: assay, parameters, versions, input files with hashes.
+
+    Parameters
+    ----------
+    outdir : str or pathlib.Path
+        The output folder; the record is its ``run.json``.
+    assay : str
+        The assay's name.
+    params : dict
+        The parameters used.
+    inputs : iterable of str or pathlib.Path
+        The input files (hashed with :func:`file_sha256` when they exist).
+    extra : dict, optional
+        More keys for the record.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``run.json`` written.
+    """
     inputs = [Path(p) for p in inputs]
     record = {
         "assay": assay,
@@ -199,7 +326,22 @@ def write_run_json(outdir: str | Path, *, assay: str, params: dict[str, Any],
 
 
 def write_bytes(data: bytes, path: str | Path, *, root: str | Path | None = None) -> Path:
-    """Write bytes to ``path`` atomically."""
+    """Write bytes to ``path`` atomically.
+
+    Parameters
+    ----------
+    data : bytes
+        The content.
+    path : str or pathlib.Path
+        The file.
+    root : str or pathlib.Path, optional
+        The output folder ``path`` must lie in (symbolic links resolved).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     path = Path(path)
     with atomic_path(path, root=root) as tmp:
         tmp.write_bytes(data)
@@ -207,7 +349,22 @@ def write_bytes(data: bytes, path: str | Path, *, root: str | Path | None = None
 
 
 def write_json(record: Any, path: str | Path, *, root: str | Path | None = None) -> Path:
-    """Write a JSON document (UTF-8, indented) atomically."""
+    """Write a JSON document (UTF-8, indented) atomically.
+
+    Parameters
+    ----------
+    record : object
+        Anything :func:`json.dumps` takes; other values are written as their ``str``.
+    path : str or pathlib.Path
+        The ``.json`` file.
+    root : str or pathlib.Path, optional
+        The output folder ``path`` must lie in (symbolic links resolved).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     path = Path(path)
     with atomic_path(path, root=root) as tmp:
         tmp.write_text(json.dumps(record, indent=2, default=str, ensure_ascii=False),
@@ -225,7 +382,7 @@ def _bold(sheet, value):
 
 
 def _excel_value(v: Any) -> Any:
-    """A value openpyxl can store: missing → empty cell, NumPy scalars → Python."""
+    """Return a value openpyxl can store: missing → empty cell, NumPy scalars → Python."""
     if v is None or v is pd.NaT:
         return None
     if isinstance(v, np.generic):
@@ -243,7 +400,7 @@ def _excel_value(v: Any) -> Any:
 
 
 def _excel_column(col: pd.Series) -> list:
-    """A column as Python values openpyxl can store, converted column-wise (fast)."""
+    """Return a column as Python values openpyxl can store, converted column-wise (fast)."""
     if pd.api.types.is_bool_dtype(col) or (pd.api.types.is_integer_dtype(col) and \
             not col.hasnans):
         return col.tolist()
@@ -253,7 +410,7 @@ def _excel_column(col: pd.Series) -> list:
     return [_excel_value(v) for v in col.tolist()]
 
 
-def _append_table(sheet, df: pd.DataFrame) -> None:
+def _append_table(sheet: Worksheet, df: pd.DataFrame) -> None:
     sheet.append([_bold(sheet, str(c)) for c in df.columns])
     for row in zip(*(_excel_column(df[c]) for c in df.columns)):
         sheet.append(list(row))
@@ -276,6 +433,11 @@ def write_excel(sheets: dict[str, pd.DataFrame], path: str | Path, *,
         (the per-measure Prism tables).
     root : path, optional
         The output folder ``path`` must lie in (symbolic links resolved).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     from openpyxl import Workbook
 

@@ -55,7 +55,7 @@ _SUFFIX_BOUNDS = (("_fraction", (0.0, 1.0)),)
 
 def param(default: Any, *, unit: str = "", help: str = "", choices: tuple | None = None,
           minimum: float | None = None, maximum: float | None = None) -> Any:
-    """A dataclass field carrying its unit, help text, allowed choices and range.
+    """Return a dataclass field carrying its unit, help text, allowed choices and range.
 
     Parameters
     ----------
@@ -105,7 +105,18 @@ class ParamsValidationError(ParamsError):
         super().__init__(message)
 
     def lines(self, with_where: bool = True) -> list[str]:
-        """One line per problem, with the location (and ``WHERE: `` unless told not to)."""
+        """Return one line per problem, with the location (and ``WHERE:`` unless told not to).
+
+        Parameters
+        ----------
+        with_where : bool
+            Whether each line starts with where the problem is (a file, a params class).
+
+        Returns
+        -------
+        list of str
+            ``WHERE: key: what is wrong`` lines.
+        """
         out = []
         for key, text in self.problems:
             loc = (f"{self.prefix}{key}" if key is not None
@@ -115,7 +126,20 @@ class ParamsValidationError(ParamsError):
         return out
 
     def at(self, where: str | os.PathLike[str], prefix: str = "") -> ParamsValidationError:
-        """The same problems located in ``where`` (a file), keys prefixed by ``prefix``."""
+        """Return the same problems located in ``where`` (a file), keys prefixed by ``prefix``.
+
+        Parameters
+        ----------
+        where : str or os.PathLike
+            Where the parameters came from.
+        prefix : str
+            Put before every key (e.g. ``"assays.evans-blue.params."``).
+
+        Returns
+        -------
+        ParamsValidationError
+            A new error; this one is unchanged.
+        """
         return ParamsValidationError(self.problems, str(where), prefix)
 
 
@@ -131,7 +155,7 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _bounds(f: dataclasses.Field, hint: Any = None) -> tuple[Any, Any]:
-    """The field's declared range, filled in from its unit, name or integer type."""
+    """Return the field's declared range, filled in from its unit, name or integer type."""
     lo, hi = f.metadata.get("minimum"), f.metadata.get("maximum")
     unit = f.metadata.get("unit") or ""
     if not unit:
@@ -193,6 +217,7 @@ class AssayParams:
     """
 
     def __post_init__(self) -> None:
+        """Validate every field (finite, in range, an allowed choice); raise on any problem."""
         problems = self._validate_fields()
         if problems:
             raise ParamsValidationError(problems, type(self).__name__)
@@ -227,10 +252,16 @@ class AssayParams:
 
     @classmethod
     def field_info(cls) -> list[dict[str, Any]]:
-        """One dict per parameter: name, default, type, unit, help, choices, min, max.
+        """Return one dict per parameter: name, default, type, unit, help, choices, min, max.
 
         ``minimum``/``maximum`` are the range the value is checked against: the field's own,
         else its unit's default (see :data:`DEFAULT_UNIT_BOUNDS`).
+
+        Returns
+        -------
+        list of dict
+            Keys ``name``, ``default``, ``type``, ``unit``, ``help``, ``choices``, ``minimum``
+            and ``maximum``, in the order the fields are declared.
         """
         hints = _hints(cls)
         out = []
@@ -247,6 +278,16 @@ class AssayParams:
     @classmethod
     def from_dict(cls: type[P], values: Mapping[str, Any] | None) -> P:
         """Build from a mapping; unknown keys and bad values are all reported at once.
+
+        Parameters
+        ----------
+        values : mapping of str to object, or None
+            Parameter name → value; a missing name keeps its default, None gives the defaults.
+
+        Returns
+        -------
+        AssayParams
+            An instance of the class it is called on.
 
         Raises
         ------
@@ -275,17 +316,51 @@ class AssayParams:
         return obj
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable mapping of every parameter."""
+        """Return a plain JSON-serialisable mapping of every parameter (tuples as lists).
+
+        Returns
+        -------
+        dict of str to object
+            Name → value.
+        """
         return {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(self).items()}
 
     def replace(self: P, **changes: Any) -> P:
-        """Copy with some parameters changed (validated like :meth:`from_dict`)."""
+        """Return a copy with some parameters changed (validated like :meth:`from_dict`).
+
+        Parameters
+        ----------
+        **changes : object
+            Parameter name → new value.
+
+        Returns
+        -------
+        AssayParams
+            A new instance of the same class.
+
+        Raises
+        ------
+        ParamsValidationError
+            When a name is unknown or a value invalid.
+        """
         return type(self).from_dict({**self.to_dict(), **changes})
 
     @classmethod
     def from_file(cls: type[P], path: str | Path, section: str | None = None) -> P:
         """Read parameters from a JSON or YAML file (optionally one section of it).
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The JSON or YAML file (see :func:`load_params_file`).
+        section : str, optional
+            The key of the file's mapping whose value holds the parameters.
+
+        Returns
+        -------
+        AssayParams
+            An instance of the class it is called on.
 
         Raises
         ------
@@ -306,7 +381,7 @@ class AssayParams:
 
 
 def _range_problem(value: Any, lo: Any, hi: Any, unit: str) -> str | None:
-    """What is wrong with a number (or any number in a tuple/list), or None."""
+    """Return what is wrong with a number (or any number in a tuple/list), or None."""
     items = value if isinstance(value, (list, tuple)) else (value,)
     for v in items:
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
@@ -404,6 +479,16 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
 
     YAML is read with ``yaml.safe_load``: a tag that would build a Python object
     (``!!python/object``, ``!!python/object/apply:os.system``) is refused, never run.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``.json``, ``.yaml`` or ``.yml`` file.
+
+    Returns
+    -------
+    dict of str to object
+        The file's mapping.
 
     Raises
     ------

@@ -30,6 +30,20 @@ def to_display_rgb(image: np.ndarray, channels: Sequence[tuple[np.ndarray, tuple
     ``image`` as (Y, X, 3) is taken as RGB and scaled to 8 bit; as (Y, X) it is shown grey.
     With ``channels`` — pairs of (2D array, RGB colour) — each channel is contrast-stretched
     between the given percentiles and added in its colour, like a fluorescence composite.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (Y, X, 3) RGB or (Y, X) grey image; only its shape counts when ``channels`` are given.
+    channels : sequence of (numpy.ndarray, tuple), optional
+        (2D array, RGB colour) pairs of a composite.
+    percentiles : (float, float)
+        Low and high percentiles of each channel's contrast stretch.
+
+    Returns
+    -------
+    numpy.ndarray
+        (Y, X, 3) uint8 image.
     """
     if channels:
         shape = channels[0][0].shape
@@ -88,7 +102,24 @@ def _inner_boundary(mask: np.ndarray) -> np.ndarray:
 def draw_outlines(rgb: np.ndarray, labels: np.ndarray,
                   colours: Mapping[int, tuple[int, int, int]] | tuple[int, int, int],
                   thickness_px: int | None = None) -> np.ndarray:
-    """Draw object outlines on ``rgb`` in place; ``colours`` maps label → RGB, or one colour."""
+    """Draw object outlines on ``rgb`` in place; ``colours`` maps label → RGB, or one colour.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        (Y, X, 3) uint8 picture, changed in place.
+    labels : numpy.ndarray
+        Label image of the same (Y, X) shape.
+    colours : mapping of int to RGB tuple, or RGB tuple
+        Outline colour per label (a label without one is not drawn), or one for all.
+    thickness_px : int, optional
+        Outline width in pixels; about 1/1500 of the long side when not given.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``rgb``.
+    """
     if thickness_px is None:
         thickness_px = max(1, round(max(labels.shape) / 1500))
     b = _boundaries(labels, thickness_px)
@@ -110,7 +141,22 @@ def draw_outlines(rgb: np.ndarray, labels: np.ndarray,
 
 def draw_mask_outlines(rgb: np.ndarray, masks: Mapping[str, np.ndarray],
                        thickness_px: int | None = None) -> np.ndarray:
-    """Draw the outline of each named region mask on ``rgb`` in place, one colour each."""
+    """Draw the outline of each named region mask on ``rgb`` in place, one colour each.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        (Y, X, 3) uint8 picture, changed in place.
+    masks : mapping of str to numpy.ndarray
+        Region name → boolean mask of the picture's (Y, X) shape.
+    thickness_px : int, optional
+        Outline width in pixels; about 1/600 of the long side when not given.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``rgb``.
+    """
     if thickness_px is None:
         thickness_px = max(2, round(max(rgb.shape[:2]) / 600))
     for i, mask in enumerate(masks.values()):
@@ -122,7 +168,20 @@ def draw_mask_outlines(rgb: np.ndarray, masks: Mapping[str, np.ndarray],
 
 
 def add_caption(rgb: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """Return ``rgb`` with a white caption band of text lines added above it."""
+    """Return ``rgb`` with a white caption band of text lines added above it.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        (Y, X, 3) uint8 picture.
+    lines : sequence of str
+        The caption, one entry per line.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new, taller uint8 picture.
+    """
     from PIL import Image as PILImage
     from PIL import ImageDraw, ImageFont
 

@@ -36,7 +36,7 @@ def _versions() -> dict[str, str]:
 
 
 def order_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """Identifier columns first (image, animal, group, level, section, region), rest as is."""
+    """Put the identifier columns (image, animal, group, level, section, region) first."""
     first = [c for c in ID_COLUMNS if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]
 
@@ -112,6 +112,7 @@ class AssayResult:
     versions: dict[str, str] = field(default_factory=versions)
 
     def __post_init__(self) -> None:
+        """Put the tables' identifier columns first."""
         self.objects = order_columns(self.objects)
         self.summary = order_columns(self.summary)
 

@@ -46,6 +46,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
+        """True when no file failed."""
         return not self.errors
 
 
@@ -90,6 +91,11 @@ def run_files(
         Identifiers the images share and the assay cannot see (``animal``, ``group``,
         ``level``, ``section``, or any other name): each becomes a constant column of every
         summary and objects table, beside ``image`` and ``region``.
+
+    Returns
+    -------
+    RunReport
+        The results, the files that failed (and why), and the output folder.
 
     Raises
     ------
@@ -193,6 +199,6 @@ def _run_tiled(spec: AssaySpec, image: Any, regions: Any, params: Any,
 
 
 def _short_traceback(exc: BaseException, limit: int = 8) -> str:
-    """The last ``limit`` frames of ``exc``'s traceback, as text."""
+    """Return the last ``limit`` frames of ``exc``'s traceback, as text."""
     frames = traceback.extract_tb(exc.__traceback__)[-limit:]
     return "".join(traceback.format_list(frames)).rstrip()

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import EmptyImageError
 from .io import Image, image_levels, read_image
@@ -52,12 +53,23 @@ class Overview:
     dtype_max: float
 
     def to_full(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Overview pixel coordinates → full-resolution pixel coordinates (pixel centres)."""
+        """Convert overview pixel coordinates to full-resolution pixel coordinates (pixel centres).
+
+        Parameters
+        ----------
+        rows, cols : numpy.ndarray
+            Overview pixel coordinates.
+
+        Returns
+        -------
+        rows, cols : numpy.ndarray
+            Full-resolution coordinates of the same points.
+        """
         sy, sx = self.scale
         return (np.asarray(rows) + 0.5) * sy - 0.5, (np.asarray(cols) + 0.5) * sx - 0.5
 
 
-def _yx_block(data, axes: str, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+def _yx_block(data: ArrayLike, axes: str, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
     """Read rows r0:r1, cols c0:c1 of a (Z)YX(C) array as (y, x[, c]), Z max-projected."""
     if axes.startswith("Z"):
         block = np.asarray(data[:, r0:r1, c0:c1])
@@ -139,7 +151,7 @@ def read_region(image: Image, bounds: tuple[int, int, int, int] | None = None,
 
 
 def overview(image: Image, max_px: int = 2048) -> Overview:
-    """A reduced copy of ``image`` whose longer side is at most about ``max_px`` pixels.
+    """Return a reduced copy of ``image`` whose longer side is at most about ``max_px`` pixels.
 
     Uses the coarsest pyramid level of the file that is still fine enough, then averages
     blocks of it; memory stays bounded by ``max_px`` whatever the slide size.
@@ -266,7 +278,22 @@ def find_sections(view: Overview, *, min_area_mm2: float = 1.0, smooth_um: float
 
 
 def display_rgb(data: np.ndarray, rgb: bool, dtype_max: float) -> np.ndarray:
-    """8-bit RGB for QC pictures: RGB as is, one channel grey, several as a colour composite."""
+    """Return 8-bit RGB for QC pictures: RGB as is, one channel grey, several as a colour composite.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        (Y, X) or (Y, X, C) pixels.
+    rgb : bool
+        Whether 3 channels are RGB.
+    dtype_max : float
+        Full-brightness value of the data.
+
+    Returns
+    -------
+    numpy.ndarray
+        (Y, X, 3) uint8 picture.
+    """
     from .qc import to_display_rgb
 
     arr = np.asarray(data, dtype=np.float32)
@@ -282,7 +309,20 @@ def display_rgb(data: np.ndarray, rgb: bool, dtype_max: float) -> np.ndarray:
 
 
 def saturated_pct(data: np.ndarray, dtype: np.dtype) -> float:
-    """Percentage of pixels at the top of an integer type in any channel (0 for floats)."""
+    """Return the percentage of pixels at the top of an integer type in any channel (0 for floats).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        (Y, X) or (Y, X, C) pixels.
+    dtype : numpy.dtype
+        The data type of the original image.
+
+    Returns
+    -------
+    float
+        Percentage of pixels (0–100).
+    """
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.integer):
         return 0.0

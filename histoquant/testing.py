@@ -10,7 +10,9 @@ Register it in a test with ``monkeypatch`` (see :func:`register`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,9 @@ from .assays.contract import REGION_AREA, Measure
 from .io import Image
 from .params import AssayParams, param
 from .results import AssayResult
+
+if TYPE_CHECKING:
+    import pytest
 
 __all__ = ["BlobParams", "run_blobs", "BLOB_SPEC", "register"]
 
@@ -33,7 +38,7 @@ class BlobParams(AssayParams):
     min_area_um2: float = param(20.0, unit="µm²", help="smaller blobs are noise", minimum=0)
 
 
-def _signal(image: Image, channels) -> np.ndarray:
+def _signal(image: Image, channels: Mapping[str, str | int] | None) -> np.ndarray:
     if image.rgb:
         rgb = np.asarray(image.data, dtype=np.float32)
         if image.axes.startswith("Z"):
@@ -45,9 +50,36 @@ def _signal(image: Image, channels) -> np.ndarray:
     return image.channel(idx) / image.max_value()
 
 
-def run_blobs(image, regions=None, params=None, *, channels=None, pixel_size_um=None,
-              progress=None) -> AssayResult:
-    """Count blobs per region; objects are assigned to the region holding their centroid."""
+def run_blobs(image: Image | np.ndarray, regions: Any = None,
+              params: BlobParams | Mapping[str, Any] | str | None = None, *,
+              channels: Mapping[str, str | int] | None = None,
+              pixel_size_um: float | None = None,
+              progress: Callable[[float, str], None] | None = None) -> AssayResult:
+    """Count blobs per region; objects are assigned to the region holding their centroid.
+
+    A minimal assay with the signature of every assay's ``run``, for tests of the machinery
+    around assays.
+
+    Parameters
+    ----------
+    image : Image or numpy.ndarray
+        The image (bright blobs; dark blobs on an RGB image).
+    regions : object, optional
+        As every assay takes them (None, ``"auto"``, Regions, masks or a region file).
+    params : BlobParams, mapping or str, optional
+        The parameters (defaults when not given).
+    channels : mapping, optional
+        Channel role ``signal`` → name or index.
+    pixel_size_um : float, optional
+        Pixel size override.
+    progress : callable, optional
+        ``progress(fraction_done, message)``.
+
+    Returns
+    -------
+    AssayResult
+        One summary row per region and one object row per blob.
+    """
     from skimage.measure import label, regionprops_table
 
     image = prepare_image(image, pixel_size_um)
@@ -101,8 +133,21 @@ BLOB_SPEC = AssaySpec(
     ))
 
 
-def register(monkeypatch, spec: AssaySpec = BLOB_SPEC) -> AssaySpec:
-    """Make ``spec`` findable by name (``get_assay``, the CLI and batch) for one test."""
+def register(monkeypatch: pytest.MonkeyPatch, spec: AssaySpec = BLOB_SPEC) -> AssaySpec:
+    """Make ``spec`` findable by name (``get_assay``, the CLI and batch) for one test.
+
+    Parameters
+    ----------
+    monkeypatch : pytest.MonkeyPatch
+        The test's monkeypatch fixture (undoes the registration after the test).
+    spec : AssaySpec
+        The assay to register.
+
+    Returns
+    -------
+    AssaySpec
+        ``spec``.
+    """
     import sys
 
     from .assays import base

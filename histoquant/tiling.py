@@ -90,7 +90,7 @@ class RegionSource:
         raise NotImplementedError
 
     def restrict(self, section: MaskSource) -> RegionSource:
-        """These regions cut to the pixels of one section."""
+        """Return these regions cut to the pixels of one section."""
         return _Restricted(self, section)
 
 
@@ -101,9 +101,11 @@ class WholeImage(RegionSource):
     name: str = "image"
 
     def __post_init__(self) -> None:
+        """Name the one region."""
         self.names = (self.name,)
 
     def window(self, win: Window) -> dict[str, np.ndarray]:
+        """Return the whole padded window of ``win`` as the one region."""
         return {self.name: np.ones(win.shape, dtype=bool)}
 
 
@@ -121,10 +123,12 @@ class MaskSource(RegionSource):
     origin: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
+        """Hold the masks as booleans and name the regions after them."""
         self.masks = {k: np.asarray(v, dtype=bool) for k, v in self.masks.items()}
         self.names = tuple(self.masks)
 
     def window(self, win: Window) -> dict[str, np.ndarray]:
+        """Return ``{name: bool mask}`` of the padded window of ``win``, enlarged."""
         out = {}
         for name, m in self.masks.items():
             rows = np.floor((np.arange(win.R0, win.R1) - self.origin[0])
@@ -160,9 +164,11 @@ class PolygonSource(RegionSource):
     polygons: Mapping[str, Sequence[Polygon]]
 
     def __post_init__(self) -> None:
+        """Name the regions after the polygon groups."""
         self.names = tuple(self.polygons)
 
     def window(self, win: Window) -> dict[str, np.ndarray]:
+        """Return ``{name: bool mask}`` of the polygons rasterised in the window of ``win``."""
         off = np.array([win.R0, win.C0], dtype=float)
         out = {}
         for name, polys in self.polygons.items():

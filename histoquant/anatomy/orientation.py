@@ -30,7 +30,8 @@ calibrated probability; cues that contradict each other pull it toward 0.5).
 When the white matter is as dark as the slide, the outline found is the butterfly itself:
 the surface and fissure cues then have nothing to measure and the decision rests on weak
 cues, with a confidence near 0.5 (flagged ``orientation_uncertain``) rather than a
-confident guess."""
+confident guess.
+"""
 
 from __future__ import annotations
 
@@ -131,6 +132,11 @@ def symmetry_axis(grey: np.ndarray, tissue: np.ndarray, px_um: float,
         Angles (degrees, axis direction, 0 = vertical) searched.
     fixed_angle : float, optional
         Search only the line's position at this angle.
+
+    Returns
+    -------
+    Axis
+        The best midline and its symmetry score.
     """
     weight = grey.astype(np.float32) + 0.5 * tissue.astype(np.float32)
     rows, cols = np.nonzero(tissue)
@@ -179,8 +185,11 @@ def symmetry_axis(grey: np.ndarray, tissue: np.ndarray, px_um: float,
 
 
 def _minor_axis(tissue: np.ndarray) -> tuple[float, float]:
-    """Direction of the filled outline's short axis, as an axis angle (degrees, 0 = vertical),
-    and its elongation ``1 - minor/major`` (0 for a disc) from the second moments."""
+    """Return the outline's short-axis direction and its elongation, from second moments.
+
+    The direction is an axis angle (degrees, 0 = vertical) of the filled outline's short axis;
+    the elongation is ``1 - minor/major`` (0 for a disc).
+    """
     filled = ndi.binary_fill_holes(tissue)
     coords = np.argwhere(filled).astype(float)
     if len(coords) < 3:
@@ -193,7 +202,22 @@ def _minor_axis(tissue: np.ndarray) -> tuple[float, float]:
 
 
 def reflect_dice(mask: np.ndarray, point: np.ndarray, direction: np.ndarray) -> float:
-    """Dice overlap of ``mask`` with its reflection about the line (point, direction)."""
+    """Return the Dice overlap of ``mask`` with its reflection about the line (point, direction).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (Y, X) mask.
+    point : numpy.ndarray
+        (row, col) of a point on the line.
+    direction : numpy.ndarray
+        Unit (row, col) direction of the line.
+
+    Returns
+    -------
+    float
+        Dice coefficient in [0, 1]; 0 for an empty mask.
+    """
     coords = np.argwhere(mask).astype(float)
     if not len(coords):
         return 0.0

@@ -40,11 +40,25 @@ def _codes_on_grid(slide: SlideAnatomy, shape: tuple[int, int], f: int) -> np.nd
 
 
 def anatomy_overlay(image: Image, slide: SlideAnatomy, max_size_px: int = 1600) -> np.ndarray:
-    """RGB uint8 QC image: region outlines, canal, a ventral arrow and a caption per section.
+    """Return the RGB uint8 QC image: region outlines, canal, ventral arrow, caption per section.
 
     Outlines: white matter/tissue sky blue, ventral horns vermillion (left) and orange
     (right), dorsal horns bluish green (left) and blue (right), canal reddish purple; the
     arrow runs from the canal toward ventral. Flagged sections are named in red.
+
+    Parameters
+    ----------
+    image : Image
+        The image the anatomy was found on.
+    slide : SlideAnatomy
+        Its sections and regions (:func:`find_sections`).
+    max_size_px : int
+        Longest side of the picture in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        (Y, X, 3) uint8 picture.
     """
     from PIL import Image as PILImage
     from PIL import ImageDraw, ImageFont

@@ -21,8 +21,21 @@ VENTRAL_WORDS = {"down": 0.0, "right": 90.0, "up": 180.0, "left": -90.0}
 
 
 def parse_ventral(value: float | str) -> float | str:
-    """Normalise a ventral override: ``"auto"``, or an angle in degrees (0 = ventral down,
-    counter-clockwise positive) from a word (down/right/up/left) or a number."""
+    """Normalise a ventral override: ``"auto"``, or an angle in degrees.
+
+    The angle (0 = ventral down, counter-clockwise positive) is read from a word
+    (down/right/up/left) or a number.
+
+    Parameters
+    ----------
+    value : float or str
+        ``"auto"``, a direction word, or an angle.
+
+    Returns
+    -------
+    float or str
+        ``"auto"`` or the angle in degrees.
+    """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     text = str(value).strip().lower()
@@ -104,6 +117,7 @@ class AnatomyParams(AssayParams):
         help="Longest side of the QC overlay in pixels: readable on screen, small on disk.")
 
     def __post_init__(self) -> None:
+        """Validate the fields and normalise ``ventral`` and the grey-fraction range."""
         super().__post_init__()
         object.__setattr__(self, "ventral", _keep_text(self.ventral))
         lo, hi = self.grey_fraction_range_pct
@@ -113,8 +127,10 @@ class AnatomyParams(AssayParams):
 
     @property
     def size_scale(self) -> float:
-        """Cord size of ``species`` relative to a rat lumbar cord (rat 1, mouse 0.45, auto
-        0.675: the geometric mean)."""
+        """Cord size of ``species`` relative to a rat lumbar cord.
+
+        Rat 1, mouse 0.45, auto 0.675 (the geometric mean).
+        """
         return _SPECIES_SCALE[self.species]
 
     @property

@@ -39,9 +39,40 @@ def section_quality(*, symmetry: float, grey_fraction: float,
                     min_quality: float) -> tuple[float, dict[str, float], list[str]]:
     """Score a section and list what is wrong with it.
 
-    Returns ``(score, parts, flags)``; flags are short names such as ``touches_edge``,
-    ``no_canal``, ``orientation_uncertain``, ``grey_fraction_out_of_range``,
-    ``asymmetric``, ``irregular_shape``, ``low_quality``.
+    Parameters
+    ----------
+    symmetry : float
+        Mirror symmetry of the grey matter (Dice, 0–1).
+    grey_fraction : float
+        Grey matter's share of the section's area.
+    grey_range : (float, float)
+        Plausible range of ``grey_fraction``.
+    solidity : float
+        Area of the section over that of its convex hull.
+    aspect : float
+        Short over long axis of the section.
+    orientation_confidence : float
+        Confidence of the dorsal/ventral decision (0.5–1).
+    orientation_user : bool
+        Whether the user gave the orientation (then it is not questioned).
+    canal_found : bool
+        Whether the central canal was found.
+    touches_edge : bool
+        Whether the section touches the image's edge (a cut section).
+    min_orientation_confidence : float
+        Below this the orientation is flagged uncertain.
+    min_quality : float
+        Below this score the section is flagged ``low_quality``.
+
+    Returns
+    -------
+    score : float
+        The quality score, 0–1.
+    parts : dict of str to float
+        The score's components.
+    flags : list of str
+        Short names such as ``touches_edge``, ``no_canal``, ``orientation_uncertain``,
+        ``grey_fraction_out_of_range``, ``asymmetric``, ``irregular_shape``, ``low_quality``.
     """
     lo, hi = grey_range[0] / 100.0, grey_range[1] / 100.0
     if np.isnan(grey_fraction):

@@ -67,7 +67,22 @@ Window = tuple[tuple[int, int], tuple[int, int]]
 
 
 def region_key(name: str, section: int, n_sections: int) -> str:
-    """Name of a region in tables: plain for a lone section, ``s<k>_<name>`` otherwise."""
+    """Return the name of a region in tables: plain for a lone section, ``s<k>_<name>`` otherwise.
+
+    Parameters
+    ----------
+    name : str
+        The region's name.
+    section : int
+        The section's number (1-based).
+    n_sections : int
+        How many sections the image holds.
+
+    Returns
+    -------
+    str
+        The table name.
+    """
     return name if n_sections == 1 else f"s{section}_{name}"
 
 
@@ -76,7 +91,7 @@ _SECTION_PREFIX = re.compile(r"^s\d+_")
 
 
 def region_base_name(region: Region | str) -> str:
-    """The anatomy's name of a region, without the section prefix.
+    """Return the anatomy's name of a region, without the section prefix.
 
     ``s2_ventral_horn_left`` → ``ventral_horn_left``: the inverse of :func:`region_key`, so that
     a region of any section can be matched against :data:`REGION_NAMES`.
@@ -197,21 +212,69 @@ class SectionAnatomy:
         return ("down", "right", "up", "left")[int(a // 90.0) % 4]
 
     def working_mask(self, name: str) -> np.ndarray:
-        """Mask of a region on the section's working-resolution bounding box."""
+        """Return the mask of a region on the section's working-resolution bounding box.
+
+        Parameters
+        ----------
+        name : str
+            A region name, or a name that groups several (e.g. ``"grey_matter"``).
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean mask of the shape of :attr:`codes`.
+        """
         return np.isin(self.codes, _codes(name))
 
     def mask(self, name: str, window: Window | None = None) -> np.ndarray:
-        """Full-resolution boolean mask of a region, for the whole image or a window."""
+        """Return the full-resolution boolean mask of a region, for the whole image or a window.
+
+        Parameters
+        ----------
+        name : str
+            A region name, or a name that groups several (e.g. ``"grey_matter"``).
+        window : Window, optional
+            ``((row_start, row_stop), (col_start, col_stop))``; the whole image when not given.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean mask of the image (or window).
+        """
         return _upsample(self.working_mask(name), self.offset, self.factor, self.full_shape,
                          window)
 
     def label_window(self, window: Window | None = None) -> np.ndarray:
-        """Full-resolution region codes (0 outside the section) for the image or a window."""
+        """Return full-resolution region codes (0 outside the section) for the image or a window.
+
+        Parameters
+        ----------
+        window : Window, optional
+            ``((row_start, row_stop), (col_start, col_stop))``; the whole image when not given.
+
+        Returns
+        -------
+        numpy.ndarray
+            Region codes (see :data:`REGION_CODES`) of the image (or window).
+        """
         return _upsample(self.codes, self.offset, self.factor, self.full_shape, window)
 
     def regions(self, names: tuple[str, ...] = REGION_NAMES, n_sections: int = 1
                 ) -> list[Region]:
-        """The section's regions as polygons in full-resolution pixel coordinates."""
+        """Return the section's regions as polygons in full-resolution pixel coordinates.
+
+        Parameters
+        ----------
+        names : tuple of str
+            The region names to include (a region without pixels is left out).
+        n_sections : int
+            How many sections the image holds, for the regions' names (:func:`region_key`).
+
+        Returns
+        -------
+        list of Region
+            One region per name present.
+        """
         out = []
         f = self.factor
         off = np.asarray(self.offset, dtype=float)

@@ -6,7 +6,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -22,6 +22,9 @@ from .quality import section_quality
 from .regions import REGION_NAMES, SectionAnatomy, Window, region_key
 from .tissue import find_tissue
 from .working import WorkingImage, pyramid_downsamples, read_downsampled, tissue_signal
+
+if TYPE_CHECKING:
+    from ..rois import Region
 
 __all__ = ["SlideAnatomy", "find_sections", "auto_regions"]
 
@@ -68,20 +71,58 @@ class SlideAnatomy:
 
     @property
     def working_pixel_size_um(self) -> float | None:
+        """Pixel size of the working image in µm (None when the pixel size is unknown)."""
         px = self.pixel_size_um or self.assumed_pixel_size_um
         return px * self.factor if px else None
 
     def key(self, name: str, section: SectionAnatomy) -> str:
-        """Table name of a section's region (see :func:`region_key`)."""
+        """Return the table name of a section's region (see :func:`region_key`).
+
+        Parameters
+        ----------
+        name : str
+            The region's name (e.g. ``"ventral_horn_left"``).
+        section : SectionAnatomy
+            The section it belongs to.
+
+        Returns
+        -------
+        str
+            The plain name for a lone section, ``s<k>_<name>`` otherwise.
+        """
         return region_key(name, section.index, len(self.sections))
 
     def masks(self, names: tuple[str, ...] = REGION_NAMES, window: Window | None = None
               ) -> dict[str, np.ndarray]:
-        """Full-resolution masks ``{key: mask}`` of every section's regions (or a window)."""
+        """Return full-resolution masks of every section's regions (or of a window).
+
+        Parameters
+        ----------
+        names : tuple of str
+            The region names to include.
+        window : Window, optional
+            ``((row_start, row_stop), (col_start, col_stop))``; the whole image when not given.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``{key: boolean mask}``, keys as :meth:`key` gives them.
+        """
         return {self.key(n, s): s.mask(n, window) for s in self.sections for n in names}
 
     def label_image(self, window: Window | None = None) -> np.ndarray:
-        """Full-resolution labels ``10 * section + code`` (0 = no section), image or window."""
+        """Return full-resolution region labels ``10 * section + code`` for the image or a window.
+
+        Parameters
+        ----------
+        window : Window, optional
+            ``((row_start, row_stop), (col_start, col_stop))``; the whole image when not given.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint8 labels (uint16 beyond 24 sections); 0 outside every section.
+        """
         dtype = np.uint8 if len(self.sections) <= 24 else np.uint16
         (r0, r1), (c0, c1) = window or ((0, self.full_shape[0]), (0, self.full_shape[1]))
         out = np.zeros((min(r1, self.full_shape[0]) - max(r0, 0),
@@ -92,8 +133,19 @@ class SlideAnatomy:
             out[sel] = (10 * s.index + codes[sel]).astype(dtype)
         return out
 
-    def regions(self, names: tuple[str, ...] = REGION_NAMES) -> list:
-        """Every section's regions as :class:`~histoquant.rois.Region` polygons."""
+    def regions(self, names: tuple[str, ...] = REGION_NAMES) -> list[Region]:
+        """Return every section's regions as :class:`~histoquant.rois.Region` polygons.
+
+        Parameters
+        ----------
+        names : tuple of str
+            The region names to include.
+
+        Returns
+        -------
+        list of Region
+            Polygons in full-resolution pixel coordinates, named as :meth:`key` gives them.
+        """
         out = []
         for s in self.sections:
             out.extend(s.regions(names, len(self.sections)))
@@ -101,17 +153,21 @@ class SlideAnatomy:
 
 
 def _aligned_factor(image: Image, factor: int, at_least: bool = False) -> int:
-    """``factor`` moved to a multiple of the coarsest pyramid level at or below it, so that
-    level can be read instead of the full image (the nearest multiple, or the next one up
-    with ``at_least``)."""
+    """Move ``factor`` to a multiple of the coarsest pyramid level at or below it.
+
+    That level can then be read instead of the full image (the nearest multiple, or the next
+    one up with ``at_least``).
+    """
     levels = [d for d in pyramid_downsamples(image) if d <= factor]
     d = max(levels) if levels else 1
     return d * max(1, math.ceil(factor / d) if at_least else round(factor / d))
 
 
 def _estimate_pixel_size(image: Image, params: AnatomyParams) -> float:
-    """Guess the pixel size from the largest tissue body, assumed ``params.cord_width_um``
-    wide (its major axis)."""
+    """Guess the pixel size from the largest tissue body.
+
+    The body's major axis is assumed ``params.cord_width_um`` wide.
+    """
     from skimage.measure import label, regionprops
 
     H, W = image.shape_yx
@@ -393,7 +449,22 @@ def auto_regions(image: Image, names: tuple[str, ...] = (),
 
 
 def read_display(image: Image, max_size_px: int) -> tuple[np.ndarray, int]:
-    """RGB uint8 display image of at most ``max_size_px`` on the long side, and its factor."""
+    """Return an RGB uint8 display image of at most ``max_size_px`` on the long side.
+
+    Parameters
+    ----------
+    image : Image
+        The image (RGB, or fluorescence channels shown as colours).
+    max_size_px : int
+        Longest side of the display image, in pixels.
+
+    Returns
+    -------
+    rgb : numpy.ndarray
+        The (Y, X, 3) uint8 display image.
+    factor : int
+        The downsampling factor from the full image.
+    """
     H, W = image.shape_yx
     f = max(1, math.ceil(max(H, W) / max_size_px))
     f = _aligned_factor(image, f, at_least=True) if f > 1 else f

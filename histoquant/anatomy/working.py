@@ -69,15 +69,30 @@ class WorkingImage:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """Shape of the working image, in working pixels."""
         return self.signal.shape  # type: ignore[return-value]
 
 
 def read_downsampled(image: Image, factor: int, channel: int | None = None) -> np.ndarray:
-    """Block-mean of ``image`` over ``factor`` × ``factor`` pixel blocks, as float32.
+    """Return the block mean of ``image`` over ``factor`` × ``factor`` pixel blocks, as float32.
 
-    Returns (ceil(H/f), ceil(W/f)) for one channel, or (.., .., C) for every channel when
-    ``channel`` is None and the image has channels. Partial blocks at the right and bottom
-    edges are averaged over the pixels they hold. Z stacks are max-projected.
+    Partial blocks at the right and bottom edges are averaged over the pixels they hold.
+    Z stacks are max-projected.
+
+    Parameters
+    ----------
+    image : Image
+        The image (read from its pyramid level when one matches ``factor``).
+    factor : int
+        Block side in pixels.
+    channel : int, optional
+        The channel to read; every channel when not given.
+
+    Returns
+    -------
+    numpy.ndarray
+        (ceil(H/f), ceil(W/f)) for one channel, or (.., .., C) for every channel when
+        ``channel`` is None and the image has channels.
     """
     factor = max(1, int(factor))
     level = _pyramid_level(image, factor)
@@ -130,8 +145,18 @@ def _read_block_mean_in_bands(data: Any, axes: str, f: int, channel: int | None
 
 
 def pyramid_downsamples(image: Image) -> list[int]:
-    """Integer downsampling factors of the pyramid levels stored in ``image``'s file
-    (``[1]`` when there is no usable pyramid)."""
+    """Return the integer downsampling factors of the pyramid levels in ``image``'s file.
+
+    Parameters
+    ----------
+    image : Image
+        An image read from a file.
+
+    Returns
+    -------
+    list of int
+        The factors, 1 (full resolution) first; ``[1]`` when there is no usable pyramid.
+    """
     levels = _open_levels(image)
     return [d for _, _, d in levels] if levels else [1]
 
@@ -224,6 +249,20 @@ def tissue_signal(image: Image, factor: int, channel: int | str | None = None
     imaged field); with several channels and none named, the one whose tissue stands out
     best (largest Otsu between-class variance ratio over the imaged field) is used, and its
     name recorded in ``channel``.
+
+    Parameters
+    ----------
+    image : Image
+        The image.
+    factor : int
+        Downsampling factor to the working resolution.
+    channel : int or str, optional
+        The channel holding the tissue stain; chosen as above when not given.
+
+    Returns
+    -------
+    WorkingImage
+        The tissue signal, its valid (imaged) pixels and how it was made.
     """
     full_shape = image.shape_yx
     rgb_image = image.rgb and image.n_channels == 3
@@ -298,13 +337,25 @@ _COARSE_PADDING_MIN_PX = 300
 
 
 def padding_mask(pixels: np.ndarray, max_value: float = 255.0) -> np.ndarray:
-    """Padding, frames and empty fills of an image (True = not imaged).
+    """Return padding, frames and empty fills of an image (True = not imaged).
 
     :func:`histoquant.segment.padding.find_padding`, plus fills at full scale in every
     channel (a white canvas wedge left by rotating an export) connected to the border:
     never tissue in fluorescence or brightfield, and too narrow in places for the solid-
     window test. 8-bit data given as block means are rounded back to 8 bit first, so a fill
     stays exactly one value.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        (Y, X) or (Y, X, C) image (or block means of one).
+    max_value : float
+        Full-brightness value of the data.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean (Y, X) mask.
     """
     from ..segment.padding import find_padding
 
@@ -322,8 +373,11 @@ def padding_mask(pixels: np.ndarray, max_value: float = 255.0) -> np.ndarray:
 
 
 def _working_padding(image: Image, factor: int, working: np.ndarray) -> np.ndarray:
-    """Padding at the working resolution: a working pixel touching any padding is padding
-    (a block mixing a fill with tissue has neither's value)."""
+    """Return padding at the working resolution.
+
+    A working pixel touching any padding is padding (a block mixing a fill with tissue has
+    neither's value).
+    """
     H, W = image.shape_yx
     mx = float(max(image.max_value(), 1.0))
     in_memory = isinstance(image.data, np.ndarray)   # a lazy file is never read whole
@@ -349,8 +403,7 @@ def _working_padding(image: Image, factor: int, working: np.ndarray) -> np.ndarr
 
 
 def _separability(sig: np.ndarray, max_value: float = 1.0) -> float:
-    """Tissue contrast of a channel: Otsu's between-class standard deviation as a fraction
-    of full scale.
+    """Return a channel's tissue contrast: Otsu's between-class SD as a fraction of full scale.
 
     Absolute, not relative to the channel's own spread: an almost empty colour plane of a
     JPEG (values 0–3) splits cleanly into two classes of noise, but its classes differ by

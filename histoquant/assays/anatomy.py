@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..anatomy import REGION_NAMES, AnatomyParams, anatomy_overlay, find_sections
-from ..anatomy.regions import REGION_CODES
+from ..anatomy.regions import REGION_CODES, SectionAnatomy
+from ..anatomy.sections import SlideAnatomy
 from ..io.image import Image, as_image
 from ..results import AssayResult
 from .base import AssaySpec, ChannelRole, Progress, resolve_channels, resolve_params
@@ -116,7 +117,8 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
                "channel": slide.working.channel})
 
 
-def _region_rows(name: str, s, slide, px: float | None) -> list[dict]:
+def _region_rows(name: str, s: SectionAnatomy, slide: SlideAnatomy, px: float | None,
+                 ) -> list[dict]:
     out = []
     f = slide.factor
     area_px = (px * f / 1000.0) ** 2 if px else np.nan

@@ -69,6 +69,7 @@ class AssaySpec:
     positions: tuple[tuple[str, str], ...] = (("centroid_y_um", "centroid_x_um"),)
 
     def __post_init__(self) -> None:
+        """Check the modalities and declarations; wrap ``run`` with the result checks."""
         from ..io.modality import MODALITIES
 
         bad = [m for m in self.modalities if m not in MODALITIES]
@@ -84,7 +85,7 @@ class AssaySpec:
             object.__setattr__(self, "run", _checked(self.run, self))
 
     def measure(self, column: str) -> Measure:
-        """The declaration of summary column ``column``.
+        """Return the declaration of summary column ``column``.
 
         Raises
         ------
@@ -157,7 +158,7 @@ def available_assays() -> dict[str, AssaySpec]:
 
 
 def get_assay(name: str) -> AssaySpec:
-    """The assay called ``name`` (``motor-neurons``, ``evans-blue``, ...)."""
+    """Return the assay called ``name`` (``motor-neurons``, ``evans-blue``, ...)."""
     assays = available_assays()
     key = name.replace("_", "-")
     if key not in assays:
@@ -271,7 +272,7 @@ def prepare_image(image: Image | np.ndarray, pixel_size_um: float | None = None,
 
 
 def check_image_modality(image: Image, modalities: tuple[str, ...], assay: str = "") -> str:
-    """The image's modality, or ModalityError when ``modalities`` do not include it.
+    """Return the image's modality, or raise ModalityError when ``modalities`` do not include it.
 
     The message says what was seen (the detection's evidence) and how to override it.
     """

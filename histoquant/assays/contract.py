@@ -85,6 +85,7 @@ class Measure:
     animal_weight: str | None = None
 
     def __post_init__(self) -> None:
+        """Refuse unknown rules and rules given the wrong number of columns."""
         if self.tiles not in TILE_RULES:
             raise ValueError(f"{self.name}: tiles must be one of {TILE_RULES}, not "
                              f"{self.tiles!r}")
@@ -99,7 +100,7 @@ class Measure:
             raise ValueError(f"{self.name}: animal_weight goes with animal='weighted' only")
 
     def describe_animal(self) -> str:
-        """How sections combine into one value per animal, in words."""
+        """Return how sections combine into one value per animal, in words."""
         return {"sum": "sum over sections", "mean": "mean over sections",
                 "weighted": f"mean over sections weighted by {self.animal_weight}",
                 "none": "not combined per animal"}[self.animal]
@@ -127,7 +128,7 @@ REGION_AREA = Measure("region_area_mm2", "mm²", "area of the region measured", 
 
 
 def find_measure(measures: Sequence[Measure], name: str) -> Measure | None:
-    """The declaration of column ``name``: an exact name first, then the first glob matching."""
+    """Return the declaration of column ``name``: an exact name first, else the first glob."""
     for m in measures:
         if m.name == name:
             return m

@@ -448,7 +448,7 @@ def _check_params(p: EvansBlueParams, vessel: bool) -> None:
 def corrected_channel(image: Image | np.ndarray, params: Any = None, *,
                       channels: Mapping[str, str | int] | None = None, regions: Any = None,
                       pixel_size_um: float | None = None, role: str = "evb") -> np.ndarray:
-    """The background-corrected (and flat-fielded) channel the assay thresholds.
+    """Return the background-corrected (and flat-fielded) channel the assay thresholds.
 
     Parameters
     ----------
@@ -667,8 +667,10 @@ def _region_sum(values: np.ndarray, mask: np.ndarray) -> float:
     return float(np.sum(values, where=mask, dtype=np.float64))
 
 
-def _summary(image, masks, evb, positive, n_patches, labels, threshold, seed, v_threshold,
-             vessel, zone, p, px, warnings) -> pd.DataFrame:
+def _summary(image: Image, masks: dict[str, np.ndarray], evb: _Channel, positive: np.ndarray,
+             n_patches: int, labels: np.ndarray, threshold: float, seed: float,
+             v_threshold: float, vessel: np.ndarray | None, zone: np.ndarray | None,
+             p: EvansBlueParams, px: float, warnings: list[str]) -> pd.DataFrame:
     area = px * px
     table = region_table(image.name, masks, px)
     rows: list[dict[str, Any]] = []
@@ -752,7 +754,9 @@ _OBJECT_COLUMNS = ["image", "region", "label", "centroid_y_um", "centroid_x_um",
                    "vessel_overlap_pct", "distance_to_vessel_um", "class"]
 
 
-def _objects(image_name, labels, n, corrected, masks, zone, grid, px) -> pd.DataFrame:
+def _objects(image_name: str, labels: np.ndarray, n: int, corrected: np.ndarray,
+             masks: dict[str, np.ndarray], zone: np.ndarray | None, grid: _DistanceGrid | None,
+             px: float) -> pd.DataFrame:
     if n == 0:
         return pd.DataFrame(columns=_OBJECT_COLUMNS)
     idx = np.flatnonzero(labels)
@@ -806,7 +810,9 @@ def _empty_profile() -> pd.DataFrame:
     return pd.DataFrame(columns=_PROFILE_COLUMNS)
 
 
-def _profile(image_name, masks, corrected, positive, grid: _DistanceGrid, p, px) -> pd.DataFrame:
+def _profile(image_name: str, masks: dict[str, np.ndarray], corrected: np.ndarray,
+             positive: np.ndarray, grid: _DistanceGrid, p: EvansBlueParams, px: float,
+             ) -> pd.DataFrame:
     f = grid.factor
     bin_um = p.profile_bin_um
     n_bins = max(1, math.ceil(p.profile_max_um / bin_um))
@@ -846,8 +852,10 @@ def _qc_step(shape: tuple[int, int], max_px: int = 1600) -> int:
     return max(1, math.ceil(max(shape) / max_px))
 
 
-def _qc_overlay(name, corrected, vessel_display, positive, vessel, masks, summary, threshold,
-                p, warnings) -> np.ndarray:
+def _qc_overlay(name: str, corrected: np.ndarray, vessel_display: np.ndarray | None,
+                positive: np.ndarray, vessel: np.ndarray | None, masks: dict[str, np.ndarray],
+                summary: pd.DataFrame, threshold: float, p: EvansBlueParams,
+                warnings: list[str]) -> np.ndarray:
     from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines, draw_outlines, to_display_rgb
 
     q = _qc_step(corrected.shape)

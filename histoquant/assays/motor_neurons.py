@@ -40,8 +40,10 @@ an object elongated and continuing past both ends of its long axis, or longer th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -361,6 +363,7 @@ class MotorNeuronParams(AssayParams):
              "rule off")
 
     def __post_init__(self) -> None:
+        """Validate the fields, and refuse a stain vector of all zeros."""
         super().__post_init__()
         # A zero colour has no direction to project on: say so now, not once per image.
         if not any(self.stain_vector):
@@ -369,7 +372,14 @@ class MotorNeuronParams(AssayParams):
                               f"{list(CRESYL_VIOLET_OD)}")
 
     def fluorescent_segmentation(self) -> FluorescentSomaParams:
-        """The fluorescent soma-segmentation part of these parameters."""
+        """Return the fluorescent soma-segmentation part of these parameters.
+
+        Returns
+        -------
+        FluorescentSomaParams
+            The parameters :func:`~histoquant.segment.fluorescent_somata.segment_fluorescent_somata`
+            takes.
+        """
         return FluorescentSomaParams(
             background_scale_um=self.background_scale_um,
             smooth_um=self.fluorescence_smooth_um, snr=self.fluorescence_snr,
@@ -383,7 +393,13 @@ class MotorNeuronParams(AssayParams):
             trim_fraction=self.trim_fraction, min_area_um2=self.min_soma_area_um2)
 
     def segmentation(self) -> SomaSegmentationParams:
-        """The soma-segmentation part of these parameters."""
+        """Return the soma-segmentation part of these parameters.
+
+        Returns
+        -------
+        SomaSegmentationParams
+            The parameters the classical engine of :mod:`histoquant.segment.somata` takes.
+        """
         return SomaSegmentationParams(
             smooth_um=self.smooth_um, foreground_od=self.foreground_od,
             foreground_snr=self.foreground_snr, refine_cap_od=self.refine_cap_od,
@@ -423,7 +439,18 @@ def _upsample_labels(small: np.ndarray, factor: int, shape: tuple[int, int],
 
 
 def cellpose_options(p: MotorNeuronParams) -> CellposeOptions:
-    """The cellpose adapter's options from the assay's ``cellpose_*`` parameters."""
+    """Return the cellpose adapter's options from the assay's ``cellpose_*`` parameters.
+
+    Parameters
+    ----------
+    p : MotorNeuronParams
+        The assay's parameters.
+
+    Returns
+    -------
+    CellposeOptions
+        The options of :mod:`histoquant.segment.cellpose_engine`.
+    """
     return CellposeOptions(model=p.cellpose_model, diameter_um=p.cellpose_diameter_um,
                            flow_threshold=p.cellpose_flow_threshold,
                            cellprob_threshold=p.cellpose_cellprob_threshold,
@@ -431,7 +458,18 @@ def cellpose_options(p: MotorNeuronParams) -> CellposeOptions:
 
 
 def preflight(params: MotorNeuronParams | None = None) -> None:
-    """Check once before a batch that the chosen engine can run (cellpose and its model)."""
+    """Check once before a batch that the chosen engine can run (cellpose and its model).
+
+    Parameters
+    ----------
+    params : MotorNeuronParams, optional
+        The assay's parameters (the defaults when not given).
+
+    Raises
+    ------
+    DependencyError
+        When the cellpose engine is chosen and cellpose or its model is missing.
+    """
     p = resolve_params(MotorNeuronParams, params)
     if p.engine == "cellpose":
         require_cellpose(p.cellpose_model)
@@ -439,10 +477,24 @@ def preflight(params: MotorNeuronParams | None = None) -> None:
 
 def classify(objects: pd.DataFrame, p: MotorNeuronParams,
              modality: str = "brightfield") -> np.ndarray:
-    """``True`` where a soma meets every motor-neuron criterion of ``p``.
+    """Return ``True`` where a soma meets every motor-neuron criterion of ``p``.
 
     The size criteria (µm) are the same in both modalities; the brightness criterion is the
     mean optical density in brightfield and the mean signal-to-noise ratio in fluorescence.
+
+    Parameters
+    ----------
+    objects : pandas.DataFrame
+        One row per soma, with the columns of the assay's object table.
+    p : MotorNeuronParams
+        The criteria.
+    modality : {"brightfield", "fluorescence"}
+        Which brightness criterion applies.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, one value per row of ``objects``.
     """
     ok = (objects["equivalent_diameter_um"] >= p.min_equivalent_diameter_um) & \
          (objects["equivalent_diameter_um"] <= p.max_equivalent_diameter_um) & \
@@ -470,11 +522,21 @@ def classify(objects: pd.DataFrame, p: MotorNeuronParams,
 
 
 def guess_modality(image: Image) -> str:
-    """``"brightfield"`` or ``"fluorescence"``: the image's modality.
+    """Return ``"brightfield"`` or ``"fluorescence"``: the image's modality.
 
     The one the image was declared (``read_image(..., modality=...)``, ``--modality``) or
     detected from its tissue pixels (:func:`histoquant.io.modality.detect_modality`: light
     background and absorbing stain, or dark background and emitting stain).
+
+    Parameters
+    ----------
+    image : Image
+        The image.
+
+    Returns
+    -------
+    str
+        The modality's name.
     """
     return str(image.modality)
 
@@ -483,8 +545,10 @@ def _resolve_modality(image: Image, p: MotorNeuronParams) -> str:
     return guess_modality(image) if p.modality == "auto" else p.modality
 
 
-def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
-        pixel_size_um: float | None = None, progress: Progress | None = None) -> AssayResult:
+def run(image: Image | np.ndarray, regions: Any = None,
+        params: MotorNeuronParams | Mapping[str, Any] | str | Path | None = None, *,
+        channels: Mapping[str, str | int] | None = None, pixel_size_um: float | None = None,
+        progress: Progress | None = None) -> AssayResult:
     """Count and measure motor neurons in a brightfield Nissl or a fluorescence image.
 
     Parameters
@@ -613,7 +677,8 @@ def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
                "white": [float(v) for v in white], "work_pixel_size_um": pxw})
 
 
-def _soma_channel(image: Image, channels, tissue: np.ndarray | None,
+def _soma_channel(image: Image, channels: Mapping[str, str | int] | None,
+                  tissue: np.ndarray | None,
                   plane: np.ndarray) -> tuple[int, list[float] | None]:
     """Index of the somata channel: named, the only one, or picked in an RGB export."""
     named = resolve_channels(image, SPEC.channel_roles, channels)
@@ -630,9 +695,10 @@ def _soma_channel(image: Image, channels, tissue: np.ndarray | None,
         "or channels={'soma': ...}.")
 
 
-def _run_fluorescence(image: Image, regions, p: MotorNeuronParams, channels,
+def _run_fluorescence(image: Image, regions: Any, p: MotorNeuronParams,
+                      channels: Mapping[str, str | int] | None,
                       report: Callable[[float, str], None]) -> AssayResult:
-    """The fluorescence path of :func:`run`: bright somata on a dark background."""
+    """Return the fluorescence path of :func:`run`: bright somata on a dark background."""
     if p.require_nucleolus:
         raise ParamsError(f"{image.source}: require_nucleolus needs the brightfield path (a "
                           "nucleolus is looked for as a dark spot in a pale Nissl nucleus); "
@@ -747,7 +813,7 @@ def _add_axial_continuation(objects: pd.DataFrame, labels: np.ndarray, snr: np.n
 
 
 def _fluorescence_display(plane: np.ndarray, idx: int, step: int) -> np.ndarray:
-    """The soma channel, strided by ``step``, stretched to grey (1st–99.8th percentile)."""
+    """Return the soma channel, strided by ``step``, stretched to grey (1st–99.8th percentile)."""
     chan = plane[::step, ::step, idx] if plane.ndim == 3 else plane[::step, ::step]
     chan = np.asarray(chan, np.float32)
     lo, hi = np.percentile(chan, [1, 99.8])
@@ -791,7 +857,8 @@ def _outline_mask(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def _qc_overlay(rgb, labels: np.ndarray, objects: pd.DataFrame, masks: dict[str, np.ndarray],
+def _qc_overlay(rgb: np.ndarray, labels: np.ndarray, objects: pd.DataFrame,
+                masks: dict[str, np.ndarray],
                 summary: pd.DataFrame, name: str, prestrided: bool = False,
                 note: str = "") -> np.ndarray:
     """RGB uint8 overlay: soma outlines by class, region outlines, counts as a caption.

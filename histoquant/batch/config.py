@@ -125,7 +125,18 @@ class AssayPlan:
     modality: str | None = None
 
     def selects(self, rel: str) -> bool:
-        """Whether this assay reads the file at ``rel`` (relative POSIX path)."""
+        """Return whether this assay reads the file at ``rel`` (relative POSIX path).
+
+        Parameters
+        ----------
+        rel : str
+            The file's path relative to the study folder, with ``/`` separators.
+
+        Returns
+        -------
+        bool
+            True when a ``files`` pattern matches it.
+        """
         return not self.files or any(glob_match(rel, g) for g in self.files)
 
 
@@ -148,14 +159,38 @@ class StudyConfig:
 
 
 def glob_match(rel: str, pattern: str) -> bool:
-    """Glob on a relative POSIX path; a pattern without ``/`` also matches the file name."""
+    """Glob on a relative POSIX path; a pattern without ``/`` also matches the file name.
+
+    Parameters
+    ----------
+    rel : str
+        The path, with ``/`` separators.
+    pattern : str
+        The glob.
+
+    Returns
+    -------
+    bool
+        Whether the pattern matches.
+    """
     if fnmatch.fnmatchcase(rel, pattern):
         return True
     return "/" not in pattern and fnmatch.fnmatchcase(rel.rsplit("/", 1)[-1], pattern)
 
 
 def find_study_file(folder: Path) -> Path | None:
-    """``study.yaml`` (or ``.yml``/``.json``) in ``folder``, if there is one."""
+    """Return ``study.yaml`` (or ``.yml``/``.json``) in ``folder``, if there is one.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The study folder.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The study file, or None.
+    """
     for name in STUDY_FILE_NAMES:
         if (folder / name).is_file():
             return folder / name
@@ -163,7 +198,7 @@ def find_study_file(folder: Path) -> Path | None:
 
 
 def _params_problems(exc: HistoquantError, where: str, source: Path | None = None) -> list[str]:
-    """The problems of a params error, one per bad key, located as ``where.key``.
+    """Return the problems of a params error, one per bad key, located as ``where.key``.
 
     ``source`` names a separate params file the values came from; without it the values
     are in the study file itself, which the StudyError's first line names.
@@ -175,7 +210,8 @@ def _params_problems(exc: HistoquantError, where: str, source: Path | None = Non
     return [f"{where}: {source}: {exc}" if source else f"{where}: {exc}"]
 
 
-def _options(cls: type[AssayParams], value: Any, where: str, problems: list[str]):
+def _options(cls: type[AssayParams], value: Any, where: str, problems: list[str],
+             ) -> AssayParams:
     if value is None:
         return cls()
     if not isinstance(value, Mapping):
@@ -298,10 +334,20 @@ def _assay_plan(name: str, settings: Any, folder: Path, problems: list[str],
 
 
 def load_study_config(path: str | Path) -> dict[str, dict[str, Any]]:
-    """The assays of a study file as ``{assay: {files, regions, channels, params, ...}}``.
+    """Return the assays of a study file as ``{assay: {files, regions, channels, params, ...}}``.
 
     The plain-dict view of :func:`load_study` (kept for callers of the first folder batch,
     such as the napari plugin's sample menu); ``params`` is the full parameter mapping.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The study file.
+
+    Returns
+    -------
+    dict of str to dict
+        One plain mapping of settings per assay.
 
     Raises
     ------

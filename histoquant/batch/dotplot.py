@@ -29,7 +29,20 @@ _RIGHT, _TOP, _BOTTOM, _GAP = 12, 40, 58, 14
 
 
 def nice_ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
-    """Round tick values (steps of 1, 2, 2.5 or 5 × 10^k) covering ``[lo, hi]``."""
+    """Return round tick values (steps of 1, 2, 2.5 or 5 × 10^k) covering ``[lo, hi]``.
+
+    Parameters
+    ----------
+    lo, hi : float
+        The range.
+    n : int
+        About how many ticks.
+
+    Returns
+    -------
+    numpy.ndarray
+        The tick values, ascending.
+    """
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return np.array([0.0, 1.0])
     if hi <= lo:

@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DependencyError
 from ..io.safe_paths import OutputFolder
@@ -30,6 +30,9 @@ from .plan import StudyPlan
 from .store import PartStore, decode_part
 from .units import Unit, UnitOutput, process_unit
 from .writers import write_qc_picture
+
+if TYPE_CHECKING:  # optional extra (histoquant[dask]): imported where a scheduler is named
+    import distributed
 
 __all__ = ["BatchProgress", "Measured", "execute", "measure_units", "dask_client",
            "side_process"]
@@ -156,8 +159,21 @@ _DIED = ("the worker process died while measuring this image, alone (out of memo
          "to retry it")
 
 
-def dask_client(scheduler: Any):
-    """A ``distributed.Client`` for a scheduler address (or the client given)."""
+def dask_client(scheduler: str | distributed.Client) -> tuple[distributed.Client, bool]:
+    """Return a ``distributed.Client`` for a scheduler address (or the client given).
+
+    Parameters
+    ----------
+    scheduler : str or distributed.Client
+        A scheduler address (``tcp://host:8786``) or a client already connected.
+
+    Returns
+    -------
+    client : distributed.Client
+        The client to submit work to.
+    owned : bool
+        True when the client was made here (and must be closed by the caller).
+    """
     try:
         import distributed
     except ImportError as exc:
@@ -204,12 +220,24 @@ def _load_writers() -> None:
 
 
 def side_process(jobs: int, scheduler: Any = None) -> ProcessPoolExecutor | None:
-    """One spare local process for the serial tail of a parallel run, or None.
+    """Return one spare local process for the serial tail of a parallel run, or None.
 
     Once the images are measured the workers are gone; writing the Excel workbook (the
     slowest part of assembling a large study) in a second process overlaps it with the
     tables, the pictures and the report. Only for local runs with ``jobs`` > 1: a one-job
     run promised one process, and a Dask run's own machine may have one core.
+
+    Parameters
+    ----------
+    jobs : int
+        Number of local worker processes of the run.
+    scheduler : object, optional
+        The Dask scheduler (address or client) of a distributed run.
+
+    Returns
+    -------
+    concurrent.futures.ProcessPoolExecutor or None
+        A one-process pool, already started, or None.
     """
     if scheduler is not None or jobs <= 1:
         return None

@@ -206,7 +206,7 @@ def plan_study(
 def study_overrides(*, params: Any = None, regions: Any = None,
                     channels: Mapping[str, str | int] | None = None,
                     pixel_size_um: float | None = None) -> dict[str, Any]:
-    """Settings given for every assay (the command line's), as :func:`plan_study` takes them.
+    """Return settings given for every assay (the command line's), as :func:`plan_study` takes them.
 
     Parameters
     ----------

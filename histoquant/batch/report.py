@@ -124,7 +124,7 @@ def build_report(tables: StudyTables, units: Sequence[Mapping[str, Any]],
                  thumbnails: Mapping[str, bytes], *, title: str, run_info: Mapping[str, Any],
                  measures: Mapping[str, Sequence[str]] | None = None,
                  notes: Sequence[str] = ()) -> str:
-    """The HTML report as a string.
+    """Return the HTML report as a string.
 
     Parameters
     ----------
@@ -143,6 +143,11 @@ def build_report(tables: StudyTables, units: Sequence[Mapping[str, Any]],
         Assay → measures to plot (default: all).
     notes : sequence of str
         Things the user should know (skipped files, defaults taken).
+
+    Returns
+    -------
+    str
+        A self-contained HTML page (plots as inline SVG, thumbnails inline).
     """
     measures = measures or {}
     groups = list(tables.groups)

@@ -59,6 +59,7 @@ class BatchReport:
         return not self.errors
 
     def __bool__(self) -> bool:
+        """Return :attr:`ok`: True when no image failed."""
         return self.ok
 
 

@@ -1,4 +1,4 @@
-"""Finding the study's images and what each one is: animal, group, spinal level, section.
+r"""Finding the study's images and what each one is: animal, group, spinal level, section.
 
 The metadata comes from a sample sheet (CSV, TSV or Excel), one row per file or glob::
 
@@ -69,13 +69,39 @@ class Sample:
 
 
 def natural_key(text: str) -> tuple:
-    """Sort key that puts R2 before R10."""
+    """Return a sort key that puts R2 before R10.
+
+    Parameters
+    ----------
+    text : str
+        The name.
+
+    Returns
+    -------
+    tuple
+        Runs of digits as integers, the rest lower-cased.
+    """
     return tuple(int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(text)))
 
 
 def find_images(folder: str | Path, patterns: Iterable[str] = ("*",),
                 recursive: bool = True) -> list[Path]:
-    """Image files under ``folder`` whose relative path matches any glob, sorted by path."""
+    """Return the image files under ``folder`` whose relative path matches any glob, sorted by path.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path
+        The study folder.
+    patterns : iterable of str
+        Globs on the path relative to ``folder`` (see :func:`~histoquant.batch.config.glob_match`).
+    recursive : bool
+        Whether sub-folders are searched.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The image files (an OME-Zarr folder counts as one file).
+    """
     images, _ = discover(folder, recursive=recursive)
     pats = list(patterns)
     folder = Path(folder)
@@ -173,6 +199,16 @@ def _rel(path: Path, folder: Path) -> str:
 
 def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     """Read a CSV/TSV/Excel sample sheet as text, with column names normalised.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``.csv``, ``.tsv`` or ``.xlsx`` file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per file or glob, every value a stripped string.
 
     Raises
     ------

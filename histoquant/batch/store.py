@@ -32,10 +32,20 @@ ID_DTYPES = {c: str for c in ("image", "animal", "group", "level", "section", "r
 
 
 def encode_part(out: UnitOutput) -> bytes:
-    """The zip file of a finished unit, as bytes.
+    """Return the zip file of a finished unit, as bytes.
 
     Done in the worker, so that CSV encoding and compression run in parallel rather than in
     the one process that collects results. PNGs are stored, not deflated again.
+
+    Parameters
+    ----------
+    out : UnitOutput
+        The unit's tables, pictures and metadata.
+
+    Returns
+    -------
+    bytes
+        The part file's content.
     """
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
@@ -51,10 +61,24 @@ def encode_part(out: UnitOutput) -> bytes:
 
 
 def decode_part(data: bytes, key: str, *, pictures: bool = False) -> UnitOutput:
-    """A unit's output from its part file's bytes (tables always; PNGs when ``pictures``).
+    """Return a unit's output from its part file's bytes (tables always; PNGs when ``pictures``).
 
     Tables are always parsed from the part's CSV text, whether the part was just made or
     written by an earlier run, so that every run assembles identical tables.
+
+    Parameters
+    ----------
+    data : bytes
+        The part file's content (:func:`encode_part`).
+    key : str
+        The unit's key.
+    pictures : bool
+        Whether the PNG pictures are read too.
+
+    Returns
+    -------
+    UnitOutput
+        The unit's output.
     """
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         meta = json.loads(z.read("meta.json"))
@@ -89,11 +113,33 @@ class PartStore:
         self.dir = self.out.root / ".parts"
 
     def path(self, key: str) -> Path:
-        """The part file of ``key`` (a hex digest, so a plain file name)."""
+        """Return the part file of ``key`` (a hex digest, so a plain file name).
+
+        Parameters
+        ----------
+        key : str
+            The unit's key.
+
+        Returns
+        -------
+        pathlib.Path
+            The part's path in the store (it may not exist).
+        """
         return self.out.path(".parts", f"{key}.zip")
 
     def has(self, key: str) -> bool:
-        """Whether a finished, readable part exists for ``key``."""
+        """Return whether a finished, readable part exists for ``key``.
+
+        Parameters
+        ----------
+        key : str
+            The unit's key.
+
+        Returns
+        -------
+        bool
+            True when the part file exists, its zip is intact and it holds ``meta.json``.
+        """
         p = self.path(key)
         if not p.is_file():
             return False
@@ -106,7 +152,15 @@ class PartStore:
     def write(self, out: UnitOutput) -> bytes:
         """Persist a successful unit atomically (its encoded part, or encoded here).
 
-        Returns the part's bytes, as :func:`decode_part` reads them.
+        Parameters
+        ----------
+        out : UnitOutput
+            A unit that succeeded.
+
+        Returns
+        -------
+        bytes
+            The part's bytes, as :func:`decode_part` reads them.
         """
         data = out.part if out.part is not None else encode_part(out)
         with atomic_path(self.path(out.key)) as tmp:
@@ -114,7 +168,20 @@ class PartStore:
         return data
 
     def read(self, key: str, *, pictures: bool = False) -> UnitOutput:
-        """Read a part back (tables always; PNG bytes when ``pictures``)."""
+        """Read a part back (tables always; PNG bytes when ``pictures``).
+
+        Parameters
+        ----------
+        key : str
+            The unit's key.
+        pictures : bool
+            Whether the PNG pictures are read too.
+
+        Returns
+        -------
+        UnitOutput
+            The unit's output.
+        """
         return decode_part(self.path(key).read_bytes(), key, pictures=pictures)
 
     # ---- input hashes -------------------------------------------------------------------
@@ -123,7 +190,12 @@ class PartStore:
         return self.out.path(".parts", "hashes.json")
 
     def hashes(self, paths: list[Path]) -> tuple[dict[Path, str], dict[Path, str]]:
-        """SHA-256 of every input (cached by size and mtime); unreadable ones separately.
+        """Return the SHA-256 of every input (cached by size and mtime); unreadable ones separately.
+
+        Parameters
+        ----------
+        paths : list of pathlib.Path
+            The input files.
 
         Returns
         -------

@@ -41,7 +41,20 @@ class StudyTables:
 
 
 def group_order(samples: Sequence[Sample], preferred: Sequence[str] = ()) -> tuple[str, ...]:
-    """Groups in the study file's order, then any others alphabetically."""
+    """Return groups in the study file's order, then any others alphabetically.
+
+    Parameters
+    ----------
+    samples : sequence of Sample
+        The study's samples.
+    preferred : sequence of str
+        The group order of the study file.
+
+    Returns
+    -------
+    tuple of str
+        Every group of the samples, each once.
+    """
     seen = {s.group for s in samples}
     return tuple([g for g in preferred if g in seen]
                  + sorted(seen - set(preferred), key=natural_key))
@@ -109,6 +122,11 @@ def assemble(
         One per failed unit.
     measures : mapping, optional
         Assay → measure columns for the Prism tables (default: every measure).
+
+    Returns
+    -------
+    StudyTables
+        Section, animal, object, error and Prism tables.
     """
     sections = _concat([_with_metadata(s, smp, a) for smp, a, s, _ in parts])
     objects = _concat([_with_metadata(o, smp, a) for smp, a, _, o in parts])
@@ -129,7 +147,20 @@ def assemble(
 
 def extra_table(parts: Sequence[tuple[Sample, str, pd.DataFrame]],
                 groups: Sequence[str]) -> pd.DataFrame:
-    """An assay's extra table (e.g. Evans Blue profiles) over the study, with metadata."""
+    """Return an assay's extra table (e.g. Evans Blue profiles) over the study, with metadata.
+
+    Parameters
+    ----------
+    parts : sequence of (Sample, assay, table)
+        One per finished unit that made the table.
+    groups : sequence of str
+        Group order for the rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The tables concatenated, each row with its sample's identifiers.
+    """
     df = _concat([_with_metadata(t, smp, a) for smp, a, t in parts])
     keys = [k for k in ("assay", "group", "animal", "level", "section", "image", "region")
             if k in df.columns]
@@ -137,7 +168,20 @@ def extra_table(parts: Sequence[tuple[Sample, str, pd.DataFrame]],
 
 
 def animal_table(sections: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
-    """Per assay × animal × level × region: sums of counts, means of the rest, n_sections."""
+    """Return the animal table: per assay × animal × level × region, sums of counts, else means.
+
+    Parameters
+    ----------
+    sections : pandas.DataFrame
+        The section table (one row per section × region).
+    groups : sequence of str
+        Group order for the rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per assay × animal × level × region, with ``n_sections``.
+    """
     if sections.empty:
         return pd.DataFrame(columns=[*ANIMAL_IDS, "n_sections"])
     out = []
@@ -156,10 +200,20 @@ def animal_table(sections: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
 
 
 def default_measures(animals: pd.DataFrame) -> list[str]:
-    """Measures of one assay's animal table worth a Prism table and a plot.
+    """Return the measures of one assay's animal table worth a Prism table and a plot.
 
     Every numeric measure except ``n_sections`` and, when there are several animals, those
     with a single value across the whole study (bit depth, a fixed threshold).
+
+    Parameters
+    ----------
+    animals : pandas.DataFrame
+        One assay's rows of the animal table.
+
+    Returns
+    -------
+    list of str
+        The measure columns.
     """
     cols = [c for c in measure_columns(animals) if c != "n_sections"
             and animals[c].notna().any()]
@@ -171,7 +225,22 @@ def default_measures(animals: pd.DataFrame) -> list[str]:
 def prism_tables(animals: pd.DataFrame, groups: Sequence[str],
                  measures: Mapping[str, Sequence[str]]) -> dict[tuple[str, str, str, str],
                                                                  pd.DataFrame]:
-    """Wide tables: key (assay, measure, region, level) → rows animals, columns groups."""
+    """Return the wide tables: key (assay, measure, region, level) → rows animals, columns groups.
+
+    Parameters
+    ----------
+    animals : pandas.DataFrame
+        The animal table.
+    groups : sequence of str
+        Group order for the columns.
+    measures : mapping of str to sequence of str
+        Assay → the measures to tabulate.
+
+    Returns
+    -------
+    dict of (str, str, str, str) to pandas.DataFrame
+        One table per assay, measure, region and level.
+    """
     out = {}
     if animals.empty:
         return out
@@ -192,7 +261,21 @@ def prism_tables(animals: pd.DataFrame, groups: Sequence[str],
 
 
 def describe_measure(assay: str, name: str) -> str:
-    """Unit and how a measure was combined from sections into one value per animal."""
+    """Return a measure's unit and how it was combined from sections per animal.
+
+    Parameters
+    ----------
+    assay : str
+        The assay that reports the measure.
+    name : str
+        The measure's column name.
+
+    Returns
+    -------
+    str
+        A short phrase for the report's notes (e.g. ``"µm²; mean over sections weighted by
+        n_motor_neurons"``).
+    """
     m = get_assay(assay).measure(name)
     unit = f"{m.unit}; " if m.unit else ""
     return f"{unit}{m.describe_animal()}"

@@ -19,7 +19,8 @@ import re
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,10 @@ from ..output import PNG_COMPRESS_LEVEL
 from ..params import AssayParams
 from .config import QCOptions, SlideOptions
 from .samples import Sample
+
+if TYPE_CHECKING:
+    from ..slides import Overview
+    from ..tiling import MaskSource, RegionSource
 
 __all__ = ["Unit", "UnitOutput", "process_unit", "unit_key"]
 
@@ -77,7 +82,22 @@ class UnitOutput:
 
 
 def unit_key(input_sha256: str, spec_name: str, settings: dict[str, Any]) -> str:
-    """Identity of a result: the input's hash, the assay and every setting that shapes it."""
+    """Return a result's identity: the input's hash, the assay and every setting that shapes it.
+
+    Parameters
+    ----------
+    input_sha256 : str
+        The input file's SHA-256.
+    spec_name : str
+        The assay's name.
+    settings : dict
+        Every setting that changes the result (parameters, regions, channels, ...).
+
+    Returns
+    -------
+    str
+        A 24-character hex digest (also the name of the unit's part file).
+    """
     from .. import __version__
 
     blob = json.dumps({"input": input_sha256, "assay": spec_name, "histoquant": __version__,
@@ -123,8 +143,8 @@ def _flags(summary: pd.DataFrame, warnings: list[str], saturated: float,
     return flags
 
 
-def _region_source(unit: Unit, image: Image, view, section_mask: np.ndarray | None,
-                   info: dict[str, Any]):
+def _region_source(unit: Unit, image: Image, view: Overview, section_mask: np.ndarray | None,
+                   info: dict[str, Any]) -> RegionSource:
     """Regions for a tiled run, at full resolution, limited to one section."""
     from ..rois import read_regions
     from ..tiling import MaskSource, PolygonSource, WholeImage
@@ -145,7 +165,8 @@ def _region_source(unit: Unit, image: Image, view, section_mask: np.ndarray | No
     return src.restrict(section) if section is not None else src
 
 
-def _auto_regions(unit: Unit, image: Image, view, section, info: dict[str, Any]):
+def _auto_regions(unit: Unit, image: Image, view: Overview, section: MaskSource | None,
+                  info: dict[str, Any]) -> MaskSource:
     """Anatomy on a reduced copy of one section (or the image) → low-resolution masks.
 
     The copy has about ``slides.anatomy_pixel_um`` per pixel, so the anatomy never sees the
@@ -193,8 +214,8 @@ def _auto_regions(unit: Unit, image: Image, view, section, info: dict[str, Any])
                       origin=(bounds[0], bounds[2]))
 
 
-def _anatomy_quality(anatomy, small: Image) -> float | None:
-    """The anatomy's quality score of the section, when it offers one."""
+def _anatomy_quality(anatomy: ModuleType, small: Image) -> float | None:
+    """Return the anatomy's quality score of the section, when it offers one."""
     find = getattr(anatomy, "find_sections", None)
     if find is None:
         return None
@@ -213,8 +234,11 @@ def _section_ids(base: str, n: int) -> list[str]:
 
 
 def _with_section(df: pd.DataFrame, base: str) -> pd.DataFrame:
-    """Add the sample's section; an assay that numbers sections itself keeps its numbers
-    (prefixed by the sheet's section when the image holds several)."""
+    """Add the sample's section to a table.
+
+    An assay that numbers sections itself keeps its numbers (prefixed by the sheet's section
+    when the image holds several).
+    """
     if "section" in df.columns and df["section"].notna().any():
         theirs = df["section"].astype(str)
         if not base:
@@ -333,6 +357,11 @@ def _load(image: Image) -> np.ndarray:
 
 def process_unit(unit: Unit) -> UnitOutput:
     """Measure one image with one assay; never raises for a bad image.
+
+    Parameters
+    ----------
+    unit : Unit
+        The image, the assay and its settings.
 
     Returns
     -------

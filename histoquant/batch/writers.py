@@ -223,7 +223,7 @@ def write_workbook(out: OutputFolder, tables: StudyTables, prism: PrismBlocks, *
 
 def report_run_info(plan: StudyPlan, *, n_units: int, n_run: int, n_reused: int,
                     n_failed: int, jobs: int, scheduler: Any) -> dict[str, Any]:
-    """The small table at the top of the HTML report.
+    """Return the small table at the top of the HTML report.
 
     Parameters
     ----------
@@ -322,7 +322,7 @@ def _file_record(path: Path | None) -> dict[str, Any] | None:
 def run_record(plan: StudyPlan, units: Sequence[Mapping[str, Any]], *,
                notes: Sequence[str], jobs: int, scheduler: Any, resume: bool,
                timings: Mapping[str, float]) -> dict[str, Any]:
-    """What ``run.json`` holds: how the run was made, from what, and what came of each image.
+    """Return what ``run.json`` holds: how the run was made, from what, and what came of each image.
 
     Parameters
     ----------

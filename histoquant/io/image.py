@@ -64,6 +64,7 @@ class Image:
     modality: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        """Check the axes, the data's shape against them, the pixel size and channel names."""
         if self.axes not in _VALID_AXES:
             raise ValueError(f"axes must be one of {_VALID_AXES}, not {self.axes!r}")
         if len(self.data.shape) != len(self.axes):
@@ -122,10 +123,23 @@ class Image:
 
     @property
     def dtype(self) -> np.dtype:
+        """Data type of the pixels."""
         return np.dtype(self.data.dtype)
 
     def with_pixel_size(self, pixel_size_um: float | None) -> Image:
-        """Return a copy with ``pixel_size_um`` replaced (logged when it overrides the file)."""
+        """Return a copy with ``pixel_size_um`` replaced (logged when it overrides the file).
+
+        Parameters
+        ----------
+        pixel_size_um : float or None
+            The new pixel size in µm, checked against the plausible range; None keeps the
+            image as it is.
+
+        Returns
+        -------
+        Image
+            A copy with the new pixel size (``self`` when ``pixel_size_um`` is None).
+        """
         if pixel_size_um is None:
             return self
         from .limits import check_pixel_size
@@ -147,7 +161,18 @@ class Image:
                        metadata={**self.metadata, "warnings": warnings})
 
     def require_pixel_size(self) -> float:
-        """Return the pixel size in µm, or raise :class:`PixelSizeError` saying how to give it."""
+        """Return the pixel size in µm, or raise :class:`PixelSizeError` saying how to give it.
+
+        Returns
+        -------
+        float
+            The pixel size in µm.
+
+        Raises
+        ------
+        PixelSizeError
+            When the pixel size is unknown.
+        """
         if self.pixel_size_um is None:
             raise PixelSizeError(
                 f"{self.source}: the pixel size is unknown (the file has no OME PhysicalSize or "
@@ -158,7 +183,23 @@ class Image:
         return self.pixel_size_um
 
     def channel_index(self, spec: str | int) -> int:
-        """Index of a channel given by name (case-insensitive) or integer index."""
+        """Return the index of a channel given by name (case-insensitive) or integer index.
+
+        Parameters
+        ----------
+        spec : str or int
+            A channel name, an index, or an index written as digits (``"1"``).
+
+        Returns
+        -------
+        int
+            The 0-based channel index.
+
+        Raises
+        ------
+        ChannelError
+            When no channel has that name or the index is out of range.
+        """
         n = self.n_channels
         if isinstance(spec, (int, np.integer)) or (isinstance(spec, str) and spec.isdigit()):
             i = int(spec)
@@ -188,6 +229,11 @@ class Image:
             Channel name or index.
         projection : {"max", "mean", "sum"}
             How a Z-stack is reduced to 2D.
+
+        Returns
+        -------
+        numpy.ndarray
+            The (Y, X) channel as float32, checked to hold no NaN or infinite value.
         """
         i = self.channel_index(spec)
         arr = self.data[..., i] if self.axes.endswith("C") else self.data
@@ -197,14 +243,36 @@ class Image:
         return check_finite(arr.astype(np.float32, copy=False), self.source)
 
     def plane(self, projection: str = "max") -> np.ndarray:
-        """Return the image as a 2D (Y, X) or (Y, X, C) NumPy array, projecting Z."""
+        """Return the image as a 2D (Y, X) or (Y, X, C) NumPy array, projecting Z.
+
+        Parameters
+        ----------
+        projection : {"max", "mean", "sum"}
+            How a Z-stack is reduced to 2D.
+
+        Returns
+        -------
+        numpy.ndarray
+            The pixels in their own data type, loaded into memory.
+        """
         arr = np.asarray(self.data)
         if "Z" in self.axes:
             arr = _project(arr, projection)
         return arr
 
     def require_rgb(self) -> np.ndarray:
-        """Return the (Y, X, 3) RGB array of a brightfield image or raise ChannelError."""
+        """Return the (Y, X, 3) RGB array of a brightfield image.
+
+        Returns
+        -------
+        numpy.ndarray
+            The RGB pixels in their own data type (Z projected by maximum).
+
+        Raises
+        ------
+        ChannelError
+            When the image does not have 3 channels.
+        """
         if self.n_channels != 3:
             raise ChannelError(
                 f"{self.source}: a brightfield RGB image is needed, but this image has "
@@ -214,12 +282,17 @@ class Image:
         return self.plane()
 
     def max_value(self) -> float:
-        """Value of full brightness: the integer type's maximum, or the scale of float data.
+        """Return the value of full brightness: the integer type's maximum, or the data's scale.
 
         Float pixels are not assumed to lie in 0–1: a float image holding 0–255 values is on
         the 8-bit scale (see :func:`value_scale`). The scale of a float image is computed once
         (from a strided sample of at most about a million pixels) and kept in
         ``metadata["value_scale"]``.
+
+        Returns
+        -------
+        float
+            The full-brightness value (255.0 for 8-bit data, 65535.0 for 16-bit data).
         """
         if not np.issubdtype(self.dtype, np.floating):
             return dtype_max(self.dtype)
@@ -229,7 +302,20 @@ class Image:
 
 
 def dtype_max(dtype: np.dtype) -> float:
-    """Saturation value of an image dtype: 255, 4095 is not assumed, 65535, or 1.0 for floats."""
+    """Return the saturation value of an image dtype: its integer maximum, or 1.0.
+
+    A 12-bit camera's 4095 is not assumed: a 16-bit type saturates at 65535.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+        The pixel type.
+
+    Returns
+    -------
+    float
+        255.0, 65535.0 (and so on) for integer types; 1.0 for booleans and floats.
+    """
     dtype = np.dtype(dtype)
     if dtype == np.bool_:
         return 1.0
@@ -274,7 +360,7 @@ def value_scale(values: Any, dtype: Any = None) -> float:
 
 
 def _strided_sample(data: Any, max_pixels: int = 1 << 20) -> np.ndarray:
-    """A strided sample of (Z)YX(C) pixels; reads every pixel only for a small image."""
+    """Return a strided sample of (Z)YX(C) pixels; reads every pixel only for a small image."""
     if isinstance(data, np.ndarray) and data.size <= 4 * max_pixels:
         return data
     shape = data.shape
@@ -283,7 +369,25 @@ def _strided_sample(data: Any, max_pixels: int = 1 << 20) -> np.ndarray:
 
 
 def check_finite(arr: np.ndarray, source: str = "<array>") -> np.ndarray:
-    """Raise EmptyImageError when a float array holds NaN or infinite values."""
+    """Raise EmptyImageError when a float array holds NaN or infinite values.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        The pixels.
+    source : str
+        The image's name, for the message.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``arr`` itself, when it is finite.
+
+    Raises
+    ------
+    EmptyImageError
+        When a float array holds a NaN or an infinite value.
+    """
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).sum())
         raise EmptyImageError(
@@ -294,7 +398,20 @@ def check_finite(arr: np.ndarray, source: str = "<array>") -> np.ndarray:
 
 
 def check_not_empty(arr: np.ndarray, source: str = "<array>") -> None:
-    """Raise EmptyImageError for an image with no pixels or a single constant value."""
+    """Raise EmptyImageError for an image with no pixels or a single constant value.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        The pixels.
+    source : str
+        The image's name, for the message.
+
+    Raises
+    ------
+    EmptyImageError
+        When ``arr`` is empty or every pixel has the same value.
+    """
     if arr.size == 0:
         raise EmptyImageError(f"{source}: the image has no pixels (shape {arr.shape}).")
     lo, hi = float(np.min(arr)), float(np.max(arr))
@@ -362,7 +479,7 @@ def _get_modality(self: Image) -> str:
 
 
 def _modality_from(self: Image, pixels: np.ndarray, padding: np.ndarray | None = None) -> str:
-    """The modality as given or already found, else detected from ``pixels`` and cached.
+    """Return the modality as given or already found, else detected from ``pixels`` and cached.
 
     For a caller that already holds a reduced copy of the whole image (the anatomy's working
     image): detecting on it costs no read of the full-resolution file, where the plain
@@ -403,8 +520,30 @@ def as_image(
 ) -> Image:
     """Wrap an array as an :class:`Image`, or apply a pixel-size override to an Image.
 
-    A 2D array is one channel; a 3D array is (Y, X, C) — RGB when it has 3 channels of an
-    integer type unless ``rgb=False``.
+    A 2D array is one channel; a 3D array is (Y, X, C) — RGB when it has 3 channels and
+    no channel names are given, unless ``rgb=False``.
+
+    Parameters
+    ----------
+    image : Image or numpy.ndarray
+        An image, or a (Y, X) or (Y, X, C) array.
+    pixel_size_um : float, optional
+        Pixel size in µm; for an Image it overrides the file's (see
+        :meth:`Image.with_pixel_size`).
+    rgb : bool, optional
+        Whether a 3-channel array is RGB; guessed when not given.
+    channel_names : tuple of str, optional
+        Names of the array's channels.
+
+    Returns
+    -------
+    Image
+        The wrapped image.
+
+    Raises
+    ------
+    ChannelError
+        When the array is neither 2D nor 3D.
     """
     if isinstance(image, Image):
         return image.with_pixel_size(pixel_size_um)

@@ -128,7 +128,18 @@ def check_image_size(path: str | Path, shape: Iterable[int], dtype: np.dtype, ax
 
 
 def stored_bytes(path: str | Path) -> int:
-    """Bytes a file (or every file under a folder, for OME-Zarr) takes."""
+    """Return the bytes a file (or every file under a folder, for OME-Zarr) takes.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A file or folder.
+
+    Returns
+    -------
+    int
+        Size in bytes.
+    """
     path = Path(path)
     if not path.is_dir():
         return path.stat().st_size

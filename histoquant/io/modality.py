@@ -61,7 +61,25 @@ class Modality:
 
 
 def check_modality(kind: str | None, source: str = "") -> str | None:
-    """Validate a modality given by a user; ``None`` passes (detect)."""
+    """Validate a modality given by a user; ``None`` passes (detect).
+
+    Parameters
+    ----------
+    kind : str or None
+        ``"brightfield"`` or ``"fluorescence"``, or an alias (``bf``, ``fl``, ``if``, ...).
+    source : str
+        Where the value came from, for the message.
+
+    Returns
+    -------
+    str or None
+        The modality's canonical name, or None.
+
+    Raises
+    ------
+    ParamsError
+        When ``kind`` is not a modality.
+    """
     if kind is None:
         return None
     k = str(kind).strip().lower()
@@ -105,7 +123,7 @@ def _sample(pixels_or_image: Any) -> np.ndarray:
 
 
 def _windows(data: Any, axes: str, h: int, w: int, n: int = 12, side: int = 40) -> np.ndarray:
-    """A mosaic of ``n × n`` windows of ``side`` px spread over a lazy (on-disk) image.
+    """Return a mosaic of ``n × n`` windows of ``side`` px spread over a lazy (on-disk) image.
 
     A strided read of a chunked array decodes every chunk; ``n²`` small windows decode at
     most ``n²`` chunks, enough pixels (≈ 230,000) for the decision.

@@ -42,7 +42,20 @@ def _normalise_unit(unit: str) -> str:
 
 
 def length_to_um(value: float, unit: str | None) -> float | None:
-    """Convert a length in ``unit`` to µm; ``None`` when the unit is unknown or a pixel."""
+    """Convert a length in ``unit`` to µm; ``None`` when the unit is unknown or a pixel.
+
+    Parameters
+    ----------
+    value : float
+        The length.
+    unit : str or None
+        Its unit as a file writes it (``"nm"``, ``"µm"``, ``"micron"``, ``"mm"``, ...).
+
+    Returns
+    -------
+    float or None
+        The length in µm.
+    """
     if unit is None or unit == "":
         unit = "µm"
     u = _normalise_unit(unit)
@@ -56,8 +69,18 @@ def length_to_um(value: float, unit: str | None) -> float | None:
 def resolution_to_um(pixels_per_unit: float, unit: str | None) -> float | None:
     """Convert a resolution (pixels per ``unit``) to µm per pixel.
 
-    Returns ``None`` when the resolution is missing, zero, in an unknown unit, or a typical
-    screen/print default given per inch (see ``MAX_UNCALIBRATED_DPI``).
+    Parameters
+    ----------
+    pixels_per_unit : float
+        The resolution (e.g. a TIFF's XResolution).
+    unit : str or None
+        The unit it is given per (``"cm"``, ``"inch"``, ...).
+
+    Returns
+    -------
+    float or None
+        µm per pixel; ``None`` when the resolution is missing, zero, in an unknown unit, or
+        a typical screen/print default given per inch (see ``MAX_UNCALIBRATED_DPI``).
     """
     if not pixels_per_unit or pixels_per_unit <= 0 or unit is None:
         return None

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ImageReadError, PixelSizeError
 from . import limits
 from .image import Image, _check_pixel_size
+
+if TYPE_CHECKING:
+    from tifffile import TiffFile, TiffFrame, TiffPage
 from .limits import check_image_size, check_pixel_size, stored_bytes
 from .pixel_size import length_to_um, resolution_to_um
 
@@ -30,7 +34,18 @@ LAZY_BYTES = 2 * 1024**3
 
 
 def is_image_file(path: str | Path) -> bool:
-    """True when ``path`` has a suffix :func:`read_image` understands."""
+    """Return True when ``path`` has a suffix :func:`read_image` understands.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A file or folder name (it need not exist).
+
+    Returns
+    -------
+    bool
+        Whether the suffix is one of :data:`IMAGE_SUFFIXES`.
+    """
     name = Path(path).name.lower()
     return name.endswith(IMAGE_SUFFIXES)
 
@@ -112,9 +127,19 @@ def read_image(
 
 
 def image_levels(path: str | Path) -> list[tuple[int, int]]:
-    """Height and width of every pyramid level of an image file, full resolution first.
+    """Return the height and width of every pyramid level of an image file, full resolution first.
 
     A file without a pyramid has one level. Reads metadata only.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The image file (or OME-Zarr folder).
+
+    Returns
+    -------
+    list of (int, int)
+        ``(height, width)`` in pixels of each level.
 
     Raises
     ------
@@ -409,7 +434,7 @@ def _read_tiff(path: Path, lenient: bool, level: int = 0, lazy: bool | None = No
                  rgb=rgb, z_step_um=z_step, path=path, metadata=metadata)
 
 
-def _check_complete(path: Path, pages) -> None:
+def _check_complete(path: Path, pages: Sequence[TiffPage | TiffFrame | None]) -> None:
     """Refuse a TIFF whose pixel data runs past the end of the file (a truncated copy).
 
     A lazily opened file is otherwise only found truncated when the missing tiles are read,
@@ -430,7 +455,7 @@ def _check_complete(path: Path, pages) -> None:
             "bytes); re-copy or re-export it.")
 
 
-def _tiff_calibration(tif, page, path: Path, lenient: bool,
+def _tiff_calibration(tif: TiffFile, page: TiffPage, path: Path, lenient: bool,
                       ) -> tuple[float | None, float | None, tuple, str]:
     """Pixel size (µm, full resolution), Z step, channel names and where the size came from."""
     import tifffile

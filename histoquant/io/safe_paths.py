@@ -61,13 +61,13 @@ def _clean(text: str) -> tuple[str, bool]:
 
 
 def _truncate(text: str, max_bytes: int) -> str:
-    """The longest prefix of ``text`` whose UTF-8 encoding fits ``max_bytes``."""
+    """Return the longest prefix of ``text`` whose UTF-8 encoding fits ``max_bytes``."""
     return text.encode("utf-8")[:max(max_bytes, 0)].decode("utf-8", "ignore")
 
 
 def safe_file_name(*parts: object, suffix: str = "", sep: str = "__",
                    max_bytes: int = MAX_NAME_BYTES) -> str:
-    """One safe file name from one or more names joined by ``sep``, plus ``suffix``.
+    r"""One safe file name from one or more names joined by ``sep``, plus ``suffix``.
 
     Parameters
     ----------
@@ -231,11 +231,21 @@ class OutputFolder:
         self.root = Path(os.path.abspath(root))
 
     def path(self, *parts: str) -> Path:
-        """``root / parts...``, checked by :func:`check_inside`.
+        """Return ``root / parts...``, checked by :func:`check_inside`.
 
         ``parts`` are names the code chose (``"qc"``, ``"summary.csv"``) or made with
         :func:`safe_name` / :func:`safe_file_name`; a part that still climbs out or passes
         through a link to elsewhere raises :class:`~histoquant.errors.OutputPathError`.
+
+        Parameters
+        ----------
+        *parts : str
+            Folder and file names below the root.
+
+        Returns
+        -------
+        pathlib.Path
+            The path (nothing is created).
         """
         if not parts:
             raise ValueError("OutputFolder.path needs at least one name")
@@ -247,6 +257,11 @@ class OutputFolder:
         Looks at the entries of ``root`` and of its sub-folders, ``depth`` levels down,
         without following links, so that a run can stop before it measures anything
         instead of failing at its first write.
+
+        Parameters
+        ----------
+        depth : int
+            How many levels of sub-folders are looked at.
 
         Raises
         ------
@@ -268,4 +283,5 @@ class OutputFolder:
             scan(str(self.root), 1)
 
     def __repr__(self) -> str:
+        """``OutputFolder('<root>')``."""
         return f"OutputFolder({str(self.root)!r})"

@@ -25,6 +25,19 @@ def atomic_path(path: str | Path, *, root: str | Path | None = None) -> Iterator
     ``root`` (the output folder), ``path`` is first checked to lie inside it, symbolic links
     resolved (:func:`~histoquant.io.safe_paths.check_inside`), before any folder is made.
 
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The final file name.
+    root : str or pathlib.Path, optional
+        The output folder ``path`` must lie inside.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary file to write; it is renamed onto ``path`` when the block ends
+        without an error, and removed otherwise.
+
     Raises
     ------
     OutputPathError
@@ -61,7 +74,24 @@ def _ome_axes(image: Image) -> tuple[np.ndarray, str]:
 
 def write_ome_tiff(image: Image, path: str | Path, *, tile: int | None = None,
                    compression: str | None = "zlib") -> Path:
-    """Write ``image`` as OME-TIFF with PhysicalSizeX/Y in µm and channel names."""
+    """Write ``image`` as OME-TIFF with PhysicalSizeX/Y in µm and channel names.
+
+    Parameters
+    ----------
+    image : Image
+        The image to write.
+    path : str or pathlib.Path
+        The file to write (atomically: see :func:`atomic_path`).
+    tile : int, optional
+        Tile side in pixels (a tiled TIFF); strips when not given.
+    compression : str or None
+        The TIFF compression (tifffile's name); None for none.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     import tifffile
 
     data, axes = _ome_axes(image)
@@ -82,7 +112,20 @@ def write_ome_tiff(image: Image, path: str | Path, *, tile: int | None = None,
 
 
 def write_imagej_tiff(image: Image, path: str | Path) -> Path:
-    """Write ``image`` as an ImageJ hyperstack TIFF with its calibration in µm."""
+    """Write ``image`` as an ImageJ hyperstack TIFF with its calibration in µm.
+
+    Parameters
+    ----------
+    image : Image
+        The image to write.
+    path : str or pathlib.Path
+        The file to write (atomically: see :func:`atomic_path`).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     import tifffile
 
     data = np.asarray(image.data)
@@ -107,7 +150,24 @@ def write_imagej_tiff(image: Image, path: str | Path) -> Path:
 
 def write_ome_zarr(image: Image, path: str | Path, *, levels: int = 1,
                    chunk: int = 1024) -> Path:
-    """Write ``image`` as an OME-NGFF (v0.4) multiscale group, downsampling 2× per level."""
+    """Write ``image`` as an OME-NGFF (v0.4) multiscale group, downsampling 2× per level.
+
+    Parameters
+    ----------
+    image : Image
+        The image to write.
+    path : str or pathlib.Path
+        The ``.zarr`` folder to write (built beside it and renamed when complete).
+    levels : int
+        Number of resolution levels, each half the size of the one before.
+    chunk : int
+        Chunk side in pixels along Y and X.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     import zarr
     from skimage.transform import downscale_local_mean
 

@@ -1,2 +1,4 @@
-"""Measurement primitives shared by assays: object features in µm, skeleton lengths,
-accuracy scores."""
+"""Measurement primitives shared by assays.
+
+Object features in µm, skeleton lengths, accuracy scores.
+"""

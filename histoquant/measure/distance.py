@@ -48,11 +48,23 @@ def _distance_at(mask, rows, cols, max_ring, out):
 
 
 def distance_at(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Distance (px) from each (row, col) to the nearest False pixel of ``mask``.
+    """Return the distance (px) from each (row, col) to the nearest False pixel of ``mask``.
 
     0 at background pixels; pixels outside the image do not count as background (as in
     ``scipy.ndimage.distance_transform_edt``). Where the mask has no background at all the
     distance is the image's larger side.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (Y, X) mask.
+    rows, cols : numpy.ndarray
+        Integer pixel coordinates of the points, of equal length.
+
+    Returns
+    -------
+    numpy.ndarray
+        The exact Euclidean distance in pixels, one per point.
     """
     mask = np.ascontiguousarray(mask, dtype=np.bool_)
     rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)

@@ -51,11 +51,25 @@ def _boundary_pixels(labels: np.ndarray) -> np.ndarray:
 
 
 def hull_measures(points: np.ndarray) -> tuple[float, float, float]:
-    """Area, largest and smallest caliper width of the convex hull of 2D ``points``.
+    """Return the area, largest and smallest caliper width of the convex hull of 2D ``points``.
 
     The smallest width of a convex polygon is attained with one side flush to an edge of the
     hull (rotating calipers), so it is the minimum over edges of the farthest vertex from the
     edge's line.
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        (N, 2) coordinates, N ≥ 3 and not all on a line.
+
+    Returns
+    -------
+    area : float
+        Hull area, in the squared unit of ``points``.
+    feret_max : float
+        Largest caliper (Feret) width.
+    feret_min : float
+        Smallest caliper (Feret) width.
     """
     from scipy.spatial import ConvexHull
 
@@ -190,6 +204,20 @@ def assign_regions(objects: pd.DataFrame, regions: Mapping[str, np.ndarray],
     ``regions`` are boolean masks in the pixel grid of size ``pixel_size_um`` (the image's).
     An object whose centroid lies in two overlapping regions gets one row per region, so
     per-region counts are right; the ``region`` column is inserted first.
+
+    Parameters
+    ----------
+    objects : pandas.DataFrame
+        One row per object, with ``centroid_y_um`` and ``centroid_x_um``.
+    regions : mapping of str to numpy.ndarray
+        Region name → boolean mask.
+    pixel_size_um : float
+        Pixel size of the masks in µm.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The objects inside regions, with a ``region`` column first.
     """
     if not len(objects):
         out = objects.copy()

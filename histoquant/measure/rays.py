@@ -17,7 +17,18 @@ __all__ = ["padded_flat", "run_lengths", "first_hits"]
 
 
 def padded_flat(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with a one-pixel False border, raveled as uint8 (the form the rays read)."""
+    """Return ``mask`` with a one-pixel False border, raveled as uint8 (the form the rays read).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (Y, X) mask.
+
+    Returns
+    -------
+    numpy.ndarray
+        1D uint8 array of ``(Y + 2) * (X + 2)`` values.
+    """
     return np.pad(np.asarray(mask, bool), 1).view(np.uint8).ravel()
 
 
@@ -63,14 +74,35 @@ def _first_hits(flat, h, w, origins, directions, reach, step, out):
 
 
 def run_lengths(flat: np.ndarray, shape: tuple[int, int], origins: np.ndarray,
-                directions: np.ndarray, caps, step: float = 0.25
+                directions: np.ndarray, caps: float | np.ndarray, step: float = 0.25
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Distance (px) from each origin along its direction to the first pixel outside.
+    """Return the distance (px) from each origin along its direction to the first pixel outside.
 
     Samples every ``step`` pixels; the edge lies half-way between the last inside sample and
     the first outside one. ``caps`` (a number or one per ray): a ray that is still inside
-    after ``cap + 2·step`` stops there. Returns the distances and whether each ray ended
-    outside the image.
+    after ``cap + 2·step`` stops there.
+
+    Parameters
+    ----------
+    flat : numpy.ndarray
+        The mask as :func:`padded_flat` gives it.
+    shape : tuple of int
+        Height and width of the mask (unpadded).
+    origins : numpy.ndarray
+        (N, 2) (row, col) start points in pixels.
+    directions : numpy.ndarray
+        (N, 2) unit (row, col) directions.
+    caps : float or numpy.ndarray
+        Longest run in pixels, one for all rays or one per ray.
+    step : float
+        Sampling step in pixels.
+
+    Returns
+    -------
+    distance : numpy.ndarray
+        Run length in pixels, one per ray.
+    border : numpy.ndarray
+        Boolean, True where the ray left the image rather than the mask.
     """
     n = len(origins)
     dist = np.zeros(n)
@@ -85,9 +117,27 @@ def run_lengths(flat: np.ndarray, shape: tuple[int, int], origins: np.ndarray,
 
 def first_hits(flat: np.ndarray, shape: tuple[int, int], origins: np.ndarray,
                directions: np.ndarray, reach: np.ndarray, step: float = 0.5) -> np.ndarray:
-    """First sample inside the mask along each ray, from the origin up to ``reach`` px.
+    """Return the first sample inside the mask along each ray, from the origin up to ``reach`` px.
 
-    Returns (row, col) of that sample per ray, NaN where the ray meets no mask pixel.
+    Parameters
+    ----------
+    flat : numpy.ndarray
+        The mask as :func:`padded_flat` gives it.
+    shape : tuple of int
+        Height and width of the mask (unpadded).
+    origins : numpy.ndarray
+        (N, 2) (row, col) start points in pixels.
+    directions : numpy.ndarray
+        (N, 2) unit (row, col) directions.
+    reach : numpy.ndarray
+        How far each ray looks, in pixels.
+    step : float
+        Sampling step in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 2) (row, col) of the first sample inside the mask; NaN where a ray meets none.
     """
     n = len(origins)
     out = np.full((n, 2), np.nan)

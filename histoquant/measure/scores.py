@@ -20,16 +20,19 @@ class MatchScore:
 
     @property
     def precision(self) -> float:
+        """Fraction of predicted objects that match a true one (1 when none was predicted)."""
         d = self.true_positives + self.false_positives
         return self.true_positives / d if d else 1.0
 
     @property
     def recall(self) -> float:
+        """Fraction of true objects that a predicted one matches (1 when there is none)."""
         d = self.true_positives + self.false_negatives
         return self.true_positives / d if d else 1.0
 
     @property
     def f1(self) -> float:
+        """Harmonic mean of precision and recall (1 when there are no objects at all)."""
         d = 2 * self.true_positives + self.false_positives + self.false_negatives
         return 2 * self.true_positives / d if d else 1.0
 
@@ -38,6 +41,18 @@ def match_labels(truth: np.ndarray, pred: np.ndarray, iou_threshold: float = 0.5
     """Match objects of two label images one-to-one where IoU ≥ ``iou_threshold``.
 
     With a threshold of at least 0.5 a match is unique, so no assignment problem arises.
+
+    Parameters
+    ----------
+    truth, pred : numpy.ndarray
+        Label images of the same shape (0 = background).
+    iou_threshold : float
+        Smallest intersection-over-union of a match.
+
+    Returns
+    -------
+    MatchScore
+        Counts of true positives, false positives and false negatives.
     """
     if truth.shape != pred.shape:
         raise ValueError(f"shapes differ: {truth.shape} vs {pred.shape}")
@@ -65,7 +80,18 @@ def match_labels(truth: np.ndarray, pred: np.ndarray, iou_threshold: float = 0.5
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice coefficient of two boolean masks (1.0 when both are empty)."""
+    """Return the Dice coefficient of two boolean masks (1.0 when both are empty).
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        Boolean masks of the same shape.
+
+    Returns
+    -------
+    float
+        ``2 |a ∩ b| / (|a| + |b|)``.
+    """
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     s = a.sum() + b.sum()
     return 2.0 * float((a & b).sum()) / float(s) if s else 1.0

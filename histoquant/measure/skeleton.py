@@ -45,6 +45,7 @@ so that the length inside any region, or inside a pericyte mask, is a sum over p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,10 @@ from scipy import ndimage as ndi
 
 from .distance import distance_at
 from .rays import padded_flat, run_lengths
+
+if TYPE_CHECKING:
+    from scipy import sparse
+    from skan.csr import Skeleton
 
 __all__ = ["SkeletonTrace", "trace_skeleton", "chain_smoothed_length"]
 
@@ -111,24 +116,62 @@ class SkeletonTrace:
         return float(self.entry_length_um.sum())
 
     def entries_in(self, mask: np.ndarray) -> np.ndarray:
-        """Boolean per entry: whether its pixel lies in ``mask``."""
+        """Return, per entry, whether its pixel lies in ``mask``.
+
+        Parameters
+        ----------
+        mask : numpy.ndarray
+            Boolean mask of the traced image's shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean, one value per entry.
+        """
         if len(self.entry_rc) == 0:
             return np.zeros(0, bool)
         return np.asarray(mask)[self.entry_rc[:, 0], self.entry_rc[:, 1]]
 
     def length_in(self, mask: np.ndarray) -> float:
-        """Centreline length (µm) whose pixels lie in ``mask``."""
+        """Return the centreline length (µm) whose pixels lie in ``mask``.
+
+        Parameters
+        ----------
+        mask : numpy.ndarray
+            Boolean mask of the traced image's shape.
+
+        Returns
+        -------
+        float
+            Length in µm.
+        """
         return float(self.entry_length_um[self.entries_in(mask)].sum())
 
     def path_lengths_in(self, mask: np.ndarray) -> np.ndarray:
-        """Length (µm) of each path inside ``mask``."""
+        """Return the length (µm) of each path inside ``mask``.
+
+        Parameters
+        ----------
+        mask : numpy.ndarray
+            Boolean mask of the traced image's shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            One length per row of :attr:`paths`.
+        """
         w = np.where(self.entries_in(mask), self.entry_length_um, 0.0)
         return np.bincount(self.entry_path, weights=w, minlength=len(self.paths))
 
     def label_image(self) -> np.ndarray:
-        """Skeleton pixels labelled with ``path + 1`` (junction pixels: one of their paths).
+        """Return skeleton pixels labelled with ``path + 1`` (junction pixels: one of their paths).
 
         Paths of length 0 (the middle of a crossing, folded into its arms) are left out.
+
+        Returns
+        -------
+        numpy.ndarray
+            Integer label image of the traced image's shape (0 off the skeleton).
         """
         n = len(self.paths)
         dtype = np.uint16 if n < 65535 else np.uint32
@@ -191,7 +234,22 @@ def _smooth_paths(coords: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
 
 def chain_smoothed_length(rc: np.ndarray, pixel_size_um: float,
                           smoothing_um: float = 1.0) -> float:
-    """Length in µm of one ordered pixel chain, smoothed as in :func:`trace_skeleton`."""
+    """Return the length in µm of one ordered pixel chain, smoothed as in :func:`trace_skeleton`.
+
+    Parameters
+    ----------
+    rc : numpy.ndarray
+        (N, 2) (row, col) pixels of the chain, in order.
+    pixel_size_um : float
+        Pixel size in µm.
+    smoothing_um : float
+        Gaussian smoothing of the chain along its length, in µm.
+
+    Returns
+    -------
+    float
+        Length in µm.
+    """
     rc = np.asarray(rc)
     indptr = np.array([0, len(rc)])
     sm, _ = _smooth_paths(rc, indptr, np.arange(len(rc)),
@@ -207,8 +265,8 @@ def _sigma_px(smoothing_um: float, pixel_size_um: float) -> float:
 
 
 def _run_length(inside: np.ndarray, origins: np.ndarray, directions: np.ndarray,
-                max_px, step: float = 0.25, *, with_border: bool = False,
-                flat: np.ndarray | None = None):
+                max_px: float | np.ndarray, step: float = 0.25, *, with_border: bool = False,
+                flat: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Distance (px) from each origin along its direction to the first pixel outside.
 
     Samples every ``step`` pixels and takes the pixel each sample falls in, so the edge of a
@@ -239,7 +297,8 @@ def _point_back(arc, ip, paths, sign, back_px):
     return out
 
 
-def _median_by_group(values, groups, select, n_groups) -> np.ndarray:
+def _median_by_group(values: np.ndarray, groups: np.ndarray, select: np.ndarray,
+                     n_groups: int) -> np.ndarray:
     """Median of ``values[select]`` per group (NaN for a group with none selected)."""
     out = np.full(n_groups, np.nan)
     v, g = values[select], groups[select]
@@ -255,13 +314,13 @@ def _median_by_group(values, groups, select, n_groups) -> np.ndarray:
     return out
 
 
-def _on_border(rc: np.ndarray, shape) -> np.ndarray:
+def _on_border(rc: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return (rc[:, 0] == 0) | (rc[:, 1] == 0) | (rc[:, 0] == shape[0] - 1) | \
         (rc[:, 1] == shape[1] - 1)
 
 
-def _skan(skel: np.ndarray):
-    """skan's ``Skeleton(skel)``, with the pixel graph built here.
+def _skan(skel: np.ndarray) -> Skeleton:
+    """Skan's ``Skeleton(skel)``, with the pixel graph built here.
 
     The graph is the one skan builds (8-neighbour edges of length 1 or √2; among junction
     pixels only a minimum spanning tree), so paths, degrees and lengths are skan's; skan
@@ -277,7 +336,7 @@ def _skan(skel: np.ndarray):
 _SQRT2 = float(np.sqrt(2.0))
 
 
-def _pixel_graph(skel: np.ndarray):
+def _pixel_graph(skel: np.ndarray) -> tuple[sparse.csr_matrix, np.ndarray]:
     """Adjacency (CSR, raster-ordered nodes) and (row, col) coordinates of skeleton pixels."""
     from scipy import sparse
     from scipy.sparse import csgraph
@@ -420,7 +479,7 @@ class _Clusters:
     reach: np.ndarray  # (J,) px: radius of each junction zone
 
 
-def _junction_clusters(coords, deg, dist_px) -> _Clusters:
+def _junction_clusters(coords: np.ndarray, deg: np.ndarray, dist_px: np.ndarray) -> _Clusters:
     """Junction pixels grouped into branch points; each with a centre and a zone radius.
 
     Junction pixels closer than the sum of their distances to the mask edge belong to one
@@ -457,7 +516,8 @@ def _junction_clusters(coords, deg, dist_px) -> _Clusters:
     return _Clusters(node_cluster, centres, reach + 0.5)
 
 
-def _zone_exits(smooth, ip, ind, clusters: _Clusters):
+def _zone_exits(smooth: np.ndarray, ip: np.ndarray, ind: np.ndarray, clusters: _Clusters,
+                ) -> dict[int, tuple[int, int, int, int]]:
     """For each path: the index where it leaves the zone at its start and at its end."""
     nc = clusters.node_cluster
     src_c = nc[ind[ip[:-1]]]
@@ -479,7 +539,9 @@ def _zone_exits(smooth, ip, ind, clusters: _Clusters):
     return exits
 
 
-def _refine_centres(smooth, tangent, ip, exits, clusters: _Clusters) -> np.ndarray:
+def _refine_centres(smooth: np.ndarray, tangent: np.ndarray, ip: np.ndarray,
+                    exits: dict[int, tuple[int, int, int, int]], clusters: _Clusters,
+                    ) -> np.ndarray:
     """Junction centres as the least-squares crossing point of the branches' lines.
 
     Outside its zone each branch follows its true centreline; extended straight into the
@@ -514,7 +576,9 @@ def _refine_centres(smooth, tangent, ip, exits, clusters: _Clusters) -> np.ndarr
     return out
 
 
-def _rectify_junctions(step, smooth, tangent, ip, ind, clusters: _Clusters, px) -> np.ndarray:
+def _rectify_junctions(step: np.ndarray, smooth: np.ndarray, tangent: np.ndarray,
+                       ip: np.ndarray, ind: np.ndarray, clusters: _Clusters, px: float,
+                       ) -> np.ndarray:
     """Straighten every path inside junction zones (in place); returns entries in zones.
 
     Inside a zone the skeleton bends towards the junction and, at a crossing, merges two
@@ -561,7 +625,8 @@ def _rectify_junctions(step, smooth, tangent, ip, ind, clusters: _Clusters, px) 
     return in_zone
 
 
-def _straighten(pts, tg, st, i0, i1, p0, p1) -> None:
+def _straighten(pts: np.ndarray, tg: np.ndarray, st: np.ndarray, i0: int, i1: int,
+                p0: np.ndarray, p1: np.ndarray) -> None:
     """Put entries i0..i1 of a path on the straight line p0 → p1 (spaced by their steps)."""
     d = np.asarray(p1, float) - np.asarray(p0, float)
     norm = float(np.linalg.norm(d))
@@ -645,7 +710,8 @@ def _skeleton_distance(mask: np.ndarray, skel: np.ndarray) -> np.ndarray:
     return out
 
 
-def _empty_trace(shape, px, skel, bridges) -> SkeletonTrace:
+def _empty_trace(shape: tuple[int, int], px: float, skel: np.ndarray, bridges: np.ndarray,
+                 ) -> SkeletonTrace:
     cols = ["path", "length_um", "chain_length_um", "end_correction_um", "diameter_um",
             "branch_type", "n_free_ends", "start_row", "start_col", "end_row", "end_col",
             "centroid_row", "centroid_col"]
@@ -656,8 +722,9 @@ def _empty_trace(shape, px, skel, bridges) -> SkeletonTrace:
                          np.zeros((0, 2), np.int64))
 
 
-def _measure(skel, bridges, mask, dist_px, px, smoothing_um, end_correction,
-             junction_correction, sk=None) -> SkeletonTrace:
+def _measure(skel: np.ndarray, bridges: np.ndarray, mask: np.ndarray, dist_px: np.ndarray,
+             px: float, smoothing_um: float, end_correction: bool, junction_correction: bool,
+             sk: Skeleton | None = None) -> SkeletonTrace:
     shape = skel.shape
     if not skel.any():
         return _empty_trace(shape, px, skel, bridges)

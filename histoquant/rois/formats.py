@@ -6,6 +6,7 @@ import json
 import warnings
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from ..errors import RegionError
 from ..io.safe_paths import safe_name
 from ..io.writers import atomic_path
 from .region import Polygon, Region
+
+if TYPE_CHECKING:
+    from roifile import ImagejRoi
 
 __all__ = ["read_regions", "write_regions", "read_imagej_rois", "write_imagej_rois",
            "composite_polygons",
@@ -24,7 +28,23 @@ HALF = 0.5
 
 
 def read_regions(path: str | Path) -> list[Region]:
-    """Read regions from an ImageJ ``.roi``/``.zip`` or a GeoJSON/JSON file."""
+    """Read regions from an ImageJ ``.roi``/``.zip`` or a GeoJSON/JSON file.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The region file; its suffix picks the format.
+
+    Returns
+    -------
+    list of Region
+        The regions, each with ``properties["source_file"]`` naming the file.
+
+    Raises
+    ------
+    RegionError
+        When the file is missing, of an unknown format, or malformed.
+    """
     path = Path(path)
     if not path.exists():
         raise RegionError(f"{path}: no such region file")
@@ -43,7 +63,25 @@ def read_regions(path: str | Path) -> list[Region]:
 
 
 def write_regions(regions: list[Region], path: str | Path) -> Path:
-    """Write regions as ImageJ RoiSet (``.zip``/``.roi``) or GeoJSON (``.geojson``/``.json``)."""
+    """Write regions as ImageJ RoiSet (``.zip``/``.roi``) or GeoJSON (``.geojson``/``.json``).
+
+    Parameters
+    ----------
+    regions : list of Region
+        The regions to write.
+    path : str or pathlib.Path
+        The file to write; its suffix picks the format.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    RegionError
+        When the suffix is not a region format.
+    """
     suffix = Path(path).suffix.lower()
     if suffix in (".roi", ".zip"):
         return write_imagej_rois(regions, path)
@@ -57,6 +95,21 @@ def read_imagej_rois(path: str | Path) -> list[Region]:
 
     ROIs sharing a name are merged into one region (several polygons). Composite ROIs keep
     their holes. Line and point ROIs are refused: they have no area.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``.roi`` or ``.zip`` file.
+
+    Returns
+    -------
+    list of Region
+        One region per ROI name.
+
+    Raises
+    ------
+    RegionError
+        When the file cannot be read or holds a ROI without area.
     """
     import roifile
 
@@ -96,7 +149,7 @@ def read_imagej_rois(path: str | Path) -> list[Region]:
     return [Region(name, polys) for name, polys in by_name.items()]
 
 
-def _imagej_has_no_area(roi) -> bool:
+def _imagej_has_no_area(roi: ImagejRoi) -> bool:
     import roifile
 
     return roi.roitype in (roifile.ROI_TYPE.LINE, roifile.ROI_TYPE.POLYLINE,
@@ -104,7 +157,7 @@ def _imagej_has_no_area(roi) -> bool:
                            roifile.ROI_TYPE.POINT)
 
 
-def _imagej_polygons(roi, path: Path) -> list[Polygon]:
+def _imagej_polygons(roi: ImagejRoi, path: Path) -> list[Polygon]:
     paths = roi.coordinates(multi=True)
     if not isinstance(paths, list):
         paths = [paths]
@@ -120,7 +173,7 @@ def _imagej_polygons(roi, path: Path) -> list[Polygon]:
 
 
 def composite_polygons(paths: list[np.ndarray]) -> list[Polygon]:
-    """The polygons an ImageJ composite (shape) ROI covers, as ImageJ fills it.
+    """Return the polygons an ImageJ composite (shape) ROI covers, as ImageJ fills it.
 
     ImageJ fills a shape ROI's sub-paths by the even–odd rule: a path inside no other path is
     an outline, a path inside one is a hole, a path inside a hole is an island again, and
@@ -173,6 +226,18 @@ def write_imagej_rois(regions: list[Region], path: str | Path) -> Path:
 
     Each polygon becomes a sub-pixel polygon ROI named after its region; a polygon with holes
     becomes a composite ROI.
+
+    Parameters
+    ----------
+    regions : list of Region
+        The regions to write (a mask-only region is traced into polygons).
+    path : str or pathlib.Path
+        The ``.zip`` (or ``.roi``) file to write.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
     """
     import roifile
 
@@ -247,6 +312,16 @@ def read_geojson(path: str | Path) -> list[Region]:
     :class:`~histoquant.errors.RegionError` naming the file, the feature and what is wrong
     (never a Python AttributeError, IndexError or TypeError).
 
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``.geojson`` or ``.json`` file.
+
+    Returns
+    -------
+    list of Region
+        The regions, features sharing a name merged into one.
+
     Raises
     ------
     RegionError
@@ -312,7 +387,7 @@ def _json_kind(value: object) -> str:
 
 
 def _geojson_features(data: object, path: Path) -> list:
-    """The list of features of any GeoJSON top level histoquant accepts."""
+    """Return the list of features of any GeoJSON top level histoquant accepts."""
     if isinstance(data, list):
         return data
     if isinstance(data, dict):
@@ -345,7 +420,7 @@ def _feature_name(props: dict) -> str | None:
 
 
 def _geometry_polygons(geom: dict, where: str) -> list[Polygon]:
-    """The polygons of a Polygon/MultiPolygon geometry, every coordinate checked."""
+    """Return the polygons of a Polygon/MultiPolygon geometry, every coordinate checked."""
     gtype = geom.get("type")
     coords = geom.get("coordinates")
     if gtype == "Polygon":
@@ -401,7 +476,20 @@ def _ring(ring: object, where: str) -> np.ndarray:
 
 
 def write_geojson(regions: list[Region], path: str | Path) -> Path:
-    """Write regions as a QuPath-compatible GeoJSON FeatureCollection of annotations."""
+    """Write regions as a QuPath-compatible GeoJSON FeatureCollection of annotations.
+
+    Parameters
+    ----------
+    regions : list of Region
+        The regions to write (a mask-only region is traced into polygons).
+    path : str or pathlib.Path
+        The ``.geojson`` file to write.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
     features = []
     for region in regions:
         polys = region.to_polygons()

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import RegionError
 
@@ -32,11 +33,12 @@ class Polygon:
     holes: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        """Check the vertices (at least 3 points of 2 coordinates) and store them as floats."""
         self.exterior = _as_vertices(self.exterior)
         self.holes = [_as_vertices(h) for h in self.holes]
 
 
-def _as_vertices(v) -> np.ndarray:
+def _as_vertices(v: ArrayLike) -> np.ndarray:
     v = np.asarray(v, dtype=float)
     if v.ndim != 2 or v.shape[1] != 2 or len(v) < 3:
         raise RegionError(f"a polygon needs at least 3 (row, col) vertices, got shape {v.shape}")
@@ -67,6 +69,7 @@ class Region:
     properties: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Check the name and the 2D mask; turn vertex arrays into :class:`Polygon` objects."""
         if not self.name or not isinstance(self.name, str):
             raise RegionError(f"a region needs a non-empty name, got {self.name!r}")
         self.polygons = [p if isinstance(p, Polygon) else Polygon(p) for p in self.polygons]
@@ -78,7 +81,23 @@ class Region:
                 raise RegionError(f"region {self.name!r}: mask must be 2D")
 
     def to_mask(self, shape: tuple[int, int]) -> np.ndarray:
-        """Rasterise to a boolean mask of ``shape`` (Y, X)."""
+        """Rasterise to a boolean mask of ``shape`` (Y, X).
+
+        Parameters
+        ----------
+        shape : tuple of int
+            Height and width of the image.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean mask; the stored mask itself when the region has one.
+
+        Raises
+        ------
+        RegionError
+            When a stored mask does not have ``shape``.
+        """
         if self.mask is not None:
             if self.mask.shape != tuple(shape):
                 raise RegionError(
@@ -89,19 +108,37 @@ class Region:
         return rasterize(self.polygons, shape)
 
     def to_polygons(self) -> list[Polygon]:
-        """Outlines of the region (traced from the mask when no polygons are stored)."""
+        """Return the outlines of the region (traced from the mask when no polygons are stored).
+
+        Returns
+        -------
+        list of Polygon
+            The region's polygons, in pixel coordinates.
+        """
         if self.polygons:
             return self.polygons
         return mask_to_polygons(self.mask)
 
 
 def rasterize(polygons: Iterable[Polygon], shape: tuple[int, int]) -> np.ndarray:
-    """Boolean mask of the pixels whose centres lie inside any polygon (holes excluded).
+    """Return a boolean mask of the pixels whose centres lie inside any polygon (holes excluded).
 
     Centres exactly on an edge count as inside, as in ``skimage.draw.polygon``, whose result
     this reproduces; a scanline fill keeps the cost proportional to the rows times the edges
     crossing them instead of the bounding box times all the vertices, which matters for
     outlines traced along pixel edges (thousands of vertices).
+
+    Parameters
+    ----------
+    polygons : iterable of Polygon
+        The polygons, in (row, col) pixel coordinates.
+    shape : tuple of int
+        Height and width of the mask.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean (Y, X) mask.
     """
     mask = np.zeros(shape, dtype=bool)
     for poly in polygons:
@@ -177,6 +214,19 @@ def mask_to_polygons(mask: np.ndarray, tolerance_px: float = 0.0) -> list[Polygo
 
     The outline runs along pixel edges, half a pixel outside the centres of boundary pixels,
     so that :func:`rasterize` gives the mask back.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (Y, X) mask.
+    tolerance_px : float
+        Douglas–Peucker simplification tolerance in pixels; 0 keeps every vertex (and the
+        exact round trip).
+
+    Returns
+    -------
+    list of Polygon
+        One polygon per connected piece, with its holes.
     """
     from skimage.measure import find_contours, label, regionprops
 
@@ -242,6 +292,11 @@ def normalize_regions(
     source : str, optional
         Where the regions come from (the region file and the image), named in every error
         message so that a batch's error table says which file to fix.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        A boolean mask of ``shape`` per region name.
 
     Raises
     ------

@@ -1,2 +1,4 @@
-"""Segmentation primitives shared by assays: stain separation, background, thresholds, blobs,
-ridges."""
+"""Segmentation primitives shared by assays.
+
+Stain separation, background, thresholds, blobs, ridges.
+"""

@@ -43,12 +43,28 @@ def _shorth_centre(blocks: np.ndarray, fraction: float) -> np.ndarray:
 
 def background_level(image: np.ndarray, block_px: int, percentile: float | None = None,
                      fraction: float = 0.3) -> np.ndarray:
-    """Smooth background estimate on a coarse grid: one value per ``block_px`` square.
+    """Return a smooth background estimate on a coarse grid: one value per ``block_px`` square.
 
-    Returns the grid (float32, ``ceil(Y/block) × ceil(X/block)``): for each block the centre
-    of the shortest interval holding ``fraction`` of its values (the mode of the neuropil),
-    or its ``percentile`` when one is given; smoothed over the 3 × 3 neighbourhood so a block
-    filled by one large cell does not punch a hole in the background.
+    For each block the centre of the shortest interval holding ``fraction`` of its values (the
+    mode of the neuropil), or its ``percentile`` when one is given; smoothed over the 3 × 3
+    neighbourhood so a block filled by one large cell does not punch a hole in the
+    background.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (Y, X) image.
+    block_px : int
+        Block side in pixels.
+    percentile : float, optional
+        Take this percentile of each block instead of its mode.
+    fraction : float
+        Share of a block's values the mode's interval holds.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 grid of ``ceil(Y/block) × ceil(X/block)`` values.
     """
     b = max(1, int(block_px))
     h, w = image.shape
@@ -70,7 +86,7 @@ def background_level(image: np.ndarray, block_px: int, percentile: float | None 
 
 
 def smooth_block_grid(grid: np.ndarray) -> np.ndarray:
-    """A grid of block values made smooth: gaps filled, then a 3 × 3 median and a blur.
+    """Return a grid of block values made smooth: gaps filled, then a 3 × 3 median and a blur.
 
     NaN blocks (too little tissue to measure) take the value of the nearest valid block; an
     all-NaN grid becomes zeros. The median comes first so that a block that is all soma or all
@@ -100,12 +116,25 @@ def smooth_block_grid(grid: np.ndarray) -> np.ndarray:
 
 def read_block_grid(grid: np.ndarray, block_px: int, r0: int, r1: int, c0: int, c1: int
                     ) -> np.ndarray:
-    """Pixels ``[r0:r1, c0:c1]`` of a block grid interpolated bilinearly between centres.
+    """Return pixels ``[r0:r1, c0:c1]`` of a block grid interpolated bilinearly between centres.
 
     Block ``(i, j)`` is centred on pixel ``((i + 0.5) · block_px − 0.5, (j + 0.5) · block_px −
     0.5)``; beyond the outermost centres the edge value is held. Reading a strip or a crop at
-    a time keeps a second full-size float array from ever being made. Returns float32 for a
-    float32 grid.
+    a time keeps a second full-size float array from ever being made.
+
+    Parameters
+    ----------
+    grid : numpy.ndarray
+        The block grid (:func:`background_level`).
+    block_px : int
+        Block side in pixels.
+    r0, r1, c0, c1 : int
+        Rows ``r0:r1`` and columns ``c0:c1`` of the full-resolution image to read.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(r1 - r0, c1 - c0)`` values (float32 for a float32 grid).
     """
     b = int(block_px)
     gy = (np.arange(r0, r1, dtype=np.float64) + 0.5) / b - 0.5
@@ -124,6 +153,24 @@ def flatten_background(image: np.ndarray, block_px: int, percentile: float | Non
 
     The background grid of :func:`background_level` is interpolated bilinearly between block
     centres, strip by strip, so no second full-size float array is made.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (Y, X) float image, changed in place.
+    block_px : int
+        Block side in pixels.
+    percentile : float, optional
+        As in :func:`background_level`.
+    fraction : float
+        As in :func:`background_level`.
+    strip_rows : int
+        Rows corrected at a time.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``image``, background subtracted.
     """
     grid = background_level(image, block_px, percentile, fraction)
     b = max(1, int(block_px))

@@ -169,6 +169,7 @@ class CellposeOptions(AssayParams):
     )
 
     def __post_init__(self) -> None:
+        """Validate the fields, the normalisation percentiles' order and the channels."""
         super().__post_init__()
         if self.norm_low_pct >= self.norm_high_pct:
             raise ParamsError(
@@ -185,17 +186,22 @@ class CellposeOptions(AssayParams):
 
 
 def cellpose_models_dir() -> Path:
-    """The folder cellpose keeps model weights in.
+    """Return the folder cellpose keeps model weights in.
 
     ``CELLPOSE_LOCAL_MODELS_PATH`` when set, else ``~/.cellpose/models`` (cellpose's own rule;
     read at each call here, whereas cellpose reads it once when imported).
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (it need not exist).
     """
     env = os.environ.get("CELLPOSE_LOCAL_MODELS_PATH")
     return Path(env).expanduser() if env else Path.home() / ".cellpose" / "models"
 
 
 def resolve_model_path(model: str | os.PathLike[str]) -> Path:
-    """The weights file of a cellpose model given by name or path; never downloads.
+    """Return the weights file of a cellpose model given by name or path; never downloads.
 
     Parameters
     ----------

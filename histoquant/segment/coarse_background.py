@@ -14,6 +14,7 @@ tiles dominated by signal, then bilinear interpolation between tile centres.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,19 +63,39 @@ class CoarseField:
     valid: np.ndarray
 
     def upsample(self, rows: slice | None = None) -> np.ndarray:
-        """The field at full resolution (float32), or only the rows in ``rows``."""
+        """Return the field at full resolution (float32), or only the rows in ``rows``.
+
+        Parameters
+        ----------
+        rows : slice, optional
+            The rows to evaluate; every row when not given.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (rows, X) field.
+        """
         h, w = self.shape
         rows = rows or slice(0, h)
         ys = np.arange(rows.start or 0, h if rows.stop is None else min(rows.stop, h))
         return _bilinear(self.grid, self.spacing_px, self.offset_px, ys, np.arange(w))
 
-    def apply(self, image: np.ndarray, op, *, rows_per_chunk: int = 1024) -> None:
+    def apply(self, image: np.ndarray, op: np.ufunc, *, rows_per_chunk: int = 1024) -> None:
         """Combine ``image`` in place with the field: ``op(image, field, out=image)``.
 
         The field is evaluated on cells of a few pixels (an eighth of the grid spacing, at
         most 8 px) and broadcast over each cell, which costs one pass over the image instead
         of materialising the field at full resolution. Over one cell a background that varies
         on the scale of the windows changes by well under 1 %.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            Float (Y, X) image of the field's shape, changed in place.
+        op : numpy.ufunc
+            A binary ufunc taking ``out=`` (``np.subtract``, ``np.multiply``, ...).
+        rows_per_chunk : int
+            Rows combined at a time.
         """
         h, w = self.shape
         cell = int(max(1, min(8, self.spacing_px // 8)))
@@ -92,7 +113,18 @@ class CoarseField:
                 op(sub, band[: sub.shape[0]], out=sub)
 
     def mean_over(self, mask: np.ndarray) -> float:
-        """Mean of the field over the pixels of ``mask`` (evaluated at block centres)."""
+        """Return the mean of the field over the pixels of ``mask`` (evaluated at block centres).
+
+        Parameters
+        ----------
+        mask : numpy.ndarray
+            Boolean (Y, X) mask of the field's shape.
+
+        Returns
+        -------
+        float
+            The mean; NaN when ``mask`` is empty.
+        """
         b = self.block_px
         weights = block_sum(mask, b).astype(np.float64)
         centres_y = np.arange(weights.shape[0]) * b + (b - 1) / 2
@@ -101,16 +133,28 @@ class CoarseField:
         total = weights.sum()
         return float((values * weights).sum() / total) if total else float("nan")
 
-    def map(self, func) -> CoarseField:
-        """A new field with ``func`` applied to the grid values."""
+    def map(self, func: Callable[[np.ndarray], np.ndarray]) -> CoarseField:
+        """Return a new field with ``func`` applied to the grid values.
+
+        Parameters
+        ----------
+        func : callable
+            Maps the grid (a 2D array) to a grid of the same shape.
+
+        Returns
+        -------
+        CoarseField
+            The new field, on the same grid.
+        """
         return CoarseField(np.asarray(func(self.grid), dtype=np.float32), self.spacing_px,
                            self.offset_px, self.shape, self.block_px, self.valid)
 
 
 def _bilinear(grid: np.ndarray, spacing: float, offset: float, ys: np.ndarray,
               xs: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation of grid values at rows ``ys`` × columns ``xs``; constant
-    beyond the outermost grid points.
+    """Interpolate grid values bilinearly at rows ``ys`` × columns ``xs``.
+
+    Constant beyond the outermost grid points.
 
     Written as two small matrix products (rows × grid × columns), so the full-resolution
     result is written once instead of gathered several times.
@@ -152,7 +196,7 @@ def coarse_background(image: np.ndarray, window_px: int, support: np.ndarray | N
         less than ``min_support`` of their area in the support take their value from the
         nearest measured window.
     blocks_per_window : int
-        Each window is measured as ``blocks_per_window``² block medians (each of ≈ 144
+        Each window is measured as (``blocks_per_window``)² block medians (each of ≈ 144
         regularly sampled pixels), which are then combined robustly.
     min_support : float
         Least fraction of a window (and of a block) inside the support for it to count.

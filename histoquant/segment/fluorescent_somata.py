@@ -68,12 +68,17 @@ class FluorescentSomaParams:
     min_area_um2: float = 8.0
 
     def classical(self) -> SomaSegmentationParams:
-        """The classical engine's parameters on a signal-to-noise image.
+        """Return the classical engine's parameters on a signal-to-noise image.
 
         The engine's "density" is the signal-to-noise ratio here: its thresholds and the cap
         of the brightness term are in units of the local noise, its neuropil-noise rule is off
         (the image is already in noise units) and the per-object level has no cap (a bright
         soma's edge is where its own brightness falls, not at a fixed level).
+
+        Returns
+        -------
+        SomaSegmentationParams
+            Parameters of :func:`~histoquant.segment.somata.segment_somata_classical`.
         """
         return SomaSegmentationParams(
             smooth_um=self.smooth_um, foreground_od=self.snr, foreground_snr=0.0,
@@ -90,7 +95,7 @@ class FluorescentSomaParams:
 
 def pick_soma_channel(pixels: np.ndarray, tissue: np.ndarray | None = None
                       ) -> tuple[int, list[float]]:
-    """Index of the channel carrying the stain, and every channel's score.
+    """Return the index of the channel carrying the stain, and every channel's score.
 
     The score of a channel is how far the bright tail (99.5th percentile over tissue pixels)
     of its chromatic part — the channel minus the pixel's dimmest channel, so that white
@@ -99,6 +104,20 @@ def pick_soma_channel(pixels: np.ndarray, tissue: np.ndarray | None = None
     with bright somata on a dim background scores high, an empty channel of an RGB export
     (JPEG noise around 0–3) or a flat autofluorescence scores low. A merged image with two
     stains needs the channel named (``channels={"soma": ...}``).
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        (Y, X, C) image.
+    tissue : numpy.ndarray, optional
+        Boolean (Y, X) mask of the tissue; every pixel when not given.
+
+    Returns
+    -------
+    index : int
+        The channel with the highest score.
+    scores : list of float
+        Every channel's score.
     """
     px = np.asarray(pixels)
     if px.ndim == 2:
@@ -184,11 +203,29 @@ def local_background_noise(signal: np.ndarray, tissue: np.ndarray, block_px: int
 def signal_to_noise(signal: np.ndarray, tissue: np.ndarray, block_px: int,
                     noise_floor: float = 0.0, strip_rows: int = 1024
                     ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """``(signal − local background) / local noise`` (float32, 0 off tissue) and the excess.
+    """Return ``(signal − local background) / local noise`` (float32, 0 off tissue) and the excess.
 
-    Returns the signal-to-noise image, the background-subtracted signal (in the channel's
-    units, 0 off tissue) and a dict of the statistics (``noise``: the tissue's median block
-    noise, ``background``: its median block level).
+    Parameters
+    ----------
+    signal : numpy.ndarray
+        (Y, X) soma channel.
+    tissue : numpy.ndarray
+        Boolean (Y, X) tissue mask.
+    block_px : int
+        Side of the blocks the background and noise are measured on, in pixels.
+    noise_floor : float
+        Smallest noise used, in the channel's units (one quantisation step).
+    strip_rows : int
+        Rows computed at a time.
+
+    Returns
+    -------
+    snr : numpy.ndarray
+        The signal-to-noise image.
+    excess : numpy.ndarray
+        The background-subtracted signal (in the channel's units, 0 off tissue).
+    stats : dict
+        ``noise``: the tissue's median block noise; ``background``: its median block level.
     """
     h, w = signal.shape
     bg, noise, global_sd = local_background_noise(signal, tissue, block_px, noise_floor)

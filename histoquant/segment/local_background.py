@@ -40,7 +40,18 @@ class SmoothBackground:
     shape: tuple[int, int]
 
     def crop(self, rows: slice, cols: slice) -> np.ndarray:
-        """Bilinear full-resolution background of ``image[rows, cols]`` (float32)."""
+        """Return the bilinear full-resolution background of ``image[rows, cols]`` (float32).
+
+        Parameters
+        ----------
+        rows, cols : slice
+            The window of the full-resolution image.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 background of the window.
+        """
         h, w = self.shape
         r0, r1, _ = rows.indices(h)
         c0, c1, _ = cols.indices(w)
@@ -49,7 +60,13 @@ class SmoothBackground:
         return read_block_grid(self.values, self.factor, r0, r1, c0, c1)
 
     def full(self) -> np.ndarray:
-        """The background at full resolution (float32; allocates the whole image)."""
+        """Return the background at full resolution (float32; allocates the whole image).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (Y, X) background.
+        """
         return self.crop(slice(0, self.shape[0]), slice(0, self.shape[1]))
 
 

@@ -48,7 +48,22 @@ def _check_diameters(diameter_um: tuple[float, float]) -> tuple[float, float]:
 
 def nuclei_background(image: np.ndarray, pixel_size_um: float,
                       max_diameter_um: float) -> SmoothBackground:
-    """Smooth background of a nuclear stain, ignoring objects up to ``max_diameter_um``."""
+    """Return the smooth background of a nuclear stain, ignoring objects up to ``max_diameter_um``.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (Y, X) nuclear stain.
+    pixel_size_um : float
+        Pixel size in µm.
+    max_diameter_um : float
+        Largest nucleus, in µm; the background varies more slowly than this.
+
+    Returns
+    -------
+    SmoothBackground
+        The background, read at full resolution by window.
+    """
     img = np.asarray(image)
     # blocks of about an eighth of the largest nucleus: fine enough to follow the background,
     # coarse enough that the opening runs on a small array
@@ -59,12 +74,24 @@ def nuclei_background(image: np.ndarray, pixel_size_um: float,
 
 
 def nuclear_threshold(smooth_resid: np.ndarray, threshold_sigma: float = 5.0) -> float:
-    """Foreground threshold of a background-subtracted, lightly smoothed nuclear stain.
+    """Return the foreground threshold of a background-subtracted, lightly smoothed nuclear stain.
 
     ``threshold_sigma`` noise σ above the background level (sigma clipping) keeps dim nuclei
     where background dominates the image. Where nuclei are packed so densely that no
     background mode exists, the clipped "background" is really nuclei and that threshold
     lands far too high; the Otsu threshold then takes over (the lower of the two is used).
+
+    Parameters
+    ----------
+    smooth_resid : numpy.ndarray
+        Background-subtracted, smoothed stain.
+    threshold_sigma : float
+        How many noise σ above the background level.
+
+    Returns
+    -------
+    float
+        The threshold, in the stain's units.
     """
     from skimage.filters import threshold_otsu
 
@@ -79,7 +106,20 @@ def nuclear_threshold(smooth_resid: np.ndarray, threshold_sigma: float = 5.0) ->
 
 
 def smooth_sigma_px(min_diameter_um: float, pixel_size_um: float) -> float:
-    """Gaussian σ in pixels of the light smoothing applied before thresholding nuclei."""
+    """Return the Gaussian σ in pixels of the light smoothing applied before thresholding nuclei.
+
+    Parameters
+    ----------
+    min_diameter_um : float
+        Smallest nucleus, in µm.
+    pixel_size_um : float
+        Pixel size in µm.
+
+    Returns
+    -------
+    float
+        σ in pixels.
+    """
     return max(0.5, min_diameter_um / 10.0 / pixel_size_um)
 
 
@@ -191,8 +231,10 @@ def _convex_components(comp: np.ndarray, n: int, single_area_px: float) -> np.nd
 
 
 def _peaks(surface: np.ndarray, where: np.ndarray, min_distance_px: int) -> np.ndarray:
-    """Markers at local maxima of ``surface`` inside ``where``, at least ``min_distance_px``
-    apart (a plateau gives one marker). Returns a label image of the markers."""
+    """Return a label image of markers at the local maxima of ``surface`` inside ``where``.
+
+    Markers are at least ``min_distance_px`` apart; a plateau gives one marker.
+    """
     if not where.any():
         return np.zeros(surface.shape, np.int32)
     size = 2 * min_distance_px + 1

@@ -32,8 +32,13 @@ tissue background next to black padding loses at most a thin band.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage as ndi
+
+if TYPE_CHECKING:
+    from ..io.image import Image
 
 __all__ = ["find_padding", "padding_window_px", "padding_of_image"]
 
@@ -46,21 +51,43 @@ _SAMPLE = 250_000
 
 
 def padding_window_px(shape: tuple[int, ...]) -> int:
-    """Side (px) of the window that must be flat for an area to count as solid padding.
+    """Return the side (px) of the window that must be flat for an area to count as solid padding.
 
     About 1/64 of the short side of the image, odd, between 9 and 31 px: small enough for
     the padding of a 600-px export, large enough that clipped noise never passes.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the image (the first two axes count).
+
+    Returns
+    -------
+    int
+        The window side in pixels.
     """
     w = int(min(shape[0], shape[1]) // 64)
     w = max(9, min(31, w))
     return w | 1
 
 
-def padding_of_image(image, projection: str = "max") -> np.ndarray:
-    """:func:`find_padding` of an :class:`~histoquant.io.image.Image` (all channels, Z projected).
+def padding_of_image(image: Image, projection: str = "max") -> np.ndarray:
+    """Return :func:`find_padding` of an :class:`~histoquant.io.image.Image` (all channels, Z max).
 
     Cached in ``image.metadata["_padding"]`` (keyed by the image's shape) so the assays and
     the statistics of one image compute it once.
+
+    Parameters
+    ----------
+    image : Image
+        The image.
+    projection : {"max", "mean", "sum"}
+        How a Z-stack is reduced to 2D.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean (Y, X) padding mask.
     """
     cache = image.metadata.get("_padding")
     if cache is not None and cache.shape == tuple(image.shape_yx):
@@ -237,7 +264,7 @@ def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
 
 
 def _runs_of_padding(runs: np.ndarray, core: np.ndarray) -> np.ndarray:
-    """Runs that are frames or seams: those touching the image border or the solid padding.
+    """Return the runs that are frames or seams: touching the image border or the solid padding.
 
     A flat, JPEG-smoothed slide background also holds long runs of one exact colour, inside
     the tile; a frame or seam line runs to the edge of the image or of the padding.

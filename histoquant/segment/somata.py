@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -75,7 +76,20 @@ def _disk(radius_px: float) -> np.ndarray:
 
 
 def remove_small_components(mask: np.ndarray, max_size_px: int) -> np.ndarray:
-    """``mask`` without its 4-connected components of at most ``max_size_px`` pixels."""
+    """Return ``mask`` without its 4-connected components of at most ``max_size_px`` pixels.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (Y, X) mask.
+    max_size_px : int
+        Largest component removed, in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask.
+    """
     if max_size_px < 1:
         return mask
     lab, n = ndi.label(mask)
@@ -87,18 +101,43 @@ def remove_small_components(mask: np.ndarray, max_size_px: int) -> np.ndarray:
 
 
 def fill_small_holes(mask: np.ndarray, max_size_px: int) -> np.ndarray:
-    """``mask`` with enclosed holes of at most ``max_size_px`` pixels filled."""
+    """Return ``mask`` with enclosed holes of at most ``max_size_px`` pixels filled.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (Y, X) mask.
+    max_size_px : int
+        Largest hole filled, in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask.
+    """
     if max_size_px < 1:
         return mask
     return ~remove_small_components(~mask, max_size_px)
 
 
 def neuropil_noise(smoothed: np.ndarray, max_samples: int = 1_000_000) -> float:
-    """Standard deviation of the neuropil, from the half of the distribution below its level.
+    """Return the standard deviation of the neuropil, from the half of the values below its level.
 
     After background flattening the neuropil sits at 0; somata only add density, so the
     values below 0 are neuropil (and paler structures) alone: their 10th percentile is
     −1.28 σ for a normal spread.
+
+    Parameters
+    ----------
+    smoothed : numpy.ndarray
+        Background-flattened, smoothed stain density.
+    max_samples : int
+        At most this many pixels are used (a regular subsample).
+
+    Returns
+    -------
+    float
+        The neuropil's SD, in density units.
     """
     from .statistics import lower_half_sd
 
@@ -108,7 +147,28 @@ def neuropil_noise(smoothed: np.ndarray, max_samples: int = 1_000_000) -> float:
 
 def soma_foreground(smoothed: np.ndarray, pixel_size_um: float, foreground_od: float,
                     max_hole_um2: float, open_um: float, min_area_um2: float) -> np.ndarray:
-    """Boolean mask of stained somata: threshold, fill small holes, open, drop specks."""
+    """Return a boolean mask of stained somata: threshold, fill small holes, open, drop specks.
+
+    Parameters
+    ----------
+    smoothed : numpy.ndarray
+        Background-flattened, smoothed stain density.
+    pixel_size_um : float
+        Pixel size in µm.
+    foreground_od : float
+        Density threshold of soma pixels.
+    max_hole_um2 : float
+        Largest hole filled, in µm².
+    open_um : float
+        Radius of the opening disk in µm (0: no opening).
+    min_area_um2 : float
+        Smallest piece kept, in µm².
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean (Y, X) mask.
+    """
     px2 = pixel_size_um ** 2
     fg = smoothed > foreground_od
     fg = fill_small_holes(fg, int(max_hole_um2 / px2))
@@ -168,6 +228,24 @@ def merge_shallow_basins(basins: np.ndarray, landscape: np.ndarray, h: float,
     the highest down; at each, two regions join when the lower of their peaks is less than
     ``h`` above the pass (it is not a prominent maximum). No grey-level reconstruction (which
     sorts every pixel) is needed, only the basins' touching pairs.
+
+    Parameters
+    ----------
+    basins : numpy.ndarray
+        Label image of the watershed basins.
+    landscape : numpy.ndarray
+        The flooded surface (high at basin peaks).
+    h : float
+        Smallest prominence of a peak kept apart, in landscape units.
+    relative : float
+        Smallest prominence as a fraction of the lower peak's height.
+    peaks : numpy.ndarray, optional
+        Highest landscape value of each basin, indexed by label.
+
+    Returns
+    -------
+    numpy.ndarray
+        Label image with merged basins sharing a label.
     """
     n = int(basins.max())
     if n < 2:
@@ -205,11 +283,27 @@ def merge_shallow_basins(basins: np.ndarray, landscape: np.ndarray, h: float,
 
 def distance_to_edge(mask: np.ndarray, pixel_size_um: float, reach_um: float = 40.0,
                      strip_pixels: int = 1 << 18) -> np.ndarray:
-    """Euclidean distance (µm, float32) of each mask pixel to the nearest background pixel.
+    """Return the Euclidean distance (µm, float32) of each mask pixel to the nearest background.
 
     Computed in row strips that overlap by ``reach_um``: exact wherever the distance is below
     that (the half-width of an 80 µm soma; larger values are capped near it), with the
     float64 work arrays of SciPy's transform limited to one strip.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (Y, X) mask.
+    pixel_size_um : float
+        Pixel size in µm.
+    reach_um : float
+        Overlap of the strips, in µm: the distance is exact below it.
+    strip_pixels : int
+        About how many pixels a strip holds.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 distance in µm (0 off the mask).
     """
     h, w = mask.shape
     out = np.empty((h, w), dtype=np.float32)
@@ -241,7 +335,7 @@ def _landscape(mask: np.ndarray, smoothed: np.ndarray, pixel_size_um: float,
 
 def _surely_one(markers: np.ndarray, land: np.ndarray, mask: np.ndarray, peaks: np.ndarray,
                 h: float, relative: float) -> bool:
-    """True when no maximum of a piece can be prominent: it would all merge into one soma.
+    """Return True when no maximum of a piece can be prominent: it would all merge into one soma.
 
     The pass between two maxima is at least the lowest landscape value on the straight
     segment joining them, when that segment stays in the piece. If every maximum rises less
@@ -281,6 +375,30 @@ def split_touching(mask: np.ndarray, smoothed: np.ndarray, pixel_size_um: float,
     of the mask with a single maximum is one soma as it is, and only pieces with several
     are flooded (watershed) and their basins merged — each in its own bounding box, so time
     and memory follow the stained area, not the image.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (Y, X) soma mask.
+    smoothed : numpy.ndarray
+        Smoothed stain density (or signal-to-noise) of the same shape.
+    pixel_size_um : float
+        Pixel size in µm.
+    prominence_um : float
+        Smallest prominence of a landscape maximum kept apart, in µm.
+    intensity_weight_um_per_od : float
+        µm of landscape height added per unit of density.
+    intensity_cap_od : float
+        Density above which the brightness term stops growing.
+    distance_smooth_um : float
+        Gaussian smoothing of the distance map, in µm.
+    relative_prominence : float
+        Smallest prominence as a fraction of the lower peak's height.
+
+    Returns
+    -------
+    numpy.ndarray
+        Label image, one label per soma.
     """
     from skimage.segmentation import watershed
 
@@ -399,12 +517,36 @@ def refine_by_object_contrast(labels: np.ndarray, smoothed: np.ndarray, fraction
                               quantile: float, max_hole_px: int,
                               open_px: float = 0.0, cap: float = np.inf,
                               seam_ratio: float = 0.9) -> np.ndarray:
-    """Mask of the pixels of each object above ``fraction`` × its ``quantile`` density.
+    """Return a mask of the pixels of each object above ``fraction`` × its ``quantile`` density.
 
     The level is at most ``cap``: the edge of a very dark object is sharp, so a lower level
     moves it little, while a high one would cut the paler cytoplasm between its Nissl bodies.
     Holes up to ``max_hole_px`` are filled, pale seams between touching objects cut (see
     :func:`_cut_pale_seams`) and the result opened with a disk of radius ``open_px``.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Label image of the objects.
+    smoothed : numpy.ndarray
+        Smoothed stain density of the same shape.
+    fraction : float
+        Share of the object's reference density that a pixel must reach.
+    quantile : float
+        Quantile of the object's densities taken as its reference.
+    max_hole_px : int
+        Largest hole filled, in pixels.
+    open_px : float
+        Radius of the opening disk in pixels (0: no opening).
+    cap : float
+        Highest level used, in density units.
+    seam_ratio : float
+        How much paler than both sides a seam must be to be cut.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean (Y, X) mask.
     """
     level = np.minimum(_object_quantile(labels, smoothed, quantile) * np.float32(fraction),
                        np.float32(min(cap, 3e38)))
@@ -425,6 +567,22 @@ def trim_processes(labels: np.ndarray, pixel_size_um: float, fraction: float,
     4.5 µm disk loses processes narrower than 9 µm but keeps its body. Only objects whose
     disk radius would exceed ``open``-scale (``min_radius_um``) are touched; of what remains
     the largest piece is kept.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Label image, changed in place.
+    pixel_size_um : float
+        Pixel size in µm.
+    fraction : float
+        Disk radius as a fraction of the object's equivalent radius.
+    min_radius_um : float
+        Objects whose disk would be smaller than this are left alone.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``labels``.
     """
     if fraction <= 0:
         return labels
@@ -455,7 +613,20 @@ def trim_processes(labels: np.ndarray, pixel_size_um: float, fraction: float,
 
 
 def relabel_sequential_by_size(labels: np.ndarray, min_size_px: int) -> np.ndarray:
-    """Drop labels smaller than ``min_size_px`` and renumber the rest 1..n (int32)."""
+    """Drop labels smaller than ``min_size_px`` and renumber the rest 1..n (int32).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Label image.
+    min_size_px : int
+        Smallest object kept, in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 label image, labels ordered by size.
+    """
     sizes = np.bincount(labels.ravel())
     keep = sizes >= max(1, min_size_px)
     keep[0] = False
@@ -518,8 +689,30 @@ def segment_somata_classical(density: np.ndarray, pixel_size_um: float,
 
 
 def segment_somata(density: np.ndarray, pixel_size_um: float, engine: str = "classical",
-                   **kwargs) -> np.ndarray:
-    """Label every soma with the named engine (see :data:`ENGINES`)."""
+                   **kwargs: Any) -> np.ndarray:
+    """Label every soma with the named engine (see :data:`ENGINES`).
+
+    Parameters
+    ----------
+    density : numpy.ndarray
+        (Y, X) stain density (or signal-to-noise) image.
+    pixel_size_um : float
+        Pixel size in µm.
+    engine : str
+        A key of :data:`ENGINES`.
+    **kwargs : object
+        Passed to the engine (``params``, ``progress``).
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 label image of the same shape.
+
+    Raises
+    ------
+    ParamsError
+        When the engine is unknown.
+    """
     if engine not in ENGINES:
         from ..errors import ParamsError
 

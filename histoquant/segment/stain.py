@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import ChannelError, EmptyImageError
 from ..io.image import value_scale
@@ -36,7 +37,23 @@ _DARK_FLOOR = 1.0
 
 
 def unit_vector(v: Sequence[float]) -> np.ndarray:
-    """``v`` scaled to unit length (float64); ChannelError for a zero or non-3-vector."""
+    """Return ``v`` scaled to unit length (float64).
+
+    Parameters
+    ----------
+    v : sequence of float
+        A 3-vector (an OD colour).
+
+    Returns
+    -------
+    numpy.ndarray
+        The unit 3-vector.
+
+    Raises
+    ------
+    ChannelError
+        For a zero vector or one that is not 3 long.
+    """
     a = np.asarray(v, dtype=np.float64).ravel()
     n = float(np.linalg.norm(a)) if a.size == 3 else 0.0
     if a.size != 3 or not np.isfinite(n) or n == 0:
@@ -45,15 +62,15 @@ def unit_vector(v: Sequence[float]) -> np.ndarray:
     return a / n
 
 
-def _sample(rgb, max_pixels: int = 250_000) -> np.ndarray:
-    """A strided subsample of an RGB array (works on lazy arrays) as (N, 3) float32."""
+def _sample(rgb: ArrayLike, max_pixels: int = 250_000) -> np.ndarray:
+    """Return a strided subsample of an RGB array (works on lazy arrays) as (N, 3) float32."""
     h, w = rgb.shape[:2]
     step = max(1, int(np.ceil(np.sqrt(h * w / max_pixels))))
     return np.asarray(rgb[::step, ::step, :3], dtype=np.float32).reshape(-1, 3)
 
 
-def estimate_white(rgb, percentile: float = 99.0) -> np.ndarray:
-    """Per-channel intensity of unstained light (``I0``).
+def estimate_white(rgb: ArrayLike, percentile: float = 99.0) -> np.ndarray:
+    """Return the per-channel intensity of unstained light (``I0``).
 
     The ``percentile`` of each channel over a subsample: on a slide with glass in the field
     that is the glass, in a field full of tissue it is the palest neuropil — either way the
@@ -61,6 +78,18 @@ def estimate_white(rgb, percentile: float = 99.0) -> np.ndarray:
     removes what remains. Never above the full-brightness value, never below 1 (on an 8- or
     16-bit scale). Float pixels are on the scale their values show (0–1, 0–255 or 0–65535,
     see :func:`histoquant.io.image.value_scale`), not assumed to be 0–1.
+
+    Parameters
+    ----------
+    rgb : array_like
+        (Y, X, 3) RGB image (a lazy array is read by subsample).
+    percentile : float
+        Percentile of each channel taken as white.
+
+    Returns
+    -------
+    numpy.ndarray
+        Three intensities, on the image's scale.
     """
     s = _sample(rgb)
     dtype = np.asarray(rgb[:1, :1]).dtype
@@ -73,10 +102,22 @@ def estimate_white(rgb, percentile: float = 99.0) -> np.ndarray:
 
 
 def optical_density(pixels: np.ndarray, white: Sequence[float]) -> np.ndarray:
-    """Optical density ``-log10(I / I0)`` per channel (float32), clipped at 0.
+    """Return the optical density ``-log10(I / I0)`` per channel (float32), clipped at 0.
 
     Values at or below ``_DARK_FLOOR`` grey levels (of 255) are treated as that floor, so a
     saturated pixel gives a large finite density rather than infinity.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        (..., 3) RGB values.
+    white : sequence of float
+        ``I0`` per channel (:func:`estimate_white`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 OD of the shape of ``pixels``.
     """
     white = np.asarray(white, dtype=np.float32)
     floor = np.float32(_DARK_FLOOR / 255.0) * white.max()
@@ -85,16 +126,32 @@ def optical_density(pixels: np.ndarray, white: Sequence[float]) -> np.ndarray:
     return np.maximum(od, 0, out=od)
 
 
-def estimate_stain_vector(rgb, white: Sequence[float] | None = None,
+def estimate_stain_vector(rgb: ArrayLike, white: Sequence[float] | None = None,
                           fraction: float = 0.01,
                           fallback: Sequence[float] = CRESYL_VIOLET_OD) -> np.ndarray:
-    """The stain's OD colour measured in this image (one-stain Macenko-like estimate).
+    """Return the stain's OD colour measured in this image (one-stain Macenko-like estimate).
 
     The mean OD direction of the ``fraction`` of pixels with the largest OD (excluding
     saturated ones): in a Nissl section those are Nissl bodies and glial nuclei, which carry
     the purest stain colour. Falls back to ``fallback`` when the image has too little stain
     for a stable estimate (fewer than 200 stained pixels, or a direction more than 25° from the
     fallback, which means the darkest pixels are not the stain — dust, pigment, a fold).
+
+    Parameters
+    ----------
+    rgb : array_like
+        (Y, X, 3) RGB image (a lazy array is read by subsample).
+    white : sequence of float, optional
+        ``I0`` per channel; estimated (:func:`estimate_white`) when not given.
+    fraction : float
+        Share of the stained pixels, the densest, whose colour is averaged.
+    fallback : sequence of float
+        The OD colour used when the estimate is unstable.
+
+    Returns
+    -------
+    numpy.ndarray
+        Unit OD 3-vector of the stain.
     """
     white = estimate_white(rgb) if white is None else np.asarray(white, np.float64)
     od = optical_density(_sample(rgb), white)
@@ -127,7 +184,7 @@ def _lut_density(block: np.ndarray, white: np.ndarray, v: np.ndarray) -> np.ndar
     return out
 
 
-def stain_density(rgb, stain_vector: Sequence[float] = CRESYL_VIOLET_OD,
+def stain_density(rgb: ArrayLike, stain_vector: Sequence[float] = CRESYL_VIOLET_OD,
                   white: Sequence[float] | None = None, *, factor: int = 1,
                   strip_pixels: int = 1 << 18) -> np.ndarray:
     """Amount of one stain per pixel (optical-density units), optionally block-averaged.

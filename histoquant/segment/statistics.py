@@ -46,6 +46,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 from scipy.special import ndtri
 
 __all__ = [
@@ -77,6 +78,18 @@ def block_sum(arr: np.ndarray, factor: int) -> np.ndarray:
     Booleans are counted (int32); float64 stays float64, everything else is summed in
     float32. Trailing axes (channels) are kept. Done as 2 × ``factor`` strided additions,
     several times faster than ``np.add.reduceat`` or a 4D reshape on large images.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        (Y, X) or (Y, X, C) array.
+    factor : int
+        Block side in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``ceil(Y / factor) × ceil(X / factor)`` block sums (channels kept).
     """
     arr = np.asarray(arr)
     if arr.dtype == bool:
@@ -89,7 +102,20 @@ def block_sum(arr: np.ndarray, factor: int) -> np.ndarray:
 
 
 def block_counts(shape: tuple[int, ...], factor: int) -> np.ndarray:
-    """Number of pixels in each block of :func:`block_sum` (smaller at the far edges)."""
+    """Return the number of pixels in each block of :func:`block_sum` (smaller at the far edges).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the summed array (only the first two axes count).
+    factor : int
+        Block side in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Pixel count per block, of the shape :func:`block_sum` gives.
+    """
     f = max(1, int(factor))
     ny = np.diff(np.append(np.arange(0, shape[0], f), shape[0]))
     nx = np.diff(np.append(np.arange(0, shape[1], f), shape[1]))
@@ -102,6 +128,20 @@ def block_mean(arr: np.ndarray, factor: int, *, copy: bool = True) -> np.ndarray
     Works on (Y, X) and (Y, X, C) arrays; ``factor ≤ 1`` returns a float32 copy, or with
     ``copy=False`` the float32 input itself (no full-size copy on a hot path; the caller
     then must not write into the result).
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        (Y, X) or (Y, X, C) array.
+    factor : int
+        Block side in pixels.
+    copy : bool
+        Whether ``factor ≤ 1`` on float32 input returns a copy.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 block means, ``ceil(Y / factor) × ceil(X / factor)`` (channels kept).
     """
     arr = np.asarray(arr)
     if int(factor) <= 1:
@@ -140,7 +180,7 @@ def block_any(mask: np.ndarray, factor: int, min_fraction: float | None = None) 
     return block_mean(np.asarray(mask, np.uint8), factor) >= min_fraction
 
 
-def _block_reduce(arr: np.ndarray, f: int, dtype, op) -> np.ndarray:
+def _block_reduce(arr: np.ndarray, f: int, dtype: DTypeLike, op: np.ufunc) -> np.ndarray:
     h, w = arr.shape[:2]
     rest = arr.shape[2:]
     f = max(1, int(f))
@@ -163,11 +203,20 @@ def _block_reduce(arr: np.ndarray, f: int, dtype, op) -> np.ndarray:
 
 def robust_location_scale(values: np.ndarray, clip_sd: float = 3.0,
                           iterations: int = 5) -> tuple[float, float]:
-    """Median and MAD-based SD of ``values`` after iterative clipping of high outliers.
+    """Return the median and MAD-based SD of ``values`` after iterative clipping of high outliers.
 
     Values more than ``clip_sd`` SDs above the median are dropped and the statistics
     recomputed, up to ``iterations`` times. Low values are kept: a background has no
     negative outliers that signal would create.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The sample (any shape; NaN is not expected).
+    clip_sd : float
+        Clip at the median plus this many SDs.
+    iterations : int
+        Most clipping rounds.
 
     Returns
     -------
@@ -197,11 +246,25 @@ def robust_location_scale(values: np.ndarray, clip_sd: float = 3.0,
 
 def clipped_median_along(values: np.ndarray, clip_sd: float = 2.5,
                          iterations: int = 5) -> np.ndarray:
-    """Row-wise :func:`robust_location_scale` location of a 2D array holding NaN for gaps.
+    """Return the row-wise :func:`robust_location_scale` location of a 2D array with NaN for gaps.
 
-    Returns the float32 median of each row after iteratively setting values more than
-    ``clip_sd`` MAD-based SDs above it to NaN; a row whose spread is 0, or that would lose
-    every value, keeps its values. All-NaN rows give NaN.
+    The float32 median of each row after iteratively setting values more than ``clip_sd``
+    MAD-based SDs above it to NaN; a row whose spread is 0, or that would lose every value,
+    keeps its values. All-NaN rows give NaN.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        (N, M) array; NaN marks a missing value.
+    clip_sd : float
+        Clip at the median plus this many SDs.
+    iterations : int
+        Most clipping rounds.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 location of each of the N rows.
     """
     v = np.array(values, dtype=np.float32)
     with warnings.catch_warnings():
@@ -236,7 +299,7 @@ def _mad_of_sorted(v: np.ndarray, loc: float) -> float:
 
 
 def _kth_of_two(a: np.ndarray, b: np.ndarray, k: int) -> float:
-    """The ``k``-th smallest (0-based) element of the union of sorted ``a`` and ``b``."""
+    """Return the ``k``-th smallest (0-based) element of the union of sorted ``a`` and ``b``."""
     lo, hi = max(0, k + 1 - b.size), min(k + 1, a.size)
     while lo < hi:
         i = (lo + hi) // 2
@@ -281,7 +344,7 @@ def lower_half_sd(values: np.ndarray, level: float | None = None) -> float:
 
 def sigma_clipped_background(values: np.ndarray, *, n_iter: int = 6, clip: float = 3.0,
                              max_samples: int = 250_000) -> tuple[float, float]:
-    """Level and spread of the background among ``values`` by iterative sigma clipping.
+    """Return the level and spread of the background among ``values`` by iterative sigma clipping.
 
     Objects are the bright tail; clipping at median + ``clip`` × robust σ and repeating
     converges to the background mode as long as background is a sizeable share of the values.
@@ -291,9 +354,21 @@ def sigma_clipped_background(values: np.ndarray, *, n_iter: int = 6, clip: float
     channel's tissue pixels, quantisation floor, zero-clipped channels) this is for a
     residual that is already background-subtracted (nuclei, GFP objects).
 
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The values (any shape; NaN and infinite values are ignored).
+    n_iter : int
+        Most clipping rounds.
+    clip : float
+        Clip at the level plus this many σ.
+    max_samples : int
+        At most this many values are used (a regular subsample).
+
     Returns
     -------
     level, sigma : float
+        ``0.0, 0.0`` when no value is finite.
     """
     v = np.asarray(values, np.float32).ravel()
     v = v[np.isfinite(v)]
@@ -321,10 +396,24 @@ def sigma_clipped_background(values: np.ndarray, *, n_iter: int = 6, clip: float
 
 def sample_pixels(arr: np.ndarray, mask: np.ndarray | None = None,
                   max_samples: int = 250_000) -> np.ndarray:
-    """A regular (deterministic) subsample of the pixels of ``arr`` inside ``mask``.
+    """Return a regular (deterministic) subsample of the pixels of ``arr`` inside ``mask``.
 
     Strides the image so that about ``max_samples`` pixels of the mask are kept: enough for a
     median to 0.3 % of an SD, and fast on whole-slide images.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        (Y, X) image.
+    mask : numpy.ndarray, optional
+        Boolean (Y, X) mask of the pixels to sample; every pixel when not given.
+    max_samples : int
+        About how many pixels to keep.
+
+    Returns
+    -------
+    numpy.ndarray
+        1D array of the sampled values.
     """
     n = int(mask.sum()) if mask is not None else arr.size
     step = max(1, int(np.sqrt(n / max(max_samples, 1))))
@@ -340,7 +429,7 @@ def sample_pixels(arr: np.ndarray, mask: np.ndarray | None = None,
 
 
 def quantisation_step(values: np.ndarray, dtype: np.dtype | None = None) -> float:
-    """The data's quantisation step: the greatest common divisor of its value differences.
+    """Return the data's quantisation step: the greatest common divisor of its value differences.
 
     1 for 8-bit data and for 12-bit data stored in 16 bits; 16 for 12-bit data scaled into 16
     bits (every value a multiple of 16 apart). Float data holding only integers (a
@@ -353,6 +442,11 @@ def quantisation_step(values: np.ndarray, dtype: np.dtype | None = None) -> floa
         A sample of the pixel values (a few thousand distinct levels are plenty).
     dtype : numpy.dtype, optional
         Data type of the image the values come from.
+
+    Returns
+    -------
+    float
+        The step in grey levels; 0.0 for continuous data.
     """
     v = np.asarray(values).ravel()
     v = v[np.isfinite(v)] if v.dtype.kind == "f" else v
@@ -370,7 +464,18 @@ def quantisation_step(values: np.ndarray, dtype: np.dtype | None = None) -> floa
 
 
 def noise_floor(step: float) -> float:
-    """Smallest noise SD ever used: one quantisation step (see the module notes)."""
+    """Return the smallest noise SD ever used: one quantisation step (see the module notes).
+
+    Parameters
+    ----------
+    step : float
+        The quantisation step (:func:`quantisation_step`).
+
+    Returns
+    -------
+    float
+        ``step``, or 0.0 for continuous data.
+    """
     return float(step) if step > 0 else 0.0
 
 
@@ -494,18 +599,46 @@ def _censored_normal(v: np.ndarray, clip: float, step: float) -> tuple[float, fl
 
 
 def threshold_above(stats: BackgroundStats, k: float) -> float:
-    """``level + k × sd``: with the SD floor, never fewer than ``k`` steps above the level."""
+    """Return ``level + k × sd``: with the SD floor, never fewer than ``k`` steps above the level.
+
+    Parameters
+    ----------
+    stats : BackgroundStats
+        A channel's background level and noise.
+    k : float
+        How many SDs above the level.
+
+    Returns
+    -------
+    float
+        The threshold, in the channel's grey levels.
+    """
     return float(stats.level + k * stats.sd)
 
 
 def tissue_support(pixels: np.ndarray, support: np.ndarray | None = None,
                    padding: np.ndarray | None = None) -> np.ndarray:
-    """The pixels statistics may use: ``support`` (or everything) minus the padding.
+    """Return the pixels statistics may use: ``support`` (or everything) minus the padding.
 
     ``pixels`` is the whole image, (Y, X) or (Y, X, C) — all channels, so that a channel clipped
     at zero is not taken for padding where the others still vary. ``padding`` may be given
     when already computed. When the padding would leave nothing, the support is returned
     unchanged (an image that is all one colour is for the caller's emptiness checks).
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        The image, (Y, X) or (Y, X, C).
+    support : numpy.ndarray, optional
+        Boolean (Y, X) mask of the pixels of interest (tissue); every pixel when not given.
+    padding : numpy.ndarray, optional
+        Boolean (Y, X) padding mask (:func:`~histoquant.segment.padding.find_padding`);
+        computed when not given.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean (Y, X) mask.
     """
     if padding is None:
         from .padding import find_padding

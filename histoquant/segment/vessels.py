@@ -38,7 +38,7 @@ Method
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,7 +81,22 @@ class TubeSegmentation:
 
 
 def remove_small(mask: np.ndarray, min_px: float, connectivity: int = 2) -> np.ndarray:
-    """Drop connected components of fewer than ``min_px`` pixels (8-connected by default)."""
+    """Drop connected components of fewer than ``min_px`` pixels (8-connected by default).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (Y, X) mask.
+    min_px : float
+        Smallest component kept, in pixels.
+    connectivity : int
+        1 for 4-connected, 2 for 8-connected components.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask.
+    """
     structure = ndi.generate_binary_structure(2, connectivity)
     labels, n = ndi.label(mask, structure=structure)
     if n == 0:
@@ -101,10 +116,22 @@ def _label_sizes(labels, n):
 
 
 def hysteresis(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Pixels above ``low`` connected (4-neighbours) to a pixel above ``high``.
+    """Return the pixels above ``low`` connected (4-neighbours) to a pixel above ``high``.
 
     Same result as :func:`skimage.filters.apply_hysteresis_threshold`, without its per-label
     sums. Four-connectivity keeps growth from hopping along diagonal noise.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        (Y, X) image.
+    low, high : float
+        The two thresholds, ``low ≤ high``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask.
     """
     weak = values > low
     labels, n = ndi.label(weak)
@@ -123,7 +150,8 @@ def _interp_axis(small: np.ndarray, ratio: float, n_out: int, axis: int) -> np.n
     """
     n_in = small.shape[axis]
 
-    def take(start: int, stop: int | None = None, step: int | None = None):
+    def take(start: int, stop: int | None = None, step: int | None = None,
+             ) -> tuple[slice, slice]:
         sl = slice(start, stop, step)
         return (sl, slice(None)) if axis == 0 else (slice(None), sl)
 
@@ -181,6 +209,22 @@ def subtract_background(image: np.ndarray, pixel_size_um: float, radius_um: floa
 
     The percentile (not the minimum) keeps the estimate steady in noise; the window is wide
     enough that it reaches between vessels, so vessels do not raise it.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (Y, X) image, vessels bright.
+    pixel_size_um : float
+        Pixel size in µm.
+    radius_um : float
+        Radius of the background window in µm.
+    percentile : float
+        Percentile of the window taken as background.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 image minus its background.
     """
     img = np.asarray(image, dtype=np.float32)
     radius_px = radius_um / pixel_size_um
@@ -212,7 +256,7 @@ def _gauss1d(img: np.ndarray, sigma: float, axis: int, order: int = 0,
     return out
 
 
-def _strips(h: int, w: int):
+def _strips(h: int, w: int) -> Iterator[tuple[np.ndarray, slice]]:
     """(reused contiguous buffer, column slice) for each strip of ``_STRIP`` columns.
 
     One buffer for all strips: a fresh array per strip would be mapped from the system
@@ -256,7 +300,8 @@ _STRIP = 64  # columns per strip: a 64-column strip of a few thousand rows fits 
 _SAMPLED_SIGMA_PX = 1.5
 
 
-def _hessian_composed(img: np.ndarray, sigma: float):
+def _hessian_composed(img: np.ndarray, sigma: float,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(Hrr, Hrc, Hcc) as ``skimage.feature.hessian_matrix(..., use_gaussian_derivatives=True)``.
 
     Truncated at 8 σ/√2 (scikit-image uses 100 σ/√2 for σ ≤ 1, which adds only taps below
@@ -327,7 +372,7 @@ def _robust_z(resp: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[float], *,
                  method: str = "sato", mask: np.ndarray | None = None) -> np.ndarray:
-    """Multi-scale bright-ridge response in noise units (maximum over scales).
+    """Return the multi-scale bright-ridge response in noise units (maximum over scales).
 
     Parameters
     ----------
@@ -342,6 +387,11 @@ def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[fl
         scikit-image ridge filter.
     mask : ndarray of bool, optional
         Pixels whose responses set the noise statistics (the analysed regions).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ridge response, in robust SDs above the median of the positive responses.
     """
     from skimage import filters
 
@@ -379,7 +429,7 @@ def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[fl
 
 def fill_padding(image: np.ndarray, padding: np.ndarray, pixel_size_um: float,
                  radius_um: float) -> np.ndarray:
-    """The image with its padding replaced by a smooth continuation of the image around it.
+    """Return the image with its padding replaced by a smooth continuation of the image around it.
 
     Padding (a round field of view's zeros, a canvas) is not tissue. Left at 0 it makes a
     step at the field's edge that the background subtraction cannot follow (its low
@@ -388,6 +438,22 @@ def fill_padding(image: np.ndarray, padding: np.ndarray, pixel_size_um: float,
     statistics already restricted to the field). The fill is the local mean of the image on
     the background's grid (blocks of ``radius_um``/4), carried outwards from the nearest
     block with image in it: flat, so it adds no ridges and no step.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (Y, X) image.
+    padding : numpy.ndarray
+        Boolean (Y, X) padding mask.
+    pixel_size_um : float
+        Pixel size in µm.
+    radius_um : float
+        Radius of the background window in µm (as in :func:`subtract_background`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 image; a copy when anything was filled.
     """
     img = np.asarray(image, dtype=np.float32)
     pad = np.asarray(padding, bool)
@@ -435,7 +501,7 @@ def _dilate_square(mask: np.ndarray) -> np.ndarray:
 
 
 def _joining_pieces(pieces: np.ndarray, objects: np.ndarray, n_objects: int) -> np.ndarray:
-    """The connected pieces of ``pieces`` that touch at least two labelled objects.
+    """Return the connected pieces of ``pieces`` that touch at least two labelled objects.
 
     ``objects`` holds the objects' labels 1…``n_objects`` (0 elsewhere). Core pieces that
     only stick out of one vessel add length where the outline has none (textured
@@ -466,7 +532,7 @@ def _joining_pieces(pieces: np.ndarray, objects: np.ndarray, n_objects: int) -> 
 
 
 def _prune_dangling(line: np.ndarray, anchor: np.ndarray) -> np.ndarray:
-    """A one-pixel-wide ``line`` without its branches that end anywhere but at an anchor.
+    """Return a one-pixel-wide ``line`` without its branches that end anywhere but at an anchor.
 
     Leaves (pixels with at most one 8-neighbour on the line) that are not anchors are
     removed, and their neighbours checked again, until every leaf left is an anchor: what

@@ -51,6 +51,24 @@ def add_tile_seams(pixels: np.ndarray, tile_px: int, width_px: int = 2,
 
     ``empty_tiles`` lists (row, column) of tiles set wholly to ``value``: a tile the scanner
     skipped.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        (Y, X) or (Y, X, C) image (not changed).
+    tile_px : int
+        Tile side in pixels.
+    width_px : int
+        Width of the frame lines in pixels.
+    value : float or tuple of float
+        Value of frames and blank tiles (one per channel, or one for all).
+    empty_tiles : tuple of (int, int)
+        (row, column) indices of blank tiles.
+
+    Returns
+    -------
+    numpy.ndarray
+        A copy with the frames and blank tiles drawn.
     """
     out = pixels.copy()
     v = np.asarray(value, dtype=out.dtype)
@@ -65,7 +83,24 @@ def add_tile_seams(pixels: np.ndarray, tile_px: int, width_px: int = 2,
 
 def round_field_of_view(pixels: np.ndarray, radius_fraction: float = 0.48,
                         value: float = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Set everything outside a centred disk to ``value``; returns (pixels, inside mask)."""
+    """Set everything outside a centred disk to ``value``, as a round field of view.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        (Y, X) or (Y, X, C) image (not changed).
+    radius_fraction : float
+        Radius of the disk as a fraction of the image's shorter side.
+    value : float
+        Value outside the disk.
+
+    Returns
+    -------
+    pixels : numpy.ndarray
+        A copy with the outside set to ``value``.
+    inside : numpy.ndarray
+        Boolean (Y, X) mask of the disk.
+    """
     ny, nx = pixels.shape[:2]
     yy, xx = np.mgrid[:ny, :nx]
     r = radius_fraction * min(ny, nx) * 2 / 2
@@ -80,6 +115,18 @@ def to_uint8(pixels: np.ndarray, lo: float | None = None, hi: float | None = Non
 
     ``lo``/``hi`` default to the 0.1 and 99.9 percentiles of each channel. Values under ``lo``
     clip to 0: the zero-clipped background of real 8-bit exports.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        (Y, X) or (Y, X, C) image of any dtype.
+    lo, hi : float, optional
+        The values mapped to 0 and 255.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 image of the same shape.
     """
     p = np.asarray(pixels, dtype=np.float64)
     if p.ndim == 2:
@@ -100,6 +147,18 @@ def as_fluorescence_rgb(channels: dict[str, np.ndarray] | list[np.ndarray],
     Each channel (any dtype) is scaled to 8 bits with :func:`to_uint8` and put into the RGB
     plane named in ``colours`` (several into one plane add, clipped at 255). The background
     stays near black, as in every fluorescence export.
+
+    Parameters
+    ----------
+    channels : dict of str to numpy.ndarray, or list of numpy.ndarray
+        The (Y, X) channels, in order.
+    colours : tuple of {"R", "G", "B"}
+        The plane of each channel.
+
+    Returns
+    -------
+    numpy.ndarray
+        (Y, X, 3) uint8 image.
     """
     chans = list(channels.values()) if isinstance(channels, dict) else list(channels)
     shape = chans[0].shape[:2]
@@ -113,6 +172,18 @@ def jpeg_roundtrip(pixels: np.ndarray, quality: int = 85) -> np.ndarray:
     """Encode as JPEG at ``quality`` and decode: block artefacts and 8-bit quantisation.
 
     ``pixels`` must be uint8 (Y, X) or (Y, X, 3): what a JPEG can hold.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        uint8 image.
+    quality : int
+        JPEG quality (1–95).
+
+    Returns
+    -------
+    numpy.ndarray
+        The decoded uint8 image.
     """
     from PIL import Image as PILImage
 

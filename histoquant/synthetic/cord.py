@@ -87,7 +87,18 @@ class CordGeometry:
     grey_scale: float = 1.0
 
     def outline_radius(self, phi: np.ndarray) -> np.ndarray:
-        """Relative outline radius (1 = the ellipse) at polar angle ``phi`` about the centre."""
+        """Return the relative outline radius (1 = the ellipse) at polar angle ``phi``.
+
+        Parameters
+        ----------
+        phi : numpy.ndarray
+            Polar angles in radians, about the section centre.
+
+        Returns
+        -------
+        numpy.ndarray
+            The radius factor at each angle.
+        """
         c2, s2, c3, s3 = self.outline_wobble
         return 1.0 + c2 * np.cos(2 * phi) + s2 * np.sin(2 * phi) + c3 * np.cos(3 * phi) \
             + s3 * np.sin(3 * phi)
@@ -124,8 +135,21 @@ class CordPhantom:
     sections: list[dict] = field(default_factory=list)
 
     def truth(self, section: int = 1) -> dict[str, np.ndarray]:
-        """Boolean truth masks of one section: every region name plus ``grey_matter``,
-        ``tissue`` (section including its canal) and ``white_matter``."""
+        """Return the boolean truth masks of one section.
+
+        Every region name plus ``grey_matter``, ``tissue`` (section including its canal) and
+        ``white_matter``.
+
+        Parameters
+        ----------
+        section : int
+            The section's number (1-based).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Region name → boolean mask of the image.
+        """
         lab = self.labels
         codes = {name: lab == 10 * section + code for name, code in REGION_CODES.items()}
         grey = codes["ventral_horn_left"] | codes["ventral_horn_right"] | \
@@ -140,6 +164,18 @@ def random_geometry(rng: np.random.Generator, asymmetry: float = 0.06) -> CordGe
     Width 3.8–4.2 mm and height 2.9–3.6 mm (Watson et al. 2009), each side's horns varied
     independently by about ``asymmetry`` (relative), the grey matter then scaled so that the
     grey-matter fraction lands in 40–47 %.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The random generator.
+    asymmetry : float
+        Relative variation of each side's horns.
+
+    Returns
+    -------
+    CordGeometry
+        The shape, in µm.
     """
     hw = rng.uniform(1900, 2100)
     hh = rng.uniform(1450, 1800)
@@ -219,9 +255,21 @@ def _in_capsule(x, y, p0, p1, r0, r1):
 
 
 def section_codes(geom: CordGeometry, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Region code (0–6, see module doc) at section-frame points ``(y, x)`` in µm.
+    """Return the region code (0–6, see module doc) at section-frame points ``(y, x)`` in µm.
 
     ``x`` is the animal's left (positive) / right (negative); ``y`` is ventral-positive.
+
+    Parameters
+    ----------
+    geom : CordGeometry
+        The section's shape.
+    y, x : numpy.ndarray
+        Point coordinates in µm, broadcast together.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 region codes.
     """
     g = geom
     dy = y - g.centre_y_um
@@ -267,7 +315,8 @@ def section_codes(geom: CordGeometry, y: np.ndarray, x: np.ndarray) -> np.ndarra
     return codes
 
 
-def _section_extras(rng, geom: CordGeometry, pose: SectionPose) -> tuple[list, list]:
+def _section_extras(rng: np.random.Generator, geom: CordGeometry, pose: SectionPose,
+                    ) -> tuple[list, list]:
     """Meningeal arcs and root fascicles around one section, in slide µm."""
     ell, rings = [], []
     cy, cx = pose.centre_um
@@ -305,7 +354,7 @@ def _section_extras(rng, geom: CordGeometry, pose: SectionPose) -> tuple[list, l
     return ell, rings
 
 
-def _extras_codes(ellipses, rings, yy, xx) -> np.ndarray:
+def _extras_codes(ellipses: list, rings: list, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
     out = np.zeros(yy.shape, dtype=np.uint8)
     for (cy, cx), (ay, ax), tilt, code in ellipses:
         out[_in_ellipse(xx, yy, cx, cy, ax, ay, tilt)] = code
@@ -332,8 +381,24 @@ class SlideModel:
 
     def codes(self, y0_um: float, x0_um: float, shape: tuple[int, int],
               pixel_size_um: float) -> np.ndarray:
-        """Slide label map (``10*s + code``, 7–9 outside) of a window; pixel centres at
-        ``y0 + i * pixel_size``."""
+        """Return the slide label map (``10*s + code``, 7–9 outside) of a window.
+
+        Pixel centres are at ``y0 + i * pixel_size``.
+
+        Parameters
+        ----------
+        y0_um, x0_um : float
+            Slide position of the window's first pixel centre, in µm.
+        shape : tuple of int
+            Height and width of the window in pixels.
+        pixel_size_um : float
+            Pixel size in µm.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint8 label map of the window.
+        """
         ys = y0_um + np.arange(shape[0]) * pixel_size_um
         xs = x0_um + np.arange(shape[1]) * pixel_size_um
         out = _extras_codes(self.ellipses, self.rings, *np.meshgrid(ys, xs, indexing="ij"))
@@ -360,7 +425,28 @@ class SlideModel:
 def render_slide(model: SlideModel, y0_um: float, x0_um: float, shape: tuple[int, int],
                  pixel_size_um: float, rng: np.random.Generator | None = None,
                  codes: np.ndarray | None = None) -> np.ndarray:
-    """Render a window of the slide: RGB uint8 (brightfield) or uint16 (fluorescence)."""
+    """Render a window of the slide: RGB uint8 (brightfield) or uint16 (fluorescence).
+
+    Parameters
+    ----------
+    model : SlideModel
+        The slide.
+    y0_um, x0_um : float
+        Slide position of the window's first pixel centre, in µm.
+    shape : tuple of int
+        Height and width of the window in pixels.
+    pixel_size_um : float
+        Pixel size in µm.
+    rng : numpy.random.Generator, optional
+        Noise generator; seeded from the model when not given.
+    codes : numpy.ndarray, optional
+        The window's label map (:meth:`SlideModel.codes`), when already computed.
+
+    Returns
+    -------
+    numpy.ndarray
+        (Y, X, 3) uint8 or (Y, X) uint16 pixels.
+    """
     from scipy.ndimage import gaussian_filter
 
     if rng is None:
@@ -417,7 +503,7 @@ def _neuron_map(model: SlideModel, y0_um: float, x0_um: float, shape: tuple[int,
     return out
 
 
-def _add_stain_and_neurons(rng, model: SlideModel) -> None:
+def _add_stain_and_neurons(rng: np.random.Generator, model: SlideModel) -> None:
     """Per-slide staining strength and 15–30 motor neurons (24–40 µm) per ventral horn."""
     model.stain = (float(rng.uniform(0.8, 1.2)), float(rng.uniform(0.75, 1.1)))
     for geom, pose in zip(model.geometries, model.poses):
@@ -435,7 +521,8 @@ def _add_stain_and_neurons(rng, model: SlideModel) -> None:
                                       float(rng.uniform(12, 20))))
 
 
-def _smooth_field(rng, shape, pixel_size_um, amplitude, scale_um=400.0) -> np.ndarray:
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], pixel_size_um: float,
+                  amplitude: float, scale_um: float = 400.0) -> np.ndarray:
     """Multiplicative low-frequency staining variation of relative ``amplitude``."""
     from scipy.ndimage import zoom
 
@@ -450,7 +537,8 @@ def _smooth_field(rng, shape, pixel_size_um, amplitude, scale_um=400.0) -> np.nd
     return 1.0 + amplitude * field_
 
 
-def _pose_list(rng, centres, angle_deg, mirrored) -> list[SectionPose]:
+def _pose_list(rng: np.random.Generator, centres: list[tuple[float, float]],
+               angle_deg: float | None, mirrored: bool) -> list[SectionPose]:
     poses = []
     for c in centres:
         a = float(rng.uniform(-180, 180)) if angle_deg is None else float(angle_deg)
@@ -458,7 +546,8 @@ def _pose_list(rng, centres, angle_deg, mirrored) -> list[SectionPose]:
     return poses
 
 
-def _debris(rng, size_um, avoid, n) -> list:
+def _debris(rng: np.random.Generator, size_um: tuple[float, float],
+            avoid: list[tuple[tuple[float, float], float]], n: int) -> list:
     out = []
     for _ in range(n):
         for _try in range(20):
@@ -470,7 +559,7 @@ def _debris(rng, size_um, avoid, n) -> list:
     return out
 
 
-def _build(model: SlideModel, pixel_size_um: float, rng) -> CordPhantom:
+def _build(model: SlideModel, pixel_size_um: float, rng: np.random.Generator) -> CordPhantom:
     h = round(model.size_um[0] / pixel_size_um)
     w = round(model.size_um[1] / pixel_size_um)
     codes = model.codes(0.0, 0.0, (h, w), pixel_size_um)
@@ -497,7 +586,32 @@ def section_model(rng: np.random.Generator, *, angle_deg: float | None = 0.0,
                   mirrored: bool = False, modality: str = "brightfield", extras: bool = True,
                   margin_um: float = 1300.0, geometry: CordGeometry | None = None,
                   seed: int = 0) -> SlideModel:
-    """The model of :func:`cord_section` (render any window of it at any pixel size)."""
+    """Return the model of :func:`cord_section` (render any window of it at any pixel size).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The random generator (shape, surroundings).
+    angle_deg : float or None
+        Rotation counter-clockwise on screen (0 = ventral down); ``None`` draws one at random.
+    mirrored : bool
+        Mounted face-down.
+    modality : {"brightfield", "fluorescence"}
+        How the slide renders.
+    extras : bool
+        Whether meninges, roots, debris and a bubble surround the section.
+    margin_um : float
+        Slide margin around the cord's bounding circle.
+    geometry : CordGeometry, optional
+        Use this shape instead of drawing one.
+    seed : int
+        Seed recorded in the model (for its rendering noise).
+
+    Returns
+    -------
+    SlideModel
+        The slide, in µm.
+    """
     if modality not in ("brightfield", "fluorescence"):
         raise ValueError("modality must be 'brightfield' or 'fluorescence'")
     geom = geometry if geometry is not None else random_geometry(rng)
@@ -521,7 +635,7 @@ def cord_section(pixel_size_um: float = 10.0, *, seed: int = 0, angle_deg: float
                  mirrored: bool = False, modality: str = "brightfield",
                  extras: bool = True, margin_um: float = 1300.0,
                  geometry: CordGeometry | None = None) -> CordPhantom:
-    """One cord cross-section with meninges, roots and debris around it.
+    """Return one cord cross-section with meninges, roots and debris around it.
 
     Parameters
     ----------
@@ -541,6 +655,11 @@ def cord_section(pixel_size_um: float = 10.0, *, seed: int = 0, angle_deg: float
         Slide margin around the cord's bounding circle.
     geometry : CordGeometry, optional
         Use this shape instead of drawing one (the seed still draws the surroundings).
+
+    Returns
+    -------
+    CordPhantom
+        The image and its exact region truth.
     """
     rng = np.random.default_rng(seed)
     model = section_model(rng, angle_deg=angle_deg, mirrored=mirrored, modality=modality,
@@ -550,7 +669,7 @@ def cord_section(pixel_size_um: float = 10.0, *, seed: int = 0, angle_deg: float
 
 def faint_white_matter_section(pixel_size_um: float = 4.0, *, seed: int = 0,
                                nuclei_spacing_um: float = 40.0) -> CordPhantom:
-    """A fluorescent section whose white matter is as dim as the empty slide.
+    """Return a fluorescent section whose white matter is as dim as the empty slide.
 
     Real fluorescence exports (NeuN, fluorescent Nissl) often show white matter at the
     slide's level, or clipped to the same 0: only sparse bright nuclei (glia) show it. Here
@@ -565,6 +684,11 @@ def faint_white_matter_section(pixel_size_um: float = 4.0, *, seed: int = 0,
         Random seed: shape, noise and nucleus positions.
     nuclei_spacing_um : float
         Mean distance between white-matter nuclei.
+
+    Returns
+    -------
+    CordPhantom
+        The image and its exact region truth.
     """
     from scipy.ndimage import gaussian_filter
 
@@ -592,10 +716,34 @@ def cord_slide(n_sections: int = 4, pixel_size_um: float = 15.0, *, seed: int = 
                columns: int | None = None, angle_deg: float | None = None,
                mirrored: bool = False, modality: str = "brightfield",
                spacing_um: float = 6500.0) -> CordPhantom:
-    """A slide with several sections in a jittered grid, each turned at random.
+    """Return a slide with several sections in a jittered grid, each turned at random.
 
     Sections are numbered top-to-bottom, left-to-right, as :mod:`histoquant.anatomy` numbers
     them.
+
+    Parameters
+    ----------
+    n_sections : int
+        Number of sections.
+    pixel_size_um : float
+        Pixel size of the rendered image.
+    seed : int
+        Random seed.
+    columns : int, optional
+        Sections per row (about the square root of ``n_sections`` when not given).
+    angle_deg : float or None
+        One rotation for every section; ``None`` draws each at random.
+    mirrored : bool
+        Whether every section is mounted face-down.
+    modality : {"brightfield", "fluorescence"}
+        How the slide renders.
+    spacing_um : float
+        Distance between the grid's section centres.
+
+    Returns
+    -------
+    CordPhantom
+        The image and its exact region truth.
     """
     rng = np.random.default_rng(seed)
     columns = columns or int(np.ceil(np.sqrt(n_sections)))

@@ -261,7 +261,7 @@ def make_evans_blue_phantom(
             evb[big] = 1.3 * (sat_level - dark_level) / float(illum[big].min()) - GREY_AF
     af = np.where(grey, GREY_AF, WHITE_AF).astype(np.float32)
 
-    def expose(signal: np.ndarray, field: np.ndarray, noise_rng) -> np.ndarray:
+    def expose(signal: np.ndarray, field: np.ndarray, noise_rng: np.random.Generator) -> np.ndarray:
         mean = field * signal
         sd = noise_sd * np.sqrt(np.maximum(mean, 0) / GREY_AF)
         raw = dark_level + mean + noise_rng.standard_normal(shape, dtype=np.float32) * sd
@@ -308,7 +308,8 @@ def make_evans_blue_phantom(
     return image, truth
 
 
-def _ellipse(shape, cy, cx, ry, rx, angle) -> np.ndarray:
+def _ellipse(shape: tuple[int, int], cy: float, cx: float, ry: float, rx: float,
+             angle: float) -> np.ndarray:
     from skimage.draw import ellipse
 
     rr, cc = ellipse(cy, cx, ry, rx, shape=shape, rotation=angle)
@@ -377,6 +378,17 @@ def make_example(path: str | Path, *, seed: int = 7, size: int = 960,
     ``evb``, with its pixel size; 960 px keeps it under 2 MB), ``<stem>_grey_matter.geojson``
     (the grey-matter outline, for ``--regions``) and ``<stem>_truth.json`` (exact
     grey-matter figures).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The image file to write.
+    seed : int
+        Random seed.
+    size : int
+        Side of the image in pixels.
+    pixel_size_um : float
+        Pixel size in µm.
 
     Returns
     -------

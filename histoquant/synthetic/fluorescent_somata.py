@@ -55,10 +55,12 @@ class FluorescentTruth:
 
     @property
     def n_motor_neurons(self) -> int:
+        """Number of motor neurons in the truth."""
         return int((self.cells["kind"] == "motor_neuron").sum())
 
     @property
     def n_small(self) -> int:
+        """Number of small neurons in the truth."""
         return int((self.cells["kind"] == "small_neuron").sum())
 
 
@@ -94,7 +96,7 @@ def fluorescent_somata_phantom(shape: tuple[int, int] = (1024, 1024),
                                bead_period_um: float = 45.0,
                                bundle_level: float = 90.0
                                ) -> tuple[Image, FluorescentTruth]:
-    """A fluorescent somata image with exact truth (see the module docstring).
+    """Return a fluorescent somata image with exact truth (see the module docstring).
 
     Parameters
     ----------

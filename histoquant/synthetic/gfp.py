@@ -100,7 +100,8 @@ class _Canvas:
         self.ref = np.zeros(shape, np.float32)
         self.n_nuclei = 0
 
-    def window(self, r: float, c: float, radius: float):
+    def window(self, r: float, c: float, radius: float,
+               ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
         h, w = self.shape
         r0, r1 = max(0, int(r - radius - 2)), min(h, int(r + radius + 3))
         c0, c1 = max(0, int(c - radius - 2)), min(w, int(c + radius + 3))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,7 +73,18 @@ class NisslCell:
     processes: tuple[tuple[float, float, float], ...] = ()  # (angle, length_um, base_width_um)
 
     def outline_radius(self, theta: np.ndarray) -> np.ndarray:
-        """Soma radius (µm) in direction ``theta`` (radians, image y down, x right)."""
+        """Return the soma radius (µm) in direction ``theta`` (radians, image y down, x right).
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Directions in radians.
+
+        Returns
+        -------
+        numpy.ndarray
+            Radius in µm per direction.
+        """
         return self._radius_of_direction(np.exp(1j * np.asarray(theta, np.float64)))
 
     def _radius_of_direction(self, z: np.ndarray) -> np.ndarray:
@@ -163,7 +175,20 @@ class NisslTissue:
     white: tuple[float, float, float] = (240.0, 238.0, 244.0)
 
     def render(self, pixel_size_um: float) -> tuple[Image, NisslTruth]:
-        """Render the tissue at ``pixel_size_um``; returns the RGB image and its truth."""
+        """Render the tissue at ``pixel_size_um``.
+
+        Parameters
+        ----------
+        pixel_size_um : float
+            Pixel size in µm.
+
+        Returns
+        -------
+        image : Image
+            The RGB uint8 image.
+        truth : NisslTruth
+            Its exact truth at this pixel size.
+        """
         px = float(pixel_size_um)
         if not px > 0:
             raise ValueError(f"pixel_size_um must be positive, not {pixel_size_um}")
@@ -340,7 +365,7 @@ def _noise_field(rng: np.random.Generator, size_um: tuple[float, float], step: f
 
 def _smooth_field(rng: np.random.Generator, size_um: tuple[float, float], scale_um: float,
                   ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """A slow field in about [-1, 1] varying over ``scale_um``."""
+    """Return a slow field in about [-1, 1] varying over ``scale_um``."""
     step = scale_um / 3.0
     shape = (int(np.ceil(size_um[0] / step)) + 2, int(np.ceil(size_um[1] / step)) + 2)
     grid = ndi.gaussian_filter(rng.standard_normal(shape), 1.5, mode="wrap")
@@ -348,7 +373,8 @@ def _smooth_field(rng: np.random.Generator, size_um: tuple[float, float], scale_
     return _sample_grid(grid.astype(np.float32), step, ys, xs)
 
 
-def _illumination(ys, xs, size_um, falloff, rng) -> np.ndarray:
+def _illumination(ys: np.ndarray, xs: np.ndarray, size_um: tuple[float, float],
+                  falloff: float, rng: np.random.Generator) -> np.ndarray:
     cy, cx = size_um[0] * rng.uniform(0.35, 0.65), size_um[1] * rng.uniform(0.35, 0.65)
     half = 0.5 * float(np.hypot(*size_um))
     gy, gx = rng.uniform(-0.04, 0.04, size=2)
@@ -466,6 +492,11 @@ def make_nissl_tissue(size_um: tuple[float, float] = (512.0, 512.0), *, seed: in
     stain_variation, illumination_falloff, noise_grey : float
         Strength of uneven staining (relative), vignetting (relative) and camera noise (grey
         levels).
+
+    Returns
+    -------
+    NisslTissue
+        The layout, rendered at any pixel size by :meth:`NisslTissue.render`.
     """
     rng = np.random.default_rng([seed, 0])
     h_um, w_um = float(size_um[0]), float(size_um[1])
@@ -551,8 +582,8 @@ def _free_except(occ: _Occupancy, y: float, x: float, r: float, host: NisslCell)
 
 
 def nissl_phantom(shape: tuple[int, int] = (1024, 1024), pixel_size_um: float = 0.5, *,
-                  seed: int = 0, **tissue_kwargs) -> tuple[Image, NisslTruth]:
-    """A Nissl-stained ventral-horn image with exact truth.
+                  seed: int = 0, **tissue_kwargs: Any) -> tuple[Image, NisslTruth]:
+    """Return a Nissl-stained ventral-horn image with exact truth.
 
     Parameters
     ----------

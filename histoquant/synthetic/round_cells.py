@@ -212,7 +212,7 @@ def make_cells_and_dot_clumps(
     noise: float = 0.05,
     seed: int = 0,
 ) -> tuple[Image, dict]:
-    """Filled cell bodies and clumps of small dots, in a field of the same dots.
+    """Make filled cell bodies and clumps of small dots, in a field of the same dots.
 
     A stand-in for white matter on a ChAT (or any neuronal) section: myelinated axon profiles
     cut across are small bright dots everywhere; where they crowd, a clump of them is as wide,

@@ -9,6 +9,7 @@ test counting, tiling and bookkeeping, not a stain model).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,18 @@ class PhantomSection:
     cells_yx: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
     def contains(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Whether pixel centres (broadcast arrays) lie inside the ellipse."""
+        """Return whether pixel centres (broadcast arrays) lie inside the ellipse.
+
+        Parameters
+        ----------
+        rows, cols : numpy.ndarray
+            Pixel coordinates, broadcast together.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean, of the broadcast shape.
+        """
         (cy, cx), (ay, ax) = self.centre_yx, self.semi_axes_yx
         return ((rows - cy) / ay) ** 2 + ((cols - cx) / ax) ** 2 <= 1.0
 
@@ -71,12 +83,33 @@ class PhantomSlide:
         return pd.DataFrame(rows, columns=["section", "row", "col"])
 
     def counts(self) -> list[int]:
-        """Number of cells in each section."""
+        """Return the number of cells in each section.
+
+        Returns
+        -------
+        list of int
+            One count per section, in section order.
+        """
         return [len(s.cells_yx) for s in self.sections]
 
     def render(self, r0: int = 0, r1: int | None = None, c0: int = 0, c1: int | None = None,
                step: int = 1) -> np.ndarray:
-        """RGB uint8 pixels of rows ``r0:r1:step``, cols ``c0:c1:step`` (nearest sampling)."""
+        """Return RGB uint8 pixels of rows ``r0:r1:step``, cols ``c0:c1:step`` (nearest sampling).
+
+        Parameters
+        ----------
+        r0, r1 : int
+            First and stop row (``r1`` None: the last row).
+        c0, c1 : int
+            First and stop column (``c1`` None: the last column).
+        step : int
+            Sampling step in pixels.
+
+        Returns
+        -------
+        numpy.ndarray
+            (Y, X, 3) uint8 pixels.
+        """
         r1 = self.shape[0] if r1 is None else r1
         c1 = self.shape[1] if c1 is None else c1
         rows = np.arange(r0, r1, step, dtype=np.float64)
@@ -112,13 +145,29 @@ class PhantomSlide:
 
         Memory use is one tile, whatever the slide size. Level ``k`` is the slide sampled every
         ``2**k`` pixels.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The file to write.
+        tile : int
+            Tile side in pixels.
+        levels : int
+            Number of pyramid levels.
+        compression : str or None
+            The TIFF compression (tifffile's name); None for none.
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
         """
         import tifffile
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
 
-        def tiles(step: int):
+        def tiles(step: int) -> Iterator[np.ndarray]:
             h = -(-self.shape[0] // step)
             w = -(-self.shape[1] // step)
             for a in range(0, h, tile):
@@ -159,7 +208,7 @@ def phantom_slide(
     cell_radius_um: float = 8.0,
     seed: int = 0,
 ) -> PhantomSlide:
-    """A slide with elliptical sections and randomly placed, non-touching cells.
+    """Return a slide with elliptical sections and randomly placed, non-touching cells.
 
     Parameters
     ----------

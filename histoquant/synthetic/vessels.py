@@ -33,8 +33,10 @@ staining-gain field, added to a smooth uneven background, with shot and read noi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -86,7 +88,18 @@ class Curve:
         return np.concatenate([[0.0], np.cumsum(d)])
 
     def covered(self, arc: np.ndarray) -> np.ndarray:
-        """Whether arc positions lie in a pericyte sleeve."""
+        """Return whether arc positions lie in a pericyte sleeve.
+
+        Parameters
+        ----------
+        arc : numpy.ndarray
+            Positions along the curve, in µm from its start.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean, one value per position.
+        """
         return _in_intervals(arc, self.sleeves_um)
 
 
@@ -120,6 +133,13 @@ class VesselTruth:
     area_mm2: float
 
     def to_dict(self) -> dict:
+        """Return the truth as a plain dict (for JSON).
+
+        Returns
+        -------
+        dict
+            Field name → value.
+        """
         return asdict(self)
 
 
@@ -130,8 +150,9 @@ def _in_intervals(x: np.ndarray, intervals: list[tuple[float, float]]) -> np.nda
     return out
 
 
-def _wiggle(rng: np.random.Generator, amplitude_um: float):
-    """A smooth lateral offset f(t): two sine terms, wavelengths 120–400 µm."""
+def _wiggle(rng: np.random.Generator, amplitude_um: float,
+            ) -> Callable[[np.ndarray], np.ndarray]:
+    """Return a smooth lateral offset f(t): two sine terms, wavelengths 120–400 µm."""
     lam = rng.uniform(120, 400, 2)
     phase = rng.uniform(0, 2 * np.pi, 2)
     amp = rng.uniform(0.3, 0.5, 2) * amplitude_um
@@ -233,6 +254,11 @@ def make_vessel_network(
         Length range of those stretches.
     parenchymal_nuclei_per_mm2 : float
         Density of nuclei away from vessels.
+
+    Returns
+    -------
+    VesselNetwork
+        The curves, sleeves and nuclei, rendered by :func:`render_vessels`.
     """
     rng = np.random.default_rng(seed)
     h, w = size_um
@@ -394,7 +420,8 @@ def make_vessel_network(
 
 # --------------------------------------------------------------------------------- truth
 
-def _segments_in(curve: Curve, shape, px, mask=None):
+def _segments_in(curve: Curve, shape: tuple[int, int], px: float,
+                 mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lengths of the 0.1 µm steps of a curve and which lie inside the field (and mask)."""
     p = curve.yx_um
     mid = 0.5 * (p[1:] + p[:-1])
@@ -411,11 +438,27 @@ def _segments_in(curve: Curve, shape, px, mask=None):
 
 def vessel_truth(network: VesselNetwork, pixel_size_um: float, shape: tuple[int, int],
                  mask: np.ndarray | None = None) -> VesselTruth:
-    """Exact truth of ``network`` inside a field of ``shape`` pixels (and inside ``mask``).
+    """Return the exact truth of ``network`` in a field of ``shape`` pixels (and in ``mask``).
 
     Lengths are sums of the curves' 0.1 µm chords whose midpoints lie in the field, so they
     do not depend on the pixel size except through the field's edges (and the mask's
     pixels, when a mask is given).
+
+    Parameters
+    ----------
+    network : VesselNetwork
+        The network.
+    pixel_size_um : float
+        Pixel size of the field in µm.
+    shape : tuple of int
+        Height and width of the field in pixels.
+    mask : numpy.ndarray, optional
+        Boolean (Y, X) mask limiting the truth to a region.
+
+    Returns
+    -------
+    VesselTruth
+        Lengths, coverage and diameters.
     """
     px = float(pixel_size_um)
     total = covered = wdiam = warea = wcov_area = 0.0
@@ -470,8 +513,9 @@ def _ramp(z: np.ndarray) -> np.ndarray:
     return np.clip(z + 0.5, 0.0, 1.0)
 
 
-def _render_family(curves: list[Curve], shape, px, pericyte_pad_um: float,
-                   dropout_level: float):
+def _render_family(curves: list[Curve], shape: tuple[int, int], px: float,
+                   pericyte_pad_um: float, dropout_level: float,
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Endothelium and pericyte-sleeve coverage of one family of non-touching curves.
 
     Each pixel takes its nearest centreline sample; within a family no two curves come
@@ -534,7 +578,8 @@ def _render_family(curves: list[Curve], shape, px, pericyte_pad_um: float,
     return endo, peri
 
 
-def _render_ellipses(img: np.ndarray, ellipses: np.ndarray, px: float, value: float = 1.0):
+def _render_ellipses(img: np.ndarray, ellipses: np.ndarray, px: float, value: float = 1.0,
+                     ) -> None:
     """Draw anti-aliased filled ellipses (y, x, a, b, angle in µm/rad) by maximum."""
     h, w = img.shape
     for y, x, a, b, ang in ellipses:
@@ -554,7 +599,7 @@ def _render_ellipses(img: np.ndarray, ellipses: np.ndarray, px: float, value: fl
 
 
 def _smooth_field(shape, rng, lo, hi, cells=5):
-    """A smooth random field between lo and hi (cubic interpolation of a coarse grid)."""
+    """Return a smooth random field between lo and hi (cubic interpolation of a coarse grid)."""
     grid = rng.uniform(0, 1, (cells + 1, cells + 1)).astype(np.float32)
     zoom = (shape[0] / cells, shape[1] / cells)
     f = ndi.zoom(grid, zoom, order=3, mode="nearest", grid_mode=True)[: shape[0], : shape[1]]
@@ -664,9 +709,22 @@ def vessel_phantom(
     *,
     seed: int = 0,
     network_kwargs: dict | None = None,
-    **render_kwargs,
+    **render_kwargs: Any,
 ) -> tuple[Image, VesselTruth, VesselNetwork]:
     """Make a network, render it and compute its truth in one call.
+
+    Parameters
+    ----------
+    size_um : (float, float)
+        Field height and width in µm.
+    pixel_size_um : float
+        Pixel size in µm.
+    seed : int
+        Random seed of the network and the rendering.
+    network_kwargs : dict, optional
+        More arguments of :func:`make_vessel_network`.
+    **render_kwargs : object
+        More arguments of :func:`render_vessels`.
 
     Returns
     -------
@@ -688,6 +746,13 @@ def make_example(path: str | Path, *, seed: int = 7) -> tuple[Path, Path]:
 
     Channels are named ``endothelium`` and ``pericyte``; the truth (lengths, coverage,
     diameter) goes to a JSON file beside the image (``<stem>.truth.json``).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The image file to write.
+    seed : int
+        Random seed.
 
     Returns
     -------

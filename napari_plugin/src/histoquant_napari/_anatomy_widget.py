@@ -40,7 +40,7 @@ DEFAULT_SHOWN = ("grey_matter", "ventral_horn_left", "ventral_horn_right", "dors
 
 
 def anatomy_spec() -> AssaySpec:
-    """The ``anatomy`` assay of the registry (DependencyError when histoquant has none)."""
+    """Return the ``anatomy`` assay of the registry (DependencyError when histoquant has none)."""
     spec = available_assays().get("anatomy")
     if spec is None:
         raise DependencyError("this histoquant has no anatomy assay (histoquant.assays."
@@ -54,7 +54,7 @@ def region_names() -> tuple[str, ...]:
 
 
 def anatomy_params_cls() -> type[AssayParams] | None:
-    """The anatomy's parameter dataclass, when histoquant has an anatomy assay."""
+    """Return the anatomy's parameter dataclass, when histoquant has an anatomy assay."""
     try:
         return anatomy_spec().params_cls
     except DependencyError:

@@ -40,13 +40,16 @@ SPECIAL = ("anatomy",)
 
 
 def assay_specs() -> dict[str, AssaySpec]:
-    """The assays the generic widget offers: every registered assay but the special ones."""
+    """Return the assays the generic widget offers: every registered assay but the special ones."""
     return {k: v for k, v in available_assays().items() if k not in SPECIAL}
 
 
 def short_title(spec: AssaySpec, max_chars: int = 28) -> str:
-    """``Evans Blue extravasation: EvB-positive area, ...`` → ``Evans Blue extravasation``;
-    ``Motor neurons in Nissl (cresyl violet) brightfield sections`` → ``Motor neurons``."""
+    """Shorten an assay title to its subject.
+
+    ``Evans Blue extravasation: EvB-positive area, ...`` → ``Evans Blue extravasation``;
+    ``Motor neurons in Nissl (cresyl violet) brightfield sections`` → ``Motor neurons``.
+    """
     title = spec.title.split(":")[0].strip() or spec.name
     if len(title) > max_chars:
         cuts = [i for i in (title.find(" in "), title.find(" ("), title.find(", ")) if i > 0]

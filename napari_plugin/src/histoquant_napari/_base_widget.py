@@ -38,7 +38,7 @@ WIDGET_MIN_WIDTH = 420
 
 
 def while_alive(method: Callable[..., Any]) -> Callable[..., None]:
-    """A viewer-event callback that calls the widget method ``method`` while its widget lives.
+    """Return a viewer-event callback calling the widget method ``method`` while its widget lives.
 
     The viewer outlives a closed dock widget; holding the widget weakly, and skipping the call
     once Qt has deleted it, keeps layer events from reaching a dead widget (or keeping it alive).
@@ -152,7 +152,7 @@ class RunnerWidget(QWidget):
         self.update_pixel_size_state()
 
     def primary_layer(self) -> Any:
-        """The image layer whose scale gives the pixel size (subclasses say which)."""
+        """Return the image layer whose scale gives the pixel size (subclasses say which)."""
         raise NotImplementedError
 
     def update_pixel_size_state(self) -> None:
@@ -262,7 +262,7 @@ class RunnerWidget(QWidget):
         raise NotImplementedError
 
     def compute(self, job: Any, progress: Callable[[float, str], None]) -> Any:
-        """The long work, on the worker thread."""
+        """Do the long work, on the worker thread."""
         raise NotImplementedError
 
     def show_result(self, job: Any, result: Any) -> None:
@@ -340,7 +340,7 @@ class RunnerWidget(QWidget):
 
 def layer_combo(label: str, choices: Callable[[Any], list], *, tooltip: str = "",
                 nullable: bool = False, name: str | None = None) -> ComboBox:
-    """A magicgui ComboBox whose choices are recomputed from the viewer on reset_choices."""
+    """Return a magicgui ComboBox whose choices are recomputed from the viewer on reset_choices."""
     box = ComboBox(label=label, name=name or label.replace(" ", "_"), choices=choices,
                    tooltip=tooltip, nullable=nullable)
     compact(box)
@@ -358,5 +358,5 @@ def compact(box: ComboBox, chars: int = 18) -> ComboBox:
 
 
 def stack(*widgets: Any) -> Container:
-    """A labelled magicgui Container of ``widgets``."""
+    """Return a labelled magicgui Container of ``widgets``."""
     return Container(widgets=list(widgets), labels=True)

@@ -41,8 +41,11 @@ __all__ = ["BatchWidget", "BatchCancelled"]
 
 
 class BatchCancelled(Exception):
-    """Raised inside the progress callback to stop a batch (not a HistoquantError, so the core
-    does not record it as a failed image but lets it end the run)."""
+    """Raised inside the progress callback to stop a batch.
+
+    Not a HistoquantError, so the core does not record it as a failed image but lets it end
+    the run.
+    """
 
 
 class _Relay(QObject):

@@ -53,7 +53,7 @@ _FALLBACK_COLOURS = ("green", "magenta", "cyan", "yellow", "blue", "red")
 
 
 def channel_colormap(name: str, index: int = 0, n_channels: int = 1) -> str:
-    """A napari colormap name for a fluorescence channel, chosen from its name.
+    """Return a napari colormap name for a fluorescence channel, chosen from its name.
 
     DAPI → blue, GFP → green, Evans Blue / far red / red → magenta, vessel markers → cyan,
     pericyte markers → yellow, autofluorescence → gray. An unknown name gets gray when it is the
@@ -76,7 +76,7 @@ def _level0(data: Any) -> Any:
 
 
 def _channel_view(data: Any, index: int) -> Any:
-    """``data[..., index]`` without loading a lazy (zarr) array into memory."""
+    """Return ``data[..., index]`` without loading a lazy (zarr) array into memory."""
     if isinstance(data, np.ndarray):
         return data[..., index]
     try:
@@ -168,8 +168,11 @@ def layer_pixel_size(layer: Any) -> float | None:
 
 
 def _as_array(data: Any) -> Any:
-    """NumPy arrays as they are; lazy arrays (dask, zarr) stay lazy, so that a whole-slide
-    layer is not loaded into memory just to hand it to the core, which reads what it needs."""
+    """Return NumPy arrays as they are; lazy arrays (dask, zarr) stay lazy.
+
+    A whole-slide layer is not loaded into memory just to hand it to the core, which reads
+    what it needs.
+    """
     if isinstance(data, np.ndarray) or not hasattr(data, "shape"):
         return np.asarray(data)
     if type(data).__module__.split(".")[0] in ("dask", "zarr"):
@@ -264,7 +267,7 @@ _OTHER_COLOURS = ("#ffd54f", "#4dd0e1", "#ff8a65", "#aed581", "#9575cd", "#f0629
 
 
 def region_colour(name: str) -> str:
-    """A fixed colour per region name, so the same region looks the same in every viewer."""
+    """Return a fixed colour per region name, so the same region looks the same in every viewer."""
     if name in _REGION_COLOURS:
         return _REGION_COLOURS[name]
     return _OTHER_COLOURS[sum(map(ord, name)) % len(_OTHER_COLOURS)]

@@ -10,7 +10,7 @@ log = logging.getLogger("histoquant_napari")
 
 
 def describe(exc: BaseException) -> str:
-    """The message to show for an exception: histoquant's own message as is, else its type too."""
+    """Return the message for an exception: histoquant's own message as is, else its type too."""
     from histoquant.errors import HistoquantError
 
     if isinstance(exc, HistoquantError):

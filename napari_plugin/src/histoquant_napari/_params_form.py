@@ -14,12 +14,15 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
 
 from histoquant.errors import ParamsError
 from histoquant.params import AssayParams
+
+if TYPE_CHECKING:
+    from magicgui.widgets.bases import ValueWidget
 
 __all__ = ["ParamsForm", "label_for", "save_params_file"]
 
@@ -86,7 +89,7 @@ class ParamsForm(Container):
 
     # -- building ------------------------------------------------------------------------------
 
-    def _make(self, info: dict[str, Any]):
+    def _make(self, info: dict[str, Any]) -> ValueWidget:
         name, default = info["name"], info["default"]
         hint, optional = _strip_optional(info["type"])
         common = {"name": name, "label": label_for(name, info.get("unit") or ""),
@@ -120,7 +123,8 @@ class ParamsForm(Container):
         return LineEdit(value=str(default), **common)
 
     @staticmethod
-    def _float_box(value: float, low: float, hi: float | None, common: dict[str, Any]):
+    def _float_box(value: float, low: float, hi: float | None, common: dict[str, Any],
+                   ) -> FloatSpinBox:
         box = FloatSpinBox(min=low, max=hi if hi is not None else _BIG, step=_step(value),
                            **common)
         # Enough decimals first: the box rounds its value to them, and the default must come
@@ -157,7 +161,7 @@ class ParamsForm(Container):
             return text
 
     def values(self) -> dict[str, Any]:
-        """The form's values as a plain mapping (not yet validated)."""
+        """Return the form's values as a plain mapping (not yet validated)."""
         out = {}
         for name, kind in self._kinds.items():
             value = self[name].value
@@ -165,7 +169,7 @@ class ParamsForm(Container):
         return out
 
     def params(self) -> AssayParams:
-        """The parameters the form shows, validated by the core (ParamsError when invalid)."""
+        """Return the parameters the form shows, validated by the core (ParamsError if invalid)."""
         return self.params_cls.from_dict(self.values())
 
     def set_params(self, params: AssayParams | dict[str, Any]) -> None:

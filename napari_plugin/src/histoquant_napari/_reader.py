@@ -83,7 +83,7 @@ def read_image_layers(path: str | Path) -> list[LayerData]:
 
 
 def _reference_layer() -> Any:
-    """The image layer region files are placed on: the selected image layer, else the top one."""
+    """Return the image layer region files go on: the selected image layer, else the top one."""
     try:
         import napari
 
@@ -102,7 +102,7 @@ def _reference_layer() -> Any:
 
 
 def read_region_layers(path: str | Path, reference: Any = None) -> list[LayerData]:
-    """A Shapes layer of the named regions in an ImageJ RoiSet/.roi or QuPath GeoJSON file.
+    """Return a Shapes layer of the named regions in an ImageJ RoiSet/.roi or QuPath GeoJSON file.
 
     Region files hold pixel coordinates, so the layer takes the scale and translation of the
     image layer it belongs to: ``reference``, else the current viewer's selected (or top) image

@@ -26,7 +26,7 @@ _SET_ASIDE = re.compile(r"reject|autofluor|^no_|^not_|^non_|artifact|artefact|ex
 
 
 def class_colours(objects: pd.DataFrame) -> dict[str, str]:
-    """A colour per value of the objects' ``class`` column (empty when there is none)."""
+    """Return a colour per value of the objects' ``class`` column (empty when there is none)."""
     if "class" not in objects.columns or objects.empty:
         return {}
     out: dict[str, str] = {}
@@ -54,8 +54,11 @@ def _label_features(objects: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame |
 
 
 def result_layer_name(what: str, assay: str, image: str) -> str:
-    """``objects · evans-blue · section1``: what the layer shows first, so napari's layer list,
-    which elides the middle of long names, keeps it readable."""
+    """Return a layer name such as ``objects · evans-blue · section1``.
+
+    What the layer shows comes first, so napari's layer list, which elides the middle of long
+    names, keeps it readable.
+    """
     return f"{what} · {assay} · {image}"
 
 

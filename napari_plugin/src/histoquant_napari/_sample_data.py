@@ -25,7 +25,7 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 
 def example_images_dir() -> Path | None:
-    """The ``example_images`` folder of the source tree, or None when it is not there."""
+    """Return the ``example_images`` folder of the source tree, or None when it is not there."""
     import histoquant
 
     here = Path(__file__).resolve()
@@ -71,7 +71,7 @@ def _study_globs(folder: Path) -> dict[str, list[str]]:
 
 
 def example_file(assay: str, folder: Path | None = None) -> Path | None:
-    """The example image for ``assay`` in ``folder`` (default :func:`example_images_dir`)."""
+    """Return the example image for ``assay`` in ``folder`` (default :func:`example_images_dir`)."""
     from histoquant.io import is_image_file
 
     folder = folder or example_images_dir()
@@ -222,25 +222,25 @@ def sample_layers(assay: str) -> list[LayerData]:
 
 
 def sample_motor_neurons() -> list[LayerData]:
-    """Example image for the motor-neurons assay (File ▸ Open Sample)."""
+    """Make the example image for the motor-neurons assay (File ▸ Open Sample)."""
     return sample_layers("motor-neurons")
 
 
 def sample_evans_blue() -> list[LayerData]:
-    """Example image for the evans-blue assay (File ▸ Open Sample)."""
+    """Make the example image for the evans-blue assay (File ▸ Open Sample)."""
     return sample_layers("evans-blue")
 
 
 def sample_vasculature() -> list[LayerData]:
-    """Example image for the vasculature assay (File ▸ Open Sample)."""
+    """Make the example image for the vasculature assay (File ▸ Open Sample)."""
     return sample_layers("vasculature")
 
 
 def sample_gfp_cells() -> list[LayerData]:
-    """Example image for the gfp-cells assay (File ▸ Open Sample)."""
+    """Make the example image for the gfp-cells assay (File ▸ Open Sample)."""
     return sample_layers("gfp-cells")
 
 
 def sample_anatomy() -> list[LayerData]:
-    """Example whole section for the anatomy (File ▸ Open Sample)."""
+    """Make the example whole section for the anatomy (File ▸ Open Sample)."""
     return sample_layers("anatomy")

@@ -26,7 +26,7 @@ def shapes_layer_kwargs(
     name: str = "regions",
     tolerance_px: float = 0.0,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Data and keyword arguments of a Shapes layer showing ``regions``.
+    """Return data and keyword arguments of a Shapes layer showing ``regions``.
 
     ``reference`` is the image layer the regions were drawn on; the Shapes layer takes its scale
     and translation (last two axes) so that it overlays the image and its data coordinates are

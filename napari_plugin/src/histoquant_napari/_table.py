@@ -23,7 +23,7 @@ __all__ = ["ResultTable", "format_cell", "fill_table", "result_tables"]
 
 
 def result_tables(result: object) -> dict[str, pd.DataFrame]:
-    """The tables of an AssayResult: summary, objects, then its extra ``tables`` by name."""
+    """Return the tables of an AssayResult: summary, objects, then its extra ``tables``."""
     out = {"summary": result.summary, "objects": result.objects}
     for name, df in (getattr(result, "tables", None) or {}).items():
         if isinstance(df, pd.DataFrame) and name not in out:
@@ -145,8 +145,10 @@ class ResultTable(QWidget):
         return self.tables.get("summary", pd.DataFrame())
 
     def set_tables(self, tables: dict[str, pd.DataFrame] | pd.DataFrame) -> None:
-        """Keep ``tables`` (name → DataFrame) and show the first; a lone DataFrame is the
-        summary."""
+        """Keep ``tables`` (name → DataFrame) and show the first.
+
+        A lone DataFrame is the summary.
+        """
         if isinstance(tables, pd.DataFrame):
             tables = {"summary": tables}
         self.tables = {k: v for k, v in tables.items() if isinstance(v, pd.DataFrame)}
