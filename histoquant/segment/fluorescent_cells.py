@@ -446,7 +446,8 @@ def _classical_objects(ctx: CandidateMeasurer, z: np.ndarray, union_low: np.ndar
         ref_res = ndi.gaussian_filter(ref_low - bg_ref.values, 0.7)
         # components plainly brighter in the reference channel than a GFP cell can be
         # (a glowing tissue edge, lipofuscin, red blood cells): autofluorescence the reference
-        # has judged, left out of every candidate's neighbourhood ring (see _surround)
+        # has judged, left out of every candidate's neighbourhood ring
+        # (see CandidateMeasurer._surround)
         on = comp.ravel() > 0
         g_sum = np.bincount(comp.ravel()[on], (gfp_low - bg_g).ravel()[on], n_comp + 1)
         r_sum = np.bincount(comp.ravel()[on], (ref_low - bg_ref.values).ravel()[on], n_comp + 1)
