@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["to_display_rgb", "draw_outlines", "draw_mask_outlines", "add_caption",
-           "CLASS_COLOURS", "REGION_COLOURS"]
+           "composite", "qc_mark_radius_px", "draw_cell_marks", "draw_point_marks",
+           "CLASS_COLOURS", "REGION_COLOURS", "FLUORESCENT_CELL_COLOURS"]
 
 # Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
 CLASS_COLOURS = {
@@ -19,6 +24,12 @@ CLASS_COLOURS = {
     "uncovered": (213, 94, 0),
     "positive": (240, 228, 66),
 }
+FLUORESCENT_CELL_COLOURS = {
+    "gfp_cell": (0, 158, 115), "autofluorescent": (213, 94, 0), "no_nucleus": (240, 228, 66),
+    "too_small": (150, 150, 150), "too_large": (150, 150, 150), "fibre": (86, 180, 233),
+    "texture": (204, 121, 167), "low_contrast": (0, 114, 178), "edge": (150, 150, 150)}
+"""Outline colour of each class of the fluorescent-cell engine in a QC picture (Okabe–Ito;
+counted cells are also circled)."""
 REGION_COLOURS = [(86, 180, 233), (204, 121, 167), (0, 114, 178), (240, 228, 66),
                   (230, 159, 0), (0, 158, 115)]
 
@@ -198,3 +209,144 @@ def add_caption(rgb: np.ndarray, lines: Sequence[str]) -> np.ndarray:
     for i, line in enumerate(lines):
         draw.text((size // 2, int(size * 0.3 + i * size * 1.35)), line, fill="black", font=font)
     return np.asarray(canvas)
+
+
+def composite(layers: Sequence[tuple[np.ndarray, tuple[int, int, int]]]) -> np.ndarray:
+    """Additive colour composite, each layer stretched between its 0.5 and 99.8 percentiles.
+
+    Parameters
+    ----------
+    layers : sequence of (ndarray, (int, int, int))
+        2D planes of one shape and the RGB colour each is shown in; the percentiles are read
+        on a grid of about 512 × 512 samples.
+
+    Returns
+    -------
+    ndarray
+        (Y, X, 3) uint8.
+    """
+    shape = layers[0][0].shape
+    planes = np.zeros((3, *shape), np.float32)
+    for arr, colour in layers:
+        sample = np.asarray(arr[:: max(1, shape[0] // 512), :: max(1, shape[1] // 512)],
+                            np.float32)
+        lo, hi = np.percentile(sample, (0.5, 99.8))
+        scale = 1.0 / max(float(hi - lo), 1e-6)
+        stretched = np.clip((np.asarray(arr, np.float32) - lo) * scale, 0, 1)
+        for k in range(3):
+            if colour[k]:
+                planes[k] += stretched * (colour[k] / 255.0)
+    np.clip(planes, 0, 1, out=planes)
+    planes *= 255
+    return np.ascontiguousarray(np.moveaxis(planes.astype(np.uint8), 0, -1))
+
+
+def qc_mark_radius_px(equivalent_diameter_um: float, pixel_size_um: float, q: int) -> int:
+    """Radius in QC display pixels of the circle drawn round a counted cell.
+
+    The circle is the disk of the cell's own area (its equivalent diameter), drawn at the
+    display's reduction ``q`` (display pixel = ``q`` image pixels), so a 15 µm cell gets a
+    15 µm circle: the mark shows the object that was counted, not a fixed symbol. At least
+    2 px, so a cell shrunk by a strong reduction still shows a ring.
+
+    Parameters
+    ----------
+    equivalent_diameter_um : float
+        The cell's equivalent diameter.
+    pixel_size_um : float
+        Image pixel size.
+    q : int
+        Display reduction factor.
+
+    Returns
+    -------
+    int
+        Radius in display pixels (at least 2).
+    """
+    return max(2, round(equivalent_diameter_um / 2 / pixel_size_um / q))
+
+
+def draw_cell_marks(rgb: np.ndarray, objects: pd.DataFrame, pixel_size_um: float, q: int, *,
+                    counted: str = "gfp_cell", crossed: str = "autofluorescent") -> np.ndarray:
+    """Circle the counted objects and cross the rejected ones of one class, in place.
+
+    Parameters
+    ----------
+    rgb : ndarray
+        (Y, X, 3) uint8 display at reduction ``q``.
+    objects : DataFrame
+        Objects table with ``label``, ``class``, ``centroid_y_um``, ``centroid_x_um`` and
+        ``equivalent_diameter_um`` (one mark per label).
+    pixel_size_um : float
+        Image pixel size.
+    q : int
+        Display reduction factor.
+    counted, crossed : str
+        Classes circled (at the object's own size, two rings) and crossed, in their
+        :data:`CLASS_COLOURS`.
+
+    Returns
+    -------
+    ndarray
+        ``rgb``.
+    """
+    from skimage.draw import circle_perimeter, line
+
+    px = pixel_size_um
+    marked = objects.drop_duplicates("label") if len(objects) else objects
+    marked = marked[marked["class"].isin([counted, crossed])] if len(marked) else marked
+    for cls, y_um, x_um, d_um in zip(marked.get("class", []), marked.get("centroid_y_um", []),
+                                     marked.get("centroid_x_um", []),
+                                     marked.get("equivalent_diameter_um", [])):
+        r = round(float(y_um) / px / q)
+        c = round(float(x_um) / px / q)
+        radius = qc_mark_radius_px(d_um, px, q)
+        if cls == counted:
+            # the cell's own disk, one ring inside the other so it reads on any background
+            for rad in (radius, radius + 1):
+                rr, cc = circle_perimeter(r, c, rad, shape=rgb.shape[:2])
+                rgb[rr, cc] = CLASS_COLOURS[counted]
+        else:
+            k = max(2, round(radius / 1.4))
+            for r0, c0, r1, c1 in ((r - k, c - k, r + k, c + k), (r - k, c + k, r + k, c - k)):
+                rr, cc = line(r0, c0, r1, c1)
+                ok = (rr >= 0) & (rr < rgb.shape[0]) & (cc >= 0) & (cc < rgb.shape[1])
+                rgb[rr[ok], cc[ok]] = CLASS_COLOURS[crossed]
+    return rgb
+
+
+def draw_point_marks(rgb: np.ndarray, y_um: np.ndarray, x_um: np.ndarray, positive: np.ndarray,
+                     pixel_size_um: float, q: int, *,
+                     colours: tuple[tuple[int, int, int], tuple[int, int, int]] = (
+                         (240, 228, 66), (60, 60, 60))) -> np.ndarray:
+    """A small plus at each point, in the first colour where ``positive``, else the second.
+
+    Parameters
+    ----------
+    rgb : ndarray
+        (Y, X, 3) uint8 display at reduction ``q``.
+    y_um, x_um : ndarray
+        Point positions in µm.
+    positive : ndarray of bool
+        Which colour each point gets.
+    pixel_size_um : float
+        Image pixel size.
+    q : int
+        Display reduction factor.
+    colours : pair of RGB
+        Colours of positive and negative points (default yellow and dark grey).
+
+    Returns
+    -------
+    ndarray
+        ``rgb``.
+    """
+    rr = np.clip((np.asarray(y_um) / pixel_size_um / q).astype(int), 0, rgb.shape[0] - 1)
+    cc = np.clip((np.asarray(x_um) / pixel_size_um / q).astype(int), 0, rgb.shape[1] - 1)
+    yes = np.asarray(positive, bool)
+    for dr, dc in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)):
+        r2 = np.clip(rr + dr, 0, rgb.shape[0] - 1)
+        c2 = np.clip(cc + dc, 0, rgb.shape[1] - 1)
+        rgb[r2[yes], c2[yes]] = colours[0]
+        rgb[r2[~yes], c2[~yes]] = colours[1]
+    return rgb

@@ -21,6 +21,7 @@ from histoquant.assays.gfp_cells import GfpCellParams, cellpose_options, preflig
 from histoquant.errors import DependencyError, ParamsError
 from histoquant.io import write_ome_tiff
 from histoquant.segment import cellpose_engine as ce
+from histoquant.segment import fluorescent_cells
 from histoquant.segment.cellpose_engine import CellposeOptions
 from histoquant.synthetic.gfp import make_gfp_phantom
 
@@ -59,7 +60,7 @@ def _truth_labels(truth) -> np.ndarray:
 def test_cellpose_path_measures_and_classes_true_masks_like_truth(phantom, monkeypatch):
     image, truth = phantom
     seg = TruthSegmenter(_truth_labels(truth))
-    monkeypatch.setattr(gfp_cells, "segment_cellpose", seg)
+    monkeypatch.setattr(fluorescent_cells, "segment_cellpose", seg)
     res = run(image, params={"engine": "cellpose"})
     # only the GFP channel, at the image's pixel size, with the options built from the params
     ((img_in, px_in, opts),) = seg.calls
@@ -104,7 +105,7 @@ def test_cellpose_path_measures_and_classes_true_masks_like_truth(phantom, monke
 def test_masks_outside_the_regions_are_left_out(phantom, monkeypatch):
     image, truth = phantom
     seg = TruthSegmenter(truth.cell_labels)
-    monkeypatch.setattr(gfp_cells, "segment_cellpose", seg)
+    monkeypatch.setattr(fluorescent_cells, "segment_cellpose", seg)
     half = np.zeros(image.shape_yx, bool)
     half[:, :256] = True
     from histoquant.rois import Region
@@ -198,7 +199,7 @@ def test_cli_takes_the_engine_from_params_file(phantom, monkeypatch, tmp_path):
     path = write_ome_tiff(image, tmp_path / "s01.ome.tif")
     (tmp_path / "p.yaml").write_text("engine: cellpose\ncellpose_diameter_um: 20\n")
     seg = TruthSegmenter(truth.cell_labels)
-    monkeypatch.setattr(gfp_cells, "segment_cellpose", seg)
+    monkeypatch.setattr(fluorescent_cells, "segment_cellpose", seg)
     rc = main(["gfp-cells", str(path), "--params", str(tmp_path / "p.yaml"),
                "-o", str(tmp_path / "out"), "-q"])
     assert rc == 0

@@ -1,0 +1,621 @@
+"""Rare fluorescent cells among autofluorescent decoys: the detection engine.
+
+Finds GFP+ (or any cytoplasmic-fluorescence) cells the way the gfp-cells assay needs them
+(see :mod:`histoquant.assays.gfp_cells` for the biology and the parameters):
+
+1. every channel is block-averaged (blocks of about a quarter of the smallest cell); the
+   background is a smooth lower envelope over the tissue blocks and the noise a *local* σ
+   per tile (:func:`histoquant.segment.local_background.background_and_noise`);
+2. classical engine: objects are seeded at ``detection_sigma`` and extended to
+   ``extent_sigma`` (hysteresis) on the blocks; cell bodies are what stays significant after
+   a grey opening with a disk of the smallest cell; components with no body (fibres,
+   neuropil), far larger than a cell, or plainly brighter in the reference channel are
+   measured on the blocks only, after cutting the cell-sized compact (or green-only) parts
+   off big or reddish ones as candidates of their own;
+3. cellpose engine: Cellpose-SAM masks of the GFP channel replace step 2;
+4. every candidate is refined, split, measured and classed at full resolution by
+   :class:`histoquant.segment.cell_candidates.CandidateMeasurer`, the same code for both
+   engines.
+
+:func:`detect_fluorescent_cells` runs it all and returns a :class:`FluorescentCellDetection`:
+the object rows, the label image, and the block-grid statistics the assay reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from ..errors import ChannelError
+from ..io.image import Image
+from ..qc import (
+    FLUORESCENT_CELL_COLOURS,
+    add_caption,
+    composite,
+    draw_cell_marks,
+    draw_mask_outlines,
+    draw_outlines,
+    draw_point_marks,
+)
+from .cell_candidates import (
+    CandidateMeasurer,
+    DapiReader,
+    channel_plane,
+    check_channel,
+    soma_radius_px,
+)
+from .cellpose_engine import CellposeOptions, segment_cellpose
+from .local_background import SmoothBackground, background_and_noise
+from .padding import padding_of_image
+from .statistics import block_any, block_mean
+
+if TYPE_CHECKING:
+    from ..assays.gfp_cells import GfpCellParams
+
+__all__ = ["FluorescentCellDetection", "detect_fluorescent_cells", "without_padding"]
+
+Report = Callable[[float, str], None]
+"""``report(fraction, message)``: progress of a detection."""
+
+_QC_MAX_SIDE = 2048
+"""Longest side of the QC display; larger images are shown reduced."""
+
+_GREEN, _MAGENTA, _BLUE = (0, 255, 0), (255, 0, 255), (40, 90, 255)
+
+
+@dataclass
+class FluorescentCellDetection:
+    """What :func:`detect_fluorescent_cells` found, and the statistics it found it with.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One measured, classed object per row (keys ``_row``/``_col``: its centre pixel).
+    labels : ndarray
+        Label image of every listed object (uint16, int32 beyond 60,000 objects).
+    measurer : CandidateMeasurer
+        The full-resolution context the objects were measured in (channels, backgrounds,
+        noise, DAPI reader), reused to count nuclei.
+    block_factor : int
+        Block size (pixels) of the block grid.
+    gfp_low, ref_low : ndarray
+        Block-averaged GFP and reference channels (``ref_low`` None without reference).
+    background_low : ndarray
+        GFP background on the block grid.
+    sigma_low : ndarray
+        Local GFP noise σ on the block grid.
+    stats_low : ndarray of bool
+        Blocks the image-wide statistics are read over (the regions; all blocks if none).
+    """
+
+    rows: list[dict[str, Any]]
+    labels: np.ndarray
+    measurer: CandidateMeasurer
+    block_factor: int
+    gfp_low: np.ndarray
+    ref_low: np.ndarray | None
+    background_low: np.ndarray
+    sigma_low: np.ndarray
+    stats_low: np.ndarray
+
+    @property
+    def noise_sigma_median(self) -> float:
+        """Median local GFP noise σ over the regions."""
+        return float(np.median(self.sigma_low[self.stats_low]))
+
+    def flat_background(self) -> bool:
+        """True when the GFP background has no structure: its 1–99 % range inside the regions
+        is below 3 noise σ (no tissue, or the wrong channel or exposure)."""
+        bg_in = self.background_low[self.stats_low]
+        bg_range = float(np.percentile(bg_in, 99) - np.percentile(bg_in, 1))
+        return bg_range < 3 * self.noise_sigma_median
+
+    def check(self, objects: pd.DataFrame, source: str) -> tuple[str, list[str]]:
+        """Flag and warnings about what was found.
+
+        Parameters
+        ----------
+        objects : DataFrame
+            The objects table made from :attr:`rows`.
+        source : str
+            The image's source, quoted in the warnings.
+
+        Returns
+        -------
+        flag : str
+            ``"no_tissue_or_signal"`` when nothing was found on a flat background, else "".
+        warnings : list of str
+            Also when every object is as bright in the reference channel as in GFP
+            (median ratio > 0.9, at least 5 objects, all autofluorescent): bleed-through or
+            the wrong reference channel.
+        """
+        out: list[str] = []
+        flag = ""
+        if not self.rows and self.flat_background():
+            flag = "no_tissue_or_signal"
+            out.append(
+                f"{source}: no object and no structure in the GFP channel (flat "
+                "background): no tissue, or the wrong channel / exposure. Counted as zero "
+                "cells; check the image.")
+        if self.ref_low is not None and self.rows:
+            ratio = objects["reference_ratio"].to_numpy(float)
+            if np.isfinite(ratio).any() and np.nanmedian(ratio) > 0.9 and \
+                    (objects["class"] == "autofluorescent").all() and len(objects) >= 5:
+                out.append(
+                    f"{source}: every object is as bright in the reference channel as in GFP "
+                    "(median ratio > 0.9); the reference may hold GFP bleed-through or be the "
+                    "wrong channel.")
+        return flag, out
+
+    def display_layers(self) -> tuple[int, list[tuple[np.ndarray, tuple[int, int, int]]]]:
+        """Display channels for QC (GFP green, reference magenta, DAPI blue).
+
+        Returns
+        -------
+        q : int
+            Reduction factor of the display (display pixel = ``q`` image pixels): 1 up to
+            ``_QC_MAX_SIDE`` px; a larger image reuses the detection's block means instead
+            of reading the channels again.
+        layers : list of (ndarray, colour)
+            One plane per channel.
+        """
+        m, f = self.measurer, self.block_factor
+        h, w = m.shape
+        if max(h, w) <= _QC_MAX_SIDE:
+            layers = [(m.gfp, _GREEN)]
+            if m.ref is not None:
+                layers.append((m.ref, _MAGENTA))
+            if m.dapi is not None:
+                layers.append((m.dapi.plane, _BLUE))
+            return 1, layers
+        k = int(np.ceil(np.ceil(max(h, w) / _QC_MAX_SIDE) / f))
+        layers = [(block_mean(self.gfp_low, k), _GREEN)]
+        if self.ref_low is not None:
+            layers.append((block_mean(self.ref_low, k), _MAGENTA))
+        if m.dapi is not None:
+            layers.append((block_mean(m.dapi.low, k), _BLUE))
+        return f * k, layers
+
+    def qc_overlay(self, objects: pd.DataFrame, masks: Mapping[str, np.ndarray],
+                   caption: Sequence[str], nuclei: pd.DataFrame | None = None) -> np.ndarray:
+        """QC picture of the detection.
+
+        Composite (GFP green, reference magenta, DAPI blue; :meth:`display_layers`), object
+        outlines by class (:data:`histoquant.qc.FLUORESCENT_CELL_COLOURS`), counted cells
+        circled at their equivalent diameter, autofluorescent objects crossed vermillion,
+        nuclei dotted (yellow GFP+, dark GFP−) and a caption.
+
+        Parameters
+        ----------
+        objects : DataFrame
+            The objects table.
+        masks : mapping of str to ndarray of bool
+            Regions, outlined.
+        caption : sequence of str
+            Caption lines.
+        nuclei : DataFrame, optional
+            Per-nucleus calls (``count_nuclei``).
+
+        Returns
+        -------
+        ndarray
+            (Y, X, 3) uint8, the caption band on top.
+        """
+        q, layers = self.display_layers()
+        rgb = composite(layers)
+        small = self.labels[::q, ::q][: rgb.shape[0], : rgb.shape[1]]
+        per_label = {int(lab): FLUORESCENT_CELL_COLOURS.get(cls, (255, 255, 255))
+                     for lab, cls in zip(objects.get("label", []), objects.get("class", []))}
+        draw_outlines(rgb, small.astype(np.int32), per_label, thickness_px=1)
+        draw_mask_outlines(rgb, {k: v[::q, ::q][: rgb.shape[0], : rgb.shape[1]]
+                                 for k, v in masks.items()})
+        px = self.measurer.px
+        draw_cell_marks(rgb, objects, px, q)
+        if nuclei is not None and len(nuclei):
+            pos = nuclei.drop_duplicates("label")
+            draw_point_marks(rgb, pos["centroid_y_um"], pos["centroid_x_um"],
+                             pos["gfp_positive"].to_numpy(bool), px, q)
+        return add_caption(rgb, caption)
+
+
+def without_padding(img: Image, masks: Mapping[str, np.ndarray],
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray | None, np.ndarray]:
+    """Regions less the image's padding, the padding, and the union of the regions.
+
+    Padding, tile frames and the outside of a round field of view are never tissue: out of
+    the measured areas, of the background and of every noise statistic (a black canvas
+    pulled the opening's background down along the tissue edge and, counted as tiles of
+    σ ≈ 0, lowered the noise floor).
+
+    Parameters
+    ----------
+    img : Image
+        The image (its padding is found by :func:`histoquant.segment.padding.padding_of_image`).
+    masks : mapping of str to ndarray of bool
+        Regions.
+
+    Returns
+    -------
+    masks : dict of str to ndarray of bool
+        The regions less the padding (unchanged when there is none).
+    padding : ndarray of bool or None
+        None when no pixel, or every pixel, is padding.
+    union : ndarray of bool
+        All regions together.
+    """
+    pad = padding_of_image(img)
+    if not pad.any() or pad.all():
+        pad = None
+    else:
+        masks = {name: np.asarray(m, dtype=bool) & ~pad for name, m in masks.items()}
+    union = np.zeros(img.shape_yx, bool)
+    for m in masks.values():
+        union |= m
+    return masks, pad, union
+
+
+def detect_fluorescent_cells(
+    img: Image,
+    channels: Mapping[str, int],
+    union: np.ndarray,
+    padding: np.ndarray | None,
+    p: GfpCellParams,
+    *,
+    cellpose: CellposeOptions | None = None,
+    report: Report | None = None,
+) -> FluorescentCellDetection:
+    """Find, measure and class every fluorescent object inside ``union``.
+
+    Parameters
+    ----------
+    img : Image
+        The image, with its pixel size.
+    channels : mapping of str to int
+        Channel index per role: ``gfp`` (required), ``reference`` and ``dapi`` (optional).
+    union : ndarray of bool
+        Pixels of all regions together (less padding): objects are detected here.
+    padding : ndarray of bool or None
+        Padding (never tissue; left out of the background and every statistic), or None.
+    p : GfpCellParams
+        Parameters (sizes in µm, thresholds in local σ).
+    cellpose : CellposeOptions, optional
+        Options of the cellpose engine; required when ``p.engine == "cellpose"``.
+    report : callable, optional
+        ``report(fraction, message)`` progress, fractions 0.05–0.85.
+
+    Returns
+    -------
+    FluorescentCellDetection
+
+    Raises
+    ------
+    EmptyImageError
+        A channel holds NaN/infinite pixels or is blank.
+    ChannelError
+        The reference channel has the same pixels as the GFP channel.
+    """
+    def progress(frac: float, msg: str) -> None:
+        if report is not None:
+            report(frac, msg)
+
+    px = img.require_pixel_size()
+    shape = img.shape_yx
+    has_ref, has_dapi = "reference" in channels, "dapi" in channels
+    progress(0.05, "block averaging")
+    f = max(1, int(p.min_cell_diameter_um / 4.0 / px))
+    fpx = f * px
+    gfp_plane = channel_plane(img, channels["gfp"])
+    gfp_low = block_mean(gfp_plane, f)
+    check_channel(gfp_low, img, "GFP")
+    ref_plane = channel_plane(img, channels["reference"]) if has_ref else None
+    ref_low = block_mean(ref_plane, f) if has_ref else None
+    if has_ref:
+        check_channel(ref_low, img, "reference")
+        if np.array_equal(ref_low, gfp_low):
+            raise ChannelError(
+                f"{img.source}: the reference channel "
+                f"({img.channel_names[channels['reference']]}) has the same pixels as the GFP "
+                f"channel ({img.channel_names[channels['gfp']]}) — probably one channel "
+                "exported twice. Every object would be called autofluorescent (ratio 1). Give "
+                "the real reference channel, or none.")
+    # a block counts as in the union / in the padding when at least half its pixels are
+    union_low = block_any(union, f, min_fraction=0.5) if not union.all() \
+        else np.ones(gfp_low.shape, bool)
+    # blocks that are tissue (not padding): the background is estimated over them only,
+    # the padding filled with the nearest tissue value first
+    tissue_low = ~block_any(padding, f, min_fraction=0.5) if padding is not None else None
+
+    progress(0.15, "background and noise")
+    bg_size = p.background_scale_um / fpx
+    tile = round(p.noise_tile_um / fpx)
+    bg_g, noise = background_and_noise(gfp_low, bg_size, union_low, tile, tissue_low)
+    sigma_low = noise.sigma.full()
+    stats_low = union_low if union_low.any() else np.ones(gfp_low.shape, bool)
+    z = ndi.gaussian_filter(gfp_low - bg_g, 0.7) / sigma_low
+    bg_gfp = SmoothBackground(bg_g, f, shape)
+    bg_ref = SmoothBackground(background_and_noise(ref_low, bg_size, union_low, tile,
+                                                   tissue_low)[0], f,
+                              shape) if has_ref else None
+
+    dapi = DapiReader(img, channels["dapi"], p, f, union_low) if has_dapi else None
+    ctx = CandidateMeasurer(img, p, px, f, shape, gfp_plane, ref_plane, bg_gfp, bg_ref,
+                            noise.at_full_resolution(f, shape), dapi, z_low=z,
+                            zo_low=_soma_opening(z, soma_radius_px(p, fpx)),
+                            tissue=~padding if padding is not None else None)
+    if p.engine == "cellpose":
+        rows, labels = _cellpose_objects(ctx, gfp_plane, union, cellpose, progress)
+    else:
+        rows, labels = _classical_objects(ctx, z, union_low, gfp_low, ref_low, bg_g, progress)
+    return FluorescentCellDetection(rows, labels, ctx, f, gfp_low, ref_low, bg_g, sigma_low,
+                                    stats_low)
+
+
+_DIM_BODY_RETENTION = 0.6
+"""Share of its component's peak significance a dim cell body must keep through the
+soma-scale opening when it does not reach detection_sigma there. At 0.6 the GFP phantom's dim
+cells (0.3-0.6 x the tissue autofluorescence, 4-6 σ) keep their bodies (at 0.7, 2 of 40 are
+lost) [phantom]. It does not separate clumps of white-matter axon profiles on ChAT sections
+(214_L1_ChAT counted 153 at 0.6, 134 at 0.7, 95 with detection_sigma alone [real]): the ring
+contrast and the maxima count do (see min_ring_contrast)."""
+
+
+def _soma_opening(arr: np.ndarray, radius_px: int) -> np.ndarray:
+    """Grey opening of ``arr`` with a disk of ``radius_px``: what is narrower than the disk
+    (fibres, puncta, neuropil) is taken down to its surroundings; wider blobs keep their
+    level and outline."""
+    from skimage.morphology import disk, opening
+
+    if radius_px <= 3:
+        return ndi.grey_opening(arr, footprint=disk(radius_px))
+    # a large disk as a sequence of small footprints: ~ exact and several times faster
+    return opening(arr, footprint=disk(radius_px, decomposition="sequence"))
+
+
+def _classical_objects(ctx: CandidateMeasurer, z: np.ndarray, union_low: np.ndarray,
+                       gfp_low: np.ndarray, ref_low: np.ndarray | None, bg_g: np.ndarray,
+                       report: Report) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The classical engine: hysteresis detection on the blocks (``z`` in local σ), then
+    full-resolution refinement, splitting and measurement of each candidate.
+
+    Returns the object rows and the label image.
+    """
+    p, f, px, shape = ctx.p, ctx.f, ctx.px, ctx.shape
+    fpx = f * px
+    has_ref = ref_low is not None
+    bg_ref = ctx.bg_ref
+    from skimage.filters import apply_hysteresis_threshold
+    from skimage.morphology import remove_small_holes
+
+    fg = apply_hysteresis_threshold(z, p.extent_sigma, p.detection_sigma) & union_low
+    hole_area = np.pi * (p.max_nucleus_diameter_um / 2 / fpx) ** 2
+    fg = remove_small_holes(fg, max_size=max(1, int(hole_area)))
+    comp, n_comp = ndi.label(fg)
+    # Cell bodies: what stays significant after a grey opening with a disk of the smallest
+    # cell. Fibres, neuropil and single granules are narrower than that and vanish; a
+    # component holding no body is listed as rejected on the blocks, without the costly
+    # full-resolution work (a ChAT section has thousands of fibre pieces).
+    # ... and where at least half the signal is in structure that wide: the blurred flanks
+    # of a bright fibre can be many σ above a clean background, but they are never half the
+    # fibre's own brightness, while a body keeps nearly all of its own
+    wide = np.where(ctx.zo_low >= 0.5 * z, ctx.zo_low, 0)
+    # A body is a region of `wide` above extent_sigma that peaks detection_sigma after the
+    # opening -- or, for a dim cell, keeps most of its component's peak: the opening takes
+    # the noise peaks off a dim filled cell (4-6 σ) and would lose it otherwise.
+    cand, n_cand = ndi.label((wide >= p.extent_sigma) & fg)
+    if n_cand:
+        # per-label maxima over the foreground pixels only (ndi.maximum sorts the image)
+        on = np.flatnonzero(fg)
+        c_lab, k_lab = comp.ravel()[on], cand.ravel()[on]
+        peak_open = np.zeros(n_cand + 1, np.float32)
+        np.maximum.at(peak_open, k_lab, wide.ravel()[on])
+        comp_peak = np.zeros(n_comp + 1, np.float32)
+        np.maximum.at(comp_peak, c_lab, z.ravel()[on])
+        # the component each candidate lies in (a 4-connected candidate inside fg lies in
+        # one 4-connected component)
+        owner = np.zeros(n_cand + 1, np.int64)
+        owner[k_lab] = c_lab
+        need = np.minimum(p.detection_sigma, _DIM_BODY_RETENTION * comp_peak[owner])
+        ok = peak_open >= np.maximum(need, p.extent_sigma)
+        ok[0] = False
+        body = ok[cand]
+    else:
+        body = np.zeros_like(fg)
+    has_body = np.bincount(comp[body], minlength=n_comp + 1) > 0
+    ctx.body_low = body
+
+    report(0.3, f"measuring {n_comp} candidate(s)")
+    rows: list[dict[str, Any]] = []
+    # uint16 holds 65,535 objects (a dense 8k² phantom has ~1,600) at half the memory of int32;
+    # the loop widens it if a section ever holds more
+    labels = np.zeros(shape, np.uint16)
+    min_area_low = p.min_object_area_um2 / fpx ** 2
+    big_area_um2 = 4 * np.pi * (p.max_cell_diameter_um / 2) ** 2
+    sizes = np.bincount(comp.ravel(), minlength=n_comp + 1)
+    queue = [(i, sl) for i, sl in enumerate(ndi.find_objects(comp), 1)
+             if sl is not None and sizes[i] >= min_area_low]
+    next_id = n_comp + 1
+    done = 0
+    cell_area_um2 = np.pi * (p.min_cell_diameter_um / 2) ** 2
+    if has_ref:
+        gfp_res = ndi.gaussian_filter(gfp_low - bg_g, 0.7)
+        ref_res = ndi.gaussian_filter(ref_low - bg_ref.values, 0.7)
+        # components plainly brighter in the reference channel than a GFP cell can be
+        # (a glowing tissue edge, lipofuscin, red blood cells): autofluorescence the reference
+        # has judged, left out of every candidate's neighbourhood ring
+        # (see CandidateMeasurer._surround)
+        on = comp.ravel() > 0
+        g_sum = np.bincount(comp.ravel()[on], (gfp_low - bg_g).ravel()[on], n_comp + 1)
+        r_sum = np.bincount(comp.ravel()[on], (ref_low - bg_ref.values).ravel()[on], n_comp + 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            red = (r_sum > 1.5 * p.max_reference_ratio * g_sum) & (r_sum > 0)
+        red[0] = False
+        ctx.autofluorescent_low = red[comp]
+    while queue:
+        if labels.dtype == np.uint16 and len(rows) > 60_000:
+            labels = labels.astype(np.int32)
+        i, sl = queue.pop(0)
+        area_um2 = float((comp[sl] == i).sum()) * fpx ** 2
+        if i <= n_comp and not has_body[i]:
+            rows.extend(ctx.measure_low(comp, i, sl, gfp_low, ref_low, bg_g, labels,
+                                        len(rows) + 1, no_body=True))
+            done += 1
+            continue
+        # a blob cut out of a big component is never cut again: it was at most
+        # max_area before its rim was given back, and cutting it again would find itself
+        big = area_um2 > big_area_um2 and i <= n_comp
+        reddish = has_ref and not big and _plain_ratio(
+            comp, i, sl, gfp_low, bg_g, ref_low, bg_ref.values) > 1.5 * p.max_reference_ratio
+        if big or reddish:
+            # a cell can touch an edge artefact, a fold or a lipofuscin cluster: cut the
+            # compact, cell-sized parts off (green-only parts when a reference channel says
+            # which) and treat them as candidates of their own
+            if area_um2 < 2 * cell_area_um2:
+                found = []  # too small to hold a cell and something else
+            elif has_ref:
+                found = _green_blobs(comp, i, sl, gfp_res, ref_res, p.max_reference_ratio,
+                                     np.pi * (p.min_cell_diameter_um / 2 / fpx) ** 2,
+                                     big_area_um2 / fpx ** 2, next_id)
+            else:
+                found = _compact_blobs(comp, i, sl, p.min_cell_diameter_um / fpx,
+                                       big_area_um2 / fpx ** 2, min_area_low, next_id, body)
+            next_id += len(found)
+            queue = found + queue
+            if float((comp[sl] == i).sum()) >= min_area_low:
+                rows.extend(ctx.measure_low(comp, i, sl, gfp_low, ref_low, bg_g, labels,
+                                            len(rows) + 1))
+        else:
+            rows.extend(ctx.measure_candidate(comp, i, sl, labels, len(rows) + 1))
+        done += 1
+        if done % 50 == 0:
+            report(0.3 + 0.5 * min(1.0, done / max(n_comp, 1)),
+                   f"measured {done}/{n_comp} candidates")
+    return rows, labels
+
+
+def _cellpose_objects(ctx: CandidateMeasurer, gfp_plane: np.ndarray, union: np.ndarray,
+                      options: CellposeOptions, report: Report,
+                      ) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The cellpose engine: Cellpose-SAM masks on the GFP channel, each measured and classed
+    by the classical engine's own code (:meth:`CandidateMeasurer.measure_mask`).
+
+    Only the GFP channel goes to the network: the objects to find are green, and the DAPI
+    and reference channels are read afterwards, per object, by the shared criteria (a DAPI
+    channel given to the network would add every GFP-negative nucleus as a mask). A mask
+    whose centroid lies outside every region is left out, as the classical engine detects
+    only inside them.
+    """
+    px = ctx.px
+    report(0.3, "cellpose")
+    masks_cp = segment_cellpose(gfp_plane, px, options,
+                                progress=lambda fr, msg: report(0.3 + 0.4 * fr, msg))
+    slices = ndi.find_objects(masks_cp)
+    n = len(slices)
+    report(0.7, f"measuring {n} cellpose mask(s)")
+    labels = np.zeros(ctx.shape, np.uint16 if n < 60_000 else np.int32)
+    rows: list[dict[str, Any]] = []
+    for j, sl in enumerate(slices, 1):
+        if sl is None:
+            continue
+        own = masks_cp[sl] == j
+        yy, xx = np.nonzero(own)
+        if not union[round(yy.mean()) + sl[0].start, round(xx.mean()) + sl[1].start]:
+            continue
+        rows.extend(ctx.measure_mask(masks_cp, j, sl, labels, len(rows) + 1))
+        if j % 50 == 0:
+            report(0.7 + 0.15 * j / n, f"measured {j}/{n} masks")
+    return rows, labels
+
+
+def _compact_blobs(comp: np.ndarray, i: int, sl: tuple[slice, slice], cell_px: float,
+                   max_area_px: float, min_area_px: float,
+                   first_id: int, body: np.ndarray | None = None,
+                   ) -> list[tuple[int, tuple[slice, slice]]]:
+    """Relabel the compact, cell-sized blobs of large component ``i`` as new components.
+
+    The blobs are the cell bodies ``body`` (block grid, significant after a grey opening
+    with a disk of the smallest cell) inside the component; without ``body``, a binary
+    opening with a disk about one smallest-cell wide. Either removes thin structures (a
+    glowing tissue edge, a fold line, a fibre network) and keeps blobs at least that wide;
+    the grey opening also splits bodies joined by dim fibres that a binary opening keeps.
+    Each kept blob no larger than ``max_area_px`` gets label ``first_id``, ``first_id +
+    1``... in ``comp`` (changed in place). Returns their ``(label, slices)``.
+    """
+    from skimage.morphology import disk
+
+    sub = comp[sl] == i
+    r = max(1, int(cell_px / 2))
+    core = body[sl] & sub if body is not None else ndi.binary_opening(sub, structure=disk(r))
+    core_lab = ndi.label(core)[0]
+    out = []
+    view = comp[sl]
+    for k, csl in enumerate(ndi.find_objects(core_lab), 1):
+        if csl is None:
+            continue
+        # work in the blob's box grown by the dilation radius: a network component can
+        # hold thousands of bodies, and whole-component masks per blob would be quadratic
+        box = tuple(slice(max(0, c.start - r), min(n, c.stop + r))
+                    for c, n in zip(csl, core_lab.shape))
+        blob = core_lab[box] == k
+        area = int(blob.sum())
+        if area > max_area_px or area < min_area_px:
+            continue
+        # give the blob back the rim the opening shaved off, inside the component
+        blob = ndi.binary_dilation(blob, structure=disk(r)) & sub[box]
+        new = first_id + len(out)
+        view[box][blob] = new
+        rr, cc = np.nonzero(blob)
+        r0, c0 = sl[0].start + box[0].start, sl[1].start + box[1].start
+        out.append((new, (slice(r0 + rr.min(), r0 + rr.max() + 1),
+                          slice(c0 + cc.min(), c0 + cc.max() + 1))))
+    return out
+
+
+def _green_blobs(comp: np.ndarray, i: int, sl: tuple[slice, slice], gfp_res: np.ndarray,
+                 ref_res: np.ndarray, max_ratio: float, min_area_px: float,
+                 max_area_px: float, first_id: int) -> list[tuple[int, tuple[slice, slice]]]:
+    """Relabel the green-only, cell-sized parts of component ``i`` as new components.
+
+    Pixels whose reference signal stays below ``max_ratio`` × their GFP signal are where GFP,
+    not autofluorescence, shines; a blob of them at least the smallest cell in area is a cell
+    candidate stuck to an autofluorescent neighbour. ``comp`` is changed in place.
+    """
+    from skimage.morphology import disk
+
+    sub = comp[sl] == i
+    g, r = gfp_res[sl], ref_res[sl]
+    green = sub & (g > 0) & (r < max_ratio * g)
+    green = ndi.binary_opening(green, structure=disk(1))
+    lab, n = ndi.label(green)
+    if n == 0:
+        return []
+    out = []
+    view = comp[sl]
+    for k, csl in enumerate(ndi.find_objects(lab), 1):
+        if csl is None:
+            continue
+        blob = lab == k
+        area = int(blob.sum())
+        if area < min_area_px or area > max_area_px:
+            continue
+        # the blob's blurred rim is green-and-red mixed; give it one block back
+        blob = ndi.binary_dilation(blob) & sub
+        new = first_id + len(out)
+        view[blob] = new
+        rr, cc = np.nonzero(blob)
+        out.append((new, (slice(sl[0].start + rr.min(), sl[0].start + rr.max() + 1),
+                          slice(sl[1].start + cc.min(), sl[1].start + cc.max() + 1))))
+    return out
+
+
+def _plain_ratio(comp: np.ndarray, i: int, sl: tuple[slice, slice], gfp_low: np.ndarray,
+                 bg_g: np.ndarray, ref_low: np.ndarray, bg_r: np.ndarray) -> float:
+    """Reference/GFP signal ratio of a candidate on the blocks (cheap pre-screen)."""
+    m = comp[sl] == i
+    g = float((gfp_low[sl][m] - bg_g[sl][m]).mean())
+    r = float((ref_low[sl][m] - bg_r[sl][m]).mean())
+    return r / g if g > 0 else np.inf
