@@ -319,7 +319,7 @@ def draw_point_marks(rgb: np.ndarray, y_um: np.ndarray, x_um: np.ndarray, positi
                      pixel_size_um: float, q: int, *,
                      colours: tuple[tuple[int, int, int], tuple[int, int, int]] = (
                          (240, 228, 66), (60, 60, 60))) -> np.ndarray:
-    """A small plus at each point, in the first colour where ``positive``, else the second.
+    """Draw a small plus at each point, in the first colour where ``positive``, else the second.
 
     Parameters
     ----------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["AssayResult", "versions", "ID_COLUMNS", "order_columns", "add_id_columns"]
+__all__ = ["AssayResult", "versions", "ID_COLUMNS", "order_columns", "add_id_columns",
+           "normalize_level"]
 
 ID_COLUMNS = ("image", "animal", "group", "level", "section", "region")
 
@@ -33,6 +35,26 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def normalize_level(value: Any) -> Any:
+    """Spinal level in one spelling: ``"l3"``, ``"3"``, ``" L3 "`` → ``"L3"``; others as is.
+
+    Parameters
+    ----------
+    value : Any
+        A level as written in a file name or sheet; None and NaN are returned as is.
+
+    Returns
+    -------
+    Any
+        ``"L<n>"`` for a level number with or without ``L``; anything else unchanged.
+    """
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return value
+    text = str(value).strip()
+    m = re.fullmatch(r"[lL]?\s*(\d+)", text)
+    return f"L{int(m.group(1))}" if m else text
 
 
 def order_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -119,8 +141,12 @@ class AssayResult:
     def set_ids(self, **ids: Any) -> AssayResult:
         """Add identifier columns (``animal="R12"``, ``level="L3"``...) to both tables.
 
-        ``None`` values are skipped. Returns the result itself, changed in place.
+        ``None`` values are skipped; ``level`` is written in one spelling
+        (:func:`normalize_level`: ``"l3"`` and ``"3"`` become ``"L3"``). Returns the result
+        itself, changed in place.
         """
+        if "level" in ids:
+            ids = {**ids, "level": normalize_level(ids["level"])}
         self.summary = add_id_columns(self.summary, ids)
         self.objects = add_id_columns(self.objects, ids)
         return self

@@ -190,7 +190,7 @@ def test_regions_split_counts():
 
 def test_identifier_columns():
     image, _ = make_gfp_phantom((512, 512), 0.5, n_cells=1, n_lipofuscin=2, n_rbc=2, seed=5)
-    res = run(image, level="l3", section="s07", animal="R12")
+    res = run(image).set_ids(level="l3", section="s07", animal="R12")
     for table in (res.summary, res.objects):
         assert list(table.columns[:5]) == ["image", "animal", "level", "section", "region"]
         assert (table["level"] == "L3").all()
@@ -299,7 +299,7 @@ def test_aggregate_real_run_tables():
         cells = 0 if seed == 100 else 3
         image, _ = make_gfp_phantom((512, 512), 0.5, n_cells=cells, n_lipofuscin=3, n_rbc=4,
                                     seed=seed)
-        results.append(run(image, level=level, section=f"s{k}", animal="R1").summary)
+        results.append(run(image).set_ids(level=level, section=f"s{k}", animal="R1").summary)
     out = aggregate_by_level(pd.concat(results)).set_index("level")
     assert out.loc["L3", "n_sections"] == 1 and out.loc["L3", "n_gfp_cells"] == 0
     assert out.loc["L2", "n_sections"] == 2

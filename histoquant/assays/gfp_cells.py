@@ -28,9 +28,9 @@ The engine lives in :mod:`histoquant.segment.fluorescent_cells` (detection) and
 :mod:`histoquant.segment.cell_candidates` (refinement, measurement, classes); the tables in
 :mod:`histoquant.measure.cell_counts`. This module declares the parameters and runs them.
 
-Spinal level, section and animal come from the caller (``run(..., level="L3")`` or the CLI's
-``--level`` / ``--meta``); :func:`aggregate_by_level` sums sections per animal × level × region
-and counts sections with zero cells as sections.
+Spinal level, section and animal come from the caller (``run(...).set_ids(level="L3")``, the
+CLI's ``--level`` / ``--meta``, or the study's sample sheet); :func:`aggregate_by_level` sums
+sections per animal × level × region and counts sections with zero cells as sections.
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ import pandas as pd
 from ..errors import ChannelError, ParamsError
 from ..io.image import Image
 from ..measure import cell_counts as counts
-from ..measure.cell_counts import aggregate_by_level, normalize_level
+from ..measure.cell_counts import aggregate_by_level
 from ..params import AssayParams, param
 from ..qc import FLUORESCENT_CELL_COLOURS as QC_COLOURS
 from ..qc import qc_mark_radius_px
-from ..results import AssayResult
+from ..results import AssayResult, normalize_level
 from ..segment.cell_candidates import CLASSES, REJECT_REASONS
 from ..segment.cellpose_engine import CellposeOptions, require_cellpose
 from ..segment.fluorescent_cells import detect_fluorescent_cells, without_padding
@@ -259,6 +259,7 @@ class GfpCellParams(AssayParams):
              "default. engine=cellpose only.")
 
     def __post_init__(self) -> None:
+        """Check that each max/min diameter pair, background scale and sigma pair is ordered."""
         super().__post_init__()
         if self.max_cell_diameter_um <= self.min_cell_diameter_um:
             raise ParamsError("GfpCellParams: max_cell_diameter_um must exceed "
@@ -281,9 +282,6 @@ def run(
     channels: Mapping[str, str | int] | None = None,
     pixel_size_um: float | None = None,
     progress: Progress | None = None,
-    level: str | None = None,
-    section: str | None = None,
-    animal: str | None = None,
 ) -> AssayResult:
     """Find and count GFP+ cells, rejecting autofluorescent look-alikes.
 
@@ -303,8 +301,6 @@ def run(
         Overrides the file's pixel size.
     progress : callable, optional
         ``progress(fraction, message)``.
-    level, section, animal : str, optional
-        Written as identifier columns of both tables (``level`` is normalised to ``L3``).
 
     Returns
     -------
@@ -350,22 +346,21 @@ def run(
         report(0.9, "counting nuclei")
         nuclei_table, nuc_labels = counts.perinuclear_calls(det.measurer, masks, union)
         summary = counts.add_nuclei_counts(summary, nuclei_table)
-        extra["nuclei"] = nuclei_table
         extra["nuclei_labels"] = nuc_labels
     qc = det.qc_overlay(objects, masks, _caption(img, objects, summary), nuclei_table)
     result = AssayResult(
         assay=SPEC.name, image=img.name, objects=objects, summary=summary,
         labels=det.labels,
         masks={k: v for k, v in masks.items() if not v.all()}, qc=qc, params=p.to_dict(),
-        pixel_size_um=px, warnings=warnings_out, extra=extra)
-    result.set_ids(animal=animal, level=normalize_level(level), section=section)
+        pixel_size_um=px, warnings=warnings_out, extra=extra,
+        tables={"nuclei": nuclei_table} if nuclei_table is not None else {})
     report(1.0, "done")
     return result
 
 
 def cellpose_options(params: GfpCellParams | Mapping[str, Any] | None = None
                      ) -> CellposeOptions:
-    """The :class:`CellposeOptions` the cellpose engine runs with.
+    """Return the :class:`CellposeOptions` the cellpose engine runs with.
 
     Parameters
     ----------

@@ -1,5 +1,6 @@
-"""Cell counts from classed object rows: per object and region, per region, per nucleus, and
-per animal × spinal level.
+"""Cell counts from classed object rows.
+
+Counts per object and region, per region, per nucleus, and per animal × spinal level.
 
 Used by the gfp-cells assay (:mod:`histoquant.assays.gfp_cells`):
 
@@ -15,7 +16,6 @@ Used by the gfp-cells assay (:mod:`histoquant.assays.gfp_cells`):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ParamsError
+from ..results import normalize_level
 from ..segment.cell_candidates import REJECT_REASONS, CandidateMeasurer
 
 __all__ = ["objects_table", "summarize_cells", "perinuclear_calls", "add_nuclei_counts",
-           "normalize_level", "aggregate_by_level"]
+           "aggregate_by_level"]
 
 
 _OBJECT_COLUMNS = ["image", "region", "label", "centroid_y_um", "centroid_x_um", "area_um2",
@@ -76,7 +77,7 @@ def objects_table(rows: list[dict[str, Any]], masks: Mapping[str, np.ndarray], n
 
 def summarize_cells(objects: pd.DataFrame, regions: pd.DataFrame, has_dapi: bool,
                     flag: str) -> pd.DataFrame:
-    """Counts per region from an objects table.
+    """Count cells per region from an objects table.
 
     Parameters
     ----------
@@ -235,26 +236,6 @@ def add_nuclei_counts(summary: pd.DataFrame, nuclei: pd.DataFrame) -> pd.DataFra
         summary["gfp_positive_nuclei_pct"] = np.where(
             np.asarray(n_all) > 0, 100.0 * np.asarray(n_pos) / np.maximum(n_all, 1), np.nan)
     return summary
-
-
-def normalize_level(value: Any) -> Any:
-    """Spinal level in one spelling: ``"l3"``, ``"3"``, ``" L3 "`` → ``"L3"``; others as is.
-
-    Parameters
-    ----------
-    value : Any
-        A level as written in a file name or sheet; None and NaN are returned as is.
-
-    Returns
-    -------
-    Any
-        ``"L<n>"`` for a level number with or without ``L``; anything else unchanged.
-    """
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return value
-    text = str(value).strip()
-    m = re.fullmatch(r"[lL]?\s*(\d+)", text)
-    return f"L{int(m.group(1))}" if m else text
 
 
 _SUM_COLUMNS = ("n_gfp_cells", "n_gfp_objects", "n_gfp_nucleated", "n_rejected_autofluorescent",

@@ -113,8 +113,11 @@ def _slices_up(sl: tuple[slice, slice], f: int, margin: int,
 
 
 def _upsample_mask(low: np.ndarray, f: int, rows: slice, cols: slice) -> np.ndarray:
-    """Nearest-neighbour full-resolution mask for the crop ``rows, cols`` from a block-grid
-    array ``low`` whose element ``[0, 0]`` is block ``(rows.start // f, cols.start // f)``."""
+    """Nearest-neighbour full-resolution mask for the crop ``rows, cols``.
+
+    Made from a block-grid array ``low`` whose element ``[0, 0]`` is block
+    ``(rows.start // f, cols.start // f)``.
+    """
     r = np.arange(rows.start, rows.stop) // f - rows.start // f
     c = np.arange(cols.start, cols.stop) // f - cols.start // f
     return low[np.ix_(np.clip(r, 0, low.shape[0] - 1), np.clip(c, 0, low.shape[1] - 1))]
@@ -249,8 +252,10 @@ class DapiReader:
         return self._low
 
     def _prepare(self) -> None:
-        """Background and threshold, computed on first use: most sections need neither
-        (no candidate survives the autofluorescence tests)."""
+        """Background and threshold, computed on first use.
+
+        Most sections need neither (no candidate survives the autofluorescence tests).
+        """
         if self._bg is not None:
             return
         low = self.low
@@ -332,9 +337,11 @@ class _Crop:
     _tophat: np.ndarray | None = None
 
     def tophat(self, radius_px: float) -> np.ndarray:
-        """White top-hat of the lightly smoothed GFP crop with a disk of ``radius_px``:
-        what is left is signal in structures narrower than the disk (granules), computed
-        once per crop, over the support's bounding box only."""
+        """White top-hat of the lightly smoothed GFP crop with a disk of ``radius_px``.
+
+        What is left is signal in structures narrower than the disk (granules), computed
+        once per crop, over the support's bounding box only.
+        """
         if self._tophat is None:
             from skimage.morphology import disk, white_tophat
 
@@ -406,8 +413,9 @@ class CandidateMeasurer:
 
     def measure_candidate(self, comp: np.ndarray, i: int, sl: tuple[slice, slice],
                           labels: np.ndarray, next_label: int) -> list[dict[str, Any]]:
-        """Refine one candidate at full resolution, measure it, split it when it may be
-        touching cells, and class each part.
+        """Refine one candidate at full resolution, measure it and split and class it.
+
+        The candidate is split when it may be touching cells, and each part is classed.
 
         Parameters
         ----------
@@ -487,9 +495,11 @@ class CandidateMeasurer:
 
     def _measure_rest(self, crop: _Crop, rest: np.ndarray, labels: np.ndarray,
                       next_label: int) -> list[dict[str, Any]]:
-        """One rejected row per connected piece of ``rest`` (what is left of a component
-        once its cell bodies are taken out: fibres, neuropil) at least
-        ``min_object_area_um2`` large."""
+        """One rejected row per connected piece of ``rest``.
+
+        ``rest`` is what is left of a component once its cell bodies are taken out
+        (fibres, neuropil); only pieces at least ``min_object_area_um2`` large are listed.
+        """
         lab, n = ndi.label(rest, structure=np.ones((3, 3)))
         if n == 0:
             return []
@@ -510,8 +520,10 @@ class CandidateMeasurer:
 
     def measure_mask(self, masks: np.ndarray, j: int, sl: tuple[slice, slice],
                      labels: np.ndarray, next_label: int) -> list[dict[str, Any]]:
-        """Measure and class object ``j`` of a full-resolution label image ``masks`` (the
-        cellpose engine's), with the same code as a classical candidate's parts.
+        """Measure and class object ``j`` of a full-resolution label image ``masks``.
+
+        ``masks`` is the cellpose engine's; the same code is used as for a classical
+        candidate's parts.
 
         Parameters
         ----------
@@ -555,10 +567,12 @@ class CandidateMeasurer:
 
     def _measure_parts(self, crop: _Crop, work: list[np.ndarray], labels: np.ndarray,
                        next_label: int) -> list[dict[str, Any]]:
-        """Measure, class and paint each object mask of ``work`` (full resolution, in
-        ``crop``): the criteria both engines share. A GFP+ object holding several nuclei
-        is cut into one piece per nucleus (``split_touching``); objects below
-        ``min_object_area_um2`` are not listed."""
+        """Measure, class and paint each object mask of ``work`` (full resolution, in ``crop``).
+
+        These are the criteria both engines share. A GFP+ object holding several nuclei is
+        cut into one piece per nucleus (``split_touching``); objects below
+        ``min_object_area_um2`` are not listed.
+        """
         p, px = self.p, self.px
         rows, cols = crop.rows, crop.cols
         out = []
@@ -595,9 +609,11 @@ class CandidateMeasurer:
 
     def _measure_part(self, crop: _Crop, part: np.ndarray, *, label: int,
                       granularity: bool, shape: bool = True) -> dict[str, Any]:
-        """Measurements and class of one full-resolution object (``part`` in ``crop``);
-        ``shape``: also its cell-body shape (solidity, elongation, thin and texture
-        fractions)."""
+        """Measurements and class of one full-resolution object (``part`` in ``crop``).
+
+        With ``shape``, also its cell-body shape (solidity, elongation, thin and texture
+        fractions).
+        """
         px = self.px
         area_um2 = float(part.sum()) * px ** 2
         yy, xx = np.nonzero(part)
@@ -634,10 +650,13 @@ class CandidateMeasurer:
         return row
 
     def _shape(self, crop: _Crop, part: np.ndarray) -> dict[str, float]:
-        """Cell-body shape of ``part``: solidity, elongation (major/minor axis of the
-        ellipse of the same second moments), thin fraction (share of the area an opening
-        with a disk of the smallest cell removes) and texture fraction (share of the
-        smoothed significance a grey opening of that size removes, on the block grid)."""
+        """Cell-body shape of ``part``.
+
+        Solidity, elongation (major/minor axis of the ellipse of the same second moments),
+        thin fraction (share of the area an opening with a disk of the smallest cell removes)
+        and texture fraction (share of the smoothed significance a grey opening of that size
+        removes, on the block grid).
+        """
         box = ndi.find_objects(part.astype(np.uint8))[0]
         sub = part[box]
         m = measure_objects(sub.astype(np.int32), self.px).iloc[0]
@@ -753,11 +772,12 @@ class CandidateMeasurer:
                     gfp_low: np.ndarray, ref_low: np.ndarray | None, bg_g: np.ndarray,
                     labels: np.ndarray, label: int, no_body: bool = False
                     ) -> list[dict[str, Any]]:
-        """Measure an object on the blocks only: objects far larger than a cell (folds, edges,
-        clumps), objects plainly brighter in the reference channel than a GFP cell can
-        be, and (``no_body``) objects with no part as wide as the smallest cell (fibres,
-        neuropil, specks). None can become a counted cell, so the full-resolution work is
-        skipped.
+        """Measure an object on the blocks only.
+
+        Done for objects far larger than a cell (folds, edges, clumps), objects plainly
+        brighter in the reference channel than a GFP cell can be, and (``no_body``) objects
+        with no part as wide as the smallest cell (fibres, neuropil, specks). None can become
+        a counted cell, so the full-resolution work is skipped.
 
         Parameters
         ----------

@@ -109,8 +109,11 @@ class FluorescentCellDetection:
         return float(np.median(self.sigma_low[self.stats_low]))
 
     def flat_background(self) -> bool:
-        """True when the GFP background has no structure: its 1–99 % range inside the regions
-        is below 3 noise σ (no tissue, or the wrong channel or exposure)."""
+        """Tell whether the GFP background has no structure.
+
+        True when its 1–99 % range inside the regions is below 3 noise σ (no tissue, or the
+        wrong channel or exposure).
+        """
         bg_in = self.background_low[self.stats_low]
         bg_range = float(np.percentile(bg_in, 99) - np.percentile(bg_in, 1))
         return bg_range < 3 * self.noise_sigma_median
@@ -365,9 +368,11 @@ contrast and the maxima count do (see min_ring_contrast)."""
 
 
 def _soma_opening(arr: np.ndarray, radius_px: int) -> np.ndarray:
-    """Grey opening of ``arr`` with a disk of ``radius_px``: what is narrower than the disk
-    (fibres, puncta, neuropil) is taken down to its surroundings; wider blobs keep their
-    level and outline."""
+    """Grey opening of ``arr`` with a disk of ``radius_px``.
+
+    What is narrower than the disk (fibres, puncta, neuropil) is taken down to its
+    surroundings; wider blobs keep their level and outline.
+    """
     from skimage.morphology import disk, opening
 
     if radius_px <= 3:
@@ -379,8 +384,10 @@ def _soma_opening(arr: np.ndarray, radius_px: int) -> np.ndarray:
 def _classical_objects(ctx: CandidateMeasurer, z: np.ndarray, union_low: np.ndarray,
                        gfp_low: np.ndarray, ref_low: np.ndarray | None, bg_g: np.ndarray,
                        report: Report) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """The classical engine: hysteresis detection on the blocks (``z`` in local σ), then
-    full-resolution refinement, splitting and measurement of each candidate.
+    """Run the classical engine.
+
+    Hysteresis detection on the blocks (``z`` in local σ), then full-resolution refinement,
+    splitting and measurement of each candidate.
 
     Returns the object rows and the label image.
     """
@@ -500,8 +507,10 @@ def _classical_objects(ctx: CandidateMeasurer, z: np.ndarray, union_low: np.ndar
 def _cellpose_objects(ctx: CandidateMeasurer, gfp_plane: np.ndarray, union: np.ndarray,
                       options: CellposeOptions, report: Report,
                       ) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """The cellpose engine: Cellpose-SAM masks on the GFP channel, each measured and classed
-    by the classical engine's own code (:meth:`CandidateMeasurer.measure_mask`).
+    """Run the cellpose engine.
+
+    Cellpose-SAM masks on the GFP channel, each measured and classed by the classical
+    engine's own code (:meth:`CandidateMeasurer.measure_mask`).
 
     Only the GFP channel goes to the network: the objects to find are green, and the DAPI
     and reference channels are read afterwards, per object, by the shared criteria (a DAPI

@@ -136,7 +136,7 @@ class NoiseMap:
     sigma: SmoothBackground
 
     def at_full_resolution(self, f: int, shape: tuple[int, int]) -> NoiseMap:
-        """The same tiles addressed in full-resolution pixels.
+        """Return the same tiles addressed in full-resolution pixels.
 
         Parameters
         ----------
