@@ -102,25 +102,31 @@ class AssaySpec:
 
 
 def _checked(run: Callable[..., AssayResult], spec: AssaySpec) -> Callable[..., AssayResult]:
-    import functools
+    return _CheckedRun(run.__wrapped__ if isinstance(run, _CheckedRun) else run, spec)
 
-    from ..io.modality import MODALITIES
 
-    run = getattr(run, "__wrapped__", run) if getattr(run, "__histoquant_checked__", False) \
-        else run
-    restricted = set(spec.modalities) != set(MODALITIES)
+class _CheckedRun:
+    """Run an assay with the checks every caller gets.
 
-    @functools.wraps(run)
-    def checked(image: Any, *args: Any, **kwargs: Any) -> AssayResult:
-        if restricted and isinstance(image, (Image, np.ndarray)):
+    A class, not a closure, so that a spec pickles into the batch's worker processes.
+    """
+
+    def __init__(self, run: Callable[..., AssayResult], spec: AssaySpec) -> None:
+        import functools
+
+        functools.update_wrapper(self, run)
+        self.spec = spec
+
+    def __call__(self, image: Any, *args: Any, **kwargs: Any) -> AssayResult:
+        from ..io.modality import MODALITIES
+
+        spec = self.spec
+        if set(spec.modalities) != set(MODALITIES) and isinstance(image, (Image, np.ndarray)):
             image = as_image(image)
             check_image_modality(image, spec.modalities, spec.name)
-        result = run(image, *args, **kwargs)
+        result = self.__wrapped__(image, *args, **kwargs)
         check_result(spec, result)
         return result
-
-    checked.__histoquant_checked__ = True  # type: ignore[attr-defined]
-    return checked
 
 
 def check_result(spec: AssaySpec, result: AssayResult) -> None:
