@@ -528,6 +528,7 @@ def test_drive_length_against_two_observers(shared_data):
                     params={**DRIVE_PARAMS, **extra})
             ours = r.summary["vessel_length_um"].iloc[0]
             row[f"error_{name}_pct"] = 100 * (ours - l1) / l1
+            row[f"error2_{name}_pct"] = 100 * (ours - l2) / l2
             for k, (tracing, ref) in enumerate(((m1, l1), (m2, l2)), start=1):
                 false, missed = _false_and_missed(r, tracing, fov)
                 row[f"precision{k}_{name}"] = 100 * (1 - false / ours)
@@ -538,13 +539,17 @@ def test_drive_length_against_two_observers(shared_data):
     print("\n" + table.round(1).to_string(index=False))
     err = table["error_core_pct"].abs()
     plain = table["error_no_core_pct"].abs()
-    # Measured with the ridge core (the default): +2.6, +0.7, 0.0, +20.2, −2.8 % (image 04:
-    # choroidal vessels taken for retinal ones); without it −0.4, −1.7, −3.1, +16.5, −5.5 %
-    # (the figures before issue #14); the observers differ by +1.6, −3.3, −11.5, −0.6,
-    # −14.5 %. The length rises on every image because the core adds vessels the observers
-    # traced (the assertions below), so where the length was already over (04) it is
-    # further over: that excess is the false length that was there before.
+    # Measured with the ridge core (the default): +1.2, +0.9, −1.9, +19.5, −3.1 % (image 04:
+    # choroidal vessels taken for retinal ones); without it −2.2, −0.8, −5.0, +17.2, −5.9 %;
+    # before issue #14 −0.4, −1.7, −3.1, +16.5, −5.5 %; the observers differ by +1.6,
+    # −3.3, −11.5, −0.6, −14.5 %. The length rises on every image because the core adds
+    # vessels both observers traced (the assertions below), so where the length was already
+    # over (04; 03 and 05 against observer 2) it is further over: that excess is the false
+    # length that was there before (see docs/vasculature.md).
     assert err.mean() <= 10.0
+    # Against observer 2: mean 9.8 % (8.2 % before issue #14; 10.6 % with the core before
+    # gap bridges needed a ridge along them).
+    assert table["error2_core_pct"].abs().mean() <= 10.6
     assert err.median() <= table["observer2_vs_1_pct"].abs().max()
     assert err.mean() <= plain.mean() + 2.0
     assert err.median() <= plain.median() + 2.0
