@@ -546,7 +546,12 @@ def _fill_holes(tube: np.ndarray, bright: np.ndarray, max_hole_px: float,
     inner = n_bright >= 0.5 * sizes
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     inner[edge] = False
-    inner[labels[~_near(tube, reach_px)]] = False
+    inner[0] = False
+    if inner.any():
+        # only the candidates' pixels are gathered (few), not all the background far away
+        far = inner[labels]
+        far &= ~_near(tube, reach_px)
+        inner[labels[far]] = False
     fill |= inner
     fill[0] = False
     return tube | fill[labels]
