@@ -329,6 +329,72 @@ def test_ridge_core_adds_the_join_not_its_dangling_branches():
     assert not (r.masks["vessels"] & above).any()
 
 
+def _wide_textured_vessel(seed: int, texture: float) -> np.ndarray:
+    """A 60 µm wide, 300 µm long straight vessel (1 µm/px) with a smooth texture of
+    ``texture`` (relative SD, 3 µm grain) on its flat top, on a noisy background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:400, :400]
+    bar = ndi.gaussian_filter(((np.abs(yy - 200) <= 30) & (xx >= 50) & (xx < 350))
+                              .astype(np.float32), 2.0)
+    grain = ndi.gaussian_filter(rng.standard_normal((400, 400)), 3.0)
+    grain /= grain.std()
+    img = 20 + 100 * bar * (1 + texture * grain) + rng.normal(0, 4, (400, 400))
+    return img.astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("texture", [0.05, 0.10])
+def test_vessel_wider_than_the_scales_is_one_centreline(seed, texture):
+    """A vessel far wider than the default ridge scales (60 µm against σ ≤ 6 µm) gives no
+    ridge on its flat top, so its outline, kept near ridge pixels, was its rims and the
+    texture inside, full of holes, and its skeleton a mesh (measured 177–723 µm for 300 µm).
+    Its holes are brighter than half its centreline's maximum: filled, the vessel is one
+    centreline of its true length."""
+    r = run(Image(_wide_textured_vessel(seed, texture), pixel_size_um=1.0))
+    s = r.summary.iloc[0]
+    mask = r.masks["vessels"]
+    assert not (ndi.binary_fill_holes(mask) & ~mask).any()
+    assert s["n_vessel_segments"] == 1
+    assert s["n_vessel_ends"] == 2
+    # the length runs to the vessel's rounded ends (blurred by 2 µm): 300 µm within 3 %
+    assert s["vessel_length_um"] == pytest.approx(300.0, rel=0.03)
+
+
+def test_bright_hole_filling_leaves_capillary_meshes_open():
+    """The spaces between capillaries are darker than half their maximum: a ring of
+    capillary around a 40 µm mesh stays a ring (its loop is length, not the inside of a
+    vessel), whatever the size of the mesh."""
+    px = 0.5
+    yy, xx = np.mgrid[:240, :240] * px
+    rad = np.hypot(yy - 60.0, xx - 60.0)
+    ring = np.clip(3.0 - np.abs(rad - 20.0), 0, 1)  # a 6 µm capillary round a 40 µm mesh
+    img = (100 + 1000 * ring + np.random.default_rng(0).normal(0, 10, ring.shape))
+    r = run(Image(img.astype(np.float32), pixel_size_um=px))
+    s = r.summary.iloc[0]
+    mask = r.masks["vessels"]
+    assert (ndi.binary_fill_holes(mask) & ~mask).sum() * px**2 > 0.8 * np.pi * 17.0**2
+    assert s["vessel_length_um"] == pytest.approx(2 * np.pi * 20.0, rel=0.03)
+    assert s["n_vessel_ends"] == 0
+
+
+def test_gap_bridges_need_ridge_support():
+    """A bridge is drawn across a gap in the mask only where the ridge filter still answers
+    along at least half of it (a vessel's unstained stretch), not across background."""
+    mask = np.zeros((40, 120), bool)
+    mask[18:23, 10:55] = True
+    mask[18:23, 62:110] = True  # a 7 px gap, the two pieces pointing at each other
+    ridge = np.zeros_like(mask)
+    ridge[19:22, 10:110] = True
+    joined = trace_skeleton(mask, 1.0, max_gap_um=10, gap_support=ridge)
+    apart = trace_skeleton(mask, 1.0, max_gap_um=10, gap_support=np.zeros_like(mask))
+    anywhere = trace_skeleton(mask, 1.0, max_gap_um=10)
+    assert joined.bridges.any() and anywhere.bridges.any()
+    assert not apart.bridges.any()
+    assert len(joined.free_ends_rc) == 2 and len(apart.free_ends_rc) == 4
+    # the gap's length is counted only when it is bridged
+    assert joined.total_length_um > apart.total_length_um + 5.0
+
+
 def test_prune_dangling_keeps_paths_between_anchors_and_loops():
     """Leaf pruning by hand-checkable cases: a path between two anchors with a side branch,
     a branch hanging from one anchor, and a loop."""
@@ -462,6 +528,7 @@ def test_drive_length_against_two_observers(shared_data):
                     params={**DRIVE_PARAMS, **extra})
             ours = r.summary["vessel_length_um"].iloc[0]
             row[f"error_{name}_pct"] = 100 * (ours - l1) / l1
+            row[f"error2_{name}_pct"] = 100 * (ours - l2) / l2
             for k, (tracing, ref) in enumerate(((m1, l1), (m2, l2)), start=1):
                 false, missed = _false_and_missed(r, tracing, fov)
                 row[f"precision{k}_{name}"] = 100 * (1 - false / ours)
@@ -472,13 +539,17 @@ def test_drive_length_against_two_observers(shared_data):
     print("\n" + table.round(1).to_string(index=False))
     err = table["error_core_pct"].abs()
     plain = table["error_no_core_pct"].abs()
-    # Measured with the ridge core (the default): +2.6, +0.7, 0.0, +20.2, −2.8 % (image 04:
-    # choroidal vessels taken for retinal ones); without it −0.4, −1.7, −3.1, +16.5, −5.5 %
-    # (the figures before issue #14); the observers differ by +1.6, −3.3, −11.5, −0.6,
-    # −14.5 %. The length rises on every image because the core adds vessels the observers
-    # traced (the assertions below), so where the length was already over (04) it is
-    # further over: that excess is the false length that was there before.
+    # Measured with the ridge core (the default): +1.2, +0.9, −1.9, +19.5, −3.1 % (image 04:
+    # choroidal vessels taken for retinal ones); without it −2.2, −0.8, −5.0, +17.2, −5.9 %;
+    # before issue #14 −0.4, −1.7, −3.1, +16.5, −5.5 %; the observers differ by +1.6,
+    # −3.3, −11.5, −0.6, −14.5 %. The length rises on every image because the core adds
+    # vessels both observers traced (the assertions below), so where the length was already
+    # over (04; 03 and 05 against observer 2) it is further over: that excess is the false
+    # length that was there before (see docs/vasculature.md).
     assert err.mean() <= 10.0
+    # Against observer 2: mean 9.8 % (8.2 % before issue #14; 10.6 % with the core before
+    # gap bridges needed a ridge along them).
+    assert table["error2_core_pct"].abs().mean() <= 10.6
     assert err.median() <= table["observer2_vs_1_pct"].abs().max()
     assert err.mean() <= plain.mean() + 2.0
     assert err.median() <= plain.median() + 2.0
@@ -521,6 +592,14 @@ def test_vesselnn_length_against_label(shared_data):
     # −7.4 % measured before issue #14 (2 points of slack).
     assert abs(error) <= 25.0
     assert abs(error) <= 7.4 + 2.0
+    # With the capillary defaults the 60–80 µm vessels are far wider than the scales: +48.7 %
+    # before issue #14 (a mesh round the holes inside each wide vessel, double centrelines
+    # along the rims), +54.0 % with the ridge core; +16.9 % since the bright holes inside a
+    # vessel are filled. Never worse than before issue #14.
+    d = run(Image(stack, axes="ZYX", pixel_size_um=0.994)).summary["vessel_length_um"].iloc[0]
+    default_error = 100 * (d - ref) / ref
+    print(f"vesselNN with the defaults: {d:.0f} µm, error {default_error:+.1f} %")
+    assert default_error <= 48.7
 
 
 @pytest.mark.realdata
@@ -564,15 +643,21 @@ def test_drive_zeros_outside_the_field_of_view(shared_data):
     kw = {"scales_um": [1.0, 2.0, 4.0], "min_area_um2": 20, "threshold_high": 2.5,
           "threshold_low": 0.5, "edge_level_pct": 35, "core_threshold": 5.0}
     ref = trace_skeleton(m1, 1.0).length_in(fov)
-    errors = {}
+    errors, area = {}, {}
     for name, extra in (("zeros in the statistics", {}), ("padding", {"padding": ~fov})):
         seg = segment_tubes(zeroed, 1.0, **kw, **extra)
         length = trace_skeleton(seg.mask, 1.0, max_gap_um=10).length_in(fov)
         errors[name] = 100 * (length - ref) / ref
-    print(f"\nDRIVE 01 zeroed outside its FOV: {errors}")
-    # Measured +76 % with the zeros let in, +14 % given as padding (+3 % on the photograph,
-    # whose bright outside (inverted) also hides the faint vessels along the rim).
-    assert errors["zeros in the statistics"] > 50.0
+        area[name] = 100 * float((seg.mask & fov).sum()) / float(fov.sum())
+    print(f"\nDRIVE 01 zeroed outside its FOV: length error {errors}, % of the field {area}"
+          f" (observer 1: {100 * float((m1 & fov).sum()) / float(fov.sum()):.1f})")
+    # With the zeros let in the mask floods the field: 62 % of it against 22 % given as
+    # padding and 13 % traced. Its length was +76 % while the holes of that flood stayed
+    # open; since bright holes are filled (vesselNN), the flood is one wide band whose
+    # skeleton is a ladder, +24 %. Given as padding: +14 % (+3 % on the photograph, whose
+    # bright outside (inverted) also hides the faint vessels along the rim).
+    assert area["zeros in the statistics"] > 2 * area["padding"]
+    assert errors["zeros in the statistics"] > errors["padding"] + 5.0
     assert abs(errors["padding"]) <= 20.0
 
 

@@ -101,12 +101,15 @@ class VasculatureParams(AssayParams):
     max_hole_um2: float = param(
         30.0, unit="µm²", minimum=0.0,
         help="Holes up to this area are filled (a dim lumen, noise); meshes of the "
-             "capillary network are hundreds of µm² and stay open.")
+             "capillary network are hundreds of µm² and stay open. Larger holes brighter "
+             "than edge_level_pct of the vessel's maximum (the inside of a vessel wider "
+             "than the scales) are filled too.")
     max_gap_um: float = param(
         5.0, unit="µm", minimum=0.0,
         help="Gaps in a vessel up to this length are bridged when a vessel end points at "
-             "another vessel (patchy endothelial staining). [U] — about one capillary "
-             "diameter; 0 turns bridging off.")
+             "another vessel and the ridge filter still answers (above threshold_low) along "
+             "the gap (patchy endothelial staining, not background). [U] — about one "
+             "capillary diameter; 0 turns bridging off.")
     gap_angle_deg: float = param(
         45.0, unit="°", minimum=0.0, maximum=90.0,
         help="Largest angle between a vessel end's direction and a bridge.")
@@ -379,7 +382,8 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     _report(progress, 0.35, "tracing vessel skeleton")
     vtrace = trace_skeleton(vseg.mask, px, min_spur_length_um=p.min_spur_length_um,
                             smoothing_um=p.path_smoothing_um, end_correction=p.end_correction,
-                            max_gap_um=p.max_gap_um, gap_angle_deg=p.gap_angle_deg)
+                            max_gap_um=p.max_gap_um, gap_angle_deg=p.gap_angle_deg,
+                            gap_support=vseg.zscore > np.float32(p.threshold_low))
     display = [(_qc_plane(endo), (150, 150, 150))]  # kept small for the QC overlay
     del endo
 

@@ -404,8 +404,12 @@ def _prune_spurs(skel, dist_px, px, min_spur_um, max_rounds=4):
     return skel, None
 
 
-def _bridge_gaps(skel, mask, dist_px, px, max_gap_um, angle_deg, sk=None):
+def _bridge_gaps(skel, mask, dist_px, px, max_gap_um, angle_deg, sk=None, support=None):
     """Join free ends to skeleton pieces they point at, within ``max_gap_um``.
+
+    With ``support``, a bridge is drawn only where at least half of its pixels outside the
+    mask lie in it (a gap in the staining along a ridge the image still shows, not a
+    straight line across background).
 
     Returns the skeleton, the bridge pixels, and the skan graph when nothing changed.
     """
@@ -460,6 +464,10 @@ def _bridge_gaps(skel, mask, dist_px, px, max_gap_um, angle_deg, sk=None):
             continue
         best = cand[ok][np.argmin(dist[ok])]
         rr, cc = line(*coords[node], *coords[best])
+        if support is not None:
+            out = ~mask[rr, cc]
+            if out.any() and support[rr[out], cc[out]].mean() < 0.5:
+                continue
         skel[rr, cc] = True
         bridges[rr, cc] = True
         used[node] = True
@@ -649,6 +657,7 @@ def trace_skeleton(
     junction_correction: bool = True,
     max_gap_um: float = 0.0,
     gap_angle_deg: float = 45.0,
+    gap_support: np.ndarray | None = None,
 ) -> SkeletonTrace:
     """Skeletonise a tube mask and measure its centreline lengths in µm.
 
@@ -674,6 +683,10 @@ def trace_skeleton(
         Bridge gaps up to this length from a free end to a skeleton it points at (0 = off).
     gap_angle_deg : float
         Largest angle between an end's direction and the bridge.
+    gap_support : ndarray of bool, optional
+        Where a bridge may run: a bridge is drawn only when at least half of its pixels
+        outside ``mask`` lie in ``gap_support`` (e.g. the pixels where a ridge filter still
+        answers). ``None``: anywhere.
 
     Returns
     -------
@@ -692,7 +705,7 @@ def trace_skeleton(
     distance_px = _skeleton_distance(mask, skel)
     skel, sk = _prune_spurs(skel, distance_px, px, min_spur_length_um)
     skel, bridges, sk = _bridge_gaps(skel, mask, distance_px, px, max_gap_um, gap_angle_deg,
-                                     sk)
+                                     sk, gap_support)
     return _measure(skel, bridges, mask, distance_px, px, smoothing_um, end_correction,
                     junction_correction, sk)
 
