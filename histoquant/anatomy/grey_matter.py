@@ -11,8 +11,12 @@ then only the butterfly: see :func:`segment_grey_matter`), and a bright class to
 be grey matter (an artefact) is clipped away. In fluorescence, bright features narrower
 than 30 µm (axon profiles in white matter, cells) are opened away first, and a bright
 class far under the published grey share (a sparse stain such as ChAT, whose motor pools
-outshine a faint grey neuropil) is re-split in three and four classes. Small specks are
-dropped and small holes (vessels, the canal) filled.
+outshine a faint grey neuropil) is re-split in three and four classes; one far over it
+whose dim class is tissue (white matter half as bright as grey) is re-split on the section
+alone. Dark features narrower than 30 µm (vessels, seams between stitched tiles) are
+closed too. In a whole section, thin bands along the outline (bright meninges, a root's
+stalk) are dropped from the grey matter. Small specks are dropped and small holes
+(vessels, the canal) filled.
 
 Central canal: a lumen is empty, so its tissue signal falls near the slide's. It is looked
 for near the grey commissure, where the midline crosses the grey matter; when no lumen is
@@ -149,6 +153,12 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
     with bright axon profiles). After the split, a whole section whose bright class is
     under 40 % of it (Watson et al. 2009: 40–47 % is grey) takes the lower threshold of a
     three- or four-class Otsu whose share is nearer that range (see ``_check_share``).
+    A whole section whose bright class is over 55 % of it while its dim class is at least
+    0.35 of the bright class's level (tissue, not slide) was split inside its white
+    matter: the split is taken again on the section alone (see ``_check_excess``). In the
+    outer quarter of the section's inscribed radius, grey matter narrower than 100 µm (a
+    band along the outline: meninges, a root's stalk) is dropped (``_drop_outer_bands``).
+
     Local variance (fibre texture) was measured as a cue and is not used: white matter's
     axon profiles make it as textured as grey matter in ChAT and fluorescent Nissl.
     """
