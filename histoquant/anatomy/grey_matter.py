@@ -67,9 +67,9 @@ _SPECK_OPEN_UM = 30.0
 _MAX_GREY_SHARE = 0.55
 # ... when its dim class is tissue, at least this fraction of the bright class's level: the
 # ring (slide) pulled Otsu's split into the white matter. Where the dim class is far
-# fainter, the section found is partly the butterfly alone (its dim class is the white
-# matter left: 0.18–0.28 of the bright class in the mouse exports; the whole cords split
-# inside their white matter 0.45–0.51) [U: the gap between them].
+# fainter, the section found is partly the butterfly alone and its share is right (TH
+# 280_L5: 0.25 of the bright class's level, 68 % bright, atlas 71 %); the whole cords
+# split inside their white matter measure 0.45–0.51 (TH and Nissl 290_L6) [U: the gap].
 _DIM_TISSUE = 0.35
 # Fluorescence, whole section: the outer zone, as a fraction of the section's inscribed
 # radius, where grey matter must be more than a band along the outline. Meninges, a bright
