@@ -92,10 +92,11 @@ STAINS = {"nissl": "nissl", "neun": "NeuN", "chat": "ChAT", "th": "TH"}
 # clipped to the slide's 0, so the section found is the butterfly alone and the outline cues
 # (surface reach, fissure) say little: "up" at low confidence, flagged.
 VENTRAL_GAP = {("nissl", "214_L1")}
-# Grey-matter Dice < 0.85 (no pixel size given, as in these tests): 290_L6 Nissl's white
-# matter is 0.6 of grey's level and its section takes in bright meninges (0.80); 290_L6
-# ChAT's ventral white matter (fibres, roots) is as bright as its dorsal grey (0.57).
-GREY_GAP = {("nissl", "290_L6"), ("chat", "290_L6")}
+# Grey-matter Dice < 0.85 (no pixel size given, as in these tests): 290_L6 ChAT's ventral
+# white matter (fibres, roots) is as bright as its dorsal grey (0.57). (290_L6 Nissl, whose
+# white matter is 0.6 of grey's level and whose section takes in bright meninges, passes
+# since the re-split of an over-large bright class and the outline-band test.)
+GREY_GAP = {("chat", "290_L6")}
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,12 @@ then only the butterfly: see :func:`segment_grey_matter`), and a bright class to
 be grey matter (an artefact) is clipped away. In fluorescence, bright features narrower
 than 30 µm (axon profiles in white matter, cells) are opened away first, and a bright
 class far under the published grey share (a sparse stain such as ChAT, whose motor pools
-outshine a faint grey neuropil) is re-split in three and four classes. Small specks are
-dropped and small holes (vessels, the canal) filled.
+outshine a faint grey neuropil) is re-split in three and four classes; one far over it
+whose dim class is tissue (white matter half as bright as grey) is re-split on the section
+alone. Dark features narrower than 30 µm (vessels, seams between stitched tiles) are
+closed too. In a whole section, thin bands along the outline (bright meninges, a root's
+stalk) are dropped from the grey matter. Small specks are dropped and small holes
+(vessels, the canal) filled.
 
 Central canal: a lumen is empty, so its tissue signal falls near the slide's. It is looked
 for near the grey commissure, where the midline crosses the grey matter; when no lumen is
@@ -57,6 +61,25 @@ _GREY_SHARE = (0.40, 0.47)
 # Fluorescence: bright features narrower than this (axon profiles, cells, fibre bundles)
 # are opened away before the grey/white split (a motor neuron is ≈ 20–40 µm) [U].
 _SPECK_OPEN_UM = 30.0
+# Fluorescence, whole section: a bright class over this share of the section is more than
+# the grey matter (the upper end of AnatomyParams.grey_fraction_range_pct; the mouse atlas
+# drawings of L1–L6 measure 42–56 %) ...
+_MAX_GREY_SHARE = 0.55
+# ... when its dim class is tissue, at least this fraction of the bright class's level: the
+# ring (slide) pulled Otsu's split into the white matter. Where the dim class is far
+# fainter, the section found is partly the butterfly alone and its share is right (TH
+# 280_L5: 0.25 of the bright class's level, 68 % bright, atlas 71 %); the whole cords
+# split inside their white matter measure 0.45–0.51 (TH and Nissl 290_L6) [U: the gap].
+_DIM_TISSUE = 0.35
+# Fluorescence, whole section: the outer zone, as a fraction of the section's inscribed
+# radius, where grey matter must be more than a band along the outline. Meninges, a bright
+# superficial layer or a root's stalk make such bands; a dorsal horn tip reaching into the
+# zone is ≥ 150 µm wide. The atlas drawings of whole mouse sections put 1 % of the grey
+# matter at 0.06–0.2 of the inscribed radius [U].
+_OUTER_ZONE = 0.25
+# ... and what is narrower than twice this (µm) there is a band (meninges ≤ 50 µm thick,
+# doubled for a bright layer under them) [U].
+_BAND_UM = 50.0
 _CANAL_NOMINAL_RADIUS_UM = 35.0   # rat lumen ≈ 70–115 × 30–45 µm (Watson et al. 2009)
 
 
@@ -130,6 +153,12 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
     with bright axon profiles). After the split, a whole section whose bright class is
     under 40 % of it (Watson et al. 2009: 40–47 % is grey) takes the lower threshold of a
     three- or four-class Otsu whose share is nearer that range (see ``_check_share``).
+    A whole section whose bright class is over 55 % of it while its dim class is at least
+    0.35 of the bright class's level (tissue, not slide) was split inside its white
+    matter: the split is taken again on the section alone (see ``_check_excess``). In the
+    outer quarter of the section's inscribed radius, grey matter narrower than 100 µm (a
+    band along the outline: meninges, a root's stalk) is dropped (``_drop_outer_bands``).
+
     Local variance (fibre texture) was measured as a cue and is not used: white matter's
     axon profiles make it as textured as grey matter in ChAT and fluorescent Nissl.
     """
@@ -147,6 +176,9 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
         k = round(_SPECK_OPEN_UM / px_um)
         if k >= 2:
             signal = ndi.grey_opening(signal, size=(k, k))
+            # ... and dark features as narrow (a vessel, a seam between stitched tiles)
+            # are not white matter either
+            signal = ndi.grey_closing(signal, size=(k, k))
     g = _masked_smooth(signal, section | ring, _SMOOTH_UM / px_um)
     inner = erode(section, 40.0 / px_um)
     sample = g[inner] if inner.sum() > 50 else g[section]
@@ -170,6 +202,8 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
         high = (g > t) & section
     if ring.any() and not log_scale:
         high, t = _check_share(g, sample, section, high, t)
+        high, t = _check_excess(g, g[inner] if inner.sum() > 50 else g[section], section,
+                                high, t)
     if contrast == "higher" or (contrast == "auto" and brightfield):
         higher = True
     elif contrast == "lower":
@@ -179,6 +213,8 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
     grey = high if higher else (section & ~high)
     px_area = (px_um / 1000.0) ** 2
     grey = opening(grey, 15.0 / px_um)
+    if not brightfield:
+        grey = _drop_outer_bands(grey, section, px_um)
     grey = remove_small(grey, _SPECK_MM2 / px_area)
     grey = fill_small_holes(grey, _HOLE_MM2 / px_area) & section
     lab, n = ndi.label(grey)
@@ -235,6 +271,44 @@ def _check_share(g: np.ndarray, sample: np.ndarray, section: np.ndarray, high: n
         if d < best_gap:
             best, best_gap = (h, c), d
     return best
+
+
+def _check_excess(g: np.ndarray, section_sample: np.ndarray, section: np.ndarray,
+                  high: np.ndarray, t: float) -> tuple[np.ndarray, float]:
+    """Fluorescence, whole section: a bright class well over the grey-matter share whose
+    dim class is tissue (not near the slide's level) means the ring, slide around a whole
+    cord, pulled Otsu's split down into the white matter (fluorescent Nissl whose white
+    matter is half as bright as the grey). The split is then taken on the section alone
+    (``section_sample``), if that leaves at least the published 40 % bright: less, and it
+    splits the grey matter itself (a sparse stain's motor pools from its neuropil)."""
+    n = float(section.sum())
+    share = float(high.sum()) / n
+    dim = section & ~high
+    if share <= _MAX_GREY_SHARE or share >= _BUTTERFLY_ONLY or not dim.any():
+        return high, t
+    if float(np.median(g[dim])) < _DIM_TISSUE * float(np.median(g[high])):
+        return high, t
+    t2 = _otsu(section_sample)
+    high2 = (g > t2) & section
+    if t2 <= t or float(high2.sum()) < _GREY_SHARE[0] * n:
+        return high, t
+    return high2, t2
+
+
+def _drop_outer_bands(grey: np.ndarray, section: np.ndarray, px_um: float) -> np.ndarray:
+    """Fluorescence: grey matter without the thin bands along the section's outline.
+
+    In the outer zone (depth under ``_OUTER_ZONE`` of the inscribed radius) only grey matter
+    that survives an opening of ``_BAND_UM`` is kept: bright meninges, a bright superficial
+    layer or a ventral root's stalk are bands under 100 µm thick following the outline,
+    where a dorsal horn tip is wider. Not when the grey matter is most of the section (the
+    butterfly alone: its horns make the outline).
+    """
+    if not grey.any() or float(grey.sum()) >= _BUTTERFLY_ONLY * float(section.sum()):
+        return grey
+    depth = ndi.distance_transform_edt(np.pad(section, 1))[1:-1, 1:-1]
+    outer = depth < _OUTER_ZONE * float(depth.max())
+    return grey & (~outer | opening(grey, _BAND_UM / px_um))
 
 
 def _clip_brightest(values: np.ndarray) -> np.ndarray:
