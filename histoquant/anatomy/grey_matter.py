@@ -240,12 +240,15 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
 
 def _check_share(g: np.ndarray, sample: np.ndarray, section: np.ndarray, high: np.ndarray,
                  t: float) -> tuple[np.ndarray, float]:
-    """Fluorescence, whole section: a bright class well under the published grey-matter
-    share is part of the grey matter only (ChAT: the motor pools and the fibre-rich
-    ventral horns above a faint dorsal neuropil). The sample is then split in three and in
-    four classes (slide, white matter, faint grey, bright grey: the slide and the white
-    matter can be one class or two), and of those lower thresholds the one whose bright
-    share is nearest the published 40–47 % is taken, if nearer than Otsu's."""
+    """Fluorescence, whole section: lower the threshold if the bright share is too small.
+
+    A bright class well under the published grey-matter share is part of the grey matter
+    only (ChAT: the motor pools and the fibre-rich ventral horns above a faint dorsal
+    neuropil). The sample is then split in three and in four classes (slide, white matter,
+    faint grey, bright grey: the slide and the white matter can be one class or two), and of
+    those lower thresholds the one whose bright share is nearest the published 40–47 % is
+    taken, if nearer than Otsu's.
+    """
     from skimage.filters import threshold_multiotsu
 
     n = float(section.sum())
@@ -275,12 +278,15 @@ def _check_share(g: np.ndarray, sample: np.ndarray, section: np.ndarray, high: n
 
 def _check_excess(g: np.ndarray, section_sample: np.ndarray, section: np.ndarray,
                   high: np.ndarray, t: float) -> tuple[np.ndarray, float]:
-    """Fluorescence, whole section: a bright class well over the grey-matter share whose
-    dim class is tissue (not near the slide's level) means the ring, slide around a whole
-    cord, pulled Otsu's split down into the white matter (fluorescent Nissl whose white
-    matter is half as bright as the grey). The split is then taken on the section alone
-    (``section_sample``), if that leaves at least the published 40 % bright: less, and it
-    splits the grey matter itself (a sparse stain's motor pools from its neuropil)."""
+    """Fluorescence, whole section: split on the section alone if the bright share is too large.
+
+    A bright class well over the grey-matter share whose dim class is tissue (not near the
+    slide's level) means the ring, slide around a whole cord, pulled Otsu's split down into
+    the white matter (fluorescent Nissl whose white matter is half as bright as the grey).
+    The split is then taken on the section alone (``section_sample``), if that leaves at
+    least the published 40 % bright: less, and it splits the grey matter itself (a sparse
+    stain's motor pools from its neuropil).
+    """
     n = float(section.sum())
     share = float(high.sum()) / n
     dim = section & ~high
@@ -312,14 +318,18 @@ def _drop_outer_bands(grey: np.ndarray, section: np.ndarray, px_um: float) -> np
 
 
 def _clip_brightest(values: np.ndarray) -> np.ndarray:
-    """``values`` with the brightest 1 % clipped: a fold or a bright artefact would pull a
-    threshold up."""
+    """Return ``values`` with the brightest 1 % clipped.
+
+    A fold or a bright artefact would pull a threshold up.
+    """
     return np.clip(values, None, np.percentile(values, 99.0))
 
 
 def _otsu(values: np.ndarray, log_scale: bool = False) -> float:
-    """Otsu's threshold of :func:`_clip_brightest` ``values``; with ``log_scale``, on
-    ``log(1 + value)`` of a signal ≥ 0."""
+    """Return Otsu's threshold of :func:`_clip_brightest` ``values``.
+
+    With ``log_scale``, on ``log(1 + value)`` of a signal ≥ 0.
+    """
     from skimage.filters import threshold_otsu
 
     v = _clip_brightest(values)
@@ -337,7 +347,7 @@ def _solidity(section: np.ndarray) -> float:
 
 
 def _grey_is_higher(high: np.ndarray, section: np.ndarray, px_um: float) -> bool:
-    """Fluorescence, ``contrast="auto"``: is grey matter the brighter class?
+    """Fluorescence, ``contrast="auto"``: whether grey matter is the brighter class.
 
     The class that does not form the section's outer rim is grey matter, unless the rim is
     bright because the section found is only the (bright) butterfly: then the dim class

@@ -61,13 +61,15 @@ def dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
 
 
 def opening(mask: np.ndarray, radius_px: float) -> np.ndarray:
-    """Opening by a disk: removes everything thinner than ``2 * radius_px``."""
+    """Open by a disk: remove everything thinner than ``2 * radius_px``."""
     return dilate(erode(mask, radius_px), radius_px) & mask if radius_px > 0 else mask.copy()
 
 
 def label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
-    """Maximum of ``values`` per label 1..n (index 0 unused); much faster than
-    ``ndi.maximum`` with many pixels."""
+    """Return the maximum of ``values`` per label 1..n (index 0 unused).
+
+    Much faster than ``ndi.maximum`` with many pixels.
+    """
     out = np.full(n + 1, -np.inf)
     sel = labels > 0
     np.maximum.at(out, labels[sel], values[sel])

@@ -168,6 +168,7 @@ class VasculatureParams(AssayParams):
              "section; lengths are then projected lengths (see docs).")
 
     def __post_init__(self) -> None:
+        """Check that the vessel and pericyte ridge filters each have at least one scale."""
         super().__post_init__()
         # The ridge filter takes the maximum over its scales: with none there is no filter.
         for name in ("vessel_scales_um", "pericyte_scales_um"):
@@ -466,7 +467,9 @@ def _check_distinct(image: Image, idx: dict[str, int]) -> None:
         seen[i] = role
 
 
-def _summary(name, masks, px, vseg, vtrace, peri, covered, bodies, warnings) -> pd.DataFrame:
+def _summary(name: str, masks: dict[str, np.ndarray], px: float, vseg: TubeSegmentation,
+             vtrace: SkeletonTrace, peri: _Channel, covered: np.ndarray,
+             bodies: np.ndarray | None, warnings: list[str]) -> pd.DataFrame:
     table = region_table(name, masks, px)
     rows = []
     px2 = px * px
@@ -547,7 +550,8 @@ def _summary(name, masks, px, vseg, vtrace, peri, covered, bodies, warnings) -> 
     return pd.concat([table, pd.DataFrame(rows)], axis=1)
 
 
-def _objects(name, masks, px, trace: SkeletonTrace, covered) -> pd.DataFrame:
+def _objects(name: str, masks: dict[str, np.ndarray], px: float, trace: SkeletonTrace,
+             covered: np.ndarray) -> pd.DataFrame:
     cols = ["image", "region", "segment", "length_um", "segment_length_um", "diameter_um",
             "pericyte_coverage_pct", "branch_type", "centroid_y_um", "centroid_x_um",
             "start_y_um", "start_x_um", "end_y_um", "end_x_um", "class"]
@@ -596,7 +600,7 @@ def _qc_step(shape: tuple[int, int]) -> int:
 
 
 def _qc_plane(channel: np.ndarray) -> np.ndarray:
-    """A channel reduced to the QC overlay's size (block means)."""
+    """Reduce a channel to the QC overlay's size (block means)."""
     from ..segment.statistics import block_mean
 
     q = _qc_step(channel.shape)

@@ -21,6 +21,7 @@ from histoquant.assays.base import (
     resolve_params,
     resolve_regions,
 )
+from histoquant.assays.contract import REGION_AREA, Measure
 from histoquant.params import AssayParams, param
 from histoquant.results import AssayResult
 
@@ -101,8 +102,19 @@ def run_fluo(image, regions=None, params=None, *, channels=None, pixel_size_um=N
                        pixel_size_um=px)
 
 
-COUNT = AssaySpec("fake-count", "Fake counter", CountParams, run_count, rgb=True)
+COUNT = AssaySpec("fake-count", "Fake counter", CountParams, run_count, rgb=True,
+                  measures=(REGION_AREA,
+                            Measure("n_objects", "count", "dark objects", animal="sum"),
+                            Measure("density_per_mm2", "per mm²", "objects per mm²",
+                                    tiles="ratio", of=("n_objects", "region_area_mm2"))))
 FLUO = AssaySpec("fake-fluo", "Fake fluorescence", FluoParams, run_fluo,
                  channel_roles=(ChannelRole("signal", help="the stained channel"),
-                                ChannelRole("reference", required=False, help="background")))
+                                ChannelRole("reference", required=False, help="background")),
+                 measures=(REGION_AREA,
+                           Measure("mean_signal", "a.u.", "mean signal", tiles="weighted",
+                                   of=("region_area_mm2",)),
+                           Measure("positive_area_um2", "µm²", "area above the threshold",
+                                   animal="sum"),
+                           Measure("mean_reference", "a.u.", "mean reference",
+                                   tiles="weighted", of=("region_area_mm2",))))
 SPECS = {"fake-count": COUNT, "fake-fluo": FLUO}
