@@ -11,7 +11,14 @@ combined as averages weighted by the region area of each tile (see
 ``combine_tile_summaries(summaries: DataFrame) -> DataFrame`` to combine its own summary rows
 exactly (the DataFrame has one row per tile × region and a ``tile`` column).
 
-Memory is bounded by one tile: pixels are read window by window from lazy (zarr) images.
+Image-wide statistics: an assay whose spec has a ``calibrate`` (background, noise, thresholds,
+stain colour, ...) has them measured once over the regions (the section's bounding box, read
+whole or, beyond a pixel budget, at a lower resolution: :mod:`histoquant.calibration`) and
+applied to every tile, so that each tile does not estimate its own from a fraction of the
+image; the calibration is kept in :attr:`TiledResult.calibration`.
+
+Memory is bounded by one tile (and the calibration's budget): pixels are read window by window
+from lazy (zarr) images.
 """
 
 from __future__ import annotations
@@ -208,6 +215,9 @@ class TiledResult:
     warnings: list[str] = field(default_factory=list)
     saturated_px: int = 0
     measured_px: int = 0
+    #: The image-wide statistics every tile was measured with (``spec.calibrate``; plain
+    #: JSON data for run.json), or None when the assay has no calibration.
+    calibration: dict | None = None
 
 
 def _centroid_pair(df: pd.DataFrame) -> tuple[str, str, bool] | None:
@@ -290,7 +300,7 @@ def run_tiled(
     regions : RegionSource
         Where to measure; tiles whose core holds none of it are skipped.
     params, channels
-        Passed to ``spec.run``.
+        Passed to ``spec.run`` (and ``spec.calibrate``).
     tile_px : int
         Core size in pixels.
     overlap_px : int
@@ -313,6 +323,14 @@ def run_tiled(
         else None
     windows = tile_grid(image.shape_yx, tile_px, overlap_px, bounds)
     summaries, objects, warnings = [], [], []
+    calibration = None
+    extra: dict[str, Any] = {}
+    if spec.calibrate is not None and windows:
+        # Once for the whole region: each tile alone would estimate its own background,
+        # noise and thresholds from a fraction of the image.
+        calibration = spec.calibrate(image, regions, params, channels=channels, bounds=bounds)
+        warnings.extend(calibration.get("warnings", []))
+        extra["calibration"] = calibration
     skipped = 0
     saturated = measured = 0
     top = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else None
@@ -335,7 +353,7 @@ def run_tiled(
                 inside |= m
             saturated += int((hit & inside).sum())
             measured += int(inside.sum())
-        result = spec.run(tile, regions=masks, params=params, channels=channels)
+        result = spec.run(tile, regions=masks, params=params, channels=channels, **extra)
         warnings.extend(f"tile {win.r0},{win.c0}: {w}" for w in result.warnings)
         summaries.append(result.summary.assign(tile=i))
         obj = result.objects
@@ -364,7 +382,7 @@ def run_tiled(
             objs["image"] = image.name
     return TiledResult(summary=summary, objects=objs, n_tiles=len(windows) - skipped,
                        n_tiles_skipped=skipped, warnings=warnings, saturated_px=saturated,
-                       measured_px=measured)
+                       measured_px=measured, calibration=calibration)
 
 
 def _combine(spec: AssaySpec, summaries: list[pd.DataFrame], name: str) -> pd.DataFrame:

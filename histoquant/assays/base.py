@@ -39,7 +39,18 @@ class ChannelRole:
 class AssaySpec:
     """How the CLI, the batch runner and the napari plugin see an assay.
 
-    ``run(image, regions=None, params=None, *, channels=None, progress=None) -> AssayResult``
+    ``run(image, regions=None, params=None, *, channels=None, progress=None,
+    calibration=None) -> AssayResult``
+
+    ``calibrate``, when an assay has one, measures the statistics the assay estimates over
+    the whole image (background, noise, thresholds, stain colour, ...):
+    ``calibrate(image, regions, params, *, channels=None, bounds=None) -> dict``, with
+    ``regions`` full-size masks ``{name: bool array}`` or a
+    :class:`histoquant.tiling.RegionSource`. The dict holds plain floats, strings and lists
+    (JSON, recorded in run.json); ``run(tile, ..., calibration=that_dict)`` then applies
+    them to a tile instead of estimating its own, so a tiled run measures as a whole one
+    (:func:`histoquant.tiling.run_tiled`). ``run(image)`` alone is ``calibrate`` followed by
+    that application, on the whole image.
     """
 
     name: str
@@ -51,6 +62,9 @@ class AssaySpec:
     auto_regions: tuple[str, ...] = ("grey_matter",)
     #: The modalities the assay measures; other images are refused with a ModalityError.
     modalities: tuple[str, ...] = ("brightfield", "fluorescence")
+    #: Image-wide statistics for tiled runs (see the class docstring); None: each tile
+    #: estimates its own.
+    calibrate: Callable[..., dict] | None = None
 
     def __post_init__(self) -> None:
         from ..io.modality import MODALITIES
@@ -63,17 +77,20 @@ class AssaySpec:
             # an image of the other modality before the assay reads a pixel.
             object.__setattr__(self, "run", _modality_checked(self.run, self.modalities,
                                                               self.name))
+            if self.calibrate is not None:
+                object.__setattr__(self, "calibrate", _modality_checked(
+                    self.calibrate, self.modalities, self.name))
 
 
-def _modality_checked(run: Callable[..., AssayResult], modalities: tuple[str, ...],
-                      name: str) -> Callable[..., AssayResult]:
+def _modality_checked(run: Callable[..., Any], modalities: tuple[str, ...],
+                      name: str) -> Callable[..., Any]:
     import functools
 
     if getattr(run, "__histoquant_modalities__", None) == modalities:
         return run
 
     @functools.wraps(run)
-    def checked(image: Any, *args: Any, **kwargs: Any) -> AssayResult:
+    def checked(image: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(image, (Image, np.ndarray)):
             image = as_image(image)
             check_image_modality(image, modalities, name)
