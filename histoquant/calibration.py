@@ -102,7 +102,7 @@ def _mask_bounds(masks: Mapping[str, np.ndarray]) -> tuple[int, int, int, int]:
 
 def region_view(image: Image, regions: Mapping[str, np.ndarray] | Any, *,
                 bounds: tuple[int, int, int, int] | None = None, margin_px: int = 0,
-                budget_px: int = CALIBRATION_BUDGET_PX) -> RegionView:
+                budget_px: int | None = None) -> RegionView:
     """The regions' bounding box (grown by ``margin_px``), whole or at a lower resolution.
 
     Parameters
@@ -116,8 +116,9 @@ def region_view(image: Image, regions: Mapping[str, np.ndarray] | Any, *,
         (r0, r1, c0, c1): only this part of the image (one section of a slide).
     margin_px : int
         Context read around the regions (for backgrounds measured beside them).
-    budget_px : int
-        Most pixels read at full resolution; a larger box is read every ``step`` pixels,
+    budget_px : int, optional
+        Most pixels read at full resolution (default :data:`CALIBRATION_BUDGET_PX`, read at
+        call time); a larger box is read every ``step`` pixels,
         ``step = ceil(sqrt(box / budget))``, from a pyramid level where one fits.
 
     Returns
@@ -144,6 +145,7 @@ def region_view(image: Image, regions: Mapping[str, np.ndarray] | Any, *,
     if r1 <= r0 or c1 <= c0:
         r0, r1, c0, c1 = 0, h, 0, w
     n = (r1 - r0) * (c1 - c0)
+    budget_px = CALIBRATION_BUDGET_PX if budget_px is None else int(budget_px)
     step = 1 if n <= budget_px else math.ceil(math.sqrt(n / budget_px))
     level, d = None, 1
     if step > 1:

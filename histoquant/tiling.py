@@ -328,7 +328,8 @@ def run_tiled(
     if spec.calibrate is not None and windows:
         # Once for the whole region: each tile alone would estimate its own background,
         # noise and thresholds from a fraction of the image.
-        calibration = spec.calibrate(image, regions, params, channels=channels, bounds=bounds)
+        more = {} if bounds is None else {"bounds": bounds}
+        calibration = spec.calibrate(image, regions, params, channels=channels, **more)
         warnings.extend(calibration.get("warnings", []))
         extra["calibration"] = calibration
     skipped = 0

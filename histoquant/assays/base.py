@@ -46,7 +46,9 @@ class AssaySpec:
     the whole image (background, noise, thresholds, stain colour, ...):
     ``calibrate(image, regions, params, *, channels=None, bounds=None) -> dict``, with
     ``regions`` full-size masks ``{name: bool array}`` or a
-    :class:`histoquant.tiling.RegionSource`. The dict holds plain floats, strings and lists
+    :class:`histoquant.tiling.RegionSource` and ``bounds`` (r0, r1, c0, c1) one section's box
+    (passed only when a tiled run has one); :func:`histoquant.calibration.region_view` reads
+    the pixels within a memory budget. The dict holds plain floats, strings and lists
     (JSON, recorded in run.json); ``run(tile, ..., calibration=that_dict)`` then applies
     them to a tile instead of estimating its own, so a tiled run measures as a whole one
     (:func:`histoquant.tiling.run_tiled`). ``run(image)`` alone is ``calibrate`` followed by

@@ -467,7 +467,8 @@ def _dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _regions(image: Image, regions: Any, p: EvansBlueParams) -> tuple[dict[str, np.ndarray],
+def _regions(image: Image, regions: Any, p: EvansBlueParams,
+             need_reference: bool = True) -> tuple[dict[str, np.ndarray],
                                                                       np.ndarray | None]:
     """Measured regions and the reference-region mask (when background_method='reference')."""
     if isinstance(regions, str) and regions == "auto":
@@ -484,7 +485,9 @@ def _regions(image: Image, regions: Any, p: EvansBlueParams) -> tuple[dict[str, 
     if pad.any() and not pad.all():
         masks = {name: m & ~pad for name, m in masks.items()}
     reference = None
-    if p.background_method == "reference":
+    # A calibrated tile has the reference level already; its part of the slide may not
+    # reach the reference region.
+    if p.background_method == "reference" and (need_reference or p.reference_region in masks):
         if p.reference_region not in masks:
             raise RegionError(
                 f"{image.source}: background_method='reference' needs a region named "
@@ -775,10 +778,10 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     chans = resolve_channels(image, SPEC.channel_roles, channels)
     has_vessel = "vessel" in chans
     _check_params(p, has_vessel)
-    masks, reference = _regions(image, regions, p)
+    cal = dict(calibration) if calibration is not None else None
+    masks, reference = _regions(image, regions, p, need_reference=cal is None)
     support = _union(masks.values())
     warnings: list[str] = []
-    cal = dict(calibration) if calibration is not None else None
     m = _measure_channels(image, chans, support, reference, p, px, warnings, report, cal)
     evb, threshold, seed, vessel, zone, grid = m.evb, m.threshold, m.seed, m.vessel, m.zone, \
         m.grid
