@@ -9,9 +9,10 @@ This module gives the pixels they are measured on, within a memory budget:
 - the bounding box of the regions (grown by a margin) is read whole when it holds at most
   :data:`CALIBRATION_BUDGET_PX` pixels;
 - otherwise a lower-resolution view of it is read: a pyramid level of the file when one
-  divides the step (:func:`histoquant.anatomy.working.pyramid_downsamples`), taken every
-  ``step / level`` pixels, else every ``step``-th pixel of level 0 (strided reads; a lazy
-  zarr array then reads its chunks once each).
+  divides the step and is no coarser than the assay allows (a level averages the noise
+  down), taken every ``step / level`` pixels, else every ``step``-th pixel of level 0
+  (strided reads, which keep each pixel's noise; a lazy zarr array then reads its chunks
+  once each).
 
 Block grids (backgrounds that vary over the image) are stored with where their working pixels
 lie in full-resolution coordinates (:func:`grid_record`), so a tile reads its window of the
@@ -53,12 +54,15 @@ class RegionView:
         pixel ``(j, i)`` is centred on ``origin + (j, i) × step``.
     step : int
         Full-resolution pixels per view pixel (1: the region read whole).
+    level_downsample : int
+        Downsampling of the pyramid level read (1: level 0, whole or strided).
     """
 
     image: Image
     masks: dict[str, np.ndarray]
     origin_yx: tuple[float, float]
     step: int
+    level_downsample: int = 1
 
 
 def tile_origin(image: Image) -> tuple[int, int]:
@@ -102,7 +106,8 @@ def _mask_bounds(masks: Mapping[str, np.ndarray]) -> tuple[int, int, int, int]:
 
 def region_view(image: Image, regions: Mapping[str, np.ndarray] | Any, *,
                 bounds: tuple[int, int, int, int] | None = None, margin_px: int = 0,
-                budget_px: int | None = None) -> RegionView:
+                budget_px: int | None = None, max_level_downsample: int = 1 << 30
+                ) -> RegionView:
     """The regions' bounding box (grown by ``margin_px``), whole or at a lower resolution.
 
     Parameters
@@ -120,6 +125,12 @@ def region_view(image: Image, regions: Mapping[str, np.ndarray] | Any, *,
         Most pixels read at full resolution (default :data:`CALIBRATION_BUDGET_PX`, read at
         call time); a larger box is read every ``step`` pixels,
         ``step = ceil(sqrt(box / budget))``, from a pyramid level where one fits.
+    max_level_downsample : int
+        Largest pyramid downsampling to read from. A level's pixel is the mean of ``d × d``
+        pixels, whose noise is ``d`` times smaller: an assay whose statistics are those of
+        single pixels (a noise SD, a threshold on pixel values) gives 1 (strided reads of
+        level 0 keep each pixel's noise), one that works on block means of ``f`` pixels
+        gives ``f``.
 
     Returns
     -------
@@ -152,7 +163,7 @@ def region_view(image: Image, regions: Mapping[str, np.ndarray] | Any, *,
         from .anatomy.working import _pyramid_level
 
         found = _pyramid_level(image, step)
-        if found is not None and step % found[2] == 0:
+        if found is not None and step % found[2] == 0 and found[2] <= max_level_downsample:
             level, _, d = found
     # A pyramid pixel covers d × d pixels from a multiple of d: the view starts on one.
     r0, c0 = r0 // d * d, c0 // d * d
@@ -185,7 +196,7 @@ def region_view(image: Image, regions: Mapping[str, np.ndarray] | Any, *,
     view = Image(data, axes=image.axes, pixel_size_um=image.require_pixel_size() * step,
                  channel_names=image.channel_names, rgb=image.rgb, z_step_um=image.z_step_um,
                  path=image.path, metadata=meta, modality=kind)
-    return RegionView(view, masks, (r0 + centre, c0 + centre), step)
+    return RegionView(view, masks, (r0 + centre, c0 + centre), step, d)
 
 
 def grid_record(values: np.ndarray, block_px: int, cell_px: float,

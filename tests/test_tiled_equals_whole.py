@@ -229,3 +229,26 @@ def test_reference_background_tiles_need_not_hold_the_reference_region(evans_ima
     t = tiled.summary.set_index("region")
     for col in ("evb_positive_area_um2", "background", "threshold"):
         _close(t.loc["grey_matter", col], whole.loc["grey_matter", col], AREA_COUNT_RTOL, col)
+
+
+def test_large_region_calibrates_on_a_pyramid_level_of_the_working_pixel(tmp_path,
+                                                                         monkeypatch):
+    # Over the budget, motor-neurons reads a pyramid level no coarser than its 1 µm working
+    # pixel (level 2× at 0.5 µm/px): the level's pixels are the working pixels' means, so
+    # the neuropil noise that sets the threshold stays that of the whole run.
+    from histoquant.io import read_image
+    from histoquant.io.writers import write_ome_zarr
+
+    image, _ = nissl_phantom((1024, 1024), 0.5, seed=0)
+    write_ome_zarr(image, tmp_path / "pyr.zarr", levels=3, chunk=256)
+    stored = read_image(tmp_path / "pyr.zarr")
+    whole = mn.run(image)
+    full = mn.calibrate(image)
+    monkeypatch.setattr(cal_mod, "CALIBRATION_BUDGET_PX", 300_000)
+    tiled = run_tiled(mn.SPEC, stored, WholeImage(), tile_px=512, overlap_px=OVERLAP)
+    c = tiled.calibration
+    assert c["step"] == 2 and c["pyramid_level_downsample"] == 2
+    assert c["neuropil_sd"] == pytest.approx(full["neuropil_sd"], rel=0.03)
+    t, w = tiled.summary.iloc[0], whole.summary.iloc[0]
+    assert int(t["n_motor_neurons"]) == int(w["n_motor_neurons"])
+    _close(t["n_somata"], w["n_somata"], AREA_COUNT_RTOL, "n_somata")

@@ -666,11 +666,12 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
 
     The box (regions grown by one background tile, ``background_scale_um``) is read whole up
     to :data:`histoquant.calibration.CALIBRATION_BUDGET_PX` pixels, and then gives what a
-    whole run of that box gives. Beyond, a lower-resolution view is read (``step`` > 1): the
-    background field stays close (it is smooth over 200 µm); noise SD and the thresholds on
-    it are approximate (a pyramid level averages the noise down; strided reads keep it but
-    sample fewer pixels), as are the raw maximum (a saturated speck can be missed), the
-    Otsu/triangle thresholds and the glow margin (thin vessels are coarser).
+    whole run of that box gives. Beyond, every ``step``-th pixel is read (``step`` > 1; never
+    a pyramid level, whose block means would shrink the noise): the background field stays
+    close (it is smooth over 200 µm), the noise SD and the thresholds come from fewer pixels
+    of the same distribution (close), while the raw maximum (a saturated speck can be
+    missed), the clipped-channel test and the glow margin (thin vessels are sampled
+    coarsely) are approximate.
 
     Parameters
     ----------
@@ -702,8 +703,11 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
     _check_params(p, "vessel" in chans)
     if regions is not None and not isinstance(regions, (RegionSource, Mapping)):
         regions = _regions(image, regions, p)[0]
+    # never a pyramid level: the noise SD and thresholds are statistics of single pixels,
+    # which strided reads keep and a level's block means do not
     view = region_view(image, regions, bounds=bounds,
-                       margin_px=int(np.ceil(p.background_scale_um / px)))
+                       margin_px=int(np.ceil(p.background_scale_um / px)),
+                       max_level_downsample=1)
     vimg = view.image
     masks, reference = _regions(vimg, view.masks, p)
     support = _union(masks.values())
@@ -712,6 +716,7 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
                           warnings, lambda f, msg: None, None, patches=False,
                           record=(view.origin_yx, view.step))
     return {"assay": SPEC.name, "step": view.step,
+            "pyramid_level_downsample": view.level_downsample,
             "origin_yx": [float(v) for v in view.origin_yx],
             "evb": _channel_record(m.evb, view.origin_yx, view.step),
             "threshold": float(m.threshold), "seed_threshold": float(m.seed),

@@ -591,11 +591,13 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
 
     The box (regions grown by the background's reach) is read whole up to
     :data:`histoquant.calibration.CALIBRATION_BUDGET_PX` pixels. Beyond, a lower-resolution
-    view is read (``step`` > 1 in the result): the background grids are then measured on
-    fewer, coarser pixels (close: they are smooth over 50 µm blocks), while ``neuropil_sd``,
-    the fluorescence ``noise`` grid and ``noise_floor`` are approximate — at a coarser
-    working pixel the noise of a block mean is smaller (a pyramid level) or its sampling
-    sparser (strided reads).
+    view is read (``step`` > 1 in the result; a pyramid level no coarser than the working
+    pixel, else every ``step``-th pixel): the background grids are then measured on fewer,
+    coarser pixels (close: they are smooth over 50 µm blocks), while ``neuropil_sd``, the
+    fluorescence ``noise`` grid and ``noise_floor`` are approximate — the noise of the view's
+    pixels is that of the working pixel only when the view's pixel is one (a level of the
+    working pixel's size); strided single pixels are noisier than a working pixel's mean,
+    and a view coarser than the working pixel less noisy.
 
     Parameters
     ----------
@@ -626,7 +628,10 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
     px = float(image.pixel_size_um)
     if regions is not None and not isinstance(regions, (RegionSource, Mapping)):
         regions = resolve_regions(image, regions, SPEC.auto_regions)
-    view = region_view(image, regions, bounds=bounds, margin_px=_margin_px(p, px))
+    # a pyramid level no coarser than the working pixel: its pixels are the working
+    # pixel's block means, whose noise sets the threshold
+    view = region_view(image, regions, bounds=bounds, margin_px=_margin_px(p, px),
+                       max_level_downsample=_factor(p, px))
     vimg = view.image
     s = view.step
     pxv = px * s
@@ -635,6 +640,7 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
     origin = tuple(o + (f - 1) / 2 * s for o in view.origin_yx)
     cell = f * s
     out: dict[str, Any] = {"assay": SPEC.name, "modality": modality, "step": s,
+                           "pyramid_level_downsample": view.level_downsample,
                            "origin_yx": [float(v) for v in view.origin_yx]}
     if modality == "fluorescence":
         plane = np.asarray(vimg.plane())
