@@ -625,6 +625,8 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
     p = resolve_params(MotorNeuronParams, params)
     image = prepare_image(image, pixel_size_um)
     modality = _resolve_modality(image, p)
+    if p.modality == "brightfield":
+        check_image_modality(image, ("brightfield",), SPEC.name)  # as run does
     px = float(image.pixel_size_um)
     if regions is not None and not isinstance(regions, (RegionSource, Mapping)):
         regions = resolve_regions(image, regions, SPEC.auto_regions)
@@ -733,9 +735,10 @@ def run(image: Image | np.ndarray, regions=None, params=None, *, channels=None,
     modality = cal["modality"] if cal is not None else _resolve_modality(image, p)
     if modality == "fluorescence":
         return _run_fluorescence(image, regions, p, channels, report, cal)
-    if p.modality == "brightfield":
+    if p.modality == "brightfield" and cal is None:
         # Optical density against a dark background would turn the background into stain
         # (the 100,000 µm² "somata" of a fluorescence export): refuse a confident detection.
+        # (A calibrated tile was checked with the whole image, by calibrate.)
         check_image_modality(image, ("brightfield",), SPEC.name)
     if channels and any(v is not None for v in dict(channels).values()):
         raise ChannelError(f"{image.source}: a brightfield analysis reads the RGB image and "
