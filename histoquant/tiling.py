@@ -10,7 +10,14 @@ combined by the rule its assay declares (:class:`~histoquant.assays.contract.Mea
 densities and fractions as ratios of the summed amounts, means of per-object values as means
 over the stitched objects (see :func:`histoquant.aggregate.combine_tiles`).
 
-Memory is bounded by one tile: pixels are read window by window from lazy (zarr) images.
+Image-wide statistics: an assay whose spec has a ``calibrate`` (background, noise, thresholds,
+stain colour, ...) has them measured once over the regions (the section's bounding box, read
+whole or, beyond a pixel budget, at a lower resolution: :mod:`histoquant.calibration`) and
+applied to every tile, so that each tile does not estimate its own from a fraction of the
+image; the calibration is kept in :attr:`TiledResult.calibration`.
+
+Memory is bounded by one tile (and the calibration's budget): pixels are read window by window
+from lazy (zarr) images.
 """
 
 from __future__ import annotations
@@ -203,6 +210,9 @@ class TiledResult:
     warnings: list[str] = field(default_factory=list)
     saturated_px: int = 0
     measured_px: int = 0
+    #: The image-wide statistics every tile was measured with (``spec.calibrate``; plain
+    #: JSON data for run.json), or None when the assay has no calibration.
+    calibration: dict | None = None
 
 
 def shift_objects(objects: pd.DataFrame, dy_px: float, dx_px: float, pixel_size_um: float,
@@ -260,7 +270,7 @@ def run_tiled(
     regions : RegionSource
         Where to measure; tiles whose core holds none of it are skipped.
     params, channels
-        Passed to ``spec.run``.
+        Passed to ``spec.run`` (and ``spec.calibrate``).
     tile_px : int
         Core size in pixels.
     overlap_px : int
@@ -283,6 +293,15 @@ def run_tiled(
         else None
     windows = tile_grid(image.shape_yx, tile_px, overlap_px, bounds)
     summaries, objects, warnings = [], [], []
+    calibration = None
+    extra: dict[str, Any] = {}
+    if spec.calibrate is not None and windows:
+        # Once for the whole region: each tile alone would estimate its own background,
+        # noise and thresholds from a fraction of the image.
+        more = {} if bounds is None else {"bounds": bounds}
+        calibration = spec.calibrate(image, regions, params, channels=channels, **more)
+        warnings.extend(calibration.get("warnings", []))
+        extra["calibration"] = calibration
     skipped = 0
     saturated = measured = 0
     top = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else None
@@ -305,7 +324,7 @@ def run_tiled(
                 inside |= m
             saturated += int((hit & inside).sum())
             measured += int(inside.sum())
-        result = spec.run(tile, regions=masks, params=params, channels=channels)
+        result = spec.run(tile, regions=masks, params=params, channels=channels, **extra)
         warnings.extend(f"tile {win.r0},{win.c0}: {w}" for w in result.warnings)
         summaries.append(result.summary.assign(tile=i))
         obj = result.objects
@@ -333,7 +352,7 @@ def run_tiled(
             objs["image"] = image.name
     return TiledResult(summary=summary, objects=objs, n_tiles=len(windows) - skipped,
                        n_tiles_skipped=skipped, warnings=warnings, saturated_px=saturated,
-                       measured_px=measured)
+                       measured_px=measured, calibration=calibration)
 
 
 def _combine(spec: AssaySpec, summaries: list[pd.DataFrame], objects: pd.DataFrame,

@@ -39,12 +39,25 @@ class ChannelRole:
 class AssaySpec:
     """How the CLI, the batch runner and the napari plugin see an assay.
 
-    ``run(image, regions=None, params=None, *, channels=None, progress=None) -> AssayResult``
+    ``run(image, regions=None, params=None, *, channels=None, progress=None,
+    calibration=None) -> AssayResult``
 
     Everything the batch, the tiler and the plugin need to know about the assay's tables is
     declared here (see :mod:`histoquant.assays.contract`): the summary columns with their
     units and combination rules, the extra tables, the object position columns, and a
     preflight check.
+
+    ``calibrate``, when an assay has one, measures the statistics the assay estimates over
+    the whole image (background, noise, thresholds, stain colour, ...):
+    ``calibrate(image, regions, params, *, channels=None, bounds=None) -> dict``, with
+    ``regions`` full-size masks ``{name: bool array}`` or a
+    :class:`histoquant.tiling.RegionSource` and ``bounds`` (r0, r1, c0, c1) one section's box
+    (passed only when a tiled run has one); :func:`histoquant.calibration.region_view` reads
+    the pixels within a memory budget. The dict holds plain floats, strings and lists
+    (JSON, recorded in run.json); ``run(tile, ..., calibration=that_dict)`` then applies
+    them to a tile instead of estimating its own, so a tiled run measures as a whole one
+    (:func:`histoquant.tiling.run_tiled`). ``run(image)`` alone is ``calibrate`` followed by
+    that application, on the whole image.
     """
 
     name: str
@@ -67,6 +80,9 @@ class AssaySpec:
     #: object is (which tile keeps it, where the viewer puts it); all are moved when tiles are
     #: put back into slide coordinates.
     positions: tuple[tuple[str, str], ...] = (("centroid_y_um", "centroid_x_um"),)
+    #: Image-wide statistics for tiled runs (see the class docstring); None: each tile
+    #: estimates its own.
+    calibrate: Callable[..., dict] | None = None
 
     def __post_init__(self) -> None:
         """Check the modalities and declarations; wrap ``run`` with the result checks."""
@@ -83,6 +99,9 @@ class AssaySpec:
             # an image of the other modality before the assay reads a pixel, and what it
             # returns holds only declared summary columns and tables.
             object.__setattr__(self, "run", _checked(self.run, self))
+            if self.calibrate is not None:
+                object.__setattr__(self, "calibrate",
+                                   _checked(self.calibrate, self, check_result=False))
 
     def measure(self, column: str) -> Measure:
         """Return the declaration of summary column ``column``.
@@ -101,8 +120,10 @@ class AssaySpec:
         return found
 
 
-def _checked(run: Callable[..., AssayResult], spec: AssaySpec) -> Callable[..., AssayResult]:
-    return _CheckedRun(run.__wrapped__ if isinstance(run, _CheckedRun) else run, spec)
+def _checked(run: Callable[..., Any], spec: AssaySpec, *,
+             check_result: bool = True) -> Callable[..., Any]:
+    return _CheckedRun(run.__wrapped__ if isinstance(run, _CheckedRun) else run, spec,
+                       check_result)
 
 
 class _CheckedRun:
@@ -111,13 +132,15 @@ class _CheckedRun:
     A class, not a closure, so that a spec pickles into the batch's worker processes.
     """
 
-    def __init__(self, run: Callable[..., AssayResult], spec: AssaySpec) -> None:
+    def __init__(self, run: Callable[..., Any], spec: AssaySpec,
+                 check_output: bool = True) -> None:
         import functools
 
         functools.update_wrapper(self, run)
         self.spec = spec
+        self.check_output = check_output
 
-    def __call__(self, image: Any, *args: Any, **kwargs: Any) -> AssayResult:
+    def __call__(self, image: Any, *args: Any, **kwargs: Any) -> Any:
         from ..io.modality import MODALITIES
 
         spec = self.spec
@@ -125,7 +148,8 @@ class _CheckedRun:
             image = as_image(image)
             check_image_modality(image, spec.modalities, spec.name)
         result = self.__wrapped__(image, *args, **kwargs)
-        check_result(spec, result)
+        if self.check_output:
+            check_result(spec, result)
         return result
 
 

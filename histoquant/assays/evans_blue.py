@@ -35,11 +35,12 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from ..calibration import region_view, tile_origin
 from ..errors import EmptyImageError, ParamsError, RegionError
 from ..io.image import Image, check_not_empty
 from ..params import AssayParams, param
 from ..results import AssayResult
-from ..segment.coarse_background import coarse_background
+from ..segment.coarse_background import CoarseField, coarse_background
 from ..segment.padding import padding_of_image
 from ..segment.statistics import (
     CLIP_FRACTION,
@@ -63,7 +64,8 @@ from .base import (
 )
 from .contract import REGION_AREA, ExtraTable, Measure
 
-__all__ = ["EvansBlueParams", "run", "study_threshold", "corrected_channel", "SPEC"]
+__all__ = ["EvansBlueParams", "run", "calibrate", "study_threshold", "corrected_channel",
+           "SPEC"]
 
 # Pixels positive in 8 directions belong to one patch: a leak is a blob, not a lattice.
 _CONN8 = np.ones((3, 3), dtype=bool)
@@ -201,6 +203,69 @@ class _Channel:
     loc: float
     sd: float
     notes: tuple[str, ...] = ()
+    clipped: bool = False
+    field_norm: float | None = None  # the flat-field's mean background (less dark_level)
+    ref_level: float | None = None  # the reference region's median, subtracted
+
+
+def _channel_record(ch: _Channel, origin_yx: tuple[float, float], step: int) -> dict[str, Any]:
+    """What :func:`_correct` measured on a channel, as plain data in full-resolution pixels.
+
+    ``origin_yx``: full-resolution position of the measured array's pixel (0, 0); ``step``:
+    full-resolution pixels per pixel of it.
+    """
+    field = None
+    f = ch.background_grid
+    if f is not None:
+        field = {"grid": np.asarray(f.grid, np.float32).tolist(),
+                 "spacing_px": float(f.spacing_px * step), "offset_px": float(f.offset_px * step),
+                 "block_px": int(f.block_px * step), "valid": np.asarray(f.valid).tolist(),
+                 "origin_yx": [float(origin_yx[0]), float(origin_yx[1])]}
+    return {"raw_max": float(ch.raw_max), "bit_depth": int(ch.bit_depth),
+            "saturation_level": float(ch.saturation_level), "clipped": bool(ch.clipped),
+            "background_const": None if ch.background_const is None
+            else float(ch.background_const),
+            "field": field, "field_norm": None if ch.field_norm is None else float(ch.field_norm),
+            "ref_level": None if ch.ref_level is None else float(ch.ref_level),
+            "loc": float(ch.loc), "sd": float(ch.sd), "notes": list(ch.notes)}
+
+
+def _apply_record(raw: np.ndarray, c: Mapping[str, Any], p: EvansBlueParams,
+                  origin_yx: tuple[int, int]) -> _Channel:
+    """:func:`_correct` with the statistics of a calibration (``_channel_record``) instead of
+    estimating them from ``raw`` (a tile whose pixel (0, 0) is at ``origin_yx``)."""
+    sat_level = float(c["saturation_level"])
+    saturated = None
+    if np.isfinite(sat_level) and raw.size and float(raw.max()) >= sat_level:
+        saturated = raw >= sat_level
+    bits = int(c["bit_depth"])
+    if c["clipped"]:
+        if p.dark_level:
+            raw -= np.float32(p.dark_level)
+        return _Channel(raw, float(c["raw_max"]), bits, sat_level, saturated, None,
+                        float(p.dark_level), float(c["loc"]), float(c["sd"]), (), True)
+    field = None
+    rec = c["field"]
+    if rec is not None:
+        field = CoarseField(np.asarray(rec["grid"], np.float32), rec["spacing_px"],
+                            rec["offset_px"], raw.shape, rec["block_px"],
+                            np.asarray(rec["valid"], bool)).for_window(
+            (origin_yx[0] - rec["origin_yx"][0], origin_yx[1] - rec["origin_yx"][1]), raw.shape)
+    gain = None
+    if p.flatfield == "background":
+        norm = float(c["field_norm"])
+        gain = field.map(lambda g: 1.0 / np.clip((g - p.dark_level) / norm, 0.25, 4.0))
+    if p.background_method == "coarse":
+        field.apply(raw, np.subtract)
+    elif p.dark_level:
+        raw -= np.float32(p.dark_level)
+    if gain is not None:
+        gain.apply(raw, np.multiply)
+    if p.background_method == "reference":
+        raw -= np.float32(c["ref_level"])
+    const = c["background_const"]
+    return _Channel(raw, float(c["raw_max"]), bits, sat_level, saturated, field, const,
+                    float(c["loc"]), float(c["sd"]), (), False, c["field_norm"], c["ref_level"])
 
 
 def _raw_channel(image: Image, index: int, p: EvansBlueParams) -> np.ndarray:
@@ -260,12 +325,12 @@ def _correct(raw: np.ndarray, *, dtype: np.dtype, support: np.ndarray,
             raw -= np.float32(p.dark_level)
         st = background_stats(sample_pixels(raw, support), step=step, dtype=dtype)
         return _Channel(raw, raw_max, 8 * np.dtype(dtype).itemsize, sat_level, saturated, None,
-                        float(p.dark_level), st.level, st.sd, tuple(notes))
+                        float(p.dark_level), st.level, st.sd, tuple(notes), True)
     field = None
     if p.background_method == "coarse" or p.flatfield == "background":
         cell = max(1, round(p.background_scale_um / px))
         field = coarse_background(raw, cell, support, source=source)
-    gain = None
+    gain = norm = None
     if p.flatfield == "background":
         norm = field.mean_over(support) - p.dark_level
         if not norm > 0:
@@ -282,7 +347,7 @@ def _correct(raw: np.ndarray, *, dtype: np.dtype, support: np.ndarray,
         raw -= np.float32(p.dark_level)
     if gain is not None:
         gain.apply(raw, np.multiply)
-    const = None
+    const = ref_level = None
     if p.background_method == "reference":
         ref_level = float(np.median(sample_pixels(raw, reference)))
         raw -= np.float32(ref_level)
@@ -293,7 +358,7 @@ def _correct(raw: np.ndarray, *, dtype: np.dtype, support: np.ndarray,
     # (segment.statistics: a one-level JPEG ripple is not noise to threshold on).
     st = background_stats(sample_pixels(raw, support), step=step, dtype=dtype)
     return _Channel(raw, raw_max, 8 * np.dtype(dtype).itemsize, sat_level, saturated, field, const,
-                    st.level, st.sd, tuple(notes))
+                    st.level, st.sd, tuple(notes), False, norm, ref_level)
 
 
 def _threshold(ch: _Channel, support: np.ndarray, method: str, k: float,
@@ -404,7 +469,8 @@ def _dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _regions(image: Image, regions: Any, p: EvansBlueParams) -> tuple[dict[str, np.ndarray],
+def _regions(image: Image, regions: Any, p: EvansBlueParams,
+             need_reference: bool = True) -> tuple[dict[str, np.ndarray],
                                                                       np.ndarray | None]:
     """Measured regions and the reference-region mask (when background_method='reference')."""
     if isinstance(regions, str) and regions == "auto":
@@ -421,7 +487,9 @@ def _regions(image: Image, regions: Any, p: EvansBlueParams) -> tuple[dict[str, 
     if pad.any() and not pad.all():
         masks = {name: m & ~pad for name, m in masks.items()}
     reference = None
-    if p.background_method == "reference":
+    # A calibrated tile has the reference level already; its part of the slide may not
+    # reach the reference region.
+    if p.background_method == "reference" and (need_reference or p.reference_region in masks):
         if p.reference_region not in masks:
             raise RegionError(
                 f"{image.source}: background_method='reference' needs a region named "
@@ -492,9 +560,178 @@ def _union(masks: Iterable[np.ndarray]) -> np.ndarray:
     return out
 
 
+@dataclass
+class _Measured:
+    """The corrected channels, the image-wide statistics and the masks they give."""
+
+    evb: _Channel
+    threshold: float
+    seed: float
+    labels: np.ndarray | None = None
+    n_patches: int = 0
+    vessel: np.ndarray | None = None
+    zone: np.ndarray | None = None
+    grid: Any = None  # _DistanceGrid
+    v_threshold: float = float("nan")
+    margin_um: float = float("nan")
+    vessel_display: np.ndarray | None = None
+    vessel_channel: dict[str, Any] | None = None  # the vessel channel's _channel_record
+
+
+def _measure_channels(image: Image, chans: Mapping[str, int], support: np.ndarray,
+                      reference: np.ndarray | None, p: EvansBlueParams, px: float,
+                      warnings: list[str], report, cal: Mapping[str, Any] | None, *,
+                      patches: bool = True, record: tuple[tuple[float, float], int] | None = None
+                      ) -> _Measured:
+    """Background-correct the channels and threshold them.
+
+    Without ``cal`` every statistic (background field, flat-field, noise, thresholds, glow
+    margin) is estimated from ``image``: the whole run, and :func:`calibrate` on the whole
+    region. With ``cal`` (a calibration) they are applied to ``image`` (a tile). ``patches``:
+    also find the positive patches; ``record`` (origin, step): keep the vessel channel's
+    statistics as plain data (for :func:`calibrate`).
+    """
+    origin = tile_origin(image)
+    report(0.05, "background")
+    raw = _raw_channel(image, chans["evb"], p)
+    if cal is None:
+        evb = _correct(raw, dtype=image.dtype, support=support, reference=reference, p=p,
+                       px=px, source=image.source, role="evb")
+        warnings.extend(evb.notes)
+        threshold = _threshold(evb, support, p.threshold_method, p.threshold_k, p.threshold)
+        seed = max(threshold, p.seed_ratio * threshold)
+    else:
+        evb = _apply_record(raw, cal["evb"], p, origin)
+        threshold, seed = float(cal["threshold"]), float(cal["seed_threshold"])
+    del raw
+    out = _Measured(evb, threshold, seed)
+    report(0.35, "threshold")
+    if patches:
+        out.labels, out.n_patches = _positive_patches(evb.corrected, support, threshold, seed,
+                                                      p.min_patch_area_um2 / (px * px))
+    if "vessel" not in chans:
+        return out
+    report(0.5, "vessels")
+    raw = _raw_channel(image, chans["vessel"], p)
+    if cal is None:
+        vch = _correct(raw, dtype=image.dtype, support=support, reference=reference, p=p,
+                       px=px, source=image.source, role="vessel")
+        warnings.extend(vch.notes)
+        v_threshold = _threshold(vch, support, p.vessel_threshold_method,
+                                 p.vessel_threshold_k, p.vessel_threshold)
+        if record is not None:
+            out.vessel_channel = _channel_record(vch, *record)
+    else:
+        vch = _apply_record(raw, cal["vessel"], p, origin)
+        v_threshold = float(cal["vessel_threshold"])
+    del raw
+    vessel = _vessel_mask(vch.corrected, v_threshold, p, px)
+    q = _qc_step(image.shape_yx)
+    out.vessel_display = vch.corrected[::q, ::q].copy()
+    del vch
+    margin_um = p.vessel_margin_um
+    if cal is not None:
+        # the glow is a property of the whole image's vessels, measured by calibrate
+        margin_um = float(cal["vessel_margin_um"])
+    elif vessel.any() and p.max_glow_margin_um > margin_um:
+        out.grid = _DistanceGrid.make(vessel, px, p)
+        glow = _glow_margin_um(evb.corrected, support, out.grid, threshold,
+                               p.max_glow_margin_um)
+        if glow > margin_um:
+            warnings.append(f"{image.name}: EvB glows around most vessels (median "
+                            f"intensity above the threshold up to {glow:.1f} µm out); the "
+                            f"vessel margin is widened from {margin_um:g} to {glow:.1f} µm "
+                            "(max_glow_margin_um)")
+            margin_um = glow
+    out.zone = _dilate(vessel, margin_um / px)
+    if not vessel.any() and cal is None:
+        warnings.append(f"{image.name}: no vessel found in the vessel channel (threshold "
+                        f"{v_threshold:.4g}); intra/extravascular split is empty")
+    out.vessel, out.v_threshold, out.margin_um = vessel, v_threshold, margin_um
+    return out
+
+
+def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
+              channels: Mapping[str, str | int] | None = None,
+              bounds: tuple[int, int, int, int] | None = None,
+              pixel_size_um: float | None = None) -> dict[str, Any]:
+    """The image-wide statistics of the assay, measured over the regions' bounding box.
+
+    What a whole run estimates from the whole image, for a tiled run to apply to every tile
+    (``run(tile, calibration=...)``, :func:`histoquant.tiling.run_tiled`), per channel
+    (``evb``, ``vessel``): the saturation level and raw maximum, whether the channel is
+    clipped at its minimum, the coarse background field (a grid placed in full-resolution
+    coordinates; a tile reads its window) and the flat-field's mean, the reference level,
+    the background's level and noise SD; and the thresholds (``threshold``,
+    ``seed_threshold``, ``vessel_threshold``, whatever their method) and the vessel margin
+    widened to the glow around the vessels (``vessel_margin_um``).
+
+    The box (regions grown by one background tile, ``background_scale_um``) is read whole up
+    to :data:`histoquant.calibration.CALIBRATION_BUDGET_PX` pixels, and then gives what a
+    whole run of that box gives. Beyond, every ``step``-th pixel is read (``step`` > 1; never
+    a pyramid level, whose block means would shrink the noise): the background field stays
+    close (it is smooth over 200 µm), the noise SD and the thresholds come from fewer pixels
+    of the same distribution (close), while the raw maximum (a saturated speck can be
+    missed), the clipped-channel test and the glow margin (thin vessels are sampled
+    coarsely) are approximate.
+
+    Parameters
+    ----------
+    image : Image or ndarray
+        Full-resolution fluorescence image (lazy arrays are read only inside the box).
+    regions : None, mapping of masks, or RegionSource
+        Where the assay measures (``None``: the whole image; ``"auto"`` and region files as
+        :func:`run` takes them).
+    params : EvansBlueParams, dict or path, optional
+        Parameters.
+    channels : mapping, optional
+        As for :func:`run`.
+    bounds : tuple, optional
+        (r0, r1, c0, c1): one section of a slide.
+    pixel_size_um : float, optional
+        Pixel size override.
+
+    Returns
+    -------
+    dict
+        Plain numbers and lists (JSON), with ``assay``, ``step`` and ``warnings``.
+    """
+    from ..tiling import RegionSource
+
+    p = resolve_params(EvansBlueParams, params)
+    image = prepare_image(image, pixel_size_um, modalities=SPEC.modalities, assay=SPEC.name)
+    px = float(image.pixel_size_um)
+    chans = resolve_channels(image, SPEC.channel_roles, channels)
+    _check_params(p, "vessel" in chans)
+    if regions is not None and not isinstance(regions, (RegionSource, Mapping)):
+        regions = _regions(image, regions, p)[0]
+    # never a pyramid level: the noise SD and thresholds are statistics of single pixels,
+    # which strided reads keep and a level's block means do not
+    view = region_view(image, regions, bounds=bounds,
+                       margin_px=int(np.ceil(p.background_scale_um / px)),
+                       max_level_downsample=1)
+    vimg = view.image
+    masks, reference = _regions(vimg, view.masks, p)
+    support = _union(masks.values())
+    warnings: list[str] = []
+    m = _measure_channels(vimg, chans, support, reference, p, float(vimg.pixel_size_um),
+                          warnings, lambda f, msg: None, None, patches=False,
+                          record=(view.origin_yx, view.step))
+    return {"assay": SPEC.name, "step": view.step,
+            "pyramid_level_downsample": view.level_downsample,
+            "origin_yx": [float(v) for v in view.origin_yx],
+            "evb": _channel_record(m.evb, view.origin_yx, view.step),
+            "threshold": float(m.threshold), "seed_threshold": float(m.seed),
+            "vessel": m.vessel_channel, "vessel_threshold": float(m.v_threshold),
+            "vessel_margin_um": float(m.margin_um),
+            "vessel_found": bool(m.vessel is not None and m.vessel.any()),
+            "warnings": warnings}
+
+
 def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         channels: Mapping[str, str | int] | None = None, pixel_size_um: float | None = None,
-        progress: Progress | None = None) -> AssayResult:
+        progress: Progress | None = None,
+        calibration: Mapping[str, Any] | None = None) -> AssayResult:
     """Measure Evans Blue extravasation in one image.
 
     Parameters
@@ -514,6 +751,12 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         Pixel size override in µm.
     progress : callable, optional
         ``progress(fraction, message)``.
+    calibration : mapping, optional
+        Image-wide statistics from :func:`calibrate` (background field and flat-field, noise,
+        thresholds, saturation level, vessel margin), applied instead of estimating them from
+        ``image`` — a tile of a larger image (:func:`histoquant.tiling.run_tiled`; the tile's
+        place is ``image.metadata["tile_origin_yx"]``). Without it they are estimated from
+        ``image`` by the same code as :func:`calibrate`.
 
     Returns
     -------
@@ -541,51 +784,16 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     chans = resolve_channels(image, SPEC.channel_roles, channels)
     has_vessel = "vessel" in chans
     _check_params(p, has_vessel)
-    masks, reference = _regions(image, regions, p)
+    cal = dict(calibration) if calibration is not None else None
+    masks, reference = _regions(image, regions, p, need_reference=cal is None)
     support = _union(masks.values())
     warnings: list[str] = []
-    report(0.05, "background")
-    evb = _correct(_raw_channel(image, chans["evb"], p), dtype=image.dtype,
-                   support=support, reference=reference, p=p, px=px, source=image.source,
-                   role="evb")
-    warnings.extend(evb.notes)
-    threshold = _threshold(evb, support, p.threshold_method, p.threshold_k, p.threshold)
-    seed = max(threshold, p.seed_ratio * threshold)
-    report(0.35, "threshold")
-    labels, n_patches = _positive_patches(evb.corrected, support, threshold, seed,
-                                          p.min_patch_area_um2 / (px * px))
+    m = _measure_channels(image, chans, support, reference, p, px, warnings, report, cal)
+    evb, threshold, seed, vessel, zone, grid = m.evb, m.threshold, m.seed, m.vessel, m.zone, \
+        m.grid
+    v_threshold, margin_um, vessel_display = m.v_threshold, m.margin_um, m.vessel_display
+    labels, n_patches = m.labels, m.n_patches
     positive = labels > 0
-    vessel = zone = grid = None
-    margin_um = float("nan")
-    vessel_display = None
-    v_threshold = float("nan")
-    if has_vessel:
-        report(0.5, "vessels")
-        vch = _correct(_raw_channel(image, chans["vessel"], p), dtype=image.dtype,
-                       support=support, reference=reference, p=p, px=px,
-                       source=image.source, role="vessel")
-        warnings.extend(vch.notes)
-        v_threshold = _threshold(vch, support, p.vessel_threshold_method,
-                                 p.vessel_threshold_k, p.vessel_threshold)
-        vessel = _vessel_mask(vch.corrected, v_threshold, p, px)
-        q = _qc_step(image.shape_yx)
-        vessel_display = vch.corrected[::q, ::q].copy()
-        del vch
-        margin_um = p.vessel_margin_um
-        if vessel.any() and p.max_glow_margin_um > margin_um:
-            grid = _DistanceGrid.make(vessel, px, p)
-            glow = _glow_margin_um(evb.corrected, support, grid, threshold,
-                                   p.max_glow_margin_um)
-            if glow > margin_um:
-                warnings.append(f"{image.name}: EvB glows around most vessels (median "
-                                f"intensity above the threshold up to {glow:.1f} µm out); the "
-                                f"vessel margin is widened from {margin_um:g} to {glow:.1f} µm "
-                                "(max_glow_margin_um)")
-                margin_um = glow
-        zone = _dilate(vessel, margin_um / px)
-        if not vessel.any():
-            warnings.append(f"{image.name}: no vessel found in the vessel channel (threshold "
-                            f"{v_threshold:.4g}); intra/extravascular split is empty")
     report(0.7, "measuring")
     if grid is None and has_vessel and vessel.any():
         grid = _DistanceGrid.make(vessel, px, p)
@@ -601,7 +809,8 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     if vessel is not None:
         out_masks.update(vessel=vessel, vessel_zone=zone)
     extra = {"threshold": threshold, "seed_threshold": seed, "noise_sd": evb.sd,
-             "vessel_threshold": v_threshold, "vessel_margin_um": margin_um}
+             "vessel_threshold": v_threshold, "vessel_margin_um": margin_um,
+             "calibrated": cal is not None}
     report(1.0, "done")
     return AssayResult(assay=SPEC.name, image=image.name, objects=objects, summary=summary,
                        labels=labels, masks=out_masks, qc=qc, params=p.to_dict(),
@@ -1032,4 +1241,5 @@ SPEC = AssaySpec(
         Measure("saturation_flag", "", "too much of the positive area is saturated",
                 tiles="any", animal="none"),
     ),
+    calibrate=calibrate,
 )

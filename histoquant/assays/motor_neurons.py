@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..calibration import grid_positions, grid_record, region_view, tile_origin
 from ..errors import ChannelError, EmptyImageError, ParamsError
 from ..io.image import Image, check_finite, check_not_empty
 from ..measure.nucleolus import nucleolus_contrast
@@ -55,17 +56,18 @@ from ..measure.objects import assign_regions, measure_objects
 from ..params import AssayParams, param
 from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines
 from ..results import AssayResult
-from ..segment.background import flatten_background
+from ..segment.background import background_level, subtract_block_grid
 from ..segment.cellpose_engine import CellposeOptions, require_cellpose, segment_cellpose
 from ..segment.fluorescent_somata import (
     FluorescentSomaParams,
     axial_continuation,
+    local_background_noise,
     pick_soma_channel,
     segment_fluorescent_somata,
     signal_to_noise,
 )
 from ..segment.padding import find_padding
-from ..segment.somata import SomaSegmentationParams, segment_somata
+from ..segment.somata import SomaSegmentationParams, neuropil_noise, segment_somata
 from ..segment.stain import CRESYL_VIOLET_OD, estimate_stain_vector, estimate_white, stain_density
 from ..segment.statistics import (
     block_any,
@@ -87,7 +89,7 @@ from .base import (
 )
 from .contract import REGION_AREA, Measure
 
-__all__ = ["MotorNeuronParams", "run", "SPEC", "OBJECT_CLASSES"]
+__all__ = ["MotorNeuronParams", "run", "calibrate", "SPEC", "OBJECT_CLASSES"]
 
 OBJECT_CLASSES = ("motor_neuron", "other")
 
@@ -545,10 +547,208 @@ def _resolve_modality(image: Image, p: MotorNeuronParams) -> str:
     return guess_modality(image) if p.modality == "auto" else p.modality
 
 
+# --------------------------------------------------------------------------------------------
+# Image-wide statistics (calibration)
+# --------------------------------------------------------------------------------------------
+
+
+def _margin_px(p: MotorNeuronParams, px: float) -> int:
+    """Context read around the regions: the background blocks reach that far."""
+    return int(np.ceil(max(60.0, p.background_scale_um / 2) / px))
+
+
+def _factor(p: MotorNeuronParams, px: float) -> int:
+    return max(1, int(np.floor(p.work_pixel_size_um / px + 1e-6)))
+
+
+def _block_px(p: MotorNeuronParams, pxw: float) -> int:
+    """Background block in working pixels (half the background scale)."""
+    return round(p.background_scale_um / 2 / pxw)
+
+
+def _white_and_stain(rgb, p: MotorNeuronParams) -> tuple[np.ndarray, Any]:
+    """Unstained light and stain colour, from a subsample of the whole image."""
+    white = estimate_white(rgb)
+    stain = estimate_stain_vector(rgb, white, fallback=p.stain_vector) \
+        if p.estimate_stain_vector else p.stain_vector
+    return white, stain
+
+
+def _check_contrast(density: np.ndarray, source: str) -> None:
+    if float(density.max()) - float(density.min()) < 1e-3:
+        raise EmptyImageError(f"{source}: the image holds no stain contrast (blank or "
+                              "overexposed); there are no cells to measure")
+
+
+def _soma_signal(image: Image, plane: np.ndarray, rs: slice, cs: slice, channels,
+                 factor: int, masks: Mapping[str, np.ndarray], margin_px: int):
+    """Fluorescence: the soma channel of the crop at the working size, its tissue, the
+    full-resolution channel, its index and the channel scores."""
+    crop = plane[rs, cs]
+    tissue_full = ~find_padding(crop)
+    idx, scores = _soma_channel(image, channels, tissue_full, crop)
+    chan = crop[..., idx] if crop.ndim == 3 else crop
+    signal = block_mean(chan, factor)
+    tissue = block_any(tissue_full, factor, min_fraction=0.5)
+    del tissue_full
+    px = float(image.pixel_size_um)
+    if not tissue.any():
+        raise EmptyImageError(f"{image.source}: the regions ({', '.join(masks)}) and the "
+                              f"{margin_px * px:.0f} µm around them hold no tissue, only "
+                              "padding (the export's constant canvas); check where the regions "
+                              "lie")
+    if float(signal[tissue].max()) - float(signal[tissue].min()) <= 0:
+        raise EmptyImageError(f"{image.source}: the soma channel "
+                              f"{image.channel_names[idx]!r} holds no contrast in the "
+                              "tissue (blank, saturated or all padding); there are no cells "
+                              "to measure")
+    return signal, tissue, chan, idx, scores
+
+
+def _quantisation_floor(chan: np.ndarray, dtype: np.dtype) -> float:
+    # A noise below the data's quantisation step is not measurable noise: the shared floor
+    # (histoquant.segment.statistics) keeps one-level JPEG ripples out of the somata.
+    return noise_floor(quantisation_step(sample_pixels(chan, None, 50_000), dtype))
+
+
+def _align(rs: slice, cs: slice, image: Image, back: Mapping[str, Any],
+           factor: int) -> tuple[slice, slice]:
+    """A tile's crop moved to start on the calibration's working-pixel grid.
+
+    Working pixels average ``factor`` × ``factor`` blocks; a tile whose blocks fall where the
+    whole image's do gives the same working image, hence the same somata, as a whole run.
+    The start moves back (or, at the image's edge, forward) by less than ``factor``.
+    """
+    cell = float(back["cell_px"])
+    if factor <= 1 or abs(cell - factor) > 1e-9:
+        return rs, cs
+    origin = tile_origin(image)
+    out = []
+    for sl, o, first in zip((rs, cs), origin, back["origin_yx"]):
+        start0 = float(first) - (factor - 1) / 2  # first full-resolution pixel of the grid
+        shift = round(o + sl.start - start0) % factor
+        start = sl.start - shift if sl.start >= shift else sl.start + (factor - shift) % factor
+        out.append(slice(start, sl.stop))
+    return out[0], out[1]
+
+
+def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
+              channels: Mapping[str, str | int] | None = None,
+              bounds: tuple[int, int, int, int] | None = None,
+              pixel_size_um: float | None = None) -> dict[str, Any]:
+    """The image-wide statistics of the assay, measured over the regions' bounding box.
+
+    What a whole run estimates from the whole image, for a tiled run to apply to every tile
+    (``run(tile, calibration=...)``, :func:`histoquant.tiling.run_tiled`):
+
+    - ``modality`` (``params.modality`` or the image's);
+    - brightfield: ``white`` (unstained light per channel, a subsample of the whole image),
+      ``stain_vector`` (measured when ``estimate_stain_vector``), ``background`` (the
+      neuropil level on blocks of half ``background_scale_um``, a grid placed in
+      full-resolution coordinates: a tile reads its window) and ``neuropil_sd`` (the
+      neuropil's noise, which sets the soma threshold with ``foreground_snr``);
+    - fluorescence: the soma channel (``soma_channel_index``, ``channel_scores``), the
+      ``noise_floor`` (quantisation), ``background`` (grids of the local background level
+      and noise), ``noise`` and ``background_level`` (their tissue medians).
+
+    The box (regions grown by the background's reach) is read whole up to
+    :data:`histoquant.calibration.CALIBRATION_BUDGET_PX` pixels. Beyond, a lower-resolution
+    view is read (``step`` > 1 in the result; a pyramid level no coarser than the working
+    pixel, else every ``step``-th pixel): the background grids are then measured on fewer,
+    coarser pixels (close: they are smooth over 50 µm blocks), while ``neuropil_sd``, the
+    fluorescence ``noise`` grid and ``noise_floor`` are approximate — the noise of the view's
+    pixels is that of the working pixel only when the view's pixel is one (a level of the
+    working pixel's size); strided single pixels are noisier than a working pixel's mean,
+    and a view coarser than the working pixel less noisy.
+
+    Parameters
+    ----------
+    image : Image or ndarray
+        Full-resolution image (lazy arrays are read only inside the box).
+    regions : None, mapping of masks, or RegionSource
+        Where the assay measures (``None``: the whole image; ``"auto"`` and region files as
+        :func:`run` takes them).
+    params : MotorNeuronParams, dict or path, optional
+        Parameters.
+    channels : mapping, optional
+        As for :func:`run`.
+    bounds : tuple, optional
+        (r0, r1, c0, c1): one section of a slide.
+    pixel_size_um : float, optional
+        Pixel size override.
+
+    Returns
+    -------
+    dict
+        Plain numbers and lists (JSON), with ``assay``, ``modality`` and ``step``.
+    """
+    from ..tiling import RegionSource
+
+    p = resolve_params(MotorNeuronParams, params)
+    image = prepare_image(image, pixel_size_um)
+    modality = _resolve_modality(image, p)
+    if p.modality == "brightfield":
+        check_image_modality(image, ("brightfield",), SPEC.name)  # as run does
+    px = float(image.pixel_size_um)
+    if regions is not None and not isinstance(regions, (RegionSource, Mapping)):
+        regions = resolve_regions(image, regions, SPEC.auto_regions)
+    # a pyramid level no coarser than the working pixel: its pixels are the working
+    # pixel's block means, whose noise sets the threshold
+    view = region_view(image, regions, bounds=bounds, margin_px=_margin_px(p, px),
+                       max_level_downsample=_factor(p, px))
+    vimg = view.image
+    s = view.step
+    pxv = px * s
+    f = _factor(p, pxv)
+    # where the view's working pixel 0 is centred, and full-resolution pixels per working one
+    origin = tuple(o + (f - 1) / 2 * s for o in view.origin_yx)
+    cell = f * s
+    out: dict[str, Any] = {"assay": SPEC.name, "modality": modality, "step": s,
+                           "pyramid_level_downsample": view.level_downsample,
+                           "origin_yx": [float(v) for v in view.origin_yx]}
+    if modality == "fluorescence":
+        plane = np.asarray(vimg.plane())
+        check_not_empty(plane, image.source)
+        full = (slice(0, plane.shape[0]), slice(0, plane.shape[1]))
+        signal, tissue, chan, idx, scores = _soma_signal(vimg, plane, *full, channels, f,
+                                                         view.masks, _margin_px(p, px))
+        quant = _quantisation_floor(chan, plane.dtype)
+        del chan
+        block = max(2, _block_px(p, pxv * f))  # as in signal_to_noise
+        bg, noise, global_sd = local_background_noise(signal, tissue, block, quant)
+        out.update(soma_channel_index=int(idx), soma_channel=image.channel_names[idx],
+                   channel_scores=None if scores is None else [float(v) for v in scores],
+                   noise_floor=float(quant), noise=float(global_sd),
+                   background_level=float(np.median(bg)),
+                   background=grid_record(bg, block, cell, origin,
+                                          noise=np.asarray(noise, np.float32).tolist()))
+        return out
+    from scipy import ndimage as ndi
+
+    rgb = vimg.require_rgb()
+    check_not_empty(np.asarray(rgb), image.source)
+    white, stain = _white_and_stain(image.require_rgb(), p)
+    density = stain_density(rgb, stain, white, factor=f)
+    _check_contrast(density, image.source)
+    block = _block_px(p, pxv * f)
+    grid = background_level(density, block)
+    subtract_block_grid(density, grid, block, np.arange(density.shape[0], dtype=float),
+                        np.arange(density.shape[1], dtype=float))
+    seg = p.segmentation()
+    smoothed = ndi.gaussian_filter(density, seg.smooth_um / (pxv * f)) \
+        if seg.smooth_um > 0 else density
+    out.update(white=[float(v) for v in white],
+               stain_vector=[float(v) for v in np.asarray(stain, float)],
+               neuropil_sd=float(neuropil_noise(smoothed)),
+               background=grid_record(grid, max(1, int(block)), cell, origin))
+    return out
+
+
 def run(image: Image | np.ndarray, regions: Any = None,
         params: MotorNeuronParams | Mapping[str, Any] | str | Path | None = None, *,
         channels: Mapping[str, str | int] | None = None, pixel_size_um: float | None = None,
-        progress: Progress | None = None) -> AssayResult:
+        progress: Progress | None = None,
+        calibration: Mapping[str, Any] | None = None) -> AssayResult:
     """Count and measure motor neurons in a brightfield Nissl or a fluorescence image.
 
     Parameters
@@ -573,6 +773,13 @@ def run(image: Image | np.ndarray, regions: Any = None,
         Pixel size in µm when the image does not carry one (or to override it).
     progress : callable, optional
         ``progress(fraction, message)``.
+    calibration : mapping, optional
+        Image-wide statistics from :func:`calibrate` (modality, white level, stain colour,
+        background grid, noise; the soma channel in fluorescence), applied instead of
+        estimating them from ``image`` — a tile of a larger image
+        (:func:`histoquant.tiling.run_tiled`; the tile's place is
+        ``image.metadata["tile_origin_yx"]``). Without it they are estimated from ``image``,
+        through the same code as :func:`calibrate`.
 
     Returns
     -------
@@ -588,12 +795,14 @@ def run(image: Image | np.ndarray, regions: Any = None,
             progress(float(np.clip(f, 0, 1)), msg)
 
     image = prepare_image(image, pixel_size_um)
-    modality = _resolve_modality(image, p)
+    cal = dict(calibration) if calibration is not None else None
+    modality = cal["modality"] if cal is not None else _resolve_modality(image, p)
     if modality == "fluorescence":
-        return _run_fluorescence(image, regions, p, channels, report)
-    if p.modality == "brightfield":
+        return _run_fluorescence(image, regions, p, channels, report, cal)
+    if p.modality == "brightfield" and cal is None:
         # Optical density against a dark background would turn the background into stain
         # (the 100,000 µm² "somata" of a fluorescence export): refuse a confident detection.
+        # (A calibrated tile was checked with the whole image, by calibrate.)
         check_image_modality(image, ("brightfield",), SPEC.name)
     if channels and any(v is not None for v in dict(channels).values()):
         raise ChannelError(f"{image.source}: a brightfield analysis reads the RGB image and "
@@ -601,26 +810,39 @@ def run(image: Image | np.ndarray, regions: Any = None,
                            "image set modality='fluorescence'")
     px = float(image.pixel_size_um)
     rgb = image.require_rgb()
-    if np.issubdtype(np.asarray(rgb[:1, :1]).dtype, np.floating):
-        check_finite(np.asarray(rgb), image.source)
-    check_not_empty(np.asarray(rgb), image.source)
+    if cal is None:
+        if np.issubdtype(np.asarray(rgb[:1, :1]).dtype, np.floating):
+            check_finite(np.asarray(rgb), image.source)
+        check_not_empty(np.asarray(rgb), image.source)
     masks = resolve_regions(image, regions, SPEC.auto_regions)
     h, w = image.shape_yx
     report(0.02, "stain separation")
-    margin = int(np.ceil(max(60.0, p.background_scale_um / 2) / px))
-    rs, cs = _crop_box(masks, margin)
-    crop = rgb[rs, cs]
-    factor = max(1, int(np.floor(p.work_pixel_size_um / px + 1e-6)))
+    rs, cs = _crop_box(masks, _margin_px(p, px))
+    factor = _factor(p, px)
     pxw = px * factor
-    white = estimate_white(rgb)
-    stain = estimate_stain_vector(rgb, white, fallback=p.stain_vector) \
-        if p.estimate_stain_vector else p.stain_vector
-    density = stain_density(crop, stain, white, factor=factor)
-    if float(density.max()) - float(density.min()) < 1e-3:
-        raise EmptyImageError(f"{image.source}: the image holds no stain contrast (blank or "
-                              "overexposed); there are no cells to measure")
-    report(0.15, "background flattening")
-    flatten_background(density, round(p.background_scale_um / 2 / pxw))
+    if cal is None:
+        white, stain = _white_and_stain(rgb, p)
+        density = stain_density(rgb[rs, cs], stain, white, factor=factor)
+        _check_contrast(density, image.source)
+        report(0.15, "background flattening")
+        block = _block_px(p, pxw)
+        grid = background_level(density, block)
+        subtract_block_grid(density, grid, block, np.arange(density.shape[0], dtype=float),
+                            np.arange(density.shape[1], dtype=float))
+        noise_sd = None  # measured by the segmentation on this density
+    else:
+        white = np.asarray(cal["white"], np.float64)
+        stain = np.asarray(cal["stain_vector"], np.float64)
+        back = cal["background"]
+        rs, cs = _align(rs, cs, image, back, factor)
+        density = stain_density(rgb[rs, cs], stain, white, factor=factor)
+        report(0.15, "background flattening")
+        origin = tile_origin(image)
+        ys, xs = grid_positions(back, (origin[0] + rs.start, origin[1] + cs.start),
+                                density.shape, factor)
+        subtract_block_grid(density, np.asarray(back["values"], np.float32),
+                            back["block_px"], ys, xs)
+        noise_sd = float(cal["neuropil_sd"])
     report(0.2, "soma segmentation")
     if p.engine == "cellpose":
         # Somata are the dark (high-density) objects; cellpose sees the stain density at
@@ -628,9 +850,10 @@ def run(image: Image | np.ndarray, regions: Any = None,
         labels_w = segment_cellpose(density, pxw, cellpose_options(p),
                                     progress=lambda f, m: report(0.2 + 0.55 * f, m))
     else:
+        more = {} if noise_sd is None else {"noise_sd": noise_sd}
         labels_w = segment_somata(
             density, pxw, p.engine, params=p.segmentation(),
-            progress=lambda f, m: report(0.2 + 0.55 * f, m))
+            progress=lambda f, m: report(0.2 + 0.55 * f, m), **more)
     report(0.75, "measuring somata")
     offset = (rs.start * px, cs.start * px)
     # Centroids in the full image's pixel-centre convention: a working pixel k spans full
@@ -674,7 +897,8 @@ def run(image: Image | np.ndarray, regions: Any = None,
         pixel_size_um=px,
         extra={"modality": "brightfield",
                "stain_vector": [float(v) for v in np.asarray(stain, float)],
-               "white": [float(v) for v in white], "work_pixel_size_um": pxw})
+               "white": [float(v) for v in white], "work_pixel_size_um": pxw,
+               "calibrated": cal is not None})
 
 
 def _soma_channel(image: Image, channels: Mapping[str, str | int] | None,
@@ -697,7 +921,8 @@ def _soma_channel(image: Image, channels: Mapping[str, str | int] | None,
 
 def _run_fluorescence(image: Image, regions: Any, p: MotorNeuronParams,
                       channels: Mapping[str, str | int] | None,
-                      report: Callable[[float, str], None]) -> AssayResult:
+                      report: Callable[[float, str], None],
+                      cal: dict[str, Any] | None = None) -> AssayResult:
     """Return the fluorescence path of :func:`run`: bright somata on a dark background."""
     if p.require_nucleolus:
         raise ParamsError(f"{image.source}: require_nucleolus needs the brightfield path (a "
@@ -705,38 +930,43 @@ def _run_fluorescence(image: Image, regions: Any, p: MotorNeuronParams,
                           "turn it off for a fluorescence image")
     px = float(image.pixel_size_um)
     plane = np.asarray(image.plane())
-    if np.issubdtype(plane.dtype, np.floating):
-        check_finite(plane, image.source)
-    check_not_empty(plane, image.source)
+    if cal is None:
+        if np.issubdtype(plane.dtype, np.floating):
+            check_finite(plane, image.source)
+        check_not_empty(plane, image.source)
     masks = resolve_regions(image, regions, SPEC.auto_regions)
     h, w = image.shape_yx
     report(0.02, "tissue and soma channel")
-    margin = int(np.ceil(max(60.0, p.background_scale_um / 2) / px))
-    rs, cs = _crop_box(masks, margin)
-    crop = plane[rs, cs]
-    tissue_full = ~find_padding(crop)
-    idx, scores = _soma_channel(image, channels, tissue_full, crop)
-    factor = max(1, int(np.floor(p.work_pixel_size_um / px + 1e-6)))
+    rs, cs = _crop_box(masks, _margin_px(p, px))
+    factor = _factor(p, px)
     pxw = px * factor
-    chan = crop[..., idx] if crop.ndim == 3 else crop
-    signal = block_mean(chan, factor)
-    tissue = block_any(tissue_full, factor, min_fraction=0.5)
-    del tissue_full
-    if not tissue.any():
-        raise EmptyImageError(f"{image.source}: the regions ({', '.join(masks)}) and the "
-                              f"{margin * px:.0f} µm around them hold no tissue, only padding "
-                              "(the export's constant canvas); check where the regions lie")
-    if float(signal[tissue].max()) - float(signal[tissue].min()) <= 0:
-        raise EmptyImageError(f"{image.source}: the soma channel "
-                              f"{image.channel_names[idx]!r} holds no contrast in the "
-                              "tissue (blank, saturated or all padding); there are no cells "
-                              "to measure")
-    # A noise below the data's quantisation step is not measurable noise: the shared floor
-    # (histoquant.segment.statistics) keeps one-level JPEG ripples out of the somata.
-    quant = noise_floor(quantisation_step(sample_pixels(chan, None, 50_000), plane.dtype))
-    report(0.1, "background and noise")
-    block = max(2, round(p.background_scale_um / 2 / pxw))
-    snr, excess, stats = signal_to_noise(signal, tissue, block, noise_floor=quant)
+    if cal is None:
+        signal, tissue, chan, idx, scores = _soma_signal(image, plane, rs, cs, channels,
+                                                         factor, masks, _margin_px(p, px))
+        quant = _quantisation_floor(chan, plane.dtype)
+        del chan
+        report(0.1, "background and noise")
+        snr, excess, stats = signal_to_noise(signal, tissue, _block_px(p, pxw),
+                                             noise_floor=quant)
+    else:
+        back = cal["background"]
+        rs, cs = _align(rs, cs, image, back, factor)
+        crop = plane[rs, cs]
+        idx = int(cal["soma_channel_index"])
+        scores = cal["channel_scores"]
+        chan = crop[..., idx] if crop.ndim == 3 else crop
+        signal = block_mean(chan, factor)
+        tissue = block_any(~find_padding(crop), factor, min_fraction=0.5)
+        del chan, crop
+        report(0.1, "background and noise")
+        origin = tile_origin(image)
+        pos = grid_positions(back, (origin[0] + rs.start, origin[1] + cs.start), signal.shape,
+                             factor)
+        grids = (np.asarray(back["values"], np.float32),
+                 np.asarray(back["noise"], np.float32), float(cal["noise"]))
+        snr, excess, stats = signal_to_noise(signal, tissue, back["block_px"], grids=grids,
+                                             positions=pos)
+        stats = {"noise": float(cal["noise"]), "background": float(cal["background_level"])}
     del signal
     report(0.2, "soma segmentation")
     if p.engine == "cellpose":
@@ -787,7 +1017,7 @@ def _run_fluorescence(image: Image, regions: Any, p: MotorNeuronParams,
                "soma_channel_index": int(idx),
                "channel_scores": None if scores is None else [float(v) for v in scores],
                "background": stats["background"], "noise": stats["noise"],
-               "work_pixel_size_um": pxw})
+               "work_pixel_size_um": pxw, "calibrated": cal is not None})
 
 
 def _add_axial_continuation(objects: pd.DataFrame, labels: np.ndarray, snr: np.ndarray,
@@ -937,4 +1167,5 @@ SPEC = AssaySpec(
         Measure("mean_soma_area_um2", "µm²", "mean area of every soma found",
                 tiles="objects", of=("area_um2",), animal="weighted", animal_weight="n_somata"),
     ),
+    calibrate=calibrate,
 )

@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["background_level", "flatten_background", "smooth_block_grid", "read_block_grid"]
+__all__ = ["background_level", "flatten_background", "smooth_block_grid", "read_block_grid",
+           "sample_block_grid", "subtract_block_grid"]
 
 
 def _shorth_centre(blocks: np.ndarray, fraction: float) -> np.ndarray:
@@ -136,15 +137,38 @@ def read_block_grid(grid: np.ndarray, block_px: int, r0: int, r1: int, c0: int, 
     numpy.ndarray
         ``(r1 - r0, c1 - c0)`` values (float32 for a float32 grid).
     """
+    return sample_block_grid(grid, block_px, np.arange(r0, r1, dtype=np.float64),
+                             np.arange(c0, c1, dtype=np.float64))
+
+
+def sample_block_grid(grid: np.ndarray, block_px: int, ys: np.ndarray, xs: np.ndarray
+                      ) -> np.ndarray:
+    """A block grid read bilinearly at rows ``ys`` × columns ``xs`` (pixels, may be fractional).
+
+    The positions are in the pixels the grid was measured on, as in :func:`read_block_grid`
+    (which is this at whole-pixel positions); a tile of a larger image reads its window of an
+    image-wide grid with shifted, possibly fractional positions
+    (:func:`histoquant.calibration.grid_positions`).
+    """
     b = int(block_px)
-    gy = (np.arange(r0, r1, dtype=np.float64) + 0.5) / b - 0.5
-    gx = (np.arange(c0, c1, dtype=np.float64) + 0.5) / b - 0.5
+    gy = (np.asarray(ys, dtype=np.float64) + 0.5) / b - 0.5
+    gx = (np.asarray(xs, dtype=np.float64) + 0.5) / b - 0.5
     iy0, wy = _axis(gy, grid.shape[0])
     ix0, wx = _axis(gx, grid.shape[1])
     iy1 = np.minimum(iy0 + 1, grid.shape[0] - 1)
     ix1 = np.minimum(ix0 + 1, grid.shape[1] - 1)
     rows = grid[iy0] * (1 - wy[:, None]) + grid[iy1] * wy[:, None]
     return rows[:, ix0] * (1 - wx) + rows[:, ix1] * wx
+
+
+def subtract_block_grid(image: np.ndarray, grid: np.ndarray, block_px: int, ys: np.ndarray,
+                        xs: np.ndarray, strip_rows: int = 2048) -> np.ndarray:
+    """Subtract a block grid read at ``ys`` × ``xs`` (:func:`sample_block_grid`) in place."""
+    h = image.shape[0]
+    for r0 in range(0, h, strip_rows):
+        r1 = min(h, r0 + strip_rows)
+        image[r0:r1] -= sample_block_grid(grid, block_px, ys[r0:r1], xs)
+    return image
 
 
 def flatten_background(image: np.ndarray, block_px: int, percentile: float | None = None,
@@ -175,10 +199,8 @@ def flatten_background(image: np.ndarray, block_px: int, percentile: float | Non
     grid = background_level(image, block_px, percentile, fraction)
     b = max(1, int(block_px))
     h, w = image.shape
-    for r0 in range(0, h, strip_rows):
-        r1 = min(h, r0 + strip_rows)
-        image[r0:r1] -= read_block_grid(grid, b, r0, r1, 0, w)
-    return image
+    return subtract_block_grid(image, grid, b, np.arange(h, dtype=np.float64),
+                               np.arange(w, dtype=np.float64), strip_rows)
 
 
 def _axis(g: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

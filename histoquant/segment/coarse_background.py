@@ -53,6 +53,10 @@ class CoarseField:
     valid : ndarray
         (ny, nx) bool, True where the window held enough support to be measured (the others
         were filled from their neighbours).
+    shift_yx : tuple of float
+        Where pixel (0, 0) of the image this field is applied to lies in the field's
+        coordinates: (0, 0) for the image it was measured on; a tile of it at rows ``r``,
+        columns ``c`` has ``(r, c)`` (:meth:`for_window`).
     """
 
     grid: np.ndarray
@@ -61,6 +65,22 @@ class CoarseField:
     shape: tuple[int, int]
     block_px: int
     valid: np.ndarray
+    shift_yx: tuple[float, float] = (0.0, 0.0)
+
+    def for_window(self, shift_yx: tuple[float, float], shape: tuple[int, int]) -> CoarseField:
+        """The same field seen from an image of ``shape`` whose pixel (0, 0) lies at
+        ``shift_yx`` in this field's coordinates (a tile of the image it was measured on)."""
+        return CoarseField(self.grid, self.spacing_px, self.offset_px, tuple(shape),
+                           self.block_px, self.valid,
+                           (self.shift_yx[0] + float(shift_yx[0]),
+                            self.shift_yx[1] + float(shift_yx[1])))
+
+    def _at(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        # no addition at all for the field's own image: bit for bit what it always gave
+        if self.shift_yx != (0.0, 0.0):
+            ys = ys + self.shift_yx[0]
+            xs = xs + self.shift_yx[1]
+        return _bilinear(self.grid, self.spacing_px, self.offset_px, ys, xs)
 
     def upsample(self, rows: slice | None = None) -> np.ndarray:
         """Return the field at full resolution (float32), or only the rows in ``rows``.
@@ -78,7 +98,7 @@ class CoarseField:
         h, w = self.shape
         rows = rows or slice(0, h)
         ys = np.arange(rows.start or 0, h if rows.stop is None else min(rows.stop, h))
-        return _bilinear(self.grid, self.spacing_px, self.offset_px, ys, np.arange(w))
+        return self._at(ys, np.arange(w))
 
     def apply(self, image: np.ndarray, op: np.ufunc, *, rows_per_chunk: int = 1024) -> None:
         """Combine ``image`` in place with the field: ``op(image, field, out=image)``.
@@ -105,7 +125,7 @@ class CoarseField:
         for r0 in range(0, h, rows_per_chunk):
             r1 = min(h, r0 + rows_per_chunk)
             ys = np.arange(r0, r1, cell) + (cell - 1) / 2
-            small = _bilinear(self.grid, self.spacing_px, self.offset_px, ys, xs)
+            small = self._at(ys, xs)
             band = np.repeat(small, cell, axis=1)[:, :w]
             part = image[r0:r1]
             for k in range(cell):
@@ -129,7 +149,7 @@ class CoarseField:
         weights = block_sum(mask, b).astype(np.float64)
         centres_y = np.arange(weights.shape[0]) * b + (b - 1) / 2
         centres_x = np.arange(weights.shape[1]) * b + (b - 1) / 2
-        values = _bilinear(self.grid, self.spacing_px, self.offset_px, centres_y, centres_x)
+        values = self._at(centres_y, centres_x)
         total = weights.sum()
         return float((values * weights).sum() / total) if total else float("nan")
 
@@ -147,7 +167,7 @@ class CoarseField:
             The new field, on the same grid.
         """
         return CoarseField(np.asarray(func(self.grid), dtype=np.float32), self.spacing_px,
-                           self.offset_px, self.shape, self.block_px, self.valid)
+                           self.offset_px, self.shape, self.block_px, self.valid, self.shift_yx)
 
 
 def _bilinear(grid: np.ndarray, spacing: float, offset: float, ys: np.ndarray,

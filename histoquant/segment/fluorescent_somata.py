@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage as ndi
 
-from .background import read_block_grid, smooth_block_grid
+from .background import sample_block_grid, smooth_block_grid
 from .somata import SomaSegmentationParams, segment_somata_classical
 from .statistics import P10_TO_SD as _P10_TO_SD
 
@@ -201,7 +201,9 @@ def local_background_noise(signal: np.ndarray, tissue: np.ndarray, block_px: int
 
 
 def signal_to_noise(signal: np.ndarray, tissue: np.ndarray, block_px: int,
-                    noise_floor: float = 0.0, strip_rows: int = 1024
+                    noise_floor: float = 0.0, strip_rows: int = 1024, *,
+                    grids: tuple[np.ndarray, np.ndarray, float] | None = None,
+                    positions: tuple[np.ndarray, np.ndarray] | None = None
                     ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Return ``(signal − local background) / local noise`` (float32, 0 off tissue) and the excess.
 
@@ -217,6 +219,14 @@ def signal_to_noise(signal: np.ndarray, tissue: np.ndarray, block_px: int,
         Smallest noise used, in the channel's units (one quantisation step).
     strip_rows : int
         Rows computed at a time.
+    grids : (ndarray, ndarray, float), optional
+        (background grid, noise grid, global noise) measured elsewhere (over a whole image,
+        :func:`local_background_noise`, of blocks of ``block_px`` pixels) instead of on
+        ``signal``.
+    positions : (ndarray, ndarray), optional
+        The rows and columns of ``signal`` on those grids
+        (:func:`histoquant.calibration.grid_positions`; default: the grids are ``signal``'s
+        own).
 
     Returns
     -------
@@ -228,16 +238,21 @@ def signal_to_noise(signal: np.ndarray, tissue: np.ndarray, block_px: int,
         ``noise``: the tissue's median block noise; ``background``: its median block level.
     """
     h, w = signal.shape
-    bg, noise, global_sd = local_background_noise(signal, tissue, block_px, noise_floor)
+    if grids is None:
+        bg, noise, global_sd = local_background_noise(signal, tissue, block_px, noise_floor)
+    else:
+        bg, noise, global_sd = grids
     b = max(2, int(block_px))  # as in _block_stats
+    ys, xs = positions if positions is not None else (np.arange(h, dtype=np.float64),
+                                                      np.arange(w, dtype=np.float64))
     snr = np.empty((h, w), np.float32)
     excess = np.empty((h, w), np.float32)
     for r0 in range(0, h, strip_rows):
         r1 = min(h, r0 + strip_rows)
-        e = signal[r0:r1].astype(np.float32) - read_block_grid(bg, b, r0, r1, 0, w)
+        e = signal[r0:r1].astype(np.float32) - sample_block_grid(bg, b, ys[r0:r1], xs)
         e[~tissue[r0:r1]] = 0
         excess[r0:r1] = e
-        snr[r0:r1] = e / read_block_grid(noise, b, r0, r1, 0, w)
+        snr[r0:r1] = e / sample_block_grid(noise, b, ys[r0:r1], xs)
     return snr, excess, {"noise": global_sd, "background": float(np.median(bg))}
 
 

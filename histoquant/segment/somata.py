@@ -637,8 +637,8 @@ def relabel_sequential_by_size(labels: np.ndarray, min_size_px: int) -> np.ndarr
 
 def segment_somata_classical(density: np.ndarray, pixel_size_um: float,
                              params: SomaSegmentationParams | None = None,
-                             progress: Callable[[float, str], None] | None = None
-                             ) -> np.ndarray:
+                             progress: Callable[[float, str], None] | None = None, *,
+                             noise_sd: float | None = None) -> np.ndarray:
     """Label every soma in a background-flattened stain-density image.
 
     Parameters
@@ -653,6 +653,10 @@ def segment_somata_classical(density: np.ndarray, pixel_size_um: float,
         Sizes and thresholds (defaults when omitted).
     progress : callable, optional
         ``progress(fraction, message)``.
+    noise_sd : float, optional
+        The neuropil's noise (density units) measured elsewhere — over the whole image when
+        ``density`` is one tile of it (:func:`neuropil_noise` of the smoothed density) — instead
+        of on ``density``.
 
     Returns
     -------
@@ -670,7 +674,9 @@ def segment_somata_classical(density: np.ndarray, pixel_size_um: float,
     smoothed = ndi.gaussian_filter(np.asarray(density, dtype=np.float32), p.smooth_um / px) \
         if p.smooth_um > 0 else np.asarray(density, dtype=np.float32)
     report(0.1, "soma foreground")
-    threshold = max(p.foreground_od, p.foreground_snr * neuropil_noise(smoothed))
+    if noise_sd is None:
+        noise_sd = neuropil_noise(smoothed)
+    threshold = max(p.foreground_od, p.foreground_snr * noise_sd)
     fg = soma_foreground(smoothed, px, threshold, p.max_hole_um2, p.open_um, p.min_area_um2)
     split = dict(intensity_weight_um_per_od=p.intensity_weight_um_per_od,
                  intensity_cap_od=p.intensity_cap_od, distance_smooth_um=p.distance_smooth_um,
