@@ -108,7 +108,7 @@ def region_view(image: Image, regions: Mapping[str, np.ndarray] | Any, *,
                 bounds: tuple[int, int, int, int] | None = None, margin_px: int = 0,
                 budget_px: int | None = None, max_level_downsample: int = 1 << 30
                 ) -> RegionView:
-    """The regions' bounding box (grown by ``margin_px``), whole or at a lower resolution.
+    """Read the regions' bounding box (grown by ``margin_px``), whole or at lower resolution.
 
     Parameters
     ----------
@@ -201,7 +201,7 @@ def region_view(image: Image, regions: Mapping[str, np.ndarray] | Any, *,
 
 def grid_record(values: np.ndarray, block_px: int, cell_px: float,
                 origin_yx: tuple[float, float], **more: Any) -> dict[str, Any]:
-    """A block grid as plain data, placed in full-resolution coordinates.
+    """Return a block grid as plain data, placed in full-resolution coordinates.
 
     ``values[i, j]`` is the value of block ``(i, j)`` of ``block_px`` working pixels; working
     pixel ``u`` is centred on full-resolution ``origin + u × cell_px`` (``cell_px``:

@@ -6,10 +6,9 @@ whole and with :func:`histoquant.tiling.run_tiled` at 768 and 512 px tiles:
 
 - areas, counts, densities and intensity sums agree within ``AREA_COUNT_RTOL`` (1 %);
 - the statistics every tile shares (thresholds, noise) agree within ``STAT_RTOL``;
-- columns that are means of per-object values are compared through the tiled objects table
-  (``PER_OBJECT_MEANS``): the per-tile summary rows are still combined by region-area
-  weights (aggregate.combine_rows), which a declared per-column aggregation replaces
-  separately; the objects themselves must give the whole run's value.
+- ratios of two amounts and means of per-object values are compared on the summary row itself:
+  the tiles' rows combine by each column's declared rule (``AssaySpec.measures``: a ratio of
+  the summed amounts, a mean over the stitched objects), so they equal the whole run's.
 """
 
 from __future__ import annotations
@@ -45,20 +44,15 @@ EB_AREAS_COUNTS = ("region_area_mm2", "evb_positive_area_um2", "evb_positive_are
                    "extravascular_integrated_intensity_um2", "saturated_pct")
 EB_STATS = ("threshold", "seed_threshold", "noise_sd", "background", "vessel_threshold",
             "bit_depth", "saturation_level")
-#: Ratios of two summed columns: checked as that ratio of the tiled sums, since per-tile
-#: rows are still averaged by region area (combination, not statistics).
-EB_RATIOS = {"positive_mean_intensity": ("integrated_intensity_um2", "evb_positive_area_um2",
-                                         1.0),
-             "extravascular_fraction_pct": ("extravascular_area_um2", "evb_positive_area_um2",
-                                            100.0)}
+#: Ratios of two summed columns (declared ``ratio`` / ``weighted``): exact from the tiles' sums.
+EB_RATIOS = ("positive_mean_intensity", "extravascular_fraction_pct", "saturated_positive_pct")
 #: Not yet equal, and not a statistic: a patch crossing a tile seam is cut there (the
 #: regions a tile gets end at its core) and counted in both tiles until objects are stitched.
 EB_XFAIL = {"n_patches"}
 
 MN_AREAS_COUNTS = ("region_area_mm2", "n_motor_neurons", "motor_neurons_per_mm2",
                    "n_motor_neurons_with_nucleolus", "n_somata")
-#: Means of per-object values: the tiled objects table must give the whole run's value (the
-#: summary row itself is combined by region-area weights until the declared aggregation).
+#: Means of per-object values (declared ``objects``): the mean over the stitched objects.
 MN_PER_OBJECT_MEANS = {
     "mean_motor_neuron_area_um2": ("motor_neuron", "area_um2"),
     "mean_motor_neuron_equivalent_diameter_um": ("motor_neuron", "equivalent_diameter_um"),
@@ -140,11 +134,11 @@ def test_evans_blue_tiled_equals_whole(evans_image, tile_px):
         _close(t[col], whole[col], AREA_COUNT_RTOL, col)
     for col in EB_STATS:
         _close(t[col], whole[col], STAT_RTOL, col)
-    for col, (num, den, scale) in EB_RATIOS.items():
-        _close(scale * t[num] / t[den], whole[col], AREA_COUNT_RTOL, col)
+    for col in EB_RATIOS:
+        _close(t[col], whole[col], AREA_COUNT_RTOL, col)
+    assert bool(t["saturation_flag"]) == bool(whole["saturation_flag"])
     covered = set(EB_AREAS_COUNTS) | set(EB_STATS) | set(EB_RATIOS) | EB_XFAIL | {
-        "image", "region", "threshold_method", "background_method", "saturated_positive_pct",
-        "saturation_flag"}
+        "image", "region", "threshold_method", "background_method", "saturation_flag"}
     numeric = {c for c in whole.index if isinstance(whole[c], (int, float, np.number))}
     assert numeric <= covered, f"summary columns not compared: {sorted(numeric - covered)}"
 
@@ -163,7 +157,8 @@ def test_motor_neurons_tiled_equals_whole(nissl_image, fluo_image, which, tile_p
     for col in MN_AREAS_COUNTS:
         _close(t[col], whole[col], AREA_COUNT_RTOL, col)
     for col, (cls, src) in MN_PER_OBJECT_MEANS.items():
-        _close(_object_mean(tiled.objects, cls, src), whole[col], AREA_COUNT_RTOL, col)
+        _close(t[col], whole[col], AREA_COUNT_RTOL, col)
+        _close(_object_mean(tiled.objects, cls, src), t[col], 1e-12, col)
         # and the objects behind it: the same somata, the same sizes
         _close(_object_mean(whole_res.objects, cls, src), whole[col], 1e-12, col)
     assert len(tiled.objects) == pytest.approx(len(whole_res.objects), rel=AREA_COUNT_RTOL)

@@ -26,7 +26,7 @@ Pipeline (each step's reason is in ``docs/evans_blue.md``):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,7 +209,7 @@ class _Channel:
 
 
 def _channel_record(ch: _Channel, origin_yx: tuple[float, float], step: int) -> dict[str, Any]:
-    """What :func:`_correct` measured on a channel, as plain data in full-resolution pixels.
+    """Return what :func:`_correct` measured on a channel, as plain full-resolution data.
 
     ``origin_yx``: full-resolution position of the measured array's pixel (0, 0); ``step``:
     full-resolution pixels per pixel of it.
@@ -232,8 +232,11 @@ def _channel_record(ch: _Channel, origin_yx: tuple[float, float], step: int) -> 
 
 def _apply_record(raw: np.ndarray, c: Mapping[str, Any], p: EvansBlueParams,
                   origin_yx: tuple[int, int]) -> _Channel:
-    """:func:`_correct` with the statistics of a calibration (``_channel_record``) instead of
-    estimating them from ``raw`` (a tile whose pixel (0, 0) is at ``origin_yx``)."""
+    """Correct ``raw`` with the statistics of a calibration (``_channel_record``).
+
+    As :func:`_correct`, without estimating them from ``raw`` (a tile whose pixel (0, 0) is at
+    ``origin_yx``).
+    """
     sat_level = float(c["saturation_level"])
     saturated = None
     if np.isfinite(sat_level) and raw.size and float(raw.max()) >= sat_level:
@@ -580,7 +583,8 @@ class _Measured:
 
 def _measure_channels(image: Image, chans: Mapping[str, int], support: np.ndarray,
                       reference: np.ndarray | None, p: EvansBlueParams, px: float,
-                      warnings: list[str], report, cal: Mapping[str, Any] | None, *,
+                      warnings: list[str], report: Callable[[float, str], None],
+                      cal: Mapping[str, Any] | None, *,
                       patches: bool = True, record: tuple[tuple[float, float], int] | None = None
                       ) -> _Measured:
     """Background-correct the channels and threshold them.
@@ -655,7 +659,7 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
               channels: Mapping[str, str | int] | None = None,
               bounds: tuple[int, int, int, int] | None = None,
               pixel_size_um: float | None = None) -> dict[str, Any]:
-    """The image-wide statistics of the assay, measured over the regions' bounding box.
+    """Measure the assay's image-wide statistics over the regions' bounding box.
 
     What a whole run estimates from the whole image, for a tiled run to apply to every tile
     (``run(tile, calibration=...)``, :func:`histoquant.tiling.run_tiled`), per channel

@@ -566,8 +566,8 @@ def _block_px(p: MotorNeuronParams, pxw: float) -> int:
     return round(p.background_scale_um / 2 / pxw)
 
 
-def _white_and_stain(rgb, p: MotorNeuronParams) -> tuple[np.ndarray, Any]:
-    """Unstained light and stain colour, from a subsample of the whole image."""
+def _white_and_stain(rgb: np.ndarray, p: MotorNeuronParams) -> tuple[np.ndarray, Any]:
+    """Return the unstained light and the stain colour, from a subsample of the image."""
     white = estimate_white(rgb)
     stain = estimate_stain_vector(rgb, white, fallback=p.stain_vector) \
         if p.estimate_stain_vector else p.stain_vector
@@ -580,10 +580,14 @@ def _check_contrast(density: np.ndarray, source: str) -> None:
                               "overexposed); there are no cells to measure")
 
 
-def _soma_signal(image: Image, plane: np.ndarray, rs: slice, cs: slice, channels,
-                 factor: int, masks: Mapping[str, np.ndarray], margin_px: int):
-    """Fluorescence: the soma channel of the crop at the working size, its tissue, the
-    full-resolution channel, its index and the channel scores."""
+def _soma_signal(image: Image, plane: np.ndarray, rs: slice, cs: slice,
+                 channels: Mapping[str, str | int] | None, factor: int,
+                 masks: Mapping[str, np.ndarray], margin_px: int) -> tuple[Any, ...]:
+    """Return the fluorescence soma channel of the crop and what goes with it.
+
+    That is the channel at the working size, its tissue, the full-resolution channel, its
+    index and the channel scores.
+    """
     crop = plane[rs, cs]
     tissue_full = ~find_padding(crop)
     idx, scores = _soma_channel(image, channels, tissue_full, crop)
@@ -613,7 +617,7 @@ def _quantisation_floor(chan: np.ndarray, dtype: np.dtype) -> float:
 
 def _align(rs: slice, cs: slice, image: Image, back: Mapping[str, Any],
            factor: int) -> tuple[slice, slice]:
-    """A tile's crop moved to start on the calibration's working-pixel grid.
+    """Move a tile's crop to start on the calibration's working-pixel grid.
 
     Working pixels average ``factor`` × ``factor`` blocks; a tile whose blocks fall where the
     whole image's do gives the same working image, hence the same somata, as a whole run.
@@ -636,7 +640,7 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
               channels: Mapping[str, str | int] | None = None,
               bounds: tuple[int, int, int, int] | None = None,
               pixel_size_um: float | None = None) -> dict[str, Any]:
-    """The image-wide statistics of the assay, measured over the regions' bounding box.
+    """Measure the assay's image-wide statistics over the regions' bounding box.
 
     What a whole run estimates from the whole image, for a tiled run to apply to every tile
     (``run(tile, calibration=...)``, :func:`histoquant.tiling.run_tiled`):

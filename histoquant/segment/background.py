@@ -143,7 +143,7 @@ def read_block_grid(grid: np.ndarray, block_px: int, r0: int, r1: int, c0: int, 
 
 def sample_block_grid(grid: np.ndarray, block_px: int, ys: np.ndarray, xs: np.ndarray
                       ) -> np.ndarray:
-    """A block grid read bilinearly at rows ``ys`` × columns ``xs`` (pixels, may be fractional).
+    """Read a block grid bilinearly at rows ``ys`` × columns ``xs`` (fractional pixels allowed).
 
     The positions are in the pixels the grid was measured on, as in :func:`read_block_grid`
     (which is this at whole-pixel positions); a tile of a larger image reads its window of an
