@@ -247,3 +247,32 @@ def test_large_region_calibrates_on_a_pyramid_level_of_the_working_pixel(tmp_pat
     t, w = tiled.summary.iloc[0], whole.summary.iloc[0]
     assert int(t["n_motor_neurons"]) == int(w["n_motor_neurons"])
     _close(t["n_somata"], w["n_somata"], AREA_COUNT_RTOL, "n_somata")
+
+
+def test_a_tiled_batch_records_its_calibration_in_run_json(tmp_path):
+    # A whole slide measured tile by tile: run.json says which image-wide statistics every
+    # tile was measured with (scalars; grids left out), and the table holds that threshold.
+    from histoquant.batch import run_batch
+    from histoquant.io import write_ome_zarr
+
+    image, _ = make_evans_blue_phantom((768, 768), 0.5, seed=2)
+    folder = tmp_path / "study"
+    folder.mkdir()
+    write_ome_zarr(image, folder / "R1_L4_evb.ome.zarr", levels=2, chunk=128)
+    (folder / "samples.csv").write_text("file,animal,group,level\nR1_L4_evb.ome.zarr,R1,g,L4\n")
+    (folder / "study.yaml").write_text(
+        "assays: {evans-blue: {params: {dark_level: 100}}}\n"
+        "slides: {tile_px: 256, overlap_um: 50, in_memory_mb: 0, max_direct_mpx: 0.1}\n")
+    report = run_batch(folder, tmp_path / "out")
+    assert report.ok, report.errors
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    (unit,) = run["units"]
+    assert unit["mode"] == "tiled" and unit["n_tiles"] == 9
+    ((_, stats),) = unit["calibration"].items()
+    assert stats["assay"] == "evans-blue" and stats["step"] == 1
+    assert not any(isinstance(v, (list, dict)) for v in stats.values())
+    sections = pd.read_csv(tmp_path / "out" / "sections.csv")
+    assert sections["threshold"].iloc[0] == pytest.approx(stats["threshold"])
+    whole = eb.run(image, None, EB_PARAMS).summary.iloc[0]
+    assert sections["evb_positive_area_pct"].iloc[0] == pytest.approx(
+        whole["evb_positive_area_pct"], rel=AREA_COUNT_RTOL)

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ..slides import Overview
     from ..tiling import MaskSource, RegionSource
 
-__all__ = ["Unit", "UnitOutput", "process_unit", "unit_key"]
+__all__ = ["Unit", "UnitOutput", "process_unit", "unit_key", "calibration_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +306,8 @@ def _run_slide(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, np
         res = run_tiled(unit.spec, image, src, params=unit.params, channels=unit.channels,
                         tile_px=opts.tile_px, overlap_px=overlap_px, bounds=bounds)
         n_tiles += res.n_tiles
+        if res.calibration is not None:
+            info.setdefault("calibration", {})[sid] = calibration_summary(res.calibration)
         saturated += res.saturated_px
         measured += res.measured_px
         warnings.extend(res.warnings)
@@ -326,6 +328,35 @@ def _run_slide(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, np
     info.update(mode="tiled", n_tiles=n_tiles, n_sections=len(masks),
                 overview_scale=list(view.scale))
     return summary, objs, qc, warnings, sat, info
+
+
+def calibration_summary(calibration: dict[str, Any]) -> dict[str, Any]:
+    """Return the scalar statistics of a tiled run's calibration, for run.json.
+
+    Thresholds, noise, background levels, the modality and the reading step are kept; grids
+    and per-channel lists (a background field can hold thousands of values) are left out.
+
+    Parameters
+    ----------
+    calibration : dict
+        ``TiledResult.calibration``.
+
+    Returns
+    -------
+    dict
+        The entries that are numbers, strings or booleans, nested dicts flattened with ``.``.
+    """
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, (bool, int, float, str)) or value is None:
+            out[prefix] = value
+
+    walk("", calibration)
+    return out
 
 
 def _draw_dots(rgb: np.ndarray, objects: pd.DataFrame, px: float,

@@ -368,15 +368,17 @@ def run_record(plan: StudyPlan, units: Sequence[Mapping[str, Any]], *,
         "inputs": [{"file": k, "sha256": v} for k, v in sorted(
             plan.inputs.items(), key=lambda kv: natural_key(kv[0]))],
         "timings": {k: round(v, 3) for k, v in timings.items()},
-        "units": [{k: m.get(k) for k in ("file", "image", "assay", "key", "seconds", "mode",
-                                          "n_sections", "n_tiles", "saturated_pct", "flags",
-                                          "pixel_size_um", "shape_yx")}
+        "units": [{**{k: m.get(k) for k in ("file", "image", "assay", "key", "seconds", "mode",
+                                             "n_sections", "n_tiles", "saturated_pct", "flags",
+                                             "pixel_size_um", "shape_yx")},
+                   # a tiled run's image-wide statistics, per section (scalars only)
+                   **({"calibration": m["calibration"]} if "calibration" in m else {})}
                   for m in units],
         "failures": [{**m["error"], **({"traceback": m["traceback"]} if "traceback" in m
                                        else {})} for m in units if "error" in m],
         "notes": list(notes),
-        "outputs": ["objects.csv", "sections.csv", "animals.csv", "prism/", "study.xlsx",
-                    "qc/", "report.html"] + (["errors.csv"] if n_failed else []),
+        "outputs": ["objects.csv", "sections.csv", "animals.csv", "columns.csv", "prism/",
+                    "study.xlsx", "qc/", "report.html"] + (["errors.csv"] if n_failed else []),
     }
 
 
