@@ -252,3 +252,75 @@ def test_large_region_calibrates_on_a_pyramid_level_of_the_working_pixel(tmp_pat
     t, w = tiled.summary.iloc[0], whole.summary.iloc[0]
     assert int(t["n_motor_neurons"]) == int(w["n_motor_neurons"])
     _close(t["n_somata"], w["n_somata"], AREA_COUNT_RTOL, "n_somata")
+
+
+# --- gfp-cells ----------------------------------------------------------------------------------
+
+#: Counts of the gfp-cells summary that must be equal, tiled and whole.
+GFP_COUNTS = ("n_gfp_cells", "n_gfp_objects", "n_gfp_nucleated", "n_rejected_size",
+              "n_rejected_thin", "n_rejected_texture", "n_rejected_low_contrast",
+              "n_rejected_padding_edge")
+
+
+@pytest.fixture(scope="module")
+def gfp_image():
+    from histoquant.synthetic.gfp import make_gfp_phantom
+
+    # GFP, DAPI and an autofluorescence reference: lipofuscin and red blood cells are
+    # rejected as autofluorescent, on tissue whose autofluorescence varies over the image
+    image, truth = make_gfp_phantom((N, N), 0.5, n_cells=12, n_touching_pairs=2,
+                                    n_anucleate=2, n_lipofuscin=40, n_rbc=60, seed=0)
+    return image, truth
+
+
+def test_gfp_whole_run_is_calibrate_then_apply():
+    from histoquant.assays import gfp_cells as gfp
+    from histoquant.synthetic.gfp import make_gfp_phantom
+
+    image, _ = make_gfp_phantom((768, 768), 0.5, n_cells=6, n_touching_pairs=1,
+                                n_anucleate=1, seed=1)
+    whole = gfp.run(image)
+    cal = json.loads(json.dumps(gfp.calibrate(image)))
+    again = gfp.run(image, calibration=cal)
+    pd.testing.assert_frame_equal(again.summary, whole.summary, check_exact=True)
+    pd.testing.assert_frame_equal(again.objects, whole.objects, check_exact=True)
+    np.testing.assert_array_equal(again.labels, whole.labels)
+    assert cal["step"] == 1 and cal["dapi_threshold"] is not None
+
+
+@pytest.mark.parametrize("tile_px", TILES)
+def test_gfp_cells_tiled_equals_whole(gfp_image, tile_px):
+    from histoquant.assays import gfp_cells as gfp
+
+    image, truth = gfp_image
+    whole_res = gfp.run(image)
+    whole = whole_res.summary.iloc[0]
+    tiled = run_tiled(gfp.SPEC, image, WholeImage(), tile_px=tile_px, overlap_px=OVERLAP)
+    json.dumps(tiled.calibration)
+    t = tiled.summary.iloc[0]
+    assert int(whole["n_gfp_cells"]) == truth.n_gfp_cells
+    assert int(whole["n_rejected_autofluorescent"]) >= 30  # something to reject
+    for col in GFP_COUNTS:
+        assert int(t[col]) == int(whole[col]), f"{col}: tiled {t[col]} vs whole {whole[col]}"
+    for col in ("region_area_mm2", "gfp_cells_per_mm2"):
+        _close(t[col], whole[col], AREA_COUNT_RTOL, col)
+    assert t["flag"] == whole["flag"]
+    # Autofluorescent rejections: every object smaller than the overlap is found whole by
+    # the tile of its centre, with the whole image's background, noise and reference
+    # background, so these are equal. The tissue's own autofluorescent sheet (one object of
+    # ~54,000 µm², far wider than the overlap) is cut into one piece per tile until objects
+    # are stitched across tiles; it is left out of the comparison.
+    limit = (OVERLAP * image.pixel_size_um) ** 2
+
+    def autofluorescent(objects: pd.DataFrame) -> int:
+        return int(((objects["class"] == "autofluorescent")
+                    & (objects["area_um2"] < limit)).sum())
+
+    assert autofluorescent(tiled.objects) == autofluorescent(whole_res.objects)
+    big = int((whole_res.objects["area_um2"] >= limit).sum())
+    assert big <= 1
+    n_pieces = int((tiled.objects["area_um2"] >= 0.5 * limit).sum())
+    assert int(t["n_rejected_autofluorescent"]) - int(whole["n_rejected_autofluorescent"]) \
+        == int(((tiled.objects["class"] == "autofluorescent")
+                & (tiled.objects["area_um2"] >= limit)).sum()) - big
+    assert n_pieces >= big
