@@ -69,8 +69,7 @@ class CoarseField:
 
     def for_window(self, shift_yx: tuple[float, float], shape: tuple[int, int]) -> CoarseField:
         """The same field seen from an image of ``shape`` whose pixel (0, 0) lies at
-        ``shift_yx`` in this field's coordinates (a tile of the image it was measured on).
-        """
+        ``shift_yx`` in this field's coordinates (a tile of the image it was measured on)."""
         return CoarseField(self.grid, self.spacing_px, self.offset_px, tuple(shape),
                            self.block_px, self.valid,
                            (self.shift_yx[0] + float(shift_yx[0]),
