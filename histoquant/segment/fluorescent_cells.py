@@ -324,17 +324,23 @@ class FieldCalibration:
     _ARRAYS = ("gfp_back", "gfp_level", "gfp_sigma", "ref_back", "ref_level", "dapi_back")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data (grids as nested lists of float32 values)."""
+        """Return plain JSON data.
+
+        Grids are ``{"shape", "float32"}`` (little-endian float32, base64) and the regions
+        ``{"shape", "packed"}`` (bits, base64): a 64-MP region's grids hold about a million
+        values, which as decimal lists would make run.json tens of MB.
+        """
+        import base64
+
         out: dict[str, Any] = {}
         for key in self.__dataclass_fields__:
             v = getattr(self, key)
             if key == "regions_low" and v is not None:
-                import base64
-
                 v = {"shape": list(v.shape),
                      "packed": base64.b64encode(np.packbits(v).tobytes()).decode("ascii")}
             elif isinstance(v, np.ndarray):
-                v = np.asarray(v, np.float32).tolist()
+                raw = np.ascontiguousarray(v, "<f4").tobytes()
+                v = {"shape": list(v.shape), "float32": base64.b64encode(raw).decode("ascii")}
             elif isinstance(v, tuple):
                 v = [int(x) for x in v]
             elif isinstance(v, (np.floating, np.integer, np.bool_)):
@@ -345,14 +351,16 @@ class FieldCalibration:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FieldCalibration:
         """Read back :meth:`to_dict`."""
+        import base64
+
         kw = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         for key in cls._ARRAYS:
             if kw.get(key) is not None:
-                kw[key] = np.asarray(kw[key], np.float32)
+                raw = base64.b64decode(kw[key]["float32"])
+                kw[key] = np.frombuffer(raw, "<f4").astype(np.float32).reshape(
+                    tuple(kw[key]["shape"]))
         kw["start_yx"] = tuple(int(v) for v in kw["start_yx"])
         if kw.get("regions_low") is not None:
-            import base64
-
             shape = tuple(kw["regions_low"]["shape"])
             bits = np.frombuffer(base64.b64decode(kw["regions_low"]["packed"]), np.uint8)
             kw["regions_low"] = np.unpackbits(bits)[:int(np.prod(shape))].reshape(shape) > 0
