@@ -9,6 +9,10 @@ whole and with :func:`histoquant.tiling.run_tiled` at 768 and 512 px tiles:
 - ratios of two amounts and means of per-object values are compared on the summary row itself:
   the tiles' rows combine by each column's declared rule (``AssaySpec.measures``: a ratio of
   the summed amounts, a mean over the stitched objects), so they equal the whole run's.
+
+gfp-cells: every count equal, and every object the same (place, area, class) but the one
+object wider than the tile overlap (the phantom's autofluorescent tissue sheet), which is cut
+at tile seams until objects are stitched.
 """
 
 from __future__ import annotations
@@ -276,3 +280,78 @@ def test_a_tiled_batch_records_its_calibration_in_run_json(tmp_path):
     whole = eb.run(image, None, EB_PARAMS).summary.iloc[0]
     assert sections["evb_positive_area_pct"].iloc[0] == pytest.approx(
         whole["evb_positive_area_pct"], rel=AREA_COUNT_RTOL)
+
+
+# --- gfp-cells ----------------------------------------------------------------------------------
+
+#: Counts of the gfp-cells summary that must be equal, tiled and whole.
+GFP_COUNTS = ("n_gfp_cells", "n_gfp_objects", "n_gfp_nucleated", "n_rejected_size",
+              "n_rejected_thin", "n_rejected_texture", "n_rejected_low_contrast",
+              "n_rejected_padding_edge")
+
+
+@pytest.fixture(scope="module")
+def gfp_image():
+    from histoquant.synthetic.gfp import make_gfp_phantom
+
+    # GFP, DAPI and an autofluorescence reference: lipofuscin and red blood cells are
+    # rejected as autofluorescent, on tissue whose autofluorescence varies over the image
+    image, truth = make_gfp_phantom((N, N), 0.5, n_cells=12, n_touching_pairs=2,
+                                    n_anucleate=2, n_lipofuscin=40, n_rbc=60, seed=0)
+    return image, truth
+
+
+def test_gfp_whole_run_is_calibrate_then_apply():
+    from histoquant.assays import gfp_cells as gfp
+    from histoquant.synthetic.gfp import make_gfp_phantom
+
+    image, _ = make_gfp_phantom((768, 768), 0.5, n_cells=6, n_touching_pairs=1,
+                                n_anucleate=1, seed=1)
+    whole = gfp.run(image)
+    cal = json.loads(json.dumps(gfp.calibrate(image)))
+    again = gfp.run(image, calibration=cal)
+    pd.testing.assert_frame_equal(again.summary, whole.summary, check_exact=True)
+    pd.testing.assert_frame_equal(again.objects, whole.objects, check_exact=True)
+    np.testing.assert_array_equal(again.labels, whole.labels)
+    assert cal["step"] == 1 and cal["dapi_threshold"] is not None
+
+
+@pytest.mark.parametrize("tile_px", TILES)
+def test_gfp_cells_tiled_equals_whole(gfp_image, tile_px):
+    from histoquant.assays import gfp_cells as gfp
+
+    image, truth = gfp_image
+    whole_res = gfp.run(image)
+    whole = whole_res.summary.iloc[0]
+    tiled = run_tiled(gfp.SPEC, image, WholeImage(), tile_px=tile_px, overlap_px=OVERLAP)
+    json.dumps(tiled.calibration)
+    t = tiled.summary.iloc[0]
+    assert int(whole["n_gfp_cells"]) == truth.n_gfp_cells
+    assert int(whole["n_rejected_autofluorescent"]) >= 30  # something to reject
+    for col in GFP_COUNTS:
+        assert int(t[col]) == int(whole[col]), f"{col}: tiled {t[col]} vs whole {whole[col]}"
+    for col in ("region_area_mm2", "gfp_cells_per_mm2"):
+        _close(t[col], whole[col], AREA_COUNT_RTOL, col)
+    assert t["flag"] == whole["flag"]
+    # The objects: every object of the whole run narrower than the overlap is found by the
+    # tile of its centre, at the same place, with the same area and class (the whole
+    # image's background, noise and reference background; the whole image's detection
+    # regions). The tissue's own autofluorescent sheet (one object of ~54,000 µm², far
+    # wider than the overlap) is cut into one piece per tile until objects are stitched
+    # across tiles: it is the only difference.
+    from scipy.spatial import cKDTree
+
+    w, o = whole_res.objects, tiled.objects
+    limit = (OVERLAP * image.pixel_size_um) ** 2
+    big = w["area_um2"] >= limit
+    assert int(big.sum()) == 1
+    xy = ["centroid_y_um", "centroid_x_um"]
+    d, i = cKDTree(o[xy].to_numpy()).query(w.loc[~big, xy].to_numpy())
+    assert (d < 0.5).all(), "objects of the whole run missing from the tiled run"
+    matched = o.iloc[i]
+    np.testing.assert_allclose(matched["area_um2"], w.loc[~big, "area_um2"], rtol=1e-9)
+    assert list(matched["class"]) == list(w.loc[~big, "class"])
+    pieces = o.drop(index=o.index[i])
+    assert (pieces["area_um2"] >= 0.5 * limit).all()
+    assert int(t["n_rejected_autofluorescent"]) - int(whole["n_rejected_autofluorescent"]) \
+        == int((pieces["class"] == "autofluorescent").sum()) - 1

@@ -40,9 +40,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from ..errors import ChannelError, ParamsError
+from ..errors import ParamsError
 from ..io.image import Image
 from ..measure import cell_counts as counts
 from ..measure.cell_counts import aggregate_by_level
@@ -51,8 +50,19 @@ from ..qc import FLUORESCENT_CELL_COLOURS as QC_COLOURS
 from ..qc import qc_mark_radius_px
 from ..results import AssayResult, normalize_level
 from ..segment.cell_candidates import CLASSES, REJECT_REASONS
-from ..segment.cellpose_engine import CellposeOptions, require_cellpose
-from ..segment.fluorescent_cells import detect_fluorescent_cells, without_padding
+from ..segment.cellpose_engine import CellposeOptions
+from ..segment.fluorescent_cells import (
+    FieldCalibration,
+    align_to_field,
+    block_factor,
+    calibrate_fluorescent_cells,
+    cellpose_options,
+    check_roles,
+    detect_fluorescent_cells,
+    preflight,
+    untile,
+    without_padding,
+)
 from .base import (
     AssaySpec,
     ChannelRole,
@@ -65,8 +75,9 @@ from .base import (
 )
 from .contract import REGION_AREA, ExtraTable, Measure
 
-__all__ = ["GfpCellParams", "run", "SPEC", "aggregate_by_level", "normalize_level", "CLASSES",
-           "cellpose_options", "preflight", "REJECT_REASONS", "QC_COLOURS", "qc_mark_radius_px"]
+__all__ = ["GfpCellParams", "run", "calibrate", "SPEC", "aggregate_by_level", "normalize_level",
+           "CLASSES", "cellpose_options", "preflight", "REJECT_REASONS", "QC_COLOURS",
+           "qc_mark_radius_px"]
 
 # defaults, units and ranges of the cellpose options come from the adapter, so they are
 # stated once
@@ -282,6 +293,7 @@ def run(
     channels: Mapping[str, str | int] | None = None,
     pixel_size_um: float | None = None,
     progress: Progress | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> AssayResult:
     """Find and count GFP+ cells, rejecting autofluorescent look-alikes.
 
@@ -301,6 +313,10 @@ def run(
         Overrides the file's pixel size.
     progress : callable, optional
         ``progress(fraction, message)``.
+    calibration : mapping, optional
+        Image-wide statistics from :func:`calibrate` (backgrounds, local noise, DAPI
+        threshold) of the whole image this is a tile of: applied instead of estimated from
+        the tile. ``None``: measured on ``image``, as :func:`calibrate` would.
 
     Returns
     -------
@@ -318,107 +334,80 @@ def run(
     img = prepare_image(image, pixel_size_um)
     px = img.require_pixel_size()
     p = resolve_params(GfpCellParams, params)
-    ch = resolve_channels(img, SPEC.channel_roles, channels)
+    ch = check_roles(img, resolve_channels(img, SPEC.channel_roles, channels), p.count_nuclei)
     has_ref, has_dapi = "reference" in ch, "dapi" in ch
-    if has_ref and ch["reference"] == ch["gfp"]:
-        raise ChannelError(
-            f"{img.source}: the reference channel is the GFP channel itself "
-            f"({img.channel_names[ch['gfp']]}). The reference must be a channel where GFP does "
-            "not emit (red/far red); with GFP as its own reference every object would be "
-            "called autofluorescent. Give another channel, or none.")
-    if p.count_nuclei and not has_dapi:
-        raise ChannelError(f"{img.source}: count_nuclei needs a DAPI channel; give it with "
-                           "--channel dapi=NAME|INDEX or channels={'dapi': ...}")
-    masks, pad, union = without_padding(img, resolve_regions(img, regions, SPEC.auto_regions))
+    field, shift, full_shape = None, (0, 0), img.shape_yx
+    regions = resolve_regions(img, regions, SPEC.auto_regions)
+    if calibration is not None:
+        # a tile: cut to start on the whole image's block grid, so its blocks are the
+        # whole run's; positions are moved back below
+        field = FieldCalibration.from_dict(calibration)
+        img, regions, shift = align_to_field(img, regions, field, block_factor(p, px))
+    masks, pad, union = without_padding(img, regions)
     det = detect_fluorescent_cells(
-        img, ch, union, pad, p, report=report,
+        img, ch, union, pad, p, report=report, field=field,
         cellpose=cellpose_options(p) if p.engine == "cellpose" else None)
 
     report(0.85, "tables")
-    objects = counts.objects_table(det.rows, masks, img.name, has_ref, has_dapi)
+    objects = untile(counts.objects_table(det.rows, masks, img.name, has_ref, has_dapi),
+                     shift, full_shape, px)
     flag, warnings_out = det.check(objects, img.source)
     summary = counts.summarize_cells(objects, region_table(img.name, masks, px), has_dapi, flag)
     nuclei_table = None
     extra: dict[str, Any] = {"engine": p.engine, "block_factor": det.block_factor,
                              "gfp_noise_sigma_median": det.noise_sigma_median,
-                             "padding_fraction": float(pad.mean()) if pad is not None else 0.0}
+                             "padding_fraction": float(pad.mean()) if pad is not None else 0.0,
+                             "calibrated": calibration is not None}
     if p.count_nuclei:
         report(0.9, "counting nuclei")
         nuclei_table, nuc_labels = counts.perinuclear_calls(det.measurer, masks, union)
         summary = counts.add_nuclei_counts(summary, nuclei_table)
-        extra["nuclei_labels"] = nuc_labels
-    qc = det.qc_overlay(objects, masks, _caption(img, objects, summary), nuclei_table)
+        extra["nuclei_labels"] = untile(nuc_labels, shift, full_shape, px)
+        nuclei_table = untile(nuclei_table, shift, full_shape, px)
+    qc = det.qc_overlay(objects, masks, counts.caption_lines(img.name, objects, summary),
+                        nuclei_table)
     result = AssayResult(
         assay=SPEC.name, image=img.name, objects=objects, summary=summary,
-        labels=det.labels,
-        masks={k: v for k, v in masks.items() if not v.all()}, qc=qc, params=p.to_dict(),
+        labels=untile(det.labels, shift, full_shape, px),
+        masks={k: untile(v, shift, full_shape, px) for k, v in masks.items() if not v.all()},
+        qc=qc, params=p.to_dict(),
         pixel_size_um=px, warnings=warnings_out, extra=extra,
         tables={"nuclei": nuclei_table} if nuclei_table is not None else {})
     report(1.0, "done")
     return result
 
 
-def cellpose_options(params: GfpCellParams | Mapping[str, Any] | None = None
-                     ) -> CellposeOptions:
-    """Return the :class:`CellposeOptions` the cellpose engine runs with.
+def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
+              channels: Mapping[str, str | int] | None = None,
+              bounds: tuple[int, int, int, int] | None = None,
+              pixel_size_um: float | None = None) -> dict[str, Any]:
+    """Return the image-wide statistics a whole run estimates, for every tile to apply.
+
+    Backgrounds, local noise, DAPI threshold and the image-wide checks, over the whole image
+    or the section ``bounds``
+    (:func:`histoquant.segment.fluorescent_cells.calibrate_fluorescent_cells`). ``run(image)``
+    measures the same with the same code; ``run(tile, calibration=...)`` applies them.
 
     Parameters
     ----------
-    params : GfpCellParams, dict or None
+    image, regions, params, channels, pixel_size_um
+        As for :func:`run`; ``regions`` may also be a :class:`histoquant.tiling.RegionSource`.
+    bounds : tuple, optional
+        (r0, r1, c0, c1): one section of a slide.
 
     Returns
     -------
-    CellposeOptions
-        The ``cellpose_*`` parameters; the diameter defaults to the midpoint of the cell
-        diameter limits, and cellpose's smallest mask is ``min_object_area_um2`` (smaller
-        objects would not be listed anyway). Every other option keeps the adapter's default.
+    dict
+        Plain JSON data (recorded in run.json).
     """
+    from ..tiling import RegionSource
+
+    img = prepare_image(image, pixel_size_um)
     p = resolve_params(GfpCellParams, params)
-    diameter = p.cellpose_diameter_um
-    if diameter is None:
-        diameter = 0.5 * (p.min_cell_diameter_um + p.max_cell_diameter_um)
-    return CellposeOptions(
-        model=p.cellpose_model, diameter_um=diameter,
-        flow_threshold=p.cellpose_flow_threshold,
-        cellprob_threshold=p.cellpose_cellprob_threshold,
-        device=p.cellpose_device, batch_size=p.cellpose_batch_size,
-        min_area_um2=p.min_object_area_um2)
-
-
-def preflight(params: GfpCellParams | Mapping[str, Any] | None = None) -> None:
-    """Check, before any image, what the run needs beyond the core.
-
-    With ``engine="cellpose"``: cellpose importable and the model's weights on disk (the batch
-    runner calls this once, so a study fails in a second, not after its first image).
-
-    Raises
-    ------
-    DependencyError
-        cellpose or PyTorch not installed, or the weights file missing (the message says
-        what to install or where to put the file).
-    """
-    p = resolve_params(GfpCellParams, params)
-    if p.engine == "cellpose":
-        require_cellpose(p.cellpose_model)
-
-
-def _caption(img: Image, objects: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
-    """QC caption: counted cells and rejections per region."""
-    def per_region(col: str) -> str:
-        return ", ".join(f"{r}={n}" for r, n in zip(summary["region"], summary[col]))
-
-    def per_class(cls: str) -> str:
-        sel = objects[objects["class"] == cls] if len(objects) else objects
-        return ", ".join(f"{r}={int((sel['region'] == r).sum()) if len(sel) else 0}"
-                         for r in summary["region"])
-
-    lines = [f"{img.name}: GFP+ cells (green circle = the cell's own size) "
-             f"{per_region('n_gfp_cells')}",
-             f"rejected: autofluorescent (vermillion x) {per_region('n_rejected_autofluorescent')}",
-             f"fibre (sky blue) {per_class('fibre')}; texture (purple) {per_class('texture')}"
-             f"; low contrast (blue) {per_class('low_contrast')}"
-             f"; size (grey) {per_region('n_rejected_size')}"]
-    return lines
+    if regions is not None and not isinstance(regions, (RegionSource, Mapping)):
+        regions = resolve_regions(img, regions, SPEC.auto_regions)
+    ch = check_roles(img, resolve_channels(img, SPEC.channel_roles, channels), p.count_nuclei)
+    return calibrate_fluorescent_cells(img, ch, regions, p, bounds=bounds)
 
 
 SPEC = AssaySpec(
@@ -436,6 +425,7 @@ SPEC = AssaySpec(
     auto_regions=("tissue", "grey_matter", "white_matter"),
     modalities=("fluorescence",),
     preflight=preflight,
+    calibrate=calibrate,
     tables=(ExtraTable("nuclei", "one row per nucleus counted in the DAPI channel (with "
                                  "count_nuclei): position, area, GFP+ or not"),),
     measures=(

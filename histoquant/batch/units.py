@@ -334,7 +334,8 @@ def calibration_summary(calibration: dict[str, Any]) -> dict[str, Any]:
     """Return the scalar statistics of a tiled run's calibration, for run.json.
 
     Thresholds, noise, background levels, the modality and the reading step are kept; grids
-    and per-channel lists (a background field can hold thousands of values) are left out.
+    and per-channel lists (a background field can hold thousands of values, as a list or as
+    an encoded string) are left out.
 
     Parameters
     ----------
@@ -352,7 +353,8 @@ def calibration_summary(calibration: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict):
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
-        elif isinstance(value, (bool, int, float, str)) or value is None:
+        elif isinstance(value, (bool, int, float)) or value is None or (
+                isinstance(value, str) and len(value) <= 200):
             out[prefix] = value
 
     walk("", calibration)

@@ -26,7 +26,8 @@ from ..errors import ParamsError
 from ..results import normalize_level
 from ..segment.cell_candidates import REJECT_REASONS, CandidateMeasurer
 
-__all__ = ["objects_table", "summarize_cells", "perinuclear_calls", "add_nuclei_counts",
+__all__ = ["caption_lines",
+           "objects_table", "summarize_cells", "perinuclear_calls", "add_nuclei_counts",
            "aggregate_by_level"]
 
 
@@ -332,3 +333,22 @@ def aggregate_by_level(
                               key=lambda s: s.map(order) if s.name == "level" else s)
     first = [*keys, "n_sections", "n_gfp_cells", "gfp_cells_per_section"]
     return out[first + [c for c in out.columns if c not in first]].reset_index(drop=True)
+
+
+def caption_lines(name: str, objects: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """Return the QC caption of the gfp-cells assay: counted cells and rejections per region."""
+    def per_region(col: str) -> str:
+        return ", ".join(f"{r}={n}" for r, n in zip(summary["region"], summary[col]))
+
+    def per_class(cls: str) -> str:
+        sel = objects[objects["class"] == cls] if len(objects) else objects
+        return ", ".join(f"{r}={int((sel['region'] == r).sum()) if len(sel) else 0}"
+                         for r in summary["region"])
+
+    lines = [f"{name}: GFP+ cells (green circle = the cell's own size) "
+             f"{per_region('n_gfp_cells')}",
+             f"rejected: autofluorescent (vermillion x) {per_region('n_rejected_autofluorescent')}",
+             f"fibre (sky blue) {per_class('fibre')}; texture (purple) {per_class('texture')}"
+             f"; low contrast (blue) {per_class('low_contrast')}"
+             f"; size (grey) {per_region('n_rejected_size')}"]
+    return lines

@@ -31,7 +31,7 @@ from scipy import ndimage as ndi
 from ..errors import EmptyImageError
 from ..io.image import Image
 from ..measure.objects import measure_objects
-from .local_background import NoiseMap, SmoothBackground, estimate_background
+from .local_background import NoiseMap, SmoothBackground, background_grid
 from .nuclei import nuclear_threshold, segment_nuclei, smooth_sigma_px
 from .statistics import P10_TO_SD, block_mean, robust_location_scale
 
@@ -234,7 +234,8 @@ class DapiReader:
     """
 
     def __init__(self, img: Image, index: int, p: GfpCellParams, f: int,
-                 union_low: np.ndarray) -> None:
+                 union_low: np.ndarray, *, background: np.ndarray | None = None,
+                 threshold: float | None = None) -> None:
         self.img, self.p, self.f, self.union_low = img, p, f, union_low
         self.px = img.pixel_size_um
         self.plane = channel_plane(img, index)
@@ -242,6 +243,12 @@ class DapiReader:
         self._bg: SmoothBackground | None = None
         self._low: np.ndarray | None = None
         self._threshold_value: float | None = None
+        #: the background as (grid, block) of :func:`background_grid`, once measured here
+        self.grid: tuple[np.ndarray, int] | None = None
+        if background is not None and threshold is not None:
+            # a tile of a calibrated run: the whole image's background and threshold
+            self._bg = SmoothBackground(np.asarray(background, np.float32), f, img.shape_yx)
+            self._threshold_value = float(threshold)
 
     @property
     def low(self) -> np.ndarray:
@@ -260,9 +267,11 @@ class DapiReader:
             return
         low = self.low
         # nuclei are small against the background scale: a coarse grid is plenty
+        grid, k = background_grid(low, self.p.max_nucleus_diameter_um / (self.f * self.px),
+                                  max_filter_px=4)
+        self.grid = (grid, k)
         self._bg = SmoothBackground(
-            estimate_background(low, self.p.max_nucleus_diameter_um / (self.f * self.px),
-                                max_filter_px=4),
+            grid if k == 1 else SmoothBackground(grid, k, low.shape).full(),
             self.f, self.img.shape_yx)
         self._threshold_value = self._threshold(self.p, self.union_low, self.f)
 

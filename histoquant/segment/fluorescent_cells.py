@@ -42,6 +42,7 @@ from ..qc import (
     draw_outlines,
     draw_point_marks,
 )
+from .background import sample_block_grid
 from .cell_candidates import (
     CandidateMeasurer,
     DapiReader,
@@ -49,15 +50,17 @@ from .cell_candidates import (
     check_channel,
     soma_radius_px,
 )
-from .cellpose_engine import CellposeOptions, segment_cellpose
-from .local_background import SmoothBackground, background_and_noise
+from .cellpose_engine import CellposeOptions, require_cellpose, segment_cellpose
+from .local_background import NoiseMap, SmoothBackground, background_grid, local_noise
 from .padding import padding_of_image
 from .statistics import block_any, block_mean
 
 if TYPE_CHECKING:
     from ..assays.gfp_cells import GfpCellParams
 
-__all__ = ["FluorescentCellDetection", "detect_fluorescent_cells", "without_padding"]
+__all__ = ["FluorescentCellDetection", "FieldCalibration", "detect_fluorescent_cells",
+           "measure_field", "calibrate_fluorescent_cells", "without_padding", "align_to_field",
+           "block_factor", "check_roles", "untile", "cellpose_options", "preflight"]
 
 Report = Callable[[float, str], None]
 """``report(fraction, message)``: progress of a detection."""
@@ -85,12 +88,9 @@ class FluorescentCellDetection:
         Block size (pixels) of the block grid.
     gfp_low, ref_low : ndarray
         Block-averaged GFP and reference channels (``ref_low`` None without reference).
-    background_low : ndarray
-        GFP background on the block grid.
-    sigma_low : ndarray
-        Local GFP noise σ on the block grid.
-    stats_low : ndarray of bool
-        Blocks the image-wide statistics are read over (the regions; all blocks if none).
+    field : FieldCalibration
+        The image-wide statistics the objects were found with (the image's own, or a
+        calibration of the whole image when this is a tile of it).
     """
 
     rows: list[dict[str, Any]]
@@ -99,24 +99,20 @@ class FluorescentCellDetection:
     block_factor: int
     gfp_low: np.ndarray
     ref_low: np.ndarray | None
-    background_low: np.ndarray
-    sigma_low: np.ndarray
-    stats_low: np.ndarray
+    field: FieldCalibration
 
     @property
     def noise_sigma_median(self) -> float:
-        """Median local GFP noise σ over the regions."""
-        return float(np.median(self.sigma_low[self.stats_low]))
+        """Median local GFP noise σ over the regions (of the whole image)."""
+        return self.field.noise_sigma_median
 
     def flat_background(self) -> bool:
-        """Tell whether the GFP background has no structure.
+        """Tell whether the GFP background has no structure (of the whole image).
 
         True when its 1–99 % range inside the regions is below 3 noise σ (no tissue, or the
         wrong channel or exposure).
         """
-        bg_in = self.background_low[self.stats_low]
-        bg_range = float(np.percentile(bg_in, 99) - np.percentile(bg_in, 1))
-        return bg_range < 3 * self.noise_sigma_median
+        return self.field.flat_background
 
     def check(self, objects: pd.DataFrame, source: str) -> tuple[str, list[str]]:
         """Flag and warnings about what was found.
@@ -262,6 +258,398 @@ def without_padding(img: Image, masks: Mapping[str, np.ndarray],
     return masks, pad, union
 
 
+def block_factor(p: GfpCellParams, pixel_size_um: float) -> int:
+    """Block size (pixels) of the engine's block grid: about a quarter of the smallest cell."""
+    return max(1, int(p.min_cell_diameter_um / 4.0 / pixel_size_um))
+
+
+@dataclass
+class FieldCalibration:
+    """Image-wide statistics of the engine: backgrounds, local noise, DAPI threshold.
+
+    Measured once over the whole image (or the box of a section, :func:`measure_field`) and
+    read by every tile of it at its own position, so that a tiled run finds what a whole run
+    finds. The grids are kept as the backgrounds are computed — on blocks of ``k`` cells of
+    the calibration's block grid — and read back with the same bilinear interpolation: a
+    tile whose blocks fall on the calibration's (:func:`align_to_field`) gets the whole
+    image's values exactly.
+
+    Attributes
+    ----------
+    cell_px : int
+        Full-resolution pixels per cell of the calibration's block grid (the block factor,
+        times the step of a lower-resolution calibration view).
+    start_yx : (int, int)
+        Full-resolution pixel where cell (0, 0) starts.
+    noise_tile : int
+        Side of a noise tile, in cells.
+    gfp_back, gfp_back_k : ndarray, int
+        GFP background grid (:func:`~histoquant.segment.local_background.background_grid`)
+        and its block in cells.
+    gfp_level, gfp_sigma : ndarray
+        Per noise tile: median GFP residual (added to the background) and noise σ.
+    ref_back, ref_level : ndarray or None
+        The same for the reference channel (same blocks as GFP).
+    dapi_back, dapi_back_k, dapi_threshold : ndarray, int, float or None
+        DAPI background grid, its block, and the nucleus threshold.
+    noise_sigma_median : float
+        Median GFP noise σ over the regions.
+    flat_background : bool
+        The GFP background's 1–99 % range in the regions is below 3 noise σ.
+    step : int
+        Full-resolution pixels per pixel of the view it was measured on (1: full resolution).
+    regions_low : ndarray of bool or None
+        The cells objects are detected in (the regions less padding): a tile detects in the
+        whole image's regions, not only in its core's, so an object across a tile seam is
+        found whole by the tile holding its centre.
+    """
+
+    cell_px: int
+    start_yx: tuple[int, int]
+    noise_tile: int
+    gfp_back: np.ndarray
+    gfp_back_k: int
+    gfp_level: np.ndarray
+    gfp_sigma: np.ndarray
+    noise_sigma_median: float
+    flat_background: bool
+    ref_back: np.ndarray | None = None
+    ref_level: np.ndarray | None = None
+    dapi_back: np.ndarray | None = None
+    dapi_back_k: int = 1
+    dapi_threshold: float | None = None
+    step: int = 1
+    regions_low: np.ndarray | None = None
+
+    _ARRAYS = ("gfp_back", "gfp_level", "gfp_sigma", "ref_back", "ref_level", "dapi_back")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain JSON data.
+
+        Grids are ``{"shape", "float32"}`` (little-endian float32, base64) and the regions
+        ``{"shape", "packed"}`` (bits, base64): a 64-MP region's grids hold about a million
+        values, which as decimal lists would make run.json tens of MB.
+        """
+        import base64
+
+        out: dict[str, Any] = {}
+        for key in self.__dataclass_fields__:
+            v = getattr(self, key)
+            if key == "regions_low" and v is not None:
+                v = {"shape": list(v.shape),
+                     "packed": base64.b64encode(np.packbits(v).tobytes()).decode("ascii")}
+            elif isinstance(v, np.ndarray):
+                raw = np.ascontiguousarray(v, "<f4").tobytes()
+                v = {"shape": list(v.shape), "float32": base64.b64encode(raw).decode("ascii")}
+            elif isinstance(v, tuple):
+                v = [int(x) for x in v]
+            elif isinstance(v, (np.floating, np.integer, np.bool_)):
+                v = v.item()
+            out[key] = v
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FieldCalibration:
+        """Read back :meth:`to_dict`."""
+        import base64
+
+        kw = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for key in cls._ARRAYS:
+            if kw.get(key) is not None:
+                raw = base64.b64decode(kw[key]["float32"])
+                kw[key] = np.frombuffer(raw, "<f4").astype(np.float32).reshape(
+                    tuple(kw[key]["shape"]))
+        kw["start_yx"] = tuple(int(v) for v in kw["start_yx"])
+        if kw.get("regions_low") is not None:
+            shape = tuple(kw["regions_low"]["shape"])
+            bits = np.frombuffer(base64.b64decode(kw["regions_low"]["packed"]), np.uint8)
+            kw["regions_low"] = np.unpackbits(bits)[:int(np.prod(shape))].reshape(shape) > 0
+        return cls(**kw)
+
+    def regions_at(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """Return the detection cells (``regions_low``) at cell positions ``ys`` × ``xs``.
+
+        Outside the calibration's box nothing is a region.
+        """
+        m = self.regions_low
+        iy, ix = np.rint(ys).astype(np.intp), np.rint(xs).astype(np.intp)
+        ok = (iy >= 0) & (iy < m.shape[0]), (ix >= 0) & (ix < m.shape[1])
+        out = m[np.ix_(np.clip(iy, 0, m.shape[0] - 1), np.clip(ix, 0, m.shape[1] - 1))]
+        return out & np.outer(*ok)
+
+    def cells(self, origin_yx: tuple[int, int], n_yx: tuple[int, int], f: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Return where the blocks of an image lie on the calibration's grid, in cells.
+
+        The image's ``n_yx`` blocks of ``f`` pixels, its pixel (0, 0) at full-resolution
+        ``origin_yx``; whole numbers when its blocks are the calibration's cells.
+        """
+        c = self.cell_px
+        return tuple(((o - s0) + np.arange(n, dtype=np.float64) * f + (f - c) / 2) / c
+                     for o, s0, n in zip(origin_yx, self.start_yx, n_yx))
+
+    def background(self, back: np.ndarray, k: int, level: np.ndarray | None,
+                   ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """Background plus the noise tiles' median residual, on blocks at ``ys`` × ``xs``."""
+        bg = sample_block_grid(back, k, ys, xs)
+        if level is not None:
+            bg = bg + sample_block_grid(level, self.noise_tile, ys, xs)
+        return bg
+
+    def noise_at(self, origin_yx: tuple[int, int], shape: tuple[int, int]) -> NoiseMap:
+        """Return the local GFP noise read at full resolution by an image at ``origin_yx``."""
+        # positions in full-resolution pixels from the grid's start, a noise tile being
+        # noise_tile cells of cell_px pixels
+        off = tuple(float(o - s0) for o, s0 in zip(origin_yx, self.start_yx))
+        b = self.noise_tile * self.cell_px
+        return NoiseMap(SmoothBackground(self.gfp_level, b, shape, off),
+                        SmoothBackground(self.gfp_sigma, b, shape, off))
+
+
+def measure_field(gfp_low: np.ndarray, ref_low: np.ndarray | None, union_low: np.ndarray,
+                  tissue_low: np.ndarray | None, p: GfpCellParams, f: int, px: float, *,
+                  start_yx: tuple[int, int] = (0, 0), step: int = 1) -> FieldCalibration:
+    """Measure the image-wide statistics of the engine on block-averaged channels.
+
+    Parameters
+    ----------
+    gfp_low, ref_low : ndarray
+        Block-averaged GFP and reference channels (``ref_low`` may be None).
+    union_low : ndarray of bool
+        Blocks of the regions (the noise and the image-wide medians are read there).
+    tissue_low : ndarray of bool or None
+        Blocks that are not padding (the backgrounds are taken from them only).
+    p : GfpCellParams
+        Parameters.
+    f : int
+        Block size in pixels of the image measured.
+    px : float
+        Its pixel size (µm).
+    start_yx : (int, int)
+        Full-resolution pixel where its block (0, 0) starts.
+    step : int
+        Full-resolution pixels per pixel of the image measured.
+
+    Returns
+    -------
+    FieldCalibration
+        Without the DAPI statistics (see :func:`detect_fluorescent_cells`).
+    """
+    fpx = f * px
+    bg_size = p.background_scale_um / fpx
+    tile = round(p.noise_tile_um / fpx)
+
+    def channel(low: np.ndarray) -> tuple[np.ndarray, int, NoiseMap]:
+        # as local_background.background_and_noise, keeping the grids
+        back, k = background_grid(low, bg_size, mask=tissue_low)
+        bg = back if k == 1 else SmoothBackground(back, k, low.shape).full()
+        return back, k, local_noise(ndi.gaussian_filter(low - bg, 0.7), union_low, tile)
+
+    back, k, noise = channel(gfp_low)
+    field = FieldCalibration(f * step, start_yx, noise.level.factor, back, k,
+                             noise.level.values, noise.sigma.values, 0.0, False, step=step,
+                             regions_low=union_low)
+    if ref_low is not None:
+        rb, _, rn = channel(ref_low)
+        field.ref_back, field.ref_level = rb, rn.level.values
+    ys, xs = (np.arange(n, dtype=np.float64) for n in gfp_low.shape)
+    stats = union_low if union_low.any() else np.ones(gfp_low.shape, bool)
+    sigma = sample_block_grid(field.gfp_sigma, field.noise_tile, ys, xs)
+    field.noise_sigma_median = float(np.median(sigma[stats]))
+    bg_in = field.background(back, k, field.gfp_level, ys, xs)[stats]
+    bg_range = float(np.percentile(bg_in, 99) - np.percentile(bg_in, 1))
+    field.flat_background = bool(bg_range < 3 * field.noise_sigma_median)
+    return field
+
+
+def align_to_field(img: Image, masks: Mapping[str, np.ndarray], field: FieldCalibration,
+                   f: int) -> tuple[Image, dict[str, np.ndarray], tuple[int, int]]:
+    """Cut a tile to start on the calibration's block grid.
+
+    A tile whose blocks fall where the whole image's do gives the same block means, hence
+    the same objects, as a whole run. The start moves forward by less than a block (into the
+    tile's overlap).
+
+    Returns
+    -------
+    image, masks
+        The cut tile (its ``tile_origin_yx`` moved) and its regions.
+    shift : (int, int)
+        Rows and columns cut off the start.
+    """
+    from ..calibration import tile_origin
+
+    origin = tile_origin(img)
+    if field.step != 1 or field.cell_px != f:
+        return img, dict(masks), (0, 0)
+    dy, dx = ((s0 - o) % f for o, s0 in zip(origin, field.start_yx))
+    if not dy and not dx:
+        return img, dict(masks), (0, 0)
+    data = img.data[:, dy:, dx:] if img.axes.startswith("Z") else img.data[dy:, dx:]
+    meta = {k: v for k, v in img.metadata.items() if k != "_padding"}
+    meta["tile_origin_yx"] = (origin[0] + dy, origin[1] + dx)
+    cut = Image(data, axes=img.axes, pixel_size_um=img.pixel_size_um,
+                channel_names=img.channel_names, rgb=img.rgb, z_step_um=img.z_step_um,
+                path=img.path, metadata=meta, modality=img.modality)
+    return cut, {k: np.asarray(m, bool)[dy:, dx:] for k, m in masks.items()}, (dy, dx)
+
+
+def calibrate_fluorescent_cells(img: Image, channels: Mapping[str, int], regions: Any,
+                                p: GfpCellParams, *,
+                                bounds: tuple[int, int, int, int] | None = None
+                                ) -> dict[str, Any]:
+    """Measure the engine's image-wide statistics over the whole image (or one section).
+
+    What :func:`detect_fluorescent_cells` estimates from its whole input, for a tiled run to
+    apply to every tile: the GFP and reference backgrounds and the local GFP noise (grids
+    placed in full-resolution coordinates), the DAPI background and nucleus threshold, the
+    median noise and the flat-background check (:class:`FieldCalibration`). The padding is
+    found, and the regions taken less it, as a whole run does.
+
+    The image (within ``bounds``) is read whole up to
+    :data:`histoquant.calibration.CALIBRATION_BUDGET_PX` pixels, which gives exactly the
+    whole run's statistics. Beyond, a lower-resolution view (``step`` > 1; a pyramid level no
+    coarser than the block grid, else every ``step``-th pixel) gives close backgrounds
+    (smooth over tens of µm) and an approximate noise σ (the view's pixels average more or
+    less than a block).
+
+    Parameters
+    ----------
+    img : Image
+        Full-resolution image (a lazy array is read only inside the box).
+    channels : mapping of str to int
+        Channel index per role.
+    regions : mapping of masks, RegionSource or None
+        Where the assay measures (the noise and the medians are read there).
+    p : GfpCellParams
+        Parameters.
+    bounds : tuple, optional
+        (r0, r1, c0, c1): one section of a slide.
+
+    Returns
+    -------
+    dict
+        Plain JSON data: :meth:`FieldCalibration.to_dict`, ``assay``, ``step`` and
+        ``pyramid_level_downsample``.
+    """
+    from ..calibration import region_view
+
+    h, w = img.shape_yx
+    # the whole box (or section): the backgrounds fill padding from the nearest tissue
+    # and the noise tiles start at its corner, as in a whole run
+    view = region_view(img, regions, bounds=bounds, margin_px=max(h, w),
+                       max_level_downsample=block_factor(p, img.require_pixel_size()))
+    vimg = view.image
+    _, pad, union = without_padding(vimg, view.masks)
+    f = block_factor(p, vimg.require_pixel_size())
+    gfp_low = block_mean(channel_plane(vimg, channels["gfp"]), f)
+    check_channel(gfp_low, img, "GFP")
+    ref_low = None
+    if "reference" in channels:
+        ref_low = block_mean(channel_plane(vimg, channels["reference"]), f)
+        check_channel(ref_low, img, "reference")
+    union_low = block_any(union, f, min_fraction=0.5) if not union.all() \
+        else np.ones(gfp_low.shape, bool)
+    tissue_low = ~block_any(pad, f, min_fraction=0.5) if pad is not None else None
+    start = tuple(int(v) for v in vimg.metadata["calibration_view"]["origin_yx"])
+    field = measure_field(gfp_low, ref_low, union_low, tissue_low, p, f,
+                          vimg.require_pixel_size(), start_yx=start, step=view.step)
+    if "dapi" in channels:
+        dapi = DapiReader(vimg, channels["dapi"], p, f, union_low)
+        field.dapi_threshold = dapi.threshold
+        field.dapi_back, field.dapi_back_k = dapi.grid
+    return {"assay": "gfp-cells", "pyramid_level_downsample": view.level_downsample,
+            **field.to_dict()}
+
+
+def check_roles(img: Image, channels: dict[str, int], count_nuclei: bool) -> dict[str, int]:
+    """Return ``channels`` after checking the engine can work with them.
+
+    Raises
+    ------
+    ChannelError
+        The reference channel is the GFP channel, or nuclei are to be counted without DAPI.
+    """
+    if "reference" in channels and channels["reference"] == channels["gfp"]:
+        raise ChannelError(
+            f"{img.source}: the reference channel is the GFP channel itself "
+            f"({img.channel_names[channels['gfp']]}). The reference must be a channel where "
+            "GFP does not emit (red/far red); with GFP as its own reference every object would "
+            "be called autofluorescent. Give another channel, or none.")
+    if count_nuclei and "dapi" not in channels:
+        raise ChannelError(f"{img.source}: count_nuclei needs a DAPI channel; give it with "
+                           "--channel dapi=NAME|INDEX or channels={'dapi': ...}")
+    return channels
+
+
+def untile(item: Any, shift: tuple[int, int], shape: tuple[int, int], px: float) -> Any:
+    """Return a table, label image or mask of a cut tile (:func:`align_to_field`) uncut.
+
+    Positions (``centroid_*_um``) are moved by ``shift``, arrays padded to ``shape``.
+    """
+    if not any(shift) or item is None:
+        return item
+    if isinstance(item, pd.DataFrame):
+        item = item.copy()
+        for col, d in (("centroid_y_um", shift[0]), ("centroid_x_um", shift[1])):
+            if col in item.columns:
+                item[col] = item[col] + d * px
+        return item
+    out = np.zeros(shape, item.dtype)
+    out[shift[0]:, shift[1]:] = item
+    return out
+
+
+def cellpose_options(params: GfpCellParams | Mapping[str, Any] | None = None
+                     ) -> CellposeOptions:
+    """Return the :class:`CellposeOptions` the cellpose engine runs with.
+
+    Parameters
+    ----------
+    params : GfpCellParams, dict or None
+
+    Returns
+    -------
+    CellposeOptions
+        The ``cellpose_*`` parameters; the diameter defaults to the midpoint of the cell
+        diameter limits, and cellpose's smallest mask is ``min_object_area_um2`` (smaller
+        objects would not be listed anyway). Every other option keeps the adapter's default.
+    """
+    from ..assays.base import resolve_params
+    from ..assays.gfp_cells import GfpCellParams
+
+    p = resolve_params(GfpCellParams, params)
+    diameter = p.cellpose_diameter_um
+    if diameter is None:
+        diameter = 0.5 * (p.min_cell_diameter_um + p.max_cell_diameter_um)
+    return CellposeOptions(
+        model=p.cellpose_model, diameter_um=diameter,
+        flow_threshold=p.cellpose_flow_threshold,
+        cellprob_threshold=p.cellpose_cellprob_threshold,
+        device=p.cellpose_device, batch_size=p.cellpose_batch_size,
+        min_area_um2=p.min_object_area_um2)
+
+
+def preflight(params: GfpCellParams | Mapping[str, Any] | None = None) -> None:
+    """Check, before any image, what the run needs beyond the core.
+
+    With ``engine="cellpose"``: cellpose importable and the model's weights on disk (the batch
+    runner calls this once, so a study fails in a second, not after its first image).
+
+    Raises
+    ------
+    DependencyError
+        cellpose or PyTorch not installed, or the weights file missing (the message says
+        what to install or where to put the file).
+    """
+    from ..assays.base import resolve_params
+    from ..assays.gfp_cells import GfpCellParams
+
+    p = resolve_params(GfpCellParams, params)
+    if p.engine == "cellpose":
+        require_cellpose(p.cellpose_model)
+
+
 def detect_fluorescent_cells(
     img: Image,
     channels: Mapping[str, int],
@@ -271,6 +659,7 @@ def detect_fluorescent_cells(
     *,
     cellpose: CellposeOptions | None = None,
     report: Report | None = None,
+    field: FieldCalibration | None = None,
 ) -> FluorescentCellDetection:
     """Find, measure and class every fluorescent object inside ``union``.
 
@@ -290,6 +679,10 @@ def detect_fluorescent_cells(
         Options of the cellpose engine; required when ``p.engine == "cellpose"``.
     report : callable, optional
         ``report(fraction, message)`` progress, fractions 0.05–0.85.
+    field : FieldCalibration, optional
+        Image-wide statistics of the whole image this is a tile of (its pixel (0, 0) at
+        ``img.metadata["tile_origin_yx"]``, on the field's block grid: :func:`align_to_field`).
+        None: measured on ``img`` (:func:`measure_field`), the DAPI statistics on first use.
 
     Returns
     -------
@@ -298,28 +691,37 @@ def detect_fluorescent_cells(
     Raises
     ------
     EmptyImageError
-        A channel holds NaN/infinite pixels or is blank.
+        A channel holds NaN/infinite pixels or is blank (not checked on a tile of a
+        calibrated image beyond NaN: a tile may hold only blank slide).
     ChannelError
         The reference channel has the same pixels as the GFP channel.
     """
+    from ..calibration import tile_origin
+
     def progress(frac: float, msg: str) -> None:
         if report is not None:
             report(frac, msg)
+
+    def check(low: np.ndarray, role: str) -> None:
+        if field is None:
+            check_channel(low, img, role)
+        elif not np.isfinite(low).all():
+            check_channel(low, img, role)
 
     px = img.require_pixel_size()
     shape = img.shape_yx
     has_ref, has_dapi = "reference" in channels, "dapi" in channels
     progress(0.05, "block averaging")
-    f = max(1, int(p.min_cell_diameter_um / 4.0 / px))
+    f = block_factor(p, px)
     fpx = f * px
     gfp_plane = channel_plane(img, channels["gfp"])
     gfp_low = block_mean(gfp_plane, f)
-    check_channel(gfp_low, img, "GFP")
+    check(gfp_low, "GFP")
     ref_plane = channel_plane(img, channels["reference"]) if has_ref else None
     ref_low = block_mean(ref_plane, f) if has_ref else None
     if has_ref:
-        check_channel(ref_low, img, "reference")
-        if np.array_equal(ref_low, gfp_low):
+        check(ref_low, "reference")
+        if field is None and np.array_equal(ref_low, gfp_low):
             raise ChannelError(
                 f"{img.source}: the reference channel "
                 f"({img.channel_names[channels['reference']]}) has the same pixels as the GFP "
@@ -329,33 +731,49 @@ def detect_fluorescent_cells(
     # a block counts as in the union / in the padding when at least half its pixels are
     union_low = block_any(union, f, min_fraction=0.5) if not union.all() \
         else np.ones(gfp_low.shape, bool)
-    # blocks that are tissue (not padding): the background is estimated over them only,
-    # the padding filled with the nearest tissue value first
-    tissue_low = ~block_any(padding, f, min_fraction=0.5) if padding is not None else None
 
     progress(0.15, "background and noise")
-    bg_size = p.background_scale_um / fpx
-    tile = round(p.noise_tile_um / fpx)
-    bg_g, noise = background_and_noise(gfp_low, bg_size, union_low, tile, tissue_low)
-    sigma_low = noise.sigma.full()
-    stats_low = union_low if union_low.any() else np.ones(gfp_low.shape, bool)
+    origin = (0, 0)
+    if field is None:
+        # blocks that are tissue (not padding): the background is estimated over them only,
+        # the padding filled with the nearest tissue value first
+        tissue_low = ~block_any(padding, f, min_fraction=0.5) if padding is not None else None
+        field = measure_field(gfp_low, ref_low, union_low, tissue_low, p, f, px)
+        calibrated = False
+    else:
+        origin = tile_origin(img)
+        calibrated = True
+    ys, xs = field.cells(origin, gfp_low.shape, f)
+    if calibrated and field.regions_low is not None:
+        # the whole image's regions: a tile's own end at its core, and would cut an object
+        # across the seam in two (the tiler keeps each object in the tile of its centre)
+        union_low = field.regions_at(ys, xs)
+    bg_g = field.background(field.gfp_back, field.gfp_back_k, field.gfp_level, ys, xs)
+    sigma_low = sample_block_grid(field.gfp_sigma, field.noise_tile, ys, xs)
     z = ndi.gaussian_filter(gfp_low - bg_g, 0.7) / sigma_low
     bg_gfp = SmoothBackground(bg_g, f, shape)
-    bg_ref = SmoothBackground(background_and_noise(ref_low, bg_size, union_low, tile,
-                                                   tissue_low)[0], f,
-                              shape) if has_ref else None
+    bg_ref = SmoothBackground(field.background(field.ref_back, field.gfp_back_k,
+                                               field.ref_level, ys, xs),
+                              f, shape) if has_ref else None
 
-    dapi = DapiReader(img, channels["dapi"], p, f, union_low) if has_dapi else None
+    dapi = None
+    if has_dapi:
+        if calibrated and field.dapi_back is not None:
+            dapi = DapiReader(img, channels["dapi"], p, f, union_low,
+                              background=sample_block_grid(field.dapi_back, field.dapi_back_k,
+                                                           ys, xs),
+                              threshold=field.dapi_threshold)
+        else:
+            dapi = DapiReader(img, channels["dapi"], p, f, union_low)
     ctx = CandidateMeasurer(img, p, px, f, shape, gfp_plane, ref_plane, bg_gfp, bg_ref,
-                            noise.at_full_resolution(f, shape), dapi, z_low=z,
+                            field.noise_at(origin, shape), dapi, z_low=z,
                             zo_low=_soma_opening(z, soma_radius_px(p, fpx)),
                             tissue=~padding if padding is not None else None)
     if p.engine == "cellpose":
         rows, labels = _cellpose_objects(ctx, gfp_plane, union, cellpose, progress)
     else:
         rows, labels = _classical_objects(ctx, z, union_low, gfp_low, ref_low, bg_g, progress)
-    return FluorescentCellDetection(rows, labels, ctx, f, gfp_low, ref_low, bg_g, sigma_low,
-                                    stats_low)
+    return FluorescentCellDetection(rows, labels, ctx, f, gfp_low, ref_low, field)
 
 
 _DIM_BODY_RETENTION = 0.6

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .background import read_block_grid
+from .background import read_block_grid, sample_block_grid
 from .statistics import MAD_TO_SD, block_mean, sigma_clipped_background
 
-__all__ = ["SmoothBackground", "estimate_background", "NoiseMap", "local_noise",
-           "background_and_noise"]
+__all__ = ["SmoothBackground", "estimate_background", "background_grid", "NoiseMap",
+           "local_noise", "background_and_noise"]
 
 
 @dataclass
@@ -38,11 +38,15 @@ class SmoothBackground:
         Block size in full-resolution pixels.
     shape : (int, int)
         Full-resolution shape.
+    offset_yx : (float, float)
+        Where this image's pixel (0, 0) lies on the grid's pixels: a tile reads its window of
+        an image-wide grid (0: the grid is the image's own).
     """
 
     values: np.ndarray
     factor: int
     shape: tuple[int, int]
+    offset_yx: tuple[float, float] = (0.0, 0.0)
 
     def crop(self, rows: slice, cols: slice) -> np.ndarray:
         """Return the bilinear full-resolution background of ``image[rows, cols]`` (float32).
@@ -60,6 +64,11 @@ class SmoothBackground:
         h, w = self.shape
         r0, r1, _ = rows.indices(h)
         c0, c1, _ = cols.indices(w)
+        oy, ox = self.offset_yx
+        if oy or ox:
+            return sample_block_grid(self.values, max(1, self.factor),
+                                     np.arange(r0, r1, dtype=np.float64) + oy,
+                                     np.arange(c0, c1, dtype=np.float64) + ox)
         if self.factor <= 1:
             return self.values[r0:r1, c0:c1].astype(np.float32, copy=True)
         return read_block_grid(self.values, self.factor, r0, r1, c0, c1)
@@ -106,6 +115,31 @@ def estimate_background(image_low: np.ndarray, object_size_px: float,
     -------
     ndarray of float32, same shape as ``image_low``.
     """
+    grid, k = background_grid(image_low, object_size_px, mask, max_filter_px=max_filter_px)
+    return grid if k == 1 else SmoothBackground(grid, k, np.shape(image_low)).full()
+
+
+def background_grid(image_low: np.ndarray, object_size_px: float,
+                    mask: np.ndarray | None = None, *, max_filter_px: int = 8
+                    ) -> tuple[np.ndarray, int]:
+    """Return the grid :func:`estimate_background` interpolates, and its block size.
+
+    An image-wide background kept as this grid (small: blocks of about an eighth of the
+    background scale) is read back by any tile of the image at its own position
+    (:func:`histoquant.calibration.grid_positions`).
+
+    Parameters
+    ----------
+    image_low, object_size_px, mask, max_filter_px
+        As for :func:`estimate_background`.
+
+    Returns
+    -------
+    grid : ndarray of float32
+        The background on blocks of ``k`` pixels of ``image_low``.
+    k : int
+        Block size (1: ``grid`` is the background itself).
+    """
     img = np.asarray(image_low, np.float32)
     if mask is not None and not mask.all() and mask.any():
         idx = ndi.distance_transform_edt(~mask, return_distances=False, return_indices=True)
@@ -113,11 +147,11 @@ def estimate_background(image_low: np.ndarray, object_size_px: float,
     k = max(1, int(object_size_px // max_filter_px))
     if k > 1:
         coarse = block_mean(img, k)
-        back = estimate_background(coarse, object_size_px / k, max_filter_px=max_filter_px)
-        return SmoothBackground(back, k, img.shape).full()
+        return estimate_background(coarse, object_size_px / k,
+                                   max_filter_px=max_filter_px), k
     size = max(3, int(np.ceil(object_size_px)) + 1)
     opened = ndi.grey_opening(img, size=(size, size))
-    return ndi.uniform_filter(opened, size).astype(np.float32)
+    return ndi.uniform_filter(opened, size).astype(np.float32), 1
 
 
 @dataclass
