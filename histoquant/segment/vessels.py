@@ -331,7 +331,7 @@ def background_window(grid: np.ndarray, block_px: int, offset_yx: tuple[int, int
     Window pixel ``(y, x)`` is pixel ``offset + (y, x)`` of that image; inside it the values
     are those :func:`subtract_background` subtracts there, bit for bit (the same bilinear
     weights between the same block centres), so a tile of the image is corrected exactly as
-    the whole. Beyond the image's pixels the edge blocks are held.
+    the whole. Beyond the outermost block centres the edge values are held.
 
     Parameters
     ----------
