@@ -18,6 +18,10 @@ from histoquant.segment.vessels import (
     _max_filter,
     _resample_grid,
     _sato_bright,
+    _upsample,
+    background_grid,
+    background_window,
+    subtract_background,
 )
 from histoquant.synthetic.vessels import vessel_phantom
 
@@ -94,6 +98,33 @@ def test_block_means_and_resampling(shape):
         ours = _resample_grid(small, f_from, f_to, shape)
         assert ours.shape == out_shape
         assert np.allclose(ours, bilinear(small, f_from, f_to, out_shape), atol=1e-5)
+
+
+@pytest.mark.parametrize("f", [1, 4, 25])
+def test_background_window_is_the_whole_images_field(f):
+    # A tile reads its window of the whole image's background: bit for bit the values the
+    # whole image subtracts there (the same block centres and weights), whatever the
+    # window's offset from the block grid; beyond the image the edge blocks are held.
+    rng = np.random.default_rng(5)
+    img = (rng.random((203, 181)) * 100).astype(np.float32)
+    grid, f_got = background_grid(img, 0.5, 2.0 * f)
+    assert f_got == f
+    field = _upsample(grid, f, img.shape)
+    np.testing.assert_array_equal(img - field, subtract_background(img, 0.5, 2.0 * f))
+    for off, shape in (((0, 0), img.shape), ((0, 0), (50, 60)), ((37, 11), (90, 120)),
+                       ((103, 57), (100, 124)), ((1, 2), (3, 4)), ((150, 160), (53, 21))):
+        win = background_window(grid, f, off, shape)
+        assert win.dtype == np.float32 and win.shape == shape
+        np.testing.assert_array_equal(win, field[off[0]:off[0] + shape[0],
+                                                 off[1]:off[1] + shape[1]])
+    # a window reaching past the image: interpolated up to the outermost block centres,
+    # held beyond them
+    out = background_window(grid, f, (-5, 170), (20, 30))
+    ext = _upsample(grid, f, (grid.shape[0] * f, grid.shape[1] * f))
+    rows = np.clip(np.arange(-5, 15), 0, ext.shape[0] - 1)
+    cols = np.clip(np.arange(170, 200), 0, ext.shape[1] - 1)
+    np.testing.assert_array_equal(out, ext[np.ix_(rows, cols)])
+    np.testing.assert_array_equal(out[5:, :11], field[:15, 170:])
 
 
 def test_skeleton_graph_is_skans(vessel_mask):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from ..calibration import grid_positions, grid_record, region_view, tile_origin
 from ..errors import ChannelError, ParamsError
 from ..io.image import Image, check_not_empty
 from ..measure.rays import first_hits, padded_flat
@@ -25,7 +26,14 @@ from ..measure.skeleton import SkeletonTrace, trace_skeleton
 from ..params import AssayParams, param
 from ..results import AssayResult
 from ..segment.padding import padding_of_image
-from ..segment.vessels import TubeSegmentation, remove_small, segment_tubes
+from ..segment.vessels import (
+    TubeSegmentation,
+    TubeStats,
+    background_grid,
+    background_window,
+    remove_small,
+    segment_tubes,
+)
 from .base import (
     AssaySpec,
     ChannelRole,
@@ -38,7 +46,7 @@ from .base import (
 )
 from .contract import REGION_AREA, Measure
 
-__all__ = ["VasculatureParams", "run", "SPEC", "covered_entries"]
+__all__ = ["VasculatureParams", "run", "calibrate", "SPEC", "covered_entries"]
 
 _FILTERS = ("sato", "frangi", "meijering")
 _QC_MAX_SIDE = 1600
@@ -269,19 +277,46 @@ def _cross_section_hits(trace: SkeletonTrace, pericyte_mask: np.ndarray, toleran
     return out
 
 
-def _pericyte_bodies(dapi: np.ndarray, vessels: np.ndarray, pericytes: np.ndarray, px: float,
-                     p: VasculatureParams) -> np.ndarray:
-    """Centroids (row, col) of DAPI nuclei on the vessel wall with pericyte signal."""
+def _dapi_radius_um(p: VasculatureParams) -> float:
+    return max(20.0, p.background_radius_um)
+
+
+def _dapi_corrected(dapi: np.ndarray, px: float, p: VasculatureParams,
+                    cal: Mapping[str, Any] | None = None, origin: tuple[int, int] = (0, 0),
+                    ) -> tuple[np.ndarray, float | None, tuple[np.ndarray, int] | None]:
+    """Background-corrected, smoothed DAPI and its nucleus threshold (Otsu).
+
+    Without ``cal`` both are estimated from ``dapi`` (whose background grid is returned as
+    well); with it (a tile) the calibration's background and threshold are applied. A
+    threshold of None: the channel is flat, no nuclei.
+    """
+    raw = np.asarray(dapi, dtype=np.float32)
+    grid = None
+    if cal is None:
+        grid = background_grid(raw, px, _dapi_radius_um(p))
+        img = raw - background_window(*grid, (0, 0), raw.shape)
+    else:
+        img = raw - _background_of(cal["background"], origin, raw.shape)
+    img = ndi.gaussian_filter(img, max(0.5, 0.5 / px))
+    if cal is not None:
+        thr = cal["threshold"]
+        return img, None if thr is None else float(thr), None
     from skimage.filters import threshold_otsu
 
-    from ..segment.vessels import subtract_background
-
-    img = subtract_background(dapi, px, max(20.0, p.background_radius_um))
-    img = ndi.gaussian_filter(img, max(0.5, 0.5 / px))
     sample = img[:: max(1, img.shape[0] // 1024), :: max(1, img.shape[1] // 1024)]
     if float(sample.max()) <= float(sample.min()):
+        return img, None, grid
+    return img, float(threshold_otsu(sample)), grid
+
+
+def _pericyte_bodies(dapi: np.ndarray, vessels: np.ndarray, pericytes: np.ndarray, px: float,
+                     p: VasculatureParams, cal: Mapping[str, Any] | None = None,
+                     origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Centroids (row, col) of DAPI nuclei on the vessel wall with pericyte signal."""
+    img, threshold, _ = _dapi_corrected(dapi, px, p, cal, origin)
+    if threshold is None:
         return np.zeros((0, 2))
-    nuclei = img > threshold_otsu(sample)
+    nuclei = img > threshold
     nuclei = remove_small(nuclei, p.nucleus_min_area_um2 / px**2)
     labels, n = ndi.label(nuclei)
     if n == 0:
@@ -298,9 +333,227 @@ def _pericyte_bodies(dapi: np.ndarray, vessels: np.ndarray, pericytes: np.ndarra
     return cent.reshape(-1, 2)
 
 
+# --------------------------------------------------------------------------------------------
+# Image-wide statistics (calibration)
+# --------------------------------------------------------------------------------------------
+
+
+def _tube_kw(p: VasculatureParams, role: str) -> dict[str, Any]:
+    """segment_tubes' parameters for the endothelium or the pericyte channel."""
+    common = dict(method=p.ridge_filter, threshold_low=p.threshold_low,
+                  threshold_high=p.threshold_high, edge_level_pct=p.edge_level_pct,
+                  background_radius_um=p.background_radius_um, max_hole_um2=p.max_hole_um2)
+    if role == "endothelium":
+        return dict(common, scales_um=p.vessel_scales_um, min_area_um2=p.min_vessel_area_um2,
+                    core_threshold=p.ridge_core_threshold if p.ridge_core else None)
+    return dict(common, scales_um=p.pericyte_scales_um, min_area_um2=p.min_pericyte_area_um2)
+
+
+def _background_of(record: Mapping[str, Any], origin: tuple[int, int],
+                   shape: tuple[int, int]) -> np.ndarray:
+    """Return the calibration's background field over a tile at full-resolution ``origin``.
+
+    A calibration read at full resolution gives the whole image's field bit for bit
+    (:func:`histoquant.segment.vessels.background_window`); one read at a lower resolution
+    is interpolated bilinearly between its block centres.
+    """
+    grid = np.asarray(record["values"], np.float32)
+    f = int(record["block_px"])
+    dy, dx = origin[0] - record["origin_yx"][0], origin[1] - record["origin_yx"][1]
+    if float(record["cell_px"]) == 1.0 and float(dy).is_integer() and float(dx).is_integer():
+        return background_window(grid, f, (int(dy), int(dx)), shape)
+    from ..segment.background import sample_block_grid
+
+    ys, xs = grid_positions(record, origin, shape, 1)
+    out = np.empty(shape, np.float32)
+    for r0 in range(0, shape[0], 2048):
+        out[r0:r0 + 2048] = sample_block_grid(grid, f, ys[r0:r0 + 2048], xs)
+    return out
+
+
+def _applied(cal: Mapping[str, Any] | None, role: str, origin: tuple[int, int],
+             shape: tuple[int, int]) -> dict[str, Any]:
+    """segment_tubes' ``stats``/``background`` for a calibrated tile; {} uncalibrated."""
+    if cal is None:
+        return {}
+    rec = cal[role]
+    noise = [None if n is None else (float(n[0]), float(n[1])) for n in rec["noise"]]
+    stats = TubeStats(None, int(rec["background"]["block_px"]), noise,
+                      rec["centreline_median"])
+    return {"stats": stats, "background": _background_of(rec["background"], origin, shape)}
+
+
+def _tube_record(stats: TubeStats, origin_yx: tuple[float, float], step: int
+                 ) -> dict[str, Any]:
+    return {"background": grid_record(stats.background_grid, stats.background_block_px, step,
+                                      origin_yx),
+            "noise": [None if n is None else [float(n[0]), float(n[1])] for n in stats.noise],
+            "centreline_median": None if stats.centreline_median is None
+            else float(stats.centreline_median)}
+
+
+def _analysed(image: Image, masks: dict[str, np.ndarray]
+              ) -> tuple[dict[str, np.ndarray], np.ndarray | None, np.ndarray | None]:
+    """Regions without padding, the padding (None: none), and the noise-statistics mask."""
+    # Padding, tile frames and the outside of a field of view are never tissue: out of the
+    # measured areas, and filled flat for the ridge filter and left out of its noise
+    # estimate (zeros outside a round field of view made vessel length +76 %).
+    pad = padding_of_image(image)
+    if not pad.any() or pad.all():
+        pad = None
+    else:
+        masks = {name: np.asarray(m, dtype=bool) & ~pad for name, m in masks.items()}
+    analysed = np.zeros(image.shape_yx, bool)
+    for m in masks.values():
+        analysed |= m
+    # the noise statistics need no mask when every pixel is analysed
+    return masks, pad, None if analysed.all() else analysed
+
+
+def _channel_stats(image: Image, idx: Mapping[str, int], masks: dict[str, np.ndarray],
+                   p: VasculatureParams, origin: tuple[int, int]) -> dict[str, Any]:
+    """Each channel's statistics, as a whole run of ``image`` (at ``origin``) estimates them."""
+    px = float(image.pixel_size_um)
+    _, pad, stats_mask = _analysed(image, masks)
+    out: dict[str, Any] = {}
+    for role in ("endothelium", "pericyte"):
+        if role not in idx:
+            continue
+        chan = image.channel(idx[role], projection=p.z_projection)
+        if role == "pericyte" and float(chan.max()) <= float(chan.min()):
+            out[role] = None  # blank: no pericytes anywhere
+            continue
+        seg = segment_tubes(chan, px, mask=stats_mask, padding=pad, origin_yx=origin,
+                            **_tube_kw(p, role))
+        out[role] = seg.stats
+    if "dapi" in idx and "pericyte" in idx:
+        _, thr, grid = _dapi_corrected(image.channel(idx["dapi"], projection=p.z_projection),
+                                       px, p)
+        out["dapi"] = (grid, thr)
+    return out
+
+
+def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
+              channels: Mapping[str, str | int] | None = None,
+              bounds: tuple[int, int, int, int] | None = None,
+              pixel_size_um: float | None = None) -> dict[str, Any]:
+    """Measure the image-wide statistics of the assay over the regions' bounding box.
+
+    What a whole run estimates from the whole image, for a tiled run to apply to every tile
+    (``run(tile, calibration=...)``, :func:`histoquant.tiling.run_tiled`), per channel
+    (``endothelium``, ``pericyte``): the smooth background (a block grid placed in
+    full-resolution coordinates; a tile reads its window), the ridge response's median and
+    robust SD at each scale (the noise units of ``threshold_low``/``threshold_high``/
+    ``ridge_core_threshold``), and the median centreline intensity (the level that decides
+    whether a large hole is a vessel's inside); for ``dapi``, its background and the
+    nucleus threshold.
+
+    The box (the regions grown by the background's reach, twice ``background_radius_um``,
+    and four largest ridge scales) is read whole up to
+    :data:`histoquant.calibration.CALIBRATION_BUDGET_PX` pixels, and then gives what a
+    whole run of that box gives (bit for bit: a tile's background is that of the whole
+    image). Beyond, the background comes from every ``step``-th pixel (``step`` > 1; it is
+    smooth over ``background_radius_um``), while the noise units, the centreline level and
+    the DAPI threshold are measured at full resolution on the budget's worth of pixels
+    around the box's centre: a ridge filter's answer to noise depends on the pixel size, so
+    a strided view would give other noise units. They then depend on the vessels that
+    window holds (on a phantom: noise SDs 2–40 % off, lengths and areas within 0.1 %);
+    pooling windows spread over the region would be closer.
+
+    Parameters
+    ----------
+    image : Image or ndarray
+        Full-resolution fluorescence image (lazy arrays are read only inside the box).
+    regions : None, mapping of masks, or RegionSource
+        Where the assay measures (``None``: the whole image; ``"auto"`` and region files as
+        :func:`run` takes them).
+    params : VasculatureParams, dict or path, optional
+        Parameters.
+    channels : mapping, optional
+        As for :func:`run`.
+    bounds : tuple, optional
+        (r0, r1, c0, c1): one section of a slide.
+    pixel_size_um : float, optional
+        Pixel size override.
+
+    Returns
+    -------
+    dict
+        Plain numbers and lists (JSON), with ``assay``, ``step`` and ``warnings``.
+    """
+    from .. import calibration as cal_mod
+    from ..tiling import RegionSource
+
+    p = resolve_params(VasculatureParams, params)
+    image = prepare_image(image, pixel_size_um)
+    px = float(image.pixel_size_um)
+    idx = resolve_channels(image, SPEC.channel_roles, channels)
+    _check_distinct(image, idx)
+    if regions is not None and not isinstance(regions, (RegionSource, Mapping)):
+        regions = resolve_regions(image, regions, SPEC.auto_regions)
+    reach_um = 2.0 * p.background_radius_um + 4.0 * max(*p.vessel_scales_um,
+                                                        *p.pericyte_scales_um)
+    margin = int(np.ceil(reach_um / px))
+    # never a pyramid level: the noise units are statistics of single pixels
+    view = region_view(image, regions, bounds=bounds, margin_px=margin,
+                       max_level_downsample=1)
+    vimg = view.image
+    check_not_empty(vimg.channel(idx["endothelium"], projection=p.z_projection),
+                    f"{image.source} (endothelium channel)")
+    warnings: list[str] = []
+    if view.step == 1:
+        stats = _channel_stats(vimg, idx, view.masks, p,
+                               tuple(int(v) for v in view.origin_yx))
+    else:
+        # background from the strided view, noise units from full-resolution pixels
+        budget = cal_mod.CALIBRATION_BUDGET_PX
+        r0, c0 = (int(v) for v in view.origin_yx)
+        h, w = vimg.shape_yx
+        cy, cx = r0 + h * view.step // 2, c0 + w * view.step // 2
+        side = max(16, int(np.sqrt(budget)) // 2 - margin)
+        box = (cy - side, cy + side, cx - side, cx + side)
+        win = region_view(image, regions, bounds=box, margin_px=margin, budget_px=budget,
+                          max_level_downsample=1)
+        # The statistics come from the box only: the window's own edges (inside the image)
+        # answer as ridges, which a whole run sees only at the image's edges.
+        wy, wx = (int(v) for v in win.origin_yx)
+        inner = np.zeros(win.image.shape_yx, bool)
+        inner[max(0, box[0] - wy):max(0, box[1] - wy), max(0, box[2] - wx):max(0, box[3] - wx)] \
+            = True
+        stats = _channel_stats(win.image, idx, {k: m & inner for k, m in win.masks.items()},
+                               p, (wy, wx))
+        pxv = float(vimg.pixel_size_um)
+        for role in ("endothelium", "pericyte"):
+            if stats.get(role) is not None:
+                chan = vimg.channel(idx[role], projection=p.z_projection)
+                grid, f = background_grid(chan, pxv, p.background_radius_um)
+                stats[role].background_grid, stats[role].background_block_px = grid, f
+        if "dapi" in stats:
+            chan = vimg.channel(idx["dapi"], projection=p.z_projection)
+            stats["dapi"] = (background_grid(chan, pxv, _dapi_radius_um(p)), stats["dapi"][1])
+        warnings.append(f"the region is larger than the calibration budget: its background "
+                        f"was measured on every {view.step}th pixel, its noise units on "
+                        f"{win.image.shape_yx[0]} × {win.image.shape_yx[1]} pixels at its "
+                        "centre")
+    out: dict[str, Any] = {"assay": SPEC.name, "step": view.step,
+                           "pyramid_level_downsample": view.level_downsample,
+                           "origin_yx": [float(v) for v in view.origin_yx]}
+    for role in ("endothelium", "pericyte"):
+        if role in stats:
+            out[role] = None if stats[role] is None else \
+                _tube_record(stats[role], view.origin_yx, view.step)
+    if "dapi" in stats:
+        (grid, f), thr = stats["dapi"]
+        out["dapi"] = {"background": grid_record(grid, f, view.step, view.origin_yx),
+                       "threshold": thr}
+    out["warnings"] = warnings
+    return out
+
+
 def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         channels: Mapping[str, str | int] | None = None, pixel_size_um: float | None = None,
-        progress: Progress | None = None) -> AssayResult:
+        progress: Progress | None = None,
+        calibration: Mapping[str, Any] | None = None) -> AssayResult:
     """Measure vessel length, pericyte length and pericyte coverage in one image.
 
     Parameters
@@ -324,6 +577,12 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         Pixel size override in µm.
     progress : callable, optional
         ``progress(fraction, message)``.
+    calibration : mapping, optional
+        Image-wide statistics from :func:`calibrate` (each channel's background, noise units
+        and centreline level, the DAPI threshold), applied instead of estimating them from
+        ``image`` — a tile of a larger image (:func:`histoquant.tiling.run_tiled`; the
+        tile's place is ``image.metadata["tile_origin_yx"]``). Without it they are
+        estimated from ``image`` by the same code as :func:`calibrate`.
 
     Returns
     -------
@@ -354,32 +613,20 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         warnings.append(
             f"no pericyte channel given (the image has {image._channel_list()}); only vessels "
             "were measured. Give --channel pericyte=NAME|INDEX to measure coverage.")
+    cal = dict(calibration) if calibration is not None else None
+    origin = tile_origin(image)
     _report(progress, 0.02, "reading channels")
     endo = image.channel(idx["endothelium"], projection=p.z_projection)
-    check_not_empty(endo, f"{image.source} (endothelium channel)")
+    if cal is None:
+        # a calibrated tile may be flat (background only); the whole image was checked
+        check_not_empty(endo, f"{image.source} (endothelium channel)")
     masks = resolve_regions(image, regions, SPEC.auto_regions)
-    # Padding, tile frames and the outside of a field of view are never tissue: out of the
-    # measured areas, and filled flat for the ridge filter and left out of its noise
-    # estimate (zeros outside a round field of view made vessel length +76 %).
-    pad = padding_of_image(image)
-    if not pad.any() or pad.all():
-        pad = None
-    else:
-        masks = {name: np.asarray(m, dtype=bool) & ~pad for name, m in masks.items()}
-    analysed = np.zeros(image.shape_yx, bool)
-    for m in masks.values():
-        analysed |= m
-    # the noise statistics need no mask when every pixel is analysed
-    stats_mask = None if analysed.all() else analysed
+    masks, pad, stats_mask = _analysed(image, masks)
 
     _report(progress, 0.05, "segmenting vessels")
-    vseg = segment_tubes(endo, px, scales_um=p.vessel_scales_um, method=p.ridge_filter,
-                         threshold_low=p.threshold_low, threshold_high=p.threshold_high,
-                         edge_level_pct=p.edge_level_pct,
-                         background_radius_um=p.background_radius_um,
-                         min_area_um2=p.min_vessel_area_um2, max_hole_um2=p.max_hole_um2,
-                         mask=stats_mask, padding=pad,
-                         core_threshold=p.ridge_core_threshold if p.ridge_core else None)
+    vseg = segment_tubes(endo, px, mask=stats_mask, padding=pad, origin_yx=origin,
+                         **_tube_kw(p, "endothelium"),
+                         **_applied(cal, "endothelium", origin, image.shape_yx))
     _report(progress, 0.35, "tracing vessel skeleton")
     vtrace = trace_skeleton(vseg.mask, px, min_spur_length_um=p.min_spur_length_um,
                             smoothing_um=p.path_smoothing_um, end_correction=p.end_correction,
@@ -393,20 +640,18 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     if "pericyte" in idx:
         _report(progress, 0.5, "segmenting pericytes")
         pimg = image.channel(idx["pericyte"], projection=p.z_projection)
-        if float(pimg.max()) <= float(pimg.min()):
+        # blank over the whole image (a calibrated tile may be flat where the image is not)
+        blank = float(pimg.max()) <= float(pimg.min()) if cal is None else \
+            cal["pericyte"] is None
+        if blank:
             warnings.append("the pericyte channel is blank: pericyte length and coverage are 0")
             pmask = np.zeros(image.shape_yx, bool)
             peri = _Channel(TubeSegmentation(pmask, pmask, np.zeros(pmask.shape, np.float32),
                                              np.zeros(pmask.shape, np.float32)), None)
         else:
-            pseg = segment_tubes(pimg, px, scales_um=p.pericyte_scales_um,
-                                 method=p.ridge_filter, threshold_low=p.threshold_low,
-                                 threshold_high=p.threshold_high,
-                                 edge_level_pct=p.edge_level_pct,
-                                 background_radius_um=p.background_radius_um,
-                                 min_area_um2=p.min_pericyte_area_um2,
-                                 max_hole_um2=p.max_hole_um2, mask=stats_mask,
-                                 padding=pad)
+            pseg = segment_tubes(pimg, px, mask=stats_mask, padding=pad, origin_yx=origin,
+                                 **_tube_kw(p, "pericyte"),
+                                 **_applied(cal, "pericyte", origin, image.shape_yx))
             peri = _Channel(pseg, None)
         display.append((_qc_plane(pimg), (70, 70, 200)))
         del pimg
@@ -428,10 +673,14 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
                             "bodies are not counted")
         else:
             dapi = image.channel(idx["dapi"], projection=p.z_projection)
-            bodies = _pericyte_bodies(dapi, vseg.mask, peri.seg.mask, px, p)
+            bodies = _pericyte_bodies(dapi, vseg.mask, peri.seg.mask, px, p,
+                                      None if cal is None else cal["dapi"], origin)
 
     _report(progress, 0.9, "measuring")
-    summary = _summary(image.name, masks, px, vseg, vtrace, peri, covered, bodies, warnings)
+    # A tile's row is a part of its region's: that part holding no vessel says nothing of
+    # the region (the flags of the tiles are joined), so only a whole image flags.
+    summary = _summary(image.name, masks, px, vseg, vtrace, peri, covered, bodies, warnings,
+                       flag="tile_origin_yx" not in image.metadata)
     objects = _objects(image.name, masks, px, vtrace, covered)
     masks_out = {"vessels": vseg.mask, "vessel_skeleton": vtrace.skeleton}
     if peri.seg is not None:
@@ -469,7 +718,8 @@ def _check_distinct(image: Image, idx: dict[str, int]) -> None:
 
 def _summary(name: str, masks: dict[str, np.ndarray], px: float, vseg: TubeSegmentation,
              vtrace: SkeletonTrace, peri: _Channel, covered: np.ndarray,
-             bodies: np.ndarray | None, warnings: list[str]) -> pd.DataFrame:
+             bodies: np.ndarray | None, warnings: list[str], flag: bool = True
+             ) -> pd.DataFrame:
     table = region_table(name, masks, px)
     rows = []
     px2 = px * px
@@ -543,6 +793,8 @@ def _summary(name: str, masks: dict[str, np.ndarray], px: float, vseg: TubeSegme
                        pericyte_bodies_per_mm=n_b / (length / 1000.0) if length > 0 else nan)
         else:
             row.update(n_pericyte_bodies=nan, pericyte_bodies_per_mm=nan)
+        if not flag:
+            flags = []
         row["flags"] = ";".join(flags)
         if flags:
             warnings.append(f"region {rname!r}: {', '.join(flags)}")
@@ -667,6 +919,10 @@ SPEC = AssaySpec(
     channel_roles=SPEC_ROLES,
     auto_regions=("grey_matter",),
     modalities=("fluorescence",),
+    # a segment's ends move with it when a tile is put back into slide coordinates
+    positions=(("centroid_y_um", "centroid_x_um"), ("start_y_um", "start_x_um"),
+               ("end_y_um", "end_x_um")),
+    calibrate=calibrate,
     measures=(
         REGION_AREA,
         Measure("vessel_length_um", "µm", "vessel centreline length", animal="sum"),
@@ -700,7 +956,8 @@ SPEC = AssaySpec(
                 animal="sum"),
         Measure("pericyte_bodies_per_mm", "per mm", "pericyte bodies per mm of vessel",
                 tiles="ratio", of=("n_pericyte_bodies", "vessel_length_um"), scale=1e3),
-        Measure("flags", "", "problems found (no_vessels, no_pericytes)", tiles="join",
+        Measure("flags", "", "problems found in the region (no_vessels, no_pericytes); "
+                "not set by a tiled run, whose tiles each see part of a region", tiles="join",
                 animal="none"),
     ),
 )

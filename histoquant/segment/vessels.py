@@ -50,8 +50,8 @@ from scipy import ndimage as ndi
 
 from .statistics import MAD_TO_SD, block_any, block_mean
 
-__all__ = ["TubeSegmentation", "subtract_background", "ridge_zscore", "segment_tubes",
-           "remove_small"]
+__all__ = ["TubeSegmentation", "TubeStats", "subtract_background", "background_grid",
+           "background_window", "ridge_zscore", "segment_tubes", "remove_small"]
 
 RIDGE_FILTERS = ("sato", "frangi", "meijering")
 # A scale wider than this many pixels is filtered on a block-averaged copy of the image, where
@@ -59,6 +59,36 @@ RIDGE_FILTERS = ("sato", "frangi", "meijering")
 # (Grids where scales fall to 1 px were tried: phantoms did not change, but on DRIVE the
 # thinnest vessels were lost, −1…−3 % more length error per image.)
 _MIN_SIGMA_PX = 1.5
+
+
+@dataclass
+class TubeStats:
+    """The image-wide statistics of one tube segmentation (what a tiled run shares).
+
+    A whole image estimates them from its own pixels; a tile of a larger image is given those
+    of the whole (:func:`segment_tubes` ``stats=``), so that its thresholds mean what they
+    mean on the whole image.
+
+    Attributes
+    ----------
+    background_grid : ndarray or None
+        The smooth background on blocks of ``background_block_px`` pixels
+        (:func:`background_grid`), before upsampling.
+    background_block_px : int
+        Block side of ``background_grid`` in pixels.
+    noise : list of (float, float) or None
+        Per ridge scale (in the order of ``scales_um``): median and robust SD of the positive
+        ridge responses that turn the response into noise units; None where there were too
+        few (the scale then answers 0).
+    centreline_median : float or None
+        Median background-corrected intensity of the ridge pixels in tubes: sets the level
+        above which a large hole is a vessel's inside. None when no ridge was found.
+    """
+
+    background_grid: np.ndarray | None
+    background_block_px: int
+    noise: list[tuple[float, float] | None]
+    centreline_median: float | None
 
 
 @dataclass
@@ -75,12 +105,15 @@ class TubeSegmentation:
         Maximum over scales of the ridge response in noise units.
     corrected : ndarray of float32
         Background-subtracted, lightly smoothed intensity.
+    stats : TubeStats or None
+        The image-wide statistics used (estimated, or given).
     """
 
     mask: np.ndarray
     ridges: np.ndarray
     zscore: np.ndarray
     corrected: np.ndarray
+    stats: TubeStats | None = None
 
 
 def remove_small(mask: np.ndarray, min_px: float, connectivity: int = 2) -> np.ndarray:
@@ -146,10 +179,13 @@ def hysteresis(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return keep[labels]
 
 
-def _interp_axis(small: np.ndarray, ratio: float, n_out: int, axis: int) -> np.ndarray:
+def _interp_axis(small: np.ndarray, ratio: float, n_out: int, axis: int,
+                 lag: float = 0.0) -> np.ndarray:
     """Linear interpolation along ``axis`` (0 or 1) from a grid of blocks ``ratio`` times wider.
 
     Block centres are kept in place; beyond the outermost centres the edge value is held.
+    ``lag`` (output lines): the output grid starts that many lines before the input's
+    (grids aligned on a larger image, cut at different places by a tile's edge).
     """
     n_in = small.shape[axis]
 
@@ -174,8 +210,16 @@ def _interp_axis(small: np.ndarray, ratio: float, n_out: int, axis: int) -> np.n
             np.multiply(padded[take(lo, lo + n_in)], np.float32(1.0 - w_hi), out=dst)
             if w_hi:
                 dst += padded[take(hi, hi + n_in)] * np.float32(w_hi)
-        return out[take(0, n_out)]
-    x = (np.arange(n_out, dtype=np.float64) + 0.5) / ratio - 0.5
+        if lag == 0:
+            return out[take(0, n_out)]
+        if float(lag).is_integer():
+            # the same lines, shifted; beyond the ends the edge lines are held already
+            idx = np.clip(np.arange(n_out) - int(lag), 0, k * n_in - 1)
+            return np.take(out, idx, axis=axis)
+    if lag:
+        x = (np.arange(n_out, dtype=np.float64) - lag + 0.5) / ratio - 0.5
+    else:
+        x = (np.arange(n_out, dtype=np.float64) + 0.5) / ratio - 0.5
     i0 = np.clip(np.floor(x).astype(np.int64), 0, n_in - 1)
     i1 = np.minimum(i0 + 1, n_in - 1)
     w = np.clip(x - i0, 0.0, 1.0).astype(np.float32)
@@ -185,20 +229,34 @@ def _interp_axis(small: np.ndarray, ratio: float, n_out: int, axis: int) -> np.n
 
 
 def _resample_grid(small: np.ndarray, f_from: int, f_to: int,
-                   full_shape: tuple[int, int]) -> np.ndarray:
+                   full_shape: tuple[int, int], start_from: tuple[int, int] = (0, 0),
+                   start_to: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Bilinear resampling from the grid of ``f_from``-pixel blocks to that of ``f_to``.
 
     Grids are block-reduced versions of a full image of ``full_shape``; block centres are
-    kept in place.
+    kept in place. A grid's first block starts at pixel ``start`` (row, col) of the image
+    (:func:`_grid_start`; the pixels before it are left out of the grid).
     """
-    shape = (-(-full_shape[0] // f_to), -(-full_shape[1] // f_to)) if f_to > 1 else \
-        tuple(full_shape)
-    if f_from == f_to:
+    shape = tuple(-(-(n - a) // f_to) for n, a in zip(full_shape, start_to)) if f_to > 1 \
+        else tuple(full_shape)
+    if f_from == f_to and tuple(start_from) == tuple(start_to):
         return small[: shape[0], : shape[1]]
     ratio = f_from / f_to
+    lag = [(a - b) / f_to for a, b in zip(start_from, start_to)]
     # columns first, on the few coarse rows; then whole rows, written contiguously
-    cols = _interp_axis(np.asarray(small, np.float32), ratio, shape[1], 1)
-    return np.ascontiguousarray(_interp_axis(cols, ratio, shape[0], 0), dtype=np.float32)
+    cols = _interp_axis(np.asarray(small, np.float32), ratio, shape[1], 1, lag[1])
+    return np.ascontiguousarray(_interp_axis(cols, ratio, shape[0], 0, lag[0]),
+                                dtype=np.float32)
+
+
+def _grid_start(origin_yx: tuple[int, int], f: int) -> tuple[int, int]:
+    """First pixel of a block grid of ``f`` px aligned on the whole image, in a tile at ``origin``.
+
+    Block grids (the ridge filter's reduced copies, the neighbourhoods of :func:`_near`) are
+    laid on the whole image from its pixel (0, 0); a tile cut anywhere lays its grids on
+    the same blocks, so that away from its edges it computes what the whole image does.
+    """
+    return int(-origin_yx[0] % f), int(-origin_yx[1] % f)
 
 
 def _upsample(small: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
@@ -230,13 +288,96 @@ def subtract_background(image: np.ndarray, pixel_size_um: float, radius_um: floa
         float32 image minus its background.
     """
     img = np.asarray(image, dtype=np.float32)
+    bg, f = background_grid(img, pixel_size_um, radius_um, percentile)
+    return img - _upsample(bg, f, img.shape)
+
+
+def background_grid(image: np.ndarray, pixel_size_um: float, radius_um: float,
+                    percentile: float = 20.0) -> tuple[np.ndarray, int]:
+    """Return the smooth background of :func:`subtract_background` on its reduced grid.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (Y, X) image, vessels bright.
+    pixel_size_um : float
+        Pixel size in µm.
+    radius_um : float
+        Radius of the background window in µm.
+    percentile : float
+        Percentile of the window taken as background.
+
+    Returns
+    -------
+    grid : numpy.ndarray
+        float32 background of blocks of ``block_px`` pixels (block centres at
+        ``i × block_px + (block_px − 1) / 2``).
+    block_px : int
+        Block side, a quarter of the radius in pixels.
+    """
+    img = np.asarray(image, dtype=np.float32)
     radius_px = radius_um / pixel_size_um
     f = max(1, int(radius_px // 4))
     small = block_mean(img, f, copy=False)
     size = max(3, int(2 * radius_px / f) | 1)
     bg = ndi.percentile_filter(small, percentile, size=size, mode="reflect")
-    bg = ndi.uniform_filter(bg, size=size, mode="reflect")
-    return img - _upsample(bg, f, img.shape)
+    return ndi.uniform_filter(bg, size=size, mode="reflect"), f
+
+
+def background_window(grid: np.ndarray, block_px: int, offset_yx: tuple[int, int],
+                      shape: tuple[int, int]) -> np.ndarray:
+    """Return the upsampled background of a window of the image whose grid is ``grid``.
+
+    Window pixel ``(y, x)`` is pixel ``offset + (y, x)`` of that image; inside it the values
+    are those :func:`subtract_background` subtracts there, bit for bit (the same bilinear
+    weights between the same block centres), so a tile of the image is corrected exactly as
+    the whole. Beyond the outermost block centres the edge values are held.
+
+    Parameters
+    ----------
+    grid : numpy.ndarray
+        Block grid of the whole image (:func:`background_grid`).
+    block_px : int
+        Its block side in pixels.
+    offset_yx : tuple of int
+        The window's first pixel in the grid's image.
+    shape : tuple of int
+        The window's shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 background of the window.
+    """
+    f = max(1, int(block_px))
+    grid = np.asarray(grid, np.float32)
+    sub = []
+    for axis, (off, n) in enumerate(zip(offset_yx, shape)):
+        n_in = grid.shape[axis]
+        # blocks from one before the window's first to one after its last: each output pixel
+        # then lies between the same two block centres as in the whole image
+        q0 = min(max(0, off // f - 1), n_in - 1)
+        q1 = max(min(n_in, -(-(off + n) // f) + 1), q0 + 1)
+        sub.append((q0, q1, off - q0 * f, n))
+    (r0, r1, sr, nr), (c0, c1, sc, nc) = sub
+    small = grid[r0:r1, c0:c1]
+    if f == 1:
+        idx_r = np.clip(np.arange(sr, sr + nr), 0, small.shape[0] - 1)
+        idx_c = np.clip(np.arange(sc, sc + nc), 0, small.shape[1] - 1)
+        return np.ascontiguousarray(small[np.ix_(idx_r, idx_c)], dtype=np.float32)
+    cols = _interp_axis(small, float(f), small.shape[1] * f, 1)
+    cols = _take_clipped(cols, sc, nc, 1)
+    rows = _interp_axis(cols, float(f), small.shape[0] * f, 0)
+    return np.ascontiguousarray(_take_clipped(rows, sr, nr, 0), dtype=np.float32)
+
+
+def _take_clipped(a: np.ndarray, start: int, n: int, axis: int) -> np.ndarray:
+    """``a[start:start + n]`` along ``axis``, indices beyond ``a`` held at its edge."""
+    if start >= 0 and start + n <= a.shape[axis]:
+        sl = slice(start, start + n)
+        return a[sl] if axis == 0 else a[:, sl]
+    idx = np.clip(np.arange(start, start + n), 0, a.shape[axis] - 1)
+    return np.take(a, idx, axis=axis)
 
 
 def _gauss1d(img: np.ndarray, sigma: float, axis: int, order: int = 0,
@@ -353,28 +494,38 @@ def _sato_bright(img: np.ndarray, sigma: float) -> np.ndarray:
     return hrr
 
 
-def _robust_z(resp: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """(response − median) / (MAD_TO_SD·MAD) over the positive responses inside ``mask``."""
+def _robust_noise(resp: np.ndarray, mask: np.ndarray | None) -> tuple[float, float] | None:
+    """Median and MAD_TO_SD·MAD of the positive responses inside ``mask`` (None: too few)."""
     vals = resp[mask] if mask is not None else resp.ravel()
     step = max(1, vals.size // 2_000_000)
     vals = vals[::step]
     vals = vals[vals > 0]
     if vals.size < 16:
-        return np.zeros_like(resp, dtype=np.float32)
+        return None
     med = float(np.median(vals))
     mad = MAD_TO_SD * float(np.median(np.abs(vals - med)))
     if not mad > 0:
         mad = float(np.std(vals))
     if not mad > 0:
+        return None
+    return med, mad
+
+
+def _to_z(resp: np.ndarray, noise: tuple[float, float] | None) -> np.ndarray:
+    """(response − median) / SD, or zeros when the noise is unknown."""
+    if noise is None:
         return np.zeros_like(resp, dtype=np.float32)
     out = resp.astype(np.float32, copy=True)
-    out -= med
-    out /= mad
+    out -= noise[0]
+    out /= noise[1]
     return out
 
 
 def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[float], *,
-                 method: str = "sato", mask: np.ndarray | None = None) -> np.ndarray:
+                 method: str = "sato", mask: np.ndarray | None = None,
+                 noise: Sequence[tuple[float, float] | None] | None = None,
+                 record: list | None = None,
+                 origin_yx: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Return the multi-scale bright-ridge response in noise units (maximum over scales).
 
     Parameters
@@ -390,6 +541,14 @@ def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[fl
         scikit-image ridge filter.
     mask : ndarray of bool, optional
         Pixels whose responses set the noise statistics (the analysed regions).
+    noise : sequence, optional
+        Per scale, the (median, SD) to use instead of estimating them (a tile of a larger
+        image, given the whole image's; ``None`` entries answer 0).
+    record : list, optional
+        Filled with the per-scale (median, SD) used, in the order of ``scales_um``.
+    origin_yx : tuple of int
+        Where ``image`` lies in a larger image (a tile): the reduced copies are laid on
+        that image's blocks.
 
     Returns
     -------
@@ -405,10 +564,15 @@ def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[fl
     # Coarse scales first: their maximum is carried down grid by grid, so only the finest
     # grid is upsampled to full size.
     factors = [max(1, int(s_um / pixel_size_um // _MIN_SIGMA_PX)) for s_um in scales_um]
-    best, f_best = None, None
-    for f, s_um in sorted(zip(factors, scales_um), key=lambda t: -t[0]):
+    if noise is not None and len(noise) != len(scales_um):
+        raise ValueError(f"noise gives {len(noise)} scales, scales_um {len(scales_um)}")
+    used: list[tuple[float, float] | None] = [None] * len(scales_um)
+    best, f_best, a_best = None, None, (0, 0)
+    for f, s_um, k in sorted(zip(factors, scales_um, range(len(factors))),
+                             key=lambda t: -t[0]):
         s_px = s_um / pixel_size_um
-        small = block_mean(img, f, copy=False)
+        a = _grid_start(origin_yx, f)
+        small = block_mean(img[a[0]:, a[1]:], f, copy=False)
         # outside the image is background (0 after background subtraction): a vessel along
         # the border is not mirrored into a double-width one
         if method == "sato":
@@ -416,18 +580,25 @@ def ridge_zscore(image: np.ndarray, pixel_size_um: float, scales_um: Sequence[fl
         else:
             resp = fn(small, sigmas=[s_px / f], black_ridges=False, mode="constant", cval=0.0)
             resp = np.asarray(resp, dtype=np.float32)
-        small_mask = None
-        if mask is not None:
-            small_mask = block_mean(mask.astype(np.float32), f) > 0.5 if f > 1 else mask
-        z = _robust_z(resp, small_mask)
+        if noise is None:
+            small_mask = None
+            if mask is not None:
+                small_mask = block_mean(mask[a[0]:, a[1]:].astype(np.float32), f) > 0.5 \
+                    if f > 1 else mask
+            used[k] = _robust_noise(resp, small_mask)
+        else:
+            used[k] = None if noise[k] is None else (float(noise[k][0]), float(noise[k][1]))
+        z = _to_z(resp, used[k])
         del resp
         if best is not None:
-            best = _resample_grid(best, f_best, f, img.shape)
+            best = _resample_grid(best, f_best, f, img.shape, a_best, a)
             np.maximum(best, z[: best.shape[0], : best.shape[1]], out=best)
         else:
             best = z
-        f_best = f
-    return _upsample(best, f_best, img.shape)
+        f_best, a_best = f, a
+    if record is not None:
+        record[:] = used
+    return _resample_grid(best, f_best, 1, img.shape, a_best)
 
 
 def fill_padding(image: np.ndarray, padding: np.ndarray, pixel_size_um: float,
@@ -476,7 +647,7 @@ def fill_padding(image: np.ndarray, padding: np.ndarray, pixel_size_um: float,
     return out
 
 
-def _near(mask: np.ndarray, reach_px: int) -> np.ndarray:
+def _near(mask: np.ndarray, reach_px: int, origin_yx: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Pixels within about ``reach_px`` (at least that, at most twice) of ``mask``.
 
     Found on a grid of blocks of ``reach_px``/2 (a block touching the mask and its
@@ -484,11 +655,17 @@ def _near(mask: np.ndarray, reach_px: int) -> np.ndarray:
     filters over the whole one.
     """
     f = max(1, reach_px // 2)
+    # a tile lays its blocks on the whole image's (its first block begins before it), so
+    # that its neighbourhood is the whole image's
+    before = (int(origin_yx[0] % f), int(origin_yx[1] % f))
+    if any(before):
+        mask = np.pad(mask, ((before[0], 0), (before[1], 0)))
     small = block_any(mask, f)
     for _ in range(2):
         small = _dilate_square(small)
     h, w = mask.shape
-    return np.repeat(np.repeat(small, f, axis=0)[:h], f, axis=1)[:, :w]
+    out = np.repeat(np.repeat(small, f, axis=0)[:h], f, axis=1)[:, :w]
+    return out[before[0]:, before[1]:] if any(before) else out
 
 
 def _dilate_square(mask: np.ndarray) -> np.ndarray:
@@ -591,7 +768,7 @@ def _prune_leaves(line, anchor):
 
 
 def _fill_holes(tube: np.ndarray, bright: np.ndarray, max_hole_px: float,
-                reach_px: int) -> np.ndarray:
+                reach_px: int, origin_yx: tuple[int, int] = (0, 0)) -> np.ndarray:
     """``tube`` with its holes filled: those under ``max_hole_px``, and the bright ones.
 
     A hole (a 4-connected piece of background) is filled when it is smaller than
@@ -616,7 +793,7 @@ def _fill_holes(tube: np.ndarray, bright: np.ndarray, max_hole_px: float,
     if inner.any():
         # only the candidates' pixels are gathered (few), not all the background far away
         far = inner[labels]
-        far &= ~_near(tube, reach_px)
+        far &= ~_near(tube, reach_px, origin_yx)
         inner[labels[far]] = False
     fill |= inner
     fill[0] = False
@@ -638,6 +815,9 @@ def segment_tubes(
     mask: np.ndarray | None = None,
     core_threshold: float | None = None,
     padding: np.ndarray | None = None,
+    stats: TubeStats | None = None,
+    background: np.ndarray | None = None,
+    origin_yx: tuple[int, int] = (0, 0),
 ) -> TubeSegmentation:
     """Segment bright tubes (vessels, pericyte processes) in a 2D fluorescence image.
 
@@ -673,10 +853,22 @@ def segment_tubes(
         Pixels that are not image (padding, the outside of a round field of view): filled
         with a smooth continuation of the image around them (:func:`fill_padding`), left
         out of the noise statistics, and never part of a tube.
+    stats : TubeStats, optional
+        Image-wide statistics to apply instead of estimating them from ``image`` (a tile of
+        a larger image: the whole image's noise per scale and centreline level); with
+        ``background``.
+    background : ndarray, optional
+        With ``stats``: the smooth background of this image's pixels
+        (:func:`background_window` of the whole image's grid).
+    origin_yx : tuple of int
+        Where ``image`` lies in a larger image (a tile's first pixel): the block grids of
+        the ridge filter and of the neighbourhoods are laid on that image's blocks, so that
+        a tile computes, away from its edges, what the whole image computes.
 
     Returns
     -------
     TubeSegmentation
+        With ``stats``: those given, or those estimated (``background_grid`` included).
     """
     px = float(pixel_size_um)
     img = np.asarray(image, dtype=np.float32)
@@ -686,8 +878,24 @@ def segment_tubes(
         mask = ~padding if mask is None else (np.asarray(mask, bool) & ~padding)
     else:
         padding = None
-    corrected = subtract_background(img, px, background_radius_um)
-    z = ridge_zscore(corrected, px, scales_um, method=method, mask=mask)
+    if (stats is None) != (background is None):
+        raise ValueError("segment_tubes: give stats and background together")
+    if stats is None:
+        # the image's own statistics (a whole image, or calibrating one)
+        bg_grid, bg_f = background_grid(img, px, background_radius_um)
+        corrected = img - _upsample(bg_grid, bg_f, img.shape)
+        noise: list = []
+        z = ridge_zscore(corrected, px, scales_um, method=method, mask=mask, record=noise,
+                         origin_yx=origin_yx)
+        stats = TubeStats(bg_grid, bg_f, noise, None)
+        estimate = True
+    else:
+        if tuple(background.shape) != img.shape:
+            raise ValueError(f"background {background.shape} is not the image's {img.shape}")
+        corrected = img - background
+        z = ridge_zscore(corrected, px, scales_um, method=method, noise=stats.noise,
+                         origin_yx=origin_yx)
+        estimate = False
     ridges = hysteresis(z, threshold_low, threshold_high)
     # light smoothing so that the half-maximum edge follows the tube, not the noise
     smooth_px = max(0.5, 0.5 * min(scales_um) / px)
@@ -695,7 +903,7 @@ def segment_tubes(
                          smooth_px, axis=0, mode="reflect", truncate=3.0)
     if not ridges.any():
         empty = np.zeros(img.shape, bool)
-        return TubeSegmentation(empty, ridges, z, corrected)
+        return TubeSegmentation(empty, ridges, z, corrected, stats)
     # local centreline intensity: the brightest ridge pixel within about one large radius
     half = max(1, round(2.0 * max(scales_um) / px))
     peak = _max_filter(np.where(ridges, corrected, np.float32(0)), 2 * half + 1)
@@ -731,7 +939,7 @@ def segment_tubes(
             # A centreline stops about a half-width short of where its mask is cut, and the
             # ridge mask is up to ≈ 2 large scales wide on each side: the neighbourhood
             # reaches that far into the outlines so that the centreline meets them.
-            near = core & _near(joins, half + 2)
+            near = core & _near(joins, half + 2, origin_yx)
             # Only the centreline between outlines joins them: its side branches that end
             # in the background (the ridge mask's own spurs, texture, stubs beside a
             # bright vessel) join nothing, and kept with the piece they added length and a
@@ -749,15 +957,19 @@ def segment_tubes(
     # half-maximum level of its own centrelines, and at least as bright as that level of
     # the image's typical centreline, is vessel and is filled whatever its size; the space
     # between capillaries, below half their maximum, stays open.
-    ridge_px = corrected[ridges & tube]
-    level = (edge_level_pct / 100.0) * float(np.median(ridge_px)) if ridge_px.size else np.inf
+    if estimate:
+        ridge_px = corrected[ridges & tube]
+        stats.centreline_median = float(np.median(ridge_px)) if ridge_px.size else None
+        del ridge_px
+    med = stats.centreline_median
+    level = (edge_level_pct / 100.0) * med if med is not None else np.inf
     bright = half_max & (corrected >= np.float32(level))
-    del half_max, ridge_px
+    del half_max
     if padding is not None:
         bright &= ~padding
-    tube = _fill_holes(tube, bright, max_hole_um2 / px2, half)
+    tube = _fill_holes(tube, bright, max_hole_um2 / px2, half, origin_yx)
     if padding is not None:
         tube &= ~padding
     if min_area_um2 > 0:
         tube = remove_small(tube, min_area_um2 / px2)
-    return TubeSegmentation(tube, ridges & tube, z, corrected)
+    return TubeSegmentation(tube, ridges & tube, z, corrected, stats)
