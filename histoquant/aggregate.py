@@ -22,7 +22,22 @@ MeasureLookup = Callable[[str], Measure]
 
 
 def measure_columns(df: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
-    """Numeric columns of ``df`` that are measurements (not identifiers or ``exclude``)."""
+    """Numeric columns of ``df`` that are measurements (not identifiers or ``exclude``).
+
+    Parameters
+    ----------
+    df : DataFrame
+        A summary or objects table.
+    exclude : sequence of str
+        Further columns to leave out.
+
+    Returns
+    -------
+    list of str
+        The numeric, non-boolean columns of ``df`` other than the identifiers
+        (:data:`~histoquant.results.ID_COLUMNS`, ``label``, ``assay``, ``file``, ``tile``) and
+        ``exclude``, in table order.
+    """
     from .results import ID_COLUMNS
 
     skip = set(ID_COLUMNS) | set(exclude) | {"label", "assay", "file", "tile"}

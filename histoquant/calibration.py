@@ -66,7 +66,18 @@ class RegionView:
 
 
 def tile_origin(image: Image) -> tuple[int, int]:
-    """Full-resolution (row, col) of ``image``'s pixel (0, 0): a tile's origin, else (0, 0)."""
+    """Full-resolution (row, col) of ``image``'s pixel (0, 0): a tile's origin, else (0, 0).
+
+    Parameters
+    ----------
+    image : Image
+        An image, or a tile of one (``metadata["tile_origin_yx"]``).
+
+    Returns
+    -------
+    (int, int)
+        Row and column in full-resolution px.
+    """
     r, c = image.metadata.get("tile_origin_yx", (0, 0))
     return int(r), int(c)
 
@@ -206,6 +217,25 @@ def grid_record(values: np.ndarray, block_px: int, cell_px: float,
     ``values[i, j]`` is the value of block ``(i, j)`` of ``block_px`` working pixels; working
     pixel ``u`` is centred on full-resolution ``origin + u × cell_px`` (``cell_px``:
     full-resolution pixels per working pixel of the calibration).
+
+    Parameters
+    ----------
+    values : ndarray
+        (ny, nx) block values.
+    block_px : int
+        Block side in working px.
+    cell_px : float
+        Full-resolution px per working px.
+    origin_yx : (float, float)
+        Full-resolution (row, col) on which working pixel (0, 0) is centred.
+    **more : Any
+        Further keys stored as given.
+
+    Returns
+    -------
+    dict
+        ``values`` (nested float lists), ``block_px``, ``cell_px``, ``origin_yx`` and ``more``,
+        ready for JSON.
     """
     return {"values": np.asarray(values, np.float32).tolist(), "block_px": int(block_px),
             "cell_px": float(cell_px), "origin_yx": [float(origin_yx[0]), float(origin_yx[1])],
@@ -221,6 +251,23 @@ def grid_positions(record: Mapping[str, Any], start_yx: tuple[float, float], n_y
     full-resolution pixels per working pixel. Feed the result to
     :func:`histoquant.segment.background.sample_block_grid`. A tile measured where the
     calibration was (same start and factor) gets ``arange`` exactly.
+
+    Parameters
+    ----------
+    record : mapping
+        A grid from :func:`grid_record` (its ``cell_px`` and ``origin_yx`` are read).
+    start_yx : (float, float)
+        Full-resolution (row, col) where the tile's working pixel (0, 0) starts.
+    n_yx : (int, int)
+        The tile's working shape.
+    factor : int
+        Full-resolution px per working px of the tile.
+
+    Returns
+    -------
+    ys, xs : ndarray
+        Row and column positions (float64, in the grid's working px) of the tile's working
+        pixel centres.
     """
     cell = float(record["cell_px"])
     out = []

@@ -18,7 +18,13 @@ ID_COLUMNS = ("image", "animal", "group", "level", "section", "region")
 
 
 def versions() -> dict[str, str]:
-    """Versions of histoquant and the libraries whose behaviour shapes the numbers."""
+    """Versions of histoquant and the libraries whose behaviour shapes the numbers.
+
+    Returns
+    -------
+    dict of str to str
+        Version per distribution (and ``python``); packages not installed are left out.
+    """
     return dict(_versions())
 
 
@@ -58,7 +64,19 @@ def normalize_level(value: Any) -> Any:
 
 
 def order_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """Put the identifier columns (image, animal, group, level, section, region) first."""
+    """Put the identifier columns (image, animal, group, level, section, region) first.
+
+    Parameters
+    ----------
+    df : DataFrame
+        A results table.
+
+    Returns
+    -------
+    DataFrame
+        ``df`` with its columns reordered: the identifiers in :data:`ID_COLUMNS` order, then
+        the others as they were.
+    """
     first = [c for c in ID_COLUMNS if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]
 
@@ -69,6 +87,18 @@ def add_id_columns(df: pd.DataFrame, ids: dict[str, Any]) -> pd.DataFrame:
     Used for what the caller knows about an image and the assay cannot see (animal, group,
     spinal level, section). Known identifiers go in :data:`ID_COLUMNS` order; other keys follow
     them, before the measurements. An existing column of the same name is overwritten.
+
+    Parameters
+    ----------
+    df : DataFrame
+        A results table (not changed).
+    ids : dict of str to Any
+        Column name to value; None values are skipped.
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``df`` with the columns added.
     """
     out = df.copy()
     for key, value in ids.items():
@@ -144,6 +174,16 @@ class AssayResult:
         ``None`` values are skipped; ``level`` is written in one spelling
         (:func:`normalize_level`: ``"l3"`` and ``"3"`` become ``"L3"``). Returns the result
         itself, changed in place.
+
+        Parameters
+        ----------
+        **ids : Any
+            Column name to value.
+
+        Returns
+        -------
+        AssayResult
+            ``self``.
         """
         if "level" in ids:
             ids = {**ids, "level": normalize_level(ids["level"])}

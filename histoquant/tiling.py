@@ -57,7 +57,13 @@ class Window:
         return self.R1 - self.R0, self.C1 - self.C0
 
     def core_mask(self) -> np.ndarray:
-        """Boolean mask of the core inside the padded window."""
+        """Boolean mask of the core inside the padded window.
+
+        Returns
+        -------
+        ndarray of bool
+            The padded window's shape, True on the core.
+        """
         m = np.zeros(self.shape, dtype=bool)
         m[self.r0 - self.R0:self.r1 - self.R0, self.c0 - self.C0:self.c1 - self.C0] = True
         return m
@@ -69,6 +75,27 @@ def tile_grid(shape: tuple[int, int], tile_px: int, overlap_px: int,
 
     Cores are ``tile_px`` square (smaller at the far edges), padded by ``overlap_px`` on each
     side and clipped to the image.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        The image's (Y, X) shape in px.
+    tile_px : int
+        Core side in px.
+    overlap_px : int
+        Padding on each side of a core, in px.
+    bounds : (int, int, int, int), optional
+        Box to cover, clipped to the image; None is the whole image.
+
+    Returns
+    -------
+    list of Window
+        The tiles, row by row.
+
+    Raises
+    ------
+    HistoquantError
+        ``tile_px`` below 1 or ``overlap_px`` below 0.
     """
     if tile_px < 1 or overlap_px < 0:
         raise HistoquantError(f"tile size must be >= 1 and overlap >= 0 pixels, got "
@@ -93,11 +120,33 @@ class RegionSource:
     names: tuple[str, ...] = ()
 
     def window(self, win: Window) -> dict[str, np.ndarray]:  # pragma: no cover - interface
-        """``{name: bool mask}`` of the padded window of ``win``."""
+        """``{name: bool mask}`` of the padded window of ``win``.
+
+        Parameters
+        ----------
+        win : Window
+            The tile.
+
+        Returns
+        -------
+        dict of str to ndarray of bool
+            One mask of the padded window's shape per region.
+        """
         raise NotImplementedError
 
     def restrict(self, section: MaskSource) -> RegionSource:
-        """Return these regions cut to the pixels of one section."""
+        """Return these regions cut to the pixels of one section.
+
+        Parameters
+        ----------
+        section : MaskSource
+            The section's mask.
+
+        Returns
+        -------
+        RegionSource
+            A source whose windows hold these regions' masks, each cut to the section's pixels.
+        """
         return _Restricted(self, section)
 
 
@@ -112,7 +161,18 @@ class WholeImage(RegionSource):
         self.names = (self.name,)
 
     def window(self, win: Window) -> dict[str, np.ndarray]:
-        """Return the whole padded window of ``win`` as the one region."""
+        """Return the whole padded window of ``win`` as the one region.
+
+        Parameters
+        ----------
+        win : Window
+            The tile.
+
+        Returns
+        -------
+        dict of str to ndarray of bool
+            ``{name: all-True mask}`` of the padded window's shape.
+        """
         return {self.name: np.ones(win.shape, dtype=bool)}
 
 
@@ -135,7 +195,18 @@ class MaskSource(RegionSource):
         self.names = tuple(self.masks)
 
     def window(self, win: Window) -> dict[str, np.ndarray]:
-        """Return ``{name: bool mask}`` of the padded window of ``win``, enlarged."""
+        """Return ``{name: bool mask}`` of the padded window of ``win``, enlarged.
+
+        Parameters
+        ----------
+        win : Window
+            The tile.
+
+        Returns
+        -------
+        dict of str to ndarray of bool
+            One mask of the padded window's shape per region; False outside the masks.
+        """
         out = {}
         for name, m in self.masks.items():
             rows = np.floor((np.arange(win.R0, win.R1) - self.origin[0])
@@ -150,7 +221,21 @@ class MaskSource(RegionSource):
         return out
 
     def bounds(self, name: str | None = None, pad: int = 1) -> tuple[int, int, int, int]:
-        """Full-resolution bounding box (r0, r1, c0, c1) of one mask (or all), padded."""
+        """Full-resolution bounding box (r0, r1, c0, c1) of one mask (or all), padded.
+
+        Parameters
+        ----------
+        name : str, optional
+            The mask; None takes all of them together.
+        pad : int
+            Margin added on each side, in mask px.
+
+        Returns
+        -------
+        (int, int, int, int)
+            Full-resolution (r0, r1, c0, c1); (0, 0, 0, 0) when the mask is empty. Not clipped to
+            the image.
+        """
         m = np.zeros(next(iter(self.masks.values())).shape, dtype=bool)
         for k, v in self.masks.items():
             if name is None or k == name:
@@ -175,7 +260,18 @@ class PolygonSource(RegionSource):
         self.names = tuple(self.polygons)
 
     def window(self, win: Window) -> dict[str, np.ndarray]:
-        """Return ``{name: bool mask}`` of the polygons rasterised in the window of ``win``."""
+        """Return ``{name: bool mask}`` of the polygons rasterised in the window of ``win``.
+
+        Parameters
+        ----------
+        win : Window
+            The tile.
+
+        Returns
+        -------
+        dict of str to ndarray of bool
+            One mask of the padded window's shape per region.
+        """
         off = np.array([win.R0, win.C0], dtype=float)
         out = {}
         for name, polys in self.polygons.items():
@@ -218,7 +314,24 @@ class TiledResult:
 def shift_objects(objects: pd.DataFrame, dy_px: float, dx_px: float, pixel_size_um: float,
                   positions: Sequence[tuple[str, str]] = (("centroid_y_um", "centroid_x_um"),)
                   ) -> pd.DataFrame:
-    """Move the µm position columns ``positions`` of ``objects`` by (dy, dx) pixels."""
+    """Move the µm position columns ``positions`` of ``objects`` by (dy, dx) pixels.
+
+    Parameters
+    ----------
+    objects : DataFrame
+        An objects table (not changed).
+    dy_px, dx_px : float
+        Shift along rows and columns, in px.
+    pixel_size_um : float
+        Pixel size in µm.
+    positions : sequence of (str, str)
+        (row, column) pairs of µm columns to move; a pair missing from ``objects`` is skipped.
+
+    Returns
+    -------
+    DataFrame
+        A shifted copy of ``objects``.
+    """
     out = objects.copy()
     for ry, rx in positions:
         if ry in out.columns and rx in out.columns:

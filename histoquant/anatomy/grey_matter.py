@@ -123,6 +123,13 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
         The imaged field (False on padding, whose tissue signal is taken as the empty
         field's, 0); None = everything.
 
+    Returns
+    -------
+    GreyMatter
+        The grey-matter mask (inside ``section``), the threshold on the smoothed signal (NaN
+        when the section is too small or flat to split) and whether grey matter was the higher
+        class.
+
     Notes
     -----
     Fluorescence: white matter can be as faint as the empty slide, and the section found
@@ -384,6 +391,12 @@ def find_canal(signal: np.ndarray, section: np.ndarray, grey: np.ndarray,
         A point on the midline and the midline's unit direction, (row, col).
     px_um : float
         Working pixel size in µm.
+
+    Returns
+    -------
+    Canal
+        The canal's (row, col) in working px and its lumen mask; when no lumen is seen
+        (``found`` False), a disk of the nominal canal radius at the commissure's centre.
     """
     from .tissue import disk
 

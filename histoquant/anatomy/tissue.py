@@ -40,28 +40,78 @@ _TWIN_PASS = 0.25
 
 
 def disk(radius_px: float) -> np.ndarray:
-    """Boolean disk footprint of the given radius in pixels (at least a single pixel)."""
+    """Boolean disk footprint of the given radius in pixels (at least a single pixel).
+
+    Parameters
+    ----------
+    radius_px : float
+        Radius in px (rounded to a whole number; 0 or less gives a single pixel).
+
+    Returns
+    -------
+    ndarray of bool
+        Square ``(2r + 1, 2r + 1)`` footprint, True inside the disk.
+    """
     r = max(0, round(radius_px))
     y, x = np.ogrid[-r: r + 1, -r: r + 1]
     return x * x + y * y <= r * r + 0.5
 
 
 def erode(mask: np.ndarray, radius_px: float) -> np.ndarray:
-    """Erosion by a disk, via the distance transform (fast for any radius)."""
+    """Erosion by a disk, via the distance transform (fast for any radius).
+
+    Parameters
+    ----------
+    mask : ndarray of bool
+        Mask to erode.
+    radius_px : float
+        Disk radius in px; 0 or less returns a copy of ``mask``.
+
+    Returns
+    -------
+    ndarray of bool
+        The pixels of ``mask`` more than ``radius_px`` from its outside.
+    """
     if radius_px <= 0:
         return mask.copy()
     return ndi.distance_transform_edt(mask) > radius_px
 
 
 def dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
-    """Dilation by a disk, via the distance transform."""
+    """Dilation by a disk, via the distance transform.
+
+    Parameters
+    ----------
+    mask : ndarray of bool
+        Mask to dilate.
+    radius_px : float
+        Disk radius in px; 0 or less returns a copy of ``mask``.
+
+    Returns
+    -------
+    ndarray of bool
+        The pixels within ``radius_px`` of ``mask``.
+    """
     if radius_px <= 0:
         return mask.copy()
     return ndi.distance_transform_edt(~mask) <= radius_px
 
 
 def opening(mask: np.ndarray, radius_px: float) -> np.ndarray:
-    """Open by a disk: remove everything thinner than ``2 * radius_px``."""
+    """Open by a disk: remove everything thinner than ``2 * radius_px``.
+
+    Parameters
+    ----------
+    mask : ndarray of bool
+        Mask to open.
+    radius_px : float
+        Disk radius in px; 0 or less returns a copy of ``mask``.
+
+    Returns
+    -------
+    ndarray of bool
+        The opened mask (never outside ``mask``).
+    """
     return dilate(erode(mask, radius_px), radius_px) & mask if radius_px > 0 else mask.copy()
 
 
@@ -69,6 +119,20 @@ def label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     """Return the maximum of ``values`` per label 1..n (index 0 unused).
 
     Much faster than ``ndi.maximum`` with many pixels.
+
+    Parameters
+    ----------
+    values : ndarray
+        Values per pixel.
+    labels : ndarray of int
+        Label image of the same shape (0: background, not counted).
+    n : int
+        Highest label.
+
+    Returns
+    -------
+    ndarray
+        ``n + 1`` maxima; ``-inf`` at index 0 and for labels with no pixel.
     """
     out = np.full(n + 1, -np.inf)
     sel = labels > 0
@@ -77,7 +141,20 @@ def label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
 
 
 def remove_small(mask: np.ndarray, min_px: float) -> np.ndarray:
-    """Drop connected pieces with fewer than ``min_px`` pixels."""
+    """Drop connected pieces with fewer than ``min_px`` pixels.
+
+    Parameters
+    ----------
+    mask : ndarray of bool
+        Mask to clean.
+    min_px : float
+        Smallest piece kept, in px (pixel count).
+
+    Returns
+    -------
+    ndarray of bool
+        ``mask`` without its smaller connected pieces.
+    """
     lab, n = ndi.label(mask)
     if n == 0:
         return mask.copy()
@@ -88,7 +165,20 @@ def remove_small(mask: np.ndarray, min_px: float) -> np.ndarray:
 
 
 def fill_small_holes(mask: np.ndarray, max_px: float) -> np.ndarray:
-    """Fill holes with at most ``max_px`` pixels; larger holes stay."""
+    """Fill holes with at most ``max_px`` pixels; larger holes stay.
+
+    Parameters
+    ----------
+    mask : ndarray of bool
+        Mask whose holes to fill.
+    max_px : float
+        Largest hole filled, in px (pixel count).
+
+    Returns
+    -------
+    ndarray of bool
+        ``mask`` with its small holes filled.
+    """
     holes = ndi.binary_fill_holes(mask) & ~mask
     return mask | (holes & ~remove_small(holes, max_px + 1))
 
@@ -145,6 +235,12 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
         the thickness that tells a section from roots (0.3 mm for rat and for "either",
         whose cords are at least 0.4 mm thick in radius once the size prior is applied;
         0.2 mm for mouse) and the root-trimming radius.
+
+    Returns
+    -------
+    TissuePieces
+        The section masks (ordered by :func:`number_sections`), the raw tissue mask, its
+        threshold and whether the image holds tissue contrast (no sections when it does not).
     """
     from skimage.filters import threshold_otsu
     from skimage.morphology import h_maxima
@@ -372,6 +468,16 @@ def number_sections(masks: list[np.ndarray]) -> list[np.ndarray]:
 
     Two sections share a row when their vertical extents overlap by more than half of the
     shorter one.
+
+    Parameters
+    ----------
+    masks : list of ndarray of bool
+        One full-frame mask per section.
+
+    Returns
+    -------
+    list of ndarray of bool
+        The same masks in reading order.
     """
     if len(masks) < 2:
         return list(masks)

@@ -106,6 +106,17 @@ class AssaySpec:
     def measure(self, column: str) -> Measure:
         """Return the declaration of summary column ``column``.
 
+        Parameters
+        ----------
+        column : str
+            A summary column the assay reports.
+
+        Returns
+        -------
+        Measure
+            Its declaration (an exact name, else the first matching glob, see
+            :func:`~histoquant.assays.contract.find_measure`).
+
         Raises
         ------
         HistoquantError
@@ -158,6 +169,19 @@ def check_result(spec: AssaySpec, result: AssayResult) -> None:
 
     Every column's unit and combination rule, and every table's name, are declared in the
     assay's ``SPEC``; an undeclared one is a bug in the assay, caught on its first test run.
+
+    Parameters
+    ----------
+    spec : AssaySpec
+        The assay's declaration.
+    result : AssayResult
+        What the assay returned.
+
+    Raises
+    ------
+    HistoquantError
+        A summary column not declared in ``spec.measures`` (when the assay declares any), or a
+        table not in ``spec.tables``.
     """
     from ..results import ID_COLUMNS
 
@@ -173,7 +197,13 @@ def check_result(spec: AssaySpec, result: AssayResult) -> None:
 
 
 def available_assays() -> dict[str, AssaySpec]:
-    """Every assay module under ``histoquant.assays`` that defines ``SPEC``, by name."""
+    """Every assay module under ``histoquant.assays`` that defines ``SPEC``, by name.
+
+    Returns
+    -------
+    dict of str to AssaySpec
+        The assays by name (``motor-neurons``, ``evans-blue``, ...), sorted by name.
+    """
     from .. import assays as pkg
 
     out: dict[str, AssaySpec] = {}
@@ -188,7 +218,23 @@ def available_assays() -> dict[str, AssaySpec]:
 
 
 def get_assay(name: str) -> AssaySpec:
-    """Return the assay called ``name`` (``motor-neurons``, ``evans-blue``, ...)."""
+    """Return the assay called ``name`` (``motor-neurons``, ``evans-blue``, ...).
+
+    Parameters
+    ----------
+    name : str
+        The assay's name; underscores are read as hyphens (``evans_blue`` = ``evans-blue``).
+
+    Returns
+    -------
+    AssaySpec
+        The assay's declaration.
+
+    Raises
+    ------
+    HistoquantError
+        No assay has that name (the message lists the available ones).
+    """
     assays = available_assays()
     key = name.replace("_", "-")
     if key not in assays:
@@ -197,7 +243,26 @@ def get_assay(name: str) -> AssaySpec:
 
 
 def resolve_params(params_cls: type[AssayParams], params: Any) -> AssayParams:
-    """Accept None (defaults), a params object, a mapping, or a JSON/YAML file path."""
+    """Accept None (defaults), a params object, a mapping, or a JSON/YAML file path.
+
+    Parameters
+    ----------
+    params_cls : type of AssayParams
+        The assay's parameter class.
+    params : AssayParams, mapping, str, Path or None
+        Its parameters: None for the defaults, an instance of ``params_cls`` (returned as is),
+        a mapping of field values, or the path of a JSON/YAML file.
+
+    Returns
+    -------
+    AssayParams
+        An instance of ``params_cls``.
+
+    Raises
+    ------
+    ParamsError
+        ``params`` is of another type, or (from ``params_cls``) a value or the file is bad.
+    """
     if params is None:
         return params_cls()
     if isinstance(params, params_cls):
@@ -216,6 +281,28 @@ def resolve_channels(image: Image, roles: tuple[ChannelRole, ...],
 
     Roles not named in ``channels`` fall back to a channel of the same name in the image
     (case-insensitive). A required role left unresolved raises ChannelError.
+
+    Parameters
+    ----------
+    image : Image
+        The image the assay reads.
+    roles : tuple of ChannelRole
+        The channels the assay reads.
+    channels : mapping of str to str or int, optional
+        Channel name or index per role name, as the user gave them.
+
+    Returns
+    -------
+    dict of str to int
+        Channel index per resolved role; an optional role not found is left out. A single
+        required role of a one-channel image is channel 0.
+
+    Raises
+    ------
+    ChannelError
+        ``channels`` names a role the assay does not read, or a required role is unresolved
+        (the message says how to give it); from :meth:`Image.channel_index
+        <histoquant.io.image.Image.channel_index>`, a channel that the image lacks.
     """
     channels = dict(channels or {})
     known = {r.name for r in roles}
@@ -253,6 +340,27 @@ def resolve_regions(image: Image, regions: Any,
     ``("ventral_horn_left", "ventral_horn_right")``); a path reads an
     ImageJ RoiSet or GeoJSON file; anything :func:`histoquant.rois.normalize_regions` takes is
     accepted as well.
+
+    Parameters
+    ----------
+    image : Image
+        The image the regions belong to.
+    regions : Any
+        None, ``"auto"``, the path of a region file, a :class:`~histoquant.rois.Region`, or
+        anything :func:`~histoquant.rois.normalize_regions` takes.
+    auto_regions : tuple of str
+        The anatomy regions kept under ``"auto"``.
+
+    Returns
+    -------
+    dict of str to ndarray of bool
+        One full-resolution mask of the image's (Y, X) shape per region.
+
+    Raises
+    ------
+    RegionError
+        ``"auto"`` without :mod:`histoquant.anatomy`; from the readers and
+        :func:`~histoquant.rois.normalize_regions`, a region file or value that cannot be used.
     """
     shape = image.shape_yx
     if isinstance(regions, str) and regions == "auto":
@@ -278,7 +386,23 @@ def resolve_regions(image: Image, regions: Any,
 
 def region_table(image_name: str, masks: Mapping[str, np.ndarray],
                  pixel_size_um: float) -> pd.DataFrame:
-    """One row per region with ``image``, ``region`` and ``region_area_mm2``."""
+    """One row per region with ``image``, ``region`` and ``region_area_mm2``.
+
+    Parameters
+    ----------
+    image_name : str
+        Value of the ``image`` column.
+    masks : mapping of str to ndarray of bool
+        Mask per region name.
+    pixel_size_um : float
+        Pixel size of the masks in µm.
+
+    Returns
+    -------
+    DataFrame
+        One row per mask, in ``masks`` order; ``region_area_mm2`` is its pixel count × the
+        pixel area in mm².
+    """
     px_mm2 = (pixel_size_um / 1000.0) ** 2
     return pd.DataFrame({
         "image": [image_name] * len(masks),
@@ -293,6 +417,29 @@ def prepare_image(image: Image | np.ndarray, pixel_size_um: float | None = None,
 
     ``modalities`` are those the assay measures (its ``SPEC.modalities``); an image of another
     modality raises :class:`~histoquant.errors.ModalityError`.
+
+    Parameters
+    ----------
+    image : Image or ndarray
+        The image; an array is wrapped by :func:`~histoquant.io.image.as_image`.
+    pixel_size_um : float, optional
+        Pixel size in µm, overriding the file's.
+    modalities : tuple of str, optional
+        Modalities the assay measures; None checks none.
+    assay : str
+        The assay's name, for the error message.
+
+    Returns
+    -------
+    Image
+        The image, with a known pixel size.
+
+    Raises
+    ------
+    PixelSizeError
+        The pixel size is neither in the file nor given.
+    ModalityError
+        The image's modality is not among ``modalities`` (see :func:`check_image_modality`).
     """
     image = as_image(image, pixel_size_um)
     image.require_pixel_size()
@@ -305,6 +452,26 @@ def check_image_modality(image: Image, modalities: tuple[str, ...], assay: str =
     """Return the image's modality, or raise ModalityError when ``modalities`` do not include it.
 
     The message says what was seen (the detection's evidence) and how to override it.
+
+    Parameters
+    ----------
+    image : Image
+        The image.
+    modalities : tuple of str
+        Modalities the assay measures.
+    assay : str
+        The assay's name, for the message.
+
+    Returns
+    -------
+    str
+        The image's modality (also when its detection was a toss-up below
+        ``REFUSE_CONFIDENCE``: no ground to refuse).
+
+    Raises
+    ------
+    ModalityError
+        The modality was declared, or detected with confidence, and is not in ``modalities``.
     """
     from ..io.modality import REFUSE_CONFIDENCE
 

@@ -100,7 +100,14 @@ class Measure:
             raise ValueError(f"{self.name}: animal_weight goes with animal='weighted' only")
 
     def describe_animal(self) -> str:
-        """Return how sections combine into one value per animal, in words."""
+        """Return how sections combine into one value per animal, in words.
+
+        Returns
+        -------
+        str
+            ``"sum over sections"``, ``"mean over sections"``, ``"mean over sections weighted by
+            <animal_weight>"`` or ``"not combined per animal"``.
+        """
         return {"sum": "sum over sections", "mean": "mean over sections",
                 "weighted": f"mean over sections weighted by {self.animal_weight}",
                 "none": "not combined per animal"}[self.animal]
@@ -128,7 +135,20 @@ REGION_AREA = Measure("region_area_mm2", "mm²", "area of the region measured", 
 
 
 def find_measure(measures: Sequence[Measure], name: str) -> Measure | None:
-    """Return the declaration of column ``name``: an exact name first, else the first glob."""
+    """Return the declaration of column ``name``: an exact name first, else the first glob.
+
+    Parameters
+    ----------
+    measures : sequence of Measure
+        An assay's declared summary columns (names may be globs: ``*``, ``?``, ``[...]``).
+    name : str
+        The column name.
+
+    Returns
+    -------
+    Measure or None
+        The matching declaration; None when none matches.
+    """
     for m in measures:
         if m.name == name:
             return m

@@ -217,6 +217,28 @@ def covered_entries(trace: SkeletonTrace, pericyte_mask: np.ndarray, tolerance_u
     thin process on one side of a capillary covers that stretch while a sleeve's end covers
     no more than its own length; the direction test keeps the sleeve of a vessel that
     crosses or joins this one from counting as its cover.
+
+    Parameters
+    ----------
+    trace : SkeletonTrace
+        The vessel centreline (entries with position, radius and tangent).
+    pericyte_mask : ndarray of bool
+        Pericyte signal, on the trace's pixel grid.
+    tolerance_um : float
+        How far beyond the vessel's radius the cross-section reaches on each side, in µm.
+    pericyte_trace : SkeletonTrace, optional
+        The pericyte centreline; None skips the direction test.
+    max_angle_deg : float
+        Largest angle between the vessel and the covering pericyte piece, in degrees.
+    step_px : float
+        Sampling step along the cross-section, in px.
+    k_nearest : int
+        Pericyte centreline entries looked at per hit.
+
+    Returns
+    -------
+    ndarray of bool
+        One value per skeleton entry (``trace.entry_path``).
     """
     n = len(trace.entry_path)
     if n == 0 or not pericyte_mask.any():

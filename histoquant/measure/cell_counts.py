@@ -336,7 +336,23 @@ def aggregate_by_level(
 
 
 def caption_lines(name: str, objects: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
-    """Return the QC caption of the gfp-cells assay: counted cells and rejections per region."""
+    """Return the QC caption of the gfp-cells assay: counted cells and rejections per region.
+
+    Parameters
+    ----------
+    name : str
+        The image's name (the first line starts with it).
+    objects : DataFrame
+        The assay's objects table (``class`` and ``region`` columns are read).
+    summary : DataFrame
+        The assay's summary, one row per region.
+
+    Returns
+    -------
+    list of str
+        Three lines: counted cells, rejected autofluorescent objects, and the other rejection
+        classes, each per region.
+    """
     def per_region(col: str) -> str:
         return ", ".join(f"{r}={n}" for r, n in zip(summary["region"], summary[col]))
 

@@ -149,6 +149,20 @@ def sample_block_grid(grid: np.ndarray, block_px: int, ys: np.ndarray, xs: np.nd
     (which is this at whole-pixel positions); a tile of a larger image reads its window of an
     image-wide grid with shifted, possibly fractional positions
     (:func:`histoquant.calibration.grid_positions`).
+
+    Parameters
+    ----------
+    grid : ndarray
+        (ny, nx) block values.
+    block_px : int
+        Block side in px.
+    ys, xs : ndarray
+        Row and column positions in px.
+
+    Returns
+    -------
+    ndarray
+        ``(len(ys), len(xs))`` interpolated values (clamped at the grid's edges).
     """
     b = int(block_px)
     gy = (np.asarray(ys, dtype=np.float64) + 0.5) / b - 0.5
@@ -163,7 +177,27 @@ def sample_block_grid(grid: np.ndarray, block_px: int, ys: np.ndarray, xs: np.nd
 
 def subtract_block_grid(image: np.ndarray, grid: np.ndarray, block_px: int, ys: np.ndarray,
                         xs: np.ndarray, strip_rows: int = 2048) -> np.ndarray:
-    """Subtract a block grid read at ``ys`` × ``xs`` (:func:`sample_block_grid`) in place."""
+    """Subtract a block grid read at ``ys`` × ``xs`` (:func:`sample_block_grid`) in place.
+
+    Parameters
+    ----------
+    image : ndarray
+        (Y, X) float image, changed in place.
+    grid : ndarray
+        (ny, nx) block values.
+    block_px : int
+        Block side in px.
+    ys, xs : ndarray
+        Row and column positions of the image's pixels on the grid, in px; ``len(ys)`` is the
+        image's height and ``len(xs)`` its width.
+    strip_rows : int
+        Rows read and subtracted at a time (bounds the temporary memory).
+
+    Returns
+    -------
+    ndarray
+        ``image`` itself.
+    """
     h = image.shape[0]
     for r0 in range(0, h, strip_rows):
         r1 = min(h, r0 + strip_rows)

@@ -72,6 +72,18 @@ class CoarseField:
 
         The image's pixel (0, 0) lies at ``shift_yx`` in this field's coordinates (a tile of
         the image the field was measured on).
+
+        Parameters
+        ----------
+        shift_yx : (float, float)
+            Full-resolution (row, col) of the tile's pixel (0, 0) in the image it is cut from.
+        shape : (int, int)
+            The tile's full-resolution (Y, X) shape.
+
+        Returns
+        -------
+        CoarseField
+            The same grid, with ``shape`` and the shifts added up.
         """
         return CoarseField(self.grid, self.spacing_px, self.offset_px, tuple(shape),
                            self.block_px, self.valid,

@@ -111,6 +111,11 @@ class FluorescentCellDetection:
 
         True when its 1–99 % range inside the regions is below 3 noise σ (no tissue, or the
         wrong channel or exposure).
+
+        Returns
+        -------
+        bool
+            The calibration's ``flat_background``.
         """
         return self.field.flat_background
 
@@ -259,7 +264,20 @@ def without_padding(img: Image, masks: Mapping[str, np.ndarray],
 
 
 def block_factor(p: GfpCellParams, pixel_size_um: float) -> int:
-    """Block size (pixels) of the engine's block grid: about a quarter of the smallest cell."""
+    """Block size (pixels) of the engine's block grid: about a quarter of the smallest cell.
+
+    Parameters
+    ----------
+    p : GfpCellParams
+        The assay's parameters (``min_cell_diameter_um`` is read).
+    pixel_size_um : float
+        Pixel size in µm.
+
+    Returns
+    -------
+    int
+        Block side in px, at least 1.
+    """
     return max(1, int(p.min_cell_diameter_um / 4.0 / pixel_size_um))
 
 
@@ -329,6 +347,11 @@ class FieldCalibration:
         Grids are ``{"shape", "float32"}`` (little-endian float32, base64) and the regions
         ``{"shape", "packed"}`` (bits, base64): a 64-MP region's grids hold about a million
         values, which as decimal lists would make run.json tens of MB.
+
+        Returns
+        -------
+        dict of str to Any
+            One key per field; tuples as lists, NumPy scalars as Python numbers.
         """
         import base64
 
@@ -350,7 +373,18 @@ class FieldCalibration:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FieldCalibration:
-        """Read back :meth:`to_dict`."""
+        """Read back :meth:`to_dict`.
+
+        Parameters
+        ----------
+        data : mapping of str to Any
+            What :meth:`to_dict` returned (unknown keys are ignored).
+
+        Returns
+        -------
+        FieldCalibration
+            The calibration, grids as float32 arrays and ``regions_low`` as a bool array.
+        """
         import base64
 
         kw = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
@@ -370,6 +404,16 @@ class FieldCalibration:
         """Return the detection cells (``regions_low``) at cell positions ``ys`` × ``xs``.
 
         Outside the calibration's box nothing is a region.
+
+        Parameters
+        ----------
+        ys, xs : ndarray
+            Row and column positions in cells (rounded to the nearest cell).
+
+        Returns
+        -------
+        ndarray of bool
+            ``(len(ys), len(xs))`` mask.
         """
         m = self.regions_low
         iy, ix = np.rint(ys).astype(np.intp), np.rint(xs).astype(np.intp)
@@ -383,6 +427,20 @@ class FieldCalibration:
 
         The image's ``n_yx`` blocks of ``f`` pixels, its pixel (0, 0) at full-resolution
         ``origin_yx``; whole numbers when its blocks are the calibration's cells.
+
+        Parameters
+        ----------
+        origin_yx : (int, int)
+            Full-resolution (row, col) of the image's pixel (0, 0).
+        n_yx : (int, int)
+            Number of the image's blocks along Y and X.
+        f : int
+            The image's block side in full-resolution px.
+
+        Returns
+        -------
+        ys, xs : ndarray
+            Positions of the blocks' centres in cells (float64).
         """
         c = self.cell_px
         return tuple(((o - s0) + np.arange(n, dtype=np.float64) * f + (f - c) / 2) / c
@@ -390,14 +448,44 @@ class FieldCalibration:
 
     def background(self, back: np.ndarray, k: int, level: np.ndarray | None,
                    ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        """Background plus the noise tiles' median residual, on blocks at ``ys`` × ``xs``."""
+        """Background plus the noise tiles' median residual, on blocks at ``ys`` × ``xs``.
+
+        Parameters
+        ----------
+        back : ndarray
+            A background grid (``gfp_back``, ``ref_back`` or ``dapi_back``).
+        k : int
+            Its block side in cells.
+        level : ndarray, optional
+            Median residual per noise tile (``gfp_level``, ``ref_level``); None adds nothing.
+        ys, xs : ndarray
+            Block positions in cells (:meth:`cells`).
+
+        Returns
+        -------
+        ndarray
+            ``(len(ys), len(xs))`` background per block.
+        """
         bg = sample_block_grid(back, k, ys, xs)
         if level is not None:
             bg = bg + sample_block_grid(level, self.noise_tile, ys, xs)
         return bg
 
     def noise_at(self, origin_yx: tuple[int, int], shape: tuple[int, int]) -> NoiseMap:
-        """Return the local GFP noise read at full resolution by an image at ``origin_yx``."""
+        """Return the local GFP noise read at full resolution by an image at ``origin_yx``.
+
+        Parameters
+        ----------
+        origin_yx : (int, int)
+            Full-resolution (row, col) of the image's pixel (0, 0).
+        shape : (int, int)
+            The image's full-resolution (Y, X) shape.
+
+        Returns
+        -------
+        NoiseMap
+            The GFP residual level and noise σ, read from the calibration's noise tiles.
+        """
         # positions in full-resolution pixels from the grid's start, a noise tile being
         # noise_tile cells of cell_px pixels
         off = tuple(float(o - s0) for o, s0 in zip(origin_yx, self.start_yx))
@@ -469,6 +557,18 @@ def align_to_field(img: Image, masks: Mapping[str, np.ndarray], field: FieldCali
     A tile whose blocks fall where the whole image's do gives the same block means, hence
     the same objects, as a whole run. The start moves forward by less than a block (into the
     tile's overlap).
+
+    Parameters
+    ----------
+    img : Image
+        A tile (its ``tile_origin_yx`` is read).
+    masks : mapping of str to ndarray of bool
+        The tile's region masks, at its full resolution.
+    field : FieldCalibration
+        The whole image's calibration; a tile is only cut when it was measured at full
+        resolution (``step`` 1) on blocks of ``f`` px.
+    f : int
+        The tile's block side in px.
 
     Returns
     -------
@@ -565,6 +665,20 @@ def calibrate_fluorescent_cells(img: Image, channels: Mapping[str, int], regions
 def check_roles(img: Image, channels: dict[str, int], count_nuclei: bool) -> dict[str, int]:
     """Return ``channels`` after checking the engine can work with them.
 
+    Parameters
+    ----------
+    img : Image
+        The image (for the message).
+    channels : dict of str to int
+        Channel index per role (:func:`~histoquant.assays.base.resolve_channels`).
+    count_nuclei : bool
+        Whether nuclei are to be counted (needs ``dapi``).
+
+    Returns
+    -------
+    dict of str to int
+        ``channels`` unchanged.
+
     Raises
     ------
     ChannelError
@@ -586,6 +700,23 @@ def untile(item: Any, shift: tuple[int, int], shape: tuple[int, int], px: float)
     """Return a table, label image or mask of a cut tile (:func:`align_to_field`) uncut.
 
     Positions (``centroid_*_um``) are moved by ``shift``, arrays padded to ``shape``.
+
+    Parameters
+    ----------
+    item : DataFrame, ndarray or None
+        What the cut tile's detection returned.
+    shift : (int, int)
+        Rows and columns cut off the start (the third value of :func:`align_to_field`).
+    shape : (int, int)
+        The uncut tile's (Y, X) shape.
+    px : float
+        Pixel size in µm.
+
+    Returns
+    -------
+    DataFrame, ndarray or None
+        A shifted copy of a table; an array zero-padded at the top and left; ``item`` itself
+        when ``shift`` is (0, 0) or it is None.
     """
     if not any(shift) or item is None:
         return item
@@ -636,11 +767,18 @@ def preflight(params: GfpCellParams | Mapping[str, Any] | None = None) -> None:
     With ``engine="cellpose"``: cellpose importable and the model's weights on disk (the batch
     runner calls this once, so a study fails in a second, not after its first image).
 
+    Parameters
+    ----------
+    params : GfpCellParams, mapping or None
+        The run's parameters, as :func:`~histoquant.assays.base.resolve_params` takes them.
+
     Raises
     ------
     DependencyError
         cellpose or PyTorch not installed, or the weights file missing (the message says
         what to install or where to put the file).
+    ParamsError
+        ``params`` cannot be read (:func:`~histoquant.assays.base.resolve_params`).
     """
     from ..assays.base import resolve_params
     from ..assays.gfp_cells import GfpCellParams
