@@ -64,6 +64,14 @@ def _join(values: pd.Series) -> str:
     return ";".join(seen)
 
 
+def _common(values: pd.Series) -> str:
+    sets = [[p for p in str(v).split(";") if p] if isinstance(v, str) else []
+            for v in values]
+    if not sets:
+        return ""
+    return ";".join(p for p in sets[0] if all(p in s for s in sets[1:]))
+
+
 def combine_tiles(rows: pd.DataFrame, objects: pd.DataFrame, measure: MeasureLookup,
                   by: Sequence[str] = ("image", "region")) -> pd.DataFrame:
     """One summary row per ``by`` group from the rows of its tiles, by the declared rules.
@@ -119,6 +127,8 @@ def combine_tiles(rows: pd.DataFrame, objects: pd.DataFrame, measure: MeasureLoo
                 .to_numpy()
         elif rule in ("min", "max", "first"):
             out[col] = getattr(groups[col], rule)().to_numpy()
+        elif rule == "common":
+            out[col] = groups[col].agg(_common).to_numpy()
         else:  # join
             out[col] = groups[col].agg(_join).to_numpy()
     return out[[c for c in rows.columns]]

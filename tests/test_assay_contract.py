@@ -65,6 +65,17 @@ def test_ratios_and_weighted_means_are_exact_over_unequal_tiles():
     assert bool(out["saturation_flag"]) is True
 
 
+def test_a_region_flag_survives_tiling_only_when_every_tile_has_it():
+    vs = get_assay("vasculature")
+    rows = pd.DataFrame({"image": "s", "region": ["gm", "gm", "gm", "wm"],
+                         "region_area_mm2": 0.1, "vessel_length_um": [0.0, 0.0, 5.0, 0.0],
+                         "flags": ["no_vessels;no_pericytes", "no_pericytes", "no_pericytes",
+                                   "no_vessels"]})
+    out = combine_tiles(rows, pd.DataFrame(), vs.measure).set_index("region")
+    assert out.loc["gm", "flags"] == "no_pericytes"   # one tile has vessels
+    assert out.loc["wm", "flags"] == "no_vessels"
+
+
 def test_an_undeclared_column_is_an_error_not_a_guess():
     rows = pd.DataFrame({"image": ["s"], "region": ["r"], "region_area_mm2": [1.0],
                          "n_mystery_cells": [3]})

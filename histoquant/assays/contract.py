@@ -25,6 +25,9 @@ Tile rules (``tiles``), over the rows of the tiles of one image × region:
     assay is calibrated once for the whole image; otherwise the region-area-weighted mean.
 ``any`` / ``min`` / ``max`` / ``first`` / ``join``
     Flags, extremes, a method name, and ``;``-joined labels.
+``common``
+    The ``;``-separated labels every tile has: a region has ``no_vessels`` only when none of
+    its tiles holds a vessel.
 
 Animal rules (``animal``), over the sections of one animal × level × region: ``sum``,
 ``mean`` (each section counts once), ``weighted`` (``animal_weight`` column, e.g. a mean soma
@@ -42,7 +45,7 @@ __all__ = ["Measure", "ExtraTable", "TILE_RULES", "ANIMAL_RULES", "REGION_AREA",
            "find_measure", "data_dictionary"]
 
 TILE_RULES = ("sum", "ratio", "weighted", "objects", "image", "any", "min", "max", "first",
-              "join")
+              "join", "common")
 ANIMAL_RULES = ("sum", "mean", "weighted", "none")
 _N_OF = {"ratio": 2, "weighted": 1, "objects": 1}
 

@@ -699,8 +699,9 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
                                       None if cal is None else cal["dapi"], origin)
 
     _report(progress, 0.9, "measuring")
-    # A tile's row is a part of its region's: that part holding no vessel says nothing of
-    # the region (the flags of the tiles are joined), so only a whole image flags.
+    # A tile's row is a part of its region's: the region has no vessels only when no tile
+    # has any (its declared tile rule keeps the flags every tile shares), so a tile's flags
+    # go into its row but not into the run's warnings.
     summary = _summary(image.name, masks, px, vseg, vtrace, peri, covered, bodies, warnings,
                        flag="tile_origin_yx" not in image.metadata)
     objects = _objects(image.name, masks, px, vtrace, covered)
@@ -815,10 +816,8 @@ def _summary(name: str, masks: dict[str, np.ndarray], px: float, vseg: TubeSegme
                        pericyte_bodies_per_mm=n_b / (length / 1000.0) if length > 0 else nan)
         else:
             row.update(n_pericyte_bodies=nan, pericyte_bodies_per_mm=nan)
-        if not flag:
-            flags = []
         row["flags"] = ";".join(flags)
-        if flags:
+        if flags and flag:
             warnings.append(f"region {rname!r}: {', '.join(flags)}")
         rows.append(row)
     return pd.concat([table, pd.DataFrame(rows)], axis=1)
@@ -978,8 +977,8 @@ SPEC = AssaySpec(
                 animal="sum"),
         Measure("pericyte_bodies_per_mm", "per mm", "pericyte bodies per mm of vessel",
                 tiles="ratio", of=("n_pericyte_bodies", "vessel_length_um"), scale=1e3),
-        Measure("flags", "", "problems found in the region (no_vessels, no_pericytes); "
-                "not set by a tiled run, whose tiles each see part of a region", tiles="join",
+        Measure("flags", "", "problems found in the region (no_vessels, no_pericytes); a "
+                "tiled run keeps those every tile of the region has", tiles="common",
                 animal="none"),
     ),
 )
