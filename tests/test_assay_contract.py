@@ -74,6 +74,11 @@ def test_a_region_flag_survives_tiling_only_when_every_tile_has_it():
     out = combine_tiles(rows, pd.DataFrame(), vs.measure).set_index("region")
     assert out.loc["gm", "flags"] == "no_pericytes"   # one tile has vessels
     assert out.loc["wm", "flags"] == "no_vessels"
+    # gfp-cells: "nothing on a flat background" holds for the image only if for every tile
+    gfp = get_assay("gfp-cells")
+    rows = pd.DataFrame({"image": "s", "region": "tissue", "region_area_mm2": 0.1,
+                         "n_gfp_cells": [0, 3], "flag": ["no_tissue_or_signal", ""]})
+    assert combine_tiles(rows, pd.DataFrame(), gfp.measure)["flag"].iloc[0] == ""
 
 
 def test_an_undeclared_column_is_an_error_not_a_guess():

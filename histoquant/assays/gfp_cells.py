@@ -444,6 +444,7 @@ SPEC = AssaySpec(
         Measure("n_gfp_positive_nuclei", "count", "nuclei inside GFP signal", animal="sum"),
         Measure("gfp_positive_nuclei_pct", "%", "GFP+ nuclei, % of the nuclei",
                 tiles="ratio", of=("n_gfp_positive_nuclei", "n_nuclei"), scale=100.0),
-        Measure("flag", "", "problems found with the image", tiles="join", animal="none"),
+        Measure("flag", "", "no_tissue_or_signal: nothing on a flat background (tiled: when "
+                "every tile says so)", tiles="common", animal="none"),
     ),
 )
