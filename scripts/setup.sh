@@ -3,6 +3,7 @@
 #
 #   bash scripts/setup.sh          core package (enough for the command line and the main job)
 #   bash scripts/setup.sh --test   + test tools, napari plugin, Qt, cellpose (torch runs on the CPU), Dask,
+#                                  scikit-learn/skops/pingouin (learned engines, validation),
 #                                  and the Debian packages napari needs to draw under Xvfb
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +41,7 @@ if [[ $want_test == 1 ]]; then
     # torch 2.13.0 build ("operator torchvision::nms does not exist"). Pinned in every later
     # install so nothing swaps torch for another multi-GB download.
     pip install -q --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
-    pip install -q --disable-pip-version-check -e ".[test,dask,cellpose]" "torch==2.14.1" "torchvision==0.29.1"
+    pip install -q --disable-pip-version-check -e ".[test,dask,cellpose,learn,stats]" "torch==2.14.1" "torchvision==0.29.1"
     if [[ -f napari_plugin/pyproject.toml ]]; then
         pip install -q --disable-pip-version-check -e "napari_plugin[testing]" "torch==2.14.1" "torchvision==0.29.1"
     fi

@@ -14,12 +14,12 @@ fi
 if [[ ! -x .venv-lowest/bin/python ]]; then
     .venv/bin/uv venv -q -p "$PY" .venv-lowest
 fi
-VIRTUAL_ENV=$PWD/.venv-lowest .venv/bin/uv pip install -q --resolution lowest-direct -e ".[test,dask]"
+VIRTUAL_ENV=$PWD/.venv-lowest .venv/bin/uv pip install -q --resolution lowest-direct -e ".[test,dask,learn,stats]"
 # numcodecs (pulled in by zarr) warns at import, through a filter of its own that no pytest
 # option overrides, unless google-crc32c is there; it is not one of our dependencies.
 VIRTUAL_ENV=$PWD/.venv-lowest .venv/bin/uv pip install -q google-crc32c
 VIRTUAL_ENV=$PWD/.venv-lowest .venv/bin/uv pip list 2>/dev/null \
-    | grep -E "^(numpy|scipy|scikit-image|pandas|tifffile|imagecodecs|zarr|roifile|pyyaml|pillow|skan|numba|openpyxl|tqdm|dask) " \
+    | grep -E "^(numpy|scipy|scikit-image|pandas|tifffile|imagecodecs|zarr|roifile|pyyaml|pillow|skan|numba|openpyxl|tqdm|dask|scikit-learn|skops|pingouin) " \
     | awk '{printf "%s==%s  ", $1, $2} END {print ""}'
 # Old releases warn about their own deprecations (pandas' np.find_common_type, numcodecs'
 # crc32c); those are theirs, not ours, and would bury the result.
