@@ -4,12 +4,15 @@ Every assay subcommand has the same shape::
 
     histoquant ASSAY IMAGE... [--pixel-size UM] [--regions FILE|auto] [--params FILE]
                               [--channel ROLE=NAME|INDEX ...] [--meta KEY=VALUE ...]
-                              [--level L3] -o OUTDIR
+                              [--level L3] [--jobs N] [--resume] -o OUTDIR
+
+and runs as a one-assay study (:func:`histoquant.runner.run_files`).
 
 Exit status: 0 when every image was measured; 1 when an image failed (each failure is a row
 of ``errors.csv``, the other images are still measured); 2 when an input shared by every
 image is wrong (parameters, region file, study file, output folder), reported once before
-any image is read; 130 when a batch is interrupted. No input prints a Python traceback.
+any image is read; 130 when a run is interrupted (finished images are kept for
+``--resume``). No input prints a Python traceback.
 """
 
 from __future__ import annotations
@@ -131,6 +134,14 @@ def _params_with_flags(args: argparse.Namespace) -> AssayParams | str | None:
     return resolve_params(args.spec.params_cls, args.params).replace(**overrides)
 
 
+def _add_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="worker processes on this machine (default 1)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip images already measured with the same input and settings "
+                        "(kept in OUTDIR/.parts)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser, one subcommand per assay plus ``batch``.
 
@@ -155,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "region file or output folder are wrong (reported before any image).")
         p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
         _add_common(p, spec)
+        _add_workers(p)
         _add_param_flags(p, spec)
         _add_meta(p)
         p.set_defaults(spec=spec)
@@ -174,13 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--assay", action="append", default=[],
                    help="run only this assay of the study file, or this assay when there is "
                         "no study file (repeatable)")
-    b.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
-                   help="worker processes on this machine (default 1)")
+    _add_workers(b)
     b.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786 "
                         "(needs histoquant[dask])")
-    b.add_argument("--resume", action="store_true",
-                   help="skip images already measured with the same input and settings")
     _add_common(b, None)
     return parser
 
@@ -212,12 +221,17 @@ class _Bar:
             self.bar.close()
 
 
+def _interrupted(bar: _Bar, outdir: Path) -> int:
+    if bar.bar is not None:
+        bar.bar.close()
+    print(f"\ninterrupted; finished images are kept in {outdir}/.parts — run the same "
+          "command with --resume to go on", file=sys.stderr)
+    return 130
+
+
 def _batch(args: argparse.Namespace, channels: dict) -> int:
     from .batch import run_batch
 
-    if args.jobs < 1:
-        print("error: --jobs must be 1 or more", file=sys.stderr)
-        return 2
     bar = _Bar(args.quiet)
     try:
         report = run_batch(args.folder, args.outdir, config=args.config, samples=args.samples,
@@ -226,11 +240,7 @@ def _batch(args: argparse.Namespace, channels: dict) -> int:
                            channels=channels, jobs=args.jobs, scheduler=args.scheduler,
                            resume=args.resume, progress=bar)
     except KeyboardInterrupt:
-        if bar.bar is not None:
-            bar.bar.close()
-        print(f"\ninterrupted; finished images are kept in {args.outdir}/.parts — run the same "
-              "command with --resume to go on", file=sys.stderr)
-        return 130
+        return _interrupted(bar, args.outdir)
     if not args.quiet:
         print(f"{report.n_units} image × assay result(s): {report.n_run} measured, "
               f"{report.n_reused} reused, {len(report.errors)} failed; results in "
@@ -259,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     channels = dict(args.channel)
+    if getattr(args, "jobs", 1) < 1:
+        print("error: --jobs must be 1 or more", file=sys.stderr)
+        return 2
     try:
         if args.command == "batch":
             return _batch(args, channels)
@@ -271,15 +284,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             not_images = [str(p) for p in args.images if not is_image_file(p)]
             if not_images:
                 parser.error(f"not an image file histoquant reads: {', '.join(not_images)}")
-            report = run_files(args.spec, args.images, args.outdir,
-                               params=_params_with_flags(args),
-                               pixel_size_um=args.pixel_size_um, regions=args.regions,
-                               channels=channels, progress=_Bar(args.quiet, args.command),
-                               meta=_meta_from_args(args), modality=args.modality)
+            bar = _Bar(args.quiet, args.command)
+            try:
+                report = run_files(args.spec, args.images, args.outdir,
+                                   params=_params_with_flags(args),
+                                   pixel_size_um=args.pixel_size_um, regions=args.regions,
+                                   channels=channels, progress=bar,
+                                   meta=_meta_from_args(args), modality=args.modality,
+                                   jobs=args.jobs, resume=args.resume)
+            except KeyboardInterrupt:
+                return _interrupted(bar, args.outdir)
             ok = report.ok
             if not args.quiet:
-                print(f"{len(report.results)} image(s) measured, {len(report.errors)} failed; "
-                      f"results in {report.outdir}", file=sys.stderr)
+                reused = f" ({report.n_reused} reused)" if report.n_reused else ""
+                print(f"{len(report.results)} image(s) measured{reused}, "
+                      f"{len(report.errors)} failed; results in {report.outdir}",
+                      file=sys.stderr)
     except HistoquantError as exc:
         # Bad input shared by every image (parameters, region file, study): said once.
         print(f"error: {exc}", file=sys.stderr)

@@ -13,7 +13,9 @@
                                for QuPath / ImageJ, to check, correct and feed back
     OUTDIR/run.json            parameters, versions, inputs
 
-File names made from data (``<stem>`` is the image name) go through
+The tables are written here; the label image, QC overlay and regions are encoded by the worker
+that measured the image (:func:`encode_label_image`, in its part) and written by
+:mod:`histoquant.runner`. File names made from data (``<stem>`` is the image name) go through
 :func:`~histoquant.io.safe_paths.safe_file_name`, and every path through
 :class:`~histoquant.io.safe_paths.OutputFolder`, so nothing is written outside OUTDIR. Each
 writer below takes ``root=`` (the output folder) to make the same check itself.
@@ -22,6 +24,7 @@ writer below takes ``root=`` (the output folder) to make the same check itself.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -38,9 +41,9 @@ from .results import AssayResult, order_columns, versions
 if TYPE_CHECKING:
     from openpyxl.worksheet.worksheet import Worksheet
 
-__all__ = ["write_csv", "write_label_image", "write_png", "write_result_files",
-           "write_tables", "extra_tables", "write_run_json", "file_sha256", "write_json",
-           "write_excel", "write_bytes", "EXCEL_MAX_ROWS"]
+__all__ = ["write_csv", "encode_label_image", "write_label_image", "write_png",
+           "write_tables", "extra_tables", "write_run_json", "file_sha256",
+           "write_json", "write_excel", "write_bytes", "EXCEL_MAX_ROWS"]
 
 EXCEL_MAX_ROWS = 1_048_576
 
@@ -71,13 +74,48 @@ def write_csv(df: pd.DataFrame, path: str | Path, *, root: str | Path | None = N
     return path
 
 
+def encode_label_image(labels: np.ndarray, pixel_size_um: float | None = None) -> bytes:
+    """Return a label image or mask as the bytes of a compressed ImageJ TIFF with its calibration.
+
+    A boolean mask is written as 0/255 uint8, labels as uint16 (float32 beyond 65535, which
+    ImageJ cannot open as integers).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        The (Y, X) label image or boolean mask.
+    pixel_size_um : float, optional
+        Pixel size in µm, written as the TIFF's resolution.
+
+    Returns
+    -------
+    bytes
+        The TIFF file's content.
+    """
+    import tifffile
+
+    arr = np.asarray(labels)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.max(initial=0) < 65536:
+        arr = arr.astype(np.uint16, copy=False)
+    else:
+        arr = arr.astype(np.float32)  # ImageJ opens 8/16-bit and float, not 32-bit integers
+    kwargs: dict[str, Any] = {"compression": "zlib", "imagej": True, "metadata": {"axes": "YX"}}
+    if pixel_size_um:
+        kwargs["resolution"] = (1 / pixel_size_um, 1 / pixel_size_um)
+        kwargs["metadata"]["unit"] = "um"
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, **kwargs)
+    return buf.getvalue()
+
+
 def write_label_image(labels: np.ndarray, path: str | Path,
                       pixel_size_um: float | None = None, *,
                       root: str | Path | None = None) -> Path:
     """Write a label image or mask as a compressed ImageJ TIFF with its calibration.
 
-    A boolean mask is written as 0/255 uint8, labels as uint16 (float32 beyond 65535, which
-    ImageJ cannot open as integers).
+    The file is :func:`encode_label_image`'s, written atomically.
 
     Parameters
     ----------
@@ -95,23 +133,7 @@ def write_label_image(labels: np.ndarray, path: str | Path,
     pathlib.Path
         ``path``.
     """
-    import tifffile
-
-    arr = np.asarray(labels)
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8) * 255
-    elif arr.max(initial=0) < 65536:
-        arr = arr.astype(np.uint16, copy=False)
-    else:
-        arr = arr.astype(np.float32)  # ImageJ opens 8/16-bit and float, not 32-bit integers
-    kwargs: dict[str, Any] = {"compression": "zlib", "imagej": True, "metadata": {"axes": "YX"}}
-    if pixel_size_um:
-        kwargs["resolution"] = (1 / pixel_size_um, 1 / pixel_size_um)
-        kwargs["metadata"]["unit"] = "um"
-    path = Path(path)
-    with atomic_path(path, root=root) as tmp:
-        tifffile.imwrite(tmp, arr, **kwargs)
-    return path
+    return write_bytes(encode_label_image(labels, pixel_size_um), path, root=root)
 
 
 # QC overlays are noisy micrographs: zlib level 1 encodes them several times faster than
@@ -143,43 +165,6 @@ def write_png(rgb: np.ndarray, path: str | Path, *, root: str | Path | None = No
         PILImage.fromarray(np.ascontiguousarray(rgb)).save(
             tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return path
-
-
-def write_result_files(result: AssayResult, outdir: str | Path) -> None:
-    """Write a result's label image, QC overlay and regions under ``outdir``.
-
-    The label image goes under ``outdir/labels``, the QC overlay under ``outdir/qc``, and,
-    when ``result.extra["regions"]`` holds :class:`~histoquant.rois.Region` objects, the
-    regions as ``outdir/regions/<stem>.geojson`` (QuPath) and ``.zip`` (ImageJ RoiSet).
-
-    ``<stem>`` is ``result.image`` made safe by :func:`~histoquant.io.safe_paths.safe_file_name`.
-
-    Parameters
-    ----------
-    result : AssayResult
-        The result of one image.
-    outdir : str or pathlib.Path
-        The output folder.
-
-    Raises
-    ------
-    OutputPathError
-        When a file would land outside ``outdir`` (a symbolic link in it leading out).
-    """
-    out = OutputFolder(outdir)
-    if result.labels is not None:
-        write_label_image(result.labels,
-                          out.path("labels", safe_file_name(result.image, suffix=".tif")),
-                          result.pixel_size_um)
-    if result.qc is not None:
-        write_png(result.qc, out.path("qc", safe_file_name(result.image, suffix=".png")))
-    regions = result.extra.get("regions") if isinstance(result.extra, dict) else None
-    if regions:
-        from .rois import write_regions
-
-        for suffix in (".geojson", ".zip"):
-            write_regions(list(regions),
-                          out.path("regions", safe_file_name(result.image, suffix=suffix)))
 
 
 def write_tables(results: Iterable[AssayResult], outdir: str | Path,

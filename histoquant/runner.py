@@ -1,38 +1,59 @@
-"""Run one assay over a list of files and write the common output layout.
+"""Run one assay over a list of files: a one-assay study run, written in the single-image layout.
 
-Used by the command line and the simple folder batch. A file that fails — on bad input (a
-:class:`~histoquant.errors.HistoquantError`) or on any unexpected exception — becomes a row of
+``histoquant ASSAY IMAGE... -o OUTDIR`` measures its files the way ``histoquant batch`` does —
+one :class:`~histoquant.batch.units.Unit` per file, measured by
+:func:`~histoquant.batch.execute.measure_units` (here or in ``jobs`` processes, whole or tile
+by tile, kept in ``OUTDIR/.parts`` the moment it ends so that ``resume`` skips it) — and
+writes the layout of a single-assay run:
+
+=============================  ==================================================
+``summary.csv``                one row per image × region (× section)
+``objects.csv``                one row per object
+``<table>.csv``                each extra table the assay declares
+``errors.csv``                 one row per file that failed
+``labels/<image>.tif``         the label image (ImageJ TIFF, calibrated)
+``qc/<image>.png``             the QC overlay, captioned
+``regions/<image>.geojson``    regions the assay found (and ``.zip``, an ImageJ RoiSet)
+``run.json``                   settings, versions, inputs with hashes, each image's record
+=============================  ==================================================
+
+A file that fails — on bad input or an unexpected exception — becomes a row of
 ``errors.csv`` and the run goes on. Inputs shared by every file (the parameters, a region
-file) are checked once before the first image, so a mistake there stops the run at once
-instead of failing every image the same way.
+file, what the assay needs installed) are checked once before the first image, so a mistake
+there stops the run at once instead of failing every image the same way.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import os
 import time
-import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
+import pandas as pd
 
 from .assays.base import AssaySpec, resolve_params
-from .errors import HistoquantError
-from .io import OutputFolder, read_image
-from .output import write_result_files, write_run_json, write_tables
-from .results import AssayResult
+from .batch.config import QCOptions, SlideOptions
+from .batch.execute import BatchProgress, measure_units
+from .batch.samples import NO_LEVEL, Sample, image_names
+from .batch.store import PartStore
+from .batch.units import Unit, UnitOutput, unit_key
+from .io import OutputFolder
+from .io.safe_paths import safe_file_name
+from .output import write_bytes, write_run_json, write_tables
+from .params import AssayParams
+from .results import AssayResult, add_id_columns, normalize_level
 from .rois import read_regions
-
-if TYPE_CHECKING:
-    from .batch.execute import BatchProgress
 
 __all__ = ["RunReport", "run_files"]
 
 log = logging.getLogger(__name__)
+
+#: A single image's QC overlay is looked at closely: kept at full resolution up to this side.
+QC_MAX_PX = 8192
 
 
 @dataclass
@@ -43,6 +64,7 @@ class RunReport:
     results: list[AssayResult] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    n_reused: int = 0
 
     @property
     def ok(self) -> bool:
@@ -62,6 +84,8 @@ def run_files(
     progress: BatchProgress | None = None,
     meta: Mapping[str, Any] | None = None,
     modality: str | None = None,
+    jobs: int = 1,
+    resume: bool = False,
 ) -> RunReport:
     """Run ``spec`` on every file and write summary/objects/labels/qc/run.json to ``outdir``.
 
@@ -72,7 +96,7 @@ def run_files(
     paths : sequence of path
         Image files.
     outdir : path
-        Output folder (created).
+        Output folder (created). Finished images are kept in ``outdir/.parts``.
     params : params object, dict or file, optional
         Assay parameters; defaults when omitted.
     pixel_size_um : float, optional
@@ -81,16 +105,21 @@ def run_files(
         Regions for every file; ``None`` measures whole images.
     channels : mapping, optional
         Channel role → name or index.
-    modality : {"brightfield", "fluorescence"}, optional
-        What every file is, overriding the detection from the pixels.
     progress : BatchProgress, optional
         ``progress(done, total, message)`` once with ``done = 0`` before the first file, then
         after each file: the protocol of a study run
-        (:data:`~histoquant.batch.execute.BatchProgress`), so the CLI draws both alike.
+        (:data:`~histoquant.progress.BatchProgress`), so the CLI draws both alike.
     meta : mapping, optional
         Identifiers the images share and the assay cannot see (``animal``, ``group``,
         ``level``, ``section``, or any other name): each becomes a constant column of every
-        summary and objects table, beside ``image`` and ``region``.
+        table, beside ``image`` and ``region``.
+    modality : {"brightfield", "fluorescence"}, optional
+        What every file is, overriding the detection from the pixels.
+    jobs : int
+        Worker processes on this machine (1 measures here, in this process).
+    resume : bool
+        Skip files an earlier run into the same ``outdir`` measured with the same input and
+        settings.
 
     Returns
     -------
@@ -100,105 +129,142 @@ def run_files(
     Raises
     ------
     HistoquantError
-        Before any image is read, when the parameters or the region file are invalid.
+        Before any image is read, when the parameters or the region file are invalid, or
+        the assay misses something it needs (its ``preflight``).
     OutputPathError
         Before any image is read, when ``outdir`` holds a symbolic link leading out of it
         (say ``outdir/qc -> /elsewhere``): every file is written inside ``outdir``, under a
         name made safe from the image name.
     """
-    p = resolve_params(spec.params_cls, params)
-    run_regions = regions
-    if isinstance(regions, (str, Path)) and str(regions) != "auto":
-        run_regions = read_regions(regions)
-    outdir = Path(outdir)
-    OutputFolder(outdir).check()
-    outdir.mkdir(parents=True, exist_ok=True)
-    report = RunReport(outdir)
     t0 = time.perf_counter()
-    total = len(paths)
-    tracebacks: dict[str, str] = {}  # run.json only: errors.csv stays one line per image
-    if progress is not None and total:
-        progress(0, total, "")  # the bar's clock starts with the first image, not after it
-    for i, path in enumerate(paths):
-        path = Path(path)
-        try:
-            image = read_image(path, pixel_size_um, modality=modality)
-            if isinstance(image.data, np.ndarray):
-                result = spec.run(image, regions=run_regions, params=p, channels=channels)
-            else:
-                result = _run_tiled(spec, image, run_regions, p, channels)
-            if meta:
-                result.set_ids(**meta)
-            write_result_files(result, outdir)
-            report.results.append(result)
-            message = f"{path.name}: ok"
-        except HistoquantError as exc:
-            log.error("%s", exc)
-            report.errors.append({"image": path.name, "path": str(path),
-                                  "error": type(exc).__name__, "message": str(exc)})
-            message = f"{path.name}: FAILED ({type(exc).__name__})"
-        except Exception as exc:
-            # A bug or an input histoquant does not recognise as bad: this image fails, the
-            # others are still measured. KeyboardInterrupt is not an Exception and stops the
-            # run. The traceback goes to the log and run.json for the bug report.
-            tb = _short_traceback(exc)
-            log.error("%s: unexpected %s: %s\n%s", path.name, type(exc).__name__, exc, tb)
-            report.errors.append({"image": path.name, "path": str(path),
-                                  "error": type(exc).__name__,
-                                  "message": str(exc) or type(exc).__name__})
-            tracebacks[str(path)] = tb
-            message = f"{path.name}: FAILED ({type(exc).__name__})"
-        if progress is not None:
-            progress(i + 1, total, message)
+    p = resolve_params(spec.params_cls, params)
+    if spec.preflight is not None:
+        spec.preflight(p)
+    if isinstance(regions, (str, Path)) and str(regions) != "auto":
+        read_regions(regions)  # a bad region file fails here, once, not once per image
+        regions = str(Path(regions).resolve())
+    meta = dict(meta or {})
+    if meta.get("level") is not None:
+        meta["level"] = normalize_level(meta["level"])
+    outdir = Path(outdir)
+    out = OutputFolder(outdir)
+    out.check()
+    outdir.mkdir(parents=True, exist_ok=True)
+    store = PartStore(outdir)
+    units, failed = _units(spec, [Path(q) for q in paths], store, p, regions=regions,
+                           channels=dict(channels or {}), pixel_size_um=pixel_size_um,
+                           modality=modality, meta=meta)
+
+    def on_files(unit: Unit, part: UnitOutput) -> None:
+        _write_files(out, unit.sample.image, part)
+
+    measured = measure_units(units, failed, store, on_files=on_files, jobs=jobs,
+                             resume=resume, progress=progress)
+    report = RunReport(outdir, n_reused=measured.n_reused)
+    records = []
+    for key in _in_order(units, failed):
+        rec = measured.records.get(key)
+        if rec is not None:  # failed, now or at planning
+            report.errors.append(rec["error"])
+            records.append(rec)
+            continue
+        part = measured.finished.get(key)
+        if part is None:  # measured by an earlier run (resume): its files are written again
+            part = store.read(key, pictures=True)
+            _write_files(out, part.meta.get("image", ""), part)
+        report.results.append(_result(spec, part, p, meta))
+        records.append(part.meta)
     write_tables(report.results, outdir, report.errors)
     report.seconds = time.perf_counter() - t0
     write_run_json(outdir, assay=spec.name, params=p.to_dict(), inputs=paths,
                    extra={"pixel_size_um_override": pixel_size_um,
                           "regions": str(regions) if regions is not None else None,
                           "channels": dict(channels or {}),
-                          "meta": dict(meta or {}),
+                          "meta": meta,
+                          "modality_override": modality,
+                          "jobs": jobs,
+                          "resumed": measured.n_reused,
                           "seconds": round(report.seconds, 3),
-                          "failures": [{**e, "traceback": tracebacks[e["path"]]}
-                                       if e["path"] in tracebacks else e
-                                       for e in report.errors]})
+                          "images": records,
+                          "failures": [{**r["error"], **({"traceback": r["traceback"]}
+                                                         if "traceback" in r else {})}
+                                       for r in records if "error" in r]})
     return report
 
 
-def _run_tiled(spec: AssaySpec, image: Any, regions: Any, params: Any,
-               channels: Mapping[str, str | int] | None) -> AssayResult:
-    """Measure an image too large for memory tile by tile, as a study run does.
+def _units(spec: AssaySpec, paths: list[Path], store: PartStore, params: AssayParams, *,
+           regions: Any, channels: dict[str, Any], pixel_size_um: float | None,
+           modality: str | None, meta: dict[str, Any]) -> tuple[list[Unit], list[UnitOutput]]:
+    """Return one unit per file (keyed like a study's), and the files that cannot be read."""
+    hashes, unreadable = store.hashes(paths + ([Path(regions)] if regions not in (None, "auto")
+                                               else []))
+    existing = [q for q in paths if q.exists()]
+    folder = Path(os.path.commonpath([q.resolve().parent for q in existing])) if existing \
+        else Path.cwd()
+    names = image_names([q.resolve() for q in existing], folder)
+    slides, qc = SlideOptions(), QCOptions(overlay_max_px=QC_MAX_PX)
+    units, failed = [], []
+    for q in paths:
+        sample = Sample(path=q, rel=str(q), image=names.get(q.resolve(), q.name),
+                        animal=str(meta.get("animal", "")), group=str(meta.get("group", "")),
+                        level=str(meta.get("level") or NO_LEVEL),
+                        section=str(meta.get("section", "")))
+        settings = {
+            "params": params.to_dict(), "channels": channels, "pixel_size_um": pixel_size_um,
+            "regions": regions if regions in (None, "auto") else
+            {"file": Path(regions).name, "sha256": hashes.get(Path(regions))},
+            "modality": modality, "image_name": sample.image, "section": sample.section,
+            # in the QC picture's caption
+            "caption": [sample.animal, sample.group, sample.level],
+            "layout": "single-assay", "qc": qc.to_dict(),
+        }
+        key = unit_key(hashes.get(q, "unreadable"), spec.name, settings)
+        unit = Unit(key=key, sample=sample, assay=spec.name, spec=spec, params=params,
+                    channels=channels, regions=regions, pixel_size_um=pixel_size_um,
+                    split_sections=False, slides=slides, qc=qc, modality=modality,
+                    label_files=True)
+        if q in unreadable or q not in hashes:
+            why = unreadable.get(q, "no such file")
+            failed.append(UnitOutput(key=key, ok=False, meta={
+                "image": sample.image, "file": sample.rel, "assay": spec.name, "key": key,
+                "flags": ["failed: unreadable"],
+                "error": {"image": sample.image, "file": sample.rel, "assay": spec.name,
+                          "error": "ImageReadError",
+                          "message": f"cannot read the file ({why})"}}))
+            continue
+        units.append(unit)
+    return units, failed
 
-    The reader opens a file lazily only above its in-memory limit
-    (:data:`~histoquant.io.limits.MAX_IN_MEMORY_PIXELS`); handing that to the assay would read
-    it whole. The tiles read only their windows; the result has tables but no label image
-    or QC overlay (a study run draws the overview with a dot per object).
-    """
-    from .batch.config import SlideOptions
-    from .errors import RegionError
-    from .tiling import PolygonSource, WholeImage, run_tiled
 
-    if isinstance(regions, str) and regions == "auto":
-        raise RegionError(
-            f"{image.source}: --regions auto on an image larger than memory needs the "
-            "whole-slide machinery of a study run: use 'histoquant batch FOLDER --assay "
-            f"{spec.name} --regions auto'")
-    if regions is None:
-        src = WholeImage()
-    else:
-        polys: dict[str, list] = {}
-        for r in regions:
-            polys.setdefault(r.name, []).extend(r.to_polygons())
-        src = PolygonSource(polys)
-    opts = SlideOptions()
-    px = image.require_pixel_size()
-    res = run_tiled(spec, image, src, params=params, channels=channels, tile_px=opts.tile_px,
-                    overlap_px=math.ceil(opts.overlap_um / px))
-    return AssayResult(assay=spec.name, image=image.name, objects=res.objects,
-                       summary=res.summary, labels=None, qc=None, params=params.to_dict(),
-                       pixel_size_um=px, warnings=list(res.warnings))
+def _in_order(units: list[Unit], failed: list[UnitOutput]) -> list[str]:
+    """Return every unit's key, in the order the files were given."""
+    by_file = {u.sample.rel: u.key for u in units}
+    by_file.update({f.meta["file"]: f.key for f in failed})
+    return list(by_file.values())
 
 
-def _short_traceback(exc: BaseException, limit: int = 8) -> str:
-    """Return the last ``limit`` frames of ``exc``'s traceback, as text."""
-    frames = traceback.extract_tb(exc.__traceback__)[-limit:]
-    return "".join(traceback.format_list(frames)).rstrip()
+def _write_files(out: OutputFolder, image: str, part: UnitOutput) -> None:
+    """Write one image's QC overlay, label image and found regions where they belong."""
+    if part.qc_png:
+        write_bytes(part.qc_png, out.path("qc", safe_file_name(image, suffix=".png")))
+    if "labels.tif" in part.files:
+        write_bytes(part.files["labels.tif"],
+                    out.path("labels", safe_file_name(image, suffix=".tif")))
+    for suffix in (".geojson", ".zip"):
+        data = part.files.get("regions" + suffix)
+        if data is not None:
+            write_bytes(data, out.path("regions", safe_file_name(image, suffix=suffix)))
+
+
+def _result(spec: AssaySpec, part: UnitOutput, params: AssayParams,
+            meta: dict[str, Any]) -> AssayResult:
+    """Return a finished unit as an :class:`~histoquant.results.AssayResult` with the ids."""
+    def ids(df: pd.DataFrame) -> pd.DataFrame:
+        return add_id_columns(df, meta) if meta else df
+
+    m = part.meta
+    return AssayResult(assay=spec.name, image=m.get("image", ""), objects=ids(part.objects),
+                       summary=ids(part.summary), params=params.to_dict(),
+                       pixel_size_um=m.get("pixel_size_um"),
+                       warnings=list(m.get("warnings", [])),
+                       tables={k: ids(v) for k, v in part.extra.items()})

@@ -291,12 +291,14 @@ def test_an_unexpected_error_fails_only_its_image(two_images, tmp_path, monkeypa
     assert code == 1
     assert "Traceback" not in err
     # the log (stderr outside pytest) says which image and shows a few frames
-    assert "first.ome.tif: unexpected RuntimeError: assay bug on purpose" in caplog.text
+    assert "first.ome.tif (motor-neurons): unexpected RuntimeError: assay bug on purpose" \
+        in caplog.text
     assert "flaky_run" in caplog.text
     import pandas as pd
 
     errors = pd.read_csv(out / "errors.csv")
-    assert list(errors["image"]) == ["first.ome.tif"]
+    assert list(errors["image"]) == ["first"]  # the image's name in every table
+    assert errors.loc[0, "file"].endswith("first.ome.tif")
     assert errors.loc[0, "error"] == "RuntimeError"
     assert errors.loc[0, "message"] == "assay bug on purpose"
     summary = pd.read_csv(out / "summary.csv")
@@ -306,13 +308,16 @@ def test_an_unexpected_error_fails_only_its_image(two_images, tmp_path, monkeypa
     assert "flaky_run" in failures[0]["traceback"]
 
 
-def test_keyboard_interrupt_still_stops_the_run(two_images, tmp_path, monkeypatch):
+def test_keyboard_interrupt_still_stops_the_run(two_images, tmp_path, monkeypatch, capsys):
     def interrupted(image, *args, **kwargs):
         raise KeyboardInterrupt
 
     register(monkeypatch, dataclasses.replace(MN_SPEC, run=interrupted))
-    with pytest.raises(KeyboardInterrupt):
-        main(["motor-neurons", str(two_images[0]), "-o", str(tmp_path / "out"), "-q"])
+    out = tmp_path / "out"
+    # stopped at the first image, as a study run: exit 130, the second never measured
+    assert main(["motor-neurons", *map(str, two_images), "-o", str(out), "-q"]) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert not (out / "summary.csv").exists()
 
 
 def test_batch_reports_a_broken_region_file_before_any_image(two_images, tmp_path, capsys):

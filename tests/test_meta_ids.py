@@ -50,8 +50,10 @@ def test_runner_writes_meta_into_both_tables(tmp_path):
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     objects = pd.read_csv(tmp_path / "out" / "objects.csv")
     assert report.ok
-    assert list(summary.columns[:4]) == ["image", "animal", "level", "region"]
+    # a one-assay batch: the section column of a study run ("1": the image is one section)
+    assert list(summary.columns[:5]) == ["image", "animal", "level", "section", "region"]
     assert (summary["level"] == "L4").all() and (objects["animal"] == "R7").all()
+    assert (summary["section"] == 1).all()
 
 
 def test_meta_arg_parsing_and_level_alias():

@@ -1,4 +1,4 @@
-"""The single-assay command measures an image above the in-memory limit tile by tile."""
+"""The single-assay command measures an image above the memory limit tile by tile, as a study."""
 
 from __future__ import annotations
 
@@ -40,13 +40,36 @@ def test_an_image_over_the_memory_limit_is_measured_in_tiles(blob_image, tmp_pat
     assert not (tmp_path / "tiled" / "labels").exists()
 
 
-def test_auto_regions_on_an_image_over_the_limit_point_to_the_batch(blob_image, tmp_path,
-                                                                    monkeypatch):
+def test_auto_regions_on_an_image_over_the_limit_run_the_anatomy_on_a_reduced_copy(
+        blob_image, tmp_path, monkeypatch):
+    # The single-assay command is a one-assay study run: what a study does for a slide
+    # (the anatomy on a copy reduced to slides.anatomy_pixel_um, masks applied tile by tile)
+    # it does too, where it used to refuse and point to the batch.
+    import sys
+    import types
+
+    import histoquant
     from histoquant.cli import main
 
     register(monkeypatch, BLOB_SPEC)
+    calls = []
+
+    def auto_regions(image, names):
+        calls.append(image.pixel_size_um)
+        return {"grey_matter": np.ones(image.shape_yx, bool)}
+
+    def find_sections(image):
+        return types.SimpleNamespace(sections=[types.SimpleNamespace(quality=0.9)])
+
+    fake = types.SimpleNamespace(auto_regions=auto_regions, find_sections=find_sections)
+    monkeypatch.setitem(sys.modules, "histoquant.anatomy", fake)
+    monkeypatch.setattr(histoquant, "anatomy", fake, raising=False)
+    assert main(["blobs", str(blob_image), "-o", str(tmp_path / "whole"), "-q"]) == 0
     monkeypatch.setattr(limits, "MAX_IN_MEMORY_PIXELS", 1000)
     assert main(["blobs", str(blob_image), "--regions", "auto", "-o", str(tmp_path / "o"),
-                 "-q"]) == 1
-    errors = pd.read_csv(tmp_path / "o" / "errors.csv")
-    assert "histoquant batch" in errors["message"].iloc[0]
+                 "-q"]) == 0
+    assert len(calls) == 1 and calls[0] == pytest.approx(8.0, rel=0.05)
+    whole = pd.read_csv(tmp_path / "whole" / "summary.csv")
+    auto = pd.read_csv(tmp_path / "o" / "summary.csv")
+    assert auto["region"].tolist() == ["grey_matter"]
+    assert int(auto["n_blobs"].iloc[0]) == int(whole["n_blobs"].iloc[0]) > 0

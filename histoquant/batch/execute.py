@@ -4,10 +4,11 @@ All three hand each finished unit to the same ``on_done`` callback in this proce
 persists it at once. Workers only compute; they write nothing. Dask is optional
 (``pip install histoquant[dask]``) and imported only when a scheduler is named.
 
-:func:`measure_units` is a study run's measuring step: it skips the units an earlier run
-finished (``resume``), runs the rest with :func:`execute`, keeps each finished unit in the
-part store and writes its QC picture the moment it arrives, and reports progress through
-the one :data:`BatchProgress` protocol.
+:func:`measure_units` is the measuring step of a study run and of a single-assay command: it
+skips the units an earlier run finished (``resume``), runs the rest with :func:`execute`,
+keeps each finished unit in the part store, hands its QC picture and files to the caller's
+writer the moment it arrives, and reports progress through the one :data:`BatchProgress`
+protocol.
 """
 
 from __future__ import annotations
@@ -24,12 +25,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DependencyError
-from ..io.safe_paths import OutputFolder
 from ..progress import BatchProgress
-from .plan import StudyPlan
 from .store import PartStore, decode_part
 from .units import Unit, UnitOutput, process_unit
-from .writers import write_qc_picture
 
 if TYPE_CHECKING:  # optional extra (histoquant[dask]): imported where a scheduler is named
     import distributed
@@ -310,19 +308,23 @@ class Measured:
     n_reused: int = 0
 
 
-def measure_units(plan: StudyPlan, store: PartStore, out: OutputFolder, *, jobs: int = 1,
-                  scheduler: Any = None, resume: bool = False,
-                  progress: BatchProgress | None = None) -> Measured:
-    """Measure the plan's units; keep each in ``store`` and write its QC picture as it ends.
+def measure_units(units: Sequence[Unit], failed: Sequence[UnitOutput], store: PartStore, *,
+                  on_files: OnDone | None = None, jobs: int = 1, scheduler: Any = None,
+                  resume: bool = False, progress: BatchProgress | None = None) -> Measured:
+    """Measure units; keep each in ``store`` and hand its pictures and files on as it ends.
 
     Parameters
     ----------
-    plan : StudyPlan
-        The checked plan.
+    units : sequence of Unit
+        The units to measure (a study plan's, or the files of a single-assay command).
+    failed : sequence of UnitOutput
+        Units failed already (at planning): their records are kept, they are not run.
     store : PartStore
         Where finished units are kept (and, with ``resume``, found).
-    out : OutputFolder
-        The run's output folder, for the QC pictures.
+    on_files : callable, optional
+        ``on_files(unit, output)`` with each unit measured now, decoded from its part with its
+        QC picture and files (:data:`~histoquant.batch.units.UNIT_FILES`), to write them at
+        once; they are dropped afterwards, only the tables and thumbnail are kept.
     jobs : int
         Worker processes on this machine.
     scheduler : str or distributed.Client, optional
@@ -341,9 +343,9 @@ def measure_units(plan: StudyPlan, store: PartStore, out: OutputFolder, *, jobs:
     KeyboardInterrupt
         Passed on, after a warning saying how many units are kept for ``resume``.
     """
-    m = Measured(records={f.key: f.meta for f in plan.failed})
+    m = Measured(records={f.key: f.meta for f in failed})
     todo = []
-    for u in plan.units:
+    for u in units:
         if resume and store.has(u.key):
             m.n_reused += 1
         else:
@@ -363,9 +365,9 @@ def measure_units(plan: StudyPlan, store: PartStore, out: OutputFolder, *, jobs:
             # Parsed and its QC picture written now, while the workers measure, rather than
             # all at the end; only the tables and thumbnail are kept for assembling.
             part = decode_part(data, result.key, pictures=True)
-            if part.qc_png:
-                write_qc_picture(out, unit.assay, unit.sample.image, part.qc_png)
-            m.finished[result.key] = dataclasses.replace(part, qc_png=None)
+            if on_files is not None:
+                on_files(unit, part)
+            m.finished[result.key] = dataclasses.replace(part, qc_png=None, files={})
             m.n_run += 1
             msg = f"{unit.sample.rel} ({unit.assay}): ok"
         else:

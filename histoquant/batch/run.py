@@ -23,6 +23,7 @@ from .execute import BatchProgress, Measured, measure_units, side_process
 from .plan import StudyPlan, plan_study, study_overrides
 from .store import PartStore
 from .tables import StudyTables
+from .units import Unit, UnitOutput
 from .writers import (
     report_run_info,
     run_record,
@@ -137,8 +138,12 @@ def run_batch(
     outdir.mkdir(parents=True, exist_ok=True)
     report = BatchReport(outdir=outdir, n_units=len(plan.units) + len(plan.failed),
                          notes=list(plan.notes))
-    measured = measure_units(plan, store, out, jobs=jobs, scheduler=scheduler, resume=resume,
-                             progress=progress)
+    def on_files(unit: Unit, part: UnitOutput) -> None:
+        if part.qc_png:
+            write_qc_picture(out, unit.assay, unit.sample.image, part.qc_png)
+
+    measured = measure_units(plan.units, plan.failed, store, on_files=on_files, jobs=jobs,
+                             scheduler=scheduler, resume=resume, progress=progress)
     report.n_run, report.n_reused = measured.n_run, measured.n_reused
     if resume and report.n_reused:
         report.notes.append(f"resumed: {report.n_reused} image × assay result(s) reused from "

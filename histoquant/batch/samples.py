@@ -244,7 +244,24 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def _image_names(images: list[Path], folder: Path) -> dict[Path, str]:
+def image_names(images: list[Path], folder: Path) -> dict[Path, str]:
+    """Return each image's name in the tables: its file stem, unique among ``images``.
+
+    Two files of the same stem in different folders keep their folder (relative to
+    ``folder``) in the name, so their rows and QC pictures never collide.
+
+    Parameters
+    ----------
+    images : list of pathlib.Path
+        The image files, under ``folder``.
+    folder : pathlib.Path
+        The folder names are made relative to.
+
+    Returns
+    -------
+    dict of pathlib.Path to str
+        File → name (``.ome.tif`` and ``.ome.zarr`` count as one suffix).
+    """
     from ..io.image import _stem
 
     stems = [_stem(p) for p in images]
@@ -369,7 +386,7 @@ def build_samples(
     folder = cfg.folder
     problems: list[str] = []
     notes: list[str] = []
-    names = _image_names(images, folder)
+    names = image_names(images, folder)
     selected = list(images if selected is None else selected)
     rels = {p: p.relative_to(folder).as_posix() for p in images}
     sheet_name = sheet_path.name if sheet_path else "sample sheet"

@@ -2,8 +2,9 @@
 
 Each finished image × assay is one zip file named by its key (a hash of the input file and
 every setting that shapes the result), written atomically the moment the unit finishes:
-``meta.json``, ``summary.csv``, ``objects.csv``, ``qc.png``, ``thumb.png`` and the assay's
-extra tables (``extra/<name>.csv``). The final tables
+``meta.json``, ``summary.csv``, ``objects.csv``, ``qc.png``, ``thumb.png``, the assay's
+extra tables (``extra/<name>.csv``) and, for the single-assay command, the label image and
+found regions (``files/<name>``). The final tables
 are always assembled from these files, so a fresh run, a resumed run and a parallel run give
 byte-identical tables. Input hashes are cached by (size, modification time) in
 ``hashes.json``.
@@ -22,7 +23,7 @@ import pandas as pd
 from ..io.safe_paths import OutputFolder
 from ..io.writers import atomic_path
 from ..output import file_sha256
-from .units import UnitOutput
+from .units import UNIT_FILES, UnitOutput
 
 __all__ = ["PartStore", "ID_DTYPES", "encode_part", "decode_part"]
 
@@ -57,6 +58,8 @@ def encode_part(out: UnitOutput) -> bytes:
                 z.writestr(name, png, compress_type=zipfile.ZIP_STORED)
         for name, table in out.extra.items():
             z.writestr(f"extra/{name}.csv", table.to_csv(index=False, lineterminator="\n"))
+        for name, data in out.files.items():
+            z.writestr(f"files/{name}", data)
     return buf.getvalue()
 
 
@@ -73,7 +76,7 @@ def decode_part(data: bytes, key: str, *, pictures: bool = False) -> UnitOutput:
     key : str
         The unit's key.
     pictures : bool
-        Whether the PNG pictures are read too.
+        Whether the PNG pictures (and the unit's files) are read too.
 
     Returns
     -------
@@ -97,8 +100,12 @@ def decode_part(data: bytes, key: str, *, pictures: bool = False) -> UnitOutput:
                 raw = z.read(n)
                 extra[n[6:-4]] = pd.read_csv(io.BytesIO(raw), dtype=ID_DTYPES) \
                     if raw.strip() else pd.DataFrame()
+        # only the names a unit writes: a part is this program's file, but a name from it
+        # becomes part of an output path
+        files = {n: z.read(f"files/{n}") for n in UNIT_FILES
+                 if pictures and f"files/{n}" in names}
     return UnitOutput(key=key, ok=True, summary=tables["summary"], objects=tables["objects"],
-                      qc_png=qc, thumb_png=thumb, meta=meta, extra=extra)
+                      qc_png=qc, thumb_png=thumb, meta=meta, extra=extra, files=files)
 
 
 class PartStore:
@@ -175,7 +182,7 @@ class PartStore:
         key : str
             The unit's key.
         pictures : bool
-            Whether the PNG pictures are read too.
+            Whether the PNG pictures (and the unit's files) are read too.
 
         Returns
         -------

@@ -31,14 +31,15 @@ from ..io import Image, limits, read_image
 from ..io.readers import LAZY_BYTES
 from ..output import PNG_COMPRESS_LEVEL
 from ..params import AssayParams
+from ..results import AssayResult
 from .config import QCOptions, SlideOptions
-from .samples import Sample
+from .samples import NO_LEVEL, Sample
 
 if TYPE_CHECKING:
     from ..slides import Overview
     from ..tiling import MaskSource, RegionSource
 
-__all__ = ["Unit", "UnitOutput", "process_unit", "unit_key", "calibration_summary"]
+__all__ = ["Unit", "UnitOutput", "UNIT_FILES", "process_unit", "unit_key", "calibration_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ class Unit:
     slides: SlideOptions
     qc: QCOptions
     modality: str | None = None  # the study's override; None detects from the pixels
+    #: also return the label image and the regions the assay found, as files (the
+    #: single-assay command writes them beside its tables; a study keeps only its tables)
+    label_files: bool = False
 
 
 @dataclass
@@ -79,6 +83,13 @@ class UnitOutput:
     #: the part file's bytes, encoded by the worker so that the process collecting results
     #: only writes them (see :func:`histoquant.batch.store.encode_part`)
     part: bytes | None = None
+    #: encoded files of the result, by name (:data:`UNIT_FILES`), when ``Unit.label_files``
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+#: The files a unit may return beside its tables: the label image (ImageJ TIFF with its
+#: calibration) and the regions the assay found (QuPath GeoJSON and ImageJ RoiSet).
+UNIT_FILES = ("labels.tif", "regions.geojson", "regions.zip")
 
 
 def unit_key(input_sha256: str, spec_name: str, settings: dict[str, Any]) -> str:
@@ -119,7 +130,8 @@ def _png(rgb: np.ndarray, max_px: int) -> bytes:
 def _caption(sample: Sample, assay: str, summary: pd.DataFrame) -> list[str]:
     from ..aggregate import measure_columns
 
-    lines = [f"{sample.image} · {assay} · {sample.animal} {sample.group} {sample.level}"]
+    ids = [x for x in (sample.animal, sample.group, sample.level) if x and x != NO_LEVEL]
+    lines = [" · ".join([sample.image, assay, *([" ".join(ids)] if ids else [])])]
     cols = [c for c in measure_columns(summary, exclude=("region_area_mm2",))][:2]
     for _, row in summary.head(4).iterrows():
         vals = ", ".join(f"{c} {row[c]:.4g}" for c in cols if pd.notna(row[c]))
@@ -273,8 +285,32 @@ def _run_direct(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, n
     sat = saturated_pct(np.asarray(image.data), image.dtype)
     extra = {name: _with_section(t, unit.sample.section) for name, t in
              res.tables.items() if isinstance(t, pd.DataFrame)}
-    return summary, objects, qc, list(res.warnings), sat, {"mode": "direct", "n_tiles": 1,
-                                                           "n_sections": 1, "extra": extra}
+    info = {"mode": "direct", "n_tiles": 1, "n_sections": 1, "extra": extra}
+    if unit.label_files:
+        info["files"] = _result_files(res)
+    return summary, objects, qc, list(res.warnings), sat, info
+
+
+def _result_files(res: AssayResult) -> dict[str, bytes]:
+    """Encode a result's label image and found regions as :data:`UNIT_FILES`."""
+    import tempfile
+    from pathlib import Path
+
+    from ..output import encode_label_image
+
+    files = {}
+    if res.labels is not None:
+        files["labels.tif"] = encode_label_image(res.labels, res.pixel_size_um)
+    regions = res.extra.get("regions") if isinstance(res.extra, dict) else None
+    if regions:
+        from ..rois import write_regions
+
+        # the region writers take paths; a private scratch folder keeps the worker's
+        # promise to write nothing the run can see
+        with tempfile.TemporaryDirectory(prefix="histoquant-") as tmp:
+            for name in ("regions.geojson", "regions.zip"):
+                files[name] = write_regions(list(regions), Path(tmp) / name).read_bytes()
+    return files
 
 
 def _run_slide(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray,
@@ -432,6 +468,7 @@ def process_unit(unit: Unit) -> UnitOutput:
         else:
             summary, objects, qc, warnings, sat, info = _run_direct(unit, image)
         extra = info.pop("extra", {})
+        files = info.pop("files", {})
         meta.update(info)
         summary = summary.assign(image=s.image)
         if len(objects):
@@ -446,16 +483,19 @@ def process_unit(unit: Unit) -> UnitOutput:
                          qc_png=_png(qc, unit.qc.overlay_max_px),
                          thumb_png=_png(qc, unit.qc.thumbnail_px), meta=meta,
                          extra={k: v.assign(image=s.image) for k, v in extra.items()
-                                if re.fullmatch(r"\w+", k)})
+                                if re.fullmatch(r"\w+", k)}, files=files)
     except Exception as exc:  # a bad file or an assay bug must not stop the study
         expected = isinstance(exc, HistoquantError)
         if not expected:
-            log.error("%s (%s): unexpected %s", s.rel, unit.assay, type(exc).__name__)
+            # a bug or an input histoquant does not recognise as bad: the last frames go to
+            # the log (and run.json) for the bug report
+            log.error("%s (%s): unexpected %s: %s\n%s", s.rel, unit.assay, type(exc).__name__,
+                      exc, traceback.format_exc(limit=-8).rstrip())
         meta["error"] = {"image": s.image, "file": s.rel, "assay": unit.assay,
                          "error": type(exc).__name__,
                          "message": " ".join(str(exc).split()) or type(exc).__name__}
         if not expected:
-            meta["traceback"] = traceback.format_exc(limit=8)
+            meta["traceback"] = traceback.format_exc(limit=-8)
         meta["flags"] = [f"failed: {type(exc).__name__}"]
         out = UnitOutput(key=unit.key, ok=False, meta=meta)
     meta["seconds"] = round(time.perf_counter() - t0, 3)

@@ -61,7 +61,7 @@ def qc_path(out: OutputFolder, assay: str, image: str) -> Path:
     """``qc/<assay>/<image>.png``, every part made safe.
 
     An image name holding its folder (two files of the same name in different folders, see
-    ``samples._image_names``) keeps that folder under ``qc/<assay>/``.
+    ``samples.image_names``) keeps that folder under ``qc/<assay>/``.
 
     Parameters
     ----------
