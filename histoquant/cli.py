@@ -4,7 +4,8 @@ Every assay subcommand has the same shape::
 
     histoquant ASSAY IMAGE... [--pixel-size UM] [--regions FILE|auto] [--params FILE]
                               [--channel ROLE=NAME|INDEX ...] [--meta KEY=VALUE ...]
-                              [--level L3] [--jobs N] [--resume] -o OUTDIR
+                              [--level L3] [--jobs N] [--resume] [--model M.hqm]
+                              -o OUTDIR
 
 and runs as a one-assay study (:func:`histoquant.runner.run_files`).
 
@@ -98,6 +99,10 @@ def _add_common(p: argparse.ArgumentParser, spec: AssaySpec | None) -> None:
     roles = ", ".join(r.name for r in spec.channel_roles) if spec else "see each assay"
     p.add_argument("--channel", action="append", type=_channel_arg, default=[],
                    metavar="ROLE=NAME|INDEX", help=f"channel for a role ({roles})")
+    if spec is not None:
+        p.add_argument("--model", type=Path, metavar="MODEL.hqm",
+                       help="a model from 'histoquant train objects' whose classes replace the "
+                            "assay's class rules (see docs/learning.md)")
     if spec is not None:  # single-assay commands; a study's images are read by the batch runner
         p.add_argument("--modality", choices=("brightfield", "fluorescence"), default=None,
                        help="what the images are (light background and absorbing stain, or "
@@ -291,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    pixel_size_um=args.pixel_size_um, regions=args.regions,
                                    channels=channels, progress=bar,
                                    meta=_meta_from_args(args), modality=args.modality,
-                                   jobs=args.jobs, resume=args.resume)
+                                   jobs=args.jobs, resume=args.resume, model=args.model)
             except KeyboardInterrupt:
                 return _interrupted(bar, args.outdir)
             ok = report.ok

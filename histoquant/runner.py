@@ -86,6 +86,7 @@ def run_files(
     modality: str | None = None,
     jobs: int = 1,
     resume: bool = False,
+    model: str | Path | None = None,
 ) -> RunReport:
     """Run ``spec`` on every file and write summary/objects/labels/qc/run.json to ``outdir``.
 
@@ -120,6 +121,9 @@ def run_files(
     resume : bool
         Skip files an earlier run into the same ``outdir`` measured with the same input and
         settings.
+    model : path, optional
+        A model file (``histoquant train objects``) whose classes replace the assay's class
+        rules (:mod:`histoquant.learn.assay_models`); checked before any image.
 
     Returns
     -------
@@ -143,6 +147,11 @@ def run_files(
     if isinstance(regions, (str, Path)) and str(regions) != "auto":
         read_regions(regions)  # a bad region file fails here, once, not once per image
         regions = str(Path(regions).resolve())
+    if model is not None:
+        from .learn.assay_models import load_assay_model
+
+        load_assay_model(model, spec.name)  # the same: a bad model fails here, once
+        model = str(Path(model).resolve())
     meta = dict(meta or {})
     if meta.get("level") is not None:
         meta["level"] = normalize_level(meta["level"])
@@ -153,7 +162,7 @@ def run_files(
     store = PartStore(outdir)
     units, failed = _units(spec, [Path(q) for q in paths], store, p, regions=regions,
                            channels=dict(channels or {}), pixel_size_um=pixel_size_um,
-                           modality=modality, meta=meta)
+                           modality=modality, meta=meta, model=model)
 
     def on_files(unit: Unit, part: UnitOutput) -> None:
         _write_files(out, unit.sample.image, part)
@@ -182,6 +191,7 @@ def run_files(
                           "channels": dict(channels or {}),
                           "meta": meta,
                           "modality_override": modality,
+                          "model": model,
                           "jobs": jobs,
                           "resumed": measured.n_reused,
                           "seconds": round(report.seconds, 3),
@@ -194,10 +204,12 @@ def run_files(
 
 def _units(spec: AssaySpec, paths: list[Path], store: PartStore, params: AssayParams, *,
            regions: Any, channels: dict[str, Any], pixel_size_um: float | None,
-           modality: str | None, meta: dict[str, Any]) -> tuple[list[Unit], list[UnitOutput]]:
+           modality: str | None, meta: dict[str, Any],
+           model: str | None) -> tuple[list[Unit], list[UnitOutput]]:
     """Return one unit per file (keyed like a study's), and the files that cannot be read."""
-    hashes, unreadable = store.hashes(paths + ([Path(regions)] if regions not in (None, "auto")
-                                               else []))
+    shared = ([Path(regions)] if regions not in (None, "auto") else []) + \
+        ([Path(model)] if model is not None else [])
+    hashes, unreadable = store.hashes(paths + shared)
     existing = [q for q in paths if q.exists()]
     folder = Path(os.path.commonpath([q.resolve().parent for q in existing])) if existing \
         else Path.cwd()
@@ -217,12 +229,14 @@ def _units(spec: AssaySpec, paths: list[Path], store: PartStore, params: AssayPa
             # in the QC picture's caption
             "caption": [sample.animal, sample.group, sample.level],
             "layout": "single-assay", "qc": qc.to_dict(),
+            "model": None if model is None else {"file": Path(model).name,
+                                                 "sha256": hashes.get(Path(model))},
         }
         key = unit_key(hashes.get(q, "unreadable"), spec.name, settings)
         unit = Unit(key=key, sample=sample, assay=spec.name, spec=spec, params=params,
                     channels=channels, regions=regions, pixel_size_um=pixel_size_um,
                     split_sections=False, slides=slides, qc=qc, modality=modality,
-                    label_files=True)
+                    label_files=True, model=model)
         if q in unreadable or q not in hashes:
             why = unreadable.get(q, "no such file")
             failed.append(UnitOutput(key=key, ok=False, meta={

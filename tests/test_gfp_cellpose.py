@@ -200,10 +200,14 @@ def test_cli_takes_the_engine_from_params_file(phantom, monkeypatch, tmp_path):
     (tmp_path / "p.yaml").write_text("engine: cellpose\ncellpose_diameter_um: 20\n")
     seg = TruthSegmenter(truth.cell_labels)
     monkeypatch.setattr(fluorescent_cells, "segment_cellpose", seg)
+    # the command checks the weights before any image, as a study does; a stand-in here
+    checked = []
+    monkeypatch.setattr(fluorescent_cells, "require_cellpose", checked.append)
     rc = main(["gfp-cells", str(path), "--params", str(tmp_path / "p.yaml"),
                "-o", str(tmp_path / "out"), "-q"])
     assert rc == 0
     assert len(seg.calls) == 1 and seg.calls[0][2].diameter_um == 20.0
+    assert checked == ["cpsam"]  # once, before the image
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert summary.loc[0, "n_gfp_cells"] == truth.n_gfp_cells
     run_json = json.loads((tmp_path / "out" / "run.json").read_text())

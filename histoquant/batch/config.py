@@ -15,6 +15,8 @@
         params: {min_soma_area_um2: 300}
         pixel_size_um: null             # default pixel size for this assay's files
         modality: null                  # brightfield | fluorescence; null detects it
+        model: null                     # a model file (histoquant train objects) in place
+                                        # of the class rules; null uses the rules
         measures: [n_motor_neurons]     # columns for Prism tables and plots (default: all)
     slides: {split_sections: false, tile_px: 4096, overlap_um: 100}
     qc: {max_saturated_pct: 1.0, min_anatomy_score: 0.5}
@@ -41,7 +43,7 @@ __all__ = ["StudyError", "AssayPlan", "SlideOptions", "QCOptions", "StudyConfig"
 STUDY_FILE_NAMES = ("study.yaml", "study.yml", "study.json")
 _TOP_KEYS = ("title", "samples", "pattern", "groups", "exclude", "assays", "slides", "qc")
 _ASSAY_KEYS = ("files", "regions", "channels", "params", "pixel_size_um", "measures",
-               "modality")
+               "modality", "model")
 
 
 class StudyError(ParamsError):
@@ -123,6 +125,8 @@ class AssayPlan:
     measures: tuple[str, ...] = ()
     #: "brightfield" / "fluorescence" overrides the detection from the pixels; None detects.
     modality: str | None = None
+    #: a model file (``histoquant train``) that replaces a step of the assay; None: its rules
+    model: str | None = None
 
     def selects(self, rel: str) -> bool:
         """Return whether this assay reads the file at ``rel`` (relative POSIX path).
@@ -326,7 +330,26 @@ def _assay_plan(name: str, settings: Any, folder: Path, problems: list[str],
             modality = None
         else:
             modality = str(modality).lower()
-    return AssayPlan(name=spec.name, spec=spec, params=params, modality=modality,
+    model = settings.get("model")
+    if model is not None:
+        if not isinstance(model, (str, Path)):
+            problems.append(f"{where}.model: a model file (.hqm), not {model!r}")
+            model = None
+        else:
+            mp = Path(model)
+            mp = mp if mp.is_absolute() else folder / mp
+            # loaded once now: a foreign, tampered or unfit model is refused before any image
+            try:
+                from ..learn.assay_models import load_assay_model
+
+                load_assay_model(mp, spec.name)
+            except HistoquantError as exc:
+                problems.append(f"{where}.model: {exc}")
+            except ImportError as exc:
+                problems.append(f"{where}.model: learned models need scikit-learn and skops "
+                                f"(pip install 'histoquant[learn]'): {exc}")
+            model = str(mp)
+    return AssayPlan(name=spec.name, spec=spec, params=params, modality=modality, model=model,
                      files=_str_list(settings.get("files"), f"{where}.files", problems),
                      regions=regions, channels=dict(channels), pixel_size_um=px,
                      measures=_str_list(settings.get("measures"), f"{where}.measures",

@@ -146,7 +146,8 @@ def plan_study(
     paths = sorted(smp, key=lambda p: natural_key(rels[p]))
     extra_files = sorted({s.roi for s in smp.values() if s.roi is not None}
                          | {Path(a.regions) for a in cfg.assays.values()
-                            if a.regions not in (None, "auto")})
+                            if a.regions not in (None, "auto")}
+                         | {Path(a.model) for a in cfg.assays.values() if a.model is not None})
     hashes, unreadable = store.hashes(paths + list(extra_files))
     units: list[Unit] = []
     failed: list[UnitOutput] = []
@@ -176,11 +177,14 @@ def plan_study(
             }
             if plan.modality is not None:  # absent otherwise: earlier results stay reusable
                 settings["modality"] = plan.modality
+            if plan.model is not None:  # the same: absent without a model
+                settings["model"] = {"file": Path(plan.model).name,
+                                     "sha256": hashes.get(Path(plan.model))}
             key = unit_key(hashes.get(p, "unreadable"), plan.spec.name, settings)
             unit = Unit(key=key, sample=s, assay=plan.name, spec=plan.spec, params=plan.params,
                         channels=dict(plan.channels), regions=plan.regions,
                         pixel_size_um=px, split_sections=bool(split), slides=cfg.slides,
-                        qc=cfg.qc, modality=plan.modality)
+                        qc=cfg.qc, modality=plan.modality, model=plan.model)
             if p in unreadable:
                 failed.append(UnitOutput(key=key, ok=False, meta={
                     "image": s.image, "file": s.rel, "assay": plan.name, "key": key,
@@ -192,7 +196,7 @@ def plan_study(
             units.append(unit)
     for f in extra_files:
         if f in unreadable:
-            problems.append(f"{f}: cannot read the region file ({unreadable[f]})")
+            problems.append(f"{f}: cannot read the file ({unreadable[f]})")
     if not units and not failed and not problems:
         problems.append(f"no image in {folder} is read by any assay "
                         f"({', '.join(cfg.assays)}); check the 'files' globs and the sheet")

@@ -66,6 +66,8 @@ class Unit:
     #: also return the label image and the regions the assay found, as files (the
     #: single-assay command writes them beside its tables; a study keeps only its tables)
     label_files: bool = False
+    #: a model file (``histoquant train objects``) applied to every result; None: the rules
+    model: str | None = None
 
 
 @dataclass
@@ -267,7 +269,8 @@ def _run_direct(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, n
     from ..slides import display_rgb, saturated_pct
 
     regions = str(unit.sample.roi) if unit.sample.roi is not None else unit.regions
-    res = unit.spec.run(image, regions=regions, params=unit.params, channels=unit.channels)
+    res = _with_model(unit, unit.spec.run(image, regions=regions, params=unit.params,
+                                          channels=unit.channels))
     summary = _with_section(res.summary, unit.sample.section)
     objects = _with_section(res.objects, unit.sample.section)
     if res.qc is not None:
@@ -289,6 +292,15 @@ def _run_direct(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, n
     if unit.label_files:
         info["files"] = _result_files(res)
     return summary, objects, qc, list(res.warnings), sat, info
+
+
+def _with_model(unit: Unit, res: AssayResult) -> AssayResult:
+    """Apply the unit's model (checked when the run was planned) to one result."""
+    if unit.model is None:
+        return res
+    from ..learn.assay_models import apply_assay_model, load_assay_model
+
+    return apply_assay_model(res, load_assay_model(unit.model, unit.spec.name))
 
 
 def _result_files(res: AssayResult) -> dict[str, bytes]:
@@ -347,9 +359,15 @@ def _run_slide(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, np
         saturated += res.saturated_px
         measured += res.measured_px
         warnings.extend(res.warnings)
-        summaries.append(res.summary.assign(section=sid))
-        if len(res.objects):
-            objects.append(res.objects.assign(section=sid))
+        summary, objs = res.summary, res.objects
+        if unit.model is not None:  # on the section's stitched objects, as on a whole image
+            applied = _with_model(unit, AssayResult(unit.spec.name, image.name, objs, summary,
+                                                    pixel_size_um=px))
+            summary, objs = applied.summary, applied.objects
+            warnings.extend(applied.warnings)
+        summaries.append(summary.assign(section=sid))
+        if len(objs):
+            objects.append(objs.assign(section=sid))
     summary = pd.concat(summaries, ignore_index=True)
     objs = pd.concat(objects, ignore_index=True) if objects else pd.DataFrame(
         columns=["image", "region", "section"])
