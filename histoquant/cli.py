@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--resume", action="store_true",
                    help="skip images already measured with the same input and settings")
     _add_common(b, None)
+    from .validate.cli import add_validate_parser
+
+    add_validate_parser(sub)
     return parser
 
 
@@ -258,10 +261,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
-    channels = dict(args.channel)
+    channels = dict(getattr(args, "channel", []))
     try:
         if args.command == "batch":
             return _batch(args, channels)
+        elif args.command == "validate":
+            from .validate.cli import run_validate
+
+            return run_validate(args)
         else:
             from .runner import run_files
 
