@@ -39,6 +39,12 @@ def _ba(row: pd.Series) -> BlandAltman:
                           for f in BlandAltman.__dataclass_fields__})
 
 
+def _drop_blank(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
+    """``df`` without those of ``cols`` that are blank throughout (no codes, no sections)."""
+    return df.drop(columns=[c for c in cols if c in df.columns
+                            and not (df[c].astype(str) != "").any()])
+
+
 def build_validation_html(table: pd.DataFrame, paired: Paired,
                           objects: ObjectScores | None = None, *, title: str,
                           notes: Sequence[str] = ()) -> str:
@@ -91,12 +97,11 @@ def build_validation_html(table: pd.DataFrame, paired: Paired,
         out.append("</div></div>")
     if objects is not None:
         out.append("<h2 id='objects'>Objects (IoU ≥ 0.5)</h2>")
-        out.append(_table(objects.per_image, left=["code", "image"]))
+        out.append(_table(_drop_blank(objects.per_image, ["code"]), left=["code", "image"]))
         if objects.missing:
             out.append(f"<p class='note'>No manual label image for "
                        f"{html.escape(', '.join(objects.missing))}: not scored.</p>")
-    pairs = paired.table.drop(columns=[c for c in ("section", "region")
-                                       if not (paired.table[c] != "").any()])
+    pairs = _drop_blank(paired.table, ["code", "section", "region"])
     out.append("<h2 id='pairs'>Paired values</h2>")
     out.append(_table(pairs, left=["code", "image", "section", "region"]))
     out.append("</body></html>")
