@@ -412,11 +412,27 @@ def test_bad_sampling_requests_exit_2(study, tmp_path, capsys):
     assert main(["validate", "sample", str(folder), "-n", "999", "-o",
                  str(tmp_path / "x")]) == 2
     assert "only" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
     assert main(["validate", "sample", str(tmp_path / "nope"), "-n", "3", "-o",
                  str(tmp_path / "y")]) == 2
     assert main(["validate", "compare", str(tmp_path / "nope"), str(tmp_path / "m.csv")]) == 2
     err = capsys.readouterr().err
     assert "no such results folder" in err and "Traceback" not in err
+
+
+def test_sample_measures_must_be_the_assays_and_a_failed_draw_leaves_nothing(study, tmp_path,
+                                                                             capsys):
+    folder, _, _ = study
+    out = tmp_path / "b"
+    assert main(["validate", "sample", str(folder), "-n", "3", "-o", str(out),
+                 "--measure", "n_neurons"]) == 2
+    err = capsys.readouterr().err
+    assert "n_neurons" in err and "n_blobs" in err
+    assert not out.exists()
+    assert main(["validate", "sample", str(folder), "-n", "3", "-o", str(out), "-q",
+                 "--measure", "n_blobs", "--measure", "mean_blob_area_um2"]) == 0
+    sheet = pd.read_csv(out / "manual_counts.csv")
+    assert list(sheet.columns) == ["code", "n_blobs", "mean_blob_area_um2"]
 
 
 def test_the_sample_command_says_what_it_picked(study, tmp_path, capsys):

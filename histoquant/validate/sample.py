@@ -203,6 +203,30 @@ def default_measures(assays: Sequence[object]) -> list[str]:
     return out
 
 
+def _check_measures(measures: Sequence[str], specs: Sequence[object]) -> list[str]:
+    """Return the manual sheet's columns: those asked for, each declared by a study assay."""
+    if not measures:
+        found = default_measures(specs)
+        if not found:
+            raise ValidationError("the study's assays declare no count to use as a column of "
+                                  "the manual sheet; name the measures with --measure")
+        return found
+    declared = {m.name for spec in specs for m in getattr(spec, "measures", ())}
+    unknown = [m for m in measures
+               if not any(_spec_has(spec, m) for spec in specs)]
+    if unknown:
+        raise ValidationError(f"--measure {', '.join(unknown)}: not a measure of the study's "
+                              f"assays ({', '.join(sorted(declared))})")
+    return list(dict.fromkeys(measures))
+
+
+def _spec_has(spec: object, name: str) -> bool:
+    """Whether an assay declares a summary column ``name`` (globs included)."""
+    from ..assays.contract import find_measure
+
+    return find_measure(getattr(spec, "measures", ()), name) is not None
+
+
 def _metadata_leaks(path: Path, words: Sequence[str]) -> list[str]:
     """Words (original name, animal, group) found in an image file's text metadata.
 
@@ -282,21 +306,28 @@ def write_blinded_sample(
         raise ValidationError(f"{outdir} already holds a blinded sample (key.csv or images/); "
                               "choose a new output folder: a key that counts were made "
                               "against must not be replaced")
-    had_parts = (outdir / ".parts").exists()
-    # The output folder is the plan's: the planner leaves it out of the images it finds,
-    # so coded copies inside the study folder are never taken for study images.
-    plan = plan_study(study, outdir, config=config, samples=samples)
-    if not had_parts:  # the planner's hash cache names the originals; the sample needs none
-        shutil.rmtree(outdir / ".parts", ignore_errors=True)
-    cfg = plan.config
-    pool = sorted(plan.samples.values(), key=lambda s: natural_key(s.rel))
-    groups = group_order(pool, cfg.group_order)
-    picked, strata = pick_stratified(pool, n, seed, groups)
-    if not measures:
-        measures = default_measures([a.spec for a in cfg.assays.values()])
-    if not measures:
-        raise ValidationError("the study's assays declare no count to use as a column of the "
-                              "manual sheet; name the measures with --measure")
+    existed, had_parts = outdir.exists(), (outdir / ".parts").exists()
+    try:
+        # The output folder is the plan's: the planner leaves it out of the images it finds,
+        # so coded copies inside the study folder are never taken for study images.
+        plan = plan_study(study, outdir, config=config, samples=samples)
+        cfg = plan.config
+        specs = [a.spec for a in cfg.assays.values()]
+        measures = _check_measures(measures, specs)
+        # an unreadable file (a failed unit of the batch) cannot be counted either
+        pool = sorted((s for s in plan.samples.values() if s.rel in plan.inputs),
+                      key=lambda s: natural_key(s.rel))
+        notes = list(plan.notes)
+        if len(pool) < len(plan.samples):
+            notes.append(f"{len(plan.samples) - len(pool)} unreadable image(s) left out of "
+                         "the draw")
+        groups = group_order(pool, cfg.group_order)
+        picked, strata = pick_stratified(pool, n, seed, groups)
+    finally:
+        if not had_parts:  # the planner's hash cache names the originals: not left here
+            shutil.rmtree(outdir / ".parts", ignore_errors=True)
+        if not existed and outdir.is_dir() and not any(outdir.iterdir()):
+            outdir.rmdir()
     width = max(3, len(str(len(picked))))
     rows, warns = [], []
     images = out.path("images")
@@ -327,4 +358,4 @@ def write_blinded_sample(
     write_table(sheet, out.path("manual_counts.csv"))
     write_table(strata, out.path("strata.csv"))
     return BlindedSample(outdir=outdir, key=key, strata=strata, measures=list(measures),
-                         warnings=warns, notes=list(plan.notes))
+                         warnings=warns, notes=notes)
