@@ -215,6 +215,7 @@ def test_the_blinding_key_round_trip(study, tmp_path):
     assert row["icc"] == pytest.approx(1.0)
     assert row["bias"] == 0 and row["loa_low"] == row["loa_high"] == 0
     assert row["mape_pct"] == 0
+    assert any("agrees exactly" in n for n in res.notes)
     pairs = pd.read_csv(results / "validation_pairs.csv", dtype={"code": str})
     assert list(pairs["code"]) == list(sheet["code"])
     assert list(pairs["image"]) == list(sheet["code"].map(s.key.set_index("code")["image"]))

@@ -109,6 +109,11 @@ def compare_counts(results: str | Path, manual: str | Path, *, key: str | Path |
         a = agreement(paired.table[f"{m}__auto"], paired.table[f"{m}__manual"], what=m)
         rows.append({"measure": m, "assay": paired.assay, "region": paired.region,
                      **a.row()})
+        if a.icc != a.icc:  # NaN: no variance between sections to agree on
+            notes.append(f"{m}: every section has the same value, so the ICC is undefined; "
+                         "count sections that differ")
+        elif a.icc_ci_low != a.icc_ci_low:
+            notes.append(f"{m}: every pair agrees exactly; the ICC is 1 and has no CI")
         if a.n_mape < a.n_pairs:
             notes.append(f"{m}: {a.n_pairs - a.n_mape} section(s) with a manual value of 0 "
                          "left out of the mean absolute % error")

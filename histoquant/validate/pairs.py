@@ -177,7 +177,9 @@ def read_manual(path: str | Path) -> pd.DataFrame:
     idc = [c for c in ("code", "image") if c in df.columns]
     blank = (df[idc] == "").all(axis=1)
     data_cols = [c for c in df.columns if c not in MANUAL_ID_COLUMNS]
-    empty_row = blank & df[data_cols].map(lambda v: str(v).strip() in ("", "nan")).all(axis=1) \
+    # column by column: DataFrame.map needs pandas 2.1, the floor is 2.0
+    empty_row = blank & df[data_cols].apply(
+        lambda col: col.map(lambda v: str(v).strip() in ("", "nan"))).all(axis=1) \
         if data_cols else blank
     if (blank & ~empty_row).any():
         rows = [str(i + 2) for i in np.flatnonzero(blank & ~empty_row)]
