@@ -62,8 +62,8 @@ def add_validate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                         "headline count, e.g. n_motor_neurons)")
     c = sub.add_parser(
         "compare", help="agreement of the program's values with manual counts",
-        description="Per measure: ICC(2,1) with 95 %% CI, Bland–Altman bias and limits of "
-                    "agreement, mean absolute %% error; object precision/recall/F1 with "
+        description="Per measure: ICC(2,1) with 95 % CI, Bland–Altman bias and limits of "
+                    "agreement, mean absolute % error; object precision/recall/F1 with "
                     "--labels. Writes validation.csv and validation.html (into RESULTS by "
                     "default, where the study report shows them).")
     c.add_argument("results", type=Path, metavar="RESULTS",
