@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
-    channels = dict(getattr(args, "channel", []))
+    channels = dict(args.channel)
     try:
         if args.command == "batch":
             return _batch(args, channels)

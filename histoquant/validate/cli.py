@@ -40,6 +40,7 @@ def add_validate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                     "blinded, stratified sample of a study's images to count by hand; "
                     "'compare' computes ICC, Bland–Altman and % error of the program's values "
                     "against the counts. Exit status 2 for bad input.")
+    v.set_defaults(channel=[])  # the assay commands' --channel, read by histoquant.cli.main
     sub = v.add_subparsers(dest="validate_command", required=True)
     s = sub.add_parser(
         "sample", help="draw a stratified random sample of a study's images under codes",
