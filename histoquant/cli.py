@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786 "
                         "(needs histoquant[dask])")
     _add_common(b, None)
+    from .validate.cli import add_validate_parser
+
+    add_validate_parser(sub)
     return parser
 
 
@@ -280,6 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "batch":
             return _batch(args, channels)
+        elif args.command == "validate":
+            from .validate.cli import run_validate
+
+            return run_validate(args)
         else:
             from .runner import run_files
 

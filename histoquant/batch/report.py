@@ -2,8 +2,10 @@
 
 Per assay and measure: a plot of the per-animal values by group (points, mean ± SEM) for each
 spinal level, the number of animals per group, and a first look at group differences (Welch's
-t-test and the Mann–Whitney U test, two-sided, unadjusted). Then a QC thumbnail of every image
-with its flags (failures, saturation, low anatomy score, assay warnings).
+t-test and the Mann–Whitney U test, two-sided, unadjusted). Then, when the results folder holds
+a ``validation.csv`` (``histoquant validate compare``), the agreement with manual counts; then a
+QC thumbnail of every image with its flags (failures, saturation, low anatomy score, assay
+warnings).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .dotplot import dot_plot_svg
 from .samples import natural_key
 from .tables import StudyTables, default_measures, describe_measure
 
-__all__ = ["build_report", "compare_groups"]
+__all__ = ["build_report", "compare_groups", "validation_section", "with_validation"]
 
 STATS_NOTE = (
     "Group comparisons: Welch's t-test (unequal variances) and the Mann–Whitney U test. "
@@ -120,10 +122,63 @@ def _group_sizes(df: pd.DataFrame, groups: Sequence[str], levels: Sequence[str])
     return pd.DataFrame(rows)
 
 
+_VALIDATION_COLUMNS = ["measure", "assay", "region", "n_pairs", "icc", "icc_ci_low",
+                       "icc_ci_high", "bias", "loa_low", "loa_high", "mape_pct", "f1"]
+_VALIDATION_START, _VALIDATION_END = "<!-- validation -->", "<!-- /validation -->"
+
+
+def validation_section(validation: pd.DataFrame) -> str:
+    """Return the report's section on agreement with manual counts.
+
+    Parameters
+    ----------
+    validation : pandas.DataFrame
+        ``validation.csv`` as ``histoquant validate compare`` writes it.
+
+    Returns
+    -------
+    str
+        An HTML fragment (between comment markers, so that a new comparison replaces it):
+        the summary table and a link to ``validation.html``.
+    """
+    cols = [c for c in _VALIDATION_COLUMNS if c in validation.columns
+            and validation[c].notna().any()]
+    return (f"{_VALIDATION_START}<h2 id='validation'>Agreement with manual counts</h2>"
+            f"{_table(validation[cols], left=['measure', 'assay', 'region'])}"
+            "<p class='note'>ICC(2,1), absolute agreement; bias and limits of agreement: "
+            "program − manual. Plots and every pair: <a href='validation.html'>"
+            f"validation.html</a>.</p>{_VALIDATION_END}")
+
+
+def with_validation(page: str, validation: pd.DataFrame) -> str:
+    """Return a report page with its validation section put in, or replaced.
+
+    Parameters
+    ----------
+    page : str
+        A report from :func:`build_report`.
+    validation : pandas.DataFrame
+        ``validation.csv``.
+
+    Returns
+    -------
+    str
+        The page, the section placed before the quality control.
+    """
+    section = validation_section(validation)
+    start, end = page.find(_VALIDATION_START), page.find(_VALIDATION_END)
+    if start >= 0 and end > start:
+        return page[:start] + section + page[end + len(_VALIDATION_END):]
+    qc = page.find("<h2 id='qc'>")
+    qc = qc if qc >= 0 else page.rfind("</body>")
+    return page[:qc] + section + "\n" + page[qc:]
+
+
 def build_report(tables: StudyTables, units: Sequence[Mapping[str, Any]],
                  thumbnails: Mapping[str, bytes], *, title: str, run_info: Mapping[str, Any],
                  measures: Mapping[str, Sequence[str]] | None = None,
-                 notes: Sequence[str] = ()) -> str:
+                 notes: Sequence[str] = (),
+                 validation: pd.DataFrame | None = None) -> str:
     """Return the HTML report as a string.
 
     Parameters
@@ -143,6 +198,8 @@ def build_report(tables: StudyTables, units: Sequence[Mapping[str, Any]],
         Assay → measures to plot (default: all).
     notes : sequence of str
         Things the user should know (skipped files, defaults taken).
+    validation : pandas.DataFrame, optional
+        ``validation.csv`` of the results folder, shown before the quality control.
 
     Returns
     -------
@@ -192,6 +249,8 @@ def build_report(tables: StudyTables, units: Sequence[Mapping[str, Any]],
                     st = st[["level", *[c for c in st.columns if c != "level"]]]
                     out.append(_table(st, left=["level", "group_a", "group_b"]))
             out.append("</div>")
+    if validation is not None and len(validation):
+        out.append(validation_section(validation))
     out.append("<h2 id='qc'>Quality control</h2><div class='grid'>")
     for u in sorted(units, key=lambda u: (natural_key(u.get("file", "")), u.get("assay", ""))):
         flags = u.get("flags") or []

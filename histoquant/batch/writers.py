@@ -287,8 +287,11 @@ def write_report(out: OutputFolder, plan: StudyPlan, tables: StudyTables,
     """
     cfg = plan.config
     title = cfg.title or f"histoquant study: {cfg.folder.name}"
+    # agreement with manual counts, when 'histoquant validate compare' wrote it here
+    val_path = out.path("validation.csv")
+    validation = pd.read_csv(val_path) if val_path.is_file() else None
     html = build_report(tables, units, thumbnails, title=title, run_info=run_info,
-                        measures=measures, notes=notes)
+                        measures=measures, notes=notes, validation=validation)
     return write_bytes(html.encode("utf-8"), out.path("report.html"))
 
 
