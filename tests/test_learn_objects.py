@@ -202,6 +202,11 @@ def test_model_refuses_other_assays_and_missing_features(model_path, training):
     assert {"class", "class_probability", "model_class", "rule_class"} <= set(table.columns)
     again = classify_objects(table, model)  # applying twice keeps the rules' verdict
     assert again["rule_class"].equals(table["rule_class"])
+    empty = classify_objects(res.objects.iloc[:0], model)
+    assert len(empty) == 0 and "class_probability" in empty
+    nothing = apply_model(AssayResult("gfp-cells", res.image, res.objects.iloc[:0],
+                                      res.summary.copy()), model)
+    assert nothing.summary["n_gfp_cells"].tolist() == [0] * len(res.summary)
 
 
 def test_recount_motor_neurons_by_hand():
@@ -285,3 +290,38 @@ def test_twophoton_by_eye_labels_train_on_first_planes_score_on_the_last(shared_
           f"{by_model[kept].mean():.3f} vs {by_rules[kept].mean():.3f}")
     assert model_right >= 0.85 and by_model[kept].mean() >= 0.9
     assert model_right >= rules_right
+
+
+def test_motor_neurons_trained_and_applied_end_to_end(tmp_path):
+    """motor-neurons: points on a Nissl phantom's objects (motor neuron where the phantom has
+    one, else other soma) train a model whose kept objects the summary then counts, per
+    region, on another phantom."""
+    from histoquant.assays import motor_neurons
+    from histoquant.synthetic.nissl import nissl_phantom
+
+    def objects_and_truth(seed):
+        image, truth = nissl_phantom((900, 900), 0.5, seed=seed,
+                                     motor_neuron_density_per_mm2=60.0)
+        res = motor_neurons.run(image)
+        lab = res.labels.astype(np.int64)
+        on_mn = np.bincount(lab.ravel(), weights=(truth.motor_neuron_labels > 0).ravel(),
+                            minlength=lab.max() + 1)
+        size = np.bincount(lab.ravel(), minlength=lab.max() + 1)
+        return res, on_mn / np.maximum(size, 1) > 0.5
+
+    res, is_mn = objects_and_truth(0)
+    labels = res.objects["label"].to_numpy()
+    points = pd.DataFrame([{"image": res.image, "x_px": _click(res, lab)[0],
+                            "y_px": _click(res, lab)[1],
+                            "class": "mn" if is_mn[lab] else "small"} for lab in labels])
+    assert (points["class"] == "mn").sum() >= 3 and (points["class"] == "small").sum() >= 3
+    trained = train_objects(label_points([res], read_points(points)), assay="motor-neurons",
+                            keep=["mn"])
+    model = load_model(save_object_model(tmp_path / "mn.hqm", trained, pixel_size_um=0.5))
+    other, is_mn2 = objects_and_truth(1)
+    out = apply_model(other, model)
+    counted = out.objects["class"].eq("motor_neuron")
+    assert set(out.objects.loc[~counted, "class"]) <= {"small"}
+    assert int(out.summary["n_motor_neurons"].sum()) == int(counted.sum())
+    right = (counted.to_numpy() == is_mn2[out.objects["label"].to_numpy()]).mean()
+    assert right >= 0.9, right
