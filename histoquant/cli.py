@@ -196,8 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786 "
                         "(needs histoquant[dask])")
     _add_common(b, None)
+    from .learn.cli import add_train_parser
     from .validate.cli import add_validate_parser
 
+    add_train_parser(sub)
     add_validate_parser(sub)
     return parser
 
@@ -276,6 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train":
+        from .learn.cli import run_train
+
+        return run_train(args)
     channels = dict(args.channel)
     if getattr(args, "jobs", 1) < 1:
         print("error: --jobs must be 1 or more", file=sys.stderr)
