@@ -18,6 +18,7 @@ __all__ = [
     "DependencyError",
     "OutputPathError",
     "ModalityError",
+    "TrainingDataError",
 ]
 
 
@@ -62,3 +63,7 @@ class OutputPathError(HistoquantError):
 
 class ModalityError(HistoquantError):
     """The image is brightfield where the assay needs fluorescence, or the other way round."""
+
+
+class TrainingDataError(HistoquantError):
+    """Training images and their labels do not fit together, or a class has no example."""

@@ -1,0 +1,1 @@
+"""Learned engines: classifiers trained from a few annotations (issue #16)."""
