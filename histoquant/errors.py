@@ -18,6 +18,7 @@ __all__ = [
     "DependencyError",
     "OutputPathError",
     "ModalityError",
+    "ModelFileError",
     "TrainingDataError",
 ]
 
@@ -63,6 +64,14 @@ class OutputPathError(HistoquantError):
 
 class ModalityError(HistoquantError):
     """The image is brightfield where the assay needs fluorescence, or the other way round."""
+
+
+class ModelFileError(HistoquantError):
+    """A model file (``.hqm``) is not one, is damaged or tampered with, or does not fit.
+
+    Foreign or corrupt files, a newer format, the wrong kind of model, a payload whose hash
+    does not match its manifest, types the loader does not trust, or another scikit-learn.
+    """
 
 
 class TrainingDataError(HistoquantError):

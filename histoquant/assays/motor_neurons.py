@@ -89,7 +89,7 @@ from .base import (
 )
 from .contract import REGION_AREA, Measure
 
-__all__ = ["MotorNeuronParams", "run", "calibrate", "SPEC", "OBJECT_CLASSES"]
+__all__ = ["MotorNeuronParams", "run", "calibrate", "SPEC", "OBJECT_CLASSES", "summarize_somata"]
 
 OBJECT_CLASSES = ("motor_neuron", "other")
 
@@ -1057,7 +1057,29 @@ def _fluorescence_display(plane: np.ndarray, idx: int, step: int) -> np.ndarray:
 
 def _summary(name: str, objects: pd.DataFrame, masks: dict[str, np.ndarray],
              px: float) -> pd.DataFrame:
-    table = region_table(name, masks, px)
+    return summarize_somata(objects, region_table(name, masks, px))
+
+
+def summarize_somata(objects: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Count motor neurons per region from a classed objects table.
+
+    Parameters
+    ----------
+    objects : DataFrame
+        The assay's objects table (``region``, ``class``, ``area_um2``,
+        ``equivalent_diameter_um``, ``nucleolus_visible``).
+    table : DataFrame
+        One row per region with ``image``, ``region`` and ``region_area_mm2``
+        (:func:`~histoquant.assays.base.region_table`).
+
+    Returns
+    -------
+    DataFrame
+        ``table`` with the count, density and mean-size columns of the summary; an object
+        counts when its ``class`` is ``motor_neuron`` (the hand-set rules' or a learned
+        object classifier's, :mod:`histoquant.learn.objects`).
+    """
+    table = table.reset_index(drop=True)
     rows = []
     for region in table["region"]:
         o = objects[objects["region"] == region]
