@@ -187,12 +187,59 @@ def test_two_images_score_a_held_out_image():
     assert m.held_out["method"].startswith("held-out image")
     assert 0 <= m.held_out["balanced_accuracy"] <= 1
     man = m.manifest()
-    assert man["kind"] == "pixels" and man["classes"] == list(CLASSES)
-    assert man["pixel_size_um"] == 1.0 and len(man["training"]["images"]) == 2
-    assert len(man["features"]["names"]) == m.estimator.n_features_in_
+    assert man["classes"] == list(CLASSES)
+    assert man["pixel_size_um"] == 1.0 and len(man["training_images"]) == 2
+    assert len(man["features"]) == m.estimator.n_features_in_
+    assert man["scores"]["held_out"] == m.held_out
     back = PixelClassifier.from_manifest(m.estimator, man)
     np.testing.assert_array_equal(predict_proba(back, as_uint16(a, 1.0)),
                                   predict_proba(m, as_uint16(a, 1.0)))
+
+
+def test_model_file_round_trip(trained, tmp_path):
+    """Saved as a .hqm (kind 'pixels') and loaded back, it predicts the same."""
+    pytest.importorskip("skops")
+    from histoquant.errors import ModelFileError
+    from histoquant.learn.modelfile import load_model, save_model
+    from histoquant.learn.pixels import load_pixel_classifier, save_pixel_classifier
+
+    path = save_pixel_classifier(trained, tmp_path / "m.hqm")
+    back = load_pixel_classifier(path)
+    assert back.classes == trained.classes and back.pixel_size_um == 1.0
+    assert back.spec == trained.spec and back.held_out == trained.held_out
+    assert load_model(path).manifest["training_images"][0]["hash_of"] == "pixels"
+    img, _ = scene(6, 96)
+    np.testing.assert_array_equal(predict_proba(back, as_uint16(img, 1.0)),
+                                  predict_proba(trained, as_uint16(img, 1.0)))
+    other = save_model(tmp_path / "o.hqm", trained.estimator, kind="objects",
+                       manifest={"features": ["a"], "pixel_size_um": None})
+    with pytest.raises(ModelFileError):
+        load_pixel_classifier(other)
+
+
+def test_command_line(tmp_path, capsys):
+    """``train pixels --images ... --labels ... --classes ... -o m.hqm`` prints the score."""
+    pytest.importorskip("skops")
+    import tifffile
+
+    from histoquant.learn.pixels import load_pixel_classifier
+    from histoquant.learn.pixels_cli import main
+
+    img, truth = scene(0)
+    tifffile.imwrite(tmp_path / "a.tif", (img * 65535).astype(np.uint16))
+    tifffile.imwrite(tmp_path / "a_mask.tif", scribbles(masks_of(truth), 1.0, edge_um=5.0))
+    args = ["pixels", "--images", str(tmp_path / "a.tif"), "--labels",
+            str(tmp_path / "a_mask.tif"), "--classes", ",".join(CLASSES), "--pixel-size", "1",
+            "--trees", "10", "-q", "-o", str(tmp_path / "m.hqm")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "held-out balanced accuracy" in out and "spatial blocks" in out
+    assert load_pixel_classifier(tmp_path / "m.hqm").classes == CLASSES
+    # bad input: exit status 2 and one line naming the problem, no traceback
+    assert main(args[:5] + ["--classes", "a,b"] + args[7:]) == 2
+    assert "not classes" in capsys.readouterr().err
+    assert main(args[:2] + [str(tmp_path / "nope.tif")] + args[3:]) == 2
+    assert "no such file" in capsys.readouterr().err
 
 
 def test_brightfield_rgb_uses_stain_densities():

@@ -21,7 +21,10 @@ per input plane. What makes them transferable between images:
     :func:`histoquant.segment.padding.find_padding`), so 0–255 and 0–65535 data, or one
     exposure and a brighter one, look alike. A channel holding almost nothing (its p99.5 −
     p1 below 2 % of full scale, e.g. the empty red plane of a blue fluorescence JPEG) is
-    scaled by that 2 % instead: its noise is not blown up into a signal.
+    scaled by that 2 % instead: its noise is not blown up into a signal; and a channel that
+    holds almost nothing in every training image is left out of the model (unless named in
+    ``channels``): JPEG colour bleed in it differs from image to image and would be learned
+    as if it meant something.
 
 The normalisation is measured once per image (on all of it) and then applied to any part,
 so features computed in tiles equal features of the whole image.
@@ -69,6 +72,9 @@ class FeatureSpec:
     channels : tuple of str or int, or None
         Channels used for fluorescence or grey-level images (names or indices); ``None``: all.
         Ignored for brightfield RGB, whose planes are the stain densities.
+    intensity_range : (float, float)
+        Percentiles of each channel's non-padding pixels mapped to 0 and 1 (fluorescence and
+        grey level).
     """
 
     sigma_min_um: float = 1.0
@@ -78,9 +84,14 @@ class FeatureSpec:
     edges: bool = True
     texture: bool = True
     channels: tuple[str | int, ...] | None = None
+    intensity_range: tuple[float, float] = (1.0, 99.5)
 
     def __post_init__(self) -> None:
         """Check the scales and that at least one feature family is on."""
+        lo_p, hi_p = (float(p) for p in self.intensity_range)
+        if not 0 <= lo_p < hi_p <= 100:
+            raise ParamsError(f"intensity_range needs two percentiles 0 <= low < high <= 100; "
+                              f"got {self.intensity_range}")
         lo, hi = float(self.sigma_min_um), float(self.sigma_max_um)
         if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
             raise ParamsError(f"feature scales need 0 < sigma_min_um <= sigma_max_um; got "
@@ -158,6 +169,7 @@ class FeatureSpec:
         """
         d = asdict(self)
         d["channels"] = None if self.channels is None else list(self.channels)
+        d["intensity_range"] = [float(p) for p in self.intensity_range]
         return d
 
     @classmethod
@@ -175,9 +187,11 @@ class FeatureSpec:
             The spec.
         """
         known = {k: d[k] for k in ("sigma_min_um", "sigma_max_um", "num_sigma", "intensity",
-                                   "edges", "texture", "channels") if k in d}
+                                   "edges", "texture", "channels", "intensity_range") if k in d}
         if known.get("channels") is not None:
             known["channels"] = tuple(known["channels"])
+        if "intensity_range" in known:
+            known["intensity_range"] = tuple(known["intensity_range"])
         return cls(**known)
 
 
@@ -197,6 +211,10 @@ class PlaneNormaliser:
         Per channel: ``(x - low) / scale`` (``"intensity"``).
     white, stain_vector : list of float
         The slide's white and the stain's OD colour (``"stain_od"``).
+    signal : list of bool
+        Per channel: whether its robust range reaches :data:`LOW_SIGNAL_FRACTION` of full
+        scale (``"intensity"``); a channel without signal in any training image is left out
+        of a model.
     """
 
     kind: str
@@ -206,6 +224,28 @@ class PlaneNormaliser:
     scale: list[float] = field(default_factory=list)
     white: list[float] = field(default_factory=list)
     stain_vector: list[float] = field(default_factory=list)
+    signal: list[bool] = field(default_factory=list)
+
+    def subset(self, keep: list[int]) -> PlaneNormaliser:
+        """Return the normaliser of the planes ``keep`` only (``"intensity"``).
+
+        Parameters
+        ----------
+        keep : list of int
+            Positions (in :attr:`channels`) of the planes to keep.
+
+        Returns
+        -------
+        PlaneNormaliser
+            The same measurement, fewer planes.
+        """
+        if self.kind != "intensity":
+            raise ParamsError("only intensity planes can be chosen")
+        return PlaneNormaliser("intensity", [self.names[i] for i in keep],
+                               channels=[self.channels[i] for i in keep],
+                               low=[self.low[i] for i in keep],
+                               scale=[self.scale[i] for i in keep],
+                               signal=[self.signal[i] for i in keep])
 
     def apply(self, pixels: np.ndarray) -> np.ndarray:
         """Return the input planes of a (Y, X) or (Y, X, C) block of the image's pixels.
@@ -299,15 +339,17 @@ def prepare_planes(image: Image | np.ndarray, spec: FeatureSpec,
     pad = padding_of_image(image)
     keep = ~pad if pad.any() and not pad.all() else None
     top = image.max_value()
-    low, scale = [], []
+    low, scale, signal = [], [], []
     for c in chans:
         plane = pixels[..., c] if pixels.ndim == 3 else pixels
         s = sample_pixels(plane, keep).astype(np.float64)
-        lo, hi = (np.percentile(s, [1.0, 99.5]) if s.size else (0.0, top))
+        lo, hi = (np.percentile(s, list(spec.intensity_range)) if s.size else (0.0, top))
         low.append(float(lo))
         scale.append(float(max(hi - lo, LOW_SIGNAL_FRACTION * top)))
+        signal.append(bool(hi - lo >= LOW_SIGNAL_FRACTION * top))
     names = [image.channel_names[c] if image.n_channels > 1 else "intensity" for c in chans]
-    norm = PlaneNormaliser("intensity", names, channels=chans, low=low, scale=scale)
+    norm = PlaneNormaliser("intensity", names, channels=chans, low=low, scale=scale,
+                           signal=signal)
     return norm.apply(pixels), norm
 
 

@@ -31,19 +31,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ChannelError, ModalityError, ParamsError, PixelSizeError, \
-    TrainingDataError
+from ..errors import ChannelError, ModalityError, ModelFileError, ParamsError, \
+    PixelSizeError, TrainingDataError
 from ..io.image import Image, as_image
 from ..progress import Progress
 from .features import FeatureSpec, plane_features, prepare_planes, rescale_planes
 
 __all__ = ["PixelClassifier", "train_pixel_classifier", "predict_proba", "predict_classes",
-           "MANIFEST_VERSION"]
+           "save_pixel_classifier", "load_pixel_classifier", "MANIFEST_VERSION"]
 
 #: Version of the pixel classifier's manifest layout.
 MANIFEST_VERSION = 1
@@ -96,28 +97,30 @@ class PixelClassifier:
         return dict(self.training.get("held_out", {}))
 
     def manifest(self) -> dict[str, Any]:
-        """Return everything but the forest, as JSON-able values (for the model file).
+        """Return everything but the forest, as JSON-able values (the model file's manifest).
+
+        The keys follow :func:`histoquant.learn.modelfile.save_model`: ``classes``,
+        ``features`` (names, in column order), ``pixel_size_um`` (trained at),
+        ``training_images`` (name and SHA-256), ``scores`` (held out); and the pixel
+        classifier's own: ``pixel_manifest_version``, ``feature_spec``, ``planes``,
+        ``modality`` and ``training`` (sampling and forest settings).
 
         Returns
         -------
         dict
-            Classes, features, the pixel size trained at, input planes, modality, library
-            versions, training images' hashes and the held-out score.
+            The manifest.
         """
-        import skimage
-        import sklearn
-
         return {
-            "kind": "pixels",
-            "manifest_version": MANIFEST_VERSION,
+            "pixel_manifest_version": MANIFEST_VERSION,
             "classes": list(self.classes),
-            "features": {"spec": self.spec.to_dict(), "names": self.feature_names},
+            "features": self.feature_names,
+            "feature_spec": self.spec.to_dict(),
             "pixel_size_um": float(self.pixel_size_um),
             "planes": {"kind": self.plane_kind, "names": list(self.plane_names)},
             "modality": self.modality,
-            "libraries": {"scikit-learn": sklearn.__version__,
-                          "scikit-image": skimage.__version__, "numpy": np.__version__},
-            "training": self.training,
+            "training_images": list(self.training.get("images", [])),
+            "scores": {"held_out": self.held_out},
+            "training": {k: v for k, v in self.training.items() if k != "images"},
         }
 
     @classmethod
@@ -141,20 +144,70 @@ class PixelClassifier:
         ParamsError
             When the manifest is not a pixel classifier's or is of a newer layout.
         """
-        if manifest.get("kind") != "pixels":
-            raise ParamsError(f"not a pixel classifier's manifest (kind "
-                              f"{manifest.get('kind')!r})")
-        if int(manifest.get("manifest_version", 0)) > MANIFEST_VERSION:
+        if "feature_spec" not in manifest or "planes" not in manifest:
+            raise ParamsError("not a pixel classifier's manifest (no feature_spec or planes)")
+        if int(manifest.get("pixel_manifest_version", 0)) > MANIFEST_VERSION:
             raise ParamsError(f"the pixel classifier's manifest is version "
-                              f"{manifest.get('manifest_version')}, newer than this histoquant "
-                              f"reads ({MANIFEST_VERSION}); update histoquant")
+                              f"{manifest.get('pixel_manifest_version')}, newer than this "
+                              f"histoquant reads ({MANIFEST_VERSION}); update histoquant")
+        training = dict(manifest.get("training", {}))
+        training["images"] = list(manifest.get("training_images", []))
+        training["held_out"] = dict(manifest.get("scores", {}).get("held_out", {}))
         return cls(estimator=estimator, classes=tuple(manifest["classes"]),
-                   spec=FeatureSpec.from_dict(manifest["features"]["spec"]),
+                   spec=FeatureSpec.from_dict(manifest["feature_spec"]),
                    pixel_size_um=float(manifest["pixel_size_um"]),
                    plane_kind=manifest["planes"]["kind"],
                    plane_names=list(manifest["planes"]["names"]),
-                   modality=manifest.get("modality"),
-                   training=dict(manifest.get("training", {})))
+                   modality=manifest.get("modality"), training=training)
+
+
+def save_pixel_classifier(model: PixelClassifier, path: str | Path) -> Path:
+    """Write the classifier to a ``.hqm`` model file (kind ``"pixels"``).
+
+    Parameters
+    ----------
+    model : PixelClassifier
+        The trained classifier.
+    path : str or Path
+        Where to write.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    from .modelfile import save_model
+
+    return save_model(path, model.estimator, kind="pixels", manifest=model.manifest())
+
+
+def load_pixel_classifier(path: str | Path) -> PixelClassifier:
+    """Read a pixel classifier from a ``.hqm`` model file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The model file.
+
+    Returns
+    -------
+    PixelClassifier
+        The classifier.
+
+    Raises
+    ------
+    ModelFileError
+        The file is not a pixel classifier's model file, or is unsafe or damaged (see
+        :func:`histoquant.learn.modelfile.load_model`).
+    """
+    from .modelfile import load_model
+
+    loaded = load_model(path, kind="pixels")
+    try:
+        return PixelClassifier.from_manifest(loaded.estimator, loaded.manifest)
+    except (ParamsError, KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: the pixel classifier's manifest does not fit: "
+                             f"{exc}") from None
 
 
 # ------------------------------------------------------------------------------------------
@@ -191,6 +244,19 @@ def _pixel_hash(image: Image) -> str:
     h.update(str((px.shape, px.dtype.str)).encode())
     h.update(px.tobytes())
     return h.hexdigest()
+
+
+def _image_entry(image: Image) -> dict[str, Any]:
+    """A training image's manifest entry: the file's SHA-256 when it came from a file (as
+    :func:`histoquant.learn.modelfile.image_record`), else that of its pixels."""
+    if image.path is not None and Path(image.path).is_file():
+        from .modelfile import image_record
+
+        entry = dict(image_record(image.path))
+    else:
+        entry = {"name": image.name, "sha256": _pixel_hash(image), "hash_of": "pixels"}
+    entry.update(pixel_size_um=float(image.pixel_size_um), shape=list(image.shape_yx))
+    return entry
 
 
 def _as_images(images: Sequence[Any], pixel_size_um: float | Sequence[float] | None
@@ -410,6 +476,16 @@ def train_pixel_classifier(images: Sequence[Image | np.ndarray], labels: Sequenc
         planes.append(p)
         norms.append(norm)
         pooled.append((np.full(r.size, i), r, c, v))
+    if kind == "intensity" and spec.channels is None:
+        # channels with no signal in any training image are left out (see features)
+        keep = [j for j in range(len(norms[0].names)) if any(n.signal[j] for n in norms)]
+        if not keep:
+            raise TrainingDataError("no channel holds a signal in any training image (each "
+                                    "is flat to within 2 % of full scale)")
+        if len(keep) < len(norms[0].names):
+            planes = [p[keep] for p in planes]
+            norms = [n.subset(keep) for n in norms]
+            spec = replace(spec, channels=tuple(norms[0].channels))
     img_i, rows, cols, y = (np.concatenate(a) for a in zip(*pooled, strict=True))
     if y.size == 0:
         raise TrainingDataError("no pixel is labelled in any label image (all 0); draw "
@@ -462,9 +538,7 @@ def train_pixel_classifier(images: Sequence[Image | np.ndarray], labels: Sequenc
     forest = _forest(n_estimators, max_depth, min_samples_leaf, seed).fit(x, y)
     report(1.0, "done")
     training = {
-        "images": [{"name": im.name, "sha256": _pixel_hash(im),
-                    "pixel_size_um": float(im.pixel_size_um), "shape": list(im.shape_yx)}
-                   for im in imgs],
+        "images": [_image_entry(im) for im in imgs],
         "labelled_pixels": {c: int(per_class[k].size) for k, c in enumerate(classes, 1)},
         "sampled_pixels": {c: int(np.sum(y == k)) for k, c in enumerate(classes, 1)},
         "max_samples_per_class": int(max_samples_per_class),
