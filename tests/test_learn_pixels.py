@@ -223,12 +223,12 @@ def test_command_line(tmp_path, capsys):
     import tifffile
 
     from histoquant.learn.pixels import load_pixel_classifier
-    from histoquant.learn.pixels_cli import main
+    from histoquant.cli import main
 
     img, truth = scene(0)
     tifffile.imwrite(tmp_path / "a.tif", (img * 65535).astype(np.uint16))
     tifffile.imwrite(tmp_path / "a_mask.tif", scribbles(masks_of(truth), 1.0, edge_um=5.0))
-    args = ["pixels", "--images", str(tmp_path / "a.tif"), "--labels",
+    args = ["train", "pixels", "--images", str(tmp_path / "a.tif"), "--labels",
             str(tmp_path / "a_mask.tif"), "--classes", ",".join(CLASSES), "--pixel-size", "1",
             "--trees", "10", "-q", "-o", str(tmp_path / "m.hqm")]
     assert main(args) == 0
@@ -236,9 +236,9 @@ def test_command_line(tmp_path, capsys):
     assert "held-out balanced accuracy" in out and "spatial blocks" in out
     assert load_pixel_classifier(tmp_path / "m.hqm").classes == CLASSES
     # bad input: exit status 2 and one line naming the problem, no traceback
-    assert main(args[:5] + ["--classes", "a,b"] + args[7:]) == 2
+    assert main(args[:6] + ["--classes", "a,b"] + args[8:]) == 2
     assert "not classes" in capsys.readouterr().err
-    assert main(args[:2] + [str(tmp_path / "nope.tif")] + args[3:]) == 2
+    assert main(args[:3] + [str(tmp_path / "nope.tif")] + args[4:]) == 2
     assert "no such file" in capsys.readouterr().err
 
 
