@@ -24,8 +24,8 @@ from histoquant.segment.statistics import block_mean
 
 pytest.importorskip("sklearn")
 
-from histoquant.learn.features import FeatureSpec, plane_features, prepare_planes  # noqa: E402
-from histoquant.learn.pixels import (  # noqa: E402
+from histoquant.learn.features import FeatureSpec, plane_features, prepare_planes
+from histoquant.learn.pixels import (
     PixelClassifier,
     predict_classes,
     predict_proba,
@@ -42,7 +42,7 @@ def scribbles(masks: list[np.ndarray], pixel_size_um: float, erode_um: float = 2
     from skimage.morphology import skeletonize
 
     lab = np.zeros(masks[0].shape, np.uint8)
-    d = max(2, int(round(dash_um / pixel_size_um)))
+    d = max(2, round(dash_um / pixel_size_um))
     r, c = np.indices(lab.shape)
     dashes = ((r // d + c // d) % 3) == 0
     for k, m in enumerate(masks, 1):
@@ -222,8 +222,8 @@ def test_command_line(tmp_path, capsys):
     pytest.importorskip("skops")
     import tifffile
 
-    from histoquant.learn.pixels import load_pixel_classifier
     from histoquant.cli import main
+    from histoquant.learn.pixels import load_pixel_classifier
 
     img, truth = scene(0)
     tifffile.imwrite(tmp_path / "a.tif", (img * 65535).astype(np.uint16))
@@ -236,9 +236,9 @@ def test_command_line(tmp_path, capsys):
     assert "held-out balanced accuracy" in out and "spatial blocks" in out
     assert load_pixel_classifier(tmp_path / "m.hqm").classes == CLASSES
     # bad input: exit status 2 and one line naming the problem, no traceback
-    assert main(args[:6] + ["--classes", "a,b"] + args[8:]) == 2
+    assert main([*args[:6], "--classes", "a,b", *args[8:]]) == 2
     assert "not classes" in capsys.readouterr().err
-    assert main(args[:3] + [str(tmp_path / "nope.tif")] + args[4:]) == 2
+    assert main([*args[:3], str(tmp_path / "nope.tif"), *args[4:]]) == 2
     assert "no such file" in capsys.readouterr().err
 
 
@@ -285,9 +285,9 @@ MOUSE_TRAIN = ("214_L1", "238_L2")
 MOUSE_TEST = ("280_L5", "290_L6")
 SUFFIX = {"nissl": "nissl", "neun": "NeuN", "chat": "ChAT", "th": "TH"}
 # Grey-matter Dice floors, a little under what was measured (docs/learning.md, "Pixel
-# classifier"): 280_L5 0.909, 290_L6 0.709 (its white matter is as bright and as spotty as
-# its grey matter in places, and tile seams cross it).
-NISSL_FLOOR = {"280_L5": 0.88, "290_L6": 0.66}
+# classifier"): 280_L5 0.897, 290_L6 0.759 (its white matter is nearly as bright as its grey
+# matter in places, and the seams of its stitched tiles cross both).
+NISSL_FLOOR = {"280_L5": 0.87, "290_L6": 0.73}
 
 
 def _mouse(shared_data, atlas_refs, stain, sid):

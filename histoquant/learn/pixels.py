@@ -30,15 +30,21 @@ equals the untiled one exactly), and resamples the probabilities to the image's 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ChannelError, ModalityError, ModelFileError, ParamsError, \
-    PixelSizeError, TrainingDataError
+from ..errors import (
+    ChannelError,
+    ModalityError,
+    ModelFileError,
+    ParamsError,
+    PixelSizeError,
+    TrainingDataError,
+)
 from ..io.image import Image, as_image
 from ..progress import Progress
 from .features import FeatureSpec, plane_features, prepare_planes, rescale_planes
@@ -215,7 +221,7 @@ def load_pixel_classifier(path: str | Path) -> PixelClassifier:
 # ------------------------------------------------------------------------------------------
 
 
-def _tiles(shape: tuple[int, int], tile_px: int):
+def _tiles(shape: tuple[int, int], tile_px: int) -> Iterator[tuple[int, int, int, int]]:
     h, w = shape
     for r0 in range(0, h, tile_px):
         for c0 in range(0, w, tile_px):
@@ -247,8 +253,11 @@ def _pixel_hash(image: Image) -> str:
 
 
 def _image_entry(image: Image) -> dict[str, Any]:
-    """A training image's manifest entry: the file's SHA-256 when it came from a file (as
-    :func:`histoquant.learn.modelfile.image_record`), else that of its pixels."""
+    """Return a training image's manifest entry.
+
+    The file's SHA-256 when it came from a file (as
+    :func:`histoquant.learn.modelfile.image_record`), else that of its pixels.
+    """
     if image.path is not None and Path(image.path).is_file():
         from .modelfile import image_record
 
@@ -323,7 +332,7 @@ def _scaled_coords(lab: np.ndarray, factor: float, shape: tuple[int, int]
 
 def _sample(per_class: dict[int, np.ndarray], cap: int, rng: np.random.Generator
             ) -> np.ndarray:
-    """Indices into the pooled labelled pixels: up to ``cap`` of each class, at random."""
+    """Return indices into the pooled labelled pixels: up to ``cap`` of each class, at random."""
     out = []
     for k in sorted(per_class):
         idx = per_class[k]
@@ -333,7 +342,8 @@ def _sample(per_class: dict[int, np.ndarray], cap: int, rng: np.random.Generator
     return np.concatenate(out)
 
 
-def _forest(n_estimators: int, max_depth: int | None, min_samples_leaf: int, seed: int):
+def _forest(n_estimators: int, max_depth: int | None, min_samples_leaf: int, seed: int
+            ) -> Any:
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth,

@@ -1,4 +1,4 @@
-"""``histoquant train pixels``: train a pixel classifier from the command line.
+r"""``histoquant train pixels``: train a pixel classifier from the command line.
 
 ::
 
@@ -21,6 +21,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import HistoquantError, TrainingDataError
 
@@ -83,7 +84,7 @@ def add_pixels_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     return p
 
 
-def _read_labels(path: Path):
+def _read_labels(path: Path) -> Any:
     import numpy as np
 
     from ..io import read_image
@@ -131,7 +132,7 @@ def run_train_pixels(args: argparse.Namespace) -> int:
         def progress(fraction: float, message: str) -> None:
             if bar is not None:
                 bar.set_postfix_str(message[-40:], refresh=False)
-                bar.update(int(round(100 * fraction)) - bar.n)
+                bar.update(round(100 * fraction) - bar.n)
 
         model = train_pixel_classifier(images, labels, classes=classes,
                                        pixel_size_um=args.pixel_size_um, spec=spec,
