@@ -19,7 +19,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from histoquant import Image
-from histoquant.errors import HistoquantError, PixelSizeError, TrainingDataError
+from histoquant.errors import HistoquantError, ModalityError, PixelSizeError, TrainingDataError
 from histoquant.segment.statistics import block_mean
 
 pytest.importorskip("sklearn")
@@ -275,7 +275,11 @@ def test_bad_inputs_are_clear_errors():
         train_pixel_classifier([image], [lab], classes=("a", "a"))
     with pytest.raises(PixelSizeError, match="pixel size is unknown"):
         train_pixel_classifier([img], [lab], classes=CLASSES)
-    for err in (TrainingDataError, PixelSizeError):
+    rgb = Image(np.full((96, 96, 3), 200, np.uint8), axes="YXC", rgb=True, pixel_size_um=1.0,
+                modality="brightfield")
+    with pytest.raises(ModalityError, match="mix brightfield RGB"):
+        train_pixel_classifier([image, rgb], [lab, lab], classes=CLASSES)
+    for err in (TrainingDataError, PixelSizeError, ModalityError):
         assert issubclass(err, HistoquantError)
 
 
@@ -305,6 +309,7 @@ def _mouse(shared_data, atlas_refs, stain, sid):
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_mouse_grey_matter_from_scribbles(shared_data, atlas_refs):
     """Fluorescent Nissl: background / white / grey matter from scribbles on two sections;
     grey-matter Dice against the atlas drawing of the two others."""

@@ -47,7 +47,13 @@ from ..errors import (
 )
 from ..io.image import Image, as_image
 from ..progress import Progress
-from .features import FeatureSpec, plane_features, prepare_planes, rescale_planes
+from .features import (
+    FeatureSpec,
+    _is_brightfield_rgb,
+    plane_features,
+    prepare_planes,
+    rescale_planes,
+)
 
 __all__ = ["PixelClassifier", "train_pixel_classifier", "predict_proba", "predict_classes",
            "save_pixel_classifier", "load_pixel_classifier", "MANIFEST_VERSION"]
@@ -466,6 +472,10 @@ def train_pixel_classifier(images: Sequence[Image | np.ndarray], labels: Sequenc
     # input planes on the model's grid, and the labelled pixels on it
     planes, norms, pooled = [], [], []
     kind = None
+    if len({_is_brightfield_rgb(im) for im in imgs}) > 1:
+        mods = ", ".join(f"{im.name}: {im.modality}" for im in imgs)
+        raise ModalityError(f"the training images mix brightfield RGB with other images "
+                            f"({mods}); train one model per modality")
     for i, (im, lab) in enumerate(zip(imgs, labs, strict=True)):
         report(0.3 * i / len(imgs), f"reading {im.name}")
         p, norm = prepare_planes(im, spec, kind=kind)
@@ -474,10 +484,6 @@ def train_pixel_classifier(images: Sequence[Image | np.ndarray], labels: Sequenc
         elif norms and norm.names != norms[0].names:
             raise ChannelError(f"{im.source}: channels {norm.names} differ from the first "
                                f"image's {norms[0].names}")
-        mods = {im.modality for im in imgs}
-        if len(mods) > 1 and kind == "stain_od":
-            raise ModalityError(f"the training images mix modalities ({sorted(mods)}); train "
-                                "one model per modality")
         factor = im.pixel_size_um / model_px
         if abs(factor - 1.0) > _SAME_SCALE:
             p = rescale_planes(p, factor)
