@@ -8,6 +8,15 @@ from __future__ import annotations
 
 from .modelfile import KINDS, LoadedModel, file_sha256, image_record, load_model, save_model
 from .objects import apply_model, classify_objects
+from .pixels import (
+    PixelClassifier,
+    load_pixel_classifier,
+    predict_classes,
+    predict_proba,
+    save_pixel_classifier,
+    train_pixel_classifier,
+)
 
 __all__ = ["KINDS", "LoadedModel", "save_model", "load_model", "file_sha256", "image_record",
-           "apply_model", "classify_objects"]
+           "apply_model", "classify_objects", "PixelClassifier", "train_pixel_classifier",
+           "predict_proba", "predict_classes", "save_pixel_classifier", "load_pixel_classifier"]

@@ -117,7 +117,15 @@ def _run_objects(args: argparse.Namespace) -> int:
 _KINDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
                         Callable[[argparse.Namespace], int]]] = {
     "objects": (_add_objects, _run_objects),
+    "pixels": (lambda kinds: _pixels_cli().add_pixels_parser(kinds),
+               lambda args: _pixels_cli().run_train_pixels(args)),
 }
+
+
+def _pixels_cli():
+    from . import pixels_cli
+
+    return pixels_cli
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
