@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--resume", action="store_true",
                    help="skip images already measured with the same input and settings")
     _add_common(b, None)
+    from .learn.cli import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 
@@ -258,6 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train":
+        from .learn.cli import run_train
+
+        return run_train(args)
     channels = dict(args.channel)
     try:
         if args.command == "batch":

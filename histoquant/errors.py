@@ -19,6 +19,7 @@ __all__ = [
     "OutputPathError",
     "ModalityError",
     "ModelFileError",
+    "TrainingDataError",
 ]
 
 
@@ -71,3 +72,7 @@ class ModelFileError(HistoquantError):
     Foreign or corrupt files, a newer format, the wrong kind of model, a payload whose hash
     does not match its manifest, types the loader does not trust, or another scikit-learn.
     """
+
+
+class TrainingDataError(HistoquantError):
+    """Training images and their labels do not fit together, or a class has no example."""

@@ -152,8 +152,7 @@ def read_points(source: str | Path | pd.DataFrame) -> pd.DataFrame:
         raise PointsError(f"{where}: no points")
     coords = ["x_px", "y_px"] if has_px else ["x_um", "y_um"]
     out = pd.DataFrame({"point": np.arange(2, len(table) + 2)})
-    out["image"] = [Path(str(v).strip()).stem if _is_file_name(str(v)) else str(v).strip()
-                    for v in table["image"]]
+    out["image"] = [_image_name(str(v)) for v in table["image"]]
     out["class"] = table["class"].astype(str).str.strip().to_numpy()
     blank = out.loc[table["image"].isna().to_numpy() | table["class"].isna().to_numpy()
                     | (out["image"] == "") | (out["class"] == ""), "point"].tolist()
@@ -168,10 +167,13 @@ def read_points(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _is_file_name(text: str) -> bool:
+def _image_name(text: str) -> str:
+    """Return the name an assay gives the image (its ``image`` column) for a file name."""
     from ..io import is_image_file
+    from ..io.image import _stem
 
-    return is_image_file(Path(text.strip()))
+    text = text.strip()
+    return _stem(Path(text)) if is_image_file(Path(text)) else text
 
 
 def label_points(results: Mapping[str, AssayResult] | Sequence[AssayResult],
