@@ -140,28 +140,26 @@ def _pixels_and_size(image: Any, pixel_size_um: float | None) -> tuple[np.ndarra
     return arr, size
 
 
-def _channels(arr: np.ndarray) -> np.ndarray:
-    """Return (Y, X, C) float32 channels that do not depend on the lamp or the exposure.
+def _spec(p: dict) -> Any:
+    from .features import FeatureSpec
+    return FeatureSpec(sigma_min_um=p["sigma_min_um"], sigma_max_um=p["sigma_max_um"],
+                       num_sigma=int(p["num_sigma"]))
 
-    RGB: optical density per channel relative to the image's own white (brightfield).
-    Grey: intensity scaled between its 1st and 99.8th percentiles.
+
+def _channels(image: Any, arr: np.ndarray, size: float, p: dict,
+              kind: str | None) -> tuple[np.ndarray, str, list[str]]:
+    """Return (Y, X, C) float32 planes at the working pixel size, their kind and names.
+
+    Brightfield RGB: stain optical densities relative to the image's own white; otherwise
+    intensity normalised per image (:func:`histoquant.learn.features.prepare_planes`).
     """
-    from ..segment.stain import estimate_white, optical_density
+    from ..io.image import Image, as_image
+    from .features import prepare_planes, rescale_planes
 
-    if arr.ndim == 3:
-        white = estimate_white(arr)
-        return optical_density(arr, white)
-    a = arr.astype(np.float32)
-    lo, hi = np.percentile(a, [1.0, 99.8])
-    return ((a - lo) / max(float(hi - lo), 1e-6))[..., None].astype(np.float32)
-
-
-def _rescale(channels: np.ndarray, factor: float) -> np.ndarray:
-    if abs(factor - 1.0) < 1e-3:
-        return channels
-    from skimage.transform import rescale
-    return rescale(channels, factor, order=1, channel_axis=-1, anti_aliasing=factor < 1,
-                   preserve_range=True).astype(np.float32)
+    img = image.with_pixel_size(size) if isinstance(image, Image) else as_image(arr, size)
+    planes, norm = prepare_planes(img, _spec(p), kind)
+    planes = rescale_planes(planes, size / p["working_pixel_size_um"])
+    return np.ascontiguousarray(planes.transpose(1, 2, 0)), norm.kind, list(norm.names)
 
 
 def _resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -172,26 +170,11 @@ def _resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
                   anti_aliasing=False).astype(labels.dtype)
 
 
-def _features(channels: np.ndarray, p: dict) -> tuple[np.ndarray, list[str]]:
-    """Multiscale features of every pixel at the working pixel size: (Y, X, F), names."""
-    from skimage.feature import multiscale_basic_features
+def _features(channels: np.ndarray, p: dict) -> np.ndarray:
+    """Multiscale features (Y, X, F) of (Y, X, C) planes at the working pixel size."""
+    from .features import plane_features
 
-    px = p["working_pixel_size_um"]
-    n = int(p["num_sigma"])
-    f = multiscale_basic_features(channels, intensity=True, edges=True, texture=True,
-                                  sigma_min=p["sigma_min_um"] / px,
-                                  sigma_max=p["sigma_max_um"] / px, num_sigma=n,
-                                  channel_axis=-1)
-    sigmas = np.logspace(np.log2(p["sigma_min_um"]), np.log2(p["sigma_max_um"]), num=n,
-                         base=2, endpoint=True)
-    # multiscale_basic_features orders per channel: all intensities, all edges, all textures
-    ordered = []
-    for c in range(channels.shape[-1]):
-        ordered += [f"ch{c}_intensity_{s:.2g}um" for s in sigmas]
-        ordered += [f"ch{c}_edges_{s:.2g}um" for s in sigmas]
-        for s in sigmas:
-            ordered += [f"ch{c}_hessian_1_{s:.2g}um", f"ch{c}_hessian_2_{s:.2g}um"]
-    return f.astype(np.float32), ordered
+    return plane_features(channels.transpose(2, 0, 1), _spec(p), p["working_pixel_size_um"])
 
 
 def _pixel_targets(labels: np.ndarray, edge_px: float) -> np.ndarray:
@@ -305,7 +288,8 @@ def _object_table(labels: np.ndarray, density: np.ndarray, prob: np.ndarray,
 
 
 def _density(channels: np.ndarray) -> np.ndarray:
-    return channels.sum(axis=-1)
+    # the stain density of brightfield, the first channel's intensity otherwise
+    return channels[..., 0]
 
 
 def _match_flags(truth: np.ndarray, pred: np.ndarray, iou: float = 0.5) -> np.ndarray:
@@ -406,6 +390,7 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
     px = p["working_pixel_size_um"]
     fields = []
     records = []
+    kinds: list[str] = []
     for k, (image, lab, size) in enumerate(zip(images, labels, sizes)):
         arr, size = _pixels_and_size(image, size)
         lab = np.asarray(lab)
@@ -420,9 +405,10 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
                                     "the field as its own label")
         records.append({"index": k, "pixel_size_um": size, "image": _array_record(arr),
                         "labels": _array_record(lab)})
-        ch = _rescale(_channels(arr), size / px)
+        ch, kind, plane_names = _channels(image, arr, size, p, kinds[0] if kinds else None)
+        kinds.append(kind)
         lab_w = _resize_labels(lab.astype(np.int32), ch.shape[:2])
-        feats, names = _features(ch, p)
+        feats = _features(ch, p)
         target = _pixel_targets(lab_w, p["edge_um"] / px)
         fields.append({"feats": feats, "target": target, "labels": lab_w,
                        "density": _density(ch), "truth": lab.astype(np.int32),
@@ -479,7 +465,9 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
     pixel_forest = fit_pixels([np.ones_like(t) for t in halves])
     manifest = {
         "classes": list(PIXEL_CLASSES),
-        "features": names,
+        "features": _spec(p).feature_names(plane_names),
+        "planes": kinds[0],
+        "plane_names": plane_names,
         "object_features": list(_OBJECT_FEATURES),
         "pixel_size_um": px,
         "params": p,
@@ -516,14 +504,14 @@ def _probabilities(model: SomaModel, ch: np.ndarray) -> np.ndarray:
     """
     p = model.params
     px = p["working_pixel_size_um"]
-    halo = int(np.ceil(4 * p["sigma_max_um"] / px))
+    halo = _spec(p).margin_px(px)
     h = ch.shape[0]
     rows = max(64, _STRIP_PIXELS // max(1, ch.shape[1]))
     out = np.empty((*ch.shape[:2], len(PIXEL_CLASSES)), np.float32)
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
         a, b = max(0, r0 - halo), min(h, r1 + halo)
-        feats, _ = _features(ch[a:b], p)
+        feats = _features(ch[a:b], p)
         mid = feats[r0 - a: r0 - a + (r1 - r0)]
         out[r0:r1] = _predict(model.pixel_forest,
                               mid.reshape(-1, mid.shape[-1])).reshape((*mid.shape[:2], -1))
@@ -549,7 +537,7 @@ def soma_probabilities(model: SomaModel, image: Any, *,
         float32 probabilities of :data:`PIXEL_CLASSES`, rescaled to the working pixel size.
     """
     arr, size = _pixels_and_size(image, pixel_size_um)
-    ch = _rescale(_channels(arr), size / model.pixel_size_um)
+    ch = _channels(image, arr, size, model.params, model.manifest.get("planes"))[0]
     return _probabilities(model, ch)
 
 
@@ -577,7 +565,7 @@ def segment_somata(model: SomaModel, image: Any, *, pixel_size_um: float | None 
     """
     arr, size = _pixels_and_size(image, pixel_size_um)
     p = model.params
-    ch = _rescale(_channels(arr), size / p["working_pixel_size_um"])
+    ch = _channels(image, arr, size, p, model.manifest.get("planes"))[0]
     prob = _probabilities(model, ch)
     cand = _instances(prob, p)
     if model.object_forest is not None and cand.max() > 0:
