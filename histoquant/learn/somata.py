@@ -2,17 +2,17 @@
 
 Three steps, each a well-kept library's, all fitted on the CPU in a few minutes:
 
-1. **Boundary-aware pixel classifier** (ilastik-style). Every pixel gets multiscale features
-   (:func:`skimage.feature.multiscale_basic_features`: smoothed intensity, gradient
-   magnitude and Hessian eigenvalues at Gaussian scales fixed in µm) of the stain's optical
-   densities (brightfield RGB) or of the normalised intensity (one channel). A
+1. **Boundary-aware pixel classifier** (ilastik-style). Every pixel gets the multiscale
+   features of :mod:`histoquant.learn.features` (smoothed value, gradient magnitude and
+   Hessian eigenvalues at Gaussian scales fixed in µm) of the stain's optical densities
+   (brightfield RGB) or of the per-image normalised intensity. A
    :class:`sklearn.ensemble.RandomForestClassifier` learns three classes from the instance
    masks: ``background``, ``soma_interior`` and ``soma_edge`` (the rim of every soma, which
    includes the line between two touching somata — what lets touching somata be split).
-2. **Seeded watershed**: seeds are the connected interiors (interior probability above
-   one half, smoothed), split further at maxima of their distance transform at least
-   ``min_seed_distance_um`` apart; each seed grows into the pixels that are not background by
-   a watershed on the edge probability.
+2. **Seeded watershed**: seeds are the interiors (smoothed interior probability above
+   ``interior_threshold``), split where their distance map has separate domes at least
+   ``seed_h_um`` high; each seed grows over the pixels that are not background by a
+   watershed on edge minus interior probability.
 3. **Object classifier**: a second forest on each candidate object's measurements (area,
    shape, stain density, texture, mean class probabilities, the contrast with a ring around
    it, all in µm) decides whether it is a soma the annotator would draw. It is trained on the
@@ -353,8 +353,9 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
     **params : float
         Segmentation parameters in µm (see ``_DEFAULTS`` for names and defaults):
         ``working_pixel_size_um``, ``sigma_min_um``, ``sigma_max_um``, ``num_sigma``,
-        ``edge_um``, ``smooth_um``, ``min_seed_distance_um``, ``min_area_um2``, ``ring_um``,
-        ``keep_probability``.
+        ``edge_um``, ``smooth_um``, ``interior_threshold`` (a probability),
+        ``core_open_um``, ``seed_h_um``, ``min_area_um2``, ``ring_um``, ``keep_probability``
+        (a probability).
 
     Returns
     -------
