@@ -1,0 +1,167 @@
+"""The learned soma engine (histoquant.learn.somata): phantoms, real cortex Nissl, bad input.
+
+The phantom tests train on one phantom and score another (a different seed: other cells,
+other stain and illumination fields), so a model that memorised its field fails. The real
+test trains on one hand-annotated rat-cortex Nissl field and scores the other, both ways;
+its floors are the measured figures (docs/learning_somata.md) minus a small margin.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from histoquant.errors import HistoquantError, PixelSizeError
+from histoquant.learn.somata import (
+    SomaTrainingError,
+    load_soma_model,
+    save_soma_model,
+    segment_somata,
+    soma_probabilities,
+    train_soma_model,
+)
+from histoquant.measure.scores import match_labels
+from histoquant.synthetic.nissl import nissl_phantom
+from histoquant.synthetic.round_cells import make_round_cells
+
+# small forests: the phantoms are easy and the test machine has two shared cores
+# measured 0.340 (train 0 -> 1) and 0.433 (1 -> 0); docs/learning_somata.md
+CORTEX_FLOOR = 0.30
+FAST = {"n_estimators": 20, "pixels_per_class": 3000}
+DENSE = {"motor_neuron_density_per_mm2": 120.0, "small_neuron_density_per_mm2": 600.0,
+         "glia_density_per_mm2": 1200.0}
+
+
+@pytest.fixture(scope="module")
+def nissl_pair():
+    train = nissl_phantom((320, 320), 0.5, seed=11, **DENSE)
+    test = nissl_phantom((320, 320), 0.5, seed=12, **DENSE)
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def nissl_model(nissl_pair):
+    (image, truth), _ = nissl_pair
+    return train_soma_model([image], [truth.labels], **FAST)
+
+
+def test_nissl_phantom_trained_on_one_scores_another(nissl_pair, nissl_model):
+    _, (image, truth) = nissl_pair
+    labels = segment_somata(nissl_model, image)
+    assert labels.shape == truth.labels.shape and labels.dtype == np.int32
+    score = match_labels(truth.labels, labels, 0.5)
+    print(f"nissl phantom F1 {score.f1:.3f} (P {score.precision:.3f}, R {score.recall:.3f}, "
+          f"{truth.labels.max()} somata)")
+    assert score.f1 >= 0.8
+
+
+def test_manifest_describes_the_model(nissl_model):
+    m = nissl_model.manifest
+    assert m["classes"] == ["background", "soma_interior", "soma_edge"]
+    assert m["pixel_size_um"] == pytest.approx(0.5)
+    assert len(m["features"]) == nissl_model.pixel_forest.n_features_in_
+    assert len(m["object_features"]) == len(set(m["object_features"]))
+    rec = m["training_images"][0]
+    assert rec["image"]["shape"] == [320, 320, 3] and len(rec["image"]["sha256"]) == 64
+    assert rec["pixel_size_um"] == pytest.approx(0.5)
+    oof = m["scores"]["out_of_fold"][0]
+    assert 0.0 <= oof["candidates_f1"] <= 1.0
+    assert m["training_time_s"] > 0
+
+
+def test_rescaled_input_gives_the_same_somata(nissl_pair, nissl_model):
+    """The same field at twice the pixel size (half the pixels) is rescaled to the model's
+    working size: the somata found are the same biology."""
+    from skimage.transform import rescale
+
+    _, (image, truth) = nissl_pair
+    coarse = rescale(np.asarray(image.data), 0.5, channel_axis=-1, anti_aliasing=True,
+                     preserve_range=True).astype(np.uint8)
+    labels = segment_somata(nissl_model, coarse, pixel_size_um=1.0)
+    assert labels.shape == coarse.shape[:2]
+    coarse_truth = truth.labels[::2, ::2]
+    assert match_labels(coarse_truth, labels, 0.5).f1 >= 0.7
+
+
+def test_probabilities_sum_to_one(nissl_pair, nissl_model):
+    _, (image, _) = nissl_pair
+    prob = soma_probabilities(nissl_model, image)
+    assert prob.shape == (320, 320, 3)
+    np.testing.assert_allclose(prob.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_grey_round_cells():
+    train_img, train_lab = make_round_cells((256, 256), pixel_size_um=0.5, n_cells=30, seed=1)
+    test_img, test_lab = make_round_cells((256, 256), pixel_size_um=0.5, n_cells=30, seed=2)
+    model = train_soma_model([train_img], [train_lab], **FAST)
+    score = match_labels(test_lab, segment_somata(model, test_img), 0.5)
+    print(f"round cells F1 {score.f1:.3f}")
+    assert score.f1 >= 0.9
+
+
+def test_save_and_load_round_trip(tmp_path, nissl_pair, nissl_model):
+    pytest.importorskip("skops")
+    _, (image, _) = nissl_pair
+    path = save_soma_model(tmp_path / "somata.hqm", nissl_model)
+    loaded = load_soma_model(path)
+    assert loaded.manifest["classes"] == nissl_model.manifest["classes"]
+    assert loaded.params == nissl_model.params
+    np.testing.assert_array_equal(segment_somata(loaded, image),
+                                  segment_somata(nissl_model, image))
+
+
+def test_a_pixels_model_is_not_a_soma_model(tmp_path):
+    pytest.importorskip("skops")
+    from sklearn.tree import DecisionTreeClassifier
+
+    from histoquant.errors import ModelFileError
+    from histoquant.learn.modelfile import save_model
+
+    tree = DecisionTreeClassifier().fit([[0.0], [1.0]], [0, 1])
+    path = save_model(tmp_path / "p.hqm", tree, kind="pixels",
+                      manifest={"features": ["x"], "pixel_size_um": 1.0})
+    with pytest.raises(ModelFileError, match="somata"):
+        load_soma_model(path)
+
+
+def test_bad_input_is_refused_clearly():
+    img = np.full((64, 64, 3), 200, np.uint8)
+    lab = np.zeros((64, 64), np.int32)
+    lab[20:30, 20:30] = 1
+    with pytest.raises(SomaTrainingError, match="shape"):
+        train_soma_model([img], [lab[:32]], pixel_size_um=0.5)
+    with pytest.raises(SomaTrainingError, match="no soma"):
+        train_soma_model([img], [np.zeros_like(lab)], pixel_size_um=0.5)
+    with pytest.raises(SomaTrainingError, match="label images"):
+        train_soma_model([img, img], [lab], pixel_size_um=0.5)
+    with pytest.raises(SomaTrainingError, match="no training images"):
+        train_soma_model([], [], pixel_size_um=0.5)
+    with pytest.raises(SomaTrainingError, match="unknown soma-engine parameters"):
+        train_soma_model([img], [lab], pixel_size_um=0.5, min_seed_px=3)
+    with pytest.raises(PixelSizeError):
+        train_soma_model([img], [lab])
+    with pytest.raises(SomaTrainingError, match="integers"):
+        train_soma_model([img], [lab.astype(float)], pixel_size_um=0.5)
+    assert issubclass(SomaTrainingError, HistoquantError)
+
+
+@pytest.mark.realdata
+def test_cortex_nissl_cross_field(shared_data):
+    """Train on one annotated rat-cortex field, score the other, both ways."""
+    from histoquant.io import read_image
+
+    raws = sorted((shared_data / "nissl_cortex" / "raw").glob("*.tif"))
+    assert len(raws) == 2
+    fields = [(read_image(r), np.asarray(read_image(r.parent.parent / "gt" / r.name).data)
+               .astype(np.int32)) for r in raws]
+    f1 = []
+    for train, test in ((0, 1), (1, 0)):
+        model = train_soma_model([fields[train][0]], [fields[train][1]])
+        score = match_labels(fields[test][1], segment_somata(model, fields[test][0]), 0.5)
+        print(f"cortex train {train} -> test {test}: F1 {score.f1:.3f} "
+              f"(P {score.precision:.3f}, R {score.recall:.3f}), "
+              f"training {model.manifest['training_time_s']:.0f} s")
+        f1.append(score.f1)
+    assert min(f1) >= CORTEX_FLOOR
