@@ -1,6 +1,6 @@
 """Experiment: a tiny U-Net trained from scratch on the CPU as the soma engine's pixel step.
 
-The alternative measured in docs/learning_somata.md (needs torch and ``../shared/data``):
+The alternative measured in docs/learning.md (Soma engine) (needs torch and ``../shared/data``):
 a 3-level U-Net (16–128 channels) predicting background / soma interior / soma edge from
 the stain optical densities of one ``nissl_cortex`` field at 0.5 µm/px, trained for a fixed
 wall-clock budget on one thread (128² crops × 8, flips, rotations, stain jitter), then the

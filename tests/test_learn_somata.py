@@ -3,7 +3,7 @@
 The phantom tests train on one phantom and score another (a different seed: other cells,
 other stain and illumination fields), so a model that memorised its field fails. The real
 test trains on one hand-annotated rat-cortex Nissl field and scores the other, both ways;
-its floors are the measured figures (docs/learning_somata.md) minus a small margin.
+its floors are the measured figures (docs/learning.md (Soma engine)) minus a small margin.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from histoquant.synthetic.nissl import nissl_phantom
 from histoquant.synthetic.round_cells import make_round_cells
 
 # small forests: the phantoms are easy and the test machine has two shared cores
-# measured 0.340 (train 0 -> 1) and 0.433 (1 -> 0); docs/learning_somata.md
+# measured 0.340 (train 0 -> 1) and 0.433 (1 -> 0); docs/learning.md (Soma engine)
 CORTEX_FLOOR = 0.30
 FAST = {"n_estimators": 20, "pixels_per_class": 3000}
 DENSE = {"motor_neuron_density_per_mm2": 120.0, "small_neuron_density_per_mm2": 600.0,

@@ -6,6 +6,10 @@ bar), finds the object under each point of ``points.csv`` (columns ``image`` = f
 ``x_px, y_px`` or ``x_um, y_um``, ``class``), trains the object classifier
 (:mod:`histoquant.learn.objects`), prints its cross-validated score and writes the model.
 
+``histoquant train somata --images A.tif B.tif --labels A_labels.tif B_labels.tif -o m.hqm``
+trains the soma engine (:mod:`histoquant.learn.somata`) from instance label images, and
+``histoquant train pixels`` the pixel classifier (:mod:`histoquant.learn.pixels_cli`).
+
 Each kind is one sub-command of the ``train`` group: :func:`add_train_parser` adds the group
 and every kind's parser, :func:`run_train` dispatches on ``args.train_kind``.
 """
@@ -114,11 +118,71 @@ def _run_objects(args: argparse.Namespace) -> int:
 
 
 # Each kind of model: (add its parser to the train group, run it). Other kinds join here.
+def _add_somata(kinds: argparse._SubParsersAction) -> None:
+    from ..cli import _pixel_size_arg
+
+    p = kinds.add_parser(
+        "somata", help="soma engine: instance segmentation of somata, from label images",
+        description="Train the learned soma engine (a boundary-aware pixel forest, a seeded "
+                    "watershed and an object forest; histoquant.learn.somata) from instance "
+                    "label images, one per image in the same order (0 = not a soma; every "
+                    "soma drawn). Prints the out-of-fold scores. Exit status 2 on bad input.")
+    p.add_argument("--images", required=True, nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument("--labels", required=True, nargs="+", type=Path, metavar="LABELS",
+                   help="one instance label image per image, same order")
+    p.add_argument("--pixel-size", type=_pixel_size_arg, metavar="UM", dest="pixel_size_um",
+                   help="pixel size in µm of every image (overrides the files')")
+    p.add_argument("--trees", type=int, default=50, metavar="N",
+                   help="trees in each forest (default 50)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="MODEL_HQM",
+                   help="model file to write (.hqm)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def _run_somata(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..errors import TrainingDataError
+    from ..io import read_image
+    from .somata import save_soma_model, train_soma_model
+
+    if len(args.images) != len(args.labels):
+        raise TrainingDataError(f"{len(args.images)} image(s) but {len(args.labels)} label "
+                                "image(s); give one label image per image, same order")
+    missing = [str(q) for q in [*args.images, *args.labels] if not q.exists()]
+    if missing:
+        raise TrainingDataError(f"no such file: {', '.join(missing)}")
+    # reading is quick; training is one step the forests do not report on
+    bar = tqdm(total=len(args.images) + 1, desc="train somata", unit="step", file=sys.stderr,
+               dynamic_ncols=True, disable=args.quiet)
+    try:
+        images, labels = [], []
+        for img, lab in zip(args.images, args.labels):
+            images.append(read_image(img, args.pixel_size_um))
+            labels.append(np.asarray(read_image(lab).plane()))
+            bar.update(1)
+        bar.set_postfix_str("fitting the forests", refresh=True)
+        model = train_soma_model(images, labels, n_estimators=args.trees, seed=args.seed)
+        bar.update(1)
+    finally:
+        bar.close()
+    path = save_soma_model(args.output, model)
+    for name, score in zip(args.images, model.manifest["scores"]["out_of_fold"]):
+        print(f"{name.name}: out-of-fold candidate F1 {score['candidates_f1']:.3f} "
+              f"(precision {score['candidates_precision']:.3f}, recall "
+              f"{score['candidates_recall']:.3f}; before the object forest)")
+    print(f"model written to {path}")
+    return 0
+
+
 _KINDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
                         Callable[[argparse.Namespace], int]]] = {
     "objects": (_add_objects, _run_objects),
     "pixels": (lambda kinds: _pixels_cli().add_pixels_parser(kinds),
                lambda args: _pixels_cli().run_train_pixels(args)),
+    "somata": (_add_somata, _run_somata),
 }
 
 
