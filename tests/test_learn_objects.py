@@ -84,7 +84,7 @@ def test_phantom_proof_20_labels_keep_cells_and_reject_decoys_elsewhere(model_pa
     out = apply_model(res, model)
     objects = out.objects.drop_duplicates("label")
     truth = is_cell[objects["label"].to_numpy()]
-    kept = objects["class"].eq("gfp_cell").to_numpy()
+    kept = objects["class"].eq("gfp_cell").fillna(False).to_numpy(dtype=bool)
     assert truth.sum() >= 25 and (~truth).sum() >= 50
     assert kept[truth].mean() >= 0.98, kept[truth].mean()
     assert (~kept[~truth]).mean() >= 0.98, (~kept[~truth]).mean()
@@ -281,10 +281,10 @@ def test_twophoton_by_eye_labels_train_on_first_planes_score_on_the_last(shared_
     first = points["image"] < "plane0008"
     trained = train_objects(label_points(results, points[first]), assay="gfp-cells")
     test = label_points(results, points[~first])
-    kept = test["class"].eq("gfp_cell").to_numpy()
+    kept = test["class"].eq("gfp_cell").fillna(False).to_numpy(dtype=bool)
     model = trained.estimator.predict(test[trained.features].astype(float).to_numpy())
     by_model = np.isin(model, trained.kept)
-    by_rules = test["rule_class"].eq("gfp_cell").to_numpy()
+    by_rules = test["rule_class"].eq("gfp_cell").fillna(False).to_numpy(dtype=bool)
     model_right, rules_right = (by_model == kept).mean(), (by_rules == kept).mean()
     print(f"by-eye test objects: model {model_right:.3f}, rules {rules_right:.3f}; cells kept "
           f"{by_model[kept].mean():.3f} vs {by_rules[kept].mean():.3f}")
