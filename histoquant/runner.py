@@ -40,7 +40,7 @@ from .batch.config import QCOptions, SlideOptions
 from .batch.execute import BatchProgress, measure_units
 from .batch.samples import NO_LEVEL, Sample, image_names
 from .batch.store import PartStore
-from .batch.units import Unit, UnitOutput, unit_key
+from .batch.units import Unit, UnitOutput, failed_output, unit_key
 from .io import OutputFolder
 from .io.safe_paths import safe_file_name
 from .output import write_bytes, write_run_json, write_tables
@@ -239,12 +239,8 @@ def _units(spec: AssaySpec, paths: list[Path], store: PartStore, params: AssayPa
                     label_files=True, model=model)
         if q in unreadable or q not in hashes:
             why = unreadable.get(q, "no such file")
-            failed.append(UnitOutput(key=key, ok=False, meta={
-                "image": sample.image, "file": sample.rel, "assay": spec.name, "key": key,
-                "flags": ["failed: unreadable"],
-                "error": {"image": sample.image, "file": sample.rel, "assay": spec.name,
-                          "error": "ImageReadError",
-                          "message": f"cannot read the file ({why})"}}))
+            failed.append(failed_output(unit, "ImageReadError",
+                                        f"cannot read the file ({why})", "failed: unreadable"))
             continue
         units.append(unit)
     return units, failed

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DependencyError
 from ..progress import BatchProgress
 from .store import PartStore, decode_part
-from .units import Unit, UnitOutput, process_unit
+from .units import Unit, UnitOutput, failed_output, process_unit
 
 if TYPE_CHECKING:  # optional extra (histoquant[dask]): imported where a scheduler is named
     import distributed
@@ -45,12 +45,7 @@ OnDone = Callable[[Unit, UnitOutput], None]
 
 
 def _crashed(unit: Unit, why: str) -> UnitOutput:
-    s = unit.sample
-    return UnitOutput(key=unit.key, ok=False, meta={
-        "image": s.image, "file": s.rel, "assay": unit.assay, "key": unit.key,
-        "flags": ["failed: worker died"],
-        "error": {"image": s.image, "file": s.rel, "assay": unit.assay, "error": "WorkerDied",
-                  "message": why}})
+    return failed_output(unit, "WorkerDied", why, "failed: worker died")
 
 
 def _serial(units: Sequence[Unit], on_done: OnDone) -> None:

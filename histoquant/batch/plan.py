@@ -18,7 +18,7 @@ from ..io.safe_paths import OutputFolder
 from .config import StudyConfig, StudyError, find_study_file, glob_match, load_study
 from .samples import SHEET_NAMES, Sample, build_samples, discover, natural_key, read_sample_sheet
 from .store import PartStore
-from .units import Unit, UnitOutput, unit_key
+from .units import Unit, UnitOutput, failed_output, unit_key
 
 __all__ = ["StudyPlan", "plan_study", "study_overrides"]
 
@@ -186,12 +186,9 @@ def plan_study(
                         pixel_size_um=px, split_sections=bool(split), slides=cfg.slides,
                         qc=cfg.qc, modality=plan.modality, model=plan.model)
             if p in unreadable:
-                failed.append(UnitOutput(key=key, ok=False, meta={
-                    "image": s.image, "file": s.rel, "assay": plan.name, "key": key,
-                    "flags": ["failed: unreadable"],
-                    "error": {"image": s.image, "file": s.rel, "assay": plan.name,
-                              "error": "ImageReadError",
-                              "message": f"cannot read the file ({unreadable[p]})"}}))
+                failed.append(failed_output(unit, "ImageReadError",
+                                            f"cannot read the file ({unreadable[p]})",
+                                            "failed: unreadable"))
                 continue
             units.append(unit)
     for f in extra_files:

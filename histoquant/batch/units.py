@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from ..slides import Overview
     from ..tiling import MaskSource, RegionSource
 
-__all__ = ["Unit", "UnitOutput", "UNIT_FILES", "process_unit", "unit_key", "calibration_summary"]
+__all__ = ["Unit", "UnitOutput", "UNIT_FILES", "process_unit", "unit_key", "failed_output",
+           "calibration_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,33 @@ class UnitOutput:
 #: The files a unit may return beside its tables: the label image (ImageJ TIFF with its
 #: calibration) and the regions the assay found (QuPath GeoJSON and ImageJ RoiSet).
 UNIT_FILES = ("labels.tif", "regions.geojson", "regions.zip")
+
+
+def failed_output(unit: Unit, error: str, message: str, flag: str) -> UnitOutput:
+    """Return the record of a unit that failed without being measured.
+
+    Parameters
+    ----------
+    unit : Unit
+        The unit.
+    error : str
+        The error's name (``ImageReadError``, ``WorkerDied``).
+    message : str
+        What happened, for ``errors.csv``.
+    flag : str
+        The report's flag (``failed: unreadable``).
+
+    Returns
+    -------
+    UnitOutput
+        ``ok`` False, with ``meta['error']``.
+    """
+    s = unit.sample
+    return UnitOutput(key=unit.key, ok=False, meta={
+        "image": s.image, "file": s.rel, "assay": unit.assay, "key": unit.key,
+        "flags": [flag],
+        "error": {"image": s.image, "file": s.rel, "assay": unit.assay, "error": error,
+                  "message": message}})
 
 
 def unit_key(input_sha256: str, spec_name: str, settings: dict[str, Any]) -> str:
