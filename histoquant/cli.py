@@ -99,10 +99,11 @@ def _add_common(p: argparse.ArgumentParser, spec: AssaySpec | None) -> None:
     roles = ", ".join(r.name for r in spec.channel_roles) if spec else "see each assay"
     p.add_argument("--channel", action="append", type=_channel_arg, default=[],
                    metavar="ROLE=NAME|INDEX", help=f"channel for a role ({roles})")
-    if spec is not None:
+    if spec is not None and spec.model_steps:
+        steps = "; ".join(f"a {s.kind} model ('histoquant train {s.kind}') replaces "
+                          f"{s.replaces.split(':')[0]}" for s in spec.model_steps)
         p.add_argument("--model", type=Path, metavar="MODEL.hqm",
-                       help="a model from 'histoquant train objects' whose classes replace the "
-                            "assay's class rules (see docs/learning.md)")
+                       help=f"a learned model: {steps} (see docs/learning.md)")
     if spec is not None:  # single-assay commands; a study's images are read by the batch runner
         p.add_argument("--modality", choices=("brightfield", "fluorescence"), default=None,
                        help="what the images are (light background and absorbing stain, or "
@@ -309,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    pixel_size_um=args.pixel_size_um, regions=args.regions,
                                    channels=channels, progress=bar,
                                    meta=_meta_from_args(args), modality=args.modality,
-                                   jobs=args.jobs, resume=args.resume, model=args.model)
+                                   jobs=args.jobs, resume=args.resume,
+                                   model=getattr(args, "model", None))
             except KeyboardInterrupt:
                 return _interrupted(bar, args.outdir)
             ok = report.ok

@@ -122,8 +122,9 @@ def run_files(
         Skip files an earlier run into the same ``outdir`` measured with the same input and
         settings.
     model : path, optional
-        A model file (``histoquant train objects``) whose classes replace the assay's class
-        rules (:mod:`histoquant.learn.assay_models`); checked before any image.
+        A model file (``histoquant train``) that replaces the step of the assay its kind
+        names (:attr:`AssaySpec.model_steps <histoquant.assays.base.AssaySpec.model_steps>`,
+        :mod:`histoquant.learn.assay_models`); checked before any image.
 
     Returns
     -------

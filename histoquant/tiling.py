@@ -371,6 +371,7 @@ def run_tiled(
     overlap_px: int = 200,
     bounds: tuple[int, int, int, int] | None = None,
     progress: Callable[[float, str], None] | None = None,
+    run_kwargs: Mapping[str, Any] | None = None,
 ) -> TiledResult:
     """Run ``spec`` over tiles of ``image`` and combine the results as one measurement.
 
@@ -392,6 +393,9 @@ def run_tiled(
         Only tiles covering (r0, r1, c0, c1) — the bounding box of one section.
     progress : callable, optional
         ``progress(fraction, message)`` after each tile.
+    run_kwargs : mapping, optional
+        More keyword arguments for every tile's ``spec.run`` (a learned model's
+        ``model=``, see :func:`histoquant.learn.assay_models.run_kwargs`).
 
     Returns
     -------
@@ -407,7 +411,7 @@ def run_tiled(
     windows = tile_grid(image.shape_yx, tile_px, overlap_px, bounds)
     summaries, objects, warnings = [], [], []
     calibration = None
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(run_kwargs or {})
     if spec.calibrate is not None and windows:
         # Once for the whole region: each tile alone would estimate its own background,
         # noise and thresholds from a fraction of the image.

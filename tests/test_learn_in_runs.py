@@ -98,7 +98,8 @@ def test_a_model_of_another_kind_or_assay_is_refused_before_any_image(phantom_fi
                         manifest={"features": ["a"], "pixel_size_um": 1.0})
     assert main(["gfp-cells", str(path), "--model", str(pixels), "-o", str(tmp_path / "p"),
                  "-q"]) == 2
-    assert "does not replace a step" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "gfp-cells takes no 'pixels' model (it takes 'objects'" in err
     assert not (tmp_path / "p" / "summary.csv").exists()
 
 

@@ -20,9 +20,9 @@ from ..results import AssayResult
 from ..rois import Region, normalize_regions, read_regions
 from .contract import ExtraTable, Measure, find_measure
 
-__all__ = ["ChannelRole", "AssaySpec", "Measure", "ExtraTable", "get_assay", "available_assays",
-           "resolve_regions", "resolve_channels", "check_result", "resolve_params",
-           "region_table", "Progress", "check_image_modality"]
+__all__ = ["ChannelRole", "ModelStep", "AssaySpec", "Measure", "ExtraTable", "get_assay",
+           "available_assays", "resolve_regions", "resolve_channels", "check_result",
+           "resolve_params", "region_table", "Progress", "check_image_modality"]
 
 
 
@@ -33,6 +33,36 @@ class ChannelRole:
     name: str
     required: bool = True
     help: str = ""
+
+
+@dataclass(frozen=True)
+class ModelStep:
+    """A step of an assay that a learned model (``histoquant train``) can replace.
+
+    Parameters
+    ----------
+    kind : str
+        The model kind (``"objects"``, ``"pixels"``, ``"somata"``;
+        :data:`histoquant.learn.modelfile.KINDS`).
+    replaces : str
+        What the model does in place of the classical step, in words (shown in errors, the
+        CLI help and the docs).
+    check : callable, optional
+        ``check(model, path)`` raises :class:`~histoquant.errors.ModelFileError` when a model
+        of this kind does not fit the assay (say a pixel classifier without the class the
+        assay reads), so a run refuses it before measuring any image. ``model`` is what
+        :func:`histoquant.learn.assay_models.step_model` returns.
+
+    Notes
+    -----
+    An ``objects`` model is applied to the assay's result (its classes replace the class
+    rules and the summary is recounted); a model of any other kind is handed to the assay's
+    ``run(..., model=...)``, which uses it in place of the step.
+    """
+
+    kind: str
+    replaces: str
+    check: Callable[[Any, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +113,23 @@ class AssaySpec:
     #: Image-wide statistics for tiled runs (see the class docstring); None: each tile
     #: estimates its own.
     calibrate: Callable[..., dict] | None = None
+    #: The steps a learned model can replace (``--model m.hqm``); the model's kind picks one.
+    model_steps: tuple[ModelStep, ...] = ()
+
+    def model_step(self, kind: str) -> ModelStep | None:
+        """Return the step a model of ``kind`` replaces in this assay, or ``None``.
+
+        Parameters
+        ----------
+        kind : str
+            A model kind.
+
+        Returns
+        -------
+        ModelStep or None
+            The declaration, or ``None`` when the assay takes no model of that kind.
+        """
+        return next((m for m in self.model_steps if m.kind == kind), None)
 
     def __post_init__(self) -> None:
         """Check the modalities and declarations; wrap ``run`` with the result checks."""

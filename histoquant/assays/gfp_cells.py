@@ -66,6 +66,7 @@ from ..segment.fluorescent_cells import (
 from .base import (
     AssaySpec,
     ChannelRole,
+    ModelStep,
     Progress,
     prepare_image,
     region_table,
@@ -413,6 +414,10 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
 SPEC = AssaySpec(
     name="gfp-cells",
     title="GFP+ transplanted cells: count per section and region, autofluorescence rejected",
+    model_steps=(ModelStep(
+        "objects", "the GFP+ cell / autofluorescent / debris rules: the model's classes and their "
+        "probability go into "
+        "objects.csv and the counts are recounted"),),
     params_cls=GfpCellParams,
     run=run,
     channel_roles=(

@@ -79,6 +79,7 @@ from ..segment.statistics import (
 from .base import (
     AssaySpec,
     ChannelRole,
+    ModelStep,
     Progress,
     check_image_modality,
     prepare_image,
@@ -1164,6 +1165,10 @@ SPEC = AssaySpec(
     name="motor-neurons",
     title="Motor neurons in Nissl (cresyl violet) brightfield or somata-stained (NeuroTrace, "
           "ChAT, NeuN) fluorescence sections: count, soma size, density per mm²",
+    model_steps=(ModelStep(
+        "objects", "the motor neuron / other rules (classify): the model's classes and their "
+        "probability go into "
+        "objects.csv and the counts are recounted"),),
     params_cls=MotorNeuronParams,
     run=run,
     channel_roles=(ChannelRole(

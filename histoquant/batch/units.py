@@ -300,7 +300,7 @@ def _run_direct(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, n
 
     regions = str(unit.sample.roi) if unit.sample.roi is not None else unit.regions
     res = _with_model(unit, unit.spec.run(image, regions=regions, params=unit.params,
-                                          channels=unit.channels))
+                                          channels=unit.channels, **_run_kwargs(unit)))
     summary = _with_section(res.summary, unit.sample.section)
     objects = _with_section(res.objects, unit.sample.section)
     if res.qc is not None:
@@ -324,15 +324,30 @@ def _run_direct(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, n
     return summary, objects, qc, list(res.warnings), sat, info
 
 
+def _loaded_model(unit: Unit) -> Any:
+    """The unit's model (checked when the run was planned), read once per process."""
+    if unit.model is None:
+        return None
+    st = os.stat(unit.model)
+    return _assay_model(unit.model, unit.spec.name, st.st_size, st.st_mtime_ns)
+
+
+def _run_kwargs(unit: Unit) -> dict[str, Any]:
+    """``model=`` for the assay's run when the unit's model replaces a step inside it."""
+    if unit.model is None:
+        return {}
+    from ..learn.assay_models import run_kwargs
+
+    return run_kwargs(_loaded_model(unit))
+
+
 def _with_model(unit: Unit, res: AssayResult) -> AssayResult:
-    """Apply the unit's model (checked when the run was planned) to one result."""
+    """Apply the unit's ``objects`` model to one result (other kinds ran inside the run)."""
     if unit.model is None:
         return res
     from ..learn.assay_models import apply_assay_model
 
-    st = os.stat(unit.model)
-    return apply_assay_model(res, _assay_model(unit.model, unit.spec.name, st.st_size,
-                                               st.st_mtime_ns))
+    return apply_assay_model(res, _loaded_model(unit))
 
 
 @functools.lru_cache(maxsize=4)
@@ -396,7 +411,8 @@ def _run_slide(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, np
 
             bounds = MaskSource({"s": mask}, view.scale).bounds()
         res = run_tiled(unit.spec, image, src, params=unit.params, channels=unit.channels,
-                        tile_px=opts.tile_px, overlap_px=overlap_px, bounds=bounds)
+                        tile_px=opts.tile_px, overlap_px=overlap_px, bounds=bounds,
+                        run_kwargs=_run_kwargs(unit))
         n_tiles += res.n_tiles
         if res.calibration is not None:
             info.setdefault("calibration", {})[sid] = calibration_summary(res.calibration)

@@ -1,22 +1,31 @@
 """Models an assay run takes (``--model m.hqm``, ``model:`` in ``study.yaml``).
 
-The model's kind decides which step it replaces. Today an assay takes an ``objects`` model:
-its class rules are replaced by the model's classes and its counts recounted
-(:func:`~histoquant.learn.objects.apply_model`). A ``pixels`` or ``somata`` model is refused
-here with a message saying how it is used instead, before any image is measured.
+The model's kind decides which step it replaces; each assay declares the steps it lets a
+model replace (:attr:`histoquant.assays.base.AssaySpec.model_steps`):
+
+- an ``objects`` model (``histoquant train objects``) replaces the class rules: it is applied
+  to the assay's result, its classes and their probability go into ``objects.csv`` and the
+  counts are recounted (:func:`~histoquant.learn.objects.apply_model`);
+- a ``pixels`` or ``somata`` model (``histoquant train pixels|somata``) replaces a
+  segmentation step inside the assay: it is handed to the assay's ``run(..., model=...)`` as
+  the object :func:`step_model` returns (a
+  :class:`~histoquant.learn.pixels.PixelClassifier` or a
+  :class:`~histoquant.learn.somata.SomaModel`).
+
+A model of a kind the assay does not take, or one that does not fit it, is refused before
+any image is measured.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from ..errors import ModelFileError
 from ..results import AssayResult
-from .modelfile import LoadedModel, ModelFileError, load_model
+from .modelfile import LoadedModel, load_model
 
-__all__ = ["ASSAY_MODEL_KINDS", "load_assay_model", "apply_assay_model"]
-
-#: The model kinds an assay run takes.
-ASSAY_MODEL_KINDS = ("objects",)
+__all__ = ["load_assay_model", "apply_assay_model", "step_model", "run_kwargs"]
 
 
 def load_assay_model(path: str | Path, assay: str) -> LoadedModel:
@@ -38,37 +47,112 @@ def load_assay_model(path: str | Path, assay: str) -> LoadedModel:
     ------
     ModelFileError
         The file is not a safe histoquant model (see
-        :func:`~histoquant.learn.modelfile.load_model`), is of a kind assays do not take, or
-        was trained on another assay's objects.
+        :func:`~histoquant.learn.modelfile.load_model`), is of a kind the assay does not
+        take (the message lists the kinds it takes), was trained on another assay's
+        objects, or does not fit the step (the step's own check).
     """
+    from ..assays import get_assay
+
+    spec = get_assay(assay)
     model = load_model(path)
-    if model.kind not in ASSAY_MODEL_KINDS:
+    name = Path(path).name
+    step = spec.model_step(model.kind)
+    if step is None:
+        takes = "; ".join(f"{s.kind!r}, in place of {s.replaces.split(':')[0]}"
+                          for s in spec.model_steps)
         raise ModelFileError(
-            f"{Path(path).name}: a {model.kind!r} model does not replace a step of an assay "
-            f"run yet (assays take {', '.join(ASSAY_MODEL_KINDS)} models, from 'histoquant "
-            "train objects'); use it from Python, see docs/learning.md")
-    trained_for = model.manifest.get("assay")
-    if trained_for != assay:
-        raise ModelFileError(f"{Path(path).name}: this model classifies {trained_for} objects, "
-                             f"not {assay} objects")
+            f"{name}: {assay} takes no {model.kind!r} model "
+            + (f"(it takes {takes})" if takes else "(no step of it is learned)")
+            + "; see docs/learning.md")
+    if model.kind == "objects":
+        trained_for = model.manifest.get("assay")
+        if trained_for != assay:
+            raise ModelFileError(f"{name}: this model classifies {trained_for} objects, "
+                                 f"not {assay} objects")
+    if step.check is not None:
+        step.check(step_model(model, name), name)
     return model
 
 
-def apply_assay_model(result: AssayResult, model: LoadedModel) -> AssayResult:
-    """Apply a checked model (:func:`load_assay_model`) to one result of its assay.
+def step_model(model: LoadedModel, name: str = "model") -> Any:
+    """Return what an assay's ``run(..., model=...)`` uses for a ``pixels``/``somata`` model.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        From :func:`load_assay_model` (or :func:`~histoquant.learn.modelfile.load_model`).
+    name : str
+        The file's name, for errors.
+
+    Returns
+    -------
+    object
+        A :class:`~histoquant.learn.pixels.PixelClassifier` (``pixels``), a
+        :class:`~histoquant.learn.somata.SomaModel` (``somata``), or ``model`` itself
+        (``objects``).
+
+    Raises
+    ------
+    ModelFileError
+        When the manifest does not describe a usable model of its kind.
+    """
+    if model.kind == "pixels":
+        from ..errors import ParamsError
+        from .pixels import PixelClassifier
+
+        try:
+            return PixelClassifier.from_manifest(model.estimator, model.manifest)
+        except (ParamsError, KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{name}: the pixel classifier's manifest does not fit: "
+                                 f"{exc}") from None
+    if model.kind == "somata":
+        from .somata import SomaModel
+
+        est = model.estimator
+        if not isinstance(est, dict) or "pixels" not in est:
+            raise ModelFileError(f"{name}: a soma model holds a dict with a 'pixels' forest")
+        return SomaModel(est["pixels"], est.get("objects"), dict(model.manifest))
+    return model
+
+
+def run_kwargs(model: LoadedModel | None) -> dict[str, Any]:
+    """Return the keyword arguments that hand ``model`` to an assay's ``run``.
+
+    Parameters
+    ----------
+    model : LoadedModel or None
+        A checked model (:func:`load_assay_model`), or ``None``.
+
+    Returns
+    -------
+    dict
+        ``{"model": step_model(model)}`` for a model that replaces a step inside the run;
+        empty for no model or an ``objects`` model (applied to the result afterwards, by
+        :func:`apply_assay_model`).
+    """
+    if model is None or model.kind == "objects":
+        return {}
+    return {"model": step_model(model)}
+
+
+def apply_assay_model(result: AssayResult, model: LoadedModel | None) -> AssayResult:
+    """Apply a checked ``objects`` model (:func:`load_assay_model`) to one result of its assay.
 
     Parameters
     ----------
     result : AssayResult
         The assay's result on one image (or one section of a slide).
-    model : LoadedModel
-        From :func:`load_assay_model`.
+    model : LoadedModel or None
+        From :func:`load_assay_model`. ``None``, or a model of another kind (already used
+        inside the run, see :func:`run_kwargs`), leaves ``result`` as it is.
 
     Returns
     -------
     AssayResult
         The result with the model's classes and the counts recounted.
     """
+    if model is None or model.kind != "objects":
+        return result
     from .objects import apply_model
 
     return apply_model(result, model)

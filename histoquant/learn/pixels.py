@@ -40,7 +40,6 @@ import numpy as np
 from ..errors import (
     ChannelError,
     ModalityError,
-    ModelFileError,
     ParamsError,
     PixelSizeError,
     TrainingDataError,
@@ -212,14 +211,10 @@ def load_pixel_classifier(path: str | Path) -> PixelClassifier:
         The file is not a pixel classifier's model file, or is unsafe or damaged (see
         :func:`histoquant.learn.modelfile.load_model`).
     """
+    from .assay_models import step_model
     from .modelfile import load_model
 
-    loaded = load_model(path, kind="pixels")
-    try:
-        return PixelClassifier.from_manifest(loaded.estimator, loaded.manifest)
-    except (ParamsError, KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: the pixel classifier's manifest does not fit: "
-                             f"{exc}") from None
+    return step_model(load_model(path, kind="pixels"), str(path))
 
 
 # ------------------------------------------------------------------------------------------

@@ -627,12 +627,7 @@ def load_soma_model(path: str | Path, **kwargs: Any) -> SomaModel:
     ModelFileError
         Not a soma model, or a file the loader refuses.
     """
-    from ..errors import ModelFileError
+    from .assay_models import step_model
     from .modelfile import load_model
 
-    loaded = load_model(path, kind="somata", **kwargs)
-    est = loaded.estimator
-    if not isinstance(est, dict) or "pixels" not in est:
-        raise ModelFileError(f"{path}: a soma model holds a dict with a 'pixels' forest")
-    manifest = {k: v for k, v in loaded.manifest.items()}
-    return SomaModel(est["pixels"], est.get("objects"), manifest)
+    return step_model(load_model(path, kind="somata", **kwargs), str(path))
