@@ -327,7 +327,11 @@ def resolve_channels(image: Image, roles: tuple[ChannelRole, ...],
     """Map each channel role to a channel index of ``image``.
 
     Roles not named in ``channels`` fall back to a channel of the same name in the image
-    (case-insensitive). A required role left unresolved raises ChannelError.
+    (case-insensitive), then to the one channel whose name is a marker, dye or wavelength of
+    the role (``EGFP``, ``Hoechst 33342``, ``Alexa 647``; see
+    :func:`histoquant.io.channel_roles.guess_roles`) when no other channel's name is as good.
+    Display colours (LUTs) are never used here, only named in the error. A required role left
+    unresolved raises ChannelError.
 
     Parameters
     ----------
@@ -359,23 +363,40 @@ def resolve_channels(image: Image, roles: tuple[ChannelRole, ...],
             f"{image.source}: unknown channel role(s) {', '.join(unknown)}; this assay reads "
             f"{', '.join(r.name for r in roles)}"
         )
+    from ..io.channel_roles import ALIAS, guess_roles
+
     out: dict[str, int] = {}
-    lowered = [c.lower() for c in image.channel_names]
+    given = {r.name: image.channel_index(channels[r.name]) for r in roles
+             if r.name in channels and channels[r.name] is not None}
+    open_roles = [r for r in roles if r.name not in given]
+    guesses = guess_roles(image, open_roles, min_strength=ALIAS).chosen
     for role in roles:
-        if role.name in channels and channels[role.name] is not None:
-            out[role.name] = image.channel_index(channels[role.name])
-        elif role.name.lower() in lowered:
-            out[role.name] = lowered.index(role.name.lower())
+        if role.name in given:
+            out[role.name] = given[role.name]
+        elif role.name in guesses and guesses[role.name].index not in given.values():
+            out[role.name] = guesses[role.name].index
         elif role.required:
             if image.n_channels == 1 and sum(r.required for r in roles) == 1:
                 out[role.name] = 0
                 continue
             raise ChannelError(
                 f"{image.source}: which channel holds {role.name!r} ({role.help})? The image "
-                f"has {image._channel_list()}. Give it with --channel {role.name}=NAME|INDEX "
-                f"or channels={{'{role.name}': ...}}."
+                f"has {image._channel_list()}{_colour_hint(image, role)}. Give it with "
+                f"--channel {role.name}=NAME|INDEX or channels={{'{role.name}': ...}}."
             )
     return out
+
+
+def _colour_hint(image: Image, role: ChannelRole) -> str:
+    """Return which channel the display colours (LUTs) suggest for ``role``, for an error."""
+    from ..io.channel_roles import COLOUR, guess_roles
+
+    found = guess_roles(image, (role,), min_strength=COLOUR)
+    if role.name in found.chosen:
+        g = found.chosen[role.name]
+        return (f"; the file's display colours suggest {image.channel_names[g.index]!r} "
+                f"({g.reason})")
+    return ""
 
 
 def resolve_regions(image: Image, regions: Any,

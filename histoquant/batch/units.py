@@ -325,7 +325,7 @@ def _run_direct(unit: Unit, image: Image) -> tuple[pd.DataFrame, pd.DataFrame, n
 
 
 def _loaded_model(unit: Unit) -> Any:
-    """The unit's model (checked when the run was planned), read once per process."""
+    """Return the unit's model (checked when the run was planned), read once per process."""
     if unit.model is None:
         return None
     st = os.stat(unit.model)

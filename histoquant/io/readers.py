@@ -420,6 +420,9 @@ def _read_tiff(path: Path, lenient: bool, level: int = 0, lazy: bool | None = No
             "downsample": downsample,
             "warnings": warnings,
         }
+        colours = _tiff_channel_colours(tif)
+        if colours:
+            metadata["channel_colors"] = colours
     arr, axes = _to_channels_last(arr, axes, path, warnings)
     if any(a == "T" and n > 1 for a, n in zip(metadata["original_axes"].upper(), series.shape)):
         metadata["time_points"] = int(series.shape[metadata["original_axes"].upper().index("T")])
@@ -453,6 +456,43 @@ def _check_complete(path: Path, pages: Sequence[TiffPage | TiffFrame | None]) ->
         raise ImageReadError(
             f"{path}: the file is truncated ({size} bytes, but its pixel data runs to {end} "
             "bytes); re-copy or re-export it.")
+
+
+def _ome_colour(value: Any) -> str | None:
+    """Return an OME ``Color`` (a signed 32-bit RGBA integer) as ``#rrggbb``."""
+    try:
+        v = int(value) & 0xFFFFFFFF
+    except (TypeError, ValueError):
+        return None
+    return f"#{(v >> 24) & 255:02x}{(v >> 16) & 255:02x}{(v >> 8) & 255:02x}"
+
+
+def _tiff_channel_colours(tif: TiffFile) -> list[str | None]:
+    """Each channel's display colour from ImageJ LUTs or OME ``Color`` (empty: none recorded).
+
+    Colours are only evidence of what a channel holds (see
+    :mod:`histoquant.io.channel_roles`); a damaged entry is dropped, never an error.
+    """
+    import tifffile
+
+    from .channel_roles import lut_colour
+
+    if tif.is_ome and tif.ome_metadata:
+        try:
+            img = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+            img = img[0] if isinstance(img, list) else img
+            ch = img["Pixels"].get("Channel")
+            ch = ch if isinstance(ch, list) else [ch] if ch else []
+            colours = [_ome_colour(c.get("Color")) if isinstance(c, dict) and "Color" in c
+                       else None for c in ch]
+            return colours if any(colours) else []
+        except (KeyError, TypeError, ValueError):
+            return []
+    if tif.is_imagej:
+        luts = (tif.imagej_metadata or {}).get("LUTs")
+        if isinstance(luts, (list, tuple)) and luts:
+            return [lut_colour(lut) for lut in luts]
+    return []
 
 
 def _tiff_calibration(tif: TiffFile, page: TiffPage, path: Path, lenient: bool,
@@ -601,8 +641,11 @@ def _read_zarr(path: Path, lenient: bool, level: int = 0, lazy: bool | None = No
         sx, sy, sz = _axis("X"), _axis("Y"), _axis("Z")
     names: tuple = ()
     omero = ome.get("omero") or attrs.get("omero")
+    colours: list[str | None] = []
     if omero and "channels" in omero:
         names = tuple(c.get("label", f"C{i}") for i, c in enumerate(omero["channels"]))
+        colours = [f"#{c['color']}" if isinstance(c.get("color"), str) else None
+                   for c in omero["channels"]]
     warnings: list[str] = []
     pixel_size = _isotropic(sx, sy, path, lenient)
     if pixel_size is not None:
@@ -627,4 +670,6 @@ def _read_zarr(path: Path, lenient: bool, level: int = 0, lazy: bool | None = No
                  path=path, metadata={"format": "ome-zarr", "levels": len(ms["datasets"]),
                                       "level": level, "downsample": downsample,
                                       "multiscales": json.loads(json.dumps(ms)),
-                                      "warnings": warnings})
+                                      "warnings": warnings,
+                                      **({"channel_colors": colours} if any(colours)
+                                         else {})})

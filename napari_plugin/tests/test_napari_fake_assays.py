@@ -76,11 +76,13 @@ def test_fluorescence_roles_and_regions(make_napari_viewer, qtbot, fake_registry
     from histoquant_napari._shapes import shapes_layer_kwargs
 
     viewer = make_napari_viewer()
-    dapi, gfp = _open(viewer, fluo_file)
+    _dapi, gfp = _open(viewer, fluo_file)
     w = aw.AssayWidget(viewer, assay="fake-fluo")
-    # No channel is named 'signal' or 'reference': the required role takes the first layer.
-    assert w.role_widgets["signal"].value == (dapi, None)
+    # No channel is named 'signal' or 'reference', by name or colour: nothing is guessed, the
+    # required role waits to be chosen and the note says so.
+    assert w.role_widgets["signal"].native.currentIndex() == -1
     assert w.role_widgets["reference"].value is None
+    assert "signal: choose its channel" in w.channel_note.text()
     w.role_widgets["signal"].value = (gfp, None)
     box = Region("box", [np.array([[20, 30], [20, 70], [60, 70], [60, 30]], float)])
     data, kwargs = shapes_layer_kwargs([box], gfp, name="regions")
@@ -122,7 +124,8 @@ def test_core_error_becomes_notification(make_napari_viewer, qtbot, fake_registr
     wait_run(qtbot, w)
     assert w.last_result is None
     assert notes[-1][0] == "error"
-    assert "brightfield RGB image is needed" in notes[-1][1]
+    assert "a brightfield RGB image is needed; none of the open image layers is RGB" in \
+        notes[-1][1]
 
 
 def test_params_save_load_roundtrip(make_napari_viewer, fake_registry, tmp_path, notes):

@@ -25,7 +25,7 @@ from histoquant.rois import Region
 
 from . import _notify
 from ._base_widget import RunnerWidget, image_choices, layer_combo, shapes_choices
-from ._convert import layers_to_image
+from ._convert import layer_pixel_size, layers_to_image
 from ._params_form import ParamsForm
 from ._shapes import regions_from_shapes_layer, shapes_layer_kwargs
 from ._table import ResultTable, result_tables
@@ -182,20 +182,31 @@ class AnatomyWidget(RunnerWidget):
         value = self.image_choice.value if hasattr(self, "image_choice") else None
         return value[0] if value is not None else None
 
+    def missing_pixel_size_note(self, layer: Any) -> str:
+        """Anatomy runs without a pixel size, on the cord-width assumption; say so."""
+        return (f"Layer '{layer.name}' has no physical pixel size: anatomy will assume one "
+                "from the cord width (parameter assumed_cord_width_um, or the species' "
+                "width) and report no areas. Enter the pixel size in µm to measure instead.")
+
     # -- finding regions -----------------------------------------------------------------------
 
     def prepare(self) -> _Job:
         layer = self.primary_layer()
         if layer is None:
             raise ChannelError("choose the image layer of the section first")
-        px = self.resolve_pixel_size(layer)
+        # Anatomy alone can work without a pixel size: it assumes one from the cord width.
+        px = self.resolve_pixel_size(layer) if self.pixel_size.value > 0 or \
+            layer_pixel_size(layer) is not None else None
         image = layers_to_image({"image": (layer, None)}, px, rgb=bool(layer.rgb),
                                 name=self.image_name(layer))
         names = tuple(self.region_select.value or ())
         if not names:
             raise RegionError("tick at least one region to find")
         params = self.params_form.params() if self.params_form is not None else None
-        return _Job(image, names, params, layer, float(self.tolerance.value) / px)
+        # Without a pixel size the outline keeps one-pixel precision (areas are not reported
+        # then either).
+        return _Job(image, names, params, layer,
+                    float(self.tolerance.value) / px if px else 1.0)
 
     def compute(self, job: _Job, progress: Callable[[float, str], None]
                 ) -> tuple[list[Region], AssayResult | None]:

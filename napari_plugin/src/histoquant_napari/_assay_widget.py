@@ -112,6 +112,11 @@ class AssayWidget(RunnerWidget):
         self._inputs_holder.setLayout(QHBoxLayout())
         self._inputs_holder.layout().setContentsMargins(0, 0, 0, 0)
         self._layout.addWidget(self._inputs_holder)
+        # What the channel roles were filled from (names, LUT colours), or what must be chosen.
+        self.channel_note = QLabel("")
+        self.channel_note.setWordWrap(True)
+        self.channel_note.setObjectName("channel_note")
+        self._layout.addWidget(self.channel_note)
         self._params_scroll = QScrollArea()
         self._params_scroll.setWidgetResizable(True)
         self._params_scroll.setMinimumHeight(160)
@@ -142,7 +147,8 @@ class AssayWidget(RunnerWidget):
         self.role_widgets: dict[str, ComboBox] = {}
         widgets: list[Any] = []
         if spec.rgb or not spec.channel_roles:
-            w = layer_combo("image", lambda _w: image_choices(self.viewer, split_rgb=False),
+            w = layer_combo("image", lambda _w: image_choices(self.viewer, split_rgb=False,
+                                                              rgb_only=True),
                             tooltip="The brightfield RGB image layer to measure")
             self.role_widgets["image"] = w
             widgets.append(w)
@@ -182,6 +188,7 @@ class AssayWidget(RunnerWidget):
             self.regions_choice.value = shapes[-1]
         for w in self.role_widgets.values():
             w.changed.connect(lambda *_: self.update_pixel_size_state())
+            w.changed.connect(lambda *_: self._check_roles())
         self.update_pixel_size_state()
 
     def _layers_changed(self, event: Any = None) -> None:
@@ -199,46 +206,106 @@ class AssayWidget(RunnerWidget):
             self.regions_choice.value = layer
 
     def _auto_pick(self) -> None:
-        """Pre-select a layer per role: one whose channel name matches the role, else in order."""
+        """Pre-select a layer per role from the channels' names and the file's LUT colours.
+
+        The evidence is weighed by :func:`histoquant.io.channel_roles.guess_roles` (a name
+        beats a colour; equal evidence for two channels is left to the user); a required role
+        with no evidence takes the only channel left, if there is exactly one. The note under
+        the inputs says what was chosen and why, and which roles must still be chosen.
+        """
         if "image" in self.role_widgets:
             w = self.role_widgets["image"]
             rgb = [v for _, v in self._choice_items(w) if v is not None and v[0].rgb]
             if rgb and (w.value is None or not w.value[0].rgb):
                 w.value = rgb[-1]
+            self.channel_note.setText("")
             return
-        taken: set[tuple[int, int | None]] = set()
+        from types import SimpleNamespace
 
-        def key(value: tuple[Any, int | None]) -> tuple[int, int | None]:
-            return id(value[0]), value[1]
+        from histoquant.io.channel_roles import guess_roles
 
-        # First every role whose channel is named like it (an "evb" channel for role evb)...
-        for role, w in self.role_widgets.items():
-            match = next((v for _, v in self._choice_items(w)
-                          if v is not None and self._matches(role, v)), None)
-            if match is not None:
-                w.value = match
-                taken.add(key(match))
-        # ...then each required role still unmatched takes the first channel nobody took.
-        for role_obj in self.spec.channel_roles:
-            w = self.role_widgets[role_obj.name]
-            if not role_obj.required or (w.value is not None
-                                         and self._matches(role_obj.name, w.value)):
+        first = next(iter(self.role_widgets.values()))
+        values = [v for _, v in self._choice_items(first) if v is not None]
+        names = [self._channel_name(v) for v in values]
+        colours = [self._channel_colour(v) for v in values]
+        pseudo = SimpleNamespace(rgb=False, channel_names=names, n_channels=len(names),
+                                 metadata={"channel_colors": colours})
+        roles = self.spec.channel_roles
+        found = guess_roles(pseudo, roles)
+        taken: set[int] = set()
+        lines: list[str] = []
+        for role in roles:
+            w = self.role_widgets[role.name]
+            g = found.chosen.get(role.name)
+            if g is not None:
+                w.value = values[g.index]
+                taken.add(g.index)
+                lines.append(f"{role.name} ← {names[g.index]} ({g.reason})")
+        for role in roles:
+            if role.name in found.chosen:
                 continue
-            free = [v for _, v in self._choice_items(w) if v is not None and key(v) not in taken]
-            if free:
-                w.value = free[0]
-                taken.add(key(free[0]))
+            w = self.role_widgets[role.name]
+            free = [i for i in range(len(values)) if i not in taken]
+            if role.name in found.ambiguous:
+                choices = ", ".join(names[i] for i in found.ambiguous[role.name])
+                lines.append(f"{role.name}: ambiguous ({choices}): choose one")
+                if role.required:
+                    self._unset(w)
+                else:
+                    w.value = None
+            elif role.required and len(free) == 1:
+                w.value = values[free[0]]
+                taken.add(free[0])
+                lines.append(f"{role.name} ← {names[free[0]]} (the only channel left)")
+            elif role.required:
+                self._unset(w)
+                lines.append(f"{role.name}: choose its channel (no name or colour says which)")
+            else:
+                w.value = None
+        self.channel_note.setText("\n".join(lines))
+        self._check_roles()
+
+    def _unset(self, w: ComboBox) -> None:
+        """Leave a required role's box empty, so Run asks for it instead of guessing."""
+        w.native.setCurrentIndex(-1)
+
+    def _channel_name(self, value: tuple[Any, int | None]) -> str:
+        layer, channel = value
+        info = self.layer_info(layer)
+        if channel is not None:  # an RGB layer's colour
+            return f"{layer.name} [{'RGB'[channel]}]"
+        return str(info.get("channel") or layer.name)
+
+    def _channel_colour(self, value: tuple[Any, int | None]) -> str | None:
+        layer, channel = value
+        if channel is not None:
+            return None
+        colour = self.layer_info(layer).get("channel_color")
+        return colour if isinstance(colour, str) else None
+
+    def _role_values(self) -> dict[str, tuple[Any, int | None]]:
+        out = {}
+        for role, w in self.role_widgets.items():
+            if w.native.currentIndex() >= 0 and w.value is not None:
+                out[role] = w.value
+        return out
+
+    def _check_roles(self) -> str | None:
+        """Say, in the note, when one channel is chosen for two roles; return that problem."""
+        seen: dict[tuple[int, int | None], str] = {}
+        for role, (layer, channel) in self._role_values().items():
+            key = (id(layer), channel)
+            if key in seen:
+                problem = (f"one channel ({layer.name}) is chosen for both {seen[key]} and "
+                           f"{role}: choose another for one of them")
+                self.status.setText(problem)
+                return problem
+            seen[key] = role
+        return None
 
     @staticmethod
     def _choice_items(w: ComboBox) -> list[tuple[str, Any]]:
         return [(w.native.itemText(i), w.native.itemData(i)) for i in range(w.native.count())]
-
-    def _matches(self, role: str, value: tuple[Any, int | None]) -> bool:
-        """Whether the layer (channel) in ``value`` is named like channel role ``role``."""
-        layer, _ = value
-        channel = str(self.layer_info(layer).get("channel") or "")
-        role = role.lower()
-        return channel.lower() == role or f"[{role}]" in layer.name.lower()
 
     def primary_layer(self) -> Any:
         for w in getattr(self, "role_widgets", {}).values():
@@ -255,13 +322,24 @@ class AssayWidget(RunnerWidget):
     def prepare(self) -> _Job:
         spec = self.spec
         params = self.params_form.params()
-        inputs: dict[str, tuple[Any, int | None]] = {}
-        for role, w in self.role_widgets.items():
-            if w.value is not None:
-                inputs[role] = w.value
-        if not inputs:
+        inputs = self._role_values()
+        if "image" in self.role_widgets and not inputs and \
+                image_choices(self.viewer, split_rgb=False):
+            raise ChannelError(f"{spec.title}: a brightfield RGB image is needed; none of the "
+                               "open image layers is RGB")
+        if not inputs and not any(v is not None for w in self.role_widgets.values()
+                                  for _, v in self._choice_items(w)):
             raise ChannelError(f"{spec.title}: choose the input layer(s) first (open an image "
                                "with File ▸ Open or a sample from File ▸ Open Sample)")
+        problem = self._check_roles()
+        if problem is not None:
+            raise ChannelError(f"{spec.title}: {problem}")
+        missing = [r for r in self.role_widgets if r not in inputs and
+                   (r == "image" or any(c.required and c.name == r for c in spec.channel_roles))]
+        if missing:
+            raise ChannelError(f"{spec.title}: choose the channel for "
+                               f"{', '.join(missing)} (the note under the inputs says why it "
+                               "was not chosen for you)")
         reference = next(iter(inputs.values()))[0]
         px = self.resolve_pixel_size(reference)
         image = layers_to_image(inputs, px, rgb=spec.rgb or not spec.channel_roles,

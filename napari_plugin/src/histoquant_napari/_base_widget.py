@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 from histoquant.errors import PixelSizeError
 
 from . import _notify
-from ._convert import META_KEY, layer_image_name, layer_pixel_size
+from ._convert import META_KEY, layer_image_name, layer_pixel_size, set_layer_pixel_size
 
 __all__ = ["RunnerWidget", "image_choices", "shapes_choices"]
 
@@ -74,15 +74,18 @@ def _layers_of(viewer: Any, kind: str) -> list[Any]:
 NO_CHANNEL = "(none)"
 
 
-def image_choices(viewer: Any, split_rgb: bool, optional: bool = False,
+def image_choices(viewer: Any, split_rgb: bool, optional: bool = False, rgb_only: bool = False,
                   ) -> list[tuple[str, tuple[Any, int | None] | None]]:
     """``(label, (layer, channel))`` for every image layer; RGB layers split into R, G, B.
 
-    With ``optional``, a first ``(none)`` entry (value None) leaves an optional channel out.
+    With ``optional``, a first ``(none)`` entry (value None) leaves an optional channel out;
+    with ``rgb_only``, only RGB layers are listed (a brightfield input).
     """
     out: list[tuple[str, tuple[Any, int | None] | None]] = [(NO_CHANNEL, None)] if optional \
         else []
     for layer in _layers_of(viewer, "image"):
+        if rgb_only and not layer.rgb:
+            continue
         if split_rgb and layer.rgb:
             for i, c in enumerate("RGB"):
                 out.append((f"{layer.name} [{c}]", (layer, i)))
@@ -123,6 +126,9 @@ class RunnerWidget(QWidget):
             tooltip="Edge length of one pixel in µm. Needed because every threshold of the "
                     "assays is in µm; it is taken from the layer scale when the layer has one.")
         self.pixel_size.native.setDecimals(4)
+        # Typed once, the pixel size goes onto the layer: every dock, the scale bar and the
+        # coordinates then read it from there (issue #17).
+        self.pixel_size.native.editingFinished.connect(self._pixel_size_typed)
         self.pixel_size_note = Label(value="")
         self.pixel_size_note.native.setWordWrap(True)
         self.run_button = QPushButton("Run")
@@ -135,14 +141,60 @@ class RunnerWidget(QWidget):
         events = self.viewer.layers.events
         for name in ("inserted", "removed", "reordered"):
             getattr(events, name).connect(while_alive(self._layers_changed))
+        for layer in self.viewer.layers:
+            self._watch(layer)
 
     # -- layers ------------------------------------------------------------------------------
 
     def _layers_changed(self, event: Any = None) -> None:
         layer = getattr(event, "value", None)
         if layer is not None and getattr(event, "type", "") == "inserted":
-            layer.events.name.connect(while_alive(self.reset_choices))
+            self._watch(layer)
         self.reset_choices()
+
+    def _watch(self, layer: Any) -> None:
+        """Follow a layer's renames (pickers) and scale changes (the pixel size)."""
+        layer.events.name.connect(while_alive(self.reset_choices))
+        if hasattr(layer.events, "scale"):
+            layer.events.scale.connect(while_alive(self._scale_changed))
+
+    def _scale_changed(self, *_: Any) -> None:
+        self.update_pixel_size_state()
+
+    def _pixel_size_typed(self) -> None:
+        """Put the typed pixel size on the chosen layer and the other layers of its image."""
+        value = float(self.pixel_size.value)
+        layer = self.primary_layer()
+        if value <= 0 or layer is None or layer_pixel_size(layer) is not None:
+            return
+        self.set_pixel_size(layer, value)
+
+    def set_pixel_size(self, layer: Any, pixel_size_um: float) -> None:
+        """Set ``layer``'s pixel size (and its sibling channels'), turning the scale bar on.
+
+        Parameters
+        ----------
+        layer : napari.layers.Image
+            The layer the value was typed for.
+        pixel_size_um : float
+            µm per pixel.
+        """
+        def yx(la: Any) -> tuple[float, ...]:
+            return tuple(float(v) for v in la.extent.data[1][-2:])
+
+        name = layer_image_name(layer)
+        siblings = [la for la in _layers_of(self.viewer, "image")
+                    if la is layer or (layer_image_name(la) == name and yx(la) == yx(layer)
+                                       and layer_pixel_size(la) is None)]
+        set_layer_pixel_size(siblings, pixel_size_um)
+        overlays = getattr(getattr(self.viewer, "canvas", None), "overlays", None)
+        if overlays is not None and "scale_bar" in overlays:
+            overlays["scale_bar"].visible = True  # its unit comes from the layers' units
+        else:  # napari < 0.9
+            self.viewer.scale_bar.visible = True
+            self.viewer.scale_bar.unit = "um"
+        self.pixel_size.value = 0.0
+        self.update_pixel_size_state()
 
     def reset_choices(self, *_: Any) -> None:
         """Refresh every layer picker (napari calls this when layers change)."""
@@ -172,13 +224,16 @@ class RunnerWidget(QWidget):
         if px is None:
             self.pixel_size_needed = True
             self.pixel_size.visible = True
-            self.pixel_size_note.value = (
-                f"⚠ Layer '{layer.name}' has no physical pixel size (scale 1, no µm unit). "
-                "Enter the pixel size in µm: the assay's sizes and thresholds are in µm and "
-                "would be meaningless in pixels.")
+            self.pixel_size_note.value = self.missing_pixel_size_note(layer)
         else:
             self.pixel_size.visible = False
             self.pixel_size_note.value = f"pixel size {px:g} µm (from the layer scale)"
+
+    def missing_pixel_size_note(self, layer: Any) -> str:
+        """Return what the dock says when ``layer`` has no physical pixel size."""
+        return (f"⚠ Layer '{layer.name}' has no physical pixel size (scale 1, no µm unit). "
+                "Enter the pixel size in µm (it is set on the layer, for every dock): the "
+                "assay's sizes and thresholds are in µm and would be meaningless in pixels.")
 
     def resolve_pixel_size(self, layer: Any) -> float:
         """Pixel size in µm for ``layer``: its scale, else the field, else PixelSizeError."""
@@ -186,7 +241,9 @@ class RunnerWidget(QWidget):
         if px is not None:
             return px
         if self.pixel_size.value > 0:
-            return float(self.pixel_size.value)
+            px = float(self.pixel_size.value)
+            self.set_pixel_size(layer, px)
+            return px
         self.update_pixel_size_state()
         raise PixelSizeError(
             f"layer '{layer.name}' has no physical pixel size (its scale is 1 pixel and nothing "

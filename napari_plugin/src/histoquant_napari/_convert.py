@@ -20,6 +20,7 @@ import pandas as pd
 
 from histoquant.errors import ChannelError, PixelSizeError, RegionError
 from histoquant.io import Image
+from histoquant.io.channel_roles import channel_colours, display_colour
 from histoquant.rois import Polygon, Region, mask_to_polygons
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "channel_colormap",
     "image_to_layer_data",
     "layer_pixel_size",
+    "set_layer_pixel_size",
     "layer_image_name",
     "layers_to_image",
     "regions_to_shapes_data",
@@ -37,35 +39,16 @@ __all__ = [
 META_KEY = "histoquant"
 """Key of the dict the plugin stores in ``layer.metadata`` (path, pixel size, channel)."""
 
-# Checked in order: the first pattern that matches the channel name picks the colormap. "far red"
-# and "evans" must win over the plain "red" of the red rule further down.
-_COLOUR_RULES: tuple[tuple[str, str], ...] = (
-    (r"dapi|hoechst|nuclei|nuclear|\b405\b", "blue"),
-    (r"gfp|fitc|green|\b488\b", "green"),
-    (r"evb|evans|far.?red|cy5|\b6[34][07]\b|alexa.?6", "magenta"),
-    (r"vessel|lectin|cd31|reca|endothel|endomucin|\bv\b", "cyan"),
-    (r"pericyte|pdgfr|ng2|desmin", "yellow"),
-    (r"auto.?fl|^af$|reference|background", "gray"),
-    (r"rfp|tritc|cy3|tomato|mcherry|\b5[5-9]\d\b", "red"),
-    (r"red", "magenta"),
-)
-_FALLBACK_COLOURS = ("green", "magenta", "cyan", "yellow", "blue", "red")
+def channel_colormap(name: str, index: int = 0, n_channels: int = 1,
+                     colour: str | None = None) -> str:
+    """Return a napari colormap name for a fluorescence channel.
 
-
-def channel_colormap(name: str, index: int = 0, n_channels: int = 1) -> str:
-    """Return a napari colormap name for a fluorescence channel, chosen from its name.
-
-    DAPI → blue, GFP → green, Evans Blue / far red / red → magenta, vessel markers → cyan,
-    pericyte markers → yellow, autofluorescence → gray. An unknown name gets gray when it is the
-    only channel and otherwise a colour from a fixed cycle by its index.
+    The file's own display colour (``colour``, from its LUT) first, then the channel's name
+    (DAPI → blue, GFP → green, Evans Blue / far red → magenta, vessel markers → cyan,
+    pericyte markers → yellow, autofluorescence → gray), then gray for a lone channel or a
+    fixed cycle by index: :func:`histoquant.io.channel_roles.display_colour`.
     """
-    lowered = str(name).strip().lower()
-    for pattern, colour in _COLOUR_RULES:
-        if re.search(pattern, lowered):
-            return colour
-    if n_channels == 1:
-        return "gray"
-    return _FALLBACK_COLOURS[index % len(_FALLBACK_COLOURS)]
+    return display_colour(name, colour, index, n_channels)
 
 
 def _level0(data: Any) -> Any:
@@ -103,6 +86,8 @@ def image_to_layer_data(image: Image) -> list[tuple[Any, dict[str, Any], str]]:
     if px is not None:
         common["units"] = ("micrometer",) * len(scale)
 
+    colours = channel_colours(image)
+
     def meta(channel: str | None, index: int | None) -> dict[str, Any]:
         return {META_KEY: {
             "path": str(image.path) if image.path is not None else None,
@@ -110,6 +95,7 @@ def image_to_layer_data(image: Image) -> list[tuple[Any, dict[str, Any], str]]:
             "pixel_size_um": px,
             "channel": channel,
             "channel_index": index,
+            "channel_color": colours[index] if index is not None else None,
             "channel_names": list(image.channel_names),
             "rgb": bool(image.rgb),
         }}
@@ -122,14 +108,16 @@ def image_to_layer_data(image: Image) -> list[tuple[Any, dict[str, Any], str]]:
         name = image.channel_names[0]
         generic = re.fullmatch(r"C\d+", name) is not None
         return [(data, {**common, "name": image.name if generic else f"{image.name} [{name}]",
-                        "colormap": "gray" if generic else channel_colormap(name),
+                        "colormap": "gray" if generic and colours[0] is None
+                        else channel_colormap(name, colour=colours[0]),
                         "metadata": meta(name, 0)}, "image")]
     out = []
     n = image.n_channels
     for i, name in enumerate(image.channel_names):
         out.append((_channel_view(image.data, i),
                     {**common, "name": f"{image.name} [{name}]",
-                     "colormap": channel_colormap(name, i, n), "blending": "additive",
+                     "colormap": channel_colormap(name, i, n, colours[i]),
+                     "blending": "additive",
                      "metadata": meta(name, i)}, "image"))
     return out
 
@@ -165,6 +153,43 @@ def layer_pixel_size(layer: Any) -> float | None:
     if sx == 1.0 and not info.get("pixel_size_um") and not _has_physical_units(layer):
         return None
     return sx
+
+
+def set_layer_pixel_size(layers: Sequence[Any], pixel_size_um: float) -> None:
+    """Give image layers a physical pixel size: their Y/X scale in µm, with µm units.
+
+    What a user types once in a dock lands here, on the layers, so every dock, the scale bar
+    and the coordinates read the same value (:func:`layer_pixel_size`).
+
+    Parameters
+    ----------
+    layers : sequence of layers
+        The image layers of one image (its channels).
+    pixel_size_um : float
+        µm per pixel; must be positive and finite.
+
+    Raises
+    ------
+    PixelSizeError
+        A pixel size that is not a positive finite number.
+    """
+    px = float(pixel_size_um)
+    if not np.isfinite(px) or px <= 0:
+        raise PixelSizeError(f"a pixel size must be a positive number of µm, not {px!r}")
+    for layer in layers:
+        # metadata and units first: the scale event is what docks listen to
+        meta = dict(getattr(layer, "metadata", None) or {})
+        info = dict(meta.get(META_KEY) or {})
+        info["pixel_size_um"] = px
+        meta[META_KEY] = info
+        layer.metadata = meta
+        scale = list(layer.scale)
+        scale[-2:] = [px, px]
+        try:
+            layer.units = ("micrometer",) * len(scale)
+        except (AttributeError, ValueError):  # pragma: no cover - napari without units
+            pass
+        layer.scale = scale
 
 
 def _as_array(data: Any) -> Any:
