@@ -87,3 +87,16 @@ def test_rgb_box_lists_rgb_layers_only(make_napari_viewer, monkeypatch, rgb_file
     items = [w.role_widgets["image"].native.itemText(i)
              for i in range(w.role_widgets["image"].native.count())]
     assert items == [rgb.name]
+
+
+def test_save_csv_proposes_the_images_folder_and_a_telling_name(make_napari_viewer, qtbot,
+                                                                 monkeypatch, rgb_file, notes):
+    monkeypatch.setattr(aw, "available_assays", lambda: dict(SPECS))
+    viewer = make_napari_viewer()
+    _open(viewer, rgb_file)
+    w = aw.AssayWidget(viewer, assay="fake-count")
+    wait_run(qtbot, w)
+    assert w.last_error is None, w.last_error
+    proposed = w.table.default_path("summary")
+    assert proposed.parent == rgb_file.parent
+    assert proposed.name == f"{w.last_result.image}_fake-count_summary.csv"

@@ -350,11 +350,20 @@ def test_sample_data_finds_example_or_explains(monkeypatch, tmp_path, rgb_file):
 def test_result_layers_colour_objects_by_class():
     from histoquant.results import AssayResult
     from histoquant_napari._results import (
+        CLASS_COLOURS,
         KEPT_COLOURS,
         SET_ASIDE_COLOURS,
+        class_colour,
         class_colours,
         result_layer_data,
     )
+
+    # Fixed per class name: the same colour whatever else is in the table, or its order.
+    auto, gfp = CLASS_COLOURS["autofluorescent"], CLASS_COLOURS["gfp_cell"]
+    assert auto in SET_ASIDE_COLOURS and gfp in KEPT_COLOURS and auto != gfp
+    assert class_colour("rejected_by_model") in SET_ASIDE_COLOURS
+    assert class_colour("my_cells") in KEPT_COLOURS
+    assert class_colour("my_cells") == class_colour("my_cells")
 
     labels = np.zeros((10, 10), np.int32)
     labels[1:3, 1:3], labels[5:8, 5:8] = 1, 2
@@ -363,11 +372,11 @@ def test_result_layers_colour_objects_by_class():
                             "class": ["autofluorescent", "gfp_cell"]})
     result = AssayResult("a", "x", objects, pd.DataFrame({"image": ["x"]}), labels=labels,
                          masks={"positive": labels > 0}, pixel_size_um=0.5)
-    assert class_colours(objects) == {"autofluorescent": SET_ASIDE_COLOURS[0],
-                                      "gfp_cell": KEPT_COLOURS[0]}
+    assert class_colours(objects) == {"autofluorescent": auto, "gfp_cell": gfp}
+    assert class_colours(objects.iloc[::-1]) == {"gfp_cell": gfp, "autofluorescent": auto}
     (lab, kw, kind), (mask, mkw, mkind) = result_layer_data(result, scale=(0.5, 0.5))
     assert kind == mkind == "labels" and kw["name"] == "objects · a · x"
-    assert kw["colormap"][1] == SET_ASIDE_COLOURS[0] and kw["colormap"][2] == KEPT_COLOURS[0]
+    assert kw["colormap"][1] == auto and kw["colormap"][2] == gfp
     assert list(kw["features"]["index"]) == [1, 2] and lab is labels
     assert mask.dtype == np.uint8 and not mkw["visible"]
     # Without a label image, objects with centroids become points (in pixels, on the µm grid).
@@ -375,7 +384,7 @@ def test_result_layers_colour_objects_by_class():
     ((pts, pkw, pkind),) = result_layer_data(result, scale=(0.5, 0.5))
     assert pkind == "points"
     np.testing.assert_allclose(pts, [[2.0, 2.0], [12.0, 12.0]])
-    assert pkw["border_color"] == [SET_ASIDE_COLOURS[0], KEPT_COLOURS[0]]
+    assert pkw["border_color"] == [auto, gfp]
 
 
 def test_layers_to_image_keeps_lazy_data_lazy_and_drops_alpha():

@@ -228,7 +228,10 @@ class AnatomyWidget(RunnerWidget):
         found_names = ", ".join(dict.fromkeys(r.name for r in regions))
         self.status.setText(f"{len(regions)} region(s): {found_names}")
         if result is not None:
-            self.table.set_tables(result_tables(result))
+            path = self.layer_info(job.reference).get("path")
+            self.table.set_tables(result_tables(result),
+                                  folder=Path(path).parent if path else None,
+                                  prefix=f"{result.image}_anatomy")
             for message in result.warnings:
                 _notify.warning(message)
 

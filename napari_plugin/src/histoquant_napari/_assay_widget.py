@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import ComboBox, Container
@@ -367,7 +368,10 @@ class AssayWidget(RunnerWidget):
             # The objects layer is the one to hover (its features are the objects table).
             self.viewer.layers.selection.active = layers[0]
         self.last_result = result
-        self.table.set_tables(result_tables(result))
+        path = self.layer_info(ref).get("path")
+        self.table.set_tables(result_tables(result),
+                              folder=Path(path).parent if path else None,
+                              prefix=f"{result.image}_{result.assay}")
         legend = "  ".join(f"<span style='color:{c}'>■</span> {name}"
                            for name, c in class_colours(result.objects).items())
         self.status.setText(f"{result.assay}: {len(result.objects)} object(s) in "

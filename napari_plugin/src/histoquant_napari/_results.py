@@ -15,30 +15,45 @@ import pandas as pd
 
 from histoquant.results import AssayResult
 
-__all__ = ["result_layer_data", "result_layer_name", "class_colours"]
+__all__ = ["result_layer_data", "result_layer_name", "class_colours", "class_colour"]
 
-#: Colours of object classes: cool ones for what an assay keeps, warm ones for classes whose
-#: name says they were set aside (autofluorescent, rejected, no_nucleus, ...).
-KEPT_COLOURS = ("#00e676", "#40c4ff", "#e040fb", "#b2ff59", "#18ffff")
-SET_ASIDE_COLOURS = ("#ff5252", "#ffd740", "#ffab40", "#ff80ab", "#bcaaa4")
+#: Colours of object classes, from the Okabe–Ito palette (told apart with the common colour
+#: vision deficiencies): cool ones for what an assay keeps, warm ones for classes whose name
+#: says they were set aside (autofluorescent, rejected, no_nucleus, ...).
+KEPT_COLOURS = ("#009e73", "#56b4e9", "#0072b2", "#f0e442")
+SET_ASIDE_COLOURS = ("#d55e00", "#e69f00", "#cc79a7", "#999999")
+#: The classes the assays report, each with its own colour in every run and every image.
+CLASS_COLOURS = {
+    "motor_neuron": "#009e73", "gfp_cell": "#56b4e9", "pericyte": "#f0e442",
+    "vessel": "#0072b2", "other": "#999999", "autofluorescent": "#d55e00",
+    "debris": "#e69f00", "no_nucleus": "#cc79a7", "rejected": "#d55e00",
+}
 _SET_ASIDE = re.compile(r"reject|autofluor|^no_|^not_|^non_|artifact|artefact|exclud|debris|"
                         r"noise|fail|outside|too_|small|decoy|^other$|^unknown$")
+
+
+def class_colour(name: str) -> str:
+    """Return the colour of an object class: fixed by its name, never by order of appearance.
+
+    The assays' own classes have theirs (:data:`CLASS_COLOURS`); any other name (a learned
+    model's classes) takes one of :data:`SET_ASIDE_COLOURS` when its name says it was set
+    aside, else one of :data:`KEPT_COLOURS`, picked by a checksum of the name so that it is
+    the same in every run and session.
+    """
+    import zlib
+
+    if name in CLASS_COLOURS:
+        return CLASS_COLOURS[name]
+    palette = SET_ASIDE_COLOURS if _SET_ASIDE.search(name.lower()) else KEPT_COLOURS
+    return palette[zlib.crc32(name.encode()) % len(palette)]
 
 
 def class_colours(objects: pd.DataFrame) -> dict[str, str]:
     """Return a colour per value of the objects' ``class`` column (empty when there is none)."""
     if "class" not in objects.columns or objects.empty:
         return {}
-    out: dict[str, str] = {}
-    kept = aside = 0
-    for c in dict.fromkeys(str(c) for c in objects["class"]):
-        if _SET_ASIDE.search(c.lower()):
-            out[c] = SET_ASIDE_COLOURS[aside % len(SET_ASIDE_COLOURS)]
-            aside += 1
-        else:
-            out[c] = KEPT_COLOURS[kept % len(KEPT_COLOURS)]
-            kept += 1
-    return out
+    return {c: class_colour(c) for c in dict.fromkeys(str(c) for c in objects["class"])}
+
 
 LayerData = tuple[Any, dict[str, Any], str]
 

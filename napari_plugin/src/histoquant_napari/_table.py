@@ -113,6 +113,9 @@ class ResultTable(QWidget):
         super().__init__(parent)
         self.tables: dict[str, pd.DataFrame] = {}
         self.turned = False
+        #: Where Save CSV proposes to write, and the file name's start (image and assay).
+        self.default_folder: Path | None = None
+        self.default_prefix = ""
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         head = QHBoxLayout()
@@ -144,11 +147,15 @@ class ResultTable(QWidget):
     def summary(self) -> pd.DataFrame:
         return self.tables.get("summary", pd.DataFrame())
 
-    def set_tables(self, tables: dict[str, pd.DataFrame] | pd.DataFrame) -> None:
+    def set_tables(self, tables: dict[str, pd.DataFrame] | pd.DataFrame, *,
+                   folder: str | Path | None = None, prefix: str = "") -> None:
         """Keep ``tables`` (name → DataFrame) and show the first.
 
-        A lone DataFrame is the summary.
+        A lone DataFrame is the summary. ``folder`` (the image's) and ``prefix`` (say
+        ``"section1_motor-neurons"``) make Save CSV's proposal ``folder/prefix_table.csv``.
         """
+        self.default_folder = Path(folder) if folder else None
+        self.default_prefix = prefix
         if isinstance(tables, pd.DataFrame):
             tables = {"summary": tables}
         self.tables = {k: v for k, v in tables.items() if isinstance(v, pd.DataFrame)}
@@ -170,6 +177,27 @@ class ResultTable(QWidget):
         self.save_button.setEnabled(bool(self.tables))
         self.choice.setVisible(len(self.tables) > 1)
 
+    def default_path(self, table: str) -> Path:
+        """Return where Save CSV proposes to write ``table``: the image's folder, a telling name.
+
+        Parameters
+        ----------
+        table : str
+            The table's name (``summary``, ``objects``, ...).
+
+        Returns
+        -------
+        pathlib.Path
+            ``<image folder>/<image>_<assay>_<table>.csv``; the home folder when the image
+            has no file.
+        """
+        from histoquant.io.safe_paths import safe_name
+
+        stem = f"{self.default_prefix}_{table}" if self.default_prefix else table
+        folder = self.default_folder if self.default_folder is not None and \
+            self.default_folder.is_dir() else Path.home()
+        return folder / f"{safe_name(stem)}.csv"
+
     def save_csv(self, path: str | Path | None = None, table: str | None = None) -> Path | None:
         """Write the table shown (or ``table``) to ``path``, asked for when not given."""
         from histoquant.output import write_csv
@@ -180,7 +208,8 @@ class ResultTable(QWidget):
         if name not in self.tables:
             return None
         if path is None:
-            chosen, _ = QFileDialog.getSaveFileName(self, f"Save {name}", f"{name}.csv",
+            chosen, _ = QFileDialog.getSaveFileName(self, f"Save {name}",
+                                                    str(self.default_path(name)),
                                                     "CSV files (*.csv)")
             if not chosen:
                 return None
