@@ -140,7 +140,7 @@ class AnatomyWidget(RunnerWidget):
             scroll.setMinimumHeight(140)
             self._layout.addWidget(scroll)
             self._layout.addLayout(self.params_buttons())
-        self._layout.addWidget(self.run_button)
+        self._layout.addLayout(self.run_buttons())
         self.run_button.setText("Find regions")
         self._layout.addWidget(self.progress_bar)
         self._layout.addWidget(self.status)

@@ -123,7 +123,7 @@ class AssayWidget(RunnerWidget):
         self._params_scroll.setMinimumHeight(160)
         self._layout.addWidget(self._params_scroll)
         self._layout.addLayout(self.params_buttons())
-        self._layout.addWidget(self.run_button)
+        self._layout.addLayout(self.run_buttons())
         self._layout.addWidget(self.progress_bar)
         self._layout.addWidget(self.status)
         self.table = ResultTable(self, title="Results")

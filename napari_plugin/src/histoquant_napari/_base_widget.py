@@ -58,6 +58,10 @@ def while_alive(method: Callable[..., Any]) -> Callable[..., None]:
     return call
 
 
+class RunCancelled(Exception):
+    """Raised inside a run's worker thread, at its next progress report, after Cancel."""
+
+
 class _Relay(QObject):
     """Carries progress from the worker thread to the GUI thread (queued by Qt)."""
 
@@ -133,6 +137,14 @@ class RunnerWidget(QWidget):
         self.pixel_size_note.native.setWordWrap(True)
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(lambda: self.run())
+        # A run can be cancelled (button, or closing the dock): the worker stops at its next
+        # progress report and its result, if one still comes, is dropped.
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop this run; nothing is added to the viewer")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(lambda: self.cancel())
+        self._cancel_requested = False
+        self._closed = False
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
@@ -341,11 +353,15 @@ class RunnerWidget(QWidget):
             self.run_finished.emit()
             return None
         self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self._cancel_requested = False
         self.progress_bar.setValue(0)
         self.status.setText("running…")
         relay = self._relay
 
         def progress(fraction: float, message: str = "") -> None:
+            if self._cancel_requested:
+                raise RunCancelled("cancelled")
             relay.progress.emit(float(fraction), str(message))
 
         worker = create_worker(self.compute, job, progress,
@@ -360,7 +376,46 @@ class RunnerWidget(QWidget):
         if message:
             self.status.setText(message)
 
+    def cancel(self) -> None:
+        """Cancel the run in progress: it stops at its next progress report, adding nothing."""
+        if self.worker is None:
+            return
+        self._cancel_requested = True
+        self.cancel_button.setEnabled(False)
+        if not self._closed:
+            self.status.setText("cancelling…")
+
+    def event(self, ev: Any) -> bool:
+        """Treat being taken out of the window as closing (napari unparents a closed dock)."""
+        from qtpy.QtCore import QEvent
+
+        if ev.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked, self._closed = True, False
+            elif getattr(self, "_docked", False) and not self._closed:
+                self._closed = True
+                self.cancel()
+        return super().event(ev)
+
+    def closeEvent(self, event: Any) -> None:
+        """Cancel the run when the dock closes; a result that still arrives is dropped."""
+        self._closed = True
+        self.cancel()
+        super().closeEvent(event)
+
+    def _dead(self) -> bool:
+        """Whether the dock was closed or its Qt object deleted (results must not land)."""
+        if self._closed:
+            return True
+        try:
+            self.objectName()
+        except RuntimeError:
+            return True
+        return False
+
     def _on_returned(self, job: Any, result: Any) -> None:
+        if self._cancel_requested or self._dead():
+            return
         try:
             self.show_result(job, result)
         except Exception as exc:  # a display problem must not take napari down
@@ -369,6 +424,11 @@ class RunnerWidget(QWidget):
         self.progress_bar.setValue(1000)
 
     def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, RunCancelled) or self._dead():
+            if not self._dead():
+                self.status.setText("cancelled")
+                self.progress_bar.setValue(0)
+            return
         message = _notify.describe(exc)
         self.last_error = message
         self.status.setText(f"failed: {message}")
@@ -376,10 +436,22 @@ class RunnerWidget(QWidget):
 
     def _on_finished(self) -> None:
         self.worker = None
+        try:
+            self.objectName()
+        except RuntimeError:  # the dock was deleted: nothing left to update
+            return
+        self.cancel_button.setEnabled(False)
         self.run_button.setEnabled(True)
         self.run_finished.emit()
 
     # -- helpers for subclasses --------------------------------------------------------------
+
+    def run_buttons(self) -> QHBoxLayout:
+        """Run and Cancel side by side."""
+        row = QHBoxLayout()
+        row.addWidget(self.run_button, stretch=1)
+        row.addWidget(self.cancel_button)
+        return row
 
     def add_or_update(self, data: Any, kwargs: dict[str, Any], kind: str) -> Any:
         """Add a layer, or replace the data and features of the existing layer of that name.
