@@ -19,7 +19,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .errors import ParamsError
 
@@ -214,7 +214,13 @@ class AssayParams:
     result, infinity overflows inside the assays), within the field's range, one of its
     choices. Every problem is collected and raised at once as a
     :class:`ParamsValidationError`.
+
+    ``common`` names the few parameters a histologist changes most (say the minimum soma
+    diameter); forms show them first and fold the rest (engine options, advanced) away.
     """
+
+    #: The parameters shown first; the rest are folded away in the GUI. Empty: all shown.
+    common: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         """Validate every field (finite, in range, an allowed choice); raise on any problem."""

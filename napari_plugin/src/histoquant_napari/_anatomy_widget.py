@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from magicgui.widgets import Container, FloatSpinBox, Label, Select
@@ -89,6 +90,8 @@ class _Job:
     params: Any
     reference: Any
     tolerance_px: float
+    geometry: Any = None
+    layer_name: str = "regions"
 
 
 class AnatomyWidget(RunnerWidget):
@@ -205,22 +208,30 @@ class AnatomyWidget(RunnerWidget):
         params = self.params_form.params() if self.params_form is not None else None
         # Without a pixel size the outline keeps one-pixel precision (areas are not reported
         # then either).
+        # The reference layer's geometry, read here on the GUI thread for the worker.
+        geometry = SimpleNamespace(scale=tuple(layer.scale), translate=tuple(layer.translate),
+                                   units=getattr(layer, "units", None))
         return _Job(image, names, params, layer,
-                    float(self.tolerance.value) / px if px else 1.0)
+                    float(self.tolerance.value) / px if px else 1.0, geometry,
+                    f"{self.image_name(layer)} regions")
 
     def compute(self, job: _Job, progress: Callable[[float, str], None]
-                ) -> tuple[list[Region], AssayResult | None]:
-        return find_regions(job.image, job.names, job.params, progress)
-
-    def show_result(self, job: _Job, found: tuple[list[Region], AssayResult | None]) -> None:
-        regions, result = found
+                ) -> tuple[list[Region], AssayResult | None, Any]:
+        regions, result = find_regions(job.image, job.names, job.params, progress)
         if not regions:
             raise RegionError("none of the ticked regions was found in this image")
+        # Outline simplification and the shapes' data are built here, on the worker thread:
+        # on a whole section they took seconds of a frozen viewer on the GUI thread.
+        progress(1.0, "building the shapes")
+        shapes = shapes_layer_kwargs(regions, job.geometry, name=job.layer_name,
+                                     tolerance_px=job.tolerance_px)
+        return regions, result, shapes
+
+    def show_result(self, job: _Job, found: tuple[list[Region], AssayResult | None, Any]
+                    ) -> None:
+        regions, result, (data, kwargs) = found
         self.last_regions = regions
         self.last_result = result
-        name = f"{self.image_name(job.reference)} regions"
-        data, kwargs = shapes_layer_kwargs(regions, job.reference, name=name,
-                                           tolerance_px=job.tolerance_px)
         kwargs["metadata"] = {"histoquant": {"image": self.image_name(job.reference)}}
         self.regions_layer = self.add_or_update(data, kwargs, "shapes")
         self.shapes_choice.reset_choices()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from magicgui.widgets import ComboBox, Container
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QWidget
 
@@ -26,7 +27,14 @@ from histoquant.params import AssayParams
 from histoquant.results import AssayResult
 
 from . import _notify
-from ._base_widget import RunnerWidget, compact, image_choices, layer_combo, shapes_choices
+from ._base_widget import (
+    RunnerWidget,
+    compact,
+    image_choices,
+    layer_combo,
+    shapes_choices,
+    while_alive,
+)
 from ._convert import layers_to_image
 from ._params_form import ParamsForm
 from ._results import class_colours, result_layer_data
@@ -127,6 +135,7 @@ class AssayWidget(RunnerWidget):
         self._layout.addWidget(self.progress_bar)
         self._layout.addWidget(self.status)
         self.table = ResultTable(self, title="Results")
+        self.table.row_chosen.connect(self._row_chosen)
         self._layout.addWidget(self.table, stretch=1)
         self.assay_choice.changed.connect(self._build_for_assay)
         self._build_for_assay(first)
@@ -364,6 +373,12 @@ class AssayWidget(RunnerWidget):
                 position=job.spec.positions[0]):
             layers.append(self.add_or_update(data, kwargs, kind))
         self.result_layers = layers
+        self._result_geometry = (tuple(float(v) for v in ref.translate[-2:]),)
+        if getattr(self, "_picker", None) is None:
+            self._picker = while_alive(self._pick_object)  # the layer outlives the dock
+        if layers and kind_of(layers[0]) == "labels" and \
+                self._picker not in layers[0].mouse_drag_callbacks:
+            layers[0].mouse_drag_callbacks.append(self._picker)
         if layers:
             # The objects layer is the one to hover (its features are the objects table).
             self.viewer.layers.selection.active = layers[0]
@@ -379,6 +394,72 @@ class AssayWidget(RunnerWidget):
                                                                   else ""))
         for message in result.warnings:
             _notify.warning(message)
+
+
+    # -- table ↔ viewer -------------------------------------------------------------------------
+
+    def _row_chosen(self, table: str, index: int) -> None:
+        """Centre the viewer on the object of a clicked objects row and mark it."""
+        result = self.last_result
+        if result is None or table != "objects" or index >= len(result.objects):
+            return
+        self.focus_object(index)
+
+    def focus_object(self, index: int) -> None:
+        """Centre the view on object row ``index`` and ring it in a ``selected`` layer.
+
+        Parameters
+        ----------
+        index : int
+            Row of ``last_result.objects``.
+        """
+        result = self.last_result
+        ycol, xcol = self.spec.positions[0]
+        row = result.objects.iloc[index]
+        if ycol not in row or xcol not in row:
+            return
+        ty, tx = self._result_geometry[0]
+        y, x = float(row[ycol]) + ty, float(row[xcol]) + tx
+        camera = viewer_camera(self.viewer)
+        center = list(camera.center)
+        center[-2:] = [y, x]
+        camera.center = tuple(center)
+        px = float(result.pixel_size_um or 1.0)
+        name = f"selected · {result.assay} · {result.image}"
+        kwargs = {"name": name, "size": 3.0 * np.sqrt(float(row.get("area_um2", 100.0))),
+                  "border_color": "white", "face_color": "transparent", "symbol": "ring",
+                  "border_width": 0.15, "scale": (px, px),
+                  "translate": self._result_geometry[0]}
+        data = np.array([[float(row[ycol]) / px, float(row[xcol]) / px]])
+        self.add_or_update(data, kwargs, "points")
+        if self.result_layers:
+            self.viewer.layers.selection.active = self.result_layers[0]
+        if "label" in row and self.result_layers and \
+                kind_of(self.result_layers[0]) == "labels":
+            self.result_layers[0].selected_label = int(row["label"])
+
+    def _pick_object(self, layer: Any, event: Any) -> None:
+        """Select, in the table, the row of the object clicked in the objects layer."""
+        result = self.last_result
+        if result is None or "label" not in result.objects.columns:
+            return
+        value = layer.get_value(event.position, world=True)
+        if value is None or int(value) == 0:
+            return
+        rows = np.flatnonzero(result.objects["label"].to_numpy() == int(value))
+        if len(rows):
+            self.table.select_row("objects", int(rows[0]))
+
+
+def viewer_camera(viewer: Any) -> Any:
+    """Return the viewer's camera (``viewer.scene.camera`` from napari 0.9)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def kind_of(layer: Any) -> str:
+    """Return a layer's kind in lower case (``labels``, ``points``, ...)."""
+    return layer.__class__.__name__.lower()
 
 
 # One class per assay for the manifest's Plugins-menu entries. Plain classes rather than ones

@@ -17,10 +17,12 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -30,7 +32,7 @@ from histoquant.errors import PixelSizeError
 from . import _notify
 from ._convert import META_KEY, layer_image_name, layer_pixel_size, set_layer_pixel_size
 
-__all__ = ["RunnerWidget", "image_choices", "shapes_choices"]
+__all__ = ["RunnerWidget", "image_choices", "shapes_choices", "scrolling_layout"]
 
 WHOLE_IMAGE = "whole image (no regions)"
 #: Wide enough for labelled parameters with units and a readable table column.
@@ -60,6 +62,41 @@ def while_alive(method: Callable[..., Any]) -> Callable[..., None]:
 
 class RunCancelled(Exception):
     """Raised inside a run's worker thread, at its next progress report, after Cancel."""
+
+
+#: The most height a dock asks for; more content scrolls (two docks fit a 1,080 px screen).
+DOCK_MAX_HINT_PX = 500
+
+
+class _DockScroll(QScrollArea):
+    """A scroll area as tall as its content, up to :data:`DOCK_MAX_HINT_PX`."""
+
+    def sizeHint(self) -> Any:
+        hint = super().sizeHint()
+        inner = self.widget()
+        if inner is not None:
+            hint.setHeight(min(inner.sizeHint().height() + 2 * self.frameWidth(),
+                               DOCK_MAX_HINT_PX))
+        return hint
+
+
+def scrolling_layout(widget: QWidget) -> QVBoxLayout:
+    """Give ``widget`` a scroll area and return the layout of its content.
+
+    A dock's minimum height is then the scroll area's, not its content's: two docks fit a
+    1,080 px screen, and the window shrinks back when one closes (issue #17).
+    """
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    scroll = _DockScroll(widget)
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    inner = QWidget()
+    scroll.setWidget(inner)
+    outer.addWidget(scroll)
+    layout = QVBoxLayout(inner)
+    layout.setContentsMargins(6, 6, 6, 6)
+    return layout
 
 
 class _Relay(QObject):
@@ -123,8 +160,7 @@ class RunnerWidget(QWidget):
         self.last_error: str | None = None
         self._relay = _Relay()
         self._relay.progress.connect(self._on_progress)
-        self._layout = QVBoxLayout(self)
-        self._layout.setContentsMargins(6, 6, 6, 6)
+        self._layout = scrolling_layout(self)
         self.pixel_size = FloatSpinBox(
             label="pixel size (µm)", min=0.0, max=1000.0, step=0.01, value=0.0,
             tooltip="Edge length of one pixel in µm. Needed because every threshold of the "
@@ -454,17 +490,58 @@ class RunnerWidget(QWidget):
         return row
 
     def add_or_update(self, data: Any, kwargs: dict[str, Any], kind: str) -> Any:
-        """Add a layer, or replace the data and features of the existing layer of that name.
+        """Add a layer, or update the existing layer of that name in place.
 
-        Re-running an assay updates its result layers instead of piling up copies.
+        Re-running an assay updates its result layers — data, features, colours — instead of
+        removing and re-adding them: no layer-list churn, the user's visibility, opacity and
+        selection stay, and the viewer does not rebuild them (issue #17). Shapes, whose
+        shape types may change, are replaced.
         """
         name = kwargs["name"]
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             if layer.__class__.__name__.lower() == kind:
+                if kind in ("labels", "points", "image") and update_layer(layer, data, kwargs):
+                    return layer
                 self.viewer.layers.remove(layer)
         add = getattr(self.viewer, f"add_{kind}")
         return add(data, **kwargs)
+
+
+#: What a rerun sets on an existing result layer after its data, in this order; visibility,
+#: opacity and blending stay the user's.
+_UPDATED = ("features", "colormap", "border_color", "face_color", "size", "metadata")
+
+
+def update_layer(layer: Any, data: Any, kwargs: dict[str, Any]) -> bool:
+    """Update ``layer`` in place to ``data`` and the settings of ``kwargs``.
+
+    Parameters
+    ----------
+    layer : napari layer
+        A Labels, Points or Image layer.
+    data : array-like
+        Its new data.
+    kwargs : dict
+        The keyword arguments the layer would be added with.
+
+    Returns
+    -------
+    bool
+        Whether it was updated (False: the caller replaces the layer).
+    """
+    try:
+        # geometry first, so that the data lands on the right grid
+        for key in ("scale", "translate", "units"):
+            if key in kwargs:
+                setattr(layer, key, kwargs[key])
+        layer.data = data
+        for key in _UPDATED:
+            if key in kwargs:
+                setattr(layer, key, kwargs[key])
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return False
+    return True
 
 
 def layer_combo(label: str, choices: Callable[[Any], list], *, tooltip: str = "",

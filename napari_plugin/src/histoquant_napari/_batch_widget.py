@@ -28,13 +28,13 @@ from magicgui.widgets import (
     SpinBox,
 )
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
 from histoquant.errors import ParamsError
 
 from . import _notify
 from ._assay_widget import assay_specs
-from ._base_widget import WIDGET_MIN_WIDTH
+from ._base_widget import WIDGET_MIN_WIDTH, scrolling_layout
 from ._table import ResultTable
 
 __all__ = ["BatchWidget", "BatchCancelled"]
@@ -147,8 +147,7 @@ class BatchWidget(QWidget):
         if "resume" in accepted:
             widgets.append(self.resume)
         self.form = Container(widgets=[*widgets, note], labels=True)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
+        layout = scrolling_layout(self)
         layout.addWidget(self.form.native)
         buttons = QHBoxLayout()
         self.run_button = QPushButton("Run batch")

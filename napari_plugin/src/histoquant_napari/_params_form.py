@@ -16,7 +16,15 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
 
 from histoquant.errors import ParamsError
 from histoquant.params import AssayParams
@@ -84,8 +92,32 @@ class ParamsForm(Container):
         self.params_cls = params_cls
         self._info = {i["name"]: i for i in params_cls.field_info()}
         self._kinds: dict[str, str] = {}
-        for info in self._info.values():
-            self.append(self._make(info))
+        # The parameters a histologist changes most first; the rest folded behind a toggle,
+        # so a dock fits a laptop screen (issue #17).
+        common = [n for n in getattr(params_cls, "common", ()) if n in self._info]
+        rest = [n for n in self._info if n not in common]
+        for name in common:
+            self.append(self._make(self._info[name]))
+        self.more_names: list[str] = rest if common else []
+        self.more_toggle: PushButton | None = None
+        if common and rest:
+            self.more_toggle = PushButton(text="", name="more_parameters")
+            self.more_toggle.changed.connect(lambda *_: self.show_more(not self._more_shown))
+            self.append(self.more_toggle)
+        for name in rest:
+            self.append(self._make(self._info[name]))
+        self._more_shown = True
+        if self.more_toggle is not None:
+            self.show_more(False)
+
+    def show_more(self, shown: bool) -> None:
+        """Unfold (``True``) or fold the parameters that are not among ``common``."""
+        self._more_shown = bool(shown)
+        for name in self.more_names:
+            self[name].visible = self._more_shown
+        if self.more_toggle is not None:
+            arrow = "▾" if self._more_shown else "▸"
+            self.more_toggle.text = f"{arrow} more parameters ({len(self.more_names)})"
 
     # -- building ------------------------------------------------------------------------------
 

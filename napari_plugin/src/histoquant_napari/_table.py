@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -15,6 +16,7 @@ from qtpy.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -109,6 +111,9 @@ class ResultTable(QWidget):
     table the core returned with :func:`histoquant.output.write_csv`.
     """
 
+    #: ``(table name, row index)`` when the user clicks a row (a column when turned).
+    row_chosen = Signal(str, int)
+
     def __init__(self, parent: QWidget | None = None, title: str = "Results"):
         super().__init__(parent)
         self.tables: dict[str, pd.DataFrame] = {}
@@ -119,6 +124,13 @@ class ResultTable(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         head = QHBoxLayout()
+        # The table folds away (it starts folded until there is something to show).
+        self.fold_button = QToolButton()
+        self.fold_button.setCheckable(True)
+        self.fold_button.setAutoRaise(True)
+        self.fold_button.setToolTip("Show or hide the table")
+        self.fold_button.toggled.connect(self.set_expanded)
+        head.addWidget(self.fold_button)
         self.title = QLabel(f"<b>{title}</b>")
         head.addWidget(self.title)
         self.choice = QComboBox()
@@ -130,6 +142,7 @@ class ResultTable(QWidget):
         layout.addLayout(head)
         self.table = QTableWidget(self)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.cellClicked.connect(self._clicked)
         self.table.setMinimumHeight(120)
         layout.addWidget(self.table)
         self.save_button = QPushButton("Save CSV…")
@@ -137,6 +150,42 @@ class ResultTable(QWidget):
         self.save_button.clicked.connect(lambda: self.save_csv())
         layout.addWidget(self.save_button)
         self._update()
+        self.set_expanded(False)
+
+    @property
+    def expanded(self) -> bool:
+        """Whether the table is shown (not folded)."""
+        return not self.table.isHidden()
+
+    def set_expanded(self, shown: bool) -> None:
+        """Show (``True``) or fold the table, its chooser and its Save button."""
+        shown = bool(shown)
+        for w in (self.table, self.save_button):
+            w.setVisible(shown)
+        self.choice.setVisible(shown and len(self.tables) > 1)
+        self.fold_button.blockSignals(True)
+        self.fold_button.setChecked(shown)
+        self.fold_button.blockSignals(False)
+        self.fold_button.setArrowType(Qt.ArrowType.DownArrow if shown
+                                      else Qt.ArrowType.RightArrow)
+
+    def _clicked(self, row: int, column: int) -> None:
+        # Turned, a table's rows are the columns of the view.
+        self.row_chosen.emit(self.current, column if self.turned else row)
+
+    def select_row(self, table: str, index: int) -> None:
+        """Show ``table`` and select its row ``index`` (a column when shown turned)."""
+        if table not in self.tables:
+            return
+        if self.current != table:
+            self.show_table(table)
+        self.set_expanded(True)
+        if self.turned:
+            self.table.selectColumn(index)
+            self.table.scrollToItem(self.table.item(0, index))
+        elif index < self.table.rowCount():
+            self.table.selectRow(index)
+            self.table.scrollToItem(self.table.item(index, 0))
 
     @property
     def current(self) -> str:
@@ -164,6 +213,7 @@ class ResultTable(QWidget):
         self.choice.addItems(list(self.tables))
         self.choice.blockSignals(False)
         self._show(self.current)
+        self.set_expanded(bool(self.tables))
         self._update()
 
     def show_table(self, name: str) -> None:
@@ -175,7 +225,7 @@ class ResultTable(QWidget):
 
     def _update(self) -> None:
         self.save_button.setEnabled(bool(self.tables))
-        self.choice.setVisible(len(self.tables) > 1)
+        self.choice.setVisible(len(self.tables) > 1 and not self.table.isHidden())
 
     def default_path(self, table: str) -> Path:
         """Return where Save CSV proposes to write ``table``: the image's folder, a telling name.
