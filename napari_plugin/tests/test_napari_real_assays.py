@@ -57,6 +57,7 @@ def test_assay_widget_on_example_equals_core(make_napari_viewer, qtbot, name, no
     core_image = read_image(path)
     assert tuple(image_layers[0].scale[-2:]) == (core_image.pixel_size_um,) * 2
     w = AssayWidget(viewer, assay=name)
+    w.show_masks.value = True  # the masks as layers too, to compare them with the core's
     viewer.window.add_dock_widget(w)
     assert not w.pixel_size_needed
     wait_run(qtbot, w, timeout=120000)

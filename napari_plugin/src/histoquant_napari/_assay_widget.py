@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container
+from magicgui.widgets import CheckBox, ComboBox, Container
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QWidget
 
 from histoquant.assays import AssaySpec, available_assays
@@ -175,11 +175,17 @@ class AssayWidget(RunnerWidget):
             tooltip="A Shapes layer of named regions (from the Anatomy widget, a region file, "
                     "or drawn by hand; the 'name' feature names each shape). 'whole image' "
                     "measures the whole image as region 'image'.")
-        widgets += [self.regions_choice, self.pixel_size, self.pixel_size_note]
+        if getattr(self, "show_masks", None) is None:
+            self.show_masks = CheckBox(
+                label="mask layers", value=False,
+                tooltip="Also add the assay's masks (positive, vessel, ...) as hidden Labels "
+                        "layers to check them; off, a result adds one layer and shows faster")
+        widgets += [self.regions_choice, self.show_masks, self.pixel_size,
+                    self.pixel_size_note]
         old = getattr(self, "form", None)
         if old is not None:
-            # The shared pixel-size widgets move to the new form; detach them first.
-            for w in (self.pixel_size, self.pixel_size_note):
+            # The shared widgets move to the new form; detach them first.
+            for w in (self.show_masks, self.pixel_size, self.pixel_size_note):
                 if w in old:
                     old.remove(w)
         self.form = Container(widgets=widgets, labels=True)
@@ -370,7 +376,7 @@ class AssayWidget(RunnerWidget):
         for data, kwargs, kind in result_layer_data(
                 result, scale=tuple(ref.scale[-2:]), translate=tuple(ref.translate[-2:]),
                 units=tuple(str(u) for u in units[-2:]) if units is not None else None,
-                position=job.spec.positions[0]):
+                position=job.spec.positions[0], masks=bool(self.show_masks.value)):
             layers.append(self.add_or_update(data, kwargs, kind))
         self.result_layers = layers
         self._result_geometry = (tuple(float(v) for v in ref.translate[-2:]),)

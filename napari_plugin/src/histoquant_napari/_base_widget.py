@@ -494,14 +494,13 @@ class RunnerWidget(QWidget):
 
         Re-running an assay updates its result layers — data, features, colours — instead of
         removing and re-adding them: no layer-list churn, the user's visibility, opacity and
-        selection stay, and the viewer does not rebuild them (issue #17). Shapes, whose
-        shape types may change, are replaced.
+        selection stay, and the viewer does not rebuild them (issue #17).
         """
         name = kwargs["name"]
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             if layer.__class__.__name__.lower() == kind:
-                if kind in ("labels", "points", "image") and update_layer(layer, data, kwargs):
+                if update_layer(layer, data, kwargs):
                     return layer
                 self.viewer.layers.remove(layer)
         add = getattr(self.viewer, f"add_{kind}")
@@ -510,7 +509,8 @@ class RunnerWidget(QWidget):
 
 #: What a rerun sets on an existing result layer after its data, in this order; visibility,
 #: opacity and blending stay the user's.
-_UPDATED = ("features", "colormap", "border_color", "face_color", "size", "metadata")
+_UPDATED = ("features", "colormap", "border_color", "face_color", "edge_color", "size",
+            "metadata")
 
 
 def update_layer(layer: Any, data: Any, kwargs: dict[str, Any]) -> bool:
@@ -519,7 +519,7 @@ def update_layer(layer: Any, data: Any, kwargs: dict[str, Any]) -> bool:
     Parameters
     ----------
     layer : napari layer
-        A Labels, Points or Image layer.
+        A Labels, Points, Shapes or Image layer.
     data : array-like
         Its new data.
     kwargs : dict
@@ -533,8 +533,14 @@ def update_layer(layer: Any, data: Any, kwargs: dict[str, Any]) -> bool:
     try:
         # geometry first, so that the data lands on the right grid
         for key in ("scale", "translate", "units"):
-            if key in kwargs:
+            # only when changed: each assignment re-checks the viewer's dimensions
+            if key in kwargs and tuple(str(v) for v in getattr(layer, key)) != \
+                    tuple(str(v) for v in kwargs[key]):
                 setattr(layer, key, kwargs[key])
+        if "shape_type" in kwargs:  # Shapes: each shape's type travels with its vertices
+            types = kwargs["shape_type"]
+            types = [types] * len(data) if isinstance(types, str) else list(types)
+            data = list(zip(data, types))
         layer.data = data
         for key in _UPDATED:
             if key in kwargs:

@@ -84,6 +84,7 @@ def result_layer_data(
     translate: tuple[float, float] = (0.0, 0.0),
     units: tuple[str, str] | None = None,
     position: tuple[str, str] = ("centroid_y_um", "centroid_x_um"),
+    masks: bool = True,
 ) -> list[LayerData]:
     """Layer data tuples showing ``result`` over the image it was measured on.
 
@@ -98,6 +99,9 @@ def result_layer_data(
     position : (str, str)
         The objects' (row, column) position columns in µm, as the assay declares them
         (``AssaySpec.positions[0]``); objects without a label image are drawn there.
+    masks : bool
+        Also one hidden Labels layer per mask of the result. Each Labels layer costs the
+        viewer ≈ 1 s to build on a laptop, so the dock adds them only when asked.
     """
     def name(what: str) -> str:
         return result_layer_name(what, result.assay, result.image)
@@ -124,7 +128,7 @@ def result_layer_data(
                              for lab, c in zip(feats["index"], feats["class"])})
                 kwargs["colormap"] = cmap
         out.append((labels, kwargs, "labels"))
-    for mask_name, mask in (result.masks or {}).items():
+    for mask_name, mask in (result.masks or {}).items() if masks else ():
         mask = np.asarray(mask)
         data = mask.astype(np.uint8) if mask.dtype == bool else mask
         out.append((data, {**common, "name": name(mask_name), "metadata": meta,
