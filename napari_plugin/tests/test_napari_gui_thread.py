@@ -82,3 +82,24 @@ def test_anatomy_rerun_updates_the_shapes_in_place(make_napari_viewer, qtbot, no
     # 0.13 s measured on the 2-core project machine under load; the margin covers the
     # worker thread holding the GIL inside a C routine, which the timer cannot tell apart.
     assert ticks.worst < 2 * STALL_S, f"the GUI thread was blocked {ticks.worst:.3f} s"
+
+
+def test_shapes_are_named_from_the_region_dropdown(make_napari_viewer, qtbot, notes):
+    import numpy as np
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((50, 50), np.uint8), name="img", scale=(2.0, 2.0))
+    w = AnatomyWidget(viewer)
+    square = np.array([[5, 5], [5, 20], [20, 20], [20, 5]], float)
+    shapes = viewer.add_shapes([square], shape_type="polygon", name="hand",
+                               features={"name": ["region"]},
+                               feature_defaults={"name": "region"})
+    w.reset_choices()
+    w.shapes_choice.value = shapes
+    w.shape_name.value = "ventral_horn_left"
+    shapes.add_polygons([square + 20])  # a shape drawn by hand takes the chosen name
+    assert list(shapes.features["name"]) == ["region", "ventral_horn_left"]
+    shapes.selected_data = {0}
+    w.shape_name.value = "grey_matter"
+    w.rename_selected()
+    assert list(shapes.features["name"]) == ["grey_matter", "ventral_horn_left"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from magicgui.widgets import Container, FloatSpinBox, Label, Select
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, Select
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QScrollArea, QWidget
 
 from histoquant.anatomy.regions import REGION_NAMES, region_base_name, swap_left_right
@@ -149,7 +149,16 @@ class AnatomyWidget(RunnerWidget):
         self._layout.addWidget(self.status)
         self.shapes_choice = layer_combo("regions layer", lambda _w: shapes_choices(self.viewer),
                                          tooltip="The Shapes layer the buttons below act on")
-        files = Container(widgets=[self.shapes_choice], labels=True)
+        # Hand-drawn shapes are named from the regions the assays know, not typed into the
+        # layer's features table.
+        self.shape_name = ComboBox(
+            label="name new / selected shapes", choices=[*names, "region"],
+            value="grey_matter" if "grey_matter" in names else "region",
+            tooltip="The region name a newly drawn shape takes; 'Rename selected' gives it "
+                    "to the shapes selected in the layer")
+        self.shape_name.changed.connect(lambda *_: self._set_new_shape_name())
+        self.shapes_choice.changed.connect(lambda *_: self._set_new_shape_name())
+        files = Container(widgets=[self.shapes_choice, self.shape_name], labels=True)
         self._files = files
         self._layout.addWidget(files.native)
         buttons = QHBoxLayout()
@@ -165,7 +174,11 @@ class AnatomyWidget(RunnerWidget):
         self.open_button.clicked.connect(lambda: self.open_regions())
         self.save_button.clicked.connect(lambda: self.save_regions())
         self.swap_button.clicked.connect(lambda: self.swap_sides())
-        for b in (self.open_button, self.save_button, self.swap_button):
+        self.rename_button = QPushButton("Rename selected")
+        self.rename_button.setToolTip("Give the shapes selected in the regions layer the name "
+                                      "chosen above")
+        self.rename_button.clicked.connect(lambda: self.rename_selected())
+        for b in (self.open_button, self.save_button, self.swap_button, self.rename_button):
             buttons.addWidget(b)
         self._layout.addLayout(buttons)
         self.table = ResultTable(self, title="Sections")
@@ -295,6 +308,32 @@ class AnatomyWidget(RunnerWidget):
             return None
         _notify.info(f"saved regions to {out}")
         return Path(out)
+
+    def _set_new_shape_name(self) -> None:
+        shapes = self.shapes_choice.value if hasattr(self, "shapes_choice") else None
+        if shapes is None or not hasattr(self, "shape_name"):
+            return
+        defaults = dict(shapes.feature_defaults.iloc[0]) if len(shapes.feature_defaults) \
+            else {}
+        defaults["name"] = self.shape_name.value
+        shapes.feature_defaults = defaults
+
+    def rename_selected(self) -> None:
+        """Give the shapes selected in the chosen regions layer the name chosen in the box."""
+        try:
+            shapes = self._chosen_shapes()
+        except RegionError as exc:
+            self._fail(exc)
+            return
+        chosen = sorted(shapes.selected_data)
+        if not chosen or "name" not in shapes.features.columns:
+            self.status.setText("select shapes in the regions layer first")
+            return
+        features = shapes.features.copy()
+        features.loc[features.index[chosen], "name"] = self.shape_name.value
+        shapes.features = features
+        shapes.refresh_text()
+        self.status.setText(f"{len(chosen)} shape(s) named {self.shape_name.value}")
 
     def swap_sides(self) -> None:
         """Rename the chosen layer's ``*_left`` shapes ``*_right`` and the other way round."""
