@@ -12,17 +12,19 @@ plugin tests check that every registered assay has both).
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QWidget
 
 from histoquant.assays import AssaySpec, available_assays
-from histoquant.errors import ChannelError
+from histoquant.errors import ChannelError, ModelFileError
 from histoquant.params import AssayParams
 from histoquant.results import AssayResult
 
@@ -80,6 +82,15 @@ class _Job:
     params: AssayParams
     channels: dict[str, str] | None
     reference: Any
+    model: str | None = None
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(path: str, assay: str, size: int, mtime_ns: int) -> Any:
+    """Read a model once per file version (a forest takes ≈ 0.4 s to read and check)."""
+    from histoquant.learn.assay_models import load_assay_model
+
+    return load_assay_model(path, assay)
 
 
 class AssayWidget(RunnerWidget):
@@ -180,12 +191,21 @@ class AssayWidget(RunnerWidget):
                 label="mask layers", value=False,
                 tooltip="Also add the assay's masks (positive, vessel, ...) as hidden Labels "
                         "layers to check them; off, a result adds one layer and shows faster")
+        if getattr(self, "model_file", None) is None:
+            self.model_file = FileEdit(
+                label="model (.hqm)", mode="r", filter="*.hqm", value="",
+                tooltip="Optional: a learned model (histoquant train …, or the Teach dock) "
+                        "that replaces the step of the assay its kind names; empty: the "
+                        "assay's own rules")
         widgets += [self.regions_choice, self.show_masks, self.pixel_size,
                     self.pixel_size_note]
+        if spec.model_steps:
+            widgets.append(self.model_file)
         old = getattr(self, "form", None)
         if old is not None:
             # The shared widgets move to the new form; detach them first.
-            for w in (self.show_masks, self.pixel_size, self.pixel_size_note):
+            for w in (self.show_masks, self.model_file, self.pixel_size,
+                      self.pixel_size_note):
                 if w in old:
                     old.remove(w)
         self.form = Container(widgets=widgets, labels=True)
@@ -363,11 +383,29 @@ class AssayWidget(RunnerWidget):
         shapes = self.regions_choice.value
         regions = regions_from_shapes_layer(shapes, reference) if shapes is not None else None
         channels = None if spec.rgb or not spec.channel_roles else {r: r for r in inputs}
-        return _Job(spec, image, regions, params, channels, reference)
+        model = str(self.model_file.value or "").strip() if spec.model_steps else ""
+        if model in ("", "."):
+            model = None
+        elif not Path(model).is_file():
+            raise ModelFileError(f"no model file {model}")
+        return _Job(spec, image, regions, params, channels, reference, model)
 
     def compute(self, job: _Job, progress: Callable[[float, str], None]) -> AssayResult:
-        return job.spec.run(job.image, regions=job.regions, params=job.params,
-                            channels=job.channels, progress=progress)
+        loaded = None
+        if job.model is not None:  # read on the worker thread, once per file version
+            from histoquant.learn.assay_models import apply_assay_model, run_kwargs
+
+            st = os.stat(job.model)
+            loaded = _load_model(str(Path(job.model).resolve()), job.spec.name,
+                                 st.st_size, st.st_mtime_ns)
+            more = run_kwargs(loaded)
+        else:
+            more = {}
+        result = job.spec.run(job.image, regions=job.regions, params=job.params,
+                              channels=job.channels, progress=progress, **more)
+        if loaded is not None:
+            result = apply_assay_model(result, loaded)
+        return result
 
     def show_result(self, job: _Job, result: AssayResult) -> None:
         ref = job.reference
