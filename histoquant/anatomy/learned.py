@@ -86,7 +86,7 @@ def model_record(model: Any) -> dict[str, Any]:
 
 
 def _read_factor(factor: int, image_px: float, model_px: float) -> int:
-    """The largest divisor of ``factor`` whose pixels are no coarser than the model's."""
+    """Return the largest divisor of ``factor`` whose pixels are no coarser than the model's."""
     fits = [d for d in range(1, factor + 1)
             if factor % d == 0 and image_px * d <= model_px * (1 + 1e-3)]
     return max(fits) if fits else 1

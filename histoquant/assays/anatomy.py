@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 
 from ..anatomy import REGION_NAMES, AnatomyParams, anatomy_overlay, find_sections
+from ..anatomy.learned import BACKGROUND_NAMES, GREY_MATTER_NAMES
 from ..anatomy.regions import REGION_CODES, SectionAnatomy
 from ..anatomy.sections import SlideAnatomy
 from ..io.image import Image, as_image
-from ..results import AssayResult
-from ..anatomy.learned import BACKGROUND_NAMES, GREY_MATTER_NAMES
 from ..learn.foreground import requires_class
+from ..results import AssayResult
 from .base import AssaySpec, ChannelRole, ModelStep, Progress, resolve_channels, resolve_params
 from .contract import Measure
 
