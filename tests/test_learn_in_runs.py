@@ -99,7 +99,7 @@ def test_a_model_of_another_kind_or_assay_is_refused_before_any_image(phantom_fi
     assert main(["gfp-cells", str(path), "--model", str(pixels), "-o", str(tmp_path / "p"),
                  "-q"]) == 2
     err = capsys.readouterr().err
-    assert "gfp-cells takes no 'pixels' model (it takes 'objects'" in err
+    assert "the pixel classifier's manifest does not fit" in err
     assert not (tmp_path / "p" / "summary.csv").exists()
 
 

@@ -103,7 +103,8 @@ def _masked_smooth(signal: np.ndarray, mask: np.ndarray, sigma_px: float) -> np.
 
 def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *,
                         contrast: str = "auto", brightfield: bool = True,
-                        field: np.ndarray | None = None) -> GreyMatter:
+                        field: np.ndarray | None = None,
+                        classified: np.ndarray | None = None) -> GreyMatter:
     """Segment the grey matter of one section (working-resolution masks).
 
     Parameters
@@ -122,6 +123,11 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
     field : ndarray of bool, optional
         The imaged field (False on padding, whose tissue signal is taken as the empty
         field's, 0); None = everything.
+    classified : ndarray of bool, optional
+        Grey matter from a pixel classifier (:mod:`histoquant.anatomy.learned`), same shape:
+        replaces the split of the signal (the threshold is then NaN); the cleaning after it
+        (opening, bands along the outline, specks, holes, the largest-piece and depth
+        checks) runs on it unchanged.
 
     Returns
     -------
@@ -169,6 +175,10 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
     Local variance (fibre texture) was measured as a cue and is not used: white matter's
     axon profiles make it as textured as grey matter in ChAT and fluorescent Nissl.
     """
+    if classified is not None:
+        high = np.asarray(classified, bool) & section
+        return GreyMatter(_clean_grey(high, high, section, px_um, brightfield), float("nan"),
+                          True)
     ring = np.zeros_like(section)
     if not brightfield:
         ring = ~section & (ndi.distance_transform_edt(~section) * px_um <= _RING_UM)
@@ -218,6 +228,12 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
     else:
         higher = _grey_is_higher(high, section, px_um)
     grey = high if higher else (section & ~high)
+    return GreyMatter(_clean_grey(grey, high, section, px_um, brightfield), t, higher)
+
+
+def _clean_grey(grey: np.ndarray, high: np.ndarray, section: np.ndarray, px_um: float,
+                brightfield: bool) -> np.ndarray:
+    """Clean a grey-matter mask: opening, outer bands, specks, holes, shallow pieces."""
     px_area = (px_um / 1000.0) ** 2
     grey = opening(grey, 15.0 / px_um)
     if not brightfield:
@@ -242,7 +258,7 @@ def segment_grey_matter(signal: np.ndarray, section: np.ndarray, px_um: float, *
         if not butterfly_only:
             ok &= (shallow < 0.5) & (deepest >= 0.25 * depth.max())
         grey = np.isin(lab, idx[ok])
-    return GreyMatter(grey, t, higher)
+    return grey
 
 
 def _check_share(g: np.ndarray, sample: np.ndarray, section: np.ndarray, high: np.ndarray,

@@ -57,6 +57,9 @@ class SlideAnatomy:
         but no piece large and thick enough to be a cord section).
     warnings : list of str
         Things worth a look.
+    classifier : dict or None
+        The pixel classifier that gave the tissue and grey matter
+        (:func:`~histoquant.anatomy.learned.classify_working`'s record), or None.
     """
 
     image_name: str
@@ -68,6 +71,9 @@ class SlideAnatomy:
     sections: list[SectionAnatomy] = field(default_factory=list)
     status: str = "ok"
     warnings: list[str] = field(default_factory=list)
+    #: What a pixel classifier did in place of the thresholds (see
+    #: :mod:`histoquant.anatomy.learned`); ``None`` when none ran.
+    classifier: dict[str, Any] | None = None
 
     @property
     def working_pixel_size_um(self) -> float | None:
@@ -194,7 +200,7 @@ def _estimate_pixel_size(image: Image, params: AnatomyParams) -> float:
 
 def find_sections(image: Image | np.ndarray, params: AnatomyParams | Mapping | None = None,
                   *, channel: int | str | None = None, pixel_size_um: float | None = None,
-                  progress: Progress | None = None) -> SlideAnatomy:
+                  progress: Progress | None = None, model: Any = None) -> SlideAnatomy:
     """Find the cord cross-sections of an image and their regions.
 
     Parameters
@@ -213,6 +219,10 @@ def find_sections(image: Image | np.ndarray, params: AnatomyParams | Mapping | N
         resolution is chosen from the section's size) but areas are NaN.
     progress : callable, optional
         ``progress(fraction, message)``.
+    model : PixelClassifier, optional
+        A pixel classifier with a grey-matter class: its tissue (every class but
+        background) and grey matter replace the thresholds; the rest runs on them unchanged
+        (:mod:`histoquant.anatomy.learned`).
 
     Returns
     -------
@@ -234,10 +244,24 @@ def find_sections(image: Image | np.ndarray, params: AnatomyParams | Mapping | N
         progress(0.05, "reading the image at working resolution")
     ws = tissue_signal(image, factor, channel)
     wpx = use_px * factor
+    learned = None
+    if model is not None:
+        from .learned import classify_working
+
+        if progress:
+            progress(0.07, "pixel classifier")
+        learned = classify_working(model, image, factor, use_px)
     pieces = find_tissue(ws.signal, wpx, brightfield=ws.brightfield, background=ws.background,
                          min_section_area_mm2=params.section_area_floor_mm2, valid=ws.valid,
-                         size_scale=params.size_scale)
+                         size_scale=params.size_scale,
+                         classified=None if learned is None else learned.tissue)
     slide = SlideAnatomy(image.name, image.shape_yx, factor, px, assumed, ws)
+    if learned is not None:
+        slide.classifier = learned.record
+        if learned.tissue is None:
+            slide.warnings.append("the pixel classifier has no background class: the tissue "
+                                  "is found by the classical threshold, the grey matter by "
+                                  "the classifier")
     if px is None:
         slide.warnings.append(
             f"pixel size unknown: assumed {assumed:.3g} µm from a "
@@ -255,7 +279,8 @@ def find_sections(image: Image | np.ndarray, params: AnatomyParams | Mapping | N
     for i, mask in enumerate(pieces.sections, start=1):
         if progress:
             progress(0.1 + 0.85 * (i - 1) / n, f"section {i} of {n}")
-        slide.sections.append(_analyse(ws, mask, i, wpx, px is not None, params))
+        slide.sections.append(_analyse(ws, mask, i, wpx, px is not None, params,
+                                       None if learned is None else learned.grey))
     if progress:
         progress(1.0, f"{n} section(s)")
     return slide
@@ -296,7 +321,8 @@ def _trim_ventral_surface(grey: np.ndarray, sec: np.ndarray, is_ventral: np.ndar
 
 
 def _analyse(ws: WorkingImage, full_mask: np.ndarray, index: int, wpx: float,
-             calibrated: bool, params: AnatomyParams) -> SectionAnatomy:
+             calibrated: bool, params: AnatomyParams,
+             classified_grey: np.ndarray | None = None) -> SectionAnatomy:
     rows, cols = np.nonzero(full_mask)
     # the crop reaches beyond the section by the ring the grey-matter threshold samples
     pad = 3 + math.ceil(_GREY_RING_UM / wpx)
@@ -309,7 +335,9 @@ def _analyse(ws: WorkingImage, full_mask: np.ndarray, index: int, wpx: float,
     sig = ws.signal[r0:r1, c0:c1]
     field = None if ws.valid is None else ws.valid[r0:r1, c0:c1]
     grey = segment_grey_matter(sig, sec, wpx, contrast=params.grey_matter_contrast,
-                               brightfield=ws.brightfield, field=field).mask
+                               brightfield=ws.brightfield, field=field,
+                               classified=None if classified_grey is None
+                               else classified_grey[r0:r1, c0:c1]).mask
     ventral = params.ventral_angle
     if ventral == "auto":
         axis = symmetry_axis(grey, sec, wpx)

@@ -213,7 +213,8 @@ def _smooth(signal: np.ndarray, px_um: float, sigma_um: float) -> np.ndarray:
 
 def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
                 background: float = 0.0, min_section_area_mm2: float = 1.0,
-                valid: np.ndarray | None = None, size_scale: float = 1.0) -> TissuePieces:
+                valid: np.ndarray | None = None, size_scale: float = 1.0,
+                classified: np.ndarray | None = None) -> TissuePieces:
     """Find the tissue and the cord cross-sections in a working-resolution tissue signal.
 
     Parameters
@@ -235,6 +236,10 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
         the thickness that tells a section from roots (0.3 mm for rat and for "either",
         whose cords are at least 0.4 mm thick in radius once the size prior is applied;
         0.2 mm for mouse) and the root-trimming radius.
+    classified : ndarray of bool, optional
+        Tissue from a pixel classifier (:mod:`histoquant.anatomy.learned`): replaces the
+        threshold (and its contrast test); the cleaning and the cutting into sections run
+        on it unchanged.
 
     Returns
     -------
@@ -243,8 +248,6 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
         threshold and whether the image holds tissue contrast (no sections when it does not).
     """
     from skimage.filters import threshold_otsu
-    from skimage.morphology import h_maxima
-    from skimage.segmentation import watershed
 
     empty = TissuePieces([], np.zeros(signal.shape, bool), float("nan"), False)
     # rat-calibrated lengths scale with the cord (meninges, fascicles and the gaps
@@ -267,6 +270,10 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
         # the edge; the statistics then come from the imaged field only, as a canvas of
         # one value would pull the field's level and noise towards it.
         signal = np.where(field, signal, np.float32(np.median(signal[ring])))
+    if classified is not None:
+        raw = np.asarray(classified, bool) & field
+        return _cut_sections(raw, float("nan"), px_um, min_section_area_mm2, trim_scale,
+                             size_scale) if raw.any() else empty
     s = _smooth(signal, px_um, _SMOOTH_UM * trim_scale)
     if float(np.ptp(s[field])) == 0.0:
         return empty
@@ -302,6 +309,15 @@ def find_tissue(signal: np.ndarray, px_um: float, *, brightfield: bool,
         ok = tissue_level >= 0.25 * (bg + background) + 4 * noise
     if not ok:
         return TissuePieces([], raw, thr, False)
+    return _cut_sections(raw, thr, px_um, min_section_area_mm2, trim_scale, size_scale)
+
+
+def _cut_sections(raw: np.ndarray, thr: float, px_um: float, min_section_area_mm2: float,
+                  trim_scale: float, size_scale: float) -> TissuePieces:
+    """Clean the tissue mask and cut it into sections (bodies, roots trimmed off)."""
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
     px_area_mm2 = (px_um / 1000.0) ** 2
     hole_px = int(_MAX_HOLE_MM2 / px_area_mm2)
     open_um = _OPEN_UM * trim_scale

@@ -16,11 +16,13 @@ import numpy as np
 import pandas as pd
 
 from ..anatomy import REGION_NAMES, AnatomyParams, anatomy_overlay, find_sections
+from ..anatomy.learned import BACKGROUND_NAMES, GREY_MATTER_NAMES
 from ..anatomy.regions import REGION_CODES, SectionAnatomy
 from ..anatomy.sections import SlideAnatomy
 from ..io.image import Image, as_image
+from ..learn.foreground import requires_class
 from ..results import AssayResult
-from .base import AssaySpec, ChannelRole, Progress, resolve_channels, resolve_params
+from .base import AssaySpec, ChannelRole, ModelStep, Progress, resolve_channels, resolve_params
 from .contract import Measure
 
 __all__ = ["AnatomyParams", "run", "SPEC", "SUMMARY_COLUMNS"]
@@ -39,7 +41,7 @@ SUMMARY_COLUMNS = (
 
 def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         channels: Mapping[str, str | int] | None = None, pixel_size_um: float | None = None,
-        progress: Progress | None = None) -> AssayResult:
+        progress: Progress | None = None, model: Any = None) -> AssayResult:
     """Find every cord cross-section and its regions.
 
     Parameters
@@ -56,6 +58,13 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         Pixel size override. Without one the anatomy still runs; areas are NaN.
     progress : callable, optional
         ``progress(fraction, message)``.
+    model : PixelClassifier, optional
+        A pixel classifier (``histoquant train pixels``, ``--model m.hqm``) with a class
+        named ``grey_matter`` (or ``gray_matter``, ``gm``): its tissue (every class but
+        ``background``) and grey matter replace the anatomy's thresholds, and the rest
+        (cleaning, sections, horns, orientation, scores, outlines) runs on them unchanged
+        (:mod:`histoquant.anatomy.learned`). ``extra["engine"]`` then says
+        ``"classifier"`` and ``extra["model"]`` records the model (classes, manifest hash).
 
     Returns
     -------
@@ -70,7 +79,7 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         warnings.append("regions given to the anatomy assay are ignored: it finds them")
     roles = resolve_channels(image, SPEC.channel_roles, channels)
     channel = roles.get("tissue")
-    slide = find_sections(image, p, channel=channel, progress=progress)
+    slide = find_sections(image, p, channel=channel, progress=progress, model=model)
     warnings.extend(slide.warnings)
     px = slide.pixel_size_um
     rows = []
@@ -114,7 +123,9 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         assay=SPEC.name, image=image.name, objects=obj, summary=summary, labels=labels,
         masks={}, qc=qc, params=p.to_dict(), pixel_size_um=px, warnings=warnings,
         extra={"regions": slide.regions(), "anatomy": slide,
-               "channel": slide.working.channel})
+               "channel": slide.working.channel,
+               "engine": "classical" if slide.classifier is None else "classifier",
+               **({} if slide.classifier is None else {"model": slide.classifier})})
 
 
 def _region_rows(name: str, s: SectionAnatomy, slide: SlideAnatomy, px: float | None,
@@ -151,6 +162,11 @@ SPEC = AssaySpec(
                                     "uses optical density"),),
     rgb=True,
     auto_regions=(),
+    model_steps=(ModelStep(
+        "pixels", "the tissue and grey/white matter thresholds: tissue = every class but "
+        f"{BACKGROUND_NAMES[0]}, grey matter = the class "
+        f"{' / '.join(GREY_MATTER_NAMES)}; the cleaning, sections, horns, orientation and "
+        "scores run on those masks unchanged", check=requires_class(*GREY_MATTER_NAMES)),),
     measures=(
         Measure("status", "", "what was found (ok, no_tissue, ...)", tiles="join",
                 animal="none"),

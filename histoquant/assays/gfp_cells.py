@@ -43,6 +43,7 @@ import numpy as np
 
 from ..errors import ParamsError
 from ..io.image import Image
+from ..learn.foreground import find_class, requires_class
 from ..measure import cell_counts as counts
 from ..measure.cell_counts import aggregate_by_level
 from ..params import AssayParams, param
@@ -78,7 +79,10 @@ from .contract import REGION_AREA, ExtraTable, Measure
 
 __all__ = ["GfpCellParams", "run", "calibrate", "SPEC", "aggregate_by_level", "normalize_level",
            "CLASSES", "cellpose_options", "preflight", "REJECT_REASONS", "QC_COLOURS",
-           "qc_mark_radius_px"]
+           "qc_mark_radius_px", "GFP_CELL_NAMES"]
+
+#: Names a pixel classifier's GFP+ class may have (case, spaces and dashes ignored).
+GFP_CELL_NAMES = ("gfp_cell", "cell", "gfp")
 
 # defaults, units and ranges of the cellpose options come from the adapter, so they are
 # stated once
@@ -295,6 +299,7 @@ def run(
     pixel_size_um: float | None = None,
     progress: Progress | None = None,
     calibration: Mapping[str, Any] | None = None,
+    model: Any = None,
 ) -> AssayResult:
     """Find and count GFP+ cells, rejecting autofluorescent look-alikes.
 
@@ -318,6 +323,13 @@ def run(
         Image-wide statistics from :func:`calibrate` (backgrounds, local noise, DAPI
         threshold) of the whole image this is a tile of: applied instead of estimated from
         the tile. ``None``: measured on ``image``, as :func:`calibrate` would.
+    model : PixelClassifier, optional
+        A pixel classifier (``histoquant train pixels``, ``--model m.hqm``) with a class
+        named ``gfp_cell`` (or ``cell``, ``gfp``): where that class is the most probable
+        one is the candidate foreground, in place of the detection (steps 1–2); touching
+        cells are cut apart, and every object is measured and classed as a classical one
+        (steps 3–4). ``extra["engine"]`` then says ``"classifier"`` and ``extra["model"]``
+        records the model. Not with ``engine="cellpose"``, which replaces the same step.
 
     Returns
     -------
@@ -335,6 +347,9 @@ def run(
     img = prepare_image(image, pixel_size_um)
     px = img.require_pixel_size()
     p = resolve_params(GfpCellParams, params)
+    if model is not None and p.engine == "cellpose":
+        raise ParamsError("gfp-cells: a pixel classifier (--model) and engine='cellpose' "
+                          "both replace the object detection; use one of them")
     ch = check_roles(img, resolve_channels(img, SPEC.channel_roles, channels), p.count_nuclei)
     has_ref, has_dapi = "reference" in ch, "dapi" in ch
     field, shift, full_shape = None, (0, 0), img.shape_yx
@@ -345,8 +360,14 @@ def run(
         field = FieldCalibration.from_dict(calibration)
         img, regions, shift = align_to_field(img, regions, field, block_factor(p, px))
     masks, pad, union = without_padding(img, regions)
+    foreground = None
+    if model is not None:
+        from ..learn.foreground import model_foreground
+
+        report(0.02, "pixel classifier")
+        foreground = model_foreground(model, img, GFP_CELL_NAMES)[0]
     det = detect_fluorescent_cells(
-        img, ch, union, pad, p, report=report, field=field,
+        img, ch, union, pad, p, report=report, field=field, foreground=foreground,
         cellpose=cellpose_options(p) if p.engine == "cellpose" else None)
 
     report(0.85, "tables")
@@ -359,6 +380,12 @@ def run(
                              "gfp_noise_sigma_median": det.noise_sigma_median,
                              "padding_fraction": float(pad.mean()) if pad is not None else 0.0,
                              "calibrated": calibration is not None}
+    if model is not None:
+        from ..anatomy.learned import model_record
+
+        extra["engine"] = "classifier"
+        extra["model"] = {**model_record(model),
+                          "gfp_class": find_class(model, GFP_CELL_NAMES)}
     if p.count_nuclei:
         report(0.9, "counting nuclei")
         nuclei_table, nuc_labels = counts.perinuclear_calls(det.measurer, masks, union)
@@ -417,7 +444,11 @@ SPEC = AssaySpec(
     model_steps=(ModelStep(
         "objects", "the GFP+ cell / autofluorescent / debris rules: the model's classes and their "
         "probability go into "
-        "objects.csv and the counts are recounted"),),
+        "objects.csv and the counts are recounted"), ModelStep(
+        "pixels", "the GFP+ candidate detection: where the class "
+        f"{' / '.join(GFP_CELL_NAMES)} is the most probable one; touching cells are cut "
+        "apart and every object is measured and classed by the same rules",
+        check=requires_class(*GFP_CELL_NAMES))),
     params_cls=GfpCellParams,
     run=run,
     channel_roles=(

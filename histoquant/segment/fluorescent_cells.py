@@ -46,6 +46,7 @@ from .background import sample_block_grid
 from .cell_candidates import (
     CandidateMeasurer,
     DapiReader,
+    _split_touching,
     channel_plane,
     check_channel,
     soma_radius_px,
@@ -798,6 +799,7 @@ def detect_fluorescent_cells(
     cellpose: CellposeOptions | None = None,
     report: Report | None = None,
     field: FieldCalibration | None = None,
+    foreground: np.ndarray | None = None,
 ) -> FluorescentCellDetection:
     """Find, measure and class every fluorescent object inside ``union``.
 
@@ -821,6 +823,12 @@ def detect_fluorescent_cells(
         Image-wide statistics of the whole image this is a tile of (its pixel (0, 0) at
         ``img.metadata["tile_origin_yx"]``, on the field's block grid: :func:`align_to_field`).
         None: measured on ``img`` (:func:`measure_field`), the DAPI statistics on first use.
+    foreground : ndarray of bool, optional
+        Full-resolution candidate foreground from elsewhere (a pixel classifier's GFP+
+        class, :func:`histoquant.learn.foreground.model_foreground`): replaces the
+        detection (step 2). Its pieces inside ``union`` are the candidates, touching cells
+        cut apart as the classical engine does (``split_touching``); each is measured and
+        classed by the same code as a classical or cellpose object.
 
     Returns
     -------
@@ -907,7 +915,9 @@ def detect_fluorescent_cells(
                             field.noise_at(origin, shape), dapi, z_low=z,
                             zo_low=_soma_opening(z, soma_radius_px(p, fpx)),
                             tissue=~padding if padding is not None else None)
-    if p.engine == "cellpose":
+    if foreground is not None:
+        rows, labels = _foreground_objects(ctx, foreground, union, progress)
+    elif p.engine == "cellpose":
         rows, labels = _cellpose_objects(ctx, gfp_plane, union, cellpose, progress)
     else:
         rows, labels = _classical_objects(ctx, z, union_low, gfp_low, ref_low, bg_g, progress)
@@ -1078,9 +1088,41 @@ def _cellpose_objects(ctx: CandidateMeasurer, gfp_plane: np.ndarray, union: np.n
     report(0.3, "cellpose")
     masks_cp = segment_cellpose(gfp_plane, px, options,
                                 progress=lambda fr, msg: report(0.3 + 0.4 * fr, msg))
+    return _measure_masks(ctx, masks_cp, union, report)
+
+
+def _foreground_objects(ctx: CandidateMeasurer, foreground: np.ndarray, union: np.ndarray,
+                        report: Report) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Candidates from a given foreground mask (a pixel classifier's GFP+ class).
+
+    Its pieces, touching cells cut where the distance transform has a neck an eighth of
+    the smallest cell deep (the classical engine's rule), each measured and classed by
+    :meth:`CandidateMeasurer.measure_mask`.
+    """
+    p, px = ctx.p, ctx.px
+    fg = np.asarray(foreground, bool)
+    if ctx.tissue is not None:
+        fg = fg & ctx.tissue
+    report(0.3, "pixel classifier foreground")
+    if p.split_touching:
+        masks = _split_touching(fg, 0.125 * p.min_cell_diameter_um / px)
+    else:
+        masks = ndi.label(fg)[0]
+    # specks under the listing floor are never rows: drop them before the per-object work
+    sizes = np.bincount(masks.ravel())
+    small = sizes * px ** 2 < p.min_object_area_um2
+    small[0] = False
+    if small.any():
+        masks[small[masks]] = 0
+    return _measure_masks(ctx, masks, union, report)
+
+
+def _measure_masks(ctx: CandidateMeasurer, masks_cp: np.ndarray, union: np.ndarray,
+                   report: Report) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Measure and class each object of a full-resolution label image inside ``union``."""
     slices = ndi.find_objects(masks_cp)
     n = len(slices)
-    report(0.7, f"measuring {n} cellpose mask(s)")
+    report(0.7, f"measuring {n} object mask(s)")
     labels = np.zeros(ctx.shape, np.uint16 if n < 60_000 else np.int32)
     rows: list[dict[str, Any]] = []
     for j, sl in enumerate(slices, 1):
