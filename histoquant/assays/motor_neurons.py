@@ -771,7 +771,7 @@ class _Step:
 
 
 def _model_planes(model: Any) -> str | None:
-    """The input planes a soma model or pixel classifier was trained on, when recorded."""
+    """Return the input planes a soma model or pixel classifier was trained on, if recorded."""
     planes = getattr(model, "plane_kind", None)
     if planes is None:
         planes = (getattr(model, "manifest", None) or {}).get("planes")
@@ -888,7 +888,7 @@ def _model_foreground(model: Any, crop: Any, px: float, factor: int,
 
 
 def _model_record(step: _Step) -> dict[str, Any]:
-    """The model's kind and identity, for the result (tables and run.json say what ran)."""
+    """Return the model's kind and identity, for the result (the tables say what ran)."""
     m = step.model
     if step.kind == "somata":
         man = m.manifest
@@ -916,7 +916,7 @@ def _engine_record(p: MotorNeuronParams, step: _Step | None) -> dict[str, Any]:
 
 
 def _params_record(p: MotorNeuronParams, step: _Step | None) -> dict[str, Any]:
-    """The parameters as run: a model replaces ``engine``."""
+    """Return the parameters as run: a model replaces ``engine``."""
     d = p.to_dict()
     if step is not None:
         d.update(_engine_record(p, step))
