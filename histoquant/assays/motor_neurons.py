@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from ..calibration import grid_positions, grid_record, region_view, tile_origin
-from ..errors import ChannelError, EmptyImageError, ParamsError
+from ..errors import ChannelError, EmptyImageError, ModelFileError, ParamsError
 from ..io.image import Image, check_finite, check_not_empty
 from ..measure.nucleolus import nucleolus_contrast
 from ..measure.objects import assign_regions, measure_objects
@@ -90,9 +90,14 @@ from .base import (
 )
 from .contract import REGION_AREA, Measure
 
-__all__ = ["MotorNeuronParams", "run", "calibrate", "SPEC", "OBJECT_CLASSES", "summarize_somata"]
+__all__ = ["MotorNeuronParams", "run", "calibrate", "SPEC", "OBJECT_CLASSES", "summarize_somata",
+           "SOMA_CLASS_NAMES"]
 
 OBJECT_CLASSES = ("motor_neuron", "other")
+
+#: Names a pixel classifier's class may have for it to serve as the soma foreground
+#: (``--model`` with a ``pixels`` model, :func:`histoquant.learn.foreground.find_class`).
+SOMA_CLASS_NAMES = ("soma", "somata", "neuron", "cell")
 
 log = logging.getLogger(__name__)
 
@@ -749,11 +754,200 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# Learned models in place of the soma segmentation (``--model``)
+# --------------------------------------------------------------------------------------------
+
+#: The plane kind a learned model reads (its manifest), for each path of the assay.
+_PLANES = {"brightfield": "stain_od", "fluorescence": "intensity"}
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A learned model the run uses: ``somata`` (a SomaModel) or ``pixels`` (a classifier)."""
+
+    kind: str
+    model: Any
+
+
+def _model_planes(model: Any) -> str | None:
+    """Return the input planes a soma model or pixel classifier was trained on, if recorded."""
+    planes = getattr(model, "plane_kind", None)
+    if planes is None:
+        planes = (getattr(model, "manifest", None) or {}).get("planes")
+    return planes if isinstance(planes, str) else None
+
+
+def _modality_of_planes(planes: str) -> str:
+    return {v: k for k, v in _PLANES.items()}.get(planes, planes)
+
+
+def _check_soma_model(model: Any, file_name: str) -> None:
+    """ModelStep check: a soma model whose input planes one of the two paths reads."""
+    from ..learn.somata import SomaModel
+
+    if not isinstance(model, SomaModel):
+        raise ModelFileError(f"{file_name}: not a soma model (histoquant train somata)")
+    planes = _model_planes(model)
+    if planes is not None and planes not in _PLANES.values():
+        raise ModelFileError(f"{file_name}: the soma model reads {planes!r} planes; the "
+                             "motor-neuron assay gives it brightfield stain densities "
+                             "('stain_od') or a fluorescence channel ('intensity')")
+
+
+def _check_pixel_model(model: Any, file_name: str) -> None:
+    """ModelStep check: a brightfield pixel classifier with a soma class."""
+    from ..learn.foreground import requires_class
+
+    requires_class(*SOMA_CLASS_NAMES)(model, file_name)
+    if _model_planes(model) not in (None, _PLANES["brightfield"]):
+        raise ModelFileError(
+            f"{file_name}: the pixel classifier was trained on "
+            f"{_modality_of_planes(str(_model_planes(model)))} planes; in the motor-neuron "
+            "assay a pixel classifier gives the soma foreground of brightfield (Nissl) "
+            "images only — for fluorescence train a soma model (histoquant train somata)")
+
+
+def _model_step(model: Any, modality: str, source: Any) -> _Step | None:
+    """Return how ``model`` enters the run, refusing one of the other modality."""
+    if model is None:
+        return None
+    from ..learn.pixels import PixelClassifier
+    from ..learn.somata import SomaModel
+
+    if isinstance(model, SomaModel):
+        kind = "somata"
+        _check_soma_model(model, "the soma model")
+    elif isinstance(model, PixelClassifier):
+        kind = "pixels"
+        _check_pixel_model(model, "the pixel classifier")
+        if modality != "brightfield":
+            raise ModelFileError(
+                f"{source}: a pixel classifier gives the soma foreground of brightfield "
+                "images only; this image is fluorescence (train a soma model on it: "
+                "histoquant train somata)")
+    else:
+        raise ModelFileError(
+            f"{source}: the motor-neuron assay takes a soma model (SomaModel) or a pixel "
+            f"classifier with a soma class as model=, not {type(model).__name__}; an "
+            "objects model is applied to the result (histoquant.learn.assay_models)")
+    planes = _model_planes(model)
+    if planes is not None and planes != _PLANES[modality]:
+        raise ModelFileError(
+            f"{source}: the {'soma model' if kind == 'somata' else 'pixel classifier'} was "
+            f"trained on {_modality_of_planes(planes)} images and this one is {modality}: "
+            f"train one on {modality} images (histoquant train {kind})")
+    return _Step(kind, model)
+
+
+def _to_working_grid(labels: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
+    """Labels of full-resolution pixels on the working grid: each block's centre pixel.
+
+    A working pixel k covers full pixels k·f … k·f + f − 1 (a partial block at the end:
+    its pixels up to the edge), as :func:`~histoquant.segment.stain.stain_density` averages
+    them.
+    """
+    if factor <= 1:
+        out = labels
+    else:
+        h, w = labels.shape
+        rows = np.minimum(np.arange(shape[0]) * factor + (factor - 1) // 2, h - 1)
+        cols = np.minimum(np.arange(shape[1]) * factor + (factor - 1) // 2, w - 1)
+        out = labels[np.ix_(rows, cols)]
+    if out.shape != tuple(shape):
+        raise EmptyImageError(f"model labels of shape {out.shape} for a working grid of "
+                              f"{tuple(shape)}")
+    return np.ascontiguousarray(out, dtype=np.int32)
+
+
+def _model_labels(model: Any, crop: Any, px: float, factor: int,
+                  shape: tuple[int, int]) -> np.ndarray:
+    """Somata of a soma model, on the crop's working grid.
+
+    The model sees the full-resolution crop (it rescales to its own working pixel size) and
+    its labels come back at the crop's size, then go onto the assay's working grid, where
+    the measurements, criteria, nucleolus and label image follow unchanged.
+    """
+    from ..learn.somata import segment_somata as model_somata
+
+    labels = model_somata(model, np.asarray(crop), pixel_size_um=px)
+    return _to_working_grid(labels, factor, shape)
+
+
+def _model_foreground(model: Any, crop: Any, px: float, factor: int,
+                      shape: tuple[int, int]) -> np.ndarray:
+    """Where a pixel classifier's soma class wins, on the crop's working grid (majority)."""
+    from ..learn.foreground import model_foreground
+
+    mask, _ = model_foreground(model, np.asarray(crop), SOMA_CLASS_NAMES, pixel_size_um=px)
+    out = block_mean(mask.astype(np.float32), factor, copy=False) >= 0.5
+    if out.shape != tuple(shape):
+        raise EmptyImageError(f"model foreground of shape {out.shape} for a working grid of "
+                              f"{tuple(shape)}")
+    return out
+
+
+def _model_record(step: _Step) -> dict[str, Any]:
+    """Return the model's kind and identity, for the result (the tables say what ran)."""
+    m = step.model
+    if step.kind == "somata":
+        man = m.manifest
+        return {"kind": "somata", "sha256": man.get("payload_sha256"),
+                "planes": man.get("planes"), "pixel_size_um": man.get("pixel_size_um"),
+                "training_images": [r.get("image", {}).get("sha256")
+                                    for r in man.get("training_images", [])]}
+    return {"kind": "pixels", "classes": list(m.classes), "planes": m.plane_kind,
+            "pixel_size_um": m.pixel_size_um,
+            "training_images": [r.get("sha256") for r in m.training.get("images", [])
+                                if isinstance(r, dict)]}
+
+
+def _engine_name(p: MotorNeuronParams, step: _Step | None) -> str:
+    if step is None:
+        return p.engine
+    return "model" if step.kind == "somata" else "classical+pixels"
+
+
+def _engine_record(p: MotorNeuronParams, step: _Step | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"engine": _engine_name(p, step)}
+    if step is not None:
+        out["model"] = _model_record(step)
+    return out
+
+
+def _params_record(p: MotorNeuronParams, step: _Step | None) -> dict[str, Any]:
+    """Return the parameters as run: a model replaces ``engine``."""
+    d = p.to_dict()
+    if step is not None:
+        d.update(_engine_record(p, step))
+    return d
+
+
+def _mark_engine(objects: pd.DataFrame, step: _Step | None) -> None:
+    """Model runs say so in objects.csv: ``engine`` and the model's hash (short)."""
+    if step is None:
+        return
+    rec = _model_record(step)
+    objects["engine"] = "model" if step.kind == "somata" else "classical+pixels"
+    sha = rec.get("sha256") or next((s for s in rec["training_images"] if s), None)
+    objects["model_sha256"] = str(sha)[:12] if sha else ""
+
+
+def _engine_note(step: _Step | None) -> str:
+    if step is None:
+        return ""
+    rec = _model_record(step)
+    sha = rec.get("sha256") or next((s for s in rec["training_images"] if s), "")
+    what = "soma model" if step.kind == "somata" else "pixel classifier foreground"
+    return f"; {what} {str(sha)[:12]}"
+
+
+
 def run(image: Image | np.ndarray, regions: Any = None,
         params: MotorNeuronParams | Mapping[str, Any] | str | Path | None = None, *,
         channels: Mapping[str, str | int] | None = None, pixel_size_um: float | None = None,
         progress: Progress | None = None,
-        calibration: Mapping[str, Any] | None = None) -> AssayResult:
+        calibration: Mapping[str, Any] | None = None, model: Any = None) -> AssayResult:
     """Count and measure motor neurons in a brightfield Nissl or a fluorescence image.
 
     Parameters
@@ -785,13 +979,29 @@ def run(image: Image | np.ndarray, regions: Any = None,
         (:func:`histoquant.tiling.run_tiled`; the tile's place is
         ``image.metadata["tile_origin_yx"]``). Without it they are estimated from ``image``,
         through the same code as :func:`calibrate`.
+    model : SomaModel or PixelClassifier, optional
+        A learned model in place of a step (``--model``, see
+        :func:`histoquant.learn.assay_models.run_kwargs`): a
+        :class:`~histoquant.learn.somata.SomaModel` (``histoquant train somata``) segments
+        the somata instead of ``params.engine``, in either modality if it was trained on
+        it; a :class:`~histoquant.learn.pixels.PixelClassifier` with a soma class
+        (:data:`SOMA_CLASS_NAMES`) gives the foreground of the classical brightfield
+        segmentation, whose splits follow. Measurements and criteria are the same.
 
     Returns
     -------
     AssayResult
         ``objects``: one row per soma in a region (``class`` = ``motor_neuron`` or
         ``other``); ``summary``: one row per region; ``labels``: every soma at image
-        resolution; ``qc``: the overlay. ``extra["modality"]`` says which path ran.
+        resolution; ``qc``: the overlay. ``extra["modality"]`` says which path ran,
+        ``extra["engine"]`` which segmentation (``classical``, ``cellpose``, ``model`` for
+        a soma model, ``classical+pixels`` for a pixel classifier's foreground), and
+        ``extra["model"]`` (also in ``params``) the model's kind and hash.
+
+    Raises
+    ------
+    ModelFileError
+        ``model`` was trained on the other modality, or is not a model this assay takes.
     """
     p = resolve_params(MotorNeuronParams, params)
 
@@ -802,8 +1012,9 @@ def run(image: Image | np.ndarray, regions: Any = None,
     image = prepare_image(image, pixel_size_um)
     cal = dict(calibration) if calibration is not None else None
     modality = cal["modality"] if cal is not None else _resolve_modality(image, p)
+    step = _model_step(model, modality, image.source)
     if modality == "fluorescence":
-        return _run_fluorescence(image, regions, p, channels, report, cal)
+        return _run_fluorescence(image, regions, p, channels, report, cal, step)
     if p.modality == "brightfield" and cal is None:
         # Optical density against a dark background would turn the background into stain
         # (the 100,000 µm² "somata" of a fluorescence export): refuse a confident detection.
@@ -849,16 +1060,21 @@ def run(image: Image | np.ndarray, regions: Any = None,
                             back["block_px"], ys, xs)
         noise_sd = float(cal["neuropil_sd"])
     report(0.2, "soma segmentation")
-    if p.engine == "cellpose":
+    if step is not None and step.kind == "somata":
+        labels_w = _model_labels(step.model, rgb[rs, cs], px, factor, density.shape)
+    elif p.engine == "cellpose" and step is None:
         # Somata are the dark (high-density) objects; cellpose sees the stain density at
         # the working pixel size, so its masks line up with the measurements below.
         labels_w = segment_cellpose(density, pxw, cellpose_options(p),
                                     progress=lambda f, m: report(0.2 + 0.55 * f, m))
     else:
-        more = {} if noise_sd is None else {"noise_sd": noise_sd}
+        more: dict[str, Any] = {} if noise_sd is None else {"noise_sd": noise_sd}
+        if step is not None:  # a pixel classifier's soma class is the foreground
+            more["foreground"] = _model_foreground(step.model, rgb[rs, cs], px, factor,
+                                                   density.shape)
         labels_w = segment_somata(
-            density, pxw, p.engine, params=p.segmentation(),
-            progress=lambda f, m: report(0.2 + 0.55 * f, m), **more)
+            density, pxw, "classical" if step is not None else p.engine,
+            params=p.segmentation(), progress=lambda f, m: report(0.2 + 0.55 * f, m), **more)
     report(0.75, "measuring somata")
     offset = (rs.start * px, cs.start * px)
     # Centroids in the full image's pixel-centre convention: a working pixel k spans full
@@ -894,16 +1110,18 @@ def run(image: Image | np.ndarray, regions: Any = None,
     del labels_w
 
     summary = _summary(image.name, objects, masks, px)
-    qc = _qc_overlay(rgb, labels, objects, masks, summary, image.name)
+    _mark_engine(objects, step)
+    qc = _qc_overlay(rgb, labels, objects, masks, summary, image.name,
+                     note=_engine_note(step))
     report(1.0, "done")
     return AssayResult(
         assay=SPEC.name, image=image.name, objects=objects.reset_index(drop=True),
-        summary=summary, labels=labels, masks=masks, qc=qc, params=p.to_dict(),
+        summary=summary, labels=labels, masks=masks, qc=qc, params=_params_record(p, step),
         pixel_size_um=px,
         extra={"modality": "brightfield",
                "stain_vector": [float(v) for v in np.asarray(stain, float)],
                "white": [float(v) for v in white], "work_pixel_size_um": pxw,
-               "calibrated": cal is not None})
+               "calibrated": cal is not None, **_engine_record(p, step)})
 
 
 def _soma_channel(image: Image, channels: Mapping[str, str | int] | None,
@@ -927,7 +1145,8 @@ def _soma_channel(image: Image, channels: Mapping[str, str | int] | None,
 def _run_fluorescence(image: Image, regions: Any, p: MotorNeuronParams,
                       channels: Mapping[str, str | int] | None,
                       report: Callable[[float, str], None],
-                      cal: dict[str, Any] | None = None) -> AssayResult:
+                      cal: dict[str, Any] | None = None,
+                      step: _Step | None = None) -> AssayResult:
     """Return the fluorescence path of :func:`run`: bright somata on a dark background."""
     if p.require_nucleolus:
         raise ParamsError(f"{image.source}: require_nucleolus needs the brightfield path (a "
@@ -974,7 +1193,15 @@ def _run_fluorescence(image: Image, regions: Any, p: MotorNeuronParams,
         stats = {"noise": float(cal["noise"]), "background": float(cal["background_level"])}
     del signal
     report(0.2, "soma segmentation")
-    if p.engine == "cellpose":
+    if step is not None:  # a soma model (_model_step refuses a pixel classifier here)
+        crop = plane[rs, cs]
+        # a model trained on whole RGB exports reads their three channels, else the soma's
+        n_planes = len(step.model.manifest.get("plane_names") or ())
+        chan = crop if crop.ndim == 3 and crop.shape[-1] == n_planes else \
+            crop[..., idx] if crop.ndim == 3 else crop
+        labels_w = _model_labels(step.model, chan, px, factor, excess.shape)
+        del crop, chan
+    elif p.engine == "cellpose":
         np.maximum(excess, 0, out=excess)
         labels_w = segment_cellpose(excess, pxw, cellpose_options(p),
                                     progress=lambda f, m: report(0.2 + 0.55 * f, m))
@@ -1011,18 +1238,21 @@ def _run_fluorescence(image: Image, regions: Any, p: MotorNeuronParams,
     how = "named" if scores is None else "picked"
     log.info("%s: fluorescence, soma channel %s (%s)", image.source, image.channel_names[idx],
              how)
+    _mark_engine(objects, step)
     qc = _qc_overlay(display, labels, objects, masks, summary, image.name, prestrided=True,
-                     note=f"; fluorescence, soma channel {image.channel_names[idx]} ({how})")
+                     note=f"; fluorescence, soma channel {image.channel_names[idx]} ({how})"
+                          + _engine_note(step))
     report(1.0, "done")
     return AssayResult(
         assay=SPEC.name, image=image.name, objects=objects.reset_index(drop=True),
-        summary=summary, labels=labels, masks=masks, qc=qc, params=p.to_dict(),
+        summary=summary, labels=labels, masks=masks, qc=qc, params=_params_record(p, step),
         pixel_size_um=px,
         extra={"modality": "fluorescence", "soma_channel": image.channel_names[idx],
                "soma_channel_index": int(idx),
                "channel_scores": None if scores is None else [float(v) for v in scores],
                "background": stats["background"], "noise": stats["noise"],
-               "work_pixel_size_um": pxw, "calibrated": cal is not None})
+               "work_pixel_size_um": pxw, "calibrated": cal is not None,
+               **_engine_record(p, step)})
 
 
 def _add_axial_continuation(objects: pd.DataFrame, labels: np.ndarray, snr: np.ndarray,
@@ -1165,10 +1395,19 @@ SPEC = AssaySpec(
     name="motor-neurons",
     title="Motor neurons in Nissl (cresyl violet) brightfield or somata-stained (NeuroTrace, "
           "ChAT, NeuN) fluorescence sections: count, soma size, density per mm²",
-    model_steps=(ModelStep(
-        "objects", "the motor neuron / other rules (classify): the model's classes and their "
-        "probability go into "
-        "objects.csv and the counts are recounted"),),
+    model_steps=(
+        ModelStep(
+            "objects", "the motor neuron / other rules (classify): the model's classes and "
+            "their probability go into objects.csv and the counts are recounted"),
+        ModelStep(
+            "somata", "the soma segmentation (engine): the soma model's somata, in the "
+            "modality it was trained on, are measured, classed and counted as the "
+            "classical engine's", check=_check_soma_model),
+        ModelStep(
+            "pixels", "the soma foreground of the classical brightfield segmentation: where "
+            "the classifier's soma class (soma, somata, neuron or cell) wins, then split "
+            "into somata as usual", check=_check_pixel_model),
+    ),
     params_cls=MotorNeuronParams,
     run=run,
     channel_roles=(ChannelRole(

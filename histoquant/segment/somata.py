@@ -638,7 +638,8 @@ def relabel_sequential_by_size(labels: np.ndarray, min_size_px: int) -> np.ndarr
 def segment_somata_classical(density: np.ndarray, pixel_size_um: float,
                              params: SomaSegmentationParams | None = None,
                              progress: Callable[[float, str], None] | None = None, *,
-                             noise_sd: float | None = None) -> np.ndarray:
+                             noise_sd: float | None = None,
+                             foreground: np.ndarray | None = None) -> np.ndarray:
     """Label every soma in a background-flattened stain-density image.
 
     Parameters
@@ -657,6 +658,11 @@ def segment_somata_classical(density: np.ndarray, pixel_size_um: float,
         The neuropil's noise (density units) measured elsewhere — over the whole image when
         ``density`` is one tile of it (:func:`neuropil_noise` of the smoothed density) — instead
         of on ``density``.
+    foreground : ndarray of bool, optional
+        Where somata are, decided elsewhere (a pixel classifier's soma class,
+        :func:`histoquant.learn.foreground.model_foreground`), of ``density``'s shape: it
+        replaces the density threshold of step 1 (holes are still filled, processes opened
+        off and specks dropped), and the splits and per-object thresholds follow as usual.
 
     Returns
     -------
@@ -674,10 +680,20 @@ def segment_somata_classical(density: np.ndarray, pixel_size_um: float,
     smoothed = ndi.gaussian_filter(np.asarray(density, dtype=np.float32), p.smooth_um / px) \
         if p.smooth_um > 0 else np.asarray(density, dtype=np.float32)
     report(0.1, "soma foreground")
-    if noise_sd is None:
-        noise_sd = neuropil_noise(smoothed)
-    threshold = max(p.foreground_od, p.foreground_snr * noise_sd)
-    fg = soma_foreground(smoothed, px, threshold, p.max_hole_um2, p.open_um, p.min_area_um2)
+    if foreground is not None:
+        fg = np.asarray(foreground, dtype=bool)
+        if fg.shape != smoothed.shape:
+            raise ValueError(f"foreground of shape {fg.shape} for a density of shape "
+                             f"{smoothed.shape}")
+        # the mask goes through the same clean-up as a thresholded density (0.5: True)
+        fg = soma_foreground(fg.astype(np.float32), px, 0.5, p.max_hole_um2, p.open_um,
+                             p.min_area_um2)
+    else:
+        if noise_sd is None:
+            noise_sd = neuropil_noise(smoothed)
+        threshold = max(p.foreground_od, p.foreground_snr * noise_sd)
+        fg = soma_foreground(smoothed, px, threshold, p.max_hole_um2, p.open_um,
+                             p.min_area_um2)
     split = dict(intensity_weight_um_per_od=p.intensity_weight_um_per_od,
                  intensity_cap_od=p.intensity_cap_od, distance_smooth_um=p.distance_smooth_um,
                  relative_prominence=p.relative_prominence)
