@@ -137,3 +137,14 @@ def test_every_declared_rule_reads_declared_columns(spec):
 
 def summary_columns(summary: pd.DataFrame) -> list[str]:
     return [c for c in summary.columns if c not in ID_COLUMNS]
+
+
+def test_every_assay_names_the_parameters_shown_first():
+    """AssayParams.common: the few parameters a histologist changes most, that exist."""
+    from histoquant.assays import available_assays
+
+    for name, spec in available_assays().items():
+        fields = [i["name"] for i in spec.params_cls.field_info()]
+        common = spec.params_cls.common
+        assert 3 <= len(common) <= 8, name
+        assert set(common) <= set(fields), (name, set(common) - set(fields))

@@ -57,6 +57,9 @@ def parse_ventral(value: float | str) -> float | str:
 class AnatomyParams(AssayParams):
     """Parameters of the spinal cord anatomy (sections, grey/white matter, horns)."""
 
+    #: Shown first in the GUI; the rest are folded away (AssayParams.common).
+    common = ("species", "ventral", "mirrored", "assumed_cord_width_um", "min_quality")
+
     working_pixel_size_um: float = param(
         10.0, unit="µm", minimum=2.0, maximum=50.0,
         help="The anatomy runs on the image block-averaged to about this pixel size, so "

@@ -76,6 +76,10 @@ _CONN4 = ndi.generate_binary_structure(2, 1)
 class EvansBlueParams(AssayParams):
     """Parameters of the Evans Blue assay (defaults explained in ``help``)."""
 
+    #: Shown first in the GUI; the rest are folded away (AssayParams.common).
+    common = ("reference_region", "threshold_method", "threshold", "vessel_margin_um",
+              "saturation_warn_pct")
+
     background_method: str = param(
         "coarse", choices=("coarse", "reference", "none"),
         help="coarse: robust large-scale estimate inside the regions (follows uneven "

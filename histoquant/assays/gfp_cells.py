@@ -93,6 +93,10 @@ _CP = {f["name"]: f for f in CellposeOptions.field_info()}
 class GfpCellParams(AssayParams):
     """Parameters of the GFP+ cell assay (defaults justified in ``help``)."""
 
+    #: Shown first in the GUI; the rest are folded away (AssayParams.common).
+    common = ("min_cell_diameter_um", "max_cell_diameter_um", "require_nucleus", "count_nuclei",
+              "max_reference_ratio", "engine")
+
     min_cell_diameter_um: float = param(
         8.0, unit="µm", minimum=1.0,
         help="Smallest GFP+ cell profile (equivalent diameter). MSCs are 13–30 µm (≈ 23 µm, "

@@ -114,6 +114,10 @@ _CELLPOSE = {f["name"]: f for f in CellposeOptions.field_info()}
 class MotorNeuronParams(AssayParams):
     """Parameters of the motor-neuron assay; every size in µm."""
 
+    #: Shown first in the GUI; the rest are folded away (AssayParams.common).
+    common = ("modality", "min_equivalent_diameter_um", "max_equivalent_diameter_um",
+              "require_nucleolus", "engine")
+
     modality: str = param(
         "auto", choices=("auto", "brightfield", "fluorescence"),
         help="what the image is: 'brightfield' (cresyl-violet Nissl, dark somata on a light "

@@ -56,6 +56,10 @@ _QC_MAX_SIDE = 1600
 class VasculatureParams(AssayParams):
     """Parameters of the vasculature assay (every length in µm, every area in µm²)."""
 
+    #: Shown first in the GUI; the rest are folded away (AssayParams.common).
+    common = ("vessel_scales_um", "threshold_high", "threshold_low", "min_spur_length_um",
+              "coverage_tolerance_um")
+
     vessel_scales_um: tuple[float, ...] = param(
         (1.5, 3.0, 6.0), unit="µm", minimum=0.1, maximum=200.0,
         help="Gaussian scales of the ridge filter. A tube of diameter d answers best at "

@@ -103,3 +103,28 @@ def test_shapes_are_named_from_the_region_dropdown(make_napari_viewer, qtbot, no
     w.shape_name.value = "grey_matter"
     w.rename_selected()
     assert list(shapes.features["name"]) == ["grey_matter", "ventral_horn_left"]
+
+
+def test_every_dock_fits_two_to_a_1080_px_screen(make_napari_viewer, qtbot, notes):
+    """Each dock asks for at most 500 px of height, and its parameters start folded."""
+    from histoquant_napari._base_widget import DOCK_MAX_HINT_PX
+    from histoquant_napari._batch_widget import BatchWidget
+    from histoquant_napari._teach_widget import TeachWidget
+    from histoquant_napari._validation_widget import ValidationWidget
+
+    viewer = make_napari_viewer()
+    docks = [AnatomyWidget(viewer), BatchWidget(viewer), TeachWidget(viewer),
+             ValidationWidget(viewer)]
+    docks += [aw.AssayWidget(viewer, assay=n) for n in aw.assay_specs()]
+    for w in docks:
+        dock = viewer.window.add_dock_widget(w)
+        qtbot.wait(10)
+        assert dock.minimumSizeHint().height() <= 500, type(w).__name__
+        assert w.sizeHint().height() <= DOCK_MAX_HINT_PX, type(w).__name__
+        form = getattr(w, "params_form", None)
+        if form is not None and form.more_toggle is not None:
+            hidden = [n for n in form.more_names if form[n].native.isHidden()]
+            assert hidden == form.more_names  # folded until asked
+            form.show_more(True)
+            assert not any(form[n].native.isHidden() for n in form.more_names)
+        viewer.window.remove_dock_widget(dock)

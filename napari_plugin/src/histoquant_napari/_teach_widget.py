@@ -36,6 +36,16 @@ def _labels_choices(viewer: Any) -> list[tuple[str, Any]]:
     return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Labels)]
 
 
+def _geometry(layer: Any) -> dict[str, Any]:
+    """Return the Y/X scale, translation and units of ``layer``, for a layer over it."""
+    out: dict[str, Any] = {"scale": tuple(layer.scale[-2:]),
+                           "translate": tuple(layer.translate[-2:])}
+    units = getattr(layer, "units", None)
+    if units is not None and len(units) >= 2:
+        out["units"] = tuple(str(u) for u in units[-2:])
+    return out
+
+
 @dataclass
 class _Job:
     mode: str  # "train" or "preview"
@@ -123,7 +133,7 @@ class TeachWidget(RunnerWidget):
         shape = layer.data.shape[:2] if layer.rgb else layer.data.shape[-2:]
         strokes = self.viewer.add_labels(
             np.zeros(shape, np.uint8), name=f"strokes · {layer.name}",
-            scale=tuple(layer.scale[-2:]), translate=tuple(layer.translate[-2:]))
+            **_geometry(layer))
         strokes.brush_size = 8
         strokes.selected_label = 1
         strokes.mode = "paint"
@@ -182,8 +192,8 @@ class TeachWidget(RunnerWidget):
         if job.mode == "preview":
             ref = job.reference
             self.preview_layer = self.add_or_update(
-                result, {"name": f"classes · {ref.name}", "scale": tuple(ref.scale[-2:]),
-                         "translate": tuple(ref.translate[-2:]), "opacity": 0.5}, "labels")
+                result, {"name": f"classes · {ref.name}", **_geometry(ref), "opacity": 0.5},
+                "labels")
             names = ", ".join(f"{k} = {c}" for k, c in enumerate(self.model.classes, 1))
             self.status.setText(f"preview: {names}")
             return
