@@ -18,6 +18,9 @@ Pipeline (each step's reason is in ``docs/evans_blue.md``):
    :func:`study_threshold`). Positive patches are grown from seeds above
    ``seed_ratio × threshold`` into pixels above the threshold (hysteresis), and patches smaller
    than ``min_patch_area_um2`` are dropped.
+   With a pixel classifier (``model=``, ``--model m.hqm``; :data:`LEAK_CLASSES`), the
+   positive pixels are those where the leak class is the most probable one instead, and
+   patches smaller than ``min_patch_area_um2`` are dropped as before.
 4. With a vessel channel: vessels are thresholded, small specks dropped, lumens filled, and the
    mask dilated by ``vessel_margin_um``; positive pixels inside are intravascular, the rest
    extravascular. Distances to the nearest vessel give the profile and each patch's distance.
@@ -52,9 +55,11 @@ from ..segment.statistics import (
     quantisation_step,
     sample_pixels,
 )
+from ._pixel_step import check_model_image, fluorescence_class_check, model_record
 from .base import (
     AssaySpec,
     ChannelRole,
+    ModelStep,
     Progress,
     prepare_image,
     region_table,
@@ -65,7 +70,10 @@ from .base import (
 from .contract import REGION_AREA, ExtraTable, Measure
 
 __all__ = ["EvansBlueParams", "run", "calibrate", "study_threshold", "corrected_channel",
-           "SPEC"]
+           "SPEC", "LEAK_CLASSES"]
+
+#: Names a pixel classifier's class may have for the positive (leaked tracer) pixels.
+LEAK_CLASSES = ("leak", "evans_blue", "extravasation", "tracer")
 
 # Pixels positive in 8 directions belong to one patch: a leak is a blob, not a lattice.
 _CONN8 = np.ones((3, 3), dtype=bool)
@@ -589,15 +597,17 @@ def _measure_channels(image: Image, chans: Mapping[str, int], support: np.ndarra
                       reference: np.ndarray | None, p: EvansBlueParams, px: float,
                       warnings: list[str], report: Callable[[float, str], None],
                       cal: Mapping[str, Any] | None, *,
-                      patches: bool = True, record: tuple[tuple[float, float], int] | None = None
-                      ) -> _Measured:
+                      patches: bool = True, record: tuple[tuple[float, float], int] | None = None,
+                      model: Any = None) -> _Measured:
     """Background-correct the channels and threshold them.
 
     Without ``cal`` every statistic (background field, flat-field, noise, thresholds, glow
     margin) is estimated from ``image``: the whole run, and :func:`calibrate` on the whole
     region. With ``cal`` (a calibration) they are applied to ``image`` (a tile). ``patches``:
     also find the positive patches; ``record`` (origin, step): keep the vessel channel's
-    statistics as plain data (for :func:`calibrate`).
+    statistics as plain data (for :func:`calibrate`). ``model``: a pixel classifier whose
+    leak class gives the positive pixels instead of the threshold (which is still computed:
+    it sets the glow margin of the vessel zone, as :func:`calibrate` does for a tiled run).
     """
     origin = tile_origin(image)
     report(0.05, "background")
@@ -614,7 +624,17 @@ def _measure_channels(image: Image, chans: Mapping[str, int], support: np.ndarra
     del raw
     out = _Measured(evb, threshold, seed)
     report(0.35, "threshold")
-    if patches:
+    if patches and model is not None:
+        from ..learn.foreground import model_foreground
+
+        report(0.2, "pixel classifier")
+        # where the leak class wins; no hysteresis (the classifier already weighed each
+        # pixel's neighbourhood), the same minimum patch area
+        leak, _ = model_foreground(model, image, LEAK_CLASSES)
+        out.labels, out.n_patches = _positive_patches(leak, support, 0.5, 0.5,
+                                                      p.min_patch_area_um2 / (px * px))
+        del leak
+    elif patches:
         out.labels, out.n_patches = _positive_patches(evb.corrected, support, threshold, seed,
                                                       p.min_patch_area_um2 / (px * px))
     if "vessel" not in chans:
@@ -683,6 +703,11 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
     missed), the clipped-channel test and the glow margin (thin vessels are sampled
     coarsely) are approximate.
 
+    A tiled run with a pixel classifier (``run(tile, model=...)``) uses the background,
+    flat-field, vessel threshold and vessel margin measured here, but not ``threshold`` and
+    ``seed_threshold``: the model gives the positive pixels (the threshold still sets the
+    glow margin, as in a whole run with the model).
+
     Parameters
     ----------
     image : Image or ndarray
@@ -739,7 +764,7 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
 def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         channels: Mapping[str, str | int] | None = None, pixel_size_um: float | None = None,
         progress: Progress | None = None,
-        calibration: Mapping[str, Any] | None = None) -> AssayResult:
+        calibration: Mapping[str, Any] | None = None, model: Any = None) -> AssayResult:
     """Measure Evans Blue extravasation in one image.
 
     Parameters
@@ -764,7 +789,22 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         thresholds, saturation level, vessel margin), applied instead of estimating them from
         ``image`` — a tile of a larger image (:func:`histoquant.tiling.run_tiled`; the tile's
         place is ``image.metadata["tile_origin_yx"]``). Without it they are estimated from
-        ``image`` by the same code as :func:`calibrate`.
+        ``image`` by the same code as :func:`calibrate`. With ``model``, the calibration's
+        EvB threshold and seed are not used for the positive pixels (the model gives them);
+        its background, flat-field and vessel statistics still are.
+    model : PixelClassifier, optional
+        A pixel classifier (``histoquant train pixels``, read with
+        :func:`~histoquant.learn.pixels.load_pixel_classifier`; ``--model m.hqm`` on the
+        command line) with a class named one of :data:`LEAK_CLASSES`: the positive pixels
+        are where that class is the most probable one, in place of the threshold and its
+        hysteresis. Everything else is unchanged and computed on that mask: the regions,
+        background correction and intensity sums, the vessel mask and its zone (whose glow
+        margin still follows the automatic threshold), the minimum patch area, the patches
+        and the profile. The summary's ``threshold`` and ``seed_threshold`` are then NaN and
+        ``threshold_method`` is ``"classifier"``; ``extra["model"]`` records the model
+        (class, classes, hash). The model must have been trained on fluorescence images with
+        this image's channels; a tiled run hands it to every tile, each normalising its
+        channels on its own pixels (a large tile's percentiles are the image's, closely).
 
     Returns
     -------
@@ -781,6 +821,10 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         A blank channel (all one value) or a fully saturated one.
     PixelSizeError
         No pixel size.
+    ModelFileError
+        ``model`` is not a pixel classifier with a leak class.
+    ModalityError
+        ``model`` was trained on brightfield images.
     """
     def report(frac: float, msg: str) -> None:
         if progress is not None:
@@ -792,11 +836,19 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     chans = resolve_channels(image, SPEC.channel_roles, channels)
     has_vessel = "vessel" in chans
     _check_params(p, has_vessel)
+    record = None
+    if model is not None:
+        # before any pixel is measured: a model that cannot read this image fails here
+        record = model_record(model, check_model_image(model, image, LEAK_CLASSES, SPEC.name))
     cal = dict(calibration) if calibration is not None else None
     masks, reference = _regions(image, regions, p, need_reference=cal is None)
     support = _union(masks.values())
     warnings: list[str] = []
-    m = _measure_channels(image, chans, support, reference, p, px, warnings, report, cal)
+    m = _measure_channels(image, chans, support, reference, p, px, warnings, report, cal,
+                          model=model)
+    glow_threshold = m.threshold
+    if model is not None:
+        m.threshold = m.seed = float("nan")  # no threshold made the positive mask
     evb, threshold, seed, vessel, zone, grid = m.evb, m.threshold, m.seed, m.vessel, m.zone, \
         m.grid
     v_threshold, margin_um, vessel_display = m.v_threshold, m.margin_um, m.vessel_display
@@ -807,18 +859,22 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         grid = _DistanceGrid.make(vessel, px, p)
     summary = _summary(image, masks, evb, positive, n_patches, labels, threshold, seed,
                        v_threshold, vessel, zone, p, px, warnings)
+    if model is not None:
+        summary["threshold_method"] = "classifier"
     objects = _objects(image.name, labels, n_patches, evb.corrected, masks, zone, grid, px)
     profile = _profile(image.name, masks, evb.corrected, positive, grid, p, px) \
         if grid is not None else _empty_profile()
     report(0.9, "QC overlay")
     qc = _qc_overlay(image.name, evb.corrected, vessel_display, positive, vessel, masks,
-                     summary, threshold, p, warnings)
+                     summary, threshold, p, warnings, record)
     out_masks = {"positive": positive}
     if vessel is not None:
         out_masks.update(vessel=vessel, vessel_zone=zone)
     extra = {"threshold": threshold, "seed_threshold": seed, "noise_sd": evb.sd,
              "vessel_threshold": v_threshold, "vessel_margin_um": margin_um,
-             "calibrated": cal is not None}
+             "calibrated": cal is not None, "engine": "threshold"}
+    if record is not None:
+        extra.update(engine="classifier", model=record, glow_threshold=glow_threshold)
     report(1.0, "done")
     return AssayResult(assay=SPEC.name, image=image.name, objects=objects, summary=summary,
                        labels=labels, masks=out_masks, qc=qc, params=p.to_dict(),
@@ -1072,7 +1128,7 @@ def _qc_step(shape: tuple[int, int], max_px: int = 1600) -> int:
 def _qc_overlay(name: str, corrected: np.ndarray, vessel_display: np.ndarray | None,
                 positive: np.ndarray, vessel: np.ndarray | None, masks: dict[str, np.ndarray],
                 summary: pd.DataFrame, threshold: float, p: EvansBlueParams,
-                warnings: list[str]) -> np.ndarray:
+                warnings: list[str], record: dict[str, Any] | None = None) -> np.ndarray:
     from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines, draw_outlines, to_display_rgb
 
     q = _qc_step(corrected.shape)
@@ -1088,8 +1144,9 @@ def _qc_overlay(name: str, corrected: np.ndarray, vessel_display: np.ndarray | N
     draw_mask_outlines(rgb, {k: block_any(m, q)[:rgb.shape[0], :rgb.shape[1]]
                              for k, m in masks.items()})
     # The caption font has ASCII glyphs only.
-    lines = [f"{name} - Evans Blue; threshold {threshold:.4g} ({p.threshold_method}); "
-             "yellow = EvB+, blue = vessels"]
+    how = f"threshold {threshold:.4g} ({p.threshold_method})" if record is None else \
+        f"pixel classifier, class {record['class']} (sha256 {record['sha256'][:12]})"
+    lines = [f"{name} - Evans Blue; {how}; yellow = EvB+, blue = vessels"]
     for row in summary.head(4).itertuples():
         text = f"{row.region}: EvB+ {row.evb_positive_area_pct:.2f} % of " \
                f"{row.region_area_mm2:.3f} mm2"
@@ -1250,4 +1307,9 @@ SPEC = AssaySpec(
                 tiles="any", animal="none"),
     ),
     calibrate=calibrate,
+    model_steps=(ModelStep(
+        "pixels", "the EvB threshold: the positive pixels are where the pixel classifier's "
+        f"class {' / '.join(LEAK_CLASSES)} is the most probable one; the background, vessel "
+        "zone, patches and intensity sums are computed on that mask as before",
+        check=fluorescence_class_check("evans-blue", *LEAK_CLASSES)),),
 )

@@ -6,6 +6,13 @@ pericyte length, pericyte coverage by length and by area, pericyte cell bodies p
 vessel; one row per vessel segment. The method is described in ``docs/vasculature.md``;
 the building blocks are :func:`histoquant.segment.vessels.segment_tubes` and
 :func:`histoquant.measure.skeleton.trace_skeleton`.
+
+A pixel classifier (``histoquant train pixels``; ``run(..., model=...)``, ``--model m.hqm``)
+can replace the ridge-filter segmentation: the vessel mask is where its vessel class
+(:data:`VESSEL_CLASSES`) or its pericyte class (:data:`PERICYTE_CLASSES`, pericytes lie on
+the vessel wall) is the most probable one, and the pericyte mask where the pericyte class is;
+without a pericyte class the pericyte channel keeps its ridge filter. Skeletons, lengths,
+coverage and bodies are computed on those masks as before.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from scipy import ndimage as ndi
 from ..calibration import grid_positions, grid_record, region_view, tile_origin
 from ..errors import ChannelError, ParamsError
 from ..io.image import Image, check_not_empty
+from ..learn.foreground import find_class
 from ..measure.rays import first_hits, padded_flat
 from ..measure.skeleton import SkeletonTrace, trace_skeleton
 from ..params import AssayParams, param
@@ -34,9 +42,11 @@ from ..segment.vessels import (
     remove_small,
     segment_tubes,
 )
+from ._pixel_step import check_model_image, fluorescence_class_check, model_record
 from .base import (
     AssaySpec,
     ChannelRole,
+    ModelStep,
     Progress,
     prepare_image,
     region_table,
@@ -46,7 +56,17 @@ from .base import (
 )
 from .contract import REGION_AREA, Measure
 
-__all__ = ["VasculatureParams", "run", "calibrate", "SPEC", "covered_entries"]
+__all__ = ["VasculatureParams", "run", "calibrate", "SPEC", "covered_entries",
+           "VESSEL_CLASSES", "PERICYTE_CLASSES"]
+
+#: Names a pixel classifier's class may have for the vessel (endothelium) pixels.
+VESSEL_CLASSES = ("vessel", "endothelium", "capillary")
+#: Name of the optional pericyte class of a pixel classifier.
+PERICYTE_CLASSES = ("pericyte",)
+#: A gap in the classifier's vessel mask is bridged where the vessel (or pericyte) class
+#: keeps at least this probability along it: half of what wins a two-class pixel, the
+#: classifier's counterpart of ``threshold_low`` (the ridge filter still answers).
+_GAP_PROBABILITY = 0.25
 
 _FILTERS = ("sato", "frangi", "meijering")
 _QC_MAX_SIDE = 1600
@@ -579,7 +599,7 @@ def calibrate(image: Image | np.ndarray, regions: Any = None, params: Any = None
 def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         channels: Mapping[str, str | int] | None = None, pixel_size_um: float | None = None,
         progress: Progress | None = None,
-        calibration: Mapping[str, Any] | None = None) -> AssayResult:
+        calibration: Mapping[str, Any] | None = None, model: Any = None) -> AssayResult:
     """Measure vessel length, pericyte length and pericyte coverage in one image.
 
     Parameters
@@ -608,7 +628,24 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         and centreline level, the DAPI threshold), applied instead of estimating them from
         ``image`` — a tile of a larger image (:func:`histoquant.tiling.run_tiled`; the
         tile's place is ``image.metadata["tile_origin_yx"]``). Without it they are
-        estimated from ``image`` by the same code as :func:`calibrate`.
+        estimated from ``image`` by the same code as :func:`calibrate`. With ``model``, the
+        calibration's noise units and background of a channel the model segments are not
+        used (the model gives that channel's mask); the DAPI threshold still is.
+    model : PixelClassifier, optional
+        A pixel classifier (``histoquant train pixels``, read with
+        :func:`~histoquant.learn.pixels.load_pixel_classifier`; ``--model m.hqm`` on the
+        command line) with a class named one of :data:`VESSEL_CLASSES`, in place of the
+        ridge filter, hysteresis and half-maximum edges: the vessel mask is where the vessel
+        class, or the pericyte class (:data:`PERICYTE_CLASSES`, when the model has one:
+        pericytes lie on the vessel wall), is the most probable one; the pericyte mask is
+        where the pericyte class is (without one, the pericyte channel keeps its ridge
+        filter). ``min_vessel_area_um2``, ``max_hole_um2`` and ``min_pericyte_area_um2``
+        still clean the masks; a gap is bridged where the vessel and pericyte classes keep
+        a probability of at least 0.25 along it (in place of ``threshold_low``).
+        Skeletons, lengths, diameters, coverage and bodies are then computed as before.
+        ``extra["model"]`` records the model (class, classes, hash). The model must have
+        been trained on fluorescence images with this image's channels; a tiled run hands
+        it to every tile, each normalising its channels on its own pixels.
 
     Returns
     -------
@@ -627,15 +664,25 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         same channel is given for two roles.
     EmptyImageError
         The endothelium channel is blank or not finite.
+    ModelFileError
+        ``model`` is not a pixel classifier with a vessel class.
+    ModalityError
+        ``model`` was trained on brightfield images.
     """
     p = resolve_params(VasculatureParams, params)
     image = prepare_image(image, pixel_size_um)
     px = float(image.pixel_size_um)
     idx = resolve_channels(image, SPEC.channel_roles, channels)
     _check_distinct(image, idx)
+    record = None
+    if model is not None:
+        # before any pixel is measured: a model that cannot read this image fails here
+        record = model_record(model, check_model_image(model, image, VESSEL_CLASSES,
+                                                       SPEC.name))
+    has_peri_class = model is not None and find_class(model, PERICYTE_CLASSES) is not None
     warnings: list[str] = []
     named = set(idx.values())
-    if "pericyte" not in idx and image.n_channels > len(named):
+    if "pericyte" not in idx and not has_peri_class and image.n_channels > len(named):
         warnings.append(
             f"no pericyte channel given (the image has {image._channel_list()}); only vessels "
             "were measured. Give --channel pericyte=NAME|INDEX to measure coverage.")
@@ -649,27 +696,38 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
     masks = resolve_regions(image, regions, SPEC.auto_regions)
     masks, pad, stats_mask = _analysed(image, masks)
 
-    _report(progress, 0.05, "segmenting vessels")
-    vseg = segment_tubes(endo, px, mask=stats_mask, padding=pad, origin_yx=origin,
-                         **_tube_kw(p, "endothelium"),
-                         **_applied(cal, "endothelium", origin, image.shape_yx))
+    model_peri = None
+    if model is None:
+        _report(progress, 0.05, "segmenting vessels")
+        vseg = segment_tubes(endo, px, mask=stats_mask, padding=pad, origin_yx=origin,
+                             **_tube_kw(p, "endothelium"),
+                             **_applied(cal, "endothelium", origin, image.shape_yx))
+        gap_support = vseg.zscore > np.float32(p.threshold_low)
+    else:
+        _report(progress, 0.05, "pixel classifier")
+        vseg, model_peri = _classified(model, image, p, px, pad)
+        gap_support = vseg.zscore >= np.float32(_GAP_PROBABILITY)
     _report(progress, 0.35, "tracing vessel skeleton")
     vtrace = trace_skeleton(vseg.mask, px, min_spur_length_um=p.min_spur_length_um,
                             smoothing_um=p.path_smoothing_um, end_correction=p.end_correction,
                             max_gap_um=p.max_gap_um, gap_angle_deg=p.gap_angle_deg,
-                            gap_support=vseg.zscore > np.float32(p.threshold_low))
+                            gap_support=gap_support)
+    del gap_support
     display = [(_qc_plane(endo), (150, 150, 150))]  # kept small for the QC overlay
     del endo
 
     peri = _Channel(None, None)
     covered = np.zeros(len(vtrace.entry_path), bool)
-    if "pericyte" in idx:
+    if "pericyte" in idx or model_peri is not None:
         _report(progress, 0.5, "segmenting pericytes")
-        pimg = image.channel(idx["pericyte"], projection=p.z_projection)
+        pimg = image.channel(idx["pericyte"], projection=p.z_projection) \
+            if "pericyte" in idx else None
         # blank over the whole image (a calibrated tile may be flat where the image is not)
-        blank = float(pimg.max()) <= float(pimg.min()) if cal is None else \
-            cal["pericyte"] is None
-        if blank:
+        blank = model_peri is None and (float(pimg.max()) <= float(pimg.min()) if cal is None
+                                        else cal["pericyte"] is None)
+        if model_peri is not None:
+            peri = _Channel(model_peri, None)
+        elif blank:
             warnings.append("the pericyte channel is blank: pericyte length and coverage are 0")
             pmask = np.zeros(image.shape_yx, bool)
             peri = _Channel(TubeSegmentation(pmask, pmask, np.zeros(pmask.shape, np.float32),
@@ -679,7 +737,8 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
                                  **_tube_kw(p, "pericyte"),
                                  **_applied(cal, "pericyte", origin, image.shape_yx))
             peri = _Channel(pseg, None)
-        display.append((_qc_plane(pimg), (70, 70, 200)))
+        if pimg is not None:
+            display.append((_qc_plane(pimg), (70, 70, 200)))
         del pimg
         _report(progress, 0.7, "tracing pericytes")
         peri.trace = trace_skeleton(peri.seg.mask, px,
@@ -716,7 +775,7 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         cov_img[rc[:, 0], rc[:, 1]] = True
         masks_out.update(covered_skeleton=cov_img, pericytes=peri.seg.mask,
                          pericyte_skeleton=peri.trace.skeleton)
-    qc = _qc_overlay(image, display, p, masks, vtrace, peri, covered, bodies, summary)
+    qc = _qc_overlay(image, display, p, masks, vtrace, peri, covered, bodies, summary, record)
     extra = {
         "segments": vtrace.paths,
         "trace": vtrace,
@@ -725,11 +784,48 @@ def run(image: Image | np.ndarray, regions: Any = None, params: Any = None, *,
         "free_ends_um": vtrace.free_ends_rc * px,
         "pericyte_bodies_um": None if bodies is None else bodies * px,
         "channels": {role: image.channel_names[i] for role, i in idx.items()},
+        "engine": "ridge filter" if record is None else "classifier",
     }
+    if record is not None:
+        record["pericyte_class"] = find_class(model, PERICYTE_CLASSES)
+        extra["model"] = record
     _report(progress, 1.0, "done")
     return AssayResult(assay=SPEC.name, image=image.name, objects=objects, summary=summary,
                        labels=vtrace.label_image(), masks=masks_out, qc=qc,
                        params=p.to_dict(), pixel_size_um=px, warnings=warnings, extra=extra)
+
+
+def _classified(model: Any, image: Image, p: VasculatureParams, px: float,
+                pad: np.ndarray | None) -> tuple[TubeSegmentation, TubeSegmentation | None]:
+    """Return the vessel (and pericyte) masks of a pixel classifier, cleaned as usual.
+
+    ``zscore`` of the returned segmentations holds the class's probability (vessel: vessel +
+    pericyte), which bridges gaps in place of the ridge response.
+    """
+    from ..learn.pixels import predict_proba
+
+    prob = predict_proba(model, image)
+    classes = list(model.classes)
+    kv = classes.index(find_class(model, VESSEL_CLASSES))
+    pname = find_class(model, PERICYTE_CLASSES)
+    kp = None if pname is None else classes.index(pname)
+    win = np.argmax(prob, axis=-1)
+    keep = ~pad if pad is not None else np.ones(win.shape, bool)
+    vessel = (win == kv) if kp is None else (win == kv) | (win == kp)
+    vessel &= keep
+    vessel = remove_small(vessel, p.min_vessel_area_um2 / px**2)
+    # holes up to max_hole_um2 (4-connected background pieces) are filled, as segment_tubes does
+    vessel = ~remove_small(~vessel, p.max_hole_um2 / px**2, connectivity=1)
+    vessel &= keep
+    vprob = prob[..., kv] if kp is None else prob[..., kv] + prob[..., kp]
+    vseg = TubeSegmentation(vessel, vessel, np.ascontiguousarray(vprob, np.float32),
+                            np.ascontiguousarray(vprob, np.float32))
+    if kp is None:
+        return vseg, None
+    peri = (win == kp) & keep
+    peri = remove_small(peri, p.min_pericyte_area_um2 / px**2)
+    pprob = np.ascontiguousarray(prob[..., kp], np.float32)
+    return vseg, TubeSegmentation(peri, peri, pprob, pprob)
 
 
 def _check_distinct(image: Image, idx: dict[str, int]) -> None:
@@ -884,7 +980,8 @@ def _qc_plane(channel: np.ndarray) -> np.ndarray:
     return block_mean(channel, q) if q > 1 else channel
 
 
-def _qc_overlay(image, layers, p, masks, vtrace, peri, covered, bodies, summary):
+def _qc_overlay(image, layers, p, masks, vtrace, peri, covered, bodies, summary,
+                record=None):
     from ..qc import CLASS_COLOURS, add_caption, draw_mask_outlines, to_display_rgb
     from ..segment.statistics import block_any
 
@@ -922,8 +1019,10 @@ def _qc_overlay(image, layers, p, masks, vtrace, peri, covered, bodies, summary)
                     = (255, 255, 255)
     draw_mask_outlines(rgb, {k: block_any(m, q) if q > 1 else m for k, m in masks.items()})
     # plain ASCII: the default caption font has no µ or ²
-    lines = [f"vasculature  {image.name}  ({p.ridge_filter}, scales "
-             f"{', '.join(f'{s:g}' for s in p.vessel_scales_um)} um)"]
+    how = (f"{p.ridge_filter}, scales {', '.join(f'{s:g}' for s in p.vessel_scales_um)} um"
+           if record is None else
+           f"pixel classifier, class {record['class']}, sha256 {record['sha256'][:12]}")
+    lines = [f"vasculature  {image.name}  ({how})"]
     for _, row in summary.iterrows():
         text = (f"{row['region']}: vessels {row['vessel_length_um'] / 1000:.2f} mm, "
                 f"{row['vessel_length_density_mm_per_mm2']:.1f} mm/mm2, "
@@ -948,6 +1047,12 @@ SPEC = AssaySpec(
     positions=(("centroid_y_um", "centroid_x_um"), ("start_y_um", "start_x_um"),
                ("end_y_um", "end_x_um")),
     calibrate=calibrate,
+    model_steps=(ModelStep(
+        "pixels", "the ridge-filter vessel segmentation (and the pericyte one when the model "
+        "has a pericyte class): the masks are where the pixel classifier's class "
+        f"{' / '.join(VESSEL_CLASSES)} (or pericyte) is the most probable one; skeletons, "
+        "lengths and coverage are computed on them as before",
+        check=fluorescence_class_check("vasculature", *VESSEL_CLASSES)),),
     measures=(
         REGION_AREA,
         Measure("vessel_length_um", "µm", "vessel centreline length", animal="sum"),

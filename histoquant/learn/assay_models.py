@@ -101,10 +101,13 @@ def step_model(model: LoadedModel, name: str = "model") -> Any:
         from .pixels import PixelClassifier
 
         try:
-            return PixelClassifier.from_manifest(model.estimator, model.manifest)
+            clf = PixelClassifier.from_manifest(model.estimator, model.manifest)
         except (ParamsError, KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{name}: the pixel classifier's manifest does not fit: "
                                  f"{exc}") from None
+        # the file's identity, for the results of the assays it runs in
+        clf.training["payload_sha256"] = model.manifest.get("payload_sha256")
+        return clf
     if model.kind == "somata":
         from .somata import SomaModel
 
