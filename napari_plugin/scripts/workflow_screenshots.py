@@ -22,11 +22,24 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data" / "spinal_cord_fluorescent"
-#: From the sections' scale bars (see the shared data's README).
-PIXEL_SIZE_UM = 2.02
+
+
+def _pixel_size(rows: int) -> float:
+    """µm per pixel from the sections' scale bars (the shared data's README)."""
+    return 2.30 if rows == 750 else 2.02
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from screenshots import _grab, _wait  # noqa: E402 - the plugin's own screenshot helpers
+
+
+def _load(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _open(viewer, path: Path) -> list:
@@ -40,9 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-o", "--outdir", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--section", default="280_L5")
+    parser.add_argument("--teach-section", default="214_L1",
+                        help="a section with an atlas drawing (the strokes follow it)")
     args = parser.parse_args(argv)
     chat = SHARED / "chat" / f"{args.section}_ChAT.jpg"
-    nissl = SHARED / "nissl" / f"{args.section}_nissl.jpg"
+    nissl = SHARED / "nissl" / f"{args.teach_section}_nissl.jpg"
+    atlas_png = SHARED / "atlas" / f"{args.teach_section}_atlas.png"
     if not chat.exists():
         print(f"skipped: {chat} not found")
         return 0
@@ -63,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     anatomy.image_choice.value = (layer, None)
     viewer.reset_view()
     _grab(viewer, out / "workflow_1_open.png")
-    anatomy.set_pixel_size(layer, PIXEL_SIZE_UM)
+    anatomy.set_pixel_size(layer, _pixel_size(layer.data.shape[0]))
     # 2. anatomy
     _wait(anatomy)
     print("anatomy:", anatomy.last_error or anatomy.status.text())
@@ -90,28 +106,24 @@ def main(argv: list[str] | None = None) -> int:
         print("exported:", saved.name if saved else None)
     viewer.window.remove_dock_widget("all")
     viewer.layers.clear()
-    # 6. teach: a few strokes of grey and white matter on the fluorescent Nissl section
-    if nissl.exists():
+    # 6. teach: strokes inside the background, white and grey matter of the atlas drawing
+    #    of the same section, as a histologist would paint them (dashes along each class's
+    #    middle, the benchmark's strokes: benchmarks/learn_anatomy_gfp_steps.py)
+    if nissl.exists() and atlas_png.exists():
+        bench = _load(ROOT / "benchmarks" / "learn_anatomy_gfp_steps.py", "bench_steps")
         (layer,) = _open(viewer, nissl)
         teach = TeachWidget(viewer)
         viewer.window.add_dock_widget(teach, name="Teach a stain (histoquant)", area="right")
         teach.reset_choices()
         teach.image_choice.value = (layer, None)
-        teach.set_pixel_size(layer, PIXEL_SIZE_UM)
-        teach.classes.value = "background, grey_matter, white_matter"
+        px = _pixel_size(layer.data.shape[0])
+        teach.set_pixel_size(layer, px)
+        teach.classes.value = "background, white_matter, grey_matter"
         strokes = teach.new_strokes_layer()
-        h, w = strokes.data.shape
-        # Strokes where a histologist would put them on this section (looked at): the black
-        # padding beside the cord, down both dorsal horns, and the lateral white matter.
-        def stroke(x: float, y0: float, y1: float, k: int) -> None:
-            strokes.data[int(y0 * h):int(y1 * h), int(x * w):int(x * w) + 6] = k
-
-        stroke(0.07, 0.1, 0.9, 1)
-        stroke(0.92, 0.1, 0.9, 1)
-        stroke(0.33, 0.3, 0.6, 2)
-        stroke(0.64, 0.3, 0.6, 2)
-        stroke(0.21, 0.35, 0.65, 3)
-        stroke(0.78, 0.35, 0.65, 3)
+        drawn = bench._atlas().extract_atlas(atlas_png, strokes.data.shape)
+        strokes.data[:] = bench._scribbles([~drawn.cord, drawn.cord & ~drawn.grey,
+                                            drawn.grey], px)
+        strokes.refresh()
         teach.trees.value = 30
         viewer.reset_view()
         _grab(viewer, out / "workflow_5_teach_strokes.png")
@@ -127,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         print("preview:", teach.last_error or teach.status.text())
         if teach.preview_layer is not None:
             classes = np.asarray(teach.preview_layer.data)
-            print("grey-matter fraction of the image:", float((classes == 2).mean()))
+            grey = classes == 3
+            dice = 2 * (grey & drawn.grey).sum() / (grey.sum() + drawn.grey.sum())
+            print(f"grey matter vs the atlas (same section, strokes from it): Dice {dice:.3f}")
         _grab(viewer, out / "workflow_6_teach_preview.png")
     viewer.close()
     return 0

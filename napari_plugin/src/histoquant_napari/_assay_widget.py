@@ -474,6 +474,8 @@ class AssayWidget(RunnerWidget):
                   "border_color": "white", "face_color": "transparent", "symbol": "ring",
                   "border_width": 0.15, "scale": (px, px),
                   "translate": self._result_geometry[0]}
+        if self.result_layers and getattr(self.result_layers[0], "units", None) is not None:
+            kwargs["units"] = tuple(str(u) for u in self.result_layers[0].units[-2:])
         data = np.array([[float(row[ycol]) / px, float(row[xcol]) / px]])
         self.add_or_update(data, kwargs, "points")
         if self.result_layers:
