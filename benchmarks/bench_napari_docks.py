@@ -68,6 +68,18 @@ def _run(app, widget, stalls: _Stalls, timeout: float = 600.0) -> tuple[float, f
 
 
 def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--colormap-backend", choices=("fastest", "numba"), default="fastest",
+                        help="napari's label-colour backend; 'numba' is what a napari "
+                             "without the partsegcore extra uses (for a before/after)")
+    args = parser.parse_args()
+    if args.colormap_backend == "numba":
+        from napari.utils.colormap_backend import ColormapBackend
+        from napari.utils.colormaps._accelerated_cmap import set_colormap_backend
+
+        set_colormap_backend(ColormapBackend.numba)
     path = SHARED / "spinal_cord_nissl" / "whole_section.jpg"
     if not path.exists():
         print(f"skipped: {path} not found")
@@ -91,6 +103,7 @@ def main() -> int:
         seconds, worst = _run(app, anatomy, stalls)
         rows.append(("anatomy", label, seconds, worst))
     mn = AssayWidget(viewer, assay="motor-neurons")
+    mn.pixel_size.value = 2.0  # read from the layer where the dock can (issue #17)
     viewer.window.add_dock_widget(mn, name="motor neurons")
     for label in ("first run", "rerun"):
         seconds, worst = _run(app, mn, stalls)

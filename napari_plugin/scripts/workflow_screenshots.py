@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. anatomy
     _wait(anatomy)
     print("anatomy:", anatomy.last_error or anatomy.status.text())
+    viewer.reset_view()
     _grab(viewer, out / "workflow_2_anatomy.png")
     # 3. motor neurons in the ventral horns
     mn = AssayWidget(viewer, assay="motor-neurons")

@@ -178,9 +178,13 @@ class AnatomyWidget(RunnerWidget):
         self.rename_button.setToolTip("Give the shapes selected in the regions layer the name "
                                       "chosen above")
         self.rename_button.clicked.connect(lambda: self.rename_selected())
-        for b in (self.open_button, self.save_button, self.swap_button, self.rename_button):
+        for b in (self.open_button, self.save_button):
             buttons.addWidget(b)
         self._layout.addLayout(buttons)
+        names_row = QHBoxLayout()  # a second row: four buttons do not fit a 420 px dock
+        for b in (self.swap_button, self.rename_button):
+            names_row.addWidget(b)
+        self._layout.addLayout(names_row)
         self.table = ResultTable(self, title="Sections")
         self._layout.addWidget(self.table, stretch=1)
         self.image_choice.changed.connect(lambda *_: self.update_pixel_size_state())
