@@ -64,3 +64,14 @@ def test_closing_the_dock_cancels_its_run(qtbot, slow_widget, notes):
     assert w.last_result is None
     assert len(viewer.layers) == n_layers
     assert not any(level == "error" for level, _ in notes)
+
+
+def test_the_dock_title_follows_the_assay_box(make_napari_viewer, monkeypatch, notes):
+    monkeypatch.setattr(aw, "available_assays", lambda: dict(SPECS))
+    viewer = make_napari_viewer()
+    w = aw.AssayWidget(viewer, assay="fake-count")
+    dock = viewer.window.add_dock_widget(w, name="Fake counter (histoquant)")
+    w.assay_choice.value = "fake-fluo"
+    expected = f"{aw.short_title(SPECS['fake-fluo'])} (histoquant)"
+    assert dock.windowTitle() == expected
+    assert dock.title.title.text() == expected

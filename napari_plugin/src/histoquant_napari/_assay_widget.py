@@ -157,6 +157,30 @@ class AssayWidget(RunnerWidget):
     def spec(self) -> AssaySpec:
         return self.specs[self.assay_choice.value]
 
+    def _retitle(self) -> None:
+        """Name the dock after the assay chosen (it kept the first assay's title)."""
+        from qtpy.QtWidgets import QDockWidget
+
+        dock = self.parent()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parent()
+        if dock is None:
+            return
+        title = f"{short_title(self.spec)} (histoquant)"
+        dock.setWindowTitle(title)
+        label = getattr(getattr(dock, "title", None), "title", None)  # napari's title bar
+        if hasattr(label, "setText"):
+            label.setText(title)
+
+    def event(self, ev: Any) -> bool:
+        """Retitle the dock once napari has put the widget in it."""
+        from qtpy.QtCore import QEvent
+
+        handled = super().event(ev)
+        if ev.type() == QEvent.Type.ParentChange and self.parent() is not None:
+            self._retitle()
+        return handled
+
     def _build_for_assay(self, name: str) -> None:
         spec = self.specs[name]
         roles = ", ".join(f"{r.name}{'' if r.required else ' (optional)'}"
@@ -226,6 +250,7 @@ class AssayWidget(RunnerWidget):
             w.changed.connect(lambda *_: self.update_pixel_size_state())
             w.changed.connect(lambda *_: self._check_roles())
         self.update_pixel_size_state()
+        self._retitle()
 
     def _layers_changed(self, event: Any = None) -> None:
         super()._layers_changed(event)
