@@ -99,11 +99,19 @@ def class_probability(model: PixelClassifier, image: Any, names: Sequence[str], 
     ModelFileError
         The model has no such class.
     """
+    prob, k = _probabilities(model, image, names, pixel_size_um, progress)
+    return np.ascontiguousarray(prob[..., k])
+
+
+def _probabilities(model: PixelClassifier, image: Any, names: Sequence[str],
+                   pixel_size_um: float | None,
+                   progress: Callable[[float, str], None] | None) -> tuple[np.ndarray, int]:
+    """Every class's probability, and the index of the class named one of ``names``."""
     name = find_class(model, names)
     if name is None:
         requires_class(*names)(model, "model")
     prob = predict_proba(model, image, pixel_size_um=pixel_size_um, progress=progress)
-    return np.ascontiguousarray(prob[..., list(model.classes).index(name)])
+    return prob, list(model.classes).index(name)
 
 
 def model_foreground(model: PixelClassifier, image: Any, names: Sequence[str], *,
@@ -135,9 +143,5 @@ def model_foreground(model: PixelClassifier, image: Any, names: Sequence[str], *
     probability : numpy.ndarray
         float32 (Y, X): its probability.
     """
-    name = find_class(model, names)
-    if name is None:
-        requires_class(*names)(model, "model")
-    prob = predict_proba(model, image, pixel_size_um=pixel_size_um, progress=progress)
-    k = list(model.classes).index(name)
+    prob, k = _probabilities(model, image, names, pixel_size_um, progress)
     return np.argmax(prob, axis=-1) == k, np.ascontiguousarray(prob[..., k])
