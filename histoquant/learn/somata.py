@@ -97,6 +97,7 @@ _DEFAULTS: dict[str, float] = {
     "min_area_um2": 10.0,
     "ring_um": 3.0,
     "keep_probability": 0.5,
+    "max_overlap": 0.2,
 }
 
 
@@ -308,6 +309,102 @@ def _match_flags(truth: np.ndarray, pred: np.ndarray, iou: float = 0.5) -> np.nd
     return (iou_m >= iou).any(axis=1) if iou_m.size else np.zeros(n, bool)
 
 
+# --- the candidate pool and its selection ---------------------------------------------------
+
+#: Seeded-watershed settings of the candidate pool: (interior_threshold, seed_h_um). One
+#: setting merges touching somata that another splits; the object forest picks, per soma,
+#: the candidate that looks most like an annotated one.
+_POOL_SETTINGS = tuple((t, h) for t in (0.3, 0.4, 0.5, 0.6, 0.7) for h in (0.5, 1.0, 2.0))
+#: The classical engine's relative prominences, run on the stain density (brightfield only).
+_CLASSICAL_SETTINGS = (0.0, 0.3)
+
+
+def _classical_candidates(density: np.ndarray, p: dict) -> list[np.ndarray]:
+    """The classical engine's somata (histoquant.segment.somata) on the stain density."""
+    from ..segment.background import flatten_background
+    from ..segment.somata import SomaSegmentationParams, segment_somata_classical
+
+    px = p["working_pixel_size_um"]
+    d = np.array(density, dtype=np.float32)
+    flatten_background(d, max(8, round(50.0 / px)))
+    out = []
+    for rp in _CLASSICAL_SETTINGS:
+        out.append(segment_somata_classical(d, px, SomaSegmentationParams(
+            relative_prominence=rp, foreground_od=0.03)).astype(np.int32))
+    return out
+
+
+def _pool(prob: np.ndarray, density: np.ndarray, p: dict,
+          kind: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Candidate label images and the (N, F) object features of all their objects.
+
+    Every object gets the features of :data:`_OBJECT_FEATURES` (measured in its own label
+    image) and the settings that made it.
+    """
+    layers: list[tuple[np.ndarray, tuple[float, float, float]]] = []
+    for t, h in _POOL_SETTINGS:
+        layers.append((_instances(prob, {**p, "interior_threshold": t, "seed_h_um": h}),
+                       (t, h, 0.0)))
+    if kind == "stain_od":
+        for rp, lab in zip(_CLASSICAL_SETTINGS, _classical_candidates(density, p)):
+            layers.append((lab, (0.0, rp, 1.0)))
+    labels, tables = [], []
+    for lab, desc in layers:
+        table = _object_table(lab, density, prob, p)
+        tables.append(np.hstack([table, np.tile(np.asarray(desc, np.float32),
+                                                (len(table), 1))]))
+        labels.append(lab)
+    return labels, np.concatenate(tables) if tables else np.zeros((0, 0), np.float32)
+
+
+def _best_iou(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Each object 1..N of ``pred``: its largest IoU with a ``truth`` object."""
+    n = int(pred.max())
+    if n == 0:
+        return np.zeros(0)
+    t = truth.ravel().astype(np.int64)
+    q = pred.ravel().astype(np.int64)
+    nt = int(t.max()) + 1
+    inter = np.bincount(q * nt + t, minlength=(n + 1) * nt).reshape(n + 1, nt)
+    union = inter.sum(axis=1)[:, None] + inter.sum(axis=0)[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)[1:, 1:]
+    return iou.max(axis=1) if iou.shape[1] else np.zeros(n)
+
+
+def _select(labels: list[np.ndarray], score: np.ndarray, keep: float,
+            max_overlap: float) -> np.ndarray:
+    """Greedy choice of non-overlapping candidates, best score first.
+
+    A candidate is kept when its score is at least ``keep`` and at most ``max_overlap`` of
+    its pixels are already taken; it gets the pixels not yet taken.
+    """
+    shape = labels[0].shape
+    out = np.zeros(shape, np.int32)
+    objs = []
+    for lab in labels:
+        for sl in ndi.find_objects(lab):
+            objs.append(sl)
+    order = np.argsort(-score, kind="stable")
+    offsets = np.cumsum([0] + [int(lab.max()) for lab in labels])
+    n = 0
+    for i in order:
+        if score[i] < keep:
+            break
+        layer = int(np.searchsorted(offsets, i, side="right") - 1)
+        lab_id = i - offsets[layer] + 1
+        sl = objs[i]
+        if sl is None:
+            continue
+        mine = labels[layer][sl] == lab_id
+        area = int(mine.sum())
+        taken = out[sl] > 0
+        if area == 0 or (mine & taken).sum() > max_overlap * area:
+            continue
+        n += 1
+        out[sl][mine & ~taken] = n
+    return out
+
+
 # --- training -----------------------------------------------------------------------------
 
 def _array_record(arr: np.ndarray) -> dict[str, Any]:
@@ -441,28 +538,59 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
         for f, t, o in zip(fields, halves, oof):
             sel = t == fold
             o[sel] = _predict(rf, f["feats"][sel])
-    x_obj, y_obj, oof_scores = [], [], []
+    x_obj, y_obj, half_obj, oof_scores, pools = [], [], [], [], []
     from ..measure.scores import match_labels
-    for f, o in zip(fields, oof):
+    for f, o, top in zip(fields, oof, halves):
         cand = _instances(o, p)
-        table = _object_table(cand, f["density"], o, p)
-        flags = _match_flags(f["labels"], cand)
-        x_obj.append(table)
-        y_obj.append(flags)
         full = _resize_labels(cand, f["shape"])
         s = match_labels(f["truth"], full, 0.5)
         oof_scores.append({"candidates_f1": s.f1, "candidates_precision": s.precision,
                            "candidates_recall": s.recall})
+        layers, table = _pool(o, f["density"], p, kinds[0])
+        x_obj.append(table)
+        y_obj.append(np.concatenate([_best_iou(f["labels"], lab) for lab in layers]) >= 0.5)
+        # which half each candidate lies in (its first pixel), for the cross-validation
+        half_obj.append(np.concatenate([
+            np.array([top[sl][0, 0] if sl is not None else True
+                      for sl in ndi.find_objects(lab)], bool) for lab in layers]))
+        pools.append(layers)
     x_obj_all = np.concatenate(x_obj)
     y_obj_all = np.concatenate(y_obj).astype(np.int8)
+    half_all = np.concatenate(half_obj)
+
+    def fit_objects(sel: np.ndarray) -> Any:
+        rf = rf_class(n_estimators=int(n_estimators), min_samples_leaf=2, n_jobs=1,
+                      random_state=int(rng.integers(2**31)))
+        return rf.fit(x_obj_all[sel], y_obj_all[sel])
+
     object_forest = None
     if len(np.unique(y_obj_all)) == 2:
-        object_forest = rf_class(n_estimators=int(n_estimators), min_samples_leaf=2,
-                                 class_weight="balanced", n_jobs=1,
-                                 random_state=int(rng.integers(2**31)))
-        object_forest.fit(x_obj_all, y_obj_all)
-        # the out-of-fold score after the object step (its forest has seen these objects:
-        # an optimistic figure for the object step, honest for the pixel step)
+        # Cross-validated scores of the candidates (forest trained on the other half of
+        # every field) choose the score a candidate needs to be kept: the one that gives the
+        # best F1 on the training fields after the greedy selection.
+        cv = np.zeros(len(y_obj_all))
+        for fold in (True, False):
+            sel = half_all == fold
+            if len(np.unique(y_obj_all[~sel])) == 2 and sel.any():
+                rf = fit_objects(~sel)
+                cv[sel] = rf.predict_proba(x_obj_all[sel])[:, list(rf.classes_).index(1)]
+        if "keep_probability" not in params:
+            best = (-1.0, p["keep_probability"])
+            starts = np.cumsum([0] + [len(x) for x in x_obj])
+            for keep in np.arange(0.2, 0.81, 0.05):
+                tp = fp = fn = 0
+                for k, (f, layers) in enumerate(zip(fields, pools)):
+                    chosen = _select(layers, cv[starts[k]:starts[k + 1]], keep,
+                                     p["max_overlap"])
+                    m = match_labels(f["labels"], chosen, 0.5)
+                    tp, fp, fn = (tp + m.true_positives, fp + m.false_positives,
+                                  fn + m.false_negatives)
+                f1 = 2 * tp / max(1, 2 * tp + fp + fn)
+                if f1 > best[0] + 1e-9:
+                    best = (f1, round(float(keep), 2))
+            p["keep_probability"] = best[1]
+            oof_scores.append({"selected_f1_cross_validated": best[0]})
+        object_forest = fit_objects(np.ones(len(y_obj_all), bool))
     pixel_forest = fit_pixels([np.ones_like(t) for t in halves])
     manifest = {
         "classes": list(PIXEL_CLASSES),
@@ -568,17 +696,15 @@ def segment_somata(model: SomaModel, image: Any, *, pixel_size_um: float | None 
     p = model.params
     ch = _channels(image, arr, size, p, model.manifest.get("planes"))[0]
     prob = _probabilities(model, ch)
-    cand = _instances(prob, p)
-    if model.object_forest is not None and cand.max() > 0:
-        table = _object_table(cand, _density(ch), prob, p)
+    if model.object_forest is None:
+        cand = _instances(prob, p)
+    else:
+        layers, table = _pool(prob, _density(ch), p, model.manifest.get("planes", "stain_od"))
         keep_p = p["keep_probability"] if keep_probability is None else float(keep_probability)
-        proba = model.object_forest.predict_proba(table)
         cls = list(model.object_forest.classes_)
-        score = proba[:, cls.index(1)] if 1 in cls else np.zeros(len(table))
-        keep = np.concatenate([[False], score >= keep_p])
-        cand = np.where(keep[cand], cand, 0)
-        from skimage.segmentation import relabel_sequential
-        cand = relabel_sequential(cand)[0].astype(np.int32)
+        score = (model.object_forest.predict_proba(table)[:, cls.index(1)] if len(table)
+                 and 1 in cls else np.zeros(len(table)))
+        cand = _select(layers, score, keep_p, p["max_overlap"])
     return _resize_labels(cand, arr.shape[:2])
 
 
