@@ -13,14 +13,24 @@ Three steps, each a well-kept library's, all fitted on the CPU in a few minutes:
    ``interior_threshold``), split where their distance map has separate domes at least
    ``seed_h_um`` high; each seed grows over the pixels that are not background by a
    watershed on edge minus interior probability.
-3. **Object classifier**: a second forest on each candidate object's measurements (area,
-   shape, stain density, texture, mean class probabilities, the contrast with a ring around
-   it, all in µm) decides whether it is a soma the annotator would draw. It is trained on the
-   candidates the first two steps make on the training fields, each labelled by whether it
-   matches an annotated soma (IoU ≥ 0.5); the pixel probabilities it sees there are
-   *out-of-fold* (each half of every field predicted by a pixel forest trained on the other
-   halves), so it learns from candidates as good or as bad as on a new field. That step is
-   what learns the annotator's context: on cortex Nissl, neurons are drawn and glia are not.
+3. **Candidate pool and object classifier**: step 2 is run with 15 settings
+   (``interior_threshold`` 0.3–0.7 × ``seed_h_um`` 0.5–2 µm) and, on brightfield, the
+   classical engine (:mod:`histoquant.segment.somata`) twice, on the stain density: one
+   setting merges two touching somata that another splits. A second forest scores every
+   candidate of the pool from its measurements (area, shape, stain density, texture, mean
+   class probabilities, the contrast with a ring around it, all in µm), the setting that made
+   it and how the other settings agree with it (mean best IoU, how many settings find it,
+   how many objects of one setting it holds, how often it lies inside a larger one). The
+   candidates are then taken greedily, best score first, each kept when its score reaches
+   ``keep_probability`` and at most ``max_overlap`` of it is already taken. The forest is
+   trained on the pools the first two steps make on the training fields, each candidate
+   labelled by whether it matches an annotated soma (IoU ≥ 0.5); the pixel probabilities it
+   sees there are *out-of-fold* (each half of every field predicted by a pixel forest
+   trained on the other halves), so it learns from candidates as good or as bad as on a new
+   field. ``keep_probability`` is chosen on the training fields too: the value that gives
+   the best F1 with cross-validated scores (each half's candidates scored by a forest
+   trained on the other halves). That step is what learns the annotator's context: on
+   cortex Nissl, neurons are drawn and glia are not.
 
 All sizes are in µm. Images are rescaled to the model's working pixel size
 (``working_pixel_size_um``, default 0.5 µm) before features are computed, and the labels come
@@ -61,8 +71,9 @@ class SomaModel:
     pixel_forest : sklearn.ensemble.RandomForestClassifier
         Pixel classifier (classes 0, 1, 2 = :data:`PIXEL_CLASSES`).
     object_forest : sklearn.ensemble.RandomForestClassifier or None
-        Object classifier (1 = a soma the annotator would draw); ``None`` when every
-        training candidate was of one kind, in which case all candidates are kept.
+        Object classifier of the candidate pool (1 = a soma the annotator would draw);
+        ``None`` when every training candidate was of one kind, in which case the candidates
+        of the default watershed setting are all kept.
     manifest : dict
         ``classes``, ``features``, ``object_features``, ``pixel_size_um`` (the working pixel
         size), ``params`` (µm), ``training_images`` (shape and SHA-256 of the pixels),
@@ -98,6 +109,7 @@ _DEFAULTS: dict[str, float] = {
     "ring_um": 3.0,
     "keep_probability": 0.5,
     "max_overlap": 0.2,
+    "augment_scale": 1.0,
 }
 
 
@@ -239,6 +251,11 @@ _OBJECT_FEATURES = (
     "p_interior_mean", "p_edge_mean", "p_background_mean", "p_edge_on_rim",
     "p_background_in_ring", "p_soma_in_ring", "interior_fraction",
 )
+#: Columns the candidate pool adds to :data:`_OBJECT_FEATURES` (see :func:`_pool`).
+_POOL_FEATURES = (
+    "pool_interior_threshold", "pool_seed_h_um_or_prominence", "pool_classical",
+    "consensus_mean_iou", "consensus_share_iou50", "consensus_children", "consensus_inside",
+)
 
 
 def _object_table(labels: np.ndarray, density: np.ndarray, prob: np.ndarray,
@@ -320,7 +337,7 @@ _CLASSICAL_SETTINGS = (0.0, 0.3)
 
 
 def _classical_candidates(density: np.ndarray, p: dict) -> list[np.ndarray]:
-    """The classical engine's somata (histoquant.segment.somata) on the stain density."""
+    """Return the classical engine's somata (histoquant.segment.somata) on the stain density."""
     from ..segment.background import flatten_background
     from ..segment.somata import SomaSegmentationParams, segment_somata_classical
 
@@ -348,13 +365,48 @@ def _pool(prob: np.ndarray, density: np.ndarray, p: dict,
     if kind == "stain_od":
         for rp, lab in zip(_CLASSICAL_SETTINGS, _classical_candidates(density, p)):
             layers.append((lab, (0.0, rp, 1.0)))
-    labels, tables = [], []
+    labels, tables = [lab for lab, _ in layers], []
     for lab, desc in layers:
         table = _object_table(lab, density, prob, p)
         tables.append(np.hstack([table, np.tile(np.asarray(desc, np.float32),
-                                                (len(table), 1))]))
-        labels.append(lab)
+                                                (len(table), 1)), _consensus(lab, labels)]))
     return labels, np.concatenate(tables) if tables else np.zeros((0, 0), np.float32)
+
+
+def _consensus(lab: np.ndarray, layers: list[np.ndarray]) -> np.ndarray:
+    """(N, 4) agreement of each object of ``lab`` with the other candidate layers.
+
+    A soma is found alike by many settings; a merger of two somata holds several objects
+    of the settings that split them; a fragment lies inside a larger object of others.
+    Columns: the mean over layers of the object's best IoU, the share of layers with an
+    object of IoU ≥ 0.5 with it, the most objects of one layer that lie (≥ 80 %) inside it,
+    and the share of layers in which it lies (≥ 80 %) inside a larger object.
+    """
+    n = int(lab.max())
+    out = np.zeros((n, 4), np.float32)
+    if n == 0:
+        return out
+    q = lab.ravel().astype(np.int64)
+    area_q = np.bincount(q, minlength=n + 1)
+    ious, children, inside = [], [], []
+    for other in layers:
+        t = other.ravel().astype(np.int64)
+        nt = int(t.max()) + 1
+        inter = np.bincount(q * nt + t, minlength=(n + 1) * nt).reshape(n + 1, nt)[1:, 1:]
+        area_t = np.bincount(t, minlength=nt)[1:]
+        union = area_q[1:, None] + area_t[None, :] - inter
+        iou = inter / np.maximum(union, 1)
+        ious.append(iou.max(axis=1) if iou.shape[1] else np.zeros(n))
+        within = inter >= 0.8 * np.maximum(area_t[None, :], 1)
+        children.append(within.sum(axis=1))
+        enclosing = (inter >= 0.8 * area_q[1:, None]) & (area_t[None, :] > 1.2 * area_q[1:, None])
+        inside.append(enclosing.any(axis=1))
+    ious_a = np.array(ious)
+    out[:, 0] = ious_a.mean(axis=0)
+    out[:, 1] = (ious_a >= 0.5).mean(axis=0)
+    out[:, 2] = np.max(children, axis=0)
+    out[:, 3] = np.mean(inside, axis=0)
+    return out
 
 
 def _best_iou(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -452,7 +504,10 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
         ``working_pixel_size_um``, ``sigma_min_um``, ``sigma_max_um``, ``num_sigma``,
         ``edge_um``, ``smooth_um``, ``interior_threshold`` (a probability),
         ``core_open_um``, ``seed_h_um``, ``min_area_um2``, ``ring_um``, ``keep_probability``
-        (a probability).
+        (a probability; chosen by cross-validation on the training fields when not given),
+        ``max_overlap`` (the share of a candidate that may already be taken by a better one),
+        ``augment_scale`` (above 1: each field is also learned as if its somata were this
+        many times larger and smaller).
 
     Returns
     -------
@@ -503,14 +558,21 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
                                     "the field as its own label")
         records.append({"index": k, "pixel_size_um": size, "image": _array_record(arr),
                         "labels": _array_record(lab)})
-        ch, kind, plane_names = _channels(image, arr, size, p, kinds[0] if kinds else None)
-        kinds.append(kind)
-        lab_w = _resize_labels(lab.astype(np.int32), ch.shape[:2])
-        feats = _features(ch, p)
-        target = _pixel_targets(lab_w, p["edge_um"] / px)
-        fields.append({"feats": feats, "target": target, "labels": lab_w,
-                       "density": _density(ch), "truth": lab.astype(np.int32),
-                       "shape": arr.shape[:2]})
+        aug = p["augment_scale"]
+        for scale in ((1.0, 1.0 / aug, aug) if aug > 1.0 else (1.0,)):
+            # the field as if its somata were ``scale`` times as large: somata vary in size
+            # between fields (cortical layers, animals) more than one field shows
+            ch, kind, plane_names = _channels(image, arr, size * scale, p,
+                                              kinds[0] if kinds else None)
+            kinds.append(kind)
+            lab_w = _resize_labels(lab.astype(np.int32), ch.shape[:2])
+            feats = _features(ch, p)
+            target = _pixel_targets(lab_w, p["edge_um"] / px)
+            original = scale == 1.0
+            fields.append({"feats": feats, "target": target, "labels": lab_w,
+                           "density": _density(ch), "original": original,
+                           "truth": lab.astype(np.int32) if original else lab_w,
+                           "shape": arr.shape[:2] if original else lab_w.shape})
 
     def fit_pixels(masks: list[np.ndarray]) -> Any:
         xs, ys = [], []
@@ -541,11 +603,12 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
     x_obj, y_obj, half_obj, oof_scores, pools = [], [], [], [], []
     from ..measure.scores import match_labels
     for f, o, top in zip(fields, oof, halves):
-        cand = _instances(o, p)
-        full = _resize_labels(cand, f["shape"])
-        s = match_labels(f["truth"], full, 0.5)
-        oof_scores.append({"candidates_f1": s.f1, "candidates_precision": s.precision,
-                           "candidates_recall": s.recall})
+        if f["original"]:
+            cand = _instances(o, p)
+            full = _resize_labels(cand, f["shape"])
+            s = match_labels(f["truth"], full, 0.5)
+            oof_scores.append({"candidates_f1": s.f1, "candidates_precision": s.precision,
+                               "candidates_recall": s.recall})
         layers, table = _pool(o, f["density"], p, kinds[0])
         x_obj.append(table)
         y_obj.append(np.concatenate([_best_iou(f["labels"], lab) for lab in layers]) >= 0.5)
@@ -597,7 +660,7 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
         "features": _spec(p).feature_names(plane_names),
         "planes": kinds[0],
         "plane_names": plane_names,
-        "object_features": list(_OBJECT_FEATURES),
+        "object_features": list(_OBJECT_FEATURES) + list(_POOL_FEATURES),
         "pixel_size_um": px,
         "params": p,
         "training_images": records,
@@ -685,7 +748,7 @@ def segment_somata(model: SomaModel, image: Any, *, pixel_size_um: float | None 
         working pixel size and the labels are returned at the field's own size.
     keep_probability : float, optional
         Keep candidates the object classifier gives at least this probability of being a
-        soma (default: the model's, 0.5).
+        soma (default: the model's, chosen by cross-validation on its training fields).
 
     Returns
     -------
