@@ -203,3 +203,26 @@ def test_consensus_counts_agreement_and_parts():
     assert c[0, 3] == 0                       # it lies inside no larger object
     h = _consensus(split, [merged, split])
     assert h[0, 2] == 1 and h[1, 3] == pytest.approx(0.5)
+
+
+def test_select_at_a_keep_score_is_the_prefix_of_the_full_choice():
+    """What the keep-score search in training relies on."""
+    from histoquant.learn.somata import _instances, _select
+
+    rng = np.random.default_rng(3)
+    prob = rng.random((60, 60, 3)).astype(np.float32)
+    from scipy import ndimage as ndi
+    prob = ndi.gaussian_filter(prob, (3, 3, 0))
+    prob /= prob.sum(axis=-1, keepdims=True)
+    p = {"working_pixel_size_um": 0.5, "smooth_um": 0.5, "core_open_um": 0.0,
+         "min_area_um2": 1.0}
+    layers = [_instances(prob, {**p, "interior_threshold": t, "seed_h_um": 0.5})
+              for t in (0.3, 0.34, 0.38)]
+    n = sum(int(lab.max()) for lab in layers)
+    assert n > 5
+    score = rng.random(n)
+    full, kept = _select(layers, score, 0.0, 0.2, return_scores=True)
+    assert np.all(np.diff(kept) <= 0)
+    for keep in (0.3, 0.6):
+        part = _select(layers, score, keep, 0.2)
+        np.testing.assert_array_equal(part, np.where(full <= (kept >= keep).sum(), full, 0))

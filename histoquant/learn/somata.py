@@ -424,11 +424,12 @@ def _best_iou(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def _select(labels: list[np.ndarray], score: np.ndarray, keep: float,
-            max_overlap: float) -> np.ndarray:
+            max_overlap: float, return_scores: bool = False) -> Any:
     """Greedy choice of non-overlapping candidates, best score first.
 
     A candidate is kept when its score is at least ``keep`` and at most ``max_overlap`` of
-    its pixels are already taken; it gets the pixels not yet taken.
+    its pixels are already taken; it gets the pixels not yet taken. With ``return_scores``,
+    also the score of each object kept (label order).
     """
     shape = labels[0].shape
     out = np.zeros(shape, np.int32)
@@ -437,6 +438,7 @@ def _select(labels: list[np.ndarray], score: np.ndarray, keep: float,
         for sl in ndi.find_objects(lab):
             objs.append(sl)
     order = np.argsort(-score, kind="stable")
+    kept: list[float] = []
     offsets = np.cumsum([0] + [int(lab.max()) for lab in labels])
     n = 0
     for i in order:
@@ -454,7 +456,8 @@ def _select(labels: list[np.ndarray], score: np.ndarray, keep: float,
             continue
         n += 1
         out[sl][mine & ~taken] = n
-    return out
+        kept.append(score[i])
+    return (out, np.asarray(kept, float)) if return_scores else out
 
 
 # --- training -----------------------------------------------------------------------------
@@ -562,8 +565,10 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
         for scale in ((1.0, 1.0 / aug, aug) if aug > 1.0 else (1.0,)):
             # the field as if its somata were ``scale`` times as large: somata vary in size
             # between fields (cortical layers, animals) more than one field shows
-            ch, kind, plane_names = _channels(image, arr, size * scale, p,
-                                              kinds[0] if kinds else None)
+            # (the pixels, not the Image, for a rescaled copy: its pixel size is not an
+            # override of the file's, and the planes' kind is the first copy's)
+            ch, kind, plane_names = _channels(image if scale == 1.0 else arr, arr,
+                                              size * scale, p, kinds[0] if kinds else None)
             kinds.append(kind)
             lab_w = _resize_labels(lab.astype(np.int32), ch.shape[:2])
             feats = _features(ch, p)
@@ -638,17 +643,22 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
                 rf = fit_objects(~sel)
                 cv[sel] = rf.predict_proba(x_obj_all[sel])[:, list(rf.classes_).index(1)]
         if "keep_probability" not in params:
-            best = (-1.0, p["keep_probability"])
+            # The greedy choice at a keep score is the choice at 0 cut where the scores drop
+            # below it (a candidate's fate depends on better ones only), and an object's IoU
+            # with the truth on the others: one greedy run per field gives every threshold.
             starts = np.cumsum([0] + [len(x) for x in x_obj])
+            kept_scores, kept_hits, n_true = [], [], 0
+            for k, (f, layers) in enumerate(zip(fields, pools)):
+                chosen, order_scores = _select(layers, cv[starts[k]:starts[k + 1]], 0.0,
+                                               p["max_overlap"], return_scores=True)
+                kept_scores.append(order_scores)
+                kept_hits.append(_best_iou(f["labels"], chosen) >= 0.5)
+                n_true += len(np.unique(f["labels"])) - 1
+            ks, hits = np.concatenate(kept_scores), np.concatenate(kept_hits)
+            best = (-1.0, p["keep_probability"])
             for keep in np.arange(0.2, 0.81, 0.05):
-                tp = fp = fn = 0
-                for k, (f, layers) in enumerate(zip(fields, pools)):
-                    chosen = _select(layers, cv[starts[k]:starts[k + 1]], keep,
-                                     p["max_overlap"])
-                    m = match_labels(f["labels"], chosen, 0.5)
-                    tp, fp, fn = (tp + m.true_positives, fp + m.false_positives,
-                                  fn + m.false_negatives)
-                f1 = 2 * tp / max(1, 2 * tp + fp + fn)
+                tp = int(hits[ks >= keep].sum())
+                f1 = 2 * tp / max(1, n_true + int((ks >= keep).sum()))
                 if f1 > best[0] + 1e-9:
                     best = (f1, round(float(keep), 2))
             p["keep_probability"] = best[1]
