@@ -63,6 +63,9 @@ def test_manifest_describes_the_model(nissl_model):
     assert m["pixel_size_um"] == pytest.approx(0.5)
     assert len(m["features"]) == nissl_model.pixel_forest.n_features_in_
     assert len(m["object_features"]) == len(set(m["object_features"]))
+    assert len(m["object_features"]) == nissl_model.object_forest.n_features_in_
+    assert 0.0 <= m["scores"]["selected_f1_cross_validated"] <= 1.0
+    assert 0.0 < m["params"]["keep_probability"] < 1.0
     rec = m["training_images"][0]
     assert rec["image"]["shape"] == [320, 320, 3] and len(rec["image"]["sha256"]) == 64
     assert rec["pixel_size_um"] == pytest.approx(0.5)

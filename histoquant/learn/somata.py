@@ -632,6 +632,7 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
         return rf.fit(x_obj_all[sel], y_obj_all[sel])
 
     object_forest = None
+    selected_cv = None
     if len(np.unique(y_obj_all)) == 2:
         # Cross-validated scores of the candidates (forest trained on the other half of
         # every field) choose the score a candidate needs to be kept: the one that gives the
@@ -662,7 +663,7 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
                 if f1 > best[0] + 1e-9:
                     best = (f1, round(float(keep), 2))
             p["keep_probability"] = best[1]
-            oof_scores.append({"selected_f1_cross_validated": best[0]})
+            selected_cv = best[0]
         object_forest = fit_objects(np.ones(len(y_obj_all), bool))
     pixel_forest = fit_pixels([np.ones_like(t) for t in halves])
     manifest = {
@@ -675,6 +676,7 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
         "params": p,
         "training_images": records,
         "scores": {"out_of_fold": oof_scores,
+                   "selected_f1_cross_validated": selected_cv,
                    "n_candidates": len(y_obj_all),
                    "n_candidates_matching": int(y_obj_all.sum())},
         "n_estimators": int(n_estimators),
