@@ -13,14 +13,24 @@ Three steps, each a well-kept library's, all fitted on the CPU in a few minutes:
    ``interior_threshold``), split where their distance map has separate domes at least
    ``seed_h_um`` high; each seed grows over the pixels that are not background by a
    watershed on edge minus interior probability.
-3. **Object classifier**: a second forest on each candidate object's measurements (area,
-   shape, stain density, texture, mean class probabilities, the contrast with a ring around
-   it, all in µm) decides whether it is a soma the annotator would draw. It is trained on the
-   candidates the first two steps make on the training fields, each labelled by whether it
-   matches an annotated soma (IoU ≥ 0.5); the pixel probabilities it sees there are
-   *out-of-fold* (each half of every field predicted by a pixel forest trained on the other
-   halves), so it learns from candidates as good or as bad as on a new field. That step is
-   what learns the annotator's context: on cortex Nissl, neurons are drawn and glia are not.
+3. **Candidate pool and object classifier**: step 2 is run with 15 settings
+   (``interior_threshold`` 0.3–0.7 × ``seed_h_um`` 0.5–2 µm) and, on brightfield, the
+   classical engine (:mod:`histoquant.segment.somata`) twice, on the stain density: one
+   setting merges two touching somata that another splits. A second forest scores every
+   candidate of the pool from its measurements (area, shape, stain density, texture, mean
+   class probabilities, the contrast with a ring around it, all in µm), the setting that made
+   it and how the other settings agree with it (mean best IoU, how many settings find it,
+   how many objects of one setting it holds, how often it lies inside a larger one). The
+   candidates are then taken greedily, best score first, each kept when its score reaches
+   ``keep_probability`` and at most ``max_overlap`` of it is already taken. The forest is
+   trained on the pools the first two steps make on the training fields, each candidate
+   labelled by whether it matches an annotated soma (IoU ≥ 0.5); the pixel probabilities it
+   sees there are *out-of-fold* (each half of every field predicted by a pixel forest
+   trained on the other halves), so it learns from candidates as good or as bad as on a new
+   field. ``keep_probability`` is chosen on the training fields too: the value that gives
+   the best F1 with cross-validated scores (each half's candidates scored by a forest
+   trained on the other halves). That step is what learns the annotator's context: on
+   cortex Nissl, neurons are drawn and glia are not.
 
 All sizes are in µm. Images are rescaled to the model's working pixel size
 (``working_pixel_size_um``, default 0.5 µm) before features are computed, and the labels come
@@ -61,8 +71,9 @@ class SomaModel:
     pixel_forest : sklearn.ensemble.RandomForestClassifier
         Pixel classifier (classes 0, 1, 2 = :data:`PIXEL_CLASSES`).
     object_forest : sklearn.ensemble.RandomForestClassifier or None
-        Object classifier (1 = a soma the annotator would draw); ``None`` when every
-        training candidate was of one kind, in which case all candidates are kept.
+        Object classifier of the candidate pool (1 = a soma the annotator would draw);
+        ``None`` when every training candidate was of one kind, in which case the candidates
+        of the default watershed setting are all kept.
     manifest : dict
         ``classes``, ``features``, ``object_features``, ``pixel_size_um`` (the working pixel
         size), ``params`` (µm), ``training_images`` (shape and SHA-256 of the pixels),
@@ -97,6 +108,8 @@ _DEFAULTS: dict[str, float] = {
     "min_area_um2": 10.0,
     "ring_um": 3.0,
     "keep_probability": 0.5,
+    "max_overlap": 0.2,
+    "augment_scale": 1.0,
 }
 
 
@@ -238,6 +251,11 @@ _OBJECT_FEATURES = (
     "p_interior_mean", "p_edge_mean", "p_background_mean", "p_edge_on_rim",
     "p_background_in_ring", "p_soma_in_ring", "interior_fraction",
 )
+#: Columns the candidate pool adds to :data:`_OBJECT_FEATURES` (see :func:`_pool`).
+_POOL_FEATURES = (
+    "pool_interior_threshold", "pool_seed_h_um_or_prominence", "pool_classical",
+    "consensus_mean_iou", "consensus_share_iou50", "consensus_children", "consensus_inside",
+)
 
 
 def _object_table(labels: np.ndarray, density: np.ndarray, prob: np.ndarray,
@@ -308,6 +326,140 @@ def _match_flags(truth: np.ndarray, pred: np.ndarray, iou: float = 0.5) -> np.nd
     return (iou_m >= iou).any(axis=1) if iou_m.size else np.zeros(n, bool)
 
 
+# --- the candidate pool and its selection ---------------------------------------------------
+
+#: Seeded-watershed settings of the candidate pool: (interior_threshold, seed_h_um). One
+#: setting merges touching somata that another splits; the object forest picks, per soma,
+#: the candidate that looks most like an annotated one.
+_POOL_SETTINGS = tuple((t, h) for t in (0.3, 0.4, 0.5, 0.6, 0.7) for h in (0.5, 1.0, 2.0))
+#: The classical engine's relative prominences, run on the stain density (brightfield only).
+_CLASSICAL_SETTINGS = (0.0, 0.3)
+
+
+def _classical_candidates(density: np.ndarray, p: dict) -> list[np.ndarray]:
+    """Return the classical engine's somata (histoquant.segment.somata) on the stain density."""
+    from ..segment.background import flatten_background
+    from ..segment.somata import SomaSegmentationParams, segment_somata_classical
+
+    px = p["working_pixel_size_um"]
+    d = np.array(density, dtype=np.float32)
+    flatten_background(d, max(8, round(50.0 / px)))
+    out = []
+    for rp in _CLASSICAL_SETTINGS:
+        out.append(segment_somata_classical(d, px, SomaSegmentationParams(
+            relative_prominence=rp, foreground_od=0.03)).astype(np.int32))
+    return out
+
+
+def _pool(prob: np.ndarray, density: np.ndarray, p: dict,
+          kind: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Candidate label images and the (N, F) object features of all their objects.
+
+    Every object gets the features of :data:`_OBJECT_FEATURES` (measured in its own label
+    image) and the settings that made it.
+    """
+    layers: list[tuple[np.ndarray, tuple[float, float, float]]] = []
+    for t, h in _POOL_SETTINGS:
+        layers.append((_instances(prob, {**p, "interior_threshold": t, "seed_h_um": h}),
+                       (t, h, 0.0)))
+    if kind == "stain_od":
+        for rp, lab in zip(_CLASSICAL_SETTINGS, _classical_candidates(density, p)):
+            layers.append((lab, (0.0, rp, 1.0)))
+    labels, tables = [lab for lab, _ in layers], []
+    for lab, desc in layers:
+        table = _object_table(lab, density, prob, p)
+        tables.append(np.hstack([table, np.tile(np.asarray(desc, np.float32),
+                                                (len(table), 1)), _consensus(lab, labels)]))
+    return labels, np.concatenate(tables) if tables else np.zeros((0, 0), np.float32)
+
+
+def _consensus(lab: np.ndarray, layers: list[np.ndarray]) -> np.ndarray:
+    """(N, 4) agreement of each object of ``lab`` with the other candidate layers.
+
+    A soma is found alike by many settings; a merger of two somata holds several objects
+    of the settings that split them; a fragment lies inside a larger object of others.
+    Columns: the mean over layers of the object's best IoU, the share of layers with an
+    object of IoU ≥ 0.5 with it, the most objects of one layer that lie (≥ 80 %) inside it,
+    and the share of layers in which it lies (≥ 80 %) inside a larger object.
+    """
+    n = int(lab.max())
+    out = np.zeros((n, 4), np.float32)
+    if n == 0:
+        return out
+    q = lab.ravel().astype(np.int64)
+    area_q = np.bincount(q, minlength=n + 1)
+    ious, children, inside = [], [], []
+    for other in layers:
+        t = other.ravel().astype(np.int64)
+        nt = int(t.max()) + 1
+        inter = np.bincount(q * nt + t, minlength=(n + 1) * nt).reshape(n + 1, nt)[1:, 1:]
+        area_t = np.bincount(t, minlength=nt)[1:]
+        union = area_q[1:, None] + area_t[None, :] - inter
+        iou = inter / np.maximum(union, 1)
+        ious.append(iou.max(axis=1) if iou.shape[1] else np.zeros(n))
+        within = inter >= 0.8 * np.maximum(area_t[None, :], 1)
+        children.append(within.sum(axis=1))
+        enclosing = (inter >= 0.8 * area_q[1:, None]) & (area_t[None, :] > 1.2 * area_q[1:, None])
+        inside.append(enclosing.any(axis=1))
+    ious_a = np.array(ious)
+    out[:, 0] = ious_a.mean(axis=0)
+    out[:, 1] = (ious_a >= 0.5).mean(axis=0)
+    out[:, 2] = np.max(children, axis=0)
+    out[:, 3] = np.mean(inside, axis=0)
+    return out
+
+
+def _best_iou(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Each object 1..N of ``pred``: its largest IoU with a ``truth`` object."""
+    n = int(pred.max())
+    if n == 0:
+        return np.zeros(0)
+    t = truth.ravel().astype(np.int64)
+    q = pred.ravel().astype(np.int64)
+    nt = int(t.max()) + 1
+    inter = np.bincount(q * nt + t, minlength=(n + 1) * nt).reshape(n + 1, nt)
+    union = inter.sum(axis=1)[:, None] + inter.sum(axis=0)[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)[1:, 1:]
+    return iou.max(axis=1) if iou.shape[1] else np.zeros(n)
+
+
+def _select(labels: list[np.ndarray], score: np.ndarray, keep: float,
+            max_overlap: float, return_scores: bool = False) -> Any:
+    """Greedy choice of non-overlapping candidates, best score first.
+
+    A candidate is kept when its score is at least ``keep`` and at most ``max_overlap`` of
+    its pixels are already taken; it gets the pixels not yet taken. With ``return_scores``,
+    also the score of each object kept (label order).
+    """
+    shape = labels[0].shape
+    out = np.zeros(shape, np.int32)
+    objs = []
+    for lab in labels:
+        for sl in ndi.find_objects(lab):
+            objs.append(sl)
+    order = np.argsort(-score, kind="stable")
+    kept: list[float] = []
+    offsets = np.cumsum([0] + [int(lab.max()) for lab in labels])
+    n = 0
+    for i in order:
+        if score[i] < keep:
+            break
+        layer = int(np.searchsorted(offsets, i, side="right") - 1)
+        lab_id = i - offsets[layer] + 1
+        sl = objs[i]
+        if sl is None:
+            continue
+        mine = labels[layer][sl] == lab_id
+        area = int(mine.sum())
+        taken = out[sl] > 0
+        if area == 0 or (mine & taken).sum() > max_overlap * area:
+            continue
+        n += 1
+        out[sl][mine & ~taken] = n
+        kept.append(score[i])
+    return (out, np.asarray(kept, float)) if return_scores else out
+
+
 # --- training -----------------------------------------------------------------------------
 
 def _array_record(arr: np.ndarray) -> dict[str, Any]:
@@ -355,7 +507,10 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
         ``working_pixel_size_um``, ``sigma_min_um``, ``sigma_max_um``, ``num_sigma``,
         ``edge_um``, ``smooth_um``, ``interior_threshold`` (a probability),
         ``core_open_um``, ``seed_h_um``, ``min_area_um2``, ``ring_um``, ``keep_probability``
-        (a probability).
+        (a probability; chosen by cross-validation on the training fields when not given),
+        ``max_overlap`` (the share of a candidate that may already be taken by a better one),
+        ``augment_scale`` (above 1: each field is also learned as if its somata were this
+        many times larger and smaller).
 
     Returns
     -------
@@ -406,14 +561,23 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
                                     "the field as its own label")
         records.append({"index": k, "pixel_size_um": size, "image": _array_record(arr),
                         "labels": _array_record(lab)})
-        ch, kind, plane_names = _channels(image, arr, size, p, kinds[0] if kinds else None)
-        kinds.append(kind)
-        lab_w = _resize_labels(lab.astype(np.int32), ch.shape[:2])
-        feats = _features(ch, p)
-        target = _pixel_targets(lab_w, p["edge_um"] / px)
-        fields.append({"feats": feats, "target": target, "labels": lab_w,
-                       "density": _density(ch), "truth": lab.astype(np.int32),
-                       "shape": arr.shape[:2]})
+        aug = p["augment_scale"]
+        for scale in ((1.0, 1.0 / aug, aug) if aug > 1.0 else (1.0,)):
+            # the field as if its somata were ``scale`` times as large: somata vary in size
+            # between fields (cortical layers, animals) more than one field shows
+            # (the pixels, not the Image, for a rescaled copy: its pixel size is not an
+            # override of the file's, and the planes' kind is the first copy's)
+            ch, kind, plane_names = _channels(image if scale == 1.0 else arr, arr,
+                                              size * scale, p, kinds[0] if kinds else None)
+            kinds.append(kind)
+            lab_w = _resize_labels(lab.astype(np.int32), ch.shape[:2])
+            feats = _features(ch, p)
+            target = _pixel_targets(lab_w, p["edge_um"] / px)
+            original = scale == 1.0
+            fields.append({"feats": feats, "target": target, "labels": lab_w,
+                           "density": _density(ch), "original": original,
+                           "truth": lab.astype(np.int32) if original else lab_w,
+                           "shape": arr.shape[:2] if original else lab_w.shape})
 
     def fit_pixels(masks: list[np.ndarray]) -> Any:
         xs, ys = [], []
@@ -441,39 +605,78 @@ def train_soma_model(images: Sequence[Any], labels: Sequence[np.ndarray], *,
         for f, t, o in zip(fields, halves, oof):
             sel = t == fold
             o[sel] = _predict(rf, f["feats"][sel])
-    x_obj, y_obj, oof_scores = [], [], []
+    x_obj, y_obj, half_obj, oof_scores, pools = [], [], [], [], []
     from ..measure.scores import match_labels
-    for f, o in zip(fields, oof):
-        cand = _instances(o, p)
-        table = _object_table(cand, f["density"], o, p)
-        flags = _match_flags(f["labels"], cand)
+    for f, o, top in zip(fields, oof, halves):
+        if f["original"]:
+            cand = _instances(o, p)
+            full = _resize_labels(cand, f["shape"])
+            s = match_labels(f["truth"], full, 0.5)
+            oof_scores.append({"candidates_f1": s.f1, "candidates_precision": s.precision,
+                               "candidates_recall": s.recall})
+        layers, table = _pool(o, f["density"], p, kinds[0])
         x_obj.append(table)
-        y_obj.append(flags)
-        full = _resize_labels(cand, f["shape"])
-        s = match_labels(f["truth"], full, 0.5)
-        oof_scores.append({"candidates_f1": s.f1, "candidates_precision": s.precision,
-                           "candidates_recall": s.recall})
+        y_obj.append(np.concatenate([_best_iou(f["labels"], lab) for lab in layers]) >= 0.5)
+        # which half each candidate lies in (its first pixel), for the cross-validation
+        half_obj.append(np.concatenate([
+            np.array([top[sl][0, 0] if sl is not None else True
+                      for sl in ndi.find_objects(lab)], bool) for lab in layers]))
+        pools.append(layers)
     x_obj_all = np.concatenate(x_obj)
     y_obj_all = np.concatenate(y_obj).astype(np.int8)
+    half_all = np.concatenate(half_obj)
+
+    def fit_objects(sel: np.ndarray) -> Any:
+        rf = rf_class(n_estimators=int(n_estimators), min_samples_leaf=2, n_jobs=1,
+                      random_state=int(rng.integers(2**31)))
+        return rf.fit(x_obj_all[sel], y_obj_all[sel])
+
     object_forest = None
+    selected_cv = None
     if len(np.unique(y_obj_all)) == 2:
-        object_forest = rf_class(n_estimators=int(n_estimators), min_samples_leaf=2,
-                                 class_weight="balanced", n_jobs=1,
-                                 random_state=int(rng.integers(2**31)))
-        object_forest.fit(x_obj_all, y_obj_all)
-        # the out-of-fold score after the object step (its forest has seen these objects:
-        # an optimistic figure for the object step, honest for the pixel step)
+        # Cross-validated scores of the candidates (forest trained on the other half of
+        # every field) choose the score a candidate needs to be kept: the one that gives the
+        # best F1 on the training fields after the greedy selection.
+        cv = np.zeros(len(y_obj_all))
+        for fold in (True, False):
+            sel = half_all == fold
+            if len(np.unique(y_obj_all[~sel])) == 2 and sel.any():
+                rf = fit_objects(~sel)
+                cv[sel] = rf.predict_proba(x_obj_all[sel])[:, list(rf.classes_).index(1)]
+        if "keep_probability" not in params:
+            # The greedy choice at a keep score is the choice at 0 cut where the scores drop
+            # below it (a candidate's fate depends on better ones only), and an object's IoU
+            # with the truth on the others: one greedy run per field gives every threshold.
+            starts = np.cumsum([0] + [len(x) for x in x_obj])
+            kept_scores, kept_hits, n_true = [], [], 0
+            for k, (f, layers) in enumerate(zip(fields, pools)):
+                chosen, order_scores = _select(layers, cv[starts[k]:starts[k + 1]], 0.0,
+                                               p["max_overlap"], return_scores=True)
+                kept_scores.append(order_scores)
+                kept_hits.append(_best_iou(f["labels"], chosen) >= 0.5)
+                n_true += len(np.unique(f["labels"])) - 1
+            ks, hits = np.concatenate(kept_scores), np.concatenate(kept_hits)
+            best = (-1.0, p["keep_probability"])
+            for keep in np.arange(0.2, 0.81, 0.05):
+                tp = int(hits[ks >= keep].sum())
+                f1 = 2 * tp / max(1, n_true + int((ks >= keep).sum()))
+                if f1 > best[0] + 1e-9:
+                    best = (f1, round(float(keep), 2))
+            p["keep_probability"] = best[1]
+            selected_cv = best[0]
+        object_forest = fit_objects(np.ones(len(y_obj_all), bool))
     pixel_forest = fit_pixels([np.ones_like(t) for t in halves])
     manifest = {
         "classes": list(PIXEL_CLASSES),
         "features": _spec(p).feature_names(plane_names),
         "planes": kinds[0],
         "plane_names": plane_names,
-        "object_features": list(_OBJECT_FEATURES),
+        "object_features": list(_OBJECT_FEATURES) + list(_POOL_FEATURES),
         "pixel_size_um": px,
         "params": p,
         "training_images": records,
         "scores": {"out_of_fold": oof_scores,
+                   "selected_f1_cross_validated": selected_cv,
                    "n_candidates": len(y_obj_all),
                    "n_candidates_matching": int(y_obj_all.sum())},
         "n_estimators": int(n_estimators),
@@ -557,7 +760,7 @@ def segment_somata(model: SomaModel, image: Any, *, pixel_size_um: float | None 
         working pixel size and the labels are returned at the field's own size.
     keep_probability : float, optional
         Keep candidates the object classifier gives at least this probability of being a
-        soma (default: the model's, 0.5).
+        soma (default: the model's, chosen by cross-validation on its training fields).
 
     Returns
     -------
@@ -568,17 +771,15 @@ def segment_somata(model: SomaModel, image: Any, *, pixel_size_um: float | None 
     p = model.params
     ch = _channels(image, arr, size, p, model.manifest.get("planes"))[0]
     prob = _probabilities(model, ch)
-    cand = _instances(prob, p)
-    if model.object_forest is not None and cand.max() > 0:
-        table = _object_table(cand, _density(ch), prob, p)
+    if model.object_forest is None:
+        cand = _instances(prob, p)
+    else:
+        layers, table = _pool(prob, _density(ch), p, model.manifest.get("planes", "stain_od"))
         keep_p = p["keep_probability"] if keep_probability is None else float(keep_probability)
-        proba = model.object_forest.predict_proba(table)
         cls = list(model.object_forest.classes_)
-        score = proba[:, cls.index(1)] if 1 in cls else np.zeros(len(table))
-        keep = np.concatenate([[False], score >= keep_p])
-        cand = np.where(keep[cand], cand, 0)
-        from skimage.segmentation import relabel_sequential
-        cand = relabel_sequential(cand)[0].astype(np.int32)
+        score = (model.object_forest.predict_proba(table)[:, cls.index(1)] if len(table)
+                 and 1 in cls else np.zeros(len(table)))
+        cand = _select(layers, score, keep_p, p["max_overlap"])
     return _resize_labels(cand, arr.shape[:2])
 
 
