@@ -37,9 +37,9 @@ AREA_COUNT_RTOL = 0.01
 #: The learned engine is not exactly translation-invariant: each input is normalised by its
 #: own white and stain colour (histoquant.learn.features.prepare_planes), and its watershed
 #: breaks ties on flat probability by scan order, so a tile and the whole image differ in a
-#: few small somata and in the outline of some (measured on the 800 px phantom: 229 vs 235
-#: somata, mean motor-neuron area 731 vs 753 µm², the motor neurons' count equal; with the
-#: whole image's white and stain colour given to every tile: 239 vs 235, areas equal).
+#: few small somata and in the outline of some (measured on the 800 px phantom before the
+#: candidate pool: 229 vs 235 somata, mean motor-neuron area 731 vs 753 µm², the motor
+#: neurons' count equal; with the pool, 46 vs 45 motor neurons).
 MODEL_SOMATA_RTOL = 0.05
 
 
@@ -250,20 +250,23 @@ def test_tiled_run_with_a_soma_model_equals_the_whole_run(tiled_and_whole):
     whole, tiled = tiled_and_whole
     w, t = whole.summary.iloc[0], tiled.summary.iloc[0]
     assert int(w["n_motor_neurons"]) >= 15
-    for col in ("region_area_mm2", "n_motor_neurons", "motor_neurons_per_mm2"):
-        assert float(t[col]) == pytest.approx(float(w[col]), rel=AREA_COUNT_RTOL), col
-    # every soma and the sizes: within MODEL_SOMATA_RTOL (see there)
-    for col in ("n_somata", "mean_soma_area_um2", "mean_motor_neuron_area_um2"):
+    assert float(t["region_area_mm2"]) == pytest.approx(float(w["region_area_mm2"]),
+                                                       rel=AREA_COUNT_RTOL)
+    # counts and sizes: within MODEL_SOMATA_RTOL (see there); since the soma engine chooses
+    # among a pool of candidates, one motor neuron in 45 can differ between tiles and whole
+    for col in ("n_motor_neurons", "motor_neurons_per_mm2", "n_somata", "mean_soma_area_um2",
+                "mean_motor_neuron_area_um2"):
         assert float(t[col]) == pytest.approx(float(w[col]), rel=MODEL_SOMATA_RTOL), col
     assert (tiled.objects["engine"] == "model").all()
 
 
 @pytest.mark.xfail(reason="the soma model normalises each tile by the tile's own white and "
-                          "stain colour (learn.features.prepare_planes): motor-neuron areas "
-                          "differ by ~3 % until segment_somata takes the whole image's "
-                          "normalisation; with it fixed they are equal", strict=False)
+                          "stain colour (learn.features.prepare_planes): counts and areas "
+                          "differ by ~2-3 % until segment_somata takes the whole image's "
+                          "normalisation", strict=False)
 def test_tiled_soma_model_sizes_within_the_tiling_tolerance(tiled_and_whole):
     whole, tiled = tiled_and_whole
-    for col in ("n_somata", "mean_soma_area_um2", "mean_motor_neuron_area_um2"):
+    for col in ("n_motor_neurons", "n_somata", "mean_soma_area_um2",
+                "mean_motor_neuron_area_um2"):
         assert float(tiled.summary.iloc[0][col]) == pytest.approx(
             float(whole.summary.iloc[0][col]), rel=AREA_COUNT_RTOL), col
