@@ -51,7 +51,8 @@ def test_manifest_has_a_widget_and_sample_for_every_assay():
     for name in assay_specs():
         assert widget_class_name(name) in widget_targets, f"no widget entry for {name}"
         assert name in sample_keys, f"no sample entry for {name}"
-    assert {"AnatomyWidget", "BatchWidget"} <= widget_targets
+    assert {"AnatomyWidget", "BatchWidget", "TeachWidget", "ValidationWidget"} <= \
+        widget_targets
 
 
 def test_assay_widget_classes_are_plain_classes():
