@@ -10,13 +10,11 @@ the result. Any error becomes part of the returned record instead of stopping th
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import io
 import json
 import logging
 import math
-import os
 import re
 import time
 import traceback
@@ -328,8 +326,9 @@ def _loaded_model(unit: Unit) -> Any:
     """Return the unit's model (checked when the run was planned), read once per process."""
     if unit.model is None:
         return None
-    st = os.stat(unit.model)
-    return _assay_model(unit.model, unit.spec.name, st.st_size, st.st_mtime_ns)
+    from ..learn.assay_models import cached_assay_model
+
+    return cached_assay_model(unit.model, unit.spec.name)
 
 
 def _run_kwargs(unit: Unit) -> dict[str, Any]:
@@ -348,18 +347,6 @@ def _with_model(unit: Unit, res: AssayResult) -> AssayResult:
     from ..learn.assay_models import apply_assay_model
 
     return apply_assay_model(res, _loaded_model(unit))
-
-
-@functools.lru_cache(maxsize=4)
-def _assay_model(path: str, assay: str, size: int, mtime_ns: int) -> Any:
-    """Load a model once per worker process, not once per image.
-
-    A 200-tree forest takes ≈ 0.4 s to read and check, as long as measuring a small image.
-    Keyed by size and modification time, so a file replaced during a run is read again.
-    """
-    from ..learn.assay_models import load_assay_model
-
-    return load_assay_model(path, assay)
 
 
 def _result_files(res: AssayResult) -> dict[str, bytes]:

@@ -12,8 +12,6 @@ plugin tests check that every registered assay has both).
 
 from __future__ import annotations
 
-import functools
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,14 +81,6 @@ class _Job:
     channels: dict[str, str] | None
     reference: Any
     model: str | None = None
-
-
-@functools.lru_cache(maxsize=4)
-def _load_model(path: str, assay: str, size: int, mtime_ns: int) -> Any:
-    """Read a model once per file version (a forest takes ≈ 0.4 s to read and check)."""
-    from histoquant.learn.assay_models import load_assay_model
-
-    return load_assay_model(path, assay)
 
 
 class AssayWidget(RunnerWidget):
@@ -418,11 +408,13 @@ class AssayWidget(RunnerWidget):
     def compute(self, job: _Job, progress: Callable[[float, str], None]) -> AssayResult:
         loaded = None
         if job.model is not None:  # read on the worker thread, once per file version
-            from histoquant.learn.assay_models import apply_assay_model, run_kwargs
+            from histoquant.learn.assay_models import (
+                apply_assay_model,
+                cached_assay_model,
+                run_kwargs,
+            )
 
-            st = os.stat(job.model)
-            loaded = _load_model(str(Path(job.model).resolve()), job.spec.name,
-                                 st.st_size, st.st_mtime_ns)
+            loaded = cached_assay_model(job.model, job.spec.name)
             more = run_kwargs(loaded)
         else:
             more = {}
