@@ -18,9 +18,10 @@ from ..params import AssayParams
 from ..progress import Progress
 from ..results import AssayResult
 from ..rois import Region, normalize_regions, read_regions
-from .contract import ExtraTable, Measure, find_measure
+from .contract import Endpoint, ExtraTable, Measure, find_measure
 
-__all__ = ["ChannelRole", "ModelStep", "AssaySpec", "Measure", "ExtraTable", "get_assay",
+__all__ = ["ChannelRole", "ModelStep", "AssaySpec", "Measure", "ExtraTable", "Endpoint",
+           "get_assay",
            "available_assays", "resolve_regions", "resolve_channels", "check_result",
            "resolve_params", "region_table", "Progress", "check_image_modality"]
 
@@ -115,6 +116,9 @@ class AssaySpec:
     calibrate: Callable[..., dict] | None = None
     #: The steps a learned model can replace (``--model m.hqm``); the model's kind picks one.
     model_steps: tuple[ModelStep, ...] = ()
+    #: The few measures a paper reports (:class:`~histoquant.assays.contract.Endpoint`):
+    #: the report's first panel, the statistics and the Prism file are built from these.
+    endpoints: tuple[Endpoint, ...] = ()
 
     def model_step(self, kind: str) -> ModelStep | None:
         """Return the step a model of ``kind`` replaces in this assay, or ``None``.
@@ -141,6 +145,13 @@ class AssaySpec:
         names = [m.name for m in self.measures]
         if len(set(names)) != len(names):
             raise ValueError(f"{self.name}: a summary column is declared twice")
+        for e in self.endpoints:
+            for col in (e.measure, e.weight):
+                if col is not None and find_measure(self.measures, col) is None:
+                    raise ValueError(f"{self.name}: endpoint {e.name} reads {col!r}, which "
+                                     "is not a declared summary column")
+        if len({e.name for e in self.endpoints}) != len(self.endpoints):
+            raise ValueError(f"{self.name}: an endpoint is declared twice")
         if set(self.modalities) != set(MODALITIES) or self.measures or self.tables:
             # One check for every caller (CLI, batch, napari, Python): the spec's run refuses
             # an image of the other modality before the assay reads a pixel, and what it

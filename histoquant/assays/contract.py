@@ -41,13 +41,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Measure", "ExtraTable", "TILE_RULES", "ANIMAL_RULES", "REGION_AREA",
-           "find_measure", "data_dictionary"]
+__all__ = ["Measure", "ExtraTable", "Endpoint", "TILE_RULES", "ANIMAL_RULES", "REGION_AREA",
+           "ENDPOINT_SUMMARIES", "find_measure", "data_dictionary"]
 
 TILE_RULES = ("sum", "ratio", "weighted", "objects", "image", "any", "min", "max", "first",
               "join", "common")
 ANIMAL_RULES = ("sum", "mean", "weighted", "none")
 _N_OF = {"ratio": 2, "weighted": 1, "objects": 1}
+ENDPOINT_SUMMARIES = ("mean_sem", "median_iqr")
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,52 @@ class ExtraTable:
 
 
 #: The column every summary opens with: the area measured.
+@dataclass(frozen=True)
+class Endpoint:
+    """A measure a paper reports: what the study's report, statistics and Prism file lead with.
+
+    An endpoint reads one summary column. Its *observations* are the section × region rows of
+    the section table whose region matches ``regions`` (the first pattern that matches any row
+    of the study wins, so a study measured on whole images still has its endpoint, and the
+    outputs say which region was used). An animal's value is the mean of its observations
+    (each section × region row counts once), or their mean weighted by ``weight``; with
+    ``by_level`` there is one value per animal and spinal level.
+
+    Parameters
+    ----------
+    name : str
+        Identifier, unique within the assay (``motor_neurons_per_ventral_horn``).
+    measure : str
+        The summary column read; it must be a declared :class:`Measure`.
+    label : str
+        As a paper writes it (``"Motor neurons per ventral horn"``).
+    regions : tuple of str
+        Region globs, tried in order; empty: every region.
+    weight : str, optional
+        Column weighting the observations in an animal's mean (``n_motor_neurons`` for a mean
+        soma area); None: each observation counts once.
+    summary : str
+        How the report summarises a group: ``mean_sem`` or ``median_iqr``
+        (:data:`ENDPOINT_SUMMARIES`).
+    by_level : bool
+        One value per animal and spinal level (GFP+ cells per level), not per animal.
+    """
+
+    name: str
+    measure: str
+    label: str
+    regions: tuple[str, ...] = ()
+    weight: str | None = None
+    summary: str = "mean_sem"
+    by_level: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown summary."""
+        if self.summary not in ENDPOINT_SUMMARIES:
+            raise ValueError(f"endpoint {self.name}: summary must be one of "
+                             f"{ENDPOINT_SUMMARIES}, not {self.summary!r}")
+
+
 REGION_AREA = Measure("region_area_mm2", "mm²", "area of the region measured", tiles="sum",
                       animal="sum")
 

@@ -67,7 +67,7 @@ from .base import (
     resolve_params,
     resolve_regions,
 )
-from .contract import REGION_AREA, ExtraTable, Measure
+from .contract import REGION_AREA, Endpoint, ExtraTable, Measure
 
 __all__ = ["EvansBlueParams", "run", "calibrate", "study_threshold", "corrected_channel",
            "SPEC", "LEAK_CLASSES"]
@@ -1250,6 +1250,12 @@ SPEC = AssaySpec(
     modalities=("fluorescence",),
     tables=(ExtraTable("profiles", "EvB-positive area and intensity by distance band from the "
                                    "vessels (perivascular) and in the rest of the region"),),
+    endpoints=(
+        Endpoint("extravascular_evb_area_pct", "extravascular_area_pct",
+                 "Extravascular Evans Blue area, % of grey matter", regions=("grey_matter",)),
+        Endpoint("evb_positive_area_pct", "evb_positive_area_pct",
+                 "Evans Blue-positive area, % of grey matter", regions=("grey_matter",)),
+    ),
     measures=(
         REGION_AREA,
         Measure("evb_positive_area_um2", "µm²", "EvB-positive area", animal="sum"),

@@ -75,7 +75,7 @@ from .base import (
     resolve_params,
     resolve_regions,
 )
-from .contract import REGION_AREA, ExtraTable, Measure
+from .contract import REGION_AREA, Endpoint, ExtraTable, Measure
 
 __all__ = ["GfpCellParams", "run", "calibrate", "SPEC", "aggregate_by_level", "normalize_level",
            "CLASSES", "cellpose_options", "preflight", "REJECT_REASONS", "QC_COLOURS",
@@ -468,6 +468,13 @@ SPEC = AssaySpec(
     calibrate=calibrate,
     tables=(ExtraTable("nuclei", "one row per nucleus counted in the DAPI channel (with "
                                  "count_nuclei): position, area, GFP+ or not"),),
+    endpoints=(
+        Endpoint("gfp_cells_per_section", "n_gfp_cells", "GFP+ cells per section",
+                 regions=("tissue",), summary="median_iqr"),
+        Endpoint("gfp_cells_per_section_by_level", "n_gfp_cells",
+                 "GFP+ cells per section, by spinal level", regions=("tissue",),
+                 summary="median_iqr", by_level=True),
+    ),
     measures=(
         REGION_AREA,
         Measure("n_gfp_cells", "count", "GFP+ cells (objects that pass every criterion)",

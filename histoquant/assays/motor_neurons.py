@@ -88,7 +88,7 @@ from .base import (
     resolve_params,
     resolve_regions,
 )
-from .contract import REGION_AREA, Measure
+from .contract import REGION_AREA, Endpoint, Measure
 
 __all__ = ["MotorNeuronParams", "run", "calibrate", "SPEC", "OBJECT_CLASSES", "summarize_somata",
            "SOMA_CLASS_NAMES"]
@@ -1422,6 +1422,13 @@ SPEC = AssaySpec(
     auto_regions=("ventral_horn_left", "ventral_horn_right"),
     modalities=("brightfield", "fluorescence"),
     preflight=preflight,
+    endpoints=(
+        Endpoint("motor_neurons_per_ventral_horn", "n_motor_neurons",
+                 "Motor neurons per ventral horn", regions=("ventral_horn_*",)),
+        Endpoint("motor_neuron_soma_area", "mean_motor_neuron_area_um2",
+                 "Motor neuron soma area", regions=("ventral_horn_*",),
+                 weight="n_motor_neurons"),
+    ),
     measures=(
         REGION_AREA,
         Measure("n_motor_neurons", "count", "somata classed as motor neurons", animal="sum"),

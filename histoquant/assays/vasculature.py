@@ -54,7 +54,7 @@ from .base import (
     resolve_params,
     resolve_regions,
 )
-from .contract import REGION_AREA, Measure
+from .contract import REGION_AREA, Endpoint, Measure
 
 __all__ = ["VasculatureParams", "run", "calibrate", "SPEC", "covered_entries",
            "VESSEL_CLASSES", "PERICYTE_CLASSES"]
@@ -1053,6 +1053,16 @@ SPEC = AssaySpec(
         f"{' / '.join(VESSEL_CLASSES)} (or pericyte) is the most probable one; skeletons, "
         "lengths and coverage are computed on them as before",
         check=fluorescence_class_check("vasculature", *VESSEL_CLASSES)),),
+    endpoints=(
+        Endpoint("capillary_length_density", "vessel_length_density_mm_per_mm2",
+                 "Capillary length density", regions=("grey_matter",)),
+        Endpoint("pericyte_coverage_length", "pericyte_coverage_length_pct",
+                 "Pericyte coverage of capillary length", regions=("grey_matter",),
+                 weight="vessel_length_um"),
+        Endpoint("pericyte_coverage_area", "pericyte_coverage_area_pct",
+                 "Pericyte coverage of capillary area", regions=("grey_matter",),
+                 weight="vessel_area_um2"),
+    ),
     measures=(
         REGION_AREA,
         Measure("vessel_length_um", "µm", "vessel centreline length", animal="sum"),
