@@ -42,6 +42,7 @@ from ..results import ID_COLUMNS, AssayResult
 from .modelfile import LoadedModel
 
 __all__ = ["COUNTING", "Counting", "ObjectTraining", "PointsError", "read_points",
+           "object_model_manifest", "trained_object_model",
            "label_points", "object_features", "train_objects", "save_object_model",
            "classify_objects", "apply_model", "recount"]
 
@@ -427,6 +428,60 @@ def train_objects(examples: pd.DataFrame, *, assay: str, keep: Sequence[str] | N
                           assay=assay, scores=scores, table=table)
 
 
+def object_model_manifest(training: ObjectTraining, *, pixel_size_um: float | None,
+                          training_images: Sequence[dict] = (),
+                          params: Mapping[str, Any] | None = None,
+                          channels: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return the manifest an ``objects`` model file records for a trained classifier.
+
+    Parameters
+    ----------
+    training : ObjectTraining
+        :func:`train_objects` output.
+    pixel_size_um, training_images, params, channels
+        As for :func:`save_object_model`.
+
+    Returns
+    -------
+    dict
+        Classes, features, counted and kept classes, scores, assay, parameters, channels.
+    """
+    counting = _counting(training.assay)
+    return {
+        "classes": training.classes, "features": training.features,
+        "pixel_size_um": pixel_size_um, "training_images": list(training_images),
+        "scores": training.scores, "assay": training.assay,
+        "counted_class": counting.counted_class, "kept_classes": training.kept,
+        "assay_params": dict(params or {}),
+        "channels": {str(k): v for k, v in (channels or {}).items()},
+        "estimator": "sklearn.ensemble.RandomForestClassifier",
+    }
+
+
+def trained_object_model(training: ObjectTraining, *,
+                         pixel_size_um: float | None = None) -> LoadedModel:
+    """Return a trained classifier as the model a file would load, without writing one.
+
+    A preview (the napari Teach dock) classifies with exactly what
+    :func:`save_object_model` would write and :func:`classify_objects` would read.
+
+    Parameters
+    ----------
+    training : ObjectTraining
+        :func:`train_objects` output.
+    pixel_size_um : float, optional
+        Pixel size of the training images.
+
+    Returns
+    -------
+    LoadedModel
+        An ``objects`` model.
+    """
+    return LoadedModel(training.estimator,
+                       object_model_manifest(training, pixel_size_um=pixel_size_um),
+                       "objects")
+
+
 def save_object_model(path: str | Path, training: ObjectTraining, *,
                       pixel_size_um: float | None,
                       training_images: Sequence[dict] = (),
@@ -457,16 +512,9 @@ def save_object_model(path: str | Path, training: ObjectTraining, *,
     """
     from .modelfile import save_model
 
-    counting = _counting(training.assay)
-    manifest = {
-        "classes": training.classes, "features": training.features,
-        "pixel_size_um": pixel_size_um, "training_images": list(training_images),
-        "scores": training.scores, "assay": training.assay,
-        "counted_class": counting.counted_class, "kept_classes": training.kept,
-        "assay_params": dict(params or {}),
-        "channels": {str(k): v for k, v in (channels or {}).items()},
-        "estimator": "sklearn.ensemble.RandomForestClassifier",
-    }
+    manifest = object_model_manifest(training, pixel_size_um=pixel_size_um,
+                                     training_images=training_images, params=params,
+                                     channels=channels)
     return save_model(path, training.estimator, kind="objects", manifest=manifest)
 
 
