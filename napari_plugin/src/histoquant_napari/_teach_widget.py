@@ -102,7 +102,7 @@ def objects_result(layer: Any) -> Any:
 
 
 def _points_table(points: Any, image: str) -> Any:
-    """The points layer as :func:`~histoquant.learn.objects.read_points` reads a CSV."""
+    """Return the points layer as :func:`~histoquant.learn.objects.read_points` reads a CSV."""
     import pandas as pd
 
     from histoquant.learn.objects import read_points
