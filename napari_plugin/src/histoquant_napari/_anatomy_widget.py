@@ -25,7 +25,13 @@ from histoquant.results import AssayResult
 from histoquant.rois import Region
 
 from . import _notify
-from ._base_widget import RunnerWidget, image_choices, layer_combo, shapes_choices
+from ._base_widget import (
+    RunnerWidget,
+    build_new_layers,
+    image_choices,
+    layer_combo,
+    shapes_choices,
+)
 from ._convert import layer_pixel_size, layers_to_image
 from ._params_form import ParamsForm
 from ._shapes import regions_from_shapes_layer, shapes_layer_kwargs
@@ -92,6 +98,9 @@ class _Job:
     tolerance_px: float
     geometry: Any = None
     layer_name: str = "regions"
+    existing: frozenset[str] = frozenset()
+    image_name: str = ""
+    built: Any = None  # the Shapes layer of a first run, made on the worker thread
 
 
 class AnatomyWidget(RunnerWidget):
@@ -230,7 +239,8 @@ class AnatomyWidget(RunnerWidget):
                                    units=getattr(layer, "units", None))
         return _Job(image, names, params, layer,
                     float(self.tolerance.value) / px if px else 1.0, geometry,
-                    f"{self.image_name(layer)} regions")
+                    f"{self.image_name(layer)} regions",
+                    frozenset(la.name for la in self.viewer.layers), self.image_name(layer))
 
     def compute(self, job: _Job, progress: Callable[[float, str], None]
                 ) -> tuple[list[Region], AssayResult | None, Any]:
@@ -242,6 +252,8 @@ class AnatomyWidget(RunnerWidget):
         progress(1.0, "building the shapes")
         shapes = shapes_layer_kwargs(regions, job.geometry, name=job.layer_name,
                                      tolerance_px=job.tolerance_px)
+        shapes[1]["metadata"] = {"histoquant": {"image": job.image_name}}
+        job.built = build_new_layers([(*shapes, "shapes")], job.existing).get(job.layer_name)
         return regions, result, shapes
 
     def show_result(self, job: _Job, found: tuple[list[Region], AssayResult | None, Any]
@@ -249,8 +261,7 @@ class AnatomyWidget(RunnerWidget):
         regions, result, (data, kwargs) = found
         self.last_regions = regions
         self.last_result = result
-        kwargs["metadata"] = {"histoquant": {"image": self.image_name(job.reference)}}
-        self.regions_layer = self.add_or_update(data, kwargs, "shapes")
+        self.regions_layer = self.add_or_update(data, kwargs, "shapes", job.built)
         self.shapes_choice.reset_choices()
         self.shapes_choice.value = self.regions_layer
         found_names = ", ".join(dict.fromkeys(r.name for r in regions))

@@ -29,6 +29,7 @@ from histoquant.results import AssayResult
 from . import _notify
 from ._base_widget import (
     RunnerWidget,
+    build_new_layers,
     compact,
     image_choices,
     layer_combo,
@@ -81,6 +82,13 @@ class _Job:
     channels: dict[str, str] | None
     reference: Any
     model: str | None = None
+    #: (scale, translate, units) of the reference layer, read on the GUI thread
+    geometry: tuple[Any, Any, Any] | None = None
+    masks: bool = False
+    existing: frozenset[str] = frozenset()
+    #: made on the worker thread: the result's layer data and the layers a first run adds
+    layer_data: list[Any] | None = None
+    built: dict[str, Any] | None = None
 
 
 class AssayWidget(RunnerWidget):
@@ -403,7 +411,11 @@ class AssayWidget(RunnerWidget):
             model = None
         elif not Path(model).is_file():
             raise ModelFileError(f"no model file {model}")
-        return _Job(spec, image, regions, params, channels, reference, model)
+        units = getattr(reference, "units", None)
+        geometry = (tuple(reference.scale[-2:]), tuple(reference.translate[-2:]),
+                    tuple(str(u) for u in units[-2:]) if units is not None else None)
+        return _Job(spec, image, regions, params, channels, reference, model, geometry,
+                    bool(self.show_masks.value), frozenset(la.name for la in self.viewer.layers))
 
     def compute(self, job: _Job, progress: Callable[[float, str], None]) -> AssayResult:
         loaded = None
@@ -422,17 +434,19 @@ class AssayWidget(RunnerWidget):
                               channels=job.channels, progress=progress, **more)
         if loaded is not None:
             result = apply_assay_model(result, loaded)
+        scale, translate, units = job.geometry
+        job.layer_data = result_layer_data(result, scale=scale, translate=translate,
+                                           units=units, position=job.spec.positions[0],
+                                           masks=job.masks)
+        job.built = build_new_layers(job.layer_data, job.existing)
         return result
 
     def show_result(self, job: _Job, result: AssayResult) -> None:
         ref = job.reference
-        units = getattr(ref, "units", None)
         layers = []
-        for data, kwargs, kind in result_layer_data(
-                result, scale=tuple(ref.scale[-2:]), translate=tuple(ref.translate[-2:]),
-                units=tuple(str(u) for u in units[-2:]) if units is not None else None,
-                position=job.spec.positions[0], masks=bool(self.show_masks.value)):
-            layers.append(self.add_or_update(data, kwargs, kind))
+        built = job.built or {}
+        for data, kwargs, kind in job.layer_data or ():
+            layers.append(self.add_or_update(data, kwargs, kind, built.get(kwargs["name"])))
         self.result_layers = layers
         self._result_geometry = (tuple(float(v) for v in ref.translate[-2:]),)
         if getattr(self, "_picker", None) is None:

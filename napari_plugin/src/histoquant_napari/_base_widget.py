@@ -9,7 +9,7 @@ error notification with the core's message.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -489,12 +489,14 @@ class RunnerWidget(QWidget):
         row.addWidget(self.cancel_button)
         return row
 
-    def add_or_update(self, data: Any, kwargs: dict[str, Any], kind: str) -> Any:
+    def add_or_update(self, data: Any, kwargs: dict[str, Any], kind: str,
+                      built: Any = None) -> Any:
         """Add a layer, or update the existing layer of that name in place.
 
         Re-running an assay updates its result layers — data, features, colours — instead of
         removing and re-adding them: no layer-list churn, the user's visibility, opacity and
-        selection stay, and the viewer does not rebuild them (issue #17).
+        selection stay, and the viewer does not rebuild them (issue #17). ``built`` is the
+        layer already made on the worker thread (:func:`build_new_layers`) for a first run.
         """
         name = kwargs["name"]
         if name in self.viewer.layers:
@@ -503,8 +505,38 @@ class RunnerWidget(QWidget):
                 if update_layer(layer, data, kwargs):
                     return layer
                 self.viewer.layers.remove(layer)
+        if built is not None:
+            return self.viewer.add_layer(built)
         add = getattr(self.viewer, f"add_{kind}")
         return add(data, **kwargs)
+
+
+def build_new_layers(layer_data: Sequence[tuple[Any, dict[str, Any], str]],
+                     existing: Collection[str]) -> dict[str, Any]:
+    """Make the napari layers a first run adds, on the worker thread.
+
+    A layer object is a model without Qt: building it (its features, colours, text and, for
+    shapes, every triangulated polygon) off the GUI thread leaves only napari's visual to
+    make there. Layers named in ``existing`` are updated in place instead and not built.
+
+    Parameters
+    ----------
+    layer_data : sequence of (data, kwargs, kind)
+        What :meth:`RunnerWidget.add_or_update` would add.
+    existing : collection of str
+        The viewer's layer names when the run started.
+
+    Returns
+    -------
+    dict of str to napari layer
+        Layer name → layer, for those not in ``existing``.
+    """
+    from napari import layers
+
+    classes = {"labels": layers.Labels, "points": layers.Points, "shapes": layers.Shapes,
+               "image": layers.Image}
+    return {kw["name"]: classes[kind](data, **kw) for data, kw, kind in layer_data
+            if kw["name"] not in existing and kind in classes}
 
 
 #: What a rerun sets on an existing result layer after its data, in this order; visibility,
