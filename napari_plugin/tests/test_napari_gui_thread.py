@@ -128,3 +128,22 @@ def test_every_dock_fits_two_to_a_1080_px_screen(make_napari_viewer, qtbot, note
             form.show_more(True)
             assert not any(form[n].native.isHidden() for n in form.more_names)
         viewer.window.remove_dock_widget(dock)
+
+
+def test_three_docks_fit_a_1080_px_screen_and_the_window_shrinks_back(make_napari_viewer,
+                                                                      qtbot, notes):
+    """The window's minimum height with three docks open fits a 1,080 px screen, and it is
+    what it was once they close (issue #17: 2,500 px with three docks before)."""
+    viewer = make_napari_viewer()
+    qt_window = viewer.window._qt_window
+    qtbot.wait(10)
+    alone = qt_window.minimumSizeHint().height()
+    docks = [viewer.window.add_dock_widget(w) for w in
+             (AnatomyWidget(viewer), aw.AssayWidget(viewer, assay="motor-neurons"),
+              aw.AssayWidget(viewer, assay="evans-blue"))]
+    qtbot.wait(50)
+    assert qt_window.minimumSizeHint().height() <= 1080
+    for dock in docks:
+        viewer.window.remove_dock_widget(dock)
+    qtbot.wait(50)
+    assert qt_window.minimumSizeHint().height() <= alone + 2
