@@ -56,6 +56,16 @@ def test_columns_are_documented_in_order():
     assert list(t.columns) == STATISTICS_COLUMNS
 
 
+def test_every_column_is_in_the_user_guide():
+    from pathlib import Path
+
+    page = Path(__file__).parents[1] / "docs" / "statistics.md"
+    if not page.exists():
+        pytest.skip("docs not in this tree")
+    text = page.read_text(encoding="utf-8")
+    assert [c for c in STATISTICS_COLUMNS if f"`{c}`" not in text] == []
+
+
 def test_welch_and_mann_whitney_match_r_sleep_example():
     # R: t.test(extra ~ group, data = sleep): t = -1.8608, df = 17.776, p-value = 0.07939
     #    wilcox.test(extra ~ group, data = sleep): W = 25.5, p-value = 0.06933
