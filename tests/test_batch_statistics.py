@@ -300,3 +300,16 @@ def test_describe_statistics_names_the_methods():
                  "the 1 comparison"):
         assert word in text
     assert "Holm" in describe_statistics()
+
+
+def test_every_group_against_the_reference_only():
+    obs = _one_per_animal({"veh": [1.0, 2.0, 3.0], "low": [2.0, 3.0, 4.5],
+                           "high": [4.0, 5.0, 6.5]})
+    t = _stats(obs, ["veh", "low", "high", "absent"])
+    assert t["group"].tolist() == ["low", "high", "absent"]
+    assert (t["reference"] == "veh").all()
+    assert t.loc[2, "n"] == 0 and "no animals in the group" in t.loc[2, "note"]
+    # both comparisons are in the Holm family (the absent group has no p)
+    p = t["welch_p"].to_numpy()[:2]
+    assert t["welch_p_holm"].tolist()[:2] == pytest.approx(
+        [min(1, max(2 * p.min(), p.max())) if q == p.max() else 2 * p.min() for q in p])
