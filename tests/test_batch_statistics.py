@@ -297,7 +297,7 @@ def test_describe_statistics_names_the_methods():
     t = _stats(_one_per_animal({"veh": [1, 2, 3], "msc": [2, 4, 5]}), ["veh", "msc"])
     text = describe_statistics(t)
     for word in ("Welch", "Mann–Whitney", "Hedges", "mixed model", "Holm", "(veh)",
-                 "the 1 comparison"):
+                 "the 1 comparison of the 1 endpoint"):
         assert word in text
     assert "Holm" in describe_statistics()
 

@@ -421,8 +421,10 @@ def describe_statistics(table: pd.DataFrame | None = None) -> str:
         refs = [r for r in dict.fromkeys(table["reference"].astype(str)) if r]
         if refs:
             ref = f" ({', '.join(refs)})"
-        n = int(pd.to_numeric(table["welch_p"], errors="coerce").notna().sum())
-        family = f"the {n} comparison{'s' if n != 1 else ''} with a Welch p-value"
+        n = int((table["group"].astype(str) != "").sum())
+        k = table["endpoint"].nunique()
+        family = (f"the {n} comparison{'s' if n != 1 else ''} of the {k} "
+                  f"endpoint{'s' if k != 1 else ''}")
     return (
         "The animal was the experimental unit: each animal's value of an endpoint is the "
         "mean of its section observations (weighted where the endpoint declares a weight). "
@@ -435,8 +437,8 @@ def describe_statistics(table: pd.DataFrame | None = None) -> str:
         "model with a random intercept per animal (REML; spinal level as a fixed factor "
         "where an endpoint pooled several levels); the group effect was tested with a t "
         "statistic on the number of animals minus the between-animal fixed effects "
-        "(degrees of freedom as in nlme). The mixed model was not fitted where an animal "
-        "has no replicate observation. P-values were adjusted for multiple comparisons by "
+        "(degrees of freedom as in nlme). The mixed model was not fitted where no animal "
+        "had more than one observation. P-values were adjusted for multiple comparisons by "
         f"Holm's method across {family} (Welch, Mann–Whitney and mixed-model p-values "
-        f"separately). Computed with SciPy {scipy.__version__} and statsmodels "
-        f"{statsmodels.__version__}.")
+        "separately, each among the comparisons where it could be computed). Computed with "
+        f"SciPy {scipy.__version__} and statsmodels {statsmodels.__version__}.")
