@@ -8,7 +8,7 @@ block centres with :func:`read_block_grid` (which also reads
 :class:`histoquant.segment.local_background.SmoothBackground`). The other background
 estimators answer other questions: :mod:`.coarse_background`, sigma-clipped tiles for a
 leak's surround; :mod:`.local_background`, a grey opening that removes cells and nuclei; the
-level and noise statistics themselves are in :mod:`.statistics`.
+level and noise statistics themselves are in :mod:`histoquant.segment.statistics`.
 
 Background flattening removes slow variations of staining and illumination.
 

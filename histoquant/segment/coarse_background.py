@@ -1,4 +1,6 @@
-"""Large-scale background estimated on a coarse grid (block reduction: :mod:`.statistics`).
+"""Large-scale background estimated on a coarse grid.
+
+Block reduction: :mod:`histoquant.segment.statistics`.
 
 Why a coarse grid: the background of a fluorescence section (camera offset, tissue
 autofluorescence, uneven illumination) varies over hundreds of µm, while the signal to keep
