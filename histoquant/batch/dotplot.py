@@ -285,7 +285,7 @@ def dot_plot_svg(df: pd.DataFrame, measure: str, groups: Sequence[str],
                 dot = (f"<circle cx='{xc - 8 + dx:.1f}' cy='{yy:.2f}' r='3.6' "
                        f"fill='{colour}' fill-opacity='0.85' stroke='white' "
                        f"stroke-width='0.5' data-animal='{html.escape(animal)}' "
-                       f"data-value='{val!r}'><title>{html.escape(animal)}: {_num(val)}"
+                       f"data-value='{float(val)!r}'><title>{html.escape(animal)}: {_num(val)}"
                        "</title></circle>")
                 target = (links or {}).get(animal)
                 out.append(f"<a href='{html.escape(target)}' class='dot'>{dot}</a>"

@@ -790,9 +790,13 @@ def build_report(tables: StudyTables, units: Sequence[Mapping[str, Any]],
                                       *sorted({str(u.get("assay", "")) for u in units},
                                               key=natural_key)]))
     has_validation = validation is not None and len(validation)
-    nav = [("endpoints", "Endpoints"), ("animals", "Sections of each animal")]
+    attention = _attention_section(tables, units, notes, anchors, unit_animal)
+    nav = [("endpoints", "Endpoints")]
+    if attention:
+        nav.append(("attention", "Needs attention"))
+    nav.append(("animals", "Sections of each animal"))
     if has_validation:
-        nav.append(("validation", "Agreement with manual counts"))
+        nav.append(("validation", "Validation"))
     nav.append(("measures", "All measures"))
     out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
            f"<meta name='viewport' content='width=device-width'><title>{html.escape(title)}"
@@ -805,7 +809,7 @@ def build_report(tables: StudyTables, units: Sequence[Mapping[str, Any]],
     out.append("<nav>" + "".join(f"<a href='#{k}'>{html.escape(v)}</a>" for k, v in nav)
                + "</nav>")
     out.append(_endpoints_section(values, groups, anchors, statistics))
-    out.append(_attention_section(tables, units, notes, anchors, unit_animal))
+    out.append(attention)
     out.append(_animals_section(units, thumbnails, qc_links, unit_animal, animal_group, groups,
                                 values, obs, _excluded(sections), anchors, assay_order))
     out.append(_VALIDATION_SLOT)
