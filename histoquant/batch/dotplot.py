@@ -166,7 +166,8 @@ def _wrap(text: str, width: int) -> list[str]:
 def dot_plot_svg(df: pd.DataFrame, measure: str, groups: Sequence[str],
                  levels: Sequence[str], title: str = "", *, ylabel: str | None = None,
                  summary: str = "mean_sem", links: Mapping[str, str] | None = None,
-                 show_n: bool = False, panel_height: int = _PANEL_H) -> str:
+                 show_n: bool = False, panel_height: int = _PANEL_H,
+                 colours: Mapping[str, str] | None = None) -> str:
     """SVG of per-animal values by group: one panel per level, dots and mean ± SEM.
 
     Parameters
@@ -194,6 +195,9 @@ def dot_plot_svg(df: pd.DataFrame, measure: str, groups: Sequence[str],
         Write ``n = …`` (animals with a value) under each group.
     panel_height : int
         Height of the plotting area, in pixels.
+    colours : mapping of str to str, optional
+        Group → colour, so that a group keeps its colour in plots where some groups are
+        missing; default: :data:`COLOURS` in the order of ``groups``.
 
     Returns
     -------
@@ -278,7 +282,7 @@ def dot_plot_svg(df: pd.DataFrame, measure: str, groups: Sequence[str],
                            f"class='n' fill='#555'>n = {v.size}</text>")
             if not v.size:
                 continue
-            colour = COLOURS[i % len(COLOURS)]
+            colour = (colours or {}).get(str(g), COLOURS[i % len(COLOURS)])
             ys = np.array([y_px(val) for val in v])
             spread = swarm_offsets(ys, 3.6, 14)
             for dx, val, yy, animal in zip(spread, v, ys, animals):

@@ -34,13 +34,14 @@ import numpy as np
 import pandas as pd
 
 from ..assays.base import get_assay
-from .dotplot import dot_plot_svg, group_summary
+from .dotplot import COLOURS, dot_plot_svg, group_summary
 from .endpoints import endpoint_animal_values, endpoint_observations
 from .samples import natural_key
 from .tables import StudyTables, default_measures, describe_measure
 
 __all__ = ["build_report", "compare_groups", "validation_section", "with_validation",
-           "animal_anchors", "TECHNICAL_MEASURES", "STATISTICS_COLUMNS"]
+           "animal_anchors", "format_summary", "is_technical", "statistics_table",
+           "TECHNICAL_MEASURES", "STATISTICS_COLUMNS", "STATS_NOTE"]
 
 #: Measures that describe the measuring rather than the tissue: folded last in the report.
 TECHNICAL_MEASURES = ("region_area_*", "*threshold*", "noise*", "background*", "bit_depth",
@@ -225,6 +226,11 @@ def _present_groups(groups: Sequence[str], present: Sequence[str]) -> list[str]:
     return [g for g in groups if g in seen] + sorted(seen - set(groups), key=natural_key)
 
 
+def _colours(groups: Sequence[str]) -> dict[str, str]:
+    """One colour per group of the study, the same in every plot."""
+    return {str(g): COLOURS[i % len(COLOURS)] for i, g in enumerate(groups)}
+
+
 def _label_of(values: pd.DataFrame) -> dict[str, str]:
     return dict(zip(values["endpoint"], values["label"])) if len(values) else {}
 
@@ -324,7 +330,8 @@ def _endpoint_card(endpoint: str, ev: pd.DataFrame, groups: Sequence[str],
     present = _present_groups(groups, ev["group"].unique())
     links = {a: f"#{anchors[a]}" for a in ev["animal"] if a in anchors}
     svg = dot_plot_svg(plot_df, "value", present, levels, ylabel=f"{label}{_unit_text(unit)}",
-                       summary=summary, links=links, show_n=True, panel_height=160)
+                       summary=summary, links=links, show_n=True, panel_height=160,
+                       colours=_colours(groups))
     heading = "median [IQR]" if summary == "median_iqr" else "mean ± SEM"
     rows = []
     for lv in levels:
@@ -561,7 +568,8 @@ def _measure_block(assay: str, m: str, df: pd.DataFrame, groups: Sequence[str],
         sub = df[df["region"] == region]
         present = _present_groups(groups, sub["group"].unique())
         svg = dot_plot_svg(sub, m, present, levels, title=f"{assay} · {m} · {region}",
-                           ylabel=f"{m}{_unit_text(spec_unit)}", links=links, show_n=True)
+                           ylabel=f"{m}{_unit_text(spec_unit)}", links=links, show_n=True,
+                           colours=_colours(groups))
         rows = []
         for lv in levels:
             s_lv = sub[sub["level"] == lv]
