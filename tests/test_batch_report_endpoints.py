@@ -268,3 +268,17 @@ def test_the_page_fetches_nothing_from_elsewhere(page):
     for attr in re.findall(r"\b(?:src|href)='([^']*)'", page):
         assert attr.startswith(("#", "data:image/png;base64,", "qc/")), attr
     assert not re.search(r"(?:src|href)=\"", page)  # every attribute quoted as above
+
+
+def test_a_study_where_every_image_failed_still_gets_a_page():
+    units = [{"key": "k1", "assay": "motor-neurons", "image": "a", "file": "a.tif",
+              "animal": "R1", "group": "vehicle", "flags": ["failed: ImageReadError"],
+              "error": {"error": "ImageReadError", "message": "not an image"}}]
+    tables = StudyTables(objects=pd.DataFrame(), sections=pd.DataFrame(),
+                         animals=pd.DataFrame(), groups=("vehicle",),
+                         errors=pd.DataFrame([{"file": "a.tif", "error": "ImageReadError"}]))
+    page = build_report(tables, units, {}, title="t", run_info={})
+    assert "declares an endpoint" in page and "Failures (1)" in page
+    assert "id='animal-R1'" in page and "not an image" in page
+    ids = set(re.findall(r"\bid='([^']+)'", page))
+    assert set(re.findall(r"href='#([^']*)'", page)) <= ids

@@ -458,7 +458,10 @@ def _attention_section(tables: StudyTables, units: Sequence[Mapping[str, Any]],
 
 
 # ---------------------------------------------------------------------------- animals
-def _caption(unit: Mapping[str, Any], obs: pd.DataFrame,
+_NO_ROWS = pd.DataFrame(columns=["measure", "section", "region", "label", "value", "unit"])
+
+
+def _caption(unit: Mapping[str, Any], obs: Mapping[tuple[str, str], pd.DataFrame],
              excluded: pd.DataFrame) -> tuple[str, bool]:
     """Caption one image × assay with its sections' values, as the endpoints read them.
 
@@ -466,7 +469,7 @@ def _caption(unit: Mapping[str, Any], obs: pd.DataFrame,
     """
     image, assay = str(unit.get("image", "")), str(unit.get("assay", ""))
     parts = []
-    mine = obs[(obs["image"] == image) & (obs["assay"] == assay)] if len(obs) else obs
+    mine = obs.get((image, assay), _NO_ROWS)
     if len(mine):
         # two endpoints may read one column (GFP+ cells per section, and by level)
         mine = mine.drop_duplicates(["measure", "section", "region"])
@@ -495,8 +498,9 @@ def _unit_suffix(unit: str) -> str:
 
 def _animal_block(animal: str, group: str, units: Sequence[Mapping[str, Any]],
                   thumbnails: Mapping[str, bytes], qc_links: Mapping[str, str],
-                  values: pd.DataFrame, obs: pd.DataFrame, excluded: pd.DataFrame,
-                  anchors: Mapping[str, str], rank: Mapping[str, int]) -> str:
+                  values: pd.DataFrame, obs: Mapping[tuple[str, str], pd.DataFrame],
+                  excluded: pd.DataFrame, anchors: Mapping[str, str],
+                  rank: Mapping[str, int]) -> str:
     anchor = f" id='{anchors[animal]}'" if animal in anchors else ""
     name = html.escape(animal) if animal else "images of no known animal"
     vals = values[values["animal"] == animal] if len(values) else values
@@ -541,14 +545,17 @@ def _animals_section(units: Sequence[Mapping[str, Any]], thumbnails: Mapping[str
         by_animal.setdefault(unit_animal.get(u.get("key", ""), ""), []).append(u)
     rank = {a: i for i, a in enumerate(assay_order)}
     named = [a for a in by_animal if a]
+    by_image = ({(str(k[0]), str(k[1])): df for k, df in obs.groupby(["image", "assay"],
+                                                                     sort=False)}
+                if len(obs) else {})
     for g in _present_groups(groups, [animal_group.get(a, "") for a in named]):
         out.append(f"<h3>{html.escape(g) if g else 'no group'}</h3>")
         for a in sorted((a for a in named if animal_group.get(a, "") == g), key=natural_key):
-            out.append(_animal_block(a, g, by_animal[a], thumbnails, qc_links, values, obs,
-                                     excluded, anchors, rank))
+            out.append(_animal_block(a, g, by_animal[a], thumbnails, qc_links, values,
+                                     by_image, excluded, anchors, rank))
     if "" in by_animal:
-        out.append(_animal_block("", "", by_animal[""], thumbnails, qc_links, values, obs,
-                                 excluded, anchors, rank))
+        out.append(_animal_block("", "", by_animal[""], thumbnails, qc_links, values,
+                                 by_image, excluded, anchors, rank))
     out.append("</section>")
     return "".join(out)
 
