@@ -97,7 +97,8 @@ margin:1em 0}.box.bad{border-color:#b00020;background:#fdecee}
 .card.excluded img{opacity:.45}.excl{color:#8a5a00}
 details{margin:.5em 0}summary{cursor:pointer;font-weight:600}
 details details{margin-left:1em}.wide{overflow-x:auto}
-.wide td{white-space:nowrap}figure{margin:.3em 0}.measure{margin-bottom:1em}
+.wide td{white-space:nowrap}figure{margin:.3em 0}.mgrid{display:flex;flex-wrap:wrap;gap:.5em 28px}
+.measure{flex:0 1 380px;margin-bottom:.6em}.measure .note{font-size:.8em}
 """
 
 
@@ -586,8 +587,7 @@ def _measure_block(assay: str, m: str, df: pd.DataFrame, groups: Sequence[str],
                     rows.append({"level": lv, "group": g, "n": s["n"],
                                  "mean ± SEM": format_summary(s, "mean_sem")})
         table = _table(pd.DataFrame(rows), left=["level", "group"]) if rows else ""
-        out.append(f"<div class='eprow'><figure>{svg}<figcaption>region "
-                   f"{html.escape(region)}</figcaption></figure>{table}</div>")
+        out.append(f"<div class='eprow'><figure>{svg}</figure>{table}</div>")
     out.append("</div>")
     return "".join(out)
 
@@ -610,12 +610,15 @@ def _measures_section(animals: pd.DataFrame, groups: Sequence[str],
                    f"{f', {len(tech)} technical' if tech else ''}</summary>"
                    "<h4>Animals and sections per group</h4>"
                    f"{_table(_group_sizes(df, groups, levels), left=['group'])}")
+        out.append("<div class='mgrid'>")
         out.extend(_measure_block(assay, m, df, groups, levels, anchors) for m in main)
+        out.append("</div>")
         if tech:
             out.append(f"<details><summary>Technical measures of {html.escape(assay)} "
-                       f"({len(tech)}): {html.escape(', '.join(tech))}</summary>")
+                       f"({len(tech)}): {html.escape(', '.join(tech))}</summary>"
+                       "<div class='mgrid'>")
             out.extend(_measure_block(assay, m, df, groups, levels, anchors) for m in tech)
-            out.append("</details>")
+            out.append("</div></details>")
         out.append("</details>")
     out.append("</section>")
     return "".join(out)
