@@ -9,6 +9,8 @@ every count in animals.csv must equal the truth.
 from __future__ import annotations
 
 import json
+import re
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -115,13 +117,23 @@ def test_excel_workbook_holds_every_table(study):
 def test_report_and_qc(study):
     _, out, truth, _ = study
     html = (out / "report.html").read_text(encoding="utf-8")
-    for word in ("Welch", "Mann", "mean ± SEM", *GROUPS, "n_blobs", "Quality control"):
+    # the blob assay declares no endpoint: the report says so and folds its measures
+    for word in ("Endpoints", "declares an endpoint", "mean ± SEM", *GROUPS, "n_blobs",
+                 "Quality control", "<details class='assay' id='measures-blobs'>"):
         assert word in html
+    # no statistics were given, and the report computes none itself
+    assert "Welch" not in html and "Mann" not in html
     n_images = truth["file"].nunique()
     # a thumbnail per image and a plot per measure, all embedded
     assert html.count("data:image/png;base64,") == n_images
     assert html.count("<svg ") >= 1 and "<title>" in html
     assert len(list((out / "qc" / "blobs").glob("*.png"))) == n_images
+    # every thumbnail links to its full QC picture, and every picture sits with its animal
+    links = re.findall(r"<a href='(qc/[^']+)'><img", html)
+    assert len(links) == n_images
+    assert all((out / unquote(link)).is_file() for link in links)
+    for animal in truth["animal"].unique():
+        assert f"id='animal-{animal}'" in html
 
 
 def test_run_json_records_how_it_was_made(study):

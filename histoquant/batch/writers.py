@@ -29,6 +29,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -258,7 +259,7 @@ def report_run_info(plan: StudyPlan, *, n_units: int, n_run: int, n_reused: int,
 def write_report(out: OutputFolder, plan: StudyPlan, tables: StudyTables,
                  units: Sequence[Mapping[str, Any]], thumbnails: Mapping[str, bytes], *,
                  run_info: Mapping[str, Any], measures: Mapping[str, Sequence[str]],
-                 notes: Sequence[str]) -> Path:
+                 notes: Sequence[str], statistics: pd.DataFrame | None = None) -> Path:
     """Write ``report.html`` (:func:`~histoquant.batch.report.build_report`).
 
     Parameters
@@ -279,6 +280,8 @@ def write_report(out: OutputFolder, plan: StudyPlan, tables: StudyTables,
         Assay → the measures the study file asks to plot.
     notes : sequence of str
         Things the user should know.
+    statistics : pandas.DataFrame, optional
+        The study statistics of the endpoints, shown under them; None: no test is shown.
 
     Returns
     -------
@@ -290,8 +293,19 @@ def write_report(out: OutputFolder, plan: StudyPlan, tables: StudyTables,
     # agreement with manual counts, when 'histoquant validate compare' wrote it here
     val_path = out.path("validation.csv")
     validation = pd.read_csv(val_path) if val_path.is_file() else None
-    html = build_report(tables, units, thumbnails, title=title, run_info=run_info,
-                        measures=measures, notes=notes, validation=validation)
+    # each thumbnail links to its full QC picture, and sits with its animal (a failed image
+    # has no row in the tables, so the animal comes from the sample sheet)
+    by_file = {s.rel: s for s in plan.samples.values()}
+    qc_links, named = {}, []
+    for u in units:
+        sample = by_file.get(u.get("file", ""))
+        named.append({**u, "animal": sample.animal, "group": sample.group} if sample else u)
+        if u.get("image") and u.get("assay") and not u.get("error"):
+            rel = qc_path(out, u["assay"], u["image"]).relative_to(out.root)
+            qc_links[u.get("key", "")] = quote(rel.as_posix())
+    html = build_report(tables, named, thumbnails, title=title, run_info=run_info,
+                        measures=measures, notes=notes, validation=validation,
+                        statistics=statistics, qc_links=qc_links)
     return write_bytes(html.encode("utf-8"), out.path("report.html"))
 
 
