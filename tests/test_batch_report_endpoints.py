@@ -243,9 +243,9 @@ def test_statistics_are_shown_when_given_and_never_computed_otherwise(page):
     assert "Welch" not in page and "Hedges" not in page
     stats = pd.DataFrame([{
         "endpoint": "motor_neurons_per_ventral_horn", "level": "all", "group": "MSC",
-        "reference": "vehicle", "n": 4, "n_reference": 3, "welch_t": 2.345, "welch_p": 0.0412,
+        "reference": "vehicle", "n": 4, "ref_n": 3, "welch_t": 2.345, "welch_p": 0.0412,
         "mwu_u": 11.0, "mwu_p": 0.0571, "hedges_g": 1.61, "hedges_g_ci_low": 0.12,
-        "hedges_g_ci_high": 3.1, "mixed_estimate": 4.2, "mixed_ci_low": 0.5,
+        "hedges_g_ci_high": 3.1, "mixed_coef": 4.2, "mixed_ci_low": 0.5,
         "mixed_ci_high": 7.9, "mixed_p": 0.0264, "welch_p_holm": 0.1648,
         "mwu_p_holm": 0.2284, "mixed_p_holm": 0.1056, "note": "small n",
         "new_column": "kept"}])

@@ -25,9 +25,7 @@ import fnmatch
 import html
 import math
 import re
-import warnings
 from collections.abc import Mapping, Sequence
-from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -39,27 +37,29 @@ from .endpoints import endpoint_animal_values, endpoint_observations
 from .samples import natural_key
 from .tables import StudyTables, default_measures, describe_measure
 
-__all__ = ["build_report", "compare_groups", "validation_section", "with_validation",
+__all__ = ["build_report", "validation_section", "with_validation",
            "animal_anchors", "format_summary", "is_technical", "statistics_table",
-           "TECHNICAL_MEASURES", "STATISTICS_COLUMNS", "STATS_NOTE"]
+           "TECHNICAL_MEASURES", "STATISTICS_HEADINGS", "STATS_NOTE"]
 
 #: Measures that describe the measuring rather than the tissue: folded last in the report.
 TECHNICAL_MEASURES = ("region_area_*", "*threshold*", "noise*", "background*", "bit_depth",
                       "saturat*", "n_rejected_*", "n_objects", "n_patches", "*_correction_*")
 
-#: Columns of the study statistics the report shows, in this order, with their headings.
-STATISTICS_COLUMNS = {
+#: Columns of the study statistics (:data:`histoquant.batch.statistics.STATISTICS_COLUMNS`)
+#: the report shows, in this order, with their headings.
+STATISTICS_HEADINGS = {
     "endpoint": "endpoint", "level": "level", "group": "group", "reference": "vs",
-    "n": "n", "n_reference": "n (vs)", "welch_t": "Welch t", "welch_p": "Welch p",
+    "n": "n", "ref_n": "n (vs)", "welch_t": "Welch t", "welch_p": "Welch p",
     "welch_p_holm": "Welch p (Holm)", "mwu_u": "Mann–Whitney U", "mwu_p": "Mann–Whitney p",
     "mwu_p_holm": "Mann–Whitney p (Holm)", "hedges_g": "Hedges' g",
     "hedges_g_ci_low": "g 95 % CI low", "hedges_g_ci_high": "g 95 % CI high",
-    "mixed_estimate": "mixed model estimate", "mixed_ci_low": "estimate 95 % CI low",
+    "mixed_coef": "mixed model estimate", "mixed_ci_low": "estimate 95 % CI low",
     "mixed_ci_high": "estimate 95 % CI high", "mixed_p": "mixed model p",
-    "mixed_p_holm": "mixed model p (Holm)", "note": "note"}
+    "mixed_p_holm": "mixed model p (Holm)", "mixed_note": "mixed model note",
+    "note": "note"}
 # (value, low, high, heading): shown as one "value [low, high]" cell when all three are there
 _CI_CELLS = (("hedges_g", "hedges_g_ci_low", "hedges_g_ci_high", "Hedges' g [95 % CI]"),
-             ("mixed_estimate", "mixed_ci_low", "mixed_ci_high",
+             ("mixed_coef", "mixed_ci_low", "mixed_ci_high",
               "mixed model estimate [95 % CI]"))
 
 STATS_NOTE = (
@@ -258,11 +258,11 @@ def _statistics_line(rows: pd.DataFrame) -> str:
             if {"hedges_g_ci_low", "hedges_g_ci_high"} <= set(r.index):
                 ci = f" [{_num(r['hedges_g_ci_low'])}, {_num(r['hedges_g_ci_high'])}]"
             bits.append(f"Hedges' g {_num(r['hedges_g'])}{ci}")
-        if "mixed_estimate" in r and pd.notna(r["mixed_estimate"]):
+        if "mixed_coef" in r and pd.notna(r["mixed_coef"]):
             ci = ""
             if {"mixed_ci_low", "mixed_ci_high"} <= set(r.index):
                 ci = f" [{_num(r['mixed_ci_low'])}, {_num(r['mixed_ci_high'])}]"
-            bits.append(f"mixed model difference {_num(r['mixed_estimate'])}{ci}")
+            bits.append(f"mixed model difference {_num(r['mixed_coef'])}{ci}")
         for col, name in (("welch_p", "Welch p"), ("mwu_p", "Mann–Whitney p"),
                           ("mixed_p", "mixed model p")):
             if col in r:
@@ -281,7 +281,7 @@ def statistics_table(statistics: pd.DataFrame, labels: Mapping[str, str] | None 
     ----------
     statistics : pandas.DataFrame
         ``statistics.csv``: one row per endpoint × level × group compared with the
-        reference group (:data:`STATISTICS_COLUMNS`; any column may be missing).
+        reference group (:data:`STATISTICS_HEADINGS`; any column may be missing).
     labels : mapping of str to str, optional
         Endpoint name → label, shown instead of the name.
 
@@ -300,7 +300,7 @@ def statistics_table(statistics: pd.DataFrame, labels: Mapping[str, str] | None 
         if {value, low, high} <= set(df.columns):
             combined[value] = heading
     done: set[str] = set()
-    for c in STATISTICS_COLUMNS:
+    for c in STATISTICS_HEADINGS:
         if c not in df.columns or c in done:
             continue
         if c in combined:
@@ -309,13 +309,12 @@ def statistics_table(statistics: pd.DataFrame, labels: Mapping[str, str] | None 
                              zip(df[c], df[low], df[high])]
             done |= {c, low, high}
         elif c.endswith("_p") or c.endswith("_holm"):
-            cols[STATISTICS_COLUMNS[c]] = [_p(v) for v in df[c]]
+            cols[STATISTICS_HEADINGS[c]] = [_p(v) for v in df[c]]
         else:
-            cols[STATISTICS_COLUMNS[c]] = df[c].tolist()
+            cols[STATISTICS_HEADINGS[c]] = df[c].tolist()
         done.add(c)
-    for c in df.columns:  # columns this page does not know yet: shown as they are
-        if c not in done:
-            cols[str(c)] = df[c].tolist()
+    # the descriptive columns (group means, SDs, quartiles …) are in statistics.csv and
+    # in the endpoint tables above; this table keeps to the comparisons
     out = pd.DataFrame(cols)
     return _table(out, left=[h for h in ("endpoint", "level", "group", "vs", "note")
                              if h in out.columns])
@@ -624,45 +623,6 @@ def _measures_section(animals: pd.DataFrame, groups: Sequence[str],
     return "".join(out)
 
 
-def compare_groups(values: Mapping[str, Sequence[float]]) -> pd.DataFrame:
-    """Pairwise Welch's t-test and Mann–Whitney U (two-sided) between groups.
-
-    Parameters
-    ----------
-    values : mapping of group → per-animal values
-        NaN values are dropped.
-
-    Returns
-    -------
-    DataFrame
-        One row per pair: ``group_a``, ``group_b``, ``n_a``, ``n_b``, ``mean_a``,
-        ``mean_b``, ``welch_t``, ``welch_p``, ``mannwhitney_u``, ``mannwhitney_p``; NaN where a
-        test needs more animals (t: 2 per group, U: 1 per group) or the data are constant.
-    """
-    from scipy import stats
-
-    clean = {g: np.asarray([v for v in vs if pd.notna(v)], dtype=float)
-             for g, vs in values.items()}
-    rows = []
-    for a, b in combinations(clean, 2):
-        x, y = clean[a], clean[b]
-        t = tp = u = up = np.nan
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if len(x) >= 2 and len(y) >= 2:
-                res = stats.ttest_ind(x, y, equal_var=False)
-                t, tp = float(res.statistic), float(res.pvalue)
-            if len(x) >= 1 and len(y) >= 1:
-                res = stats.mannwhitneyu(x, y, alternative="two-sided")
-                u, up = float(res.statistic), float(res.pvalue)
-        rows.append({"group_a": a, "group_b": b, "n_a": len(x), "n_b": len(y),
-                     "mean_a": float(x.mean()) if len(x) else np.nan,
-                     "mean_b": float(y.mean()) if len(y) else np.nan,
-                     "welch_t": t, "welch_p": tp, "mannwhitney_u": u, "mannwhitney_p": up})
-    return pd.DataFrame(rows, columns=["group_a", "group_b", "n_a", "n_b", "mean_a", "mean_b",
-                                       "welch_t", "welch_p", "mannwhitney_u", "mannwhitney_p"])
-
-
 def _group_sizes(df: pd.DataFrame, groups: Sequence[str], levels: Sequence[str]) -> pd.DataFrame:
     rows = []
     for g in groups:
@@ -769,7 +729,7 @@ def build_report(tables: StudyTables, units: Sequence[Mapping[str, Any]],
     statistics : pandas.DataFrame, optional
         The study statistics (``statistics.csv``): shown under the endpoints, a line under
         each endpoint's plot and the whole table below them; any of
-        :data:`STATISTICS_COLUMNS` may be missing and other columns are shown as they are.
+        :data:`STATISTICS_HEADINGS` may be missing and other columns are shown as they are.
         None: no test is shown, and none is computed here.
     qc_links : mapping of key → str, optional
         Unit key → relative link to its full QC picture (``qc/<assay>/<image>.png``).
