@@ -69,6 +69,11 @@ class Unit:
     label_files: bool = False
     #: a model file (``histoquant train objects``) applied to every result; None: the rules
     model: str | None = None
+    #: the study-wide threshold this unit is measured with (``params`` already hold its
+    #: value): its record (:meth:`histoquant.batch.thresholds.StudyThreshold.unit_record`),
+    #: whose ``label`` replaces the summary's ``column`` (``threshold_method``); None: the
+    #: assay sets its threshold per image
+    study_threshold: dict[str, Any] | None = None
 
 
 @dataclass
@@ -536,6 +541,12 @@ def process_unit(unit: Unit) -> UnitOutput:
         files = info.pop("files", {})
         meta.update(info)
         summary = summary.assign(image=s.image)
+        if unit.study_threshold is not None:
+            # "fixed" would hide where the value came from: say study:mad(vehicle)
+            column = unit.study_threshold["column"]
+            if column in summary.columns:
+                summary[column] = unit.study_threshold["label"]
+            meta["study_threshold"] = unit.study_threshold
         if len(objects):
             objects = objects.assign(image=s.image)
         # the reader's warnings (an unusual pixel size) first: they concern every number
