@@ -187,15 +187,28 @@ def test_resume_reuses_the_threshold_and_recomputes_it_when_the_vehicles_change(
 
 def test_a_section_that_cannot_be_sampled_is_left_out_and_said(study, tmp_path):
     folder = _copy(study, tmp_path / "study")
-    # v2's region file lies outside its image: its sample (and its measurement) fail
-    write_regions([Region("grey_matter", polygon=[(1000, 1000), (1000, 1100),
-                                                  (1100, 1100), (1100, 1000)])],
-                  folder / "v2_L4_grey.geojson")
+    # v2's file is damaged (its first bytes overwritten): its sample and its measurement
+    # fail, the threshold comes from v1 alone and says so
+    path = folder / "v2_L4.ome.tif"
+    data = bytearray(path.read_bytes())
+    data[:64] = b"\0" * 64
+    path.write_bytes(bytes(data))
     report = run_batch(folder, tmp_path / "out")
     rec = _record(tmp_path / "out")
     assert rec["sections"] == ["v1_L4.ome.tif"]
     assert [f["file"] for f in rec["failed"]] == ["v2_L4.ome.tif"]
     assert any("could not be sampled" in n for n in report.notes)
+    assert [e["file"] for e in report.errors] == ["v2_L4.ome.tif"]
+    assert rec["value"] == eb.study_threshold(
+        [folder / "v1_L4.ome.tif"], PARAMS, regions_per_image=[
+            str(folder / "v1_L4_grey.geojson")], samples_per_image=rec["samples_per_section"])
+    # no chosen section at all: the assay's sections fail with the reason, none is measured
+    # with a threshold that is not the study's
+    _sheet(folder, {"v1": "treated", "v2": "vehicle", "t1": "treated", "t2": "treated"})
+    report = run_batch(folder, tmp_path / "out2")
+    assert not report.ok and len(report.errors) == 4
+    assert {e["error"] for e in report.errors} >= {"StudyThresholdError"}
+    assert _record(tmp_path / "out2")["value"] is None
 
 
 # --------------------------------------------------------------------------------------------

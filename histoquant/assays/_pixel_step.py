@@ -38,8 +38,11 @@ def fluorescence_class_check(assay: str, *names: str) -> Callable[[Any, str], No
 
 
 class _FluorescenceClassCheck:
-    """:func:`fluorescence_class_check`'s check; a class, not a closure, so that an assay's
-    spec (which holds it) pickles into the batch's worker processes."""
+    """:func:`fluorescence_class_check`'s check.
+
+    A class, not a closure, so that an assay's spec (which holds it) pickles into the
+    batch's worker processes.
+    """
 
     def __init__(self, assay: str, names: Sequence[str]) -> None:
         self.assay, self.names = assay, tuple(names)

@@ -376,7 +376,7 @@ def _assay_plan(name: str, settings: Any, folder: Path, problems: list[str],
 
 
 def _check_threshold_groups(plan: AssayPlan, cfg: StudyConfig, problems: list[str]) -> None:
-    """A study threshold's group must be a group of the study; slides are not sampled yet.
+    """Check that a study threshold's group is a group of the study, on unsplit images.
 
     Groups named only in the sample sheet are checked when the run is planned.
     """

@@ -212,7 +212,7 @@ def plan_study(
 
 
 def _threshold_problems(cfg: StudyConfig, units: Sequence[Unit]) -> list[str]:
-    """A study threshold needs sections of its group, each measured in one piece."""
+    """Return why a study threshold cannot be set: no section of its group, or whole slides."""
     problems = []
     for name, ap in cfg.assays.items():
         opt = ap.threshold

@@ -479,57 +479,63 @@ def apply_study_thresholds(plan: StudyPlan, store: PartStore, *, jobs: int = 1,
     dict of str to StudyThreshold
         By assay.
     """
-    from .execute import execute
-
     out: dict[str, StudyThreshold] = {}
     for name, ap in plan.config.assays.items():
-        opt = ap.threshold
-        if not opt.study:
-            continue
-        kind = STUDY_THRESHOLDS[ap.spec.name]
-        chosen = chosen_units(plan.units, name, opt.from_group)
-        jobs_ = [SampleJob(_sample_key(u, opt.samples_per_section), u,
-                           opt.samples_per_section) for u in chosen]
-        got: dict[str, Any] = {}
-        failed: dict[str, dict[str, str]] = {}
-        n_reused = 0
-        todo = []
-        for j in jobs_:
-            data = store.read_sample(j.key) if resume else None
-            if data is not None:
-                try:
-                    got[j.key] = decode_sample(data)
-                    n_reused += 1
-                    continue
-                except (OSError, ValueError, KeyError):  # a damaged file: sample again
-                    pass
-            todo.append(j)
-
-        def on_done(job: SampleJob, result: UnitOutput) -> None:
-            if result.ok:
-                store.write_sample(job.key, result.part)
-                got[job.key] = decode_sample(result.part)
-            else:
-                err = result.meta["error"]
-                failed[job.key] = {"file": job.sample.rel, "error": err["error"],
-                                   "message": err["message"]}
-                log.warning("%s: no threshold sample: %s", job.sample.rel, err["message"])
-
-        if todo:
-            log.info("%s: sampling %d section(s) for the study-wide threshold", name,
-                     len(todo))
-        execute(todo, on_done, jobs=jobs, scheduler=scheduler, work=sample_job)
-        ok = [j for j in jobs_ if j.key in got]
-        value = kind.pool([got[j.key] for j in ok], ap.params) if ok else None
-        rec = StudyThreshold(name, value, kind.method(ap.params), opt.from_group,
-                             sections=[j.sample.rel for j in ok],
-                             failed=[failed[j.key] for j in jobs_ if j.key in failed],
-                             samples_per_section=opt.samples_per_section, n_reused=n_reused,
-                             column=kind.column)
-        out[name] = rec
-        _set_units(plan, name, rec, kind)
+        if ap.threshold.study:
+            out[name] = _first_pass(plan, name, store, jobs=jobs, scheduler=scheduler,
+                                    resume=resume)
+            _set_units(plan, name, out[name], STUDY_THRESHOLDS[ap.spec.name])
     plan.thresholds.update(out)
     return out
+
+
+def _first_pass(plan: StudyPlan, name: str, store: PartStore, *, jobs: int, scheduler: Any,
+                resume: bool) -> StudyThreshold:
+    """Sample the chosen sections of one assay (or read their samples back) and pool them."""
+    from .execute import execute
+
+    ap = plan.config.assays[name]
+    opt = ap.threshold
+    kind = STUDY_THRESHOLDS[ap.spec.name]
+    chosen = chosen_units(plan.units, name, opt.from_group)
+    jobs_ = [SampleJob(_sample_key(u, opt.samples_per_section), u, opt.samples_per_section)
+             for u in chosen]
+    got: dict[str, Any] = {}
+    failed: dict[str, dict[str, str]] = {}
+    n_reused = 0
+    todo = []
+    for j in jobs_:
+        data = store.read_sample(j.key) if resume else None
+        if data is not None:
+            try:
+                got[j.key] = decode_sample(data)
+                n_reused += 1
+                continue
+            except (OSError, ValueError, KeyError):  # a damaged file: sample again
+                pass
+        todo.append(j)
+
+    def on_done(job: SampleJob, result: UnitOutput) -> None:
+        if result.ok:
+            store.write_sample(job.key, result.part)
+            got[job.key] = decode_sample(result.part)
+        else:
+            err = result.meta["error"]
+            failed[job.key] = {"file": job.sample.rel, "error": err["error"],
+                               "message": err["message"]}
+            log.warning("%s: no threshold sample: %s", job.sample.rel, err["message"])
+
+    if todo:
+        log.info("%s: sampling %d section(s) for the study-wide threshold", name, len(todo))
+    execute(todo, on_done, jobs=jobs, scheduler=scheduler, work=sample_job)
+    # pooled in the plan's order, whatever order the workers finished in
+    ok = [j for j in jobs_ if j.key in got]
+    value = kind.pool([got[j.key] for j in ok], ap.params) if ok else None
+    return StudyThreshold(name, value, kind.method(ap.params), opt.from_group,
+                          sections=[j.sample.rel for j in ok],
+                          failed=[failed[j.key] for j in jobs_ if j.key in failed],
+                          samples_per_section=opt.samples_per_section, n_reused=n_reused,
+                          column=kind.column)
 
 
 def _set_units(plan: StudyPlan, assay: str, rec: StudyThreshold,
@@ -542,11 +548,11 @@ def _set_units(plan: StudyPlan, assay: str, rec: StudyThreshold,
             units.append(u)
             continue
         if rec.value is None:
+            why = f" ({rec.failed[0]['message']})" if rec.failed else ""
             plan.failed.append(failed_output(
                 u, "StudyThresholdError",
                 f"no study-wide threshold: none of the {len(rec.failed)} section(s) of "
-                f"{rec.from_group} could be sampled ({rec.failed[0]['message'] if rec.failed else ''})",
-                "failed: no study threshold"))
+                f"{rec.from_group} could be sampled{why}", "failed: no study threshold"))
             continue
         record = rec.unit_record()
         units.append(dataclasses.replace(

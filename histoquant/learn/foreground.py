@@ -62,8 +62,11 @@ def requires_class(*names: str) -> Callable[[Any, str], None]:
 
 
 class _RequiresClass:
-    """:func:`requires_class`'s check; a class, not a closure, so that an assay's spec (which
-    holds it) pickles into the batch's worker processes."""
+    """:func:`requires_class`'s check.
+
+    A class, not a closure, so that an assay's spec (which holds it) pickles into the
+    batch's worker processes.
+    """
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = tuple(names)
