@@ -554,7 +554,12 @@ def process_unit(unit: Unit) -> UnitOutput:
         meta["warnings"] = warnings
         meta["saturated_pct"] = round(sat, 4)
         meta["flags"] = _flags(summary, warnings, sat, unit.qc, info.get("anatomy_quality"))
-        qc = add_caption(np.asarray(qc, dtype=np.uint8), _caption(s, unit.assay, summary))
+        caption = _caption(s, unit.assay, summary)
+        if unit.study_threshold is not None:
+            # the assay's own overlay says "fixed": say where the value came from
+            caption.append(f"study-wide threshold {unit.study_threshold['value']:.4g} "
+                           f"({unit.study_threshold['label']})")
+        qc = add_caption(np.asarray(qc, dtype=np.uint8), caption)
         out = UnitOutput(key=unit.key, ok=True, summary=summary, objects=objects,
                          qc_png=_png(qc, unit.qc.overlay_max_px),
                          thumb_png=_png(qc, unit.qc.thumbnail_px), meta=meta,
