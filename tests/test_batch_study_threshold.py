@@ -185,6 +185,30 @@ def test_resume_reuses_the_threshold_and_recomputes_it_when_the_vehicles_change(
     assert (pd.read_csv(out / "sections.csv")["threshold"] == rec["value"]).all()
 
 
+def test_interrupted_first_pass_keeps_its_samples(study, reference, tmp_path, monkeypatch):
+    from histoquant.batch import thresholds
+
+    real = thresholds.sample_job
+    calls: list[str] = []
+
+    def interrupted(job):
+        calls.append(job.sample.rel)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second vehicle is sampled
+        return real(job)
+
+    monkeypatch.setattr(thresholds, "sample_job", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(study, tmp_path)
+    assert len(list((tmp_path / ".parts" / "samples").glob("*.npz"))) == 1
+    assert not list((tmp_path / ".parts").glob("*.zip"))  # nothing measured yet
+    monkeypatch.setattr(thresholds, "sample_job", real)
+    report = run_batch(study, tmp_path, resume=True)
+    assert report.ok and report.n_run == 4
+    assert _record(tmp_path)["samples_reused"] == 1
+    assert _tables(tmp_path) == _tables(reference)
+
+
 def test_a_section_that_cannot_be_sampled_is_left_out_and_said(study, tmp_path):
     folder = _copy(study, tmp_path / "study")
     # v2's file is damaged (its first bytes overwritten): its sample and its measurement
