@@ -531,9 +531,16 @@ def _first_pass(plan: StudyPlan, name: str, store: PartStore, *, jobs: int, sche
     # pooled in the plan's order, whatever order the workers finished in
     ok = [j for j in jobs_ if j.key in got]
     value = kind.pool([got[j.key] for j in ok], ap.params) if ok else None
+    # chosen sections whose file could not be read at planning are left out too: say so
+    group_of = {smp.rel: smp.group for smp in plan.samples.values()}
+    unread = [{"file": f.meta["file"], "error": f.meta["error"]["error"],
+               "message": f.meta["error"]["message"]} for f in plan.failed
+              if f.meta.get("assay") == name and "error" in f.meta
+              and (opt.from_group == ALL_GROUPS
+                   or group_of.get(f.meta["file"]) == opt.from_group)]
     return StudyThreshold(name, value, kind.method(ap.params), opt.from_group,
                           sections=[j.sample.rel for j in ok],
-                          failed=[failed[j.key] for j in jobs_ if j.key in failed],
+                          failed=unread + [failed[j.key] for j in jobs_ if j.key in failed],
                           samples_per_section=opt.samples_per_section, n_reused=n_reused,
                           column=kind.column)
 
