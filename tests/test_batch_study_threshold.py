@@ -235,6 +235,18 @@ def test_a_section_that_cannot_be_sampled_is_left_out_and_said(study, tmp_path):
     assert _record(tmp_path / "out2")["value"] is None
 
 
+def test_a_chosen_file_unreadable_at_planning_is_listed_as_left_out(study, tmp_path):
+    folder = _copy(study, tmp_path / "study")
+    (folder / "v2_L4.ome.tif").unlink()
+    (folder / "v2_L4.ome.tif").symlink_to(tmp_path / "nowhere.tif")  # a broken link
+    report = run_batch(folder, tmp_path / "out")
+    rec = _record(tmp_path / "out")
+    assert rec["sections"] == ["v1_L4.ome.tif"]
+    assert rec["failed"][0]["file"] == "v2_L4.ome.tif"
+    assert rec["failed"][0]["error"] == "ImageReadError"
+    assert [e["file"] for e in report.errors] == ["v2_L4.ome.tif"]
+
+
 # --------------------------------------------------------------------------------------------
 # Mistakes in the study file
 # --------------------------------------------------------------------------------------------
