@@ -34,17 +34,26 @@ def fluorescence_class_check(assay: str, *names: str) -> Callable[[Any, str], No
     callable
         ``check(model, file_name)`` raising :class:`~histoquant.errors.ModelFileError`.
     """
-    has_class = requires_class(*names)
+    return _FluorescenceClassCheck(assay, names)
 
-    def check(model: Any, file_name: str) -> None:
-        has_class(model, file_name)
+
+class _FluorescenceClassCheck:
+    """:func:`fluorescence_class_check`'s check.
+
+    A class, not a closure, so that an assay's spec (which holds it) pickles into the
+    batch's worker processes.
+    """
+
+    def __init__(self, assay: str, names: Sequence[str]) -> None:
+        self.assay, self.names = assay, tuple(names)
+
+    def __call__(self, model: Any, file_name: str) -> None:
+        requires_class(*self.names)(model, file_name)
         if model.plane_kind != "intensity":
             raise ModelFileError(
                 f"{file_name}: this pixel classifier was trained on brightfield RGB images "
-                f"(stain densities, modality {model.modality!r}); {assay} measures "
+                f"(stain densities, modality {model.modality!r}); {self.assay} measures "
                 "fluorescence: train one on fluorescence images of the same channels")
-
-    return check
 
 
 def _image_planes(model: PixelClassifier, image: Image) -> list[str]:

@@ -69,8 +69,8 @@ from .base import (
 )
 from .contract import REGION_AREA, Endpoint, ExtraTable, Measure
 
-__all__ = ["EvansBlueParams", "run", "calibrate", "study_threshold", "corrected_channel",
-           "SPEC", "LEAK_CLASSES"]
+__all__ = ["EvansBlueParams", "run", "calibrate", "study_threshold", "threshold_sample",
+           "pooled_threshold", "ThresholdSample", "corrected_channel", "SPEC", "LEAK_CLASSES"]
 
 #: Names a pixel classifier's class may have for the positive (leaked tracer) pixels.
 LEAK_CLASSES = ("leak", "evans_blue", "extravasation", "tracer")
@@ -1165,6 +1165,111 @@ def _qc_overlay(name: str, corrected: np.ndarray, vessel_display: np.ndarray | N
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ThresholdSample:
+    """Corrected region pixels of one image, drawn for a study-wide threshold.
+
+    Attributes
+    ----------
+    values : ndarray
+        float32 corrected intensities (at most ``samples_per_image`` of them, a regular
+        subsample of the region pixels).
+    step : float
+        Quantisation step of the raw channel (the noise floor of the ``mad`` method).
+    """
+
+    values: np.ndarray
+    step: float
+
+
+def threshold_sample(image: Image | np.ndarray | str | Path, params: Any = None, *,
+                     channels: Mapping[str, str | int] | None = None, regions: Any = None,
+                     pixel_size_um: float | None = None,
+                     samples_per_image: int = 500_000) -> ThresholdSample:
+    """Draw one image's share of a study-wide threshold's pool (the first half of it).
+
+    The EvB channel is background-corrected exactly as :func:`run` corrects it (inside the
+    same regions), and a regular subsample of at most ``samples_per_image`` region pixels is
+    kept, so that every image weighs the same in :func:`pooled_threshold`.
+
+    Parameters
+    ----------
+    image : Image, ndarray or path
+        One reference image.
+    params : EvansBlueParams, dict or path, optional
+        Parameters (background correction as for :func:`run`).
+    channels : mapping, optional
+        Channel role → name or index.
+    regions : optional
+        Where the assay measures, as for :func:`run` (``"auto"``, a region file, masks).
+    pixel_size_um : float, optional
+        Pixel size override.
+    samples_per_image : int
+        Most pixels kept.
+
+    Returns
+    -------
+    ThresholdSample
+        The corrected values and the raw channel's quantisation step.
+    """
+    from ..io import read_image
+
+    p = resolve_params(EvansBlueParams, params)
+    img = read_image(image, pixel_size_um) if isinstance(image, (str, Path)) else image
+    img = prepare_image(img, pixel_size_um)
+    chans = resolve_channels(img, SPEC.channel_roles, channels)
+    masks, reference = _regions(img, regions, p)
+    support = _union(masks.values())
+    ch = _correct(_raw_channel(img, chans["evb"], p), dtype=img.dtype,
+                  support=support, reference=reference, p=p, px=img.pixel_size_um,
+                  source=img.source, role="evb")
+    step = quantisation_step(sample_pixels(_raw_channel(img, chans["evb"], p),
+                                           support, samples_per_image), img.dtype)
+    values = sample_pixels(ch.corrected, support, samples_per_image)
+    if values.size > samples_per_image:
+        values = values[np.linspace(0, values.size - 1, samples_per_image).astype(np.intp)]
+    return ThresholdSample(np.asarray(values, dtype=np.float32), float(step))
+
+
+def pooled_threshold(samples: Sequence[ThresholdSample], params: Any = None) -> float:
+    """Apply the automatic method of ``params`` to pooled samples (the second half).
+
+    Parameters
+    ----------
+    samples : sequence of ThresholdSample
+        One per image (:func:`threshold_sample`), in a fixed order.
+    params : EvansBlueParams, dict or path, optional
+        Parameters: the automatic ``threshold_method`` (``mad``, ``otsu`` or ``triangle``)
+        and ``threshold_k``.
+
+    Returns
+    -------
+    float
+        The threshold in corrected intensity units.
+
+    Raises
+    ------
+    ParamsError
+        ``threshold_method`` is ``fixed``, or there is no sample.
+    """
+    p = resolve_params(EvansBlueParams, params)
+    _check_automatic(p)
+    samples = list(samples)
+    if not samples:
+        raise ParamsError("study_threshold needs at least one image")
+    pooled = np.concatenate([s.values for s in samples])
+    if p.threshold_method == "mad":
+        st = background_stats(pooled, step=max(s.step for s in samples))
+        return float(st.level + p.threshold_k * st.sd)
+    return _histogram_threshold(pooled, p.threshold_method)
+
+
+def _check_automatic(p: EvansBlueParams) -> None:
+    if p.threshold_method == "fixed":
+        raise ParamsError("study_threshold computes a threshold: give an automatic "
+                          "threshold_method (mad, otsu or triangle), not 'fixed'")
+
+
 def study_threshold(images: Sequence[Image | np.ndarray | str | Path], params: Any = None, *,
                     channels: Mapping[str, str | int] | None = None, regions: Any = None,
                     regions_per_image: Sequence[Any] | None = None,
@@ -1177,6 +1282,8 @@ def study_threshold(images: Sequence[Image | np.ndarray | str | Path], params: A
     and the automatic method of ``params`` (``mad``, ``otsu`` or ``triangle``) is applied to
     the pool. Run every image with ``params.replace(threshold_method="fixed",
     threshold=value)`` so all groups are measured against the same intensity.
+    :func:`threshold_sample` and :func:`pooled_threshold` are its two halves (a study run
+    draws the samples in its workers and pools them, ``threshold: {scope: study}``).
 
     Parameters
     ----------
@@ -1200,41 +1307,20 @@ def study_threshold(images: Sequence[Image | np.ndarray | str | Path], params: A
     float
         The threshold in corrected intensity units.
     """
-    from ..io import read_image
-
     p = resolve_params(EvansBlueParams, params)
-    if p.threshold_method == "fixed":
-        raise ParamsError("study_threshold computes a threshold: give an automatic "
-                          "threshold_method (mad, otsu or triangle), not 'fixed'")
+    _check_automatic(p)
     images = list(images)
     if not images:
         raise ParamsError("study_threshold needs at least one image")
     if regions_per_image is not None and len(regions_per_image) != len(images):
         raise ParamsError(f"regions_per_image has {len(regions_per_image)} entries for "
                           f"{len(images)} images")
-    pools = []
-    steps = []
-    for i, item in enumerate(images):
-        img = read_image(item, pixel_size_um) if isinstance(item, (str, Path)) else item
-        img = prepare_image(img, pixel_size_um)
-        chans = resolve_channels(img, SPEC.channel_roles, channels)
-        reg = regions if regions_per_image is None else regions_per_image[i]
-        masks, reference = _regions(img, reg, p)
-        support = _union(masks.values())
-        ch = _correct(_raw_channel(img, chans["evb"], p), dtype=img.dtype,
-                      support=support, reference=reference, p=p, px=img.pixel_size_um,
-                      source=img.source, role="evb")
-        steps.append(quantisation_step(sample_pixels(_raw_channel(img, chans["evb"], p),
-                                                     support, samples_per_image), img.dtype))
-        values = sample_pixels(ch.corrected, support, samples_per_image)
-        if values.size > samples_per_image:
-            values = values[np.linspace(0, values.size - 1, samples_per_image).astype(np.intp)]
-        pools.append(values)
-    pooled = np.concatenate(pools)
-    if p.threshold_method == "mad":
-        st = background_stats(pooled, step=max(steps))
-        return float(st.level + p.threshold_k * st.sd)
-    return _histogram_threshold(pooled, p.threshold_method)
+    samples = [threshold_sample(item, p, channels=channels, pixel_size_um=pixel_size_um,
+                                regions=regions if regions_per_image is None
+                                else regions_per_image[i],
+                                samples_per_image=samples_per_image)
+               for i, item in enumerate(images)]
+    return pooled_threshold(samples, p)
 
 
 SPEC = AssaySpec(

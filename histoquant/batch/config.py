@@ -18,6 +18,10 @@
         model: null                     # a model file (histoquant train objects) in place
                                         # of the class rules; null uses the rules
         measures: [n_motor_neurons]     # columns for Prism tables and plots (default: all)
+      evans-blue:
+        threshold: {scope: study, from_group: vehicle}   # one threshold for every section,
+                                        # set from the vehicle sections (or: all); default
+                                        # scope: image (see histoquant.batch.thresholds)
     slides: {split_sections: false, tile_px: 4096, overlap_um: 100}
     qc: {max_saturated_pct: 1.0, min_anatomy_score: 0.5}
 
@@ -36,6 +40,7 @@ from typing import Any
 from ..assays.base import AssaySpec, get_assay
 from ..errors import HistoquantError, ParamsError
 from ..params import AssayParams, ParamsValidationError, load_params_file, param
+from .thresholds import ALL_GROUPS, STUDY_THRESHOLDS, ThresholdOption, parse_threshold_option
 
 __all__ = ["StudyError", "AssayPlan", "SlideOptions", "QCOptions", "StudyConfig",
            "load_study", "load_study_config", "find_study_file", "STUDY_FILE_NAMES"]
@@ -43,7 +48,7 @@ __all__ = ["StudyError", "AssayPlan", "SlideOptions", "QCOptions", "StudyConfig"
 STUDY_FILE_NAMES = ("study.yaml", "study.yml", "study.json")
 _TOP_KEYS = ("title", "samples", "pattern", "groups", "exclude", "assays", "slides", "qc")
 _ASSAY_KEYS = ("files", "regions", "channels", "params", "pixel_size_um", "measures",
-               "modality", "model")
+               "modality", "model", "threshold")
 
 
 class StudyError(ParamsError):
@@ -127,6 +132,9 @@ class AssayPlan:
     modality: str | None = None
     #: a model file (``histoquant train``) that replaces a step of the assay; None: its rules
     model: str | None = None
+    #: ``threshold:`` — per image (the default) or one study-wide value
+    #: (:mod:`histoquant.batch.thresholds`)
+    threshold: ThresholdOption = field(default_factory=ThresholdOption)
 
     def selects(self, rel: str) -> bool:
         """Return whether this assay reads the file at ``rel`` (relative POSIX path).
@@ -349,11 +357,41 @@ def _assay_plan(name: str, settings: Any, folder: Path, problems: list[str],
                 problems.append(f"{where}.model: learned models need scikit-learn and skops "
                                 f"(pip install 'histoquant[learn]'): {exc}")
             model = str(mp)
+    threshold = parse_threshold_option(settings.get("threshold"), spec.name,
+                                       f"{where}.threshold", problems)
+    if threshold.study:
+        why = STUDY_THRESHOLDS[spec.name].problem(params)
+        if why:
+            problems.append(f"{where}.threshold: {why}")
+        if model is not None:
+            problems.append(f"{where}.threshold: scope: study sets a threshold, but the model "
+                            "replaces it (a pixel classifier gives the positive pixels); "
+                            "use one or the other")
     return AssayPlan(name=spec.name, spec=spec, params=params, modality=modality, model=model,
+                     threshold=threshold,
                      files=_str_list(settings.get("files"), f"{where}.files", problems),
                      regions=regions, channels=dict(channels), pixel_size_um=px,
                      measures=_str_list(settings.get("measures"), f"{where}.measures",
                                         problems))
+
+
+def _check_threshold_groups(plan: AssayPlan, cfg: StudyConfig, problems: list[str]) -> None:
+    """Check that a study threshold's group is a group of the study, on unsplit images.
+
+    Groups named only in the sample sheet are checked when the run is planned.
+    """
+    opt = plan.threshold
+    if not opt.study:
+        return
+    where = f"assays.{plan.name}.threshold"
+    known = list(cfg.group_order) or sorted(set(cfg.group_of_animal.values()))
+    if opt.from_group != ALL_GROUPS and known and opt.from_group not in known:
+        problems.append(f"{where}.from_group: no group {opt.from_group!r}; the groups are "
+                        f"{', '.join(known)} (or {ALL_GROUPS})")
+    if cfg.slides.split_sections:
+        problems.append(f"{where}: slides.split_sections is on, and a study-wide threshold "
+                        "samples images measured in one piece; whole slides split into "
+                        "sections are not sampled yet")
 
 
 def load_study_config(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -482,6 +520,7 @@ def load_study(
         plan = _assay_plan(str(name), settings, folder, problems, overrides)
         if plan is not None:
             cfg.assays[plan.name] = plan
+            _check_threshold_groups(plan, cfg, problems)
     if problems:
         raise StudyError(problems, source)
     return cfg

@@ -38,6 +38,9 @@ __all__ = ["BatchProgress", "Measured", "execute", "measure_units", "dask_client
 log = logging.getLogger(__name__)
 
 OnDone = Callable[[Unit, UnitOutput], None]
+# What a worker does with one unit: process_unit, or the first pass of a study-wide threshold
+# (histoquant.batch.thresholds.sample_job); a module-level function, so it pickles by name.
+Work = Callable[[Any], UnitOutput]
 
 # BatchProgress (histoquant.progress): ``progress(done, total, message)``, the one progress
 # protocol of a run over images — called once with ``done = 0`` before the first image, then
@@ -48,9 +51,9 @@ def _crashed(unit: Unit, why: str) -> UnitOutput:
     return failed_output(unit, "WorkerDied", why, "failed: worker died")
 
 
-def _serial(units: Sequence[Unit], on_done: OnDone) -> None:
+def _serial(units: Sequence[Unit], on_done: OnDone, work: Work = process_unit) -> None:
     for u in units:
-        on_done(u, process_unit(u))
+        on_done(u, work(u))
 
 
 # One thread per worker for the numerical libraries (what Dask's nanny sets for its workers
@@ -72,12 +75,14 @@ def _single_threaded_children():
             os.environ.pop(k, None)
 
 
-def _processes(units: Sequence[Unit], jobs: int, on_done: OnDone) -> None:
+def _processes(units: Sequence[Unit], jobs: int, on_done: OnDone,
+               work: Work = process_unit) -> None:
     with _single_threaded_children():
-        _process_pool(units, jobs, on_done)
+        _process_pool(units, jobs, on_done, work)
 
 
-def _process_pool(units: Sequence[Unit], jobs: int, on_done: OnDone) -> None:
+def _process_pool(units: Sequence[Unit], jobs: int, on_done: OnDone,
+                  work: Work = process_unit) -> None:
     """Run units on ``jobs`` spawned workers; a worker that dies fails only its own unit.
 
     When a worker process dies (the out-of-memory killer, a crash in native code), the pool
@@ -105,7 +110,7 @@ def _process_pool(units: Sequence[Unit], jobs: int, on_done: OnDone) -> None:
                 batch = []
             for i, u in enumerate(batch):
                 try:
-                    running[pool.submit(process_unit, u)] = u
+                    running[pool.submit(work, u)] = u
                 except BrokenProcessPool:  # a worker died since the last wait
                     suspects.extend(batch[i:][::-1])
                     alone = False
@@ -182,13 +187,14 @@ def dask_client(scheduler: str | distributed.Client) -> tuple[distributed.Client
             from exc
 
 
-def _dask(units: Sequence[Unit], scheduler: Any, on_done: OnDone) -> None:
+def _dask(units: Sequence[Unit], scheduler: Any, on_done: OnDone,
+          work: Work = process_unit) -> None:
     client, own = dask_client(scheduler)
     import distributed
     futures = {}
     try:
         for u in units:
-            fut = client.submit(process_unit, u, key=f"histoquant-{u.key}", pure=False)
+            fut = client.submit(work, u, key=f"histoquant-{u.key}", pure=False)
             futures[fut] = u
         for fut in distributed.as_completed(list(futures)):
             u = futures[fut]
@@ -256,7 +262,7 @@ def _largest_first(units: Sequence[Unit]) -> list[Unit]:
 
 
 def execute(units: Sequence[Unit], on_done: OnDone, *, jobs: int = 1,
-            scheduler: Any = None) -> None:
+            scheduler: Any = None, work: Work = process_unit) -> None:
     """Run every unit and call ``on_done(unit, output)`` as each finishes.
 
     Parameters
@@ -269,15 +275,20 @@ def execute(units: Sequence[Unit], on_done: OnDone, *, jobs: int = 1,
         Worker processes on this machine (1 runs here, in this process).
     scheduler : str or distributed.Client, optional
         A Dask scheduler address (``tcp://host:8786``) or client; overrides ``jobs``.
+    work : callable
+        What is done with each unit, in the workers (a module-level function, so that it
+        pickles): :func:`~histoquant.batch.units.process_unit` by default; the first pass of
+        a study-wide threshold runs :func:`~histoquant.batch.thresholds.sample_job` on its
+        sampling jobs (which carry ``key``, ``sample`` and ``assay`` as a unit does).
     """
     if not units:
         return
     if scheduler is not None:
-        _dask(_largest_first(units), scheduler, on_done)
+        _dask(_largest_first(units), scheduler, on_done, work)
     elif jobs <= 1:
-        _serial(units, on_done)
+        _serial(units, on_done, work)
     else:
-        _processes(_largest_first(units), min(jobs, len(units)), on_done)
+        _processes(_largest_first(units), min(jobs, len(units)), on_done, work)
 
 
 @dataclass

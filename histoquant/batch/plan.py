@@ -10,7 +10,7 @@ listing every problem before any image is measured. Nothing here measures or wri
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from ..io.safe_paths import OutputFolder
 from .config import StudyConfig, StudyError, find_study_file, glob_match, load_study
 from .samples import SHEET_NAMES, Sample, build_samples, discover, natural_key, read_sample_sheet
 from .store import PartStore
+from .thresholds import ALL_GROUPS, StudyThreshold, chosen_units
 from .units import Unit, UnitOutput, failed_output, unit_key
 
 __all__ = ["StudyPlan", "plan_study", "study_overrides"]
@@ -43,6 +44,10 @@ class StudyPlan:
         Image path relative to the study folder → SHA-256, for ``run.json``.
     sheet : Path or None
         The sample sheet read.
+    thresholds : dict of str to StudyThreshold
+        The study-wide thresholds, by assay, once the first pass
+        (:func:`~histoquant.batch.thresholds.apply_study_thresholds`) has set them; until
+        then the units of those assays hold the per-image parameters and keys.
     """
 
     config: StudyConfig
@@ -52,6 +57,7 @@ class StudyPlan:
     notes: list[str]
     inputs: dict[str, str]
     sheet: Path | None
+    thresholds: dict[str, StudyThreshold] = field(default_factory=dict)
 
 
 def _preflight(cfg: StudyConfig) -> None:
@@ -191,6 +197,7 @@ def plan_study(
                                             "failed: unreadable"))
                 continue
             units.append(unit)
+    problems.extend(_threshold_problems(cfg, units))
     for f in extra_files:
         if f in unreadable:
             problems.append(f"{f}: cannot read the file ({unreadable[f]})")
@@ -202,6 +209,30 @@ def plan_study(
     inputs = {smp[p].rel: hashes[p] for p in paths if p in hashes}
     return StudyPlan(config=cfg, samples=smp, units=units, failed=failed, notes=notes,
                      inputs=inputs, sheet=sheet_path)
+
+
+def _threshold_problems(cfg: StudyConfig, units: Sequence[Unit]) -> list[str]:
+    """Return why a study threshold cannot be set: no section of its group, or whole slides."""
+    problems = []
+    for name, ap in cfg.assays.items():
+        opt = ap.threshold
+        if not opt.study:
+            continue
+        where = f"assays.{name}.threshold"
+        mine = [u for u in units if u.assay == name]
+        groups = sorted({u.sample.group for u in mine})
+        chosen = chosen_units(mine, name, opt.from_group)
+        if mine and not chosen:
+            problems.append(f"{where}.from_group: no section of {name} is in group "
+                            f"{opt.from_group!r}; its sections' groups are "
+                            f"{', '.join(map(repr, groups))} (or {ALL_GROUPS})")
+        split = [u.sample.rel for u in chosen if u.split_sections]
+        if split:
+            problems.append(f"{where}: {', '.join(split[:4])}{' ...' if len(split) > 4 else ''}"
+                            " are whole slides split into sections, which a study-wide "
+                            "threshold does not sample yet; export the sections as images "
+                            "or use scope: image")
+    return problems
 
 
 def study_overrides(*, params: Any = None, regions: Any = None,

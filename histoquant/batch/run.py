@@ -23,6 +23,7 @@ from .execute import BatchProgress, Measured, measure_units, side_process
 from .plan import StudyPlan, plan_study, study_overrides
 from .store import PartStore
 from .tables import StudyTables
+from .thresholds import apply_study_thresholds
 from .units import Unit, UnitOutput
 from .writers import (
     report_run_info,
@@ -136,6 +137,9 @@ def run_batch(
     store = PartStore(outdir)
     out = OutputFolder(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    # first pass: a study-wide threshold is set before any section is measured with it
+    apply_study_thresholds(plan, store, jobs=jobs, scheduler=scheduler, resume=resume)
+    t_thresholds = time.perf_counter()
     report = BatchReport(outdir=outdir, n_units=len(plan.units) + len(plan.failed),
                          notes=list(plan.notes))
     def on_files(unit: Unit, part: UnitOutput) -> None:
@@ -150,7 +154,10 @@ def run_batch(
                             "an earlier run with the same inputs and settings")
     t_run = time.perf_counter()
     _finish(plan, store, out, report, measured, jobs=jobs, scheduler=scheduler, resume=resume,
-            timings={"planning_s": t_plan - t_start, "measuring_s": t_run - t_plan},
+            timings={"planning_s": t_plan - t_start,
+                     **({"study_thresholds_s": t_thresholds - t_plan} if plan.thresholds
+                        else {}),
+                     "measuring_s": t_run - t_thresholds},
             t_start=t_start)
     return report
 

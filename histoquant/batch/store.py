@@ -7,7 +7,8 @@ extra tables (``extra/<name>.csv``) and, for the single-assay command, the label
 found regions (``files/<name>``). The final tables
 are always assembled from these files, so a fresh run, a resumed run and a parallel run give
 byte-identical tables. Input hashes are cached by (size, modification time) in
-``hashes.json``.
+``hashes.json``. A study-wide threshold's first pass keeps each section's sample of
+corrected pixels in ``samples/<key>.npz`` (:mod:`histoquant.batch.thresholds`).
 """
 
 from __future__ import annotations
@@ -190,6 +191,57 @@ class PartStore:
             The unit's output.
         """
         return decode_part(self.path(key).read_bytes(), key, pictures=pictures)
+
+    # ---- samples of a study-wide threshold's first pass -----------------------------------
+
+    def sample_path(self, key: str) -> Path:
+        """Return the file of a section's threshold sample (``.parts/samples/<key>.npz``).
+
+        Parameters
+        ----------
+        key : str
+            The sample's key (a hex digest: the input's hash and the sampling settings).
+
+        Returns
+        -------
+        pathlib.Path
+            The path (it may not exist).
+        """
+        return self.out.path(".parts", "samples", f"{key}.npz")
+
+    def write_sample(self, key: str, data: bytes) -> None:
+        """Keep a section's threshold sample (encoded by the worker), atomically.
+
+        Parameters
+        ----------
+        key : str
+            The sample's key.
+        data : bytes
+            The encoded sample (:func:`histoquant.batch.thresholds.encode_sample`).
+        """
+        path = self.sample_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+
+    def read_sample(self, key: str) -> bytes | None:
+        """Return a kept threshold sample's bytes, or None when there is none.
+
+        Parameters
+        ----------
+        key : str
+            The sample's key.
+
+        Returns
+        -------
+        bytes or None
+            The encoded sample.
+        """
+        path = self.sample_path(key)
+        try:
+            return path.read_bytes() if path.is_file() else None
+        except OSError:
+            return None
 
     # ---- input hashes -------------------------------------------------------------------
 

@@ -69,6 +69,11 @@ class Unit:
     label_files: bool = False
     #: a model file (``histoquant train objects``) applied to every result; None: the rules
     model: str | None = None
+    #: the study-wide threshold this unit is measured with (``params`` already hold its
+    #: value): its record (:meth:`histoquant.batch.thresholds.StudyThreshold.unit_record`),
+    #: whose ``label`` replaces the summary's ``column`` (``threshold_method``); None: the
+    #: assay sets its threshold per image
+    study_threshold: dict[str, Any] | None = None
 
 
 @dataclass
@@ -536,6 +541,12 @@ def process_unit(unit: Unit) -> UnitOutput:
         files = info.pop("files", {})
         meta.update(info)
         summary = summary.assign(image=s.image)
+        if unit.study_threshold is not None:
+            # "fixed" would hide where the value came from: say study:mad(vehicle)
+            column = unit.study_threshold["column"]
+            if column in summary.columns:
+                summary[column] = unit.study_threshold["label"]
+            meta["study_threshold"] = unit.study_threshold
         if len(objects):
             objects = objects.assign(image=s.image)
         # the reader's warnings (an unusual pixel size) first: they concern every number
@@ -543,7 +554,12 @@ def process_unit(unit: Unit) -> UnitOutput:
         meta["warnings"] = warnings
         meta["saturated_pct"] = round(sat, 4)
         meta["flags"] = _flags(summary, warnings, sat, unit.qc, info.get("anatomy_quality"))
-        qc = add_caption(np.asarray(qc, dtype=np.uint8), _caption(s, unit.assay, summary))
+        caption = _caption(s, unit.assay, summary)
+        if unit.study_threshold is not None:
+            # the assay's own overlay says "fixed": say where the value came from
+            caption.append(f"study-wide threshold {unit.study_threshold['value']:.4g} "
+                           f"({unit.study_threshold['label']})")
+        qc = add_caption(np.asarray(qc, dtype=np.uint8), caption)
         out = UnitOutput(key=unit.key, ok=True, summary=summary, objects=objects,
                          qc_png=_png(qc, unit.qc.overlay_max_px),
                          thumb_png=_png(qc, unit.qc.thumbnail_px), meta=meta,

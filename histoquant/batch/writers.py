@@ -377,6 +377,8 @@ def run_record(plan: StudyPlan, units: Sequence[Mapping[str, Any]], *,
                        "files": list(p.files), "regions": p.regions,
                        "channels": dict(p.channels), "pixel_size_um": p.pixel_size_um,
                        "measures": list(p.measures)} for a, p in cfg.assays.items()},
+        # one threshold for every section of an assay, set by the first pass
+        "study_thresholds": {a: t.record() for a, t in plan.thresholds.items()},
         "slides": cfg.slides.to_dict(),
         "qc": cfg.qc.to_dict(),
         "execution": {"jobs": jobs, "scheduler": str(scheduler) if scheduler is not None

@@ -58,7 +58,21 @@ def requires_class(*names: str) -> Callable[[Any, str], None]:
         ``check(model, file_name)`` raising :class:`~histoquant.errors.ModelFileError` when
         ``model`` is not a pixel classifier with such a class.
     """
-    def check(model: Any, file_name: str) -> None:
+    return _RequiresClass(names)
+
+
+class _RequiresClass:
+    """:func:`requires_class`'s check.
+
+    A class, not a closure, so that an assay's spec (which holds it) pickles into the
+    batch's worker processes.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+
+    def __call__(self, model: Any, file_name: str) -> None:
+        names = self.names
         if not isinstance(model, PixelClassifier):
             raise ModelFileError(f"{file_name}: not a pixel classifier")
         if find_class(model, names) is None:
@@ -66,8 +80,6 @@ def requires_class(*names: str) -> Callable[[Any, str], None]:
                 f"{file_name}: the pixel classifier's classes are {list(model.classes)}; "
                 f"this step reads a class named {' or '.join(repr(n) for n in names)} "
                 "(name it so when training: histoquant train pixels --classes ...)")
-
-    return check
 
 
 def class_probability(model: PixelClassifier, image: Any, names: Sequence[str], *,
