@@ -90,8 +90,8 @@ def default_key_path(outdir: str | Path) -> Path:
 
 
 def _run_check(run: str) -> str:
-    """What ``blinding.json`` keeps of the run's identifier: a hash, so no cell of the key
-    appears in the results (the codes aside)."""
+    # blinding.json keeps a hash of the run's identifier, so that no cell of the key but
+    # the codes appears in the results
     return hashlib.sha256(f"histoquant blinded run {run}".encode()).hexdigest()[:16]
 
 

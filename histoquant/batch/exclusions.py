@@ -173,7 +173,7 @@ def _finite(x: Any) -> float | None:
 
 def _section_scores(rows: pd.DataFrame, meta: Mapping[str, Any] | None,
                     section: str) -> float | None:
-    """The lowest anatomy score of one section: its ``*score`` columns, else the record's."""
+    # the lowest anatomy score of one section: its *score columns, else the unit record's
     cols = [c for c in rows.columns if str(c).lower().endswith("score")
             and pd.api.types.is_numeric_dtype(rows[c])]
     vals = pd.to_numeric(rows[cols].stack(), errors="coerce") if cols else pd.Series([])
