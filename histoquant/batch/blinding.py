@@ -46,7 +46,7 @@ from ..errors import HistoquantError
 from ..io.safe_paths import OutputFolder
 from ..output import write_csv, write_json
 from .samples import NO_LEVEL, Sample, natural_key
-from .store import PartStore, decode_part, encode_part
+from .store import ID_DTYPES, PartStore, decode_part, encode_part
 from .units import Unit, UnitOutput
 
 if TYPE_CHECKING:
@@ -157,8 +157,9 @@ class Scrubber:
 
     Paths, file names and image names become the image's code; animal names, as whole
     tokens (``R01`` in ``evans_blue_R01_L4.geojson``), the animal's code; group names
-    ``blinded``. Matching ignores case. Reversed (``codes → names``), the same class turns
-    codes back into names.
+    ``blinded`` (a name of digits only, or of one character, is not looked for as a token:
+    it cannot be told from a number). Matching ignores case. Reversed
+    (``codes → names``), the same class turns codes back into names.
 
     Parameters
     ----------
@@ -228,7 +229,8 @@ class Scrubber:
         """
         out = None
         for c in df.columns:
-            if df[c].dtype == object:
+            # identifiers are coded already; "1" in a section column is no animal
+            if df[c].dtype == object and c not in ID_DTYPES:
                 new = df[c].map(lambda v: self(v) if isinstance(v, str) else v)
                 if not new.equals(df[c]):
                     out = df.copy() if out is None else out
@@ -505,6 +507,9 @@ class Blinding:
             tokens[s.animal] = self.animal_codes[s.animal]
             tokens[s.group] = BLINDED_GROUP
         tokens.pop(BLINDED_GROUP, None)
+        # a bare number ("12") or letter cannot be told from the numbers in free text: such
+        # names are found only inside the paths and image names above
+        tokens = {k: v for k, v in tokens.items() if len(k) >= 2 and re.search("[A-Za-z]", k)}
         return Scrubber(subs, tokens)
 
     # ---- files of the run ---------------------------------------------------------------
