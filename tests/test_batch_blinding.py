@@ -10,6 +10,7 @@ pixels, are checked where they are drawn.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import zipfile
 from pathlib import Path
@@ -29,8 +30,20 @@ def runs(tmp_path_factory):
     truth = write_phantom_study(folder, groups=GROUPS, group_means=(20, 40),
                                 animals_per_group=2, levels=("L3", "L4"), seed=3,
                                 slide_every=2, png_every=3)
+    # one file that cannot be read: its error message quotes its path
+    (folder / "R02" / "R02_L5_s1.ome.tif").write_bytes(b"not a tiff at all")
+    with open(folder / "samples.csv", "a") as f:
+        f.write("R02/R02_L5_s1.ome.tif,R02,vehicle,L5,1,,\n")
     base = tmp_path_factory.mktemp("runs")
     captions: list[list[str]] = []
+    logged: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            logged.append(self.format(record))
+
+    keep = Keep(logging.WARNING)
+    logging.getLogger().addHandler(keep)
     with pytest.MonkeyPatch.context() as mp:
         register(mp, BLOB_SPEC)
         import histoquant.qc as qc
@@ -45,14 +58,16 @@ def runs(tmp_path_factory):
 
         mp.setattr(qc, "add_caption", spy)
         plain = run_batch(folder, base / "plain")
-        n_plain = len(captions)
+        n_plain, n_logged = len(captions), len(logged)
         blind = run_batch(folder, base / "blind", blind=True)
-        blind_captions = captions[n_plain:]
+        blind_captions, blind_logged = captions[n_plain:], logged[n_logged:]
         key_before = (base / "blind.blinding-key.csv").read_text()
         resumed = run_batch(folder, base / "blind", blind=True, resume=True)
         un = unblind(base / "blind")
-    return {"folder": folder, "truth": truth, "base": base, "plain": plain, "blind": blind,
-            "resumed": resumed, "unblind": un, "captions": blind_captions,
+    logging.getLogger().removeHandler(keep)
+    return {"logged": blind_logged, "plain_logged": logged[:n_logged], "folder": folder,
+            "truth": truth, "base": base, "plain": plain, "blind": blind, "resumed": resumed,
+            "unblind": un, "captions": blind_captions,
             "key_before": key_before}
 
 
@@ -94,7 +109,7 @@ def test_blinded_outputs_hold_no_name_group_or_key(runs):
     # every key row's real values are absent, whichever way they are joined
     key = pd.read_csv(runs["base"] / "blind.blinding-key.csv", dtype=str)
     assert not (out / "blind.blinding-key.csv").exists()
-    assert len(key) == runs["truth"]["file"].nunique()
+    assert len(key) == runs["truth"]["file"].nunique() + 1  # the unreadable file too
 
 
 def test_captions_show_codes_not_names(runs):
@@ -115,7 +130,8 @@ def test_group_withheld_and_rows_sorted_by_code(runs):
     animals = pd.read_csv(out / "animals.csv", dtype=str)
     assert set(sections["group"]) == {"blinded"} and set(animals["group"]) == {"blinded"}
     key = pd.read_csv(runs["base"] / "blind.blinding-key.csv", dtype=str)
-    assert set(sections["image"]) == set(key["image_code"])
+    errors = pd.read_csv(out / "errors.csv", dtype=str)
+    assert set(sections["image"]) | set(errors["image"]) == set(key["image_code"])
     assert set(animals["animal"]) == set(key["animal_code"])
     from histoquant.batch.samples import natural_key
 
@@ -129,14 +145,28 @@ def test_group_withheld_and_rows_sorted_by_code(runs):
         assert list(pd.read_csv(prism).columns) == ["animal", "blinded"]
 
 
+def test_log_and_errors_name_no_file(runs):
+    assert any("R02_L5_s1" in line for line in runs["plain_logged"])  # the check can fail
+    assert runs["logged"]
+    for line in runs["logged"]:
+        for s in _secrets(runs):
+            assert not re.search(rf"(?<![A-Za-z0-9]){re.escape(s)}(?![A-Za-z0-9])", line,
+                                 re.IGNORECASE), (s, line)
+    errors = pd.read_csv(runs["base"] / "blind" / "errors.csv", dtype=str)
+    assert len(errors) == 1 and errors["image"].str.fullmatch(r"S[0-9A-Z]{6}").all()
+
+
 def test_resume_keeps_codes_and_reuses_every_result(runs):
-    assert runs["resumed"].n_reused == runs["blind"].n_units and runs["resumed"].n_run == 0
+    # every finished image reused; the unreadable one is tried again
+    assert runs["resumed"].n_reused == runs["blind"].n_units - 1
+    assert runs["resumed"].n_run == 0 and len(runs["resumed"].errors) == 1
     assert (runs["base"] / "blind.blinding-key.csv").read_text() == runs["key_before"]
 
 
 def test_unblinded_tables_equal_the_plain_run(runs):
     plain, un = runs["plain"].tables, runs["unblind"].tables
-    for name in ("sections", "animals", "objects"):
+    assert len(plain.errors) == 1
+    for name in ("sections", "animals", "objects", "errors"):
         pd.testing.assert_frame_equal(getattr(un, name), getattr(plain, name))
     assert un.prism.keys() == plain.prism.keys()
     for k in plain.prism:
@@ -149,7 +179,10 @@ def test_unblinded_tables_equal_the_plain_run(runs):
     assert qc == sorted(p.relative_to(runs["base"] / "plain").as_posix()
                         for p in (runs["base"] / "plain" / "qc").rglob("*.png"))
     record = json.loads((out / "run.json").read_text())
-    assert record["inputs"] and not record["failures"]
+    plain_record = json.loads((runs["base"] / "plain" / "run.json").read_text())
+    assert record["inputs"] == plain_record["inputs"]
+    assert record["failures"] == plain_record["failures"]
+    assert record["sample_sheet"] == plain_record["sample_sheet"]
 
 
 def test_wrong_key_is_refused_and_nothing_written(runs, tmp_path, monkeypatch):
@@ -194,14 +227,46 @@ def test_cli_blind_and_unblind(runs, tmp_path, monkeypatch, capsys):
 
     register(monkeypatch, BLOB_SPEC)
     out = tmp_path / "cli"
+    # exit status 1: the unreadable image failed (as in a plain run)
     assert main(["batch", str(runs["folder"]), "-o", str(out), "--blind", "--key-out",
-                 str(tmp_path / "key.csv"), "-q"]) == 0
+                 str(tmp_path / "key.csv"), "-q"]) == 1
     assert (tmp_path / "key.csv").is_file() and (tmp_path / "key.csv.hashes.json").is_file()
     assert not (out / ".parts" / "hashes.json").exists()
     assert main(["unblind", str(out), "--key", str(runs["base"] / "blind.blinding-key.csv"),
                  "-o", str(tmp_path / "u")]) == 2
     assert "another blinded run" in capsys.readouterr().err
     assert main(["unblind", str(out), "--key", str(tmp_path / "key.csv"), "-o",
-                 str(tmp_path / "u"), "-q"]) == 0
+                 str(tmp_path / "u"), "-q"]) == 1
     got = pd.read_csv(tmp_path / "u" / "animals.csv")
     pd.testing.assert_frame_equal(got, pd.read_csv(runs["base"] / "plain" / "animals.csv"))
+
+
+def test_exclusion_declared_by_code_while_blind_holds_after_unblinding(runs, tmp_path,
+                                                                      monkeypatch):
+    import shutil
+
+    import yaml
+
+    from histoquant.batch import run_batch, unblind
+
+    register(monkeypatch, BLOB_SPEC)
+    folder = tmp_path / "study"
+    shutil.copytree(runs["folder"], folder)
+    run_batch(folder, tmp_path / "b", blind=True)
+    key = pd.read_csv(tmp_path / "b.blinding-key.csv", dtype=str)
+    code = key.set_index("image_name").loc["R01_L4_s2", "image_code"]
+    cfg = yaml.safe_load((folder / "study.yaml").read_text())
+    cfg["exclusions"] = [{"sections": [f"{code}#2"], "reason": "folded tissue"}]
+    (folder / "study.yaml").write_text(yaml.safe_dump(cfg))
+    again = run_batch(folder, tmp_path / "b", blind=True, resume=True)
+    assert again.n_run == 0  # declaring an exclusion measures nothing again
+    sections = again.tables.sections
+    assert sections.loc[sections["excluded"], "image"].unique().tolist() == [code]
+    un = unblind(tmp_path / "b").tables
+    gone = un.sections[un.sections["excluded"]]
+    assert gone["image"].unique().tolist() == ["R01_L4_s2"]
+    assert set(gone["exclusion_reason"]) == {"folded tissue"}
+    plain = runs["plain"].tables.animals.set_index(["animal", "level"])
+    got = un.animals.set_index(["animal", "level"])
+    assert got.loc[("R01", "L4"), "n_sections"] == plain.loc[("R01", "L4"), "n_sections"] - 1
+    assert got.loc[("R02", "L4"), "n_blobs"] == plain.loc[("R02", "L4"), "n_blobs"]

@@ -499,9 +499,7 @@ class Blinding:
         subs: dict[str, str] = {}
         tokens: dict[str, str] = {}
         for s in plan.samples.values():
-            code = self.image_codes[s.rel]
-            for name in (str(s.path), str(s.path.resolve()), s.rel, s.path.name, s.image):
-                subs[name] = code
+            subs.update(_markers(s, self.image_codes[s.rel]))
             if s.roi is not None:
                 subs[str(s.roi)] = subs[s.roi.name] = "[region file]"
             tokens[s.animal] = self.animal_codes[s.animal]
@@ -511,6 +509,21 @@ class Blinding:
         # names are found only inside the paths and image names above
         tokens = {k: v for k, v in tokens.items() if len(k) >= 2 and re.search("[A-Za-z]", k)}
         return Scrubber(subs, tokens)
+
+    def names(self) -> Scrubber:
+        """Return the reverse rewriting, codes → names, for unblinding (after :meth:`code_plan`).
+
+        Returns
+        -------
+        Scrubber
+            Path, file and image markers back to what they stood for; animal codes back to
+            the animals.
+        """
+        subs: dict[str, str] = {}
+        for code, s in self.real.items():
+            subs.update({m: name for name, m in _markers(s, code).items()
+                         if name != str(s.path.resolve()) or name == str(s.path)})
+        return Scrubber(subs, {c: a for a, c in self.animal_codes.items()})
 
     # ---- files of the run ---------------------------------------------------------------
 
@@ -590,6 +603,17 @@ class Blinding:
             ``OUT/.parts``.
         """
         return _BlindStore(self.outdir, self.scrub)
+
+
+def _markers(s: Sample, code: str) -> dict[str, str]:
+    """Each way free text may name a sample's file → what stands for it in blinded text.
+
+    Distinct markers for the path, the file and the file name let unblinding put back the
+    very text a plain run would have written.
+    """
+    out = {str(s.path.resolve()): f"[path of {code}]", str(s.path): f"[path of {code}]",
+           s.rel: f"[file {code}]", s.path.name: f"[file name of {code}]", s.image: code}
+    return {k: v for k, v in out.items() if k}
 
 
 def _read_info(outdir: Path) -> dict[str, Any] | None:
@@ -763,8 +787,7 @@ def unblind(results: str | Path, key: str | Path | None = None,
     failures = {(f.get("image"), f.get("assay")): f for f in blinded_run.get("failures", [])}
     flags = {(m.get("image"), m.get("assay")): m.get("flags") for m in
              blinded_run.get("units", [])}
-    names = Scrubber({c: n.image for c, n in b.real.items()},
-                     {c: a for a, c in b.animal_codes.items()})
+    names = b.names()
     records, missing = {}, []
     coded_units = {u.key: u for u in coded.units}
     for u in plan.units:
