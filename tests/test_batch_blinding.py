@@ -270,3 +270,16 @@ def test_exclusion_declared_by_code_while_blind_holds_after_unblinding(runs, tmp
     got = un.animals.set_index(["animal", "level"])
     assert got.loc[("R01", "L4"), "n_sections"] == plain.loc[("R01", "L4"), "n_sections"] - 1
     assert got.loc[("R02", "L4"), "n_blobs"] == plain.loc[("R02", "L4"), "n_blobs"]
+
+
+def test_scrubber_rewrites_names_not_numbers():
+    from histoquant.batch.blinding import Scrubber
+
+    s = Scrubber({"/data/R07/R07_L4_s2.ome.tif": "[path of S1]", "R07_L4_s2": "S1"},
+                 {"R07": "A1", "MSC": "blinded"})
+    assert s("cannot read /data/R07/R07_L4_s2.ome.tif (R07, msc): 12 % of R070") == \
+        "cannot read [path of S1] (A1, blinded): 12 % of R070"
+    assert s.deep({"R07": ["R07_L4_s2 ok", 3]}) == {"A1": ["S1 ok", 3]}
+    frame = pd.DataFrame({"section": ["R07"], "flags": ["R07 torn"]})
+    got = s.frame(frame)
+    assert got["section"].tolist() == ["R07"] and got["flags"].tolist() == ["A1 torn"]

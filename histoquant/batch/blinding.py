@@ -230,7 +230,8 @@ class Scrubber:
         out = None
         for c in df.columns:
             # identifiers are coded already; "1" in a section column is no animal
-            if df[c].dtype == object and c not in ID_DTYPES:
+            if c not in ID_DTYPES and (df[c].dtype == object
+                                       or pd.api.types.is_string_dtype(df[c])):
                 new = df[c].map(lambda v: self(v) if isinstance(v, str) else v)
                 if not new.equals(df[c]):
                     out = df.copy() if out is None else out
@@ -458,8 +459,9 @@ class Blinding:
         coded = {}
         for p, s in plan.samples.items():
             code = self.image_codes[s.rel]
-            bad = [n for n in (s.animal, s.group, s.image) if n and s.section
-                   and n.lower() in s.section.lower()]
+            bad = [n for n in (s.animal, s.group, s.image) if s.section
+                   and len(n) >= 2 and re.search("[A-Za-z]", n)
+                   and Scrubber({}, {n: ""}).rx.search(s.section)]
             if bad:
                 raise BlindingError(f"{s.rel}: its section label {s.section!r} holds "
                                     f"{bad[0]!r}, which blinding hides; use section numbers")
