@@ -8,6 +8,8 @@ Every assay subcommand has the same shape::
                               -o OUTDIR
 
 and runs as a one-assay study (:func:`histoquant.runner.run_files`).
+``histoquant batch FOLDER --blind`` codes names and withholds groups;
+``histoquant unblind RESULTS --key KEY`` adds them back (:mod:`histoquant.batch.blinding`).
 
 Exit status: 0 when every image was measured; 1 when an image failed (each failure is a row
 of ``errors.csv``, the other images are still measured); 2 when an input shared by every
