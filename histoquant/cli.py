@@ -8,6 +8,8 @@ Every assay subcommand has the same shape::
                               -o OUTDIR
 
 and runs as a one-assay study (:func:`histoquant.runner.run_files`).
+``histoquant batch FOLDER --blind`` codes names and withholds groups;
+``histoquant unblind RESULTS --key KEY`` adds them back (:mod:`histoquant.batch.blinding`).
 
 Exit status: 0 when every image was measured; 1 when an image failed (each failure is a row
 of ``errors.csv``, the other images are still measured); 2 when an input shared by every
@@ -197,6 +199,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786 "
                         "(needs histoquant[dask])")
     _add_common(b, None)
+    b.add_argument("--blind", action="store_true",
+                   help="blinded run (ARRIVE 2.0): animals and images get random codes and "
+                        "every group reads 'blinded' in all outputs, the part store and the "
+                        "log; the key goes outside OUTDIR; see docs/blinding.md")
+    b.add_argument("--key-out", type=Path, metavar="KEY_CSV",
+                   help="where --blind writes its key (default OUTDIR.blinding-key.csv beside "
+                        "OUTDIR; never inside it)")
+    u = sub.add_parser(
+        "unblind", help="add real names, groups and statistics to a blinded study run",
+        description="Rebuild every output of a 'batch --blind' run with real animal and image "
+                    "names and groups, from its part store (no image is measured again), into "
+                    "a new folder; the blinded results stay as they are. Exit status 2 when "
+                    "the key is not this run's or the study changed since.")
+    u.add_argument("results", type=Path, metavar="RESULTS",
+                   help="the blinded run's output folder")
+    u.add_argument("--key", type=Path, metavar="KEY_CSV",
+                   help="the key the blinded run wrote (default: where it wrote it, "
+                        "RESULTS.blinding-key.csv)")
+    u.add_argument("-o", "--outdir", type=Path, metavar="OUTDIR",
+                   help="folder for the unblinded outputs (default RESULTS-unblinded)")
+    u.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     from .learn.cli import add_train_parser
     from .validate.cli import add_validate_parser
 
@@ -249,9 +272,16 @@ def _batch(args: argparse.Namespace, channels: dict) -> int:
                            assays=args.assay, params=args.params,
                            pixel_size_um=args.pixel_size_um, regions=args.regions,
                            channels=channels, jobs=args.jobs, scheduler=args.scheduler,
-                           resume=args.resume, progress=bar)
+                           resume=args.resume, progress=bar, blind=args.blind,
+                           key_out=args.key_out)
     except KeyboardInterrupt:
         return _interrupted(bar, args.outdir)
+    if args.blind and not args.quiet:
+        from .batch.blinding import default_key_path
+
+        key = args.key_out.resolve() if args.key_out else default_key_path(args.outdir)
+        print(f"blinded: the key is {key}; keep it from whoever assesses the results, then "
+              f"run 'histoquant unblind {args.outdir} --key {key}'", file=sys.stderr)
     if not args.quiet:
         print(f"{report.n_units} image × assay result(s): {report.n_run} measured, "
               f"{report.n_reused} reused, {len(report.errors)} failed; results in "
@@ -260,6 +290,20 @@ def _batch(args: argparse.Namespace, channels: dict) -> int:
             print(f"note: {note}", file=sys.stderr)
         if report.errors:
             print(f"see {report.outdir / 'errors.csv'}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _unblind(args: argparse.Namespace) -> int:
+    from .batch.blinding import unblind
+
+    try:
+        report = unblind(args.results, args.key, args.outdir)
+    except (HistoquantError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"unblinded {report.n_units} image × assay result(s) into {report.outdir}",
+              file=sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -283,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .learn.cli import run_train
 
         return run_train(args)
+    if args.command == "unblind":
+        return _unblind(args)
     channels = dict(args.channel)
     if getattr(args, "jobs", 1) < 1:
         print("error: --jobs must be 1 or more", file=sys.stderr)

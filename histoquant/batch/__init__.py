@@ -3,7 +3,8 @@
 ::
 
     histoquant batch STUDY_DIR -c study.yaml -o OUTDIR [--jobs N | --scheduler ADDRESS]
-                               [--resume]
+                               [--resume] [--blind [--key-out KEY]]
+    histoquant unblind OUTDIR [--key KEY] [-o NEW]
 
 In Python::
 
@@ -13,6 +14,7 @@ In Python::
 See ``docs/batch.md`` for the study file, the sample sheet and every output.
 """
 
+from .blinding import BlindingError, unblind
 from .config import (
     AssayPlan,
     QCOptions,
@@ -29,6 +31,7 @@ from .tables import StudyTables, assemble
 __all__ = [
     "AssayPlan",
     "BatchProgress",
+    "BlindingError",
     "BatchReport",
     "QCOptions",
     "Sample",
@@ -46,4 +49,5 @@ __all__ = [
     "plan_study",
     "read_sample_sheet",
     "run_batch",
+    "unblind",
 ]

@@ -23,7 +23,11 @@
                                         # set from the vehicle sections (or: all); default
                                         # scope: image (see histoquant.batch.thresholds)
     slides: {split_sections: false, tile_px: 4096, overlap_um: 100}
-    qc: {max_saturated_pct: 1.0, min_anatomy_score: 0.5}
+    qc: {max_saturated_pct: 1.0, min_anatomy_score: 0.5}   # flag only
+    exclusions:                         # sections left out of animal values, with the reason
+      - {rule: min_anatomy_score, value: 0.5}
+      - {rule: max_saturated_pct, value: 5}
+      - {sections: ["R07_L4_s2"], reason: "folded tissue"}   # image or image#section globs
 
 Every mistake in the file is collected and reported at once (:class:`StudyError`).
 """
@@ -40,13 +44,15 @@ from typing import Any
 from ..assays.base import AssaySpec, get_assay
 from ..errors import HistoquantError, ParamsError
 from ..params import AssayParams, ParamsValidationError, load_params_file, param
+from .exclusions import ExclusionRule, parse_exclusions
 from .thresholds import ALL_GROUPS, STUDY_THRESHOLDS, ThresholdOption, parse_threshold_option
 
 __all__ = ["StudyError", "AssayPlan", "SlideOptions", "QCOptions", "StudyConfig",
            "load_study", "load_study_config", "find_study_file", "STUDY_FILE_NAMES"]
 
 STUDY_FILE_NAMES = ("study.yaml", "study.yml", "study.json")
-_TOP_KEYS = ("title", "samples", "pattern", "groups", "exclude", "assays", "slides", "qc")
+_TOP_KEYS = ("title", "samples", "pattern", "groups", "exclude", "assays", "slides", "qc",
+             "exclusions")
 _ASSAY_KEYS = ("files", "regions", "channels", "params", "pixel_size_um", "measures",
                "modality", "model", "threshold")
 
@@ -168,6 +174,8 @@ class StudyConfig:
     slides: SlideOptions = field(default_factory=SlideOptions)
     qc: QCOptions = field(default_factory=QCOptions)
     raw: dict[str, Any] = field(default_factory=dict)
+    #: sections left out of animal values, with the reason (:mod:`.exclusions`)
+    exclusions: tuple[ExclusionRule, ...] = ()
 
 
 def glob_match(rel: str, pattern: str) -> bool:
@@ -498,6 +506,7 @@ def load_study(
     cfg.exclude = _str_list(data.get("exclude"), "exclude", problems)
     cfg.slides = _options(SlideOptions, data.get("slides"), "slides", problems)
     cfg.qc = _options(QCOptions, data.get("qc"), "qc", problems)
+    cfg.exclusions = parse_exclusions(data.get("exclusions"), problems)
     raw_assays = data.get("assays")
     wanted = [a.replace("_", "-") for a in assays]
     if path is not None and raw_assays is None and not wanted:

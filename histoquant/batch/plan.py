@@ -79,6 +79,7 @@ def plan_study(
     samples: str | Path | None = None,
     assays: Sequence[str] = (),
     overrides: Mapping[str, Any] | None = None,
+    hash_store: PartStore | None = None,
 ) -> StudyPlan:
     """Find images, read the study file and sample sheet, and check everything.
 
@@ -96,6 +97,9 @@ def plan_study(
         Run only these assays of the study file, or these assays when there is no file.
     overrides : mapping, optional
         Settings for every assay, from :func:`study_overrides`.
+    hash_store : PartStore, optional
+        Where the input hashes are cached (default ``outdir/.parts``; a blinded run keeps
+        them beside its key, since the cache names every file).
 
     Returns
     -------
@@ -148,7 +152,7 @@ def plan_study(
                               selected=selected)
     notes.extend(more)
     problems: list[str] = []
-    store = PartStore(outdir)
+    store = hash_store if hash_store is not None else PartStore(outdir)
     paths = sorted(smp, key=lambda p: natural_key(rels[p]))
     extra_files = sorted({s.roi for s in smp.values() if s.roi is not None}
                          | {Path(a.regions) for a in cfg.assays.values()

@@ -11,19 +11,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..io.safe_paths import OutputFolder
 from .assemble import assemble_study
+from .blinding import Blinding, plan_args, refuse_plain_run
+from .config import StudyError
+from .exclusions import exclude_sections
 from .execute import BatchProgress, Measured, measure_units, side_process
 from .plan import StudyPlan, plan_study, study_overrides
 from .store import PartStore
 from .tables import StudyTables
-from .thresholds import apply_study_thresholds
+from .thresholds import apply_study_thresholds, withheld_sections
 from .units import Unit, UnitOutput
 from .writers import (
     report_run_info,
@@ -80,6 +84,8 @@ def run_batch(
     scheduler: Any = None,
     resume: bool = False,
     progress: BatchProgress | None = None,
+    blind: bool = False,
+    key_out: str | Path | None = None,
 ) -> BatchReport:
     """Measure a study folder and write its tables, QC pictures, report and record.
 
@@ -107,6 +113,13 @@ def run_batch(
     progress : BatchProgress, optional
         ``progress(done, total, message)`` once with ``done = 0`` before the first image,
         then after each image.
+    blind : bool
+        Code animal and image names and withhold the groups in every output, the part
+        store and the log (:mod:`histoquant.batch.blinding`); :func:`~histoquant.batch.
+        blinding.unblind` adds them back. Resuming keeps the codes.
+    key_out : path, optional
+        Where a blinded run writes its key (default ``OUTDIR.blinding-key.csv`` beside
+        ``outdir``; never inside it).
 
     Returns
     -------
@@ -117,6 +130,9 @@ def run_batch(
     ------
     StudyError
         When the study file, sample sheet or file names are wrong (nothing is run).
+    BlindingError
+        When a blinded run's key would be inside ``outdir`` or is another run's, or when a
+        plain run is pointed at blinded results (and the reverse).
     OutputPathError
         When a file would be written outside ``outdir``. Every output file name made from
         a name in the data (region, image, measure, assay) is made safe first
@@ -131,14 +147,33 @@ def run_batch(
     outdir = Path(outdir).resolve()
     overrides = study_overrides(params=params, regions=regions, channels=channels,
                                 pixel_size_um=pixel_size_um)
+    blinding = Blinding.start(outdir, key_out) if blind else None
+    if blinding is None:
+        refuse_plain_run(outdir)
     plan = plan_study(folder, outdir, config=config, samples=samples, assays=assays,
-                      overrides=overrides)
-    t_plan = time.perf_counter()
+                      overrides=overrides,
+                      hash_store=blinding.hash_cache if blinding is not None else None)
+    _check_manual_exclusions(plan)
     store = PartStore(outdir)
     out = OutputFolder(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    # first pass: a study-wide threshold is set before any section is measured with it
-    apply_study_thresholds(plan, store, jobs=jobs, scheduler=scheduler, resume=resume)
+    aliases = None
+    real = plan
+    if blinding is not None:
+        plan = blinding.code_plan(real)  # draws the codes: names are rewritten from here on
+        blinding.write_key(real)
+        blinding.write_info(plan_args(folder, config, samples, assays, overrides))
+        store = blinding.store()
+        aliases = {code: [s.image] for code, s in blinding.real.items()}
+    t_plan = time.perf_counter()
+    with blinding.quiet_names() if blinding is not None else contextlib.nullcontext():
+        # first pass: a study-wide threshold is set before any section is measured with it,
+        # on the study's own plan, so that a blinded run still finds the chosen group's
+        # sections; its units are coded again, with the threshold they now carry
+        apply_study_thresholds(real, store, jobs=jobs, scheduler=scheduler, resume=resume)
+        if blinding is not None and real.thresholds:
+            plan = blinding.code_plan(real, fresh=False)
+            plan.thresholds = {a: withheld_sections(t) for a, t in real.thresholds.items()}
     t_thresholds = time.perf_counter()
     report = BatchReport(outdir=outdir, n_units=len(plan.units) + len(plan.failed),
                          notes=list(plan.notes))
@@ -146,26 +181,58 @@ def run_batch(
         if part.qc_png:
             write_qc_picture(out, unit.assay, unit.sample.image, part.qc_png)
 
-    measured = measure_units(plan.units, plan.failed, store, on_files=on_files, jobs=jobs,
-                             scheduler=scheduler, resume=resume, progress=progress)
-    report.n_run, report.n_reused = measured.n_run, measured.n_reused
-    if resume and report.n_reused:
-        report.notes.append(f"resumed: {report.n_reused} image × assay result(s) reused from "
-                            "an earlier run with the same inputs and settings")
-    t_run = time.perf_counter()
-    _finish(plan, store, out, report, measured, jobs=jobs, scheduler=scheduler, resume=resume,
-            timings={"planning_s": t_plan - t_start,
-                     **({"study_thresholds_s": t_thresholds - t_plan} if plan.thresholds
-                        else {}),
-                     "measuring_s": t_run - t_thresholds},
-            t_start=t_start)
+    with blinding.quiet_names() if blinding is not None else contextlib.nullcontext():
+        measured = measure_units(plan.units, plan.failed, store, on_files=on_files,
+                                 jobs=jobs, scheduler=scheduler, resume=resume,
+                                 progress=progress)
+        if blinding is not None:  # an error message may quote a file's path
+            measured.records = {k: blinding.scrub.deep(v) for k, v in measured.records.items()}
+        report.n_run, report.n_reused = measured.n_run, measured.n_reused
+        if resume and report.n_reused:
+            report.notes.append(f"resumed: {report.n_reused} image × assay result(s) reused "
+                                "from an earlier run with the same inputs and settings")
+        t_run = time.perf_counter()
+        _finish(plan, store, out, report, measured, jobs=jobs, scheduler=scheduler,
+                resume=resume,
+                timings={"planning_s": t_plan - t_start,
+                         **({"study_thresholds_s": t_thresholds - t_plan} if plan.thresholds
+                            else {}),
+                         "measuring_s": t_run - t_thresholds},
+                t_start=t_start, aliases=aliases,
+                scrub=blinding.scrub if blinding is not None else None)
     return report
+
+
+def _check_manual_exclusions(plan: StudyPlan) -> None:
+    """Refuse a manual exclusion whose image part names no image (a typo), before measuring.
+
+    A blinded run's codes are not known to the study file, so a name that looks like a code
+    (``S`` and six characters) is let through.
+    """
+    import fnmatch
+    import re
+
+    names = [s.image for s in plan.samples.values()]
+    bad = [p for r in plan.config.exclusions if r.rule == "sections" for p in r.sections
+           if not re.fullmatch(r"S[0-9A-Z]{6}(#.*)?", p)
+           and not any(fnmatch.fnmatchcase(n, p.split("#", 1)[0]) for n in names)]
+    if bad:
+        raise StudyError([f"exclusions: {p!r} names no image of the study" for p in bad],
+                         "study")
 
 
 def _finish(plan: StudyPlan, store: PartStore, out: OutputFolder, report: BatchReport,
             measured: Measured, *, jobs: int, scheduler: Any, resume: bool,
-            timings: dict[str, float], t_start: float) -> None:
+            timings: dict[str, float], t_start: float,
+            aliases: Mapping[str, Sequence[str]] | None = None,
+            scrub: Callable[[str], str] | None = None) -> None:
     """Assemble the tables from the parts and write every output, ``run.json`` last.
+
+    The study file's exclusions are marked right after assembling, so every table and
+    output after it sees them. ``aliases`` (image → its code or real name) lets a manual
+    exclusion name an image either way; ``scrub`` codes the names in the exclusion notes
+    of a blinded run. :func:`~histoquant.batch.blinding.unblind` calls this too, with the
+    real plan and a store that reads the coded parts back under real names.
 
     A spare process (:func:`~histoquant.batch.execute.side_process`, parallel runs only)
     writes the workbook while this one writes the report; it is shut down on any error.
@@ -176,6 +243,8 @@ def _finish(plan: StudyPlan, store: PartStore, out: OutputFolder, report: BatchR
         study = assemble_study(
             plan, store, measured.records, measured.finished,
             on_picture=lambda u, png: write_qc_picture(out, u.assay, u.sample.image, png))
+        excluded = exclude_sections(study, plan.config.exclusions, aliases=aliases,
+                                    scrub=scrub)
         report.errors = study.errors
         report.tables = study.tables
         report.notes.extend(study.notes)
@@ -192,8 +261,10 @@ def _finish(plan: StudyPlan, store: PartStore, out: OutputFolder, report: BatchR
         timings["assembling_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         report.seconds = timings["total_s"]
-        write_run_record(out, run_record(plan, study.units, notes=report.notes, jobs=jobs,
-                                         scheduler=scheduler, resume=resume, timings=timings))
+        record = run_record(plan, study.units, notes=report.notes, jobs=jobs,
+                            scheduler=scheduler, resume=resume, timings=timings)
+        record["exclusions"] = excluded
+        write_run_record(out, record)
     except BaseException:
         if side is not None:
             side.shutdown(wait=False, cancel_futures=True)

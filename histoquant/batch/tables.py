@@ -173,7 +173,8 @@ def animal_table(sections: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
     Parameters
     ----------
     sections : pandas.DataFrame
-        The section table (one row per section × region).
+        The section table (one row per section × region). Rows whose ``excluded`` column
+        is true (:mod:`histoquant.batch.exclusions`) are left out.
     groups : sequence of str
         Group order for the rows.
 
@@ -182,6 +183,8 @@ def animal_table(sections: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
     pandas.DataFrame
         One row per assay × animal × level × region, with ``n_sections``.
     """
+    if "excluded" in sections.columns:
+        sections = sections[~sections["excluded"].fillna(False).astype(bool)]
     if sections.empty:
         return pd.DataFrame(columns=[*ANIMAL_IDS, "n_sections"])
     out = []

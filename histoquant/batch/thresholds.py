@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # imported where used: config.py imports this module, and uni
 __all__ = ["ThresholdOption", "StudyThresholdKind", "StudyThreshold", "SampleJob",
            "STUDY_THRESHOLDS", "SCOPES", "ALL_GROUPS", "DEFAULT_SAMPLES_PER_SECTION",
            "sample_job", "encode_sample", "decode_sample", "apply_study_thresholds",
-           "parse_threshold_option", "chosen_units"]
+           "parse_threshold_option", "chosen_units", "withheld_sections"]
 
 log = logging.getLogger(__name__)
 
@@ -416,6 +416,28 @@ class StudyThreshold:
                 "sections": list(self.sections), "failed": list(self.failed),
                 "samples_per_section": self.samples_per_section,
                 "samples_reused": self.n_reused}
+
+
+def withheld_sections(threshold: StudyThreshold) -> StudyThreshold:
+    """Return a threshold's record as a blinded run may show it: no section named.
+
+    The sections that set a threshold ``from_group`` a group are that group's: listing them
+    would unblind the study. Their number stays; failures keep only their error type.
+
+    Parameters
+    ----------
+    threshold : StudyThreshold
+        The threshold set on the study's own plan.
+
+    Returns
+    -------
+    StudyThreshold
+        The same value and method, its sections replaced by placeholders.
+    """
+    return dataclasses.replace(
+        threshold, sections=["[withheld while blinded]"] * len(threshold.sections),
+        failed=[{"file": "[withheld while blinded]", "error": f.get("error", ""),
+                 "message": "[withheld while blinded]"} for f in threshold.failed])
 
 
 def chosen_units(units: Sequence[Unit], assay: str, from_group: str) -> list[Unit]:
