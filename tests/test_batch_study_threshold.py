@@ -314,3 +314,27 @@ def test_group_known_only_from_the_sheet_is_checked_when_planning(study, tmp_pat
         "    threshold: {scope: study, from_group: vehicle}\n")
     with pytest.raises(StudyError, match="split into sections"):
         load_study(folder / "study.yaml", folder)
+
+
+def test_blinded_run_sets_the_same_threshold_from_the_real_group(study, reference, tmp_path):
+    """A blinded run still pools the vehicles' sections (the plan it codes knows them), says
+    nothing of which sections they were, and unblinds to the plain run's tables."""
+    from histoquant.batch import unblind
+
+    out = tmp_path / "blind"
+    report = run_batch(study, out, blind=True)
+    assert report.ok, report.errors
+    rec, plain = _record(out), _record(reference)
+    assert rec["value"] == plain["value"] and rec["n_sections"] == 2
+    assert rec["sections"] == ["[withheld while blinded]"] * 2
+    every_text = "".join(p.read_text(errors="ignore") for p in out.rglob("*")
+                         if p.is_file() and p.suffix in (".json", ".csv", ".html", ".md"))
+    for name in ("v1_L4", "v2_L4", "t1_L4", "t2_L4"):
+        assert name not in every_text
+    sections = pd.read_csv(out / "sections.csv")
+    assert (sections["threshold"] == plain["value"]).all()
+    again = unblind(out, out=tmp_path / "unblinded")
+    assert again.ok
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "unblinded" / "sections.csv"),
+                                  pd.read_csv(reference / "sections.csv"))
+    assert _record(tmp_path / "unblinded")["sections"] == plain["sections"]

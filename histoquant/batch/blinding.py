@@ -707,8 +707,16 @@ class _UnblindStore(PartStore):
                                                       if x and x != NO_LEVEL)])
                 + f" (blinded as {self.blinding.image_codes[s.rel]}, "
                   f"{self.blinding.animal_codes[s.animal]})"]
+        summary = part.summary
+        if u.study_threshold is not None:
+            # the label names the group that set it ("study:mad(vehicle)"), which the
+            # blinded part holds as "blinded": the unit knows the real one
+            meta["study_threshold"] = u.study_threshold
+            column = u.study_threshold["column"]
+            if column in summary.columns:
+                summary = summary.assign(**{column: u.study_threshold["label"]})
         return dataclasses.replace(
-            part, meta=meta,
+            part, meta=meta, summary=summary,
             qc_png=_recaption(part.qc_png, line) if part.qc_png else None,
             thumb_png=_recaption(part.thumb_png, line) if part.thumb_png else None)
 
