@@ -53,7 +53,7 @@ def test_counts_exclusions_threshold_and_blinding():
     record = _record(study_thresholds={"motor-neurons": {
         "value": 12.5, "method": "mad", "from_group": "vehicle", "n_sections": 4}})
     text = methods_text(record, _sections(), groups=["vehicle", "MSC"],
-                        statistics="Welch's t-test.", blinded=True)
+                        statistics="Welch's t-test.", blinding="unblinded")
     # the excluded section is not counted
     assert "vehicle: 1 section from 1 animal; MSC: 2 sections from 2 animals" in text
     assert "1 section excluded (anatomy quality 0.31 < 0.5): a2" in text

@@ -842,5 +842,6 @@ def unblind(results: str | Path, key: str | Path | None = None,
             resume=True, timings={"planning_s": time.perf_counter() - t_start,
                                   "measuring_s": 0.0},
             t_start=t_start, aliases={s.image: [b.image_codes[s.rel]]
-                                      for s in plan.samples.values()})
+                                      for s in plan.samples.values()},
+            blinding="unblinded")
     return report

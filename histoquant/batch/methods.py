@@ -144,7 +144,7 @@ def _exclusions(sections: pd.DataFrame) -> list[str]:
 
 def methods_text(record: Mapping[str, Any], sections: pd.DataFrame, *,
                  groups: Sequence[str] = (), statistics: str | None = None,
-                 blinded: bool = False) -> str:
+                 blinding: str | None = None) -> str:
     """Return the methods paragraph of a study run, in Markdown.
 
     Parameters
@@ -158,8 +158,9 @@ def methods_text(record: Mapping[str, Any], sections: pd.DataFrame, *,
         Group order.
     statistics : str, optional
         The statistics sentence(s) (:func:`histoquant.batch.statistics.describe_statistics`).
-    blinded : bool
-        The run was blinded: groups are withheld, and the text says so.
+    blinding : str, optional
+        ``"blinded"``: a blinded run (groups withheld); ``"unblinded"``: the outputs of
+        ``histoquant unblind`` after a blinded run. The text says so.
 
     Returns
     -------
@@ -203,10 +204,15 @@ def methods_text(record: Mapping[str, Any], sections: pd.DataFrame, *,
     lines += ["**Exclusions.**" + (" Sections were excluded by the rules declared in the "
                                    "study file, before any statistics:" if excl else
                                    " No section was excluded."), *excl, ""]
-    if blinded:
-        lines += ["**Blinding.** The analysis was run blind: animal and section names were "
-                  "coded and group membership withheld from every output until the "
-                  "measurements were final (`histoquant unblind`).", ""]
+    if blinding == "blinded":
+        lines += ["**Blinding.** This run is blind: animal and section names are coded and "
+                  "group membership is withheld from every output; statistics follow "
+                  "`histoquant unblind`.", ""]
+    elif blinding == "unblinded":
+        lines += ["**Blinding.** The images were measured blind: animal and section names "
+                  "were coded and group membership withheld from every output until the "
+                  "measurements (and any exclusions) were final; groups were then added with "
+                  "`histoquant unblind`, which measured nothing again.", ""]
     if statistics:
         lines += [f"**Statistics.** {statistics}", ""]
     shown = [f"{k} {versions[k]}" for k in _KEY_VERSIONS if versions.get(k)]

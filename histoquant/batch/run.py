@@ -22,9 +22,11 @@ from ..io.safe_paths import OutputFolder
 from .assemble import assemble_study
 from .blinding import Blinding, plan_args, refuse_plain_run
 from .config import StudyError
+from .endpoints import endpoint_animal_values, endpoint_observations
 from .exclusions import exclude_sections
 from .execute import BatchProgress, Measured, measure_units, side_process
 from .plan import StudyPlan, plan_study, study_overrides
+from .statistics import study_statistics
 from .store import PartStore
 from .tables import StudyTables
 from .thresholds import apply_study_thresholds, withheld_sections
@@ -33,10 +35,12 @@ from .writers import (
     report_run_info,
     run_record,
     write_csv_tables,
+    write_methods,
     write_prism,
     write_qc_picture,
     write_report,
     write_run_record,
+    write_statistics,
     write_workbook,
 )
 
@@ -199,7 +203,8 @@ def run_batch(
                             else {}),
                          "measuring_s": t_run - t_thresholds},
                 t_start=t_start, aliases=aliases,
-                scrub=blinding.scrub if blinding is not None else None)
+                scrub=blinding.scrub if blinding is not None else None,
+                blinding="blinded" if blinding is not None else None)
     return report
 
 
@@ -225,14 +230,20 @@ def _finish(plan: StudyPlan, store: PartStore, out: OutputFolder, report: BatchR
             measured: Measured, *, jobs: int, scheduler: Any, resume: bool,
             timings: dict[str, float], t_start: float,
             aliases: Mapping[str, Sequence[str]] | None = None,
-            scrub: Callable[[str], str] | None = None) -> None:
+            scrub: Callable[[str], str] | None = None,
+            blinding: str | None = None) -> None:
     """Assemble the tables from the parts and write every output, ``run.json`` last.
 
     The study file's exclusions are marked right after assembling, so every table and
     output after it sees them. ``aliases`` (image → its code or real name) lets a manual
     exclusion name an image either way; ``scrub`` codes the names in the exclusion notes
     of a blinded run. :func:`~histoquant.batch.blinding.unblind` calls this too, with the
-    real plan and a store that reads the coded parts back under real names.
+    real plan and a store that reads the coded parts back under real names. ``blinding`` is
+    ``"blinded"`` for a blinded run (no statistics: there are no groups to compare),
+    ``"unblinded"`` for unblind's outputs, None otherwise; the methods paragraph says which.
+
+    The endpoints' statistics (:mod:`histoquant.batch.statistics`) go to
+    ``statistics.csv`` and the report; ``methods.md`` is written from the run's record.
 
     A spare process (:func:`~histoquant.batch.execute.side_process`, parallel runs only)
     writes the workbook while this one writes the report; it is shut down on any error.
@@ -254,8 +265,15 @@ def _finish(plan: StudyPlan, store: PartStore, out: OutputFolder, report: BatchR
         run_info = report_run_info(plan, n_units=report.n_units, n_run=report.n_run,
                                    n_reused=report.n_reused, n_failed=len(report.errors),
                                    jobs=jobs, scheduler=scheduler)
+        statistics = None
+        if blinding != "blinded":
+            observations = endpoint_observations(study.tables.sections)
+            statistics = study_statistics(observations,
+                                          endpoint_animal_values(observations), study.groups)
+            write_statistics(out, statistics)
         write_report(out, plan, study.tables, study.units, study.thumbnails,
-                     run_info=run_info, measures=study.measures, notes=report.notes)
+                     run_info=run_info, measures=study.measures, notes=report.notes,
+                     statistics=statistics)
         if excel is not None:
             excel.result()  # raises here what the workbook's writing raised
         timings["assembling_s"] = time.perf_counter() - t0
@@ -264,6 +282,11 @@ def _finish(plan: StudyPlan, store: PartStore, out: OutputFolder, report: BatchR
         record = run_record(plan, study.units, notes=report.notes, jobs=jobs,
                             scheduler=scheduler, resume=resume, timings=timings)
         record["exclusions"] = excluded
+        if statistics is not None:
+            record["outputs"].append("statistics.csv")
+        record["outputs"].append("methods.md")
+        write_methods(out, record, study.tables.sections, study.groups,
+                      statistics=statistics, blinding=blinding)
         write_run_record(out, record)
     except BaseException:
         if side is not None:

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EXCEL_OBJECT_ROWS", "PrismBlocks", "qc_path", "write_qc_picture",
            "write_csv_tables", "write_prism", "write_workbook", "report_run_info",
-           "write_report", "run_record", "write_run_record"]
+           "write_report", "write_statistics", "write_methods", "run_record",
+           "write_run_record"]
 
 # Larger object tables stay out of the Excel workbook (objects.csv always has every row).
 EXCEL_OBJECT_ROWS = 100_000
@@ -316,7 +317,7 @@ def _versions() -> dict[str, str]:
 
     out = versions()
     for dist in ("openpyxl", "dask", "distributed", "tqdm", "pillow",
-                 "imagecodecs"):
+                 "imagecodecs", "statsmodels", "scikit-learn", "skops"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -376,7 +377,10 @@ def run_record(plan: StudyPlan, units: Sequence[Mapping[str, Any]], *,
         "assays": {a: {"params": p.params.to_dict(), "params_class": type(p.params).__name__,
                        "files": list(p.files), "regions": p.regions,
                        "channels": dict(p.channels), "pixel_size_um": p.pixel_size_um,
-                       "measures": list(p.measures)} for a, p in cfg.assays.items()},
+                       "measures": list(p.measures),
+                       # a learned model replaces a step: which file, exactly
+                       "model": _file_record(Path(p.model)) if p.model else None}
+                   for a, p in cfg.assays.items()},
         # one threshold for every section of an assay, set by the first pass
         "study_thresholds": {a: t.record() for a, t in plan.thresholds.items()},
         "slides": cfg.slides.to_dict(),
@@ -399,6 +403,58 @@ def run_record(plan: StudyPlan, units: Sequence[Mapping[str, Any]], *,
         "outputs": ["objects.csv", "sections.csv", "animals.csv", "columns.csv", "prism/",
                     "study.xlsx", "qc/", "report.html"] + (["errors.csv"] if n_failed else []),
     }
+
+
+def write_statistics(out: OutputFolder, statistics: pd.DataFrame) -> Path:
+    """Write ``statistics.csv``: the endpoints' group comparisons (one row per comparison).
+
+    Parameters
+    ----------
+    out : OutputFolder
+        The run's output folder.
+    statistics : pandas.DataFrame
+        :func:`~histoquant.batch.statistics.study_statistics` output.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    return write_csv(statistics, out.path("statistics.csv"))
+
+
+def write_methods(out: OutputFolder, record: Mapping[str, Any], sections: pd.DataFrame,
+                  groups: Sequence[str], *, statistics: pd.DataFrame | None,
+                  blinding: str | None = None) -> Path:
+    """Write ``methods.md``, the run as a methods paragraph (:mod:`~histoquant.batch.methods`).
+
+    Parameters
+    ----------
+    out : OutputFolder
+        The run's output folder.
+    record : mapping
+        The run's record (``run.json``).
+    sections : pandas.DataFrame
+        The section table.
+    groups : sequence of str
+        Group order.
+    statistics : pandas.DataFrame or None
+        The endpoints' statistics; None in a blinded run.
+    blinding : str, optional
+        ``"blinded"`` or ``"unblinded"`` when the run was blind.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    from .methods import methods_text
+    from .statistics import describe_statistics
+
+    text = methods_text(record, sections, groups=groups,
+                        statistics=describe_statistics(statistics) if statistics is not None
+                        else None, blinding=blinding)
+    return write_bytes(text.encode("utf-8"), out.path("methods.md"))
 
 
 def write_run_record(out: OutputFolder, record: Mapping[str, Any]) -> Path:
