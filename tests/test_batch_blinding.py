@@ -283,3 +283,15 @@ def test_scrubber_rewrites_names_not_numbers():
     frame = pd.DataFrame({"section": ["R07"], "flags": ["R07 torn"]})
     got = s.frame(frame)
     assert got["section"].tolist() == ["R07"] and got["flags"].tolist() == ["A1 torn"]
+
+
+def test_statistics_wait_for_unblinding_and_methods_say_it_was_blind(runs):
+    base = runs["base"]
+    assert not (base / "blind" / "statistics.csv").exists()
+    assert "This run is blind" in (base / "blind" / "methods.md").read_text()
+    out = base / "blind-unblinded"
+    pd.testing.assert_frame_equal(pd.read_csv(out / "statistics.csv"),
+                                  pd.read_csv(base / "plain" / "statistics.csv"))
+    methods = (out / "methods.md").read_text()
+    assert "measured blind" in methods and "histoquant unblind" in methods
+    assert "Blinding" not in (base / "plain" / "methods.md").read_text()

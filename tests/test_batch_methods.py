@@ -62,3 +62,37 @@ def test_counts_exclusions_threshold_and_blinding():
     assert "ventral horns" in text or "anatomy module" in text
     assert "**Blinding.**" in text and "**Statistics.** Welch's t-test." in text
     assert "histoquant 9.9" in text and "numpy 2.0" in text
+
+
+def test_a_study_run_writes_methods_and_statistics(tmp_path):
+    """End to end: one parameter changed in the study file appears in methods.md; the
+    endpoints' statistics are in statistics.csv, one row per endpoint and group compared."""
+    import shutil
+    from pathlib import Path
+
+    from histoquant.batch import run_batch
+
+    src = Path(__file__).resolve().parents[1] / "example_images"
+    study = tmp_path / "study"
+    study.mkdir()
+    for f in src.glob("nissl_*.ome.tif"):
+        shutil.copy(f, study / f.name)
+    sheet = pd.read_csv(src / "samples.csv")
+    sheet[sheet["file"].str.startswith("nissl_")].to_csv(study / "samples.csv", index=False)
+    default = get_assay("motor-neurons").params_cls().min_soma_area_um2
+    (study / "study.yaml").write_text(
+        "samples: samples.csv\ngroups: [vehicle, MSC]\nassays:\n  motor-neurons:\n"
+        f"    files: ['nissl_*']\n    params: {{min_soma_area_um2: {default + 40}}}\n")
+    report = run_batch(study, tmp_path / "out")
+    assert report.ok, report.errors
+    methods = (tmp_path / "out" / "methods.md").read_text()
+    assert f"min_soma_area_um2 = {default + 40:g} µm² (default {default:g} µm²)" in methods
+    assert "vehicle: 2 sections from 2 animals; MSC: 2 sections from 2 animals" in methods
+    stats = pd.read_csv(tmp_path / "out" / "statistics.csv")
+    assert set(stats["endpoint"]) == {"motor_neurons_per_ventral_horn",
+                                      "motor_neuron_soma_area"}
+    assert set(stats["group"]) == {"MSC"} and set(stats["reference"]) == {"vehicle"}
+    animals = pd.read_csv(tmp_path / "out" / "sections.csv", dtype={"animal": str})
+    by_hand = animals.groupby("group")["n_motor_neurons"].mean()
+    row = stats.set_index("endpoint").loc["motor_neurons_per_ventral_horn"]
+    assert row["mean_diff"] == pytest.approx(by_hand["MSC"] - by_hand["vehicle"])
