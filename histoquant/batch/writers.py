@@ -285,7 +285,8 @@ def _sheet_name(assay: str, kind: str, taken: Mapping[str, object]) -> str:
 
 
 def write_workbook(out: OutputFolder, tables: StudyTables, prism: PrismBlocks, *,
-                   endpoints: PrismBlocks = (), side: ProcessPoolExecutor | None = None
+                   endpoints: Sequence[tuple[str, pd.DataFrame]] = (),
+                   side: ProcessPoolExecutor | None = None
                    ) -> Future | None:
     """Write ``study.xlsx``: per assay its animals and sections, then long, objects, errors, Prism.
 
@@ -302,7 +303,7 @@ def write_workbook(out: OutputFolder, tables: StudyTables, prism: PrismBlocks, *
         replaced by a note pointing to ``objects.csv``.
     prism : PrismBlocks
         From :func:`write_prism`, one under the other on the ``prism`` sheet.
-    endpoints : PrismBlocks
+    endpoints : sequence of (str, pandas.DataFrame)
         From :func:`write_prism_project`, one under the other on the ``endpoints`` sheet.
     side : ProcessPoolExecutor, optional
         A spare process (:func:`~histoquant.batch.execute.side_process`) to write the
