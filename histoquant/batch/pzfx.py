@@ -1,24 +1,25 @@
 """GraphPad Prism project files (``.pzfx``): write grouped tables, read them back.
 
-A ``.pzfx`` file is Prism's XML project format. No maintained Python library writes it with
-row titles and the *Column* table type a t-test needs (the ``pzfx`` port on PyPI, 0.3.0 of
-January 2026, is a single release its author calls a "vibe coding" port; it needs lxml), so
-this module writes the format as the R package ``pzfx`` (Yue Jiang, CRAN, MIT) documents and
-writes it, with :mod:`xml.etree.ElementTree` (every name escaped by the XML writer):
+A ``.pzfx`` file is Prism's XML project format. The one Python writer on PyPI, ``pzfx``
+0.3.0 (January 2026: a single release of a port of the R package, which its description calls
+a "vibe coding project"; it needs lxml), is too new to count as maintained, so this module
+writes the format as the R package ``pzfx`` (Yue Jiang, CRAN, MIT, in use since 2018)
+documents and writes it, with :mod:`xml.etree.ElementTree` (every name escaped by the XML
+writer):
 
-.. code-block:: xml
+.. code-block:: text
 
     <GraphPadPrismFile PrismXMLVersion="5.00">
-      <Created><OriginalVersion CreatedByProgram="GraphPad Prism" .../></Created>
-      <InfoSequence><Ref ID="Info0" Selected="1"/></InfoSequence>
+      <Created><OriginalVersion CreatedByProgram="GraphPad Prism" …></OriginalVersion></Created>
+      <InfoSequence><Ref ID="Info0" Selected="1"></Ref></InfoSequence>
       <Info ID="Info0"><Title>…</Title><Notes>…</Notes><Constant>…</Constant></Info>
-      <TableSequence Selected="1"><Ref ID="Table0" Selected="1"/>…</TableSequence>
+      <TableSequence Selected="1"><Ref ID="Table0" Selected="1"></Ref>…</TableSequence>
       <Table ID="Table0" XFormat="none" YFormat="replicates" Replicates="1"
              TableType="OneWay" EVFormat="AsteriskAfterNumber">
         <Title>Motor neurons per ventral horn (count)</Title>
         <RowTitlesColumn Width="…"><Subcolumn><d>R01</d>…</Subcolumn></RowTitlesColumn>
         <YColumn Width="…" Decimals="2" Subcolumns="1">
-          <Title>vehicle</Title><Subcolumn><d>9</d><d/>…</Subcolumn>
+          <Title>vehicle</Title><Subcolumn><d>9</d><d></d>…</Subcolumn>
         </YColumn>
         …
       </Table>
@@ -27,7 +28,7 @@ writes it, with :mod:`xml.etree.ElementTree` (every name escaped by the XML writ
 ``TableType="OneWay"`` with ``XFormat="none"`` is Prism's *Column* table: one data set per
 group, each a column of values, what Prism's unpaired t-test, Mann–Whitney test and one-way
 ANOVA read. Each row is one animal (the row title); an animal's value sits in its group's
-column and the other cells of its row are empty (``<d/>``), which Prism ignores.
+column and the other cells of its row are empty (``<d></d>``), which Prism ignores.
 
 :func:`read_pzfx` reads such files back (and the other one-subcolumn tables Prism writes,
 with or without row titles), so the tests check what was written by reading it.
