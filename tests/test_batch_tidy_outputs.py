@@ -357,6 +357,20 @@ def test_read_pzfx_reads_a_table_prism_saved(tmp_path):
         read_pzfx(path)
 
 
+def test_an_independent_reader_agrees(study, tmp_path):
+    """The Python port of the R package pzfx reads the same tables (when it is installed)."""
+    pzfx = pytest.importorskip("pzfx")
+    write_prism_project(OutputFolder(tmp_path), study)
+    path = tmp_path / "prism.pzfx"
+    mine = read_pzfx(path)
+    assert pzfx.pzfx_tables(str(path)) == list(mine)
+    for title, table in mine.items():
+        other = pzfx.read_pzfx(str(path), table=title)
+        assert other["ROWTITLE"].tolist() == list(table.index)
+        np.testing.assert_array_equal(other[list(table.columns)].to_numpy(float),
+                                      table.to_numpy(float))
+
+
 def test_endpoint_tables_keep_titles_apart():
     rows = []
     for assay in ("a1", "a2"):

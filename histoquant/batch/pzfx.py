@@ -1,8 +1,8 @@
 """GraphPad Prism project files (``.pzfx``): write grouped tables, read them back.
 
 A ``.pzfx`` file is Prism's XML project format. The one Python writer on PyPI, ``pzfx``
-0.3.0 (January 2026: a single release of a port of the R package, which its description calls
-a "vibe coding project"; it needs lxml), is too new to count as maintained, so this module
+0.3 (first released in January 2026, a port of the R package that its description calls a
+"vibe coding project"; it needs lxml), is too new to count as maintained, so this module
 writes the format as the R package ``pzfx`` (Yue Jiang, CRAN, MIT, in use since 2018)
 documents and writes it, with :mod:`xml.etree.ElementTree` (every name escaped by the XML
 writer):
