@@ -10,7 +10,7 @@ from histoquant.errors import DependencyError
 from histoquant.synthetic.study import write_phantom_study
 from histoquant.testing import BLOB_SPEC, register
 
-TABLES = ("objects.csv", "sections.csv", "animals.csv")
+TABLES = ("objects.csv", "sections.csv", "long.csv", "sections_long.csv")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,8 @@ def blobs(monkeypatch):
 
 
 def _tables(out):
-    files = [out / t for t in TABLES] + sorted((out / "prism").glob("*.csv"))
+    files = [out / t for t in TABLES] + sorted((out / "prism").glob("*.csv")) + sorted(
+        (out / "tables").glob("*.csv"))
     return {f.relative_to(out).as_posix(): f.read_bytes() for f in files}
 
 
@@ -60,8 +61,10 @@ def test_two_processes_give_identical_tables(small_study, reference, blobs, tmp_
     import pandas as pd
 
     book = pd.read_excel(tmp_path / "study.xlsx", sheet_name=None)
-    for name in ("sections", "animals", "objects"):
-        csv = pd.read_csv(tmp_path / f"{name}.csv")
+    for name, file in (("blobs sections", "tables/blobs__sections.csv"),
+                       ("blobs animals", "tables/blobs__animals.csv"),
+                       ("long", "long.csv"), ("objects", "objects.csv")):
+        csv = pd.read_csv(tmp_path / file)
         assert list(book[name].columns) == list(csv.columns)
         pd.testing.assert_frame_equal(book[name], csv, check_dtype=False)
 

@@ -35,7 +35,7 @@ def test_evans_blue_study_recovers_the_leak_area(tmp_path):
     out = tmp_path / "out"
     report = run_batch(folder, out)
     assert report.ok, report.errors
-    animals = pd.read_csv(out / "animals.csv").set_index("animal")
+    animals = pd.read_csv(out / "tables" / "evans-blue__animals.csv").set_index("animal")
     for animal, pct in truth.items():
         assert animals.loc[animal, "evb_positive_area_pct"] == pytest.approx(pct, abs=0.15)
         assert animals.loc[animal, "region"] == "grey_matter"
@@ -103,7 +103,7 @@ def test_gfp_cells_per_animal_and_level(tmp_path):
     (folder / "study.yaml").write_text("groups: [vehicle, MSC]\nassays: {gfp-cells: {}}\n")
     report = run_batch(folder, tmp_path / "out")
     assert report.ok, report.errors
-    animals = pd.read_csv(tmp_path / "out" / "animals.csv")
+    animals = pd.read_csv(tmp_path / "out" / "tables" / "gfp-cells__animals.csv")
     got = {(r.animal, r.level): r.n_gfp_cells for r in animals.itertuples()}
     assert got == truth
     wide = pd.read_csv(tmp_path / "out" / "prism" / "gfp-cells__n_gfp_cells__image__L4.csv")
@@ -125,5 +125,5 @@ def test_anatomy_assay_keeps_its_own_section_numbers(tmp_path):
     assert report.ok, report.errors
     sections = pd.read_csv(tmp_path / "out" / "sections.csv", dtype={"section": str})
     assert sorted(sections["section"]) == ["1", "2"]
-    animals = pd.read_csv(tmp_path / "out" / "animals.csv")
+    animals = pd.read_csv(tmp_path / "out" / "tables" / "anatomy__animals.csv")
     assert animals["n_sections"].tolist() == [2]

@@ -21,7 +21,7 @@ from histoquant.synthetic.study import write_phantom_study
 from histoquant.testing import BLOB_SPEC, register, run_blobs
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ("objects.csv", "sections.csv", "animals.csv")
+TABLES = ("objects.csv", "sections.csv", "long.csv", "tables/blobs__animals.csv")
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_killed_run_resumes(study, tmp_path, monkeypatch):
             proc.kill()
     done_before = len(_parts(tmp_path))
     assert 3 <= done_before < truth["file"].nunique()
-    assert not (tmp_path / "animals.csv").exists()
+    assert not (tmp_path / "long.csv").exists()
 
     seen: list[str] = []
     register(monkeypatch, _counting_spec(seen))

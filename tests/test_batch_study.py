@@ -3,7 +3,7 @@
 3 groups × 4 animals × 3 spinal levels × 2 sections; some levels are two sections on one
 pyramidal whole-slide OME-TIFF (found and measured tile by tile), some are PNGs whose pixel
 size only the sample sheet gives. The toy blob assay counts the phantom's cells exactly, so
-every count in animals.csv must equal the truth.
+every count in the animal table (tables/blobs__animals.csv) must equal the truth.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def test_the_run_succeeds_and_notes_the_non_image(study):
 
 def test_animals_table_equals_truth(study):
     _, out, truth, _ = study
-    animals = pd.read_csv(out / "animals.csv", dtype={"animal": str, "level": str})
+    animals = pd.read_csv(out / "tables" / "blobs__animals.csv",
+                          dtype={"animal": str, "level": str})
     assert list(animals.columns[:6]) == ["animal", "group", "level", "region", "assay",
                                          "n_sections"]
     assert len(animals) == 12 * 3  # animal × level, one region
@@ -90,7 +91,7 @@ def test_objects_table_holds_every_cell(study):
 
 def test_prism_tables_one_row_per_animal_one_column_per_group(study):
     _, out, _, _ = study
-    animals = pd.read_csv(out / "animals.csv", dtype={"animal": str})
+    animals = pd.read_csv(out / "tables" / "blobs__animals.csv", dtype={"animal": str})
     files = sorted((out / "prism").glob("blobs__n_blobs__tissue__*.csv"))
     assert [f.stem.rsplit("__", 1)[1] for f in files] == ["L2", "L3", "L4"]
     for f in files:
@@ -109,9 +110,9 @@ def test_prism_tables_one_row_per_animal_one_column_per_group(study):
 def test_excel_workbook_holds_every_table(study):
     _, out, _, _ = study
     book = pd.read_excel(out / "study.xlsx", sheet_name=None)
-    assert {"sections", "animals", "objects", "prism"} <= set(book)
-    assert len(book["sections"]) == 72
-    assert len(book["animals"]) == 36
+    assert {"blobs sections", "blobs animals", "long", "objects", "prism"} <= set(book)
+    assert len(book["blobs sections"]) == 72
+    assert len(book["blobs animals"]) == 36
 
 
 def test_report_and_qc(study):

@@ -14,7 +14,7 @@ import pytest
 from histoquant.synthetic.study import write_phantom_study
 from histoquant.testing import BLOB_SPEC, register, run_blobs
 
-TABLES = ("objects.csv", "sections.csv", "animals.csv")
+TABLES = ("objects.csv", "sections.csv", "long.csv", "tables/blobs__animals.csv")
 _VICTIM = "HISTOQUANT_TEST_KILL_IMAGE"
 
 

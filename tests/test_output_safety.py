@@ -251,8 +251,11 @@ def test_hostile_region_names_write_nothing_outside_and_tables_keep_them(
     assert len(set(prism)) == len(prism)
     assert len(list((out / "qc" / "blobs").glob("*.png"))) == truth["file"].nunique()
     # the tables show the names as drawn
-    animals = pd.read_csv(out / "animals.csv", dtype=str, keep_default_na=False)
+    animals = pd.read_csv(out / "tables" / "blobs__animals.csv", dtype=str,
+                          keep_default_na=False)
     assert set(animals["region"]) == set(BAD_REGIONS)
+    long = pd.read_csv(out / "long.csv", dtype=str, keep_default_na=False)
+    assert set(long["region"]) == set(BAD_REGIONS)
     sections = pd.read_csv(out / "sections.csv", dtype=str, keep_default_na=False)
     assert set(sections["region"]) == set(BAD_REGIONS)
     wide = pd.read_excel(out / "study.xlsx", sheet_name="prism", header=None)

@@ -291,7 +291,7 @@ def exclude_sections(study: AssembledStudy, rules: Sequence[ExclusionRule], *,
                      aliases: Mapping[str, Iterable[str]] | None = None,
                      scrub: Callable[[str], str] | None = None,
                      ) -> list[dict[str, str]]:
-    """Mark a study's excluded sections and rebuild its animal and Prism tables without them.
+    """Mark a study's excluded sections; rebuild its animal, tidy and Prism tables without them.
 
     Parameters
     ----------
@@ -310,7 +310,7 @@ def exclude_sections(study: AssembledStudy, rules: Sequence[ExclusionRule], *,
     list of dict
         One ``{image, section, assay, reason}`` per excluded section, for ``run.json``.
     """
-    from .tables import animal_table, prism_tables
+    from .tables import animal_table, long_table, prism_tables, sections_long_table
 
     t = study.tables
     t.sections, records, notes = mark_exclusions(t.sections, study.units, rules,
@@ -318,5 +318,9 @@ def exclude_sections(study: AssembledStudy, rules: Sequence[ExclusionRule], *,
     if records:
         t.animals = animal_table(t.sections, study.groups)
         t.prism = prism_tables(t.animals, study.groups, study.measures)
+        # the tidy tables feed models directly: an excluded section is not in them
+        t.long = long_table(t.animals)
+        kept = ~t.sections["excluded"].fillna(False).astype(bool)
+        t.sections_long = sections_long_table(t.sections[kept])
     study.notes.extend(notes)
     return records

@@ -65,8 +65,8 @@ _CI_CELLS = (("hedges_g", "hedges_g_ci_low", "hedges_g_ci_high", "Hedges' g [95 
 STATS_NOTE = (
     "Descriptive only: one value per animal; no test is computed on this page for these "
     "measures. The study's statistics are those of the endpoints (statistics.csv); further "
-    "analyses belong in the statistics tool (Prism, R) fed by animals.csv or the prism/ "
-    "tables.")
+    "analyses belong in the statistics tool (Prism, R) fed by long.csv, prism.pzfx or the "
+    "prism/ tables.")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em 2em;

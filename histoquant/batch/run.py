@@ -37,6 +37,7 @@ from .writers import (
     write_csv_tables,
     write_methods,
     write_prism,
+    write_prism_project,
     write_qc_picture,
     write_report,
     write_run_record,
@@ -261,7 +262,9 @@ def _finish(plan: StudyPlan, store: PartStore, out: OutputFolder, report: BatchR
         report.notes.extend(study.notes)
         write_csv_tables(out, study.tables, study.extras, study.groups)
         prism = write_prism(out, study.tables)
-        excel = write_workbook(out, study.tables, prism, side=side)
+        endpoints = write_prism_project(out, study.tables,
+                                        title=plan.config.title or plan.config.folder.name)
+        excel = write_workbook(out, study.tables, prism, endpoints=endpoints, side=side)
         run_info = report_run_info(plan, n_units=report.n_units, n_run=report.n_run,
                                    n_reused=report.n_reused, n_failed=len(report.errors),
                                    jobs=jobs, scheduler=scheduler)

@@ -1,17 +1,20 @@
 """The files of a study run, one writer per output.
 
-=========================  ===========================================================
-writer                     writes
-=========================  ===========================================================
-:func:`write_qc_picture`   ``qc/<assay>/<image>.png``
-:func:`write_csv_tables`   ``objects.csv``, ``sections.csv``, ``animals.csv``,
-                           ``columns.csv`` (unit and meaning of every measure),
-                           ``tables/<assay>__<name>.csv`` and ``errors.csv``
-:func:`write_prism`        ``prism/<assay>__<measure>__<region>__<level>.csv``
-:func:`write_workbook`     ``study.xlsx``
-:func:`write_report`       ``report.html``
-:func:`write_run_record`   ``run.json``
-=========================  ===========================================================
+===============================  ======================================================
+writer                           writes
+===============================  ======================================================
+:func:`write_qc_picture`         ``qc/<assay>/<image>.png``
+:func:`write_csv_tables`         ``objects.csv``, ``sections.csv``, ``long.csv``,
+                                 ``sections_long.csv``, ``columns.csv`` (unit and
+                                 meaning of every measure), ``tables/<assay>__animals.csv``,
+                                 ``tables/<assay>__sections.csv``,
+                                 ``tables/<assay>__<name>.csv`` and ``errors.csv``
+:func:`write_prism`              ``prism/<assay>__<measure>__<region>__<level>.csv``
+:func:`write_prism_project`      ``prism.pzfx`` (one Prism table per endpoint)
+:func:`write_workbook`           ``study.xlsx``
+:func:`write_report`             ``report.html``
+:func:`write_run_record`         ``run.json``
+===============================  ======================================================
 
 Each takes the :class:`~histoquant.io.safe_paths.OutputFolder` and what it writes; none
 computes a table (that is :mod:`histoquant.batch.assemble`'s work). Every file name made from a
@@ -37,17 +40,22 @@ from ..assays.base import get_assay
 from ..assays.contract import data_dictionary
 from ..io.safe_paths import OutputFolder, safe_file_name, safe_name
 from ..output import write_bytes, write_csv, write_excel, write_json
+from .endpoints import endpoint_animal_values, endpoint_observations, study_endpoints
+from .pzfx import write_pzfx
 from .report import build_report
 from .samples import Sample, natural_key
-from .tables import StudyTables, extra_table
+from .tables import StudyTables, assay_tables, endpoint_prism_tables, extra_table
 
 if TYPE_CHECKING:
     from .plan import StudyPlan
 
 __all__ = ["EXCEL_OBJECT_ROWS", "PrismBlocks", "qc_path", "write_qc_picture",
-           "write_csv_tables", "write_prism", "write_workbook", "report_run_info",
-           "write_report", "write_statistics", "write_methods", "run_record",
-           "write_run_record"]
+           "write_csv_tables", "write_prism", "write_prism_project", "write_workbook",
+           "report_run_info", "write_report", "write_statistics", "write_methods",
+           "run_record", "write_run_record"]
+
+# Characters Excel refuses in a sheet name.
+_EXCEL_FORBIDDEN = frozenset("[]:*?/\\")
 
 # Larger object tables stay out of the Excel workbook (objects.csv always has every row).
 EXCEL_OBJECT_ROWS = 100_000
@@ -112,16 +120,24 @@ def _clear_stale(folder: Path, kept: set[str]) -> None:
                 stale.unlink()
 
 
+#: Tables per assay, as ``tables/<assay>__<kind>.csv``; no extra table may take these names.
+ASSAY_TABLE_KINDS = ("animals", "sections")
+
+
 def write_csv_tables(out: OutputFolder, tables: StudyTables,
                      extras: Mapping[tuple[str, str], ExtraPieces],
                      groups: Sequence[str]) -> None:
     """Write the study's CSV tables.
 
-    ``objects.csv``, ``sections.csv`` and ``animals.csv``; ``columns.csv``, the data
-    dictionary of the measures (unit, meaning, how sections combine per animal, from each
-    assay's declaration); each assay's extra tables as
-    ``tables/<assay>__<name>.csv``; ``errors.csv`` when an image failed (an earlier run's
-    ``errors.csv`` is deleted when none did).
+    ``objects.csv`` and ``sections.csv`` (every assay's rows); ``long.csv`` and
+    ``sections_long.csv``, the tidy tables (one row per animal, or per section × region, ×
+    measure, with its unit: :func:`~histoquant.batch.tables.long_table`); per assay
+    ``tables/<assay>__animals.csv`` and ``tables/<assay>__sections.csv`` holding only that
+    assay's columns; ``columns.csv``, the data dictionary of the measures (unit, meaning, how
+    sections combine per animal, from each assay's declaration); each assay's extra tables
+    as ``tables/<assay>__<name>.csv``; ``errors.csv`` when an image failed (an earlier run's
+    ``errors.csv`` is deleted when none did, and so is the wide ``animals.csv`` of earlier
+    versions, which the per-assay tables and ``long.csv`` replace).
 
     Parameters
     ----------
@@ -133,10 +149,20 @@ def write_csv_tables(out: OutputFolder, tables: StudyTables,
         The per-image pieces of every extra table, joined here with the study's metadata.
     groups : sequence of str
         Group order, for sorting the extra tables as the others are.
+
+    Raises
+    ------
+    ValueError
+        When an assay's extra table is named ``animals`` or ``sections`` (it would overwrite
+        the assay's own table).
     """
     write_csv(tables.objects, out.path("objects.csv"))
     write_csv(tables.sections, out.path("sections.csv"))
-    write_csv(tables.animals, out.path("animals.csv"))
+    write_csv(tables.long, out.path("long.csv"))
+    write_csv(tables.sections_long, out.path("sections_long.csv"))
+    old_wide = out.path("animals.csv")
+    if old_wide.exists():
+        old_wide.unlink()
     assays = sorted(set(tables.sections["assay"])) if "assay" in tables.sections else []
     write_csv(pd.DataFrame(data_dictionary([get_assay(a) for a in assays]),
                            columns=["assay", "column", "unit", "meaning", "per_animal",
@@ -144,7 +170,15 @@ def write_csv_tables(out: OutputFolder, tables: StudyTables,
     # checked before the stale files in it are deleted, too
     tables_dir = out.path("tables")
     kept = set()
+    for kind, table in (("animals", tables.animals), ("sections", tables.sections)):
+        for assay, df in assay_tables(table).items():
+            file_name = safe_file_name(assay, kind, suffix=".csv")
+            write_csv(df, out.path("tables", file_name))
+            kept.add(file_name)
     for (assay, name), items in sorted(extras.items()):
+        if name in ASSAY_TABLE_KINDS:
+            raise ValueError(f"assay {assay!r}: an extra table may not be named {name!r} "
+                             f"(tables/{assay}__{name}.csv is the assay's own table)")
         file_name = safe_file_name(assay, name, suffix=".csv")
         write_csv(extra_table(items, groups), out.path("tables", file_name))
         kept.add(file_name)
@@ -185,9 +219,81 @@ def write_prism(out: OutputFolder, tables: StudyTables) -> PrismBlocks:
     return blocks
 
 
+def _endpoint_notes(wide: Mapping[str, pd.DataFrame]) -> list[str]:
+    """How each endpoint table of the Prism project was made, one line each."""
+    assays = {df.attrs["assay"] for df in wide.values()}
+    weights = {(spec.name, e.name): e.weight for spec, e in study_endpoints(sorted(assays))}
+    lines = ["One table per endpoint: one row per animal (row title), one column per group "
+             "(a Column table: unpaired t test, Mann-Whitney test, one-way ANOVA).",
+             "Each value is the animal's mean over its section x region observations."]
+    for title, df in wide.items():
+        a = df.attrs
+        weight = weights.get((a["assay"], a["endpoint"]))
+        how = f"weighted by {weight}" if weight else "each observation counts once"
+        level = f"level {a['level']}" if a["by_level"] else "levels pooled"
+        lines.append(f"{title}: {a['assay']} endpoint {a['endpoint']}, column {a['measure']}, "
+                     f"regions {a['regions']}, {level}; {how}.")
+    return lines
+
+
+def write_prism_project(out: OutputFolder, tables: StudyTables, *,
+                        title: str = "") -> PrismBlocks:
+    """Write ``prism.pzfx``: a GraphPad Prism project, one Column table per endpoint.
+
+    The tables are :func:`~histoquant.batch.tables.endpoint_prism_tables` of the endpoints'
+    animal values (:mod:`histoquant.batch.endpoints`): one row per animal, one column per
+    group, titled with the endpoint's label, unit and (``by_level``) level. A study whose
+    assays declare no endpoint gets no file (and loses an earlier run's).
+
+    Parameters
+    ----------
+    out : OutputFolder
+        The run's output folder.
+    tables : StudyTables
+        The assembled tables (the endpoints are read from ``tables.sections``).
+    title : str
+        The study's title, for the project's *Info* sheet.
+
+    Returns
+    -------
+    PrismBlocks
+        The endpoint tables with their titles, for the workbook's ``endpoints`` sheet.
+    """
+    from .. import __version__
+
+    path = out.path("prism.pzfx")
+    values = endpoint_animal_values(endpoint_observations(tables.sections))
+    wide = endpoint_prism_tables(values, tables.groups)
+    if not wide:
+        if path.exists():
+            path.unlink()
+        return []
+    constants = {"Software": f"histoquant {__version__}"}
+    if title:
+        constants["Study"] = title
+    write_pzfx(wide, path, notes=_endpoint_notes(wide), constants=constants)
+    return [(t, df.reset_index()) for t, df in wide.items()]
+
+
+def _sheet_name(assay: str, kind: str, taken: Mapping[str, object]) -> str:
+    """``"<assay> <kind>"`` as Excel takes it: at most 31 characters, none it forbids."""
+    clean = "".join("_" if ch in _EXCEL_FORBIDDEN else ch for ch in assay)
+    name, n = f"{clean[:30 - len(kind)]} {kind}", 2
+    while name in taken:  # two long assay names cut to the same start
+        tag = f" {n}"
+        name, n = f"{clean[:30 - len(kind) - len(tag)]}{tag} {kind}", n + 1
+    return name
+
+
 def write_workbook(out: OutputFolder, tables: StudyTables, prism: PrismBlocks, *,
-                   side: ProcessPoolExecutor | None = None) -> Future | None:
-    """Write ``study.xlsx``: sections, animals, objects, errors and the Prism tables.
+                   endpoints: Sequence[tuple[str, pd.DataFrame]] = (),
+                   side: ProcessPoolExecutor | None = None
+                   ) -> Future | None:
+    """Write ``study.xlsx``: per assay its animals and sections, then long, objects, errors, Prism.
+
+    Sheets ``<assay> animals`` and ``<assay> sections`` (each assay's own columns only),
+    ``long`` (the tidy animal table), ``objects``, ``errors`` (when an image failed),
+    ``endpoints`` (the Prism project's tables, when there are endpoints) and ``prism``.
 
     Parameters
     ----------
@@ -198,6 +304,8 @@ def write_workbook(out: OutputFolder, tables: StudyTables, prism: PrismBlocks, *
         replaced by a note pointing to ``objects.csv``.
     prism : PrismBlocks
         From :func:`write_prism`, one under the other on the ``prism`` sheet.
+    endpoints : sequence of (str, pandas.DataFrame)
+        From :func:`write_prism_project`, one under the other on the ``endpoints`` sheet.
     side : ProcessPoolExecutor, optional
         A spare process (:func:`~histoquant.batch.execute.side_process`) to write the
         workbook in while this one writes the report.
@@ -212,14 +320,19 @@ def write_workbook(out: OutputFolder, tables: StudyTables, prism: PrismBlocks, *
         # openpyxl needs minutes and GBs for a million rows; objects.csv holds them all
         objects_sheet = pd.DataFrame({"note": [f"{len(tables.objects)} objects: see "
                                                "objects.csv"]})
-    sheets = {"sections": tables.sections, "animals": tables.animals,
-              "objects": objects_sheet}
+    sheets = {}
+    for kind, table in (("animals", tables.animals), ("sections", tables.sections)):
+        for assay, df in assay_tables(table).items():
+            sheets[_sheet_name(assay, kind, sheets)] = df
+    sheets["long"] = tables.long
+    sheets["objects"] = objects_sheet
     if len(tables.errors):
         sheets["errors"] = tables.errors
+    blocks = {"endpoints": list(endpoints)} if endpoints else {}
+    blocks["prism"] = prism
     if side is not None:
-        return side.submit(write_excel, sheets, out.path("study.xlsx"),
-                           blocks={"prism": prism})
-    write_excel(sheets, out.path("study.xlsx"), blocks={"prism": prism})
+        return side.submit(write_excel, sheets, out.path("study.xlsx"), blocks=blocks)
+    write_excel(sheets, out.path("study.xlsx"), blocks=blocks)
     return None
 
 
@@ -400,8 +513,9 @@ def run_record(plan: StudyPlan, units: Sequence[Mapping[str, Any]], *,
         "failures": [{**m["error"], **({"traceback": m["traceback"]} if "traceback" in m
                                        else {})} for m in units if "error" in m],
         "notes": list(notes),
-        "outputs": ["objects.csv", "sections.csv", "animals.csv", "columns.csv", "prism/",
-                    "study.xlsx", "qc/", "report.html"] + (["errors.csv"] if n_failed else []),
+        "outputs": ["objects.csv", "sections.csv", "long.csv", "sections_long.csv", "tables/",
+                    "columns.csv", "prism/", "prism.pzfx", "study.xlsx", "qc/",
+                    "report.html"] + (["errors.csv"] if n_failed else []),
     }
 
 

@@ -157,7 +157,7 @@ def test_batch_widget_runs_folder(make_napari_viewer, qtbot, fakes, rgb_file, tm
     assert row["n_objects"] == core.summary["n_objects"].iloc[0]
     assert row["region_area_mm2"] == pytest.approx(core.summary["region_area_mm2"].iloc[0])
     assert next(iter(w.table.tables)) == "sections"
-    assert "animals" in w.table.tables
+    assert "long" in w.table.tables and "sections_long" not in w.table.tables
     assert w.progress_bar.value() == w.progress_bar.maximum() == 3
 
 

@@ -295,7 +295,7 @@ class BatchWidget(QWidget):
         return layers
 
     def _show_summary(self) -> None:
-        """Show the study tables the batch wrote (``summary``/``sections``/``animals``...)."""
+        """Show the study tables the batch wrote (``summary``/``sections``/``long``...)."""
         if self.job is None:
             return
         found = {p.stem: p for p in sorted(self.job.outdir.glob("*.csv"))
@@ -334,9 +334,10 @@ class BatchWidget(QWidget):
 
 
 #: Tables shown first after a batch, in this order; other CSV files follow by name.
-_TABLE_ORDER = ("summary", "sections", "animals", "errors", "objects")
-# A study's objects table can hold millions of rows: it is not loaded for display.
-_NOT_SHOWN = ("objects",)
+_TABLE_ORDER = ("summary", "sections", "long", "errors", "objects")
+# A study's objects table can hold millions of rows: it is not loaded for display; nor is
+# sections_long.csv, the section table again, one row per measure.
+_NOT_SHOWN = ("objects", "sections_long")
 
 
 def _run_batch_parameters() -> set[str]:
