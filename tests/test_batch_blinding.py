@@ -127,7 +127,7 @@ def test_captions_show_codes_not_names(runs):
 def test_group_withheld_and_rows_sorted_by_code(runs):
     out = runs["base"] / "blind"
     sections = pd.read_csv(out / "sections.csv", dtype=str)
-    animals = pd.read_csv(out / "animals.csv", dtype=str)
+    animals = pd.read_csv(out / "tables" / "blobs__animals.csv", dtype=str)
     assert set(sections["group"]) == {"blinded"} and set(animals["group"]) == {"blinded"}
     key = pd.read_csv(runs["base"] / "blind.blinding-key.csv", dtype=str)
     errors = pd.read_csv(out / "errors.csv", dtype=str)
@@ -172,7 +172,7 @@ def test_unblinded_tables_equal_the_plain_run(runs):
     for k in plain.prism:
         pd.testing.assert_frame_equal(un.prism[k], plain.prism[k])
     out = runs["base"] / "blind-unblinded"
-    for f in ("sections.csv", "animals.csv", "objects.csv"):
+    for f in ("sections.csv", "tables/blobs__animals.csv", "long.csv", "objects.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(out / f), pd.read_csv(
             runs["base"] / "plain" / f))
     qc = sorted(p.relative_to(out).as_posix() for p in (out / "qc").rglob("*.png"))
@@ -237,8 +237,8 @@ def test_cli_blind_and_unblind(runs, tmp_path, monkeypatch, capsys):
     assert "another blinded run" in capsys.readouterr().err
     assert main(["unblind", str(out), "--key", str(tmp_path / "key.csv"), "-o",
                  str(tmp_path / "u"), "-q"]) == 1
-    got = pd.read_csv(tmp_path / "u" / "animals.csv")
-    pd.testing.assert_frame_equal(got, pd.read_csv(runs["base"] / "plain" / "animals.csv"))
+    got = pd.read_csv(tmp_path / "u" / "long.csv")
+    pd.testing.assert_frame_equal(got, pd.read_csv(runs["base"] / "plain" / "long.csv"))
 
 
 def test_exclusion_declared_by_code_while_blind_holds_after_unblinding(runs, tmp_path,

@@ -1,7 +1,7 @@
 """Declared exclusions: rules and manual entries mark sections, which leave the animal values.
 
 The rules are checked on handmade tables (scores and saturation chosen around the limits);
-the manual entries and the bookkeeping (sections.csv, animals.csv, run.json, endpoints) on a
+the manual entries and the bookkeeping (sections.csv, the animal and tidy tables, run.json, endpoints) on a
 phantom study whose per-animal counts are known.
 """
 
@@ -130,7 +130,7 @@ def test_study_excludes_named_sections_everywhere(study):
     assert sorted(zip(gone["image"], gone["section"], gone["exclusion_reason"])) == [
         ("R01_L4_s2", "2", "folded tissue"), ("R03_L3_slide", "2", "bubble")]
     assert len(sections) == len(truth)  # excluded rows stay, visible
-    animals = pd.read_csv(out / "animals.csv", dtype={"animal": str})
+    animals = pd.read_csv(out / "tables" / "blobs__animals.csv", dtype={"animal": str})
     kept = truth[~(((truth["animal"] == "R01") & (truth["level"] == "L4")
                     & (truth["section"].astype(str) == "2"))
                    | ((truth["animal"] == "R03") & (truth["level"] == "L3")
@@ -139,6 +139,12 @@ def test_study_excludes_named_sections_everywhere(study):
     got = animals.set_index(["animal", "level"]).loc[want.index]
     np.testing.assert_array_equal(got["n_blobs"], want["sum"])
     np.testing.assert_array_equal(got["n_sections"], want["size"])
+    # the tidy tables a model reads hold no excluded section either
+    long = pd.read_csv(out / "long.csv", dtype={"animal": str})
+    n = long[long["measure"] == "n_blobs"].set_index(["animal", "level"])["value"]
+    np.testing.assert_array_equal(n.loc[want.index], want["sum"])
+    per_section = pd.read_csv(out / "sections_long.csv", dtype={"section": str})
+    assert not ((per_section["image"] == "R01_L4_s2") & (per_section["section"] == "2")).any()
     record = json.loads((out / "run.json").read_text())
     assert sorted((e["image"], e["section"], e["reason"]) for e in record["exclusions"]) == [
         ("R01_L4_s2", "2", "folded tissue"), ("R03_L3_slide", "2", "bubble")]

@@ -26,7 +26,7 @@ PARAMS = {"dark_level": 100}
 # noisier, so per-image thresholds differ and a study threshold is not any one image's
 ANIMALS = (("v1", "vehicle", 10, 12.0, 0.3), ("v2", "vehicle", 11, 12.0, 0.3),
            ("t1", "treated", 12, 12.0, 3.0), ("t2", "treated", 13, 20.0, 3.0))
-TABLES = ("sections.csv", "animals.csv", "objects.csv")
+TABLES = ("sections.csv", "long.csv", "objects.csv")
 
 
 def _study_yaml(folder: Path, threshold: str | None, params: dict | None = None) -> None:
