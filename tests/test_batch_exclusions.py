@@ -1,7 +1,8 @@
 """Declared exclusions: rules and manual entries mark sections, which leave the animal values.
 
 The rules are checked on handmade tables (scores and saturation chosen around the limits);
-the manual entries and the bookkeeping (sections.csv, the animal and tidy tables, run.json, endpoints) on a
+the manual entries and the bookkeeping (sections.csv, the animal and tidy tables, run.json,
+endpoints) on a
 phantom study whose per-animal counts are known.
 """
 
