@@ -262,7 +262,10 @@ def _finish(plan: StudyPlan, store: PartStore, out: OutputFolder, report: BatchR
         report.notes.extend(study.notes)
         write_csv_tables(out, study.tables, study.extras, study.groups)
         prism = write_prism(out, study.tables)
-        endpoints = write_prism_project(out, study.tables,
+        # the endpoints' tables, once: the Prism project and the statistics read the same
+        observations = endpoint_observations(study.tables.sections)
+        values = endpoint_animal_values(observations)
+        endpoints = write_prism_project(out, study.tables, values=values,
                                         title=plan.config.title or plan.config.folder.name)
         excel = write_workbook(out, study.tables, prism, endpoints=endpoints, side=side)
         run_info = report_run_info(plan, n_units=report.n_units, n_run=report.n_run,
@@ -270,9 +273,7 @@ def _finish(plan: StudyPlan, store: PartStore, out: OutputFolder, report: BatchR
                                    jobs=jobs, scheduler=scheduler)
         statistics = None
         if blinding != "blinded":
-            observations = endpoint_observations(study.tables.sections)
-            statistics = study_statistics(observations,
-                                          endpoint_animal_values(observations), study.groups)
+            statistics = study_statistics(observations, values, study.groups)
             write_statistics(out, statistics)
         write_report(out, plan, study.tables, study.units, study.thumbnails,
                      run_info=run_info, measures=study.measures, notes=report.notes,

@@ -237,7 +237,7 @@ def _endpoint_notes(wide: Mapping[str, pd.DataFrame]) -> list[str]:
 
 
 def write_prism_project(out: OutputFolder, tables: StudyTables, *,
-                        title: str = "") -> PrismBlocks:
+                        title: str = "", values: pd.DataFrame | None = None) -> PrismBlocks:
     """Write ``prism.pzfx``: a GraphPad Prism project, one Column table per endpoint.
 
     The tables are :func:`~histoquant.batch.tables.endpoint_prism_tables` of the endpoints'
@@ -253,6 +253,9 @@ def write_prism_project(out: OutputFolder, tables: StudyTables, *,
         The assembled tables (the endpoints are read from ``tables.sections``).
     title : str
         The study's title, for the project's *Info* sheet.
+    values : pandas.DataFrame, optional
+        The endpoints' animal values, when the caller has them already (the run's statistics
+        read the same table); default: computed from ``tables.sections``.
 
     Returns
     -------
@@ -262,7 +265,8 @@ def write_prism_project(out: OutputFolder, tables: StudyTables, *,
     from .. import __version__
 
     path = out.path("prism.pzfx")
-    values = endpoint_animal_values(endpoint_observations(tables.sections))
+    if values is None:
+        values = endpoint_animal_values(endpoint_observations(tables.sections))
     wide = endpoint_prism_tables(values, tables.groups)
     if not wide:
         if path.exists():
